@@ -1,0 +1,178 @@
+/**
+ * The base every slotctl verb extends: global flags, connection settings, colour, the
+ * --json contract, exit codes, secret-free errors, and closing every client on exit.
+ */
+import {Command, Errors, Flags, type Interfaces} from '@oclif/core'
+
+import {type NodeAddress, parseAddressList} from './address.js'
+import {type ClusterSnapshot, loadCluster} from './cluster.js'
+import {type ConnectionSettings, NodePool} from './connection.js'
+import {ExitCode, SlotctlError, errorMessage, usageError} from './errors.js'
+import {confirmOrFail} from './prompt.js'
+import {applyColour, colourEnabled} from './render.js'
+
+export type BaseFlags<T extends typeof Command> = Interfaces.InferredFlags<(typeof BaseCommand)['baseFlags'] & T['flags']>
+export type BaseArgs<T extends typeof Command> = Interfaces.InferredArgs<T['args']>
+
+const EXIT_CODE_HELP = `EXIT CODES
+  0    success
+  1    the operation failed (unreachable node, refused change, server error)
+  2    bad input or usage (malformed address, unknown node id, invalid flag value)
+  3    check found problems that fix would repair or that block a reshard
+  4    a confirmation was needed, but there is no terminal and no --yes
+  130  interrupted (Ctrl-C / SIGTERM)`
+
+function truthyEnv(value: string | undefined): boolean {
+  return value !== undefined && !['', '0', 'false', 'no'].includes(value.toLowerCase())
+}
+
+interface ErrorEnvelope {
+  code: string
+  exitCode: number
+  message: string
+  suggestions?: string[]
+}
+
+/** Reduces anything thrown to a stable, secret-free shape. Never serialises the error object. */
+export function toEnvelope(err: unknown): ErrorEnvelope {
+  if (err instanceof SlotctlError) {
+    return {code: err.code, exitCode: err.exitCode, message: err.message, ...(err.suggestions.length > 0 ? {suggestions: err.suggestions} : {})}
+  }
+  if (err instanceof Errors.CLIError) {
+    // oclif parse errors carry "See more help with --help" on a second line, and exit 2.
+    const firstLine = err.message.split('\n')[0].replace(/^Error:\s*/, '')
+    const exitCode = typeof err.oclif?.exit === 'number' ? err.oclif.exit : ExitCode.usage
+    return {code: 'E_USAGE', exitCode: exitCode === 1 ? ExitCode.usage : exitCode, message: firstLine, suggestions: ['see --help']}
+  }
+  return {code: 'E_FAILED', exitCode: ExitCode.failed, message: errorMessage(err)}
+}
+
+export abstract class BaseCommand<T extends typeof Command> extends Command {
+  static baseFlags = {
+    password: Flags.string({char: 'a', description: 'password for AUTH (prefer the env var: a flag is visible in ps)', env: 'REDISCLI_AUTH', helpGroup: 'CONNECTION'}),
+    user: Flags.string({description: 'ACL user name for AUTH', helpGroup: 'CONNECTION'}),
+    tls: Flags.boolean({description: 'connect with TLS', helpGroup: 'CONNECTION'}),
+    cacert: Flags.string({description: 'CA certificate file to verify servers', helpGroup: 'CONNECTION'}),
+    cert: Flags.string({description: 'client certificate file', helpGroup: 'CONNECTION'}),
+    key: Flags.string({description: 'client private key file', helpGroup: 'CONNECTION'}),
+    sni: Flags.string({description: 'server name for TLS SNI', helpGroup: 'CONNECTION'}),
+    insecure: Flags.boolean({description: 'do not verify the server certificate', helpGroup: 'CONNECTION'}),
+    'connect-timeout': Flags.integer({default: 3000, description: 'connect timeout per node, in ms', helpGroup: 'CONNECTION', min: 1}),
+    yes: Flags.boolean({char: 'y', description: 'answer yes to confirmations (also SLOTCTL_YES=1 or REDISCLI_CLUSTER_YES=1)', env: 'SLOTCTL_YES', helpGroup: 'GLOBAL'}),
+    'no-color': Flags.boolean({description: 'no colour (also NO_COLOR=1)', helpGroup: 'GLOBAL'}),
+    verbose: Flags.boolean({description: 'more detail, and stack traces on errors', helpGroup: 'GLOBAL'}),
+  }
+
+  static enableJsonFlag = true
+
+  protected flags!: BaseFlags<T>
+  protected args!: BaseArgs<T>
+  /** Exit code to use after a successful run that still reports problems (check → 3). */
+  protected resultExitCode: number = ExitCode.ok
+  private poolInstance?: NodePool
+  private signalHandler?: (signal: NodeJS.Signals) => void
+
+  static withExitCodes(description: string): string {
+    return `${description}\n\n${EXIT_CODE_HELP}`
+  }
+
+  public async init(): Promise<void> {
+    await super.init()
+    const {args, flags} = await this.parse({
+      args: this.ctor.args,
+      baseFlags: (super.ctor as typeof BaseCommand).baseFlags,
+      enableJsonFlag: this.ctor.enableJsonFlag,
+      flags: this.ctor.flags,
+      strict: this.ctor.strict,
+    })
+    this.flags = flags as BaseFlags<T>
+    this.args = args as BaseArgs<T>
+    applyColour(colourEnabled({json: this.jsonEnabled(), noColorFlag: this.flags['no-color']}))
+    this.installSignalHandlers()
+  }
+
+  /** --yes, SLOTCTL_YES, or redis-cli's REDISCLI_CLUSTER_YES. */
+  protected get assumeYes(): boolean {
+    return Boolean(this.flags.yes) || truthyEnv(process.env.REDISCLI_CLUSTER_YES)
+  }
+
+  protected connectionSettings(fromAddress?: NodeAddress, commandTimeoutMs = 15_000): ConnectionSettings {
+    const f = this.flags
+    return {
+      commandTimeoutMs,
+      connectTimeoutMs: f['connect-timeout'],
+      password: f.password ?? fromAddress?.password,
+      tls: {caFile: f.cacert, certFile: f.cert, enabled: Boolean(f.tls || fromAddress?.tls), insecure: f.insecure, keyFile: f.key, servername: f.sni},
+      username: f.user ?? fromAddress?.username,
+    }
+  }
+
+  /** The command's connection pool; created on first use with the global flags. */
+  protected pool(seed?: NodeAddress, commandTimeoutMs?: number): NodePool {
+    this.poolInstance ??= new NodePool(this.connectionSettings(seed, commandTimeoutMs))
+    return this.poolInstance
+  }
+
+  protected parseSeed(words: string[]): NodeAddress {
+    const addresses = parseAddressList(words)
+    if (addresses.length !== 1) throw usageError(`expected one node address, got ${addresses.length}`)
+    return addresses[0]
+  }
+
+  protected async loadCluster(seed: NodeAddress): Promise<ClusterSnapshot> {
+    return loadCluster(this.pool(seed), seed)
+  }
+
+  protected async confirm(message: string): Promise<boolean> {
+    return confirmOrFail(message, this.assumeYes)
+  }
+
+  /** Progress and notes go to stderr so stdout stays clean for --json and pipes. */
+  protected note(message: string): void {
+    if (!this.jsonEnabled()) process.stderr.write(`${message}\n`)
+  }
+
+  protected async catch(err: Error & {exitCode?: number}): Promise<unknown> {
+    if (err instanceof Errors.ExitError) throw err
+    const envelope = toEnvelope(err)
+    if (this.jsonEnabled()) {
+      this.logJson({error: envelope})
+    } else {
+      process.stderr.write(`slotctl: error: ${envelope.message}\n`)
+      for (const hint of envelope.suggestions ?? []) process.stderr.write(`  hint: ${hint}\n`)
+      if (this.flags?.verbose && err.stack) process.stderr.write(`${err.stack}\n`)
+    }
+    return this.exit(envelope.exitCode)
+  }
+
+  protected async finally(err: Error | undefined): Promise<unknown> {
+    this.removeSignalHandlers()
+    await this.poolInstance?.closeAll()
+    if (!err && this.resultExitCode !== ExitCode.ok) process.exitCode = this.resultExitCode
+    return super.finally(err)
+  }
+
+  /**
+   * Default Ctrl-C: close every client and exit 130. Long-running verbs override
+   * `onInterrupt` to finish in-flight work first.
+   */
+  protected async onInterrupt(signal: NodeJS.Signals): Promise<void> {
+    this.note(`slotctl: interrupted (${signal})`)
+    await this.poolInstance?.closeAll()
+    process.exit(ExitCode.interrupted)
+  }
+
+  private installSignalHandlers(): void {
+    this.signalHandler = (signal) => {
+      void this.onInterrupt(signal)
+    }
+    process.on('SIGINT', this.signalHandler)
+    process.on('SIGTERM', this.signalHandler)
+  }
+
+  private removeSignalHandlers(): void {
+    if (!this.signalHandler) return
+    process.off('SIGINT', this.signalHandler)
+    process.off('SIGTERM', this.signalHandler)
+  }
+}

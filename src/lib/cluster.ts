@@ -1,0 +1,128 @@
+/**
+ * Loads a cluster from one seed node: the seed's CLUSTER NODES, then every known node's own
+ * view in parallel, so that disagreements between nodes stay visible to checks.
+ */
+import type {Redis} from 'ioredis'
+
+import {type NodeAddress, formatAddress} from './address.js'
+import {NODE_PARALLELISM, type NodePool, settleLimit} from './connection.js'
+import {SlotctlError, errorMessage} from './errors.js'
+import {type ClusterNode, myselfOf, parseClusterNodes, parseInfo, resolveNodeId} from './topology.js'
+
+export interface NodeView {
+  id: string
+  address: string
+  reachable: boolean
+  error?: string
+  /** The node's own CLUSTER NODES. */
+  nodes?: ClusterNode[]
+  /** The node's CLUSTER INFO. */
+  clusterInfo?: Record<string, string>
+}
+
+export interface ClusterSnapshot {
+  seedAddress: string
+  seedId: string
+  /**
+   * Every node the seed knows. A reachable node's slots, open slots, role and master come
+   * from its own `myself` line (what it will act on); flags such as fail come from the seed.
+   */
+  nodes: ClusterNode[]
+  views: Record<string, NodeView>
+}
+
+export interface NodeState {
+  nodes: ClusterNode[]
+  clusterInfo: Record<string, string>
+}
+
+function notClusterError(address: string): SlotctlError {
+  return new SlotctlError(`${address} is not a cluster node (cluster support is disabled there)`, {
+    code: 'E_NOT_CLUSTER',
+    suggestions: ['start redis-server with --cluster-enabled yes, or point slotctl at a node of the cluster'],
+  })
+}
+
+/** One node's CLUSTER NODES and CLUSTER INFO, read in one round trip. */
+export async function readNodeState(client: Redis, address: string): Promise<NodeState> {
+  let replies: Array<[Error | null, unknown]> | null
+  try {
+    replies = await client.pipeline().call('CLUSTER', 'NODES').call('CLUSTER', 'INFO').exec()
+  } catch (error) {
+    throw new SlotctlError(`cannot read cluster state from ${address}: ${errorMessage(error)}`, {code: 'E_UNREACHABLE'})
+  }
+  const [[nodesError, nodesText], [infoError, infoText]] = replies ?? [[new Error('no reply'), null], [null, null]]
+  const failure = nodesError ?? infoError
+  if (failure) {
+    if (/cluster support disabled/i.test(failure.message)) throw notClusterError(address)
+    throw new SlotctlError(`${address} answered CLUSTER NODES with: ${failure.message}`, {code: 'E_PROTOCOL'})
+  }
+  return {clusterInfo: parseInfo(String(infoText)), nodes: parseClusterNodes(String(nodesText))}
+}
+
+function isDialable(node: ClusterNode): boolean {
+  return !node.noAddress && !node.handshake && node.address !== ''
+}
+
+/** A reachable node's own description of itself overrides what the seed believes about it. */
+function withOwnState(fromSeed: ClusterNode, view: NodeView): ClusterNode {
+  const self = view.nodes ? myselfOf(view.nodes) : undefined
+  if (!self || self.id !== fromSeed.id) return fromSeed
+  return {
+    ...fromSeed,
+    importing: self.importing,
+    masterId: self.masterId,
+    migrating: self.migrating,
+    role: self.role,
+    slots: self.slots,
+  }
+}
+
+async function readView(pool: NodePool, node: ClusterNode, address: string): Promise<NodeView> {
+  try {
+    const client = await pool.client(address)
+    const state = await readNodeState(client, address)
+    return {address, clusterInfo: state.clusterInfo, id: node.id, nodes: state.nodes, reachable: true}
+  } catch (error) {
+    return {address, error: errorMessage(error), id: node.id, reachable: false}
+  }
+}
+
+export async function loadCluster(pool: NodePool, seed: NodeAddress): Promise<ClusterSnapshot> {
+  const seedAddress = formatAddress(seed)
+  const seedClient = await pool.client(seed)
+  const seedState = await readNodeState(seedClient, seedAddress)
+  const seedSelf = myselfOf(seedState.nodes)
+  if (!seedSelf) throw new SlotctlError(`${seedAddress} did not list itself in CLUSTER NODES`, {code: 'E_PROTOCOL'})
+
+  const seedView: NodeView = {address: seedAddress, clusterInfo: seedState.clusterInfo, id: seedSelf.id, nodes: seedState.nodes, reachable: true}
+  const others = seedState.nodes.filter((node) => !node.myself && isDialable(node))
+  const otherViews = await settleLimit(others, NODE_PARALLELISM, (node) => readView(pool, node, node.address))
+
+  const views: Record<string, NodeView> = {[seedSelf.id]: seedView}
+  for (const [index, result] of otherViews.entries()) {
+    const node = others[index]
+    views[node.id] = result.value ?? {address: node.address, error: errorMessage(result.error), id: node.id, reachable: false}
+  }
+
+  const nodes = seedState.nodes.map((node) => {
+    // The seed may be reached under another name than it announces (localhost vs 127.0.0.1).
+    const seen = node.myself ? {...node, address: seedAddress, myself: false} : node
+    const view = views[node.id]
+    return view ? withOwnState(seen, view) : seen
+  })
+  return {nodes, seedAddress, seedId: seedSelf.id, views}
+}
+
+export function nodeById(snapshot: ClusterSnapshot, id: string): ClusterNode | undefined {
+  return snapshot.nodes.find((node) => node.id === id)
+}
+
+/** Resolves a user-given id or prefix against the snapshot's nodes. */
+export function findNode(snapshot: ClusterSnapshot, idOrPrefix: string): ClusterNode {
+  return resolveNodeId(snapshot.nodes, idOrPrefix)
+}
+
+export function reachableNodes(snapshot: ClusterSnapshot): ClusterNode[] {
+  return snapshot.nodes.filter((node) => snapshot.views[node.id]?.reachable)
+}

@@ -1,0 +1,202 @@
+/**
+ * The connection layer: one lazily created ioredis client per node, fail-fast settings for
+ * admin work, bounded parallelism, and one place that closes everything.
+ */
+import {readFileSync} from 'node:fs'
+import type {ConnectionOptions as TlsOptions} from 'node:tls'
+
+import {Redis, type RedisOptions} from 'ioredis'
+
+import {type NodeAddress, formatAddress} from './address.js'
+import {SlotctlError, errorMessage, usageError} from './errors.js'
+
+export interface TlsSettings {
+  enabled: boolean
+  caFile?: string
+  certFile?: string
+  keyFile?: string
+  servername?: string
+  insecure?: boolean
+}
+
+export interface ConnectionSettings {
+  username?: string
+  password?: string
+  tls?: TlsSettings
+  connectTimeoutMs: number
+  /** Must stay above any MIGRATE timeout sent over the connection. */
+  commandTimeoutMs: number
+}
+
+export const DEFAULT_CONNECTION: ConnectionSettings = {connectTimeoutMs: 3000, commandTimeoutMs: 15_000}
+
+function readPem(file: string, what: string): Buffer {
+  try {
+    return readFileSync(file)
+  } catch (error) {
+    throw usageError(`cannot read ${what} file '${file}': ${errorMessage(error)}`)
+  }
+}
+
+export function buildTlsOptions(tls: TlsSettings | undefined, urlTls?: boolean): TlsOptions | undefined {
+  if (!tls?.enabled && !urlTls) return undefined
+  const options: TlsOptions = {rejectUnauthorized: !tls?.insecure}
+  if (tls?.caFile) options.ca = readPem(tls.caFile, 'CA certificate')
+  if (tls?.certFile) options.cert = readPem(tls.certFile, 'certificate')
+  if (tls?.keyFile) options.key = readPem(tls.keyFile, 'private key')
+  if (tls?.servername) options.servername = tls.servername
+  return options
+}
+
+export function redisOptionsFor(address: NodeAddress, settings: ConnectionSettings): RedisOptions {
+  return {
+    host: address.host,
+    port: address.port,
+    username: address.username ?? settings.username,
+    password: address.password ?? settings.password,
+    tls: buildTlsOptions(settings.tls, address.tls),
+    connectTimeout: settings.connectTimeoutMs,
+    commandTimeout: settings.commandTimeoutMs,
+    lazyConnect: true,
+    enableOfflineQueue: false,
+    // Never re-send SETSLOT/MIGRATE/FAILOVER after a reconnect: fail and let the caller decide.
+    autoResendUnfulfilledCommands: false,
+    maxRetriesPerRequest: 0,
+    retryStrategy: () => null,
+    enableReadyCheck: false,
+    connectionName: 'slotctl',
+  }
+}
+
+/** Turns ioredis/socket failures into one line an operator can act on. */
+export function describeConnectError(address: string, error: unknown): SlotctlError {
+  const message = errorMessage(error)
+  if (/WRONGPASS|invalid password|invalid username-password/i.test(message)) {
+    return new SlotctlError(`authentication failed at ${address}: wrong user name or password`, {
+      code: 'E_AUTH',
+      suggestions: ['pass the password with -a/--password or REDISCLI_AUTH, and the ACL user with --user'],
+    })
+  }
+  if (/NOAUTH/i.test(message)) {
+    return new SlotctlError(`${address} requires a password`, {code: 'E_AUTH', suggestions: ['pass it with -a/--password or REDISCLI_AUTH']})
+  }
+  if (/ECONNREFUSED/.test(message)) return new SlotctlError(`cannot connect to ${address}: connection refused (is redis-server running there?)`, {code: 'E_UNREACHABLE'})
+  if (/ENOTFOUND|EAI_AGAIN/.test(message)) return new SlotctlError(`cannot connect to ${address}: host name not found`, {code: 'E_UNREACHABLE'})
+  if (/ETIMEDOUT|timed? ?out/i.test(message)) return new SlotctlError(`cannot connect to ${address}: connection timed out`, {code: 'E_UNREACHABLE', suggestions: ['raise --connect-timeout if the node is slow to answer']})
+  return new SlotctlError(`cannot connect to ${address}: ${message}`, {code: 'E_UNREACHABLE'})
+}
+
+interface PoolEntry {
+  client: Redis
+  ready: Promise<Redis>
+}
+
+/**
+ * Per-node clients for one command run. `client()` connects on first use and returns the
+ * same client afterwards; `closeAll()` must run in the command's finally block, or the
+ * open sockets keep the process alive.
+ */
+export class NodePool {
+  private readonly entries = new Map<string, PoolEntry>()
+  private closed = false
+
+  constructor(readonly settings: ConnectionSettings = DEFAULT_CONNECTION) {}
+
+  async client(address: NodeAddress | string): Promise<Redis> {
+    if (this.closed) throw new SlotctlError('connection pool already closed', {code: 'E_INTERNAL'})
+    const target = typeof address === 'string' ? addressFromString(address) : address
+    const key = formatAddress(target)
+    let entry = this.entries.get(key)
+    if (!entry) {
+      entry = this.open(target, key)
+      this.entries.set(key, entry)
+    }
+    return entry.ready
+  }
+
+  private open(address: NodeAddress, key: string): PoolEntry {
+    const client = new Redis(redisOptionsFor(address, this.settings))
+    // connect() rejects with a bare "Connection is closed"; the 'error' event has the cause.
+    // Listening also keeps an unhandled 'error' event from crashing the process.
+    let cause: unknown
+    client.on('error', (error) => {
+      cause ??= error
+    })
+    const ready = client.connect().then(
+      () => client,
+      (error: unknown) => {
+        this.entries.delete(key)
+        client.disconnect()
+        throw describeConnectError(key, cause ?? error)
+      },
+    )
+    return {client, ready}
+  }
+
+  /** Drops a node's client, e.g. after the node was killed or reset. */
+  forget(address: string): void {
+    const entry = this.entries.get(address)
+    if (!entry) return
+    this.entries.delete(address)
+    entry.client.disconnect()
+  }
+
+  async closeAll(): Promise<void> {
+    this.closed = true
+    const clients = [...this.entries.values()].map((entry) => entry.client)
+    this.entries.clear()
+    await Promise.all(
+      clients.map(async (client) => {
+        try {
+          if (client.status === 'ready') await Promise.race([client.quit(), delay(500)])
+        } catch {
+          // quitting a broken connection fails; disconnect below is what matters
+        }
+        client.disconnect()
+      }),
+    )
+  }
+}
+
+function addressFromString(text: string): NodeAddress {
+  const colon = text.lastIndexOf(':')
+  return {host: text.slice(0, colon).replace(/^\[(.*)\]$/, '$1'), port: Number(text.slice(colon + 1))}
+}
+
+export function delay(ms: number): Promise<void> {
+  return new Promise((resolve) => {
+    setTimeout(resolve, ms)
+  })
+}
+
+/** Runs fn over items with at most `limit` in flight, keeping result order. */
+export async function mapLimit<T, R>(items: readonly T[], limit: number, fn: (item: T, index: number) => Promise<R>): Promise<R[]> {
+  const results = new Array<R>(items.length)
+  let next = 0
+  const worker = async () => {
+    while (next < items.length) {
+      const index = next++
+      results[index] = await fn(items[index], index)
+    }
+  }
+  await Promise.all(Array.from({length: Math.min(limit, items.length)}, () => worker()))
+  return results
+}
+
+/** Like mapLimit but never rejects: each item yields {value} or {error}. */
+export async function settleLimit<T, R>(
+  items: readonly T[],
+  limit: number,
+  fn: (item: T) => Promise<R>,
+): Promise<Array<{error?: SlotctlError | Error; value?: R}>> {
+  return mapLimit(items, limit, async (item) => {
+    try {
+      return {value: await fn(item)}
+    } catch (error) {
+      return {error: error instanceof Error ? error : new Error(String(error))}
+    }
+  })
+}
+
+/** Parallelism used when talking to every node of a cluster. */
+export const NODE_PARALLELISM = 32

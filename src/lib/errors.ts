@@ -1,0 +1,49 @@
+/** Process exit codes, documented in the README and in every command's help. */
+export const ExitCode = {
+  ok: 0,
+  failed: 1,
+  usage: 2,
+  checkProblems: 3,
+  needsConfirmation: 4,
+  interrupted: 130,
+} as const
+
+export type ExitCodeValue = (typeof ExitCode)[keyof typeof ExitCode]
+
+export interface SlotctlErrorOptions {
+  code?: string
+  exitCode?: number
+  suggestions?: string[]
+  cause?: unknown
+}
+
+/**
+ * The one error type commands let escape: a single human line, a stable code for --json,
+ * the exit code, and optional hints. Its message must never contain a secret.
+ */
+export class SlotctlError extends Error {
+  readonly code: string
+  readonly exitCode: number
+  readonly suggestions: string[]
+
+  constructor(message: string, options: SlotctlErrorOptions = {}) {
+    super(message, options.cause === undefined ? undefined : {cause: options.cause})
+    this.name = 'SlotctlError'
+    this.code = options.code ?? 'E_FAILED'
+    this.exitCode = options.exitCode ?? ExitCode.failed
+    this.suggestions = options.suggestions ?? []
+  }
+}
+
+export function usageError(message: string, suggestions: string[] = []): SlotctlError {
+  return new SlotctlError(message, {code: 'E_USAGE', exitCode: ExitCode.usage, suggestions})
+}
+
+export function failure(message: string, code = 'E_FAILED', suggestions: string[] = []): SlotctlError {
+  return new SlotctlError(message, {code, exitCode: ExitCode.failed, suggestions})
+}
+
+export function errorMessage(err: unknown): string {
+  if (err instanceof Error) return err.message
+  return String(err)
+}

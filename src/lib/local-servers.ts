@@ -1,0 +1,195 @@
+/**
+ * Starts and stops cluster-enabled redis-server processes on this machine. Used by
+ * `slotctl sandbox` (detached servers that outlive the CLI) and by the test harness.
+ * Ports are found at run time, and a server counts as started only when it answers with
+ * its own pid, so a stranger already listening on the port is never mistaken for ours.
+ */
+import {existsSync, readFileSync} from 'node:fs'
+import {mkdir} from 'node:fs/promises'
+import {createServer} from 'node:net'
+import path from 'node:path'
+
+import {execa} from 'execa'
+import {Redis} from 'ioredis'
+
+import {SlotctlError, errorMessage} from './errors.js'
+import {parseInfo} from './topology.js'
+
+export interface ServerSpec {
+  host?: string
+  port: number
+  dir: string
+  /** Detached servers survive the parent process (sandbox); attached ones die with it (tests). */
+  detached?: boolean
+  nodeTimeoutMs?: number
+  extraArgs?: string[]
+}
+
+export interface RunningServer {
+  host: string
+  port: number
+  pid: number
+  address: string
+  dir: string
+}
+
+/** Cluster bus ports (port+10000) must stay below the kernel's ephemeral range. */
+const BUS_OFFSET = 10_000
+const EPHEMERAL_START = 32_768
+const LOWEST_PORT = 12_000
+
+export function redisServerPath(): string | undefined {
+  for (const dir of (process.env.PATH ?? '').split(path.delimiter)) {
+    const candidate = path.join(dir, 'redis-server')
+    if (dir && existsSync(candidate)) return candidate
+  }
+  for (const candidate of ['/usr/bin/redis-server', '/usr/local/bin/redis-server']) if (existsSync(candidate)) return candidate
+  return undefined
+}
+
+export function requireRedisServer(): string {
+  const found = redisServerPath()
+  if (found) return found
+  throw new SlotctlError('redis-server is not installed', {
+    code: 'E_NO_REDIS_SERVER',
+    suggestions: ['install it: sudo apt-get install -y redis-server (Debian/Ubuntu), brew install redis (macOS)'],
+  })
+}
+
+function portIsFree(port: number, host: string): Promise<boolean> {
+  return new Promise((resolve) => {
+    const server = createServer()
+    server.once('error', () => resolve(false))
+    server.listen({exclusive: true, host, port}, () => server.close(() => resolve(true)))
+  })
+}
+
+/** `count` ports (spaced apart from each other) whose port and bus port are both free. */
+export async function findFreePorts(count: number, host = '127.0.0.1', preferredBase?: number): Promise<number[]> {
+  const highest = EPHEMERAL_START - BUS_OFFSET - 1
+  const ports: number[] = []
+  let candidate = preferredBase ?? LOWEST_PORT + Math.floor(Math.random() * (highest - LOWEST_PORT - count * 4))
+  for (let attempts = 0; ports.length < count && attempts < 2000; attempts++, candidate++) {
+    if (candidate > highest) candidate = LOWEST_PORT
+    if (ports.includes(candidate)) continue
+    if ((await portIsFree(candidate, host)) && (await portIsFree(candidate + BUS_OFFSET, host))) ports.push(candidate)
+  }
+  if (ports.length < count) throw new SlotctlError(`could not find ${count} free ports on ${host}`, {code: 'E_NO_PORTS'})
+  return ports
+}
+
+export function serverArgs(spec: ServerSpec): string[] {
+  const host = spec.host ?? '127.0.0.1'
+  return [
+    '--port', String(spec.port),
+    '--bind', host,
+    // announce and source the same address, so several loopback addresses act as hosts
+    '--cluster-announce-ip', host,
+    '--bind-source-addr', host,
+    '--cluster-enabled', 'yes',
+    '--cluster-config-file', `nodes-${spec.port}.conf`,
+    '--cluster-node-timeout', String(spec.nodeTimeoutMs ?? 5000),
+    '--dir', spec.dir,
+    '--logfile', `redis-${spec.port}.log`,
+    '--pidfile', path.join(spec.dir, `redis-${spec.port}.pid`),
+    '--daemonize', 'no',
+    '--save', '',
+    '--appendonly', 'no',
+    '--enable-debug-command', 'local',
+    ...(spec.extraArgs ?? []),
+  ]
+}
+
+async function answeringPid(host: string, port: number): Promise<number | undefined> {
+  const client = new Redis({connectTimeout: 300, enableOfflineQueue: false, host, lazyConnect: true, maxRetriesPerRequest: 0, port, retryStrategy: () => null})
+  client.on('error', () => {})
+  try {
+    await client.connect()
+    const info = parseInfo(String(await client.info('server')))
+    return Number(info.process_id)
+  } catch {
+    return undefined
+  } finally {
+    client.disconnect()
+  }
+}
+
+export function isAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0)
+    return true
+  } catch (error) {
+    return (error as NodeJS.ErrnoException).code === 'EPERM'
+  }
+}
+
+/** True when pid is still the redis-server we started on that port (pids get reused). */
+export function isOurServer(pid: number, port: number): boolean {
+  try {
+    const cmdline = readFileSync(`/proc/${pid}/cmdline`, 'utf8')
+    return cmdline.includes('redis-server') && cmdline.includes(`:${port}`)
+  } catch {
+    return isAlive(pid)
+  }
+}
+
+function readLogTail(spec: ServerSpec): string {
+  try {
+    const lines = readFileSync(path.join(spec.dir, `redis-${spec.port}.log`), 'utf8').trim().split('\n')
+    return lines.slice(-3).join(' | ')
+  } catch {
+    return ''
+  }
+}
+
+export async function startServer(spec: ServerSpec, timeoutMs = 10_000): Promise<RunningServer> {
+  const binary = requireRedisServer()
+  const host = spec.host ?? '127.0.0.1'
+  await mkdir(spec.dir, {recursive: true})
+  const child = execa(binary, serverArgs(spec), {
+    cleanup: !spec.detached,
+    detached: Boolean(spec.detached),
+    reject: false,
+    stdio: 'ignore',
+  })
+  const pid = child.pid
+  if (pid === undefined) throw new SlotctlError(`could not start redis-server on port ${spec.port}`, {code: 'E_SPAWN'})
+  let exited = false
+  void child.then(() => {
+    exited = true
+  })
+  if (spec.detached) child.unref()
+
+  const deadline = Date.now() + timeoutMs
+  while (Date.now() < deadline) {
+    if (exited) break
+    if ((await answeringPid(host, spec.port)) === pid) return {address: `${host}:${spec.port}`, dir: spec.dir, host, pid, port: spec.port}
+    await new Promise((resolve) => {
+      setTimeout(resolve, 25)
+    })
+  }
+  if (!exited) child.kill('SIGKILL')
+  const tail = readLogTail(spec)
+  throw new SlotctlError(`redis-server on ${host}:${spec.port} did not start${tail ? `: ${tail}` : ''}`, {code: 'E_SPAWN'})
+}
+
+/** Stops one server we started: SIGTERM, then SIGKILL if it lingers. Only ever our pid. */
+export async function stopServer(server: Pick<RunningServer, 'pid' | 'port'>, graceMs = 3000): Promise<void> {
+  if (!isAlive(server.pid) || !isOurServer(server.pid, server.port)) return
+  try {
+    process.kill(server.pid, 'SIGTERM')
+  } catch (error) {
+    throw new SlotctlError(`could not stop redis-server pid ${server.pid}: ${errorMessage(error)}`)
+  }
+  const deadline = Date.now() + graceMs
+  while (Date.now() < deadline && isAlive(server.pid)) {
+    await new Promise((resolve) => {
+      setTimeout(resolve, 25)
+    })
+  }
+  if (isAlive(server.pid)) process.kill(server.pid, 'SIGKILL')
+}
+
+export function killServer(server: Pick<RunningServer, 'pid'>): void {
+  if (isAlive(server.pid)) process.kill(server.pid, 'SIGKILL')
+}

@@ -1,0 +1,212 @@
+/**
+ * The topology model: a pure parse of CLUSTER NODES and the queries every verb needs.
+ * No I/O here; the loader (cluster.ts) fills it from live nodes.
+ */
+import {formatAddress} from './address.js'
+import {SlotctlError, usageError} from './errors.js'
+import {type SlotRange, countSlots, toRanges} from './slots.js'
+
+export type NodeRole = 'master' | 'replica' | 'unknown'
+
+export interface ClusterNode {
+  id: string
+  host: string
+  port: number
+  busPort: number
+  /** host:port as this node announces it; '' for a node without address. */
+  address: string
+  hostname?: string
+  aux: Record<string, string>
+  flags: string[]
+  role: NodeRole
+  masterId: string | null
+  myself: boolean
+  /** flag `fail`: the cluster agreed the node is down. */
+  failed: boolean
+  /** flag `fail?`: this view suspects the node is down. */
+  suspectedFailed: boolean
+  handshake: boolean
+  noAddress: boolean
+  noFailover: boolean
+  pingSent: number
+  pongReceived: number
+  configEpoch: number
+  linkConnected: boolean
+  slots: SlotRange[]
+  /** Open slots this node reports about itself: slot → node id. */
+  migrating: Record<number, string>
+  importing: Record<number, string>
+}
+
+function splitHostPort(hostPort: string): {host: string; port: number} {
+  const colon = hostPort.lastIndexOf(':')
+  if (colon === -1) return {host: hostPort, port: 0}
+  return {host: hostPort.slice(0, colon), port: Number(hostPort.slice(colon + 1)) || 0}
+}
+
+function parseAddressField(field: string): Pick<ClusterNode, 'aux' | 'busPort' | 'host' | 'hostname' | 'port'> {
+  const [endpoint, ...extras] = field.split(',')
+  const [hostPort, busPart] = endpoint.split('@')
+  const {host, port} = splitHostPort(hostPort)
+  const busPort = Number((busPart ?? '').split(',')[0]) || 0
+  const aux: Record<string, string> = {}
+  let hostname: string | undefined
+  for (const [index, extra] of extras.entries()) {
+    const eq = extra.indexOf('=')
+    if (eq === -1 && index === 0) hostname = extra || undefined
+    else if (eq !== -1) aux[extra.slice(0, eq)] = extra.slice(eq + 1)
+  }
+  if (hostname === undefined && aux.hostname) hostname = aux.hostname
+  return {aux, busPort, host, hostname, port}
+}
+
+interface SlotFields {
+  importing: Record<number, string>
+  migrating: Record<number, string>
+  slots: SlotRange[]
+}
+
+function parseSlotFields(fields: string[]): SlotFields {
+  const owned: number[] = []
+  const migrating: Record<number, string> = {}
+  const importing: Record<number, string> = {}
+  for (const field of fields) {
+    const open = /^\[(\d+)-([<>])-([0-9a-f]+)\]$/i.exec(field)
+    if (open) {
+      const target = open[2] === '>' ? migrating : importing
+      target[Number(open[1])] = open[3]
+      continue
+    }
+    const range = /^(\d+)(?:-(\d+))?$/.exec(field)
+    if (!range) continue
+    const start = Number(range[1])
+    const end = range[2] === undefined ? start : Number(range[2])
+    for (let s = start; s <= end; s++) owned.push(s)
+  }
+  return {importing, migrating, slots: toRanges(owned)}
+}
+
+export function parseNodeLine(line: string): ClusterNode {
+  const fields = line.trim().split(/\s+/)
+  if (fields.length < 8) throw new SlotctlError(`unexpected CLUSTER NODES line: '${line.trim()}'`, {code: 'E_PROTOCOL'})
+  const [id, addressField, flagField, master, pingSent, pongReceived, configEpoch, linkState, ...slotFields] = fields
+  const endpoint = parseAddressField(addressField)
+  const flags = flagField === 'noflags' ? [] : flagField.split(',')
+  const has = (flag: string) => flags.includes(flag)
+  const role: NodeRole = has('master') ? 'master' : has('slave') ? 'replica' : 'unknown'
+  const noAddress = has('noaddr') || !endpoint.host || endpoint.port === 0
+  return {
+    ...endpoint,
+    address: noAddress ? '' : formatAddress(endpoint),
+    configEpoch: Number(configEpoch) || 0,
+    failed: has('fail'),
+    flags,
+    handshake: has('handshake'),
+    id,
+    linkConnected: linkState === 'connected',
+    masterId: master === '-' ? null : master,
+    myself: has('myself'),
+    noAddress,
+    noFailover: has('nofailover'),
+    pingSent: Number(pingSent) || 0,
+    pongReceived: Number(pongReceived) || 0,
+    role,
+    suspectedFailed: has('fail?'),
+    ...parseSlotFields(slotFields),
+  }
+}
+
+export function parseClusterNodes(text: string): ClusterNode[] {
+  return text
+    .split('\n')
+    .map((line) => line.trim())
+    .filter((line) => line.length > 0)
+    .map((line) => parseNodeLine(line))
+}
+
+/** Parses `key:value` lines as returned by INFO and CLUSTER INFO. */
+export function parseInfo(text: string): Record<string, string> {
+  const info: Record<string, string> = {}
+  for (const line of text.split('\n')) {
+    const trimmed = line.trim()
+    if (!trimmed || trimmed.startsWith('#')) continue
+    const colon = trimmed.indexOf(':')
+    if (colon > 0) info[trimmed.slice(0, colon)] = trimmed.slice(colon + 1)
+  }
+  return info
+}
+
+/** Sum of `keys=` over the `dbN:keys=...` lines of INFO keyspace. */
+export function keyCountFromInfo(info: Record<string, string>): number {
+  let keys = 0
+  for (const [field, value] of Object.entries(info)) {
+    if (!/^db\d+$/.test(field)) continue
+    const match = /keys=(\d+)/.exec(value)
+    if (match) keys += Number(match[1])
+  }
+  return keys
+}
+
+export function myselfOf(nodes: readonly ClusterNode[]): ClusterNode | undefined {
+  return nodes.find((node) => node.myself)
+}
+
+export function mastersOf(nodes: readonly ClusterNode[]): ClusterNode[] {
+  return nodes.filter((node) => node.role === 'master')
+}
+
+export function replicasOf(nodes: readonly ClusterNode[], masterId: string): ClusterNode[] {
+  return nodes.filter((node) => node.role === 'replica' && node.masterId === masterId)
+}
+
+export function slotCount(node: Pick<ClusterNode, 'slots'>): number {
+  return countSlots(node.slots)
+}
+
+/** slot → owning node id, from the slot ranges in a list of nodes (first owner wins). */
+export function slotOwners(nodes: readonly ClusterNode[]): Map<number, string> {
+  const owners = new Map<number, string>()
+  for (const node of nodes) {
+    if (node.role !== 'master') continue
+    for (const [start, end] of node.slots) for (let s = start; s <= end; s++) if (!owners.has(s)) owners.set(s, node.id)
+  }
+  return owners
+}
+
+/**
+ * A stable signature of who owns which slot, used to decide whether nodes agree.
+ * Open-slot markers are left out on purpose: they are local state, not configuration.
+ */
+export function slotMapSignature(nodes: readonly ClusterNode[]): string {
+  return nodes
+    .filter((node) => node.slots.length > 0)
+    .map((node) => `${node.id}:${node.slots.map(([a, b]) => `${a}-${b}`).join(',')}`)
+    .sort()
+    .join('|')
+}
+
+/**
+ * Resolves a node id or unique id prefix against known nodes.
+ * Unknown and ambiguous prefixes are usage errors naming the candidates.
+ */
+export function resolveNodeId(nodes: readonly ClusterNode[], prefix: string): ClusterNode {
+  const wanted = prefix.trim().toLowerCase()
+  if (!/^[0-9a-f]{1,40}$/.test(wanted)) throw usageError(`'${prefix}' is not a node id (40 hex characters, or a unique prefix)`)
+  const exact = nodes.find((node) => node.id === wanted)
+  if (exact) return exact
+  const matches = nodes.filter((node) => node.id.startsWith(wanted))
+  if (matches.length === 1) return matches[0]
+  if (matches.length === 0) {
+    throw new SlotctlError(`unknown node id '${prefix}': no node of this cluster has an id starting with it`, {
+      code: 'E_UNKNOWN_NODE',
+      exitCode: 2,
+      suggestions: ['list the node ids with: slotctl check HOST:PORT'],
+    })
+  }
+  const candidates = matches.map((node) => `${node.id.slice(0, 12)} (${node.address || 'no address'})`).join(', ')
+  throw new SlotctlError(`node id prefix '${prefix}' is ambiguous: it matches ${candidates}`, {code: 'E_AMBIGUOUS_NODE', exitCode: 2})
+}
+
+export function shortId(id: string): string {
+  return id.slice(0, 8)
+}

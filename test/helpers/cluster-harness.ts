@@ -1,0 +1,135 @@
+/**
+ * Real-server test harness: starts cluster-enabled redis-server processes in a temp dir on
+ * free ports, proves each answers with its own pid, forms a cluster with slotctl's own
+ * create planner, and stops exactly the processes it started.
+ */
+import {mkdtemp, rm} from 'node:fs/promises'
+import {tmpdir} from 'node:os'
+import path from 'node:path'
+
+import {Cluster, Redis} from 'ioredis'
+
+import {NodePool} from '../../src/lib/connection.js'
+import {applyCreatePlan} from '../../src/lib/create.js'
+import {type RunningServer, findFreePorts, killServer, startServer, stopServer} from '../../src/lib/local-servers.js'
+import {planCreate} from '../../src/lib/plan/create.js'
+
+export interface HarnessOptions {
+  masters?: number
+  replicas?: number
+  /** Loopback addresses acting as separate hosts (127.0.0.1, 127.0.0.2, ...); nodes are dealt round-robin. */
+  hosts?: string[]
+  /** Start the servers but leave them unjoined (for create tests). */
+  form?: boolean
+  /** Explicit node count when not forming. */
+  nodes?: number
+  nodeTimeoutMs?: number
+  extraArgs?: string[]
+}
+
+const started = new Set<RunningServer>()
+
+export class TestCluster {
+  private readonly clients: Array<Cluster | Redis> = []
+
+  private constructor(readonly dir: string, readonly servers: RunningServer[], public ids: Map<string, string>) {}
+
+  static async start(options: HarnessOptions = {}): Promise<TestCluster> {
+    const masters = options.masters ?? 3
+    const replicas = options.replicas ?? 1
+    const count = options.nodes ?? masters * (replicas + 1)
+    const hosts = options.hosts ?? ['127.0.0.1']
+    const dir = await mkdtemp(path.join(tmpdir(), 'slotctl-test-'))
+    const servers: RunningServer[] = []
+    try {
+      for (const [hostIndex, host] of hosts.entries()) {
+        const here = Array.from({length: count}, (_, i) => i).filter((i) => i % hosts.length === hostIndex)
+        const ports = await findFreePorts(here.length, host)
+        const batch = await Promise.all(
+          ports.map((port) => startServer({dir: path.join(dir, `${host}-${port}`), extraArgs: options.extraArgs, host, nodeTimeoutMs: options.nodeTimeoutMs ?? 2000, port})),
+        )
+        for (const server of batch) started.add(server)
+        servers.push(...batch)
+      }
+      // Keep the caller's node order stable: dealt round-robin across hosts.
+      servers.sort((a, b) => servers.indexOf(a) - servers.indexOf(b))
+      const cluster = new TestCluster(dir, interleave(servers, hosts), new Map())
+      if (options.form !== false) await cluster.form(replicas)
+      return cluster
+    } catch (error) {
+      await Promise.all(servers.map((server) => stopServer(server)))
+      await rm(dir, {force: true, recursive: true})
+      throw error
+    }
+  }
+
+  get addresses(): string[] {
+    return this.servers.map((server) => server.address)
+  }
+
+  get seed(): string {
+    return this.addresses[0]
+  }
+
+  async form(replicas: number): Promise<void> {
+    const pool = new NodePool()
+    try {
+      const plan = planCreate(this.servers.map((server) => ({address: server.address, host: server.host})), replicas)
+      this.ids = await applyCreatePlan(pool, plan, {waitTimeoutMs: 30_000})
+    } finally {
+      await pool.closeAll()
+    }
+  }
+
+  /** A plain client to one node; closed by stop(). */
+  client(address: string = this.seed): Redis {
+    const [host, port] = address.split(':')
+    const client = new Redis({host, lazyConnect: false, maxRetriesPerRequest: 1, port: Number(port), retryStrategy: () => null})
+    client.on('error', () => {})
+    this.clients.push(client)
+    return client
+  }
+
+  /** A cluster client for key traffic; closed by stop(). */
+  clusterClient(): Cluster {
+    const [host, port] = this.seed.split(':')
+    const cluster = new Cluster([{host, port: Number(port)}], {redisOptions: {maxRetriesPerRequest: 3}})
+    cluster.on('error', () => {})
+    this.clients.push(cluster)
+    return cluster
+  }
+
+  server(address: string): RunningServer {
+    const found = this.servers.find((server) => server.address === address)
+    if (!found) throw new Error(`no server at ${address}`)
+    return found
+  }
+
+  kill(address: string): void {
+    killServer(this.server(address))
+  }
+
+  async stop(): Promise<void> {
+    for (const client of this.clients) client.disconnect()
+    this.clients.length = 0
+    await Promise.all(
+      this.servers.map(async (server) => {
+        await stopServer(server)
+        started.delete(server)
+      }),
+    )
+    await rm(this.dir, {force: true, recursive: true})
+  }
+}
+
+function interleave(servers: RunningServer[], hosts: string[]): RunningServer[] {
+  const byHost = hosts.map((host) => servers.filter((server) => server.host === host))
+  const order: RunningServer[] = []
+  for (let i = 0; order.length < servers.length; i++) for (const group of byHost) if (group[i]) order.push(group[i])
+  return order
+}
+
+/** Last-resort cleanup if a test file forgot stop(): never leave our servers running. */
+process.on('exit', () => {
+  for (const server of started) killServer(server)
+})
