@@ -1,0 +1,26 @@
+/**
+ * The plan format shared by every planner that moves slots (reshard, rebalance, drain, fix)
+ * and by the one executor that runs them. Plans are plain JSON: `--dry-run --out plan.json`
+ * writes one, `slotctl apply plan.json` runs it, and the journal records one.
+ */
+
+export interface SlotMove {
+  slot: number
+  /** Node id that owns the slot when the plan is made (apply refuses if that changed). */
+  sourceId: string
+  targetId: string
+}
+
+export interface PlanNode {
+  id: string
+  address: string
+}
+
+export interface MigrationPlan {
+  version: 1
+  kind: 'drain' | 'fix' | 'rebalance' | 'reshard'
+  createdAt: string
+  /** Every node a move names, with its address at plan time. */
+  nodes: PlanNode[]
+  moves: SlotMove[]
+}

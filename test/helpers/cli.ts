@@ -1,0 +1,46 @@
+/**
+ * Runs the real CLI as an operator would: a child process through bin/run.js (the built
+ * dist/, as CI uses after `npm run build`), or bin/dev.js (TypeScript sources through tsx)
+ * when SLOTCTL_TEST_DEV=1, which avoids rebuilding while developing.
+ */
+import path from 'node:path'
+import {fileURLToPath} from 'node:url'
+
+import {execa} from 'execa'
+
+const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..')
+
+export interface CliResult {
+  exitCode: number
+  stdout: string
+  stderr: string
+}
+
+export interface CliOptions {
+  env?: Record<string, string>
+  input?: string
+  timeoutMs?: number
+}
+
+export async function runCli(args: string[], options: CliOptions = {}): Promise<CliResult> {
+  const bin = path.join(root, 'bin', process.env.SLOTCTL_TEST_DEV === '1' ? 'dev.js' : 'run.js')
+  const result = await execa(process.execPath, [bin, ...args], {
+    env: {NO_COLOR: '1', ...options.env},
+    input: options.input ?? '',
+    reject: false,
+    timeout: options.timeoutMs ?? 120_000,
+  })
+  return {exitCode: result.exitCode ?? -1, stderr: String(result.stderr), stdout: String(result.stdout)}
+}
+
+/** Runs the CLI with --json and parses stdout. */
+export async function runCliJson<T = unknown>(args: string[], options: CliOptions = {}): Promise<CliResult & {json: T}> {
+  const result = await runCli([...args, '--json'], options)
+  let json: T
+  try {
+    json = JSON.parse(result.stdout) as T
+  } catch {
+    throw new Error(`stdout is not JSON (exit ${result.exitCode}): ${result.stdout.slice(0, 500)} / stderr: ${result.stderr.slice(0, 500)}`)
+  }
+  return {...result, json}
+}
