@@ -1,0 +1,166 @@
+/**
+ * Health checks over a loaded cluster. Pure: the snapshot (and, for multiple owners, the
+ * evidence gathered by scanMultipleOwners) go in, findings come out. `check` prints them;
+ * fix, reshard and rebalance use them as preconditions.
+ */
+import type {ClusterSnapshot} from './cluster.js'
+import {SLOT_COUNT, formatSlots} from './slots.js'
+import {type ClusterNode, replicasOf, slotMapSignature, slotOwners} from './topology.js'
+
+export type Severity = 'error' | 'warning'
+
+export type FindingCode =
+  | 'CLUSTER_STATE'
+  | 'MASTER_FAILED'
+  | 'MASTER_UNREACHABLE'
+  | 'MULTIPLE_OWNERS'
+  | 'NODE_HANDSHAKE'
+  | 'NODE_NOADDR'
+  | 'NODE_SUSPECTED'
+  | 'NO_REPLICA'
+  | 'OPEN_SLOT'
+  | 'REPLICA_FAILED'
+  | 'REPLICA_SAME_HOST'
+  | 'REPLICA_UNREACHABLE'
+  | 'SLOTS_DISAGREE'
+  | 'SLOTS_UNCOVERED'
+
+export interface Finding {
+  severity: Severity
+  code: FindingCode
+  message: string
+  nodes?: string[]
+  slots?: string
+}
+
+/** slot → ids of masters holding keys for it without owning it (from scanMultipleOwners). */
+export type StrayKeyEvidence = Map<number, string[]>
+
+export interface CheckOptions {
+  strayKeys?: StrayKeyEvidence
+}
+
+const error = (code: FindingCode, message: string, extra: Partial<Finding> = {}): Finding => ({code, message, severity: 'error', ...extra})
+const warning = (code: FindingCode, message: string, extra: Partial<Finding> = {}): Finding => ({code, message, severity: 'warning', ...extra})
+
+function label(node: ClusterNode): string {
+  return `${node.address || '(no address)'} (${node.id.slice(0, 8)})`
+}
+
+function reachabilityFindings(snapshot: ClusterSnapshot): Finding[] {
+  const findings: Finding[] = []
+  for (const node of snapshot.nodes) {
+    const view = snapshot.views[node.id]
+    const isMaster = node.role === 'master'
+    if (node.failed) {
+      findings.push(isMaster && node.slots.length > 0
+        ? error('MASTER_FAILED', `master ${label(node)} is flagged fail`, {nodes: [node.id]})
+        : warning(isMaster ? 'MASTER_FAILED' : 'REPLICA_FAILED', `${isMaster ? 'master without slots' : 'replica'} ${label(node)} is flagged fail`, {nodes: [node.id]}))
+    } else if (node.suspectedFailed) {
+      findings.push(warning('NODE_SUSPECTED', `${label(node)} is suspected down (fail?) by ${snapshot.seedAddress}`, {nodes: [node.id]}))
+    }
+    if (view && !view.reachable) {
+      const message = `${isMaster ? 'master' : 'replica'} ${label(node)} is unreachable: ${view.error ?? 'no answer'}`
+      findings.push(isMaster ? error('MASTER_UNREACHABLE', message, {nodes: [node.id]}) : warning('REPLICA_UNREACHABLE', message, {nodes: [node.id]}))
+    }
+    if (node.handshake) findings.push(warning('NODE_HANDSHAKE', `node ${label(node)} is stuck in handshake`, {nodes: [node.id]}))
+    if (node.noAddress && !node.handshake) findings.push(warning('NODE_NOADDR', `node ${node.id.slice(0, 8)} has no address (noaddr)`, {nodes: [node.id]}))
+  }
+  return findings
+}
+
+function stateFindings(snapshot: ClusterSnapshot): Finding[] {
+  return Object.values(snapshot.views)
+    .filter((view) => view.reachable && view.clusterInfo && view.clusterInfo.cluster_state !== 'ok')
+    .map((view) => error('CLUSTER_STATE', `${view.address} reports cluster_state:${view.clusterInfo?.cluster_state ?? 'unknown'}`, {nodes: [view.id]}))
+}
+
+function agreementFindings(snapshot: ClusterSnapshot): Finding[] {
+  const bySignature = new Map<string, string[]>()
+  for (const view of Object.values(snapshot.views)) {
+    if (!view.reachable || !view.nodes) continue
+    const signature = slotMapSignature(view.nodes)
+    bySignature.set(signature, [...(bySignature.get(signature) ?? []), view.id])
+  }
+  if (bySignature.size <= 1) return []
+  const groups = [...bySignature.values()].sort((a, b) => b.length - a.length)
+  const outliers = groups.slice(1).flat()
+  const names = outliers.map((id) => snapshot.views[id].address).join(', ')
+  return [error('SLOTS_DISAGREE', `nodes do not agree on the slot map: ${names} differ from the majority`, {nodes: outliers})]
+}
+
+function openSlotFindings(snapshot: ClusterSnapshot): Finding[] {
+  const findings: Finding[] = []
+  for (const node of snapshot.nodes) {
+    const migrating = Object.keys(node.migrating).map(Number)
+    const importing = Object.keys(node.importing).map(Number)
+    if (migrating.length > 0) findings.push(error('OPEN_SLOT', `${label(node)} has slots in migrating state: ${formatSlots(migrating)}`, {nodes: [node.id], slots: formatSlots(migrating)}))
+    if (importing.length > 0) findings.push(error('OPEN_SLOT', `${label(node)} has slots in importing state: ${formatSlots(importing)}`, {nodes: [node.id], slots: formatSlots(importing)}))
+  }
+  return findings
+}
+
+export function uncoveredSlots(nodes: readonly ClusterNode[]): number[] {
+  const owners = slotOwners(nodes)
+  const missing: number[] = []
+  for (let slot = 0; slot < SLOT_COUNT; slot++) if (!owners.has(slot)) missing.push(slot)
+  return missing
+}
+
+function coverageFindings(snapshot: ClusterSnapshot): Finding[] {
+  const missing = uncoveredSlots(snapshot.nodes)
+  if (missing.length === 0) return []
+  return [error('SLOTS_UNCOVERED', `${missing.length} of ${SLOT_COUNT} slots are not covered by any master: ${formatSlots(missing)}`, {slots: formatSlots(missing)})]
+}
+
+function multipleOwnerFindings(snapshot: ClusterSnapshot, strayKeys: StrayKeyEvidence | undefined): Finding[] {
+  if (!strayKeys) return []
+  const owners = slotOwners(snapshot.nodes)
+  const findings: Finding[] = []
+  for (const [slot, holders] of [...strayKeys.entries()].sort((a, b) => a[0] - b[0])) {
+    const owner = owners.get(slot)
+    const names = holders.map((id) => snapshot.views[id]?.address ?? id.slice(0, 8)).join(', ')
+    findings.push(error('MULTIPLE_OWNERS', `slot ${slot} has keys on ${names}, which do not own it${owner ? ` (owner: ${snapshot.views[owner]?.address ?? owner.slice(0, 8)})` : ''}`, {nodes: holders, slots: String(slot)}))
+  }
+  return findings
+}
+
+function redundancyFindings(snapshot: ClusterSnapshot): Finding[] {
+  const findings: Finding[] = []
+  for (const master of snapshot.nodes.filter((node) => node.role === 'master' && node.slots.length > 0 && !node.failed)) {
+    const replicas = replicasOf(snapshot.nodes, master.id).filter((replica) => !replica.failed)
+    if (replicas.length === 0) findings.push(warning('NO_REPLICA', `master ${label(master)} has no replica: losing it loses its slots`, {nodes: [master.id]}))
+    for (const replica of replicas) {
+      if (replica.host === master.host) findings.push(warning('REPLICA_SAME_HOST', `replica ${label(replica)} is on the same host as its master ${label(master)}`, {nodes: [replica.id, master.id]}))
+    }
+  }
+  return findings
+}
+
+export function runChecks(snapshot: ClusterSnapshot, options: CheckOptions = {}): Finding[] {
+  const findings = [
+    ...reachabilityFindings(snapshot),
+    ...stateFindings(snapshot),
+    ...agreementFindings(snapshot),
+    ...openSlotFindings(snapshot),
+    ...coverageFindings(snapshot),
+    ...multipleOwnerFindings(snapshot, options.strayKeys),
+    ...redundancyFindings(snapshot),
+  ]
+  return findings.sort((a, b) => (a.severity === b.severity ? 0 : a.severity === 'error' ? -1 : 1))
+}
+
+export function hasErrors(findings: readonly Finding[]): boolean {
+  return findings.some((finding) => finding.severity === 'error')
+}
+
+/** Codes that make moving slots unsafe: reshard/rebalance refuse to start on these. */
+export const BLOCKS_MIGRATION: ReadonlySet<FindingCode> = new Set<FindingCode>([
+  'CLUSTER_STATE',
+  'MASTER_FAILED',
+  'MASTER_UNREACHABLE',
+  'MULTIPLE_OWNERS',
+  'OPEN_SLOT',
+  'SLOTS_DISAGREE',
+  'SLOTS_UNCOVERED',
+])
