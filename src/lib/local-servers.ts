@@ -5,7 +5,7 @@
  * its own pid, so a stranger already listening on the port is never mistaken for ours.
  */
 import {existsSync, readFileSync} from 'node:fs'
-import {mkdir} from 'node:fs/promises'
+import {mkdir, writeFile} from 'node:fs/promises'
 import {createServer} from 'node:net'
 import path from 'node:path'
 
@@ -78,9 +78,15 @@ export async function findFreePorts(count: number, host = '127.0.0.1', preferred
   return ports
 }
 
+export function configFile(spec: Pick<ServerSpec, 'dir' | 'port'>): string {
+  return path.join(spec.dir, `redis-${spec.port}.conf`)
+}
+
+/** A config file comes first so that CONFIG REWRITE (set-timeout) can persist settings. */
 export function serverArgs(spec: ServerSpec): string[] {
   const host = spec.host ?? '127.0.0.1'
   return [
+    configFile(spec),
     '--port', String(spec.port),
     '--bind', host,
     // announce and source the same address, so several loopback addresses act as hosts
@@ -146,6 +152,7 @@ export async function startServer(spec: ServerSpec, timeoutMs = 10_000): Promise
   const binary = requireRedisServer()
   const host = spec.host ?? '127.0.0.1'
   await mkdir(spec.dir, {recursive: true})
+  await writeFile(configFile(spec), '# written by slotctl; CONFIG REWRITE appends here\n')
   const child = execa(binary, serverArgs(spec), {
     cleanup: !spec.detached,
     detached: Boolean(spec.detached),

@@ -32,6 +32,8 @@ export function colourOn(): boolean {
 export function table(head: string[], rows: Array<Array<number | string>>, align?: Array<'center' | 'left' | 'right'>): string {
   const colour = colourOn()
   const t = new Table({
+    // no separator lines between rows: long node lists stay readable
+    chars: {'left-mid': '', mid: '', 'mid-mid': '', 'right-mid': ''},
     colAligns: align ?? head.map(() => "left" as const),
     head: colour ? head.map((h) => chalk.bold(h)) : head,
     style: colour ? {border: ['grey'], head: []} : {border: [], head: []},
