@@ -102,6 +102,8 @@ export function serverArgs(spec: ServerSpec): string[] {
     '--save', '',
     '--appendonly', 'no',
     '--enable-debug-command', 'local',
+    // replicas of a fresh local cluster need not wait 5 s for more replicas to batch a sync
+    '--repl-diskless-sync-delay', '0',
     ...(spec.extraArgs ?? []),
   ]
 }

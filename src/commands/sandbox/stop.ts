@@ -1,0 +1,24 @@
+import {Flags} from '@oclif/core'
+
+import {BaseCommand} from '../../lib/base-command.js'
+import {defaultSandboxDir, stopSandbox} from '../../lib/sandbox.js'
+
+export interface SandboxStopResult {
+  dir: string
+  stopped: number
+}
+
+export default class SandboxStop extends BaseCommand<typeof SandboxStop> {
+  static description = BaseCommand.withExitCodes('Stop the sandbox: ends exactly the redis-server processes `sandbox start` recorded, and removes their files.')
+
+  static flags = {
+    dir: Flags.string({description: 'the sandbox directory', defaultHelp: async () => defaultSandboxDir()}),
+  }
+
+  async run(): Promise<SandboxStopResult> {
+    const dir = this.flags.dir ?? defaultSandboxDir()
+    const {state, stopped} = await stopSandbox(dir)
+    this.log(state ? `stopped ${stopped} redis-server process(es) of the sandbox in ${dir}` : `no sandbox recorded in ${dir}: nothing to stop`)
+    return {dir, stopped}
+  }
+}
