@@ -1,0 +1,94 @@
+import {expect} from 'chai'
+
+import {parseClusterNodes, parseInfo, keyCountFromInfo, resolveNodeId, slotMapSignature, slotOwners} from '../../src/lib/topology.js'
+import {SlotctlError} from '../../src/lib/errors.js'
+import {A, B, C, GONE, R1, R2, R3, healthy, troubled} from '../fixtures/cluster-nodes.js'
+
+describe('topology: CLUSTER NODES parsing', () => {
+  it('parses the Redis 7 ip:port@cport,hostname form, empty hostnames and aux fields', () => {
+    const nodes = parseClusterNodes(healthy)
+    expect(nodes).to.have.length(6)
+    const [a, , c, r1] = nodes
+    expect(a).to.include({address: '10.0.0.1:7000', busPort: 17_000, host: '10.0.0.1', hostname: 'node-a.example', id: A, myself: true, port: 7000, role: 'master'})
+    expect(c.hostname).to.equal(undefined)
+    expect(r1.aux).to.deep.equal({'shard-id': 'abc'})
+    expect(r1).to.include({masterId: A, role: 'replica'})
+    expect(a.slots).to.deep.equal([[0, 5460]])
+  })
+
+  it('reads fail, fail?, nofailover, noaddr, handshake and link state', () => {
+    const [a, b, c, r1, r2, r3] = parseClusterNodes(troubled)
+    expect(a.failed).to.equal(false)
+    expect(b).to.include({failed: true, linkConnected: false})
+    expect(c).to.include({failed: false, suspectedFailed: true})
+    expect(r1.noFailover).to.equal(true)
+    expect(r2).to.include({address: '', noAddress: true})
+    expect(r3).to.include({handshake: true, role: 'unknown'})
+  })
+
+  it('reads open-slot markers apart from owned slots', () => {
+    const [a, , c] = parseClusterNodes(troubled)
+    expect(a.slots).to.deep.equal([[0, 100], [102, 5460]])
+    expect(a.migrating).to.deep.equal({101: B})
+    expect(a.importing).to.deep.equal({16000: C})
+    expect(c.slots).to.deep.equal([[10_923, 15_999], [16_001, 16_383]])
+  })
+
+  it('keeps a replica whose master is unknown', () => {
+    const nodes = parseClusterNodes(troubled)
+    const orphan = nodes.find((node) => node.id === R1)
+    expect(orphan?.masterId).to.equal(GONE)
+    expect(nodes.some((node) => node.id === GONE)).to.equal(false)
+  })
+
+  it('rejects a truncated line with a clear error', () => {
+    expect(() => parseClusterNodes('abc 127.0.0.1:1@2 master')).to.throw(SlotctlError, /unexpected CLUSTER NODES line/)
+  })
+
+  it('maps slots to owners and builds an order-independent slot-map signature', () => {
+    const nodes = parseClusterNodes(healthy)
+    const owners = slotOwners(nodes)
+    expect(owners.get(0)).to.equal(A)
+    expect(owners.get(10_922)).to.equal(B)
+    expect(owners.get(16_383)).to.equal(C)
+    expect(slotMapSignature([...nodes].reverse())).to.equal(slotMapSignature(nodes))
+    const moved = parseClusterNodes(healthy.replace('0-5460', '0-5459'))
+    expect(slotMapSignature(moved)).to.not.equal(slotMapSignature(nodes))
+  })
+})
+
+describe('topology: node id resolution', () => {
+  const nodes = parseClusterNodes(healthy)
+
+  it('accepts full ids and unique prefixes', () => {
+    expect(resolveNodeId(nodes, A).id).to.equal(A)
+    expect(resolveNodeId(nodes, 'b2').id).to.equal(B)
+    expect(resolveNodeId(nodes, R3.slice(0, 6).toUpperCase()).id).to.equal(R3)
+  })
+
+  it('rejects unknown, ambiguous and malformed ids as usage errors (exit 2)', () => {
+    const twins = parseClusterNodes(healthy.replace(new RegExp(B, 'g'), 'a1'.padEnd(40, '7')))
+    for (const [list, input, pattern] of [
+      [nodes, '123', /unknown node id/],
+      [twins, 'a1', /ambiguous/],
+      [nodes, 'zz-top', /not a node id/],
+    ] as const) {
+      try {
+        resolveNodeId(list, input)
+        expect.fail('should have thrown')
+      } catch (error) {
+        expect((error as SlotctlError).exitCode).to.equal(2)
+        expect((error as Error).message).to.match(pattern)
+      }
+    }
+  })
+})
+
+describe('topology: INFO parsing', () => {
+  it('parses key:value lines and sums keys over databases', () => {
+    const info = parseInfo('# Keyspace\r\ndb0:keys=10,expires=0,avg_ttl=0\r\ndb3:keys=5,expires=1,avg_ttl=9\r\nused_memory:1024\r\n')
+    expect(info.used_memory).to.equal('1024')
+    expect(keyCountFromInfo(info)).to.equal(15)
+    expect(keyCountFromInfo(parseInfo('# Keyspace\r\n'))).to.equal(0)
+  })
+})
