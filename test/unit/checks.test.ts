@@ -1,0 +1,68 @@
+import {expect} from 'chai'
+
+import {type Finding, hasErrors, runChecks, uncoveredSlots} from '../../src/lib/checks.js'
+import type {ClusterSnapshot, NodeView} from '../../src/lib/cluster.js'
+import {parseClusterNodes} from '../../src/lib/topology.js'
+import {A, B, C, R1, R2, R3, healthy} from '../fixtures/cluster-nodes.js'
+
+/** A snapshot as loadCluster builds it, where every node sees `text` (optionally changed per node). */
+function snapshotOf(text: string, overrides: Record<string, Partial<NodeView>> = {}): ClusterSnapshot {
+  const nodes = parseClusterNodes(text).map((node) => ({...node, myself: false}))
+  const views: Record<string, NodeView> = {}
+  for (const node of nodes) {
+    views[node.id] = {address: node.address, clusterInfo: {cluster_state: 'ok'}, id: node.id, nodes: parseClusterNodes(text), reachable: true, ...overrides[node.id]}
+  }
+  return {nodes, seedAddress: nodes[0].address, seedId: nodes[0].id, views}
+}
+
+const codes = (findings: Finding[]) => findings.map((finding) => `${finding.severity}:${finding.code}`).sort()
+
+describe('checks', () => {
+  it('finds nothing wrong with a healthy 3+3 cluster spread over hosts', () => {
+    expect(runChecks(snapshotOf(healthy))).to.deep.equal([])
+  })
+
+  it('reports open slots, uncovered slots and failed masters as errors', () => {
+    const text = healthy.replace('0-5460', '0-100 102-5460 [101->-' + B + ']').replace(`${B} 10.0.0.2:7001@17001,node-b.example master`, `${B} 10.0.0.2:7001@17001 master,fail`)
+    const findings = runChecks(snapshotOf(text))
+    expect(codes(findings)).to.include.members(['error:OPEN_SLOT', 'error:SLOTS_UNCOVERED', 'error:MASTER_FAILED'])
+    expect(findings.find((f) => f.code === 'SLOTS_UNCOVERED')?.slots).to.equal('101')
+    expect(hasErrors(findings)).to.equal(true)
+  })
+
+  it('reports nodes that disagree on the slot map, naming the outlier', () => {
+    const outlierView = parseClusterNodes(healthy.replace('0-5460', '0-5459').replace('5461-10922', '5460-10922'))
+    const findings = runChecks(snapshotOf(healthy, {[C]: {nodes: outlierView}}))
+    const disagree = findings.find((f) => f.code === 'SLOTS_DISAGREE')
+    expect(disagree?.severity).to.equal('error')
+    expect(disagree?.nodes).to.deep.equal([C])
+  })
+
+  it('reports unreachable masters as errors and unreachable replicas as warnings', () => {
+    const findings = runChecks(snapshotOf(healthy, {[B]: {error: 'connection refused', reachable: false}, [R2]: {error: 'connection refused', reachable: false}}))
+    expect(codes(findings)).to.deep.equal(['error:MASTER_UNREACHABLE', 'warning:REPLICA_UNREACHABLE'])
+  })
+
+  it('reports a node whose cluster_state is not ok', () => {
+    const findings = runChecks(snapshotOf(healthy, {[A]: {clusterInfo: {cluster_state: 'fail'}}}))
+    expect(codes(findings)).to.deep.equal(['error:CLUSTER_STATE'])
+  })
+
+  it('warns about masters without replicas and replicas on their master host, without errors', () => {
+    const text = healthy.replace(`${R1} 10.0.0.2:7003`, `${R1} 10.0.0.1:7003`).split('\n').filter((line) => !line.startsWith(R3)).join('\n')
+    const findings = runChecks(snapshotOf(text))
+    expect(codes(findings)).to.deep.equal(['warning:NO_REPLICA', 'warning:REPLICA_SAME_HOST'])
+    expect(hasErrors(findings)).to.equal(false)
+  })
+
+  it('reports keys held by a master that does not own their slot', () => {
+    const findings = runChecks(snapshotOf(healthy), {strayKeys: new Map([[42, [B]]])})
+    expect(findings).to.have.length(1)
+    expect(findings[0]).to.include({code: 'MULTIPLE_OWNERS', severity: 'error', slots: '42'})
+  })
+
+  it('computes uncovered slots from masters only', () => {
+    expect(uncoveredSlots(parseClusterNodes(healthy))).to.deep.equal([])
+    expect(uncoveredSlots(parseClusterNodes(healthy.replace('10923-16383', '10923-16380')))).to.deep.equal([16_381, 16_382, 16_383])
+  })
+})
