@@ -2,6 +2,9 @@
  * Applies a create plan to empty nodes: slots, distinct config epochs, MEET, and waits
  * until every node agrees, then replication, and waits until every replica link is up.
  */
+import {lookup} from 'node:dns/promises'
+import {isIP} from 'node:net'
+
 import type {Redis} from 'ioredis'
 
 import {parseAddress} from './address.js'
@@ -41,11 +44,22 @@ async function setEpochs(pool: NodePool, addresses: string[]): Promise<void> {
   })
 }
 
+/** CLUSTER MEET wants an IP address; operators may type host names. */
+export async function resolveForMeet(host: string): Promise<string> {
+  if (isIP(host)) return host
+  try {
+    return (await lookup(host)).address
+  } catch (error) {
+    throw new SlotctlError(`cannot resolve ${host} for CLUSTER MEET: ${errorMessage(error)}`, {code: 'E_UNREACHABLE'})
+  }
+}
+
 async function meetAll(pool: NodePool, addresses: string[]): Promise<void> {
   const first = parseAddress(addresses[0])
+  const ip = await resolveForMeet(first.host)
   await mapLimit(addresses.slice(1), NODE_PARALLELISM, async (address) => {
     const client = await pool.client(address)
-    await call(client, address, 'CLUSTER', 'MEET', first.host, first.port)
+    await call(client, address, 'CLUSTER', 'MEET', ip, first.port)
   })
 }
 

@@ -1,0 +1,58 @@
+/**
+ * Zones (failure domains above hosts) as the operator declares them: `--zone HOST_OR_ADDR=ZONE`
+ * flags and a `--zones-file` with one `HOST_OR_ADDR=ZONE` per line (# comments allowed).
+ * An exact HOST:PORT entry wins over a host entry.
+ */
+import {readFileSync} from 'node:fs'
+
+import {errorMessage, usageError} from './errors.js'
+import type {ZoneOf} from './plan/placement.js'
+
+export type ZoneMap = Map<string, string>
+
+function parseEntry(entry: string, where: string): [string, string] {
+  const eq = entry.lastIndexOf('=')
+  const key = eq === -1 ? '' : entry.slice(0, eq).trim()
+  const zone = eq === -1 ? '' : entry.slice(eq + 1).trim()
+  if (!key || !zone) throw usageError(`invalid zone ${where} '${entry}': expected HOST_OR_ADDR=ZONE`, ['e.g. --zone 10.0.1.5=eu-west-1a or --zone 10.0.1.5:7000=eu-west-1a'])
+  return [key, zone]
+}
+
+function add(map: ZoneMap, [key, zone]: [string, string], where: string): void {
+  const existing = map.get(key)
+  if (existing !== undefined && existing !== zone) throw usageError(`${key} is given two zones (${existing} and ${zone}) in ${where}`)
+  map.set(key, zone)
+}
+
+export function parseZoneText(text: string, source = 'zones file'): ZoneMap {
+  const map: ZoneMap = new Map()
+  for (const [index, raw] of text.split('\n').entries()) {
+    const line = raw.replace(/#.*$/, '').trim()
+    if (line) add(map, parseEntry(line, `at ${source} line ${index + 1}`), source)
+  }
+  return map
+}
+
+export function readZones(flags: readonly string[] = [], file?: string): ZoneMap {
+  let map: ZoneMap = new Map()
+  if (file) {
+    let text: string
+    try {
+      text = readFileSync(file, 'utf8')
+    } catch (error) {
+      throw usageError(`cannot read --zones-file '${file}': ${errorMessage(error)}`)
+    }
+    map = parseZoneText(text, file)
+  }
+  for (const entry of flags) add(map, parseEntry(entry, 'flag'), '--zone flags and the zones file')
+  return map
+}
+
+export function zoneLookup(map: ZoneMap): ZoneOf {
+  return (node) => map.get(node.address) ?? map.get(node.host)
+}
+
+/** Entries that matched none of the nodes: almost always a typo the operator wants to hear about. */
+export function unusedZoneKeys(map: ZoneMap, nodes: ReadonlyArray<{address: string; host: string}>): string[] {
+  return [...map.keys()].filter((key) => !nodes.some((node) => node.address === key || node.host === key))
+}
