@@ -54,7 +54,7 @@ export async function inspectNodes(pool: NodePool, addresses: readonly string[])
 
 /** Why a node cannot be used at all (unreachable, cluster support off), or undefined. */
 function unusable(state: CandidateState): string | undefined {
-  if (!state.reachable) return `${state.address} is unreachable: ${state.error ?? 'no answer'}`
+  if (!state.reachable) return state.error?.includes(state.address) ? state.error : `${state.address} is unreachable: ${state.error ?? 'no answer'}`
   if (!state.clusterEnabled) return `${state.address} is not cluster-enabled (cluster_enabled:0): start it with --cluster-enabled yes`
   if (!state.id) return `${state.address} did not list itself in CLUSTER NODES`
   return undefined
@@ -312,7 +312,9 @@ export async function removeNode(pool: NodePool, snapshot: ClusterSnapshot, node
   let reset = false
   if (reachable) {
     try {
-      await run(pool, node.address, 'CLUSTER', 'RESET', 'SOFT')
+      // HARD, not SOFT as redis-cli does: a new node id escapes the 60 s forget ban the
+      // other nodes now hold against the old one, so the node can be added back at once.
+      await run(pool, node.address, 'CLUSTER', 'RESET', 'HARD')
       reset = true
     } catch (error) {
       warnings.push(`could not reset ${node.address}: ${errorMessage(error)}`)

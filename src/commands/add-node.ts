@@ -1,0 +1,64 @@
+import {Args, Flags} from '@oclif/core'
+
+import {formatAddress, parseAddress} from '../lib/address.js'
+import {BaseCommand} from '../lib/base-command.js'
+import {hasErrors, runChecks} from '../lib/checks.js'
+import {SlotctlError, usageError} from '../lib/errors.js'
+import {type AddNodeResult, addNode} from '../lib/nodes-admin.js'
+import {paint} from '../lib/render.js'
+import {readZones, zoneLookup} from '../lib/zones.js'
+
+export default class AddNode extends BaseCommand<typeof AddNode> {
+  static args = {
+    new: Args.string({description: 'the empty, cluster-enabled node to add (HOST:PORT)', required: true}),
+    existing: Args.string({description: 'any node of the cluster (HOST:PORT)', required: true}),
+  }
+
+  static description = BaseCommand.withExitCodes(
+    'Add an empty node to a cluster, as a master without slots or as a replica.\n' +
+      'Returns only when every node lists the new node, the new node knows the full slot map and reports cluster_state:ok, so a reshard can start at once.',
+  )
+
+  static examples = [
+    '<%= config.bin %> add-node 10.0.0.4:7000 10.0.0.1:7000',
+    '<%= config.bin %> add-node 10.0.0.4:7001 10.0.0.1:7000 --replica',
+    '<%= config.bin %> add-node 10.0.0.4:7001 10.0.0.1:7000 --replica --master-id 3c3a0c',
+  ]
+
+  static flags = {
+    replica: Flags.boolean({description: 'add as a replica (of --master-id, or of the master with the fewest replicas on another host/zone)'}),
+    'master-id': Flags.string({description: 'master to replicate (id or unique prefix); needs --replica'}),
+    zone: Flags.string({description: 'zone of a host or node: HOST_OR_ADDR=ZONE (repeatable), to choose a master in another zone', multiple: true, multipleNonGreedy: true}),
+    'zones-file': Flags.string({description: 'file with one HOST_OR_ADDR=ZONE per line'}),
+    'wait-timeout': Flags.integer({default: 60, description: 'seconds to wait for the join and for the replica link', min: 1}),
+  }
+
+  async run(): Promise<AddNodeResult> {
+    if (this.flags['master-id'] && !this.flags.replica) throw usageError('--master-id needs --replica', ['add --replica, or leave out --master-id to add a master'])
+    const newNode = parseAddress(this.args.new)
+    const newAddress = formatAddress(newNode)
+    const seed = this.parseSeed([this.args.existing])
+    if (formatAddress(seed) === newAddress) throw usageError('the new node and the existing node are the same address')
+    const snapshot = await this.loadCluster(seed)
+    const problems = runChecks(snapshot).filter((finding) => finding.severity === 'error')
+    if (hasErrors(problems)) {
+      throw new SlotctlError(`the cluster has problems, fix them before adding a node: ${problems[0].message}${problems.length > 1 ? ` (and ${problems.length - 1} more)` : ''}`, {
+        code: 'E_CLUSTER_UNHEALTHY',
+        suggestions: [`see them all with: slotctl check ${snapshot.seedAddress}`],
+      })
+    }
+    const zoneOf = zoneLookup(readZones(this.flags.zone ?? [], this.flags['zones-file']))
+    const result = await addNode(this.pool(), snapshot, newAddress, newNode.host, {
+      masterId: this.flags['master-id'],
+      onEvent: (message) => this.note(`>>> ${message}`),
+      replica: this.flags.replica,
+      waitTimeoutMs: this.flags['wait-timeout'] * 1000,
+      zoneOf,
+    })
+    for (const warning of result.warnings) this.note(paint.warn(`[WARNING] ${warning}`))
+    if (result.alreadyMember) this.log(`${newAddress} (${result.id.slice(0, 8)}) is already a ${result.role} of this cluster: nothing to do`)
+    else if (result.role === 'replica') this.log(paint.good(`[OK] ${newAddress} (${result.id.slice(0, 8)}) added as a replica of ${result.masterAddress} (${result.masterId?.slice(0, 8)}); link up`))
+    else this.log(paint.good(`[OK] ${newAddress} (${result.id.slice(0, 8)}) added as a master without slots; every node knows it and it knows the slot map`))
+    return result
+  }
+}

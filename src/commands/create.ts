@@ -1,0 +1,158 @@
+import {Args, Flags} from '@oclif/core'
+
+import {formatAddress, parseAddressList} from '../lib/address.js'
+import {BaseCommand} from '../lib/base-command.js'
+import {type Finding, hasErrors, runChecks} from '../lib/checks.js'
+import {applyCreatePlan} from '../lib/create.js'
+import {ExitCode, SlotctlError, usageError} from '../lib/errors.js'
+import {type CandidateState, classifyForCreate, inspectNodes} from '../lib/nodes-admin.js'
+import {type CreateCandidate, type CreatePlan, MIN_MASTERS, masterCountFor, planCreate} from '../lib/plan/create.js'
+import {formatDuration, paint, table} from '../lib/render.js'
+import {formatRanges} from '../lib/slots.js'
+import {readZones, unusedZoneKeys, zoneLookup} from '../lib/zones.js'
+
+export interface CreateResult {
+  status: 'created' | 'exists' | 'planned' | 'aborted'
+  message: string
+  plan?: CreatePlan
+  /** address → node id, once created. */
+  ids?: Record<string, string>
+  findings?: Finding[]
+  elapsedMs?: number
+}
+
+const PHASES: Record<string, string> = {
+  'assign-slots': 'assigning slots and config epochs',
+  meet: 'sending CLUSTER MEET',
+  replicate: 'attaching replicas',
+  'wait-join': 'waiting until every node knows every other and all agree on the slot map',
+  'wait-replication': 'waiting until every replica link is up',
+  'wait-state': 'waiting for cluster_state:ok on every node',
+}
+
+export default class Create extends BaseCommand<typeof Create> {
+  static args = {
+    nodes: Args.string({description: 'the empty, cluster-enabled nodes (HOST:PORT ...), at least 3 masters × (replicas + 1)', required: true}),
+  }
+
+  static description = BaseCommand.withExitCodes(
+    'Create a cluster from empty nodes: masters spread across hosts and zones, replicas kept off their master\'s host and zone, slots split evenly.\n' +
+      'Returns only when every node agrees, every replica link is up and cluster_state is ok everywhere. Re-running it on the cluster it formed is a no-op.',
+  )
+
+  static examples = [
+    '<%= config.bin %> create 10.0.0.1:7000 10.0.0.2:7000 10.0.0.3:7000 10.0.0.1:7001 10.0.0.2:7001 10.0.0.3:7001 --replicas 1 --yes',
+    '<%= config.bin %> create 10.0.0.{1..6}:7000 --replicas 1 --zone 10.0.0.1=a --zone 10.0.0.2=b --zones-file zones.txt --dry-run',
+  ]
+
+  static flags = {
+    replicas: Flags.integer({default: 0, description: 'replicas per master', min: 0}),
+    zone: Flags.string({description: 'zone of a host or node: HOST_OR_ADDR=ZONE (repeatable)', multiple: true, multipleNonGreedy: true}),
+    'zones-file': Flags.string({description: 'file with one HOST_OR_ADDR=ZONE per line'}),
+    'dry-run': Flags.boolean({description: 'print the plan and change nothing'}),
+    'wait-timeout': Flags.integer({default: 60, description: 'seconds to wait for each phase (join, replication, cluster_state)', min: 1}),
+  }
+
+  static strict = false
+
+  async run(): Promise<CreateResult> {
+    const addresses = await this.nodeAddresses()
+    const zones = readZones(this.flags.zone ?? [], this.flags['zones-file'])
+    const zoneOf = zoneLookup(zones)
+    const pool = this.pool(undefined, 15_000)
+    const states = await inspectNodes(pool, addresses)
+    this.refuseDuplicateNodes(states)
+
+    const readiness = classifyForCreate(states)
+    if (readiness.kind === 'exists') {
+      this.log(`${readiness.message}: nothing to do`)
+      return {message: readiness.message, status: 'exists'}
+    }
+    if (readiness.kind === 'refused') throw this.refusal(readiness.problems)
+    if (readiness.kind === 'half-formed') throw new SlotctlError(readiness.message, {code: 'E_HALF_FORMED', suggestions: [readiness.nextStep]})
+
+    const candidates: CreateCandidate[] = addresses.map((address) => {
+      const host = address.slice(0, address.lastIndexOf(':')).replace(/^\[(.*)\]$/, '$1')
+      const zone = zoneOf({address, host})
+      return zone === undefined ? {address, host} : {address, host, zone}
+    })
+    const unused = unusedZoneKeys(zones, candidates)
+    if (unused.length > 0) this.warnLine(`zone entries that match no node: ${unused.join(', ')}`)
+    const plan = planCreate(candidates, this.flags.replicas)
+    this.renderPlan(plan)
+    if (this.flags['dry-run']) return {message: 'dry run: nothing changed', plan, status: 'planned'}
+    if (!(await this.confirm(`Create this cluster of ${plan.masters.length} masters and ${plan.replicas.length} replicas?`))) {
+      this.resultExitCode = ExitCode.failed
+      return {message: 'aborted: nothing changed', plan, status: 'aborted'}
+    }
+    return this.apply(plan)
+  }
+
+  private async apply(plan: CreatePlan): Promise<CreateResult> {
+    const started = Date.now()
+    const pool = this.pool()
+    const ids = await applyCreatePlan(pool, plan, {
+      onEvent: (event) => this.note(`>>> ${PHASES[event.phase] ?? event.phase}`),
+      waitTimeoutMs: this.flags['wait-timeout'] * 1000,
+    })
+    const snapshot = await this.loadCluster(this.parseSeed([plan.masters[0].address]))
+    const findings = runChecks(snapshot)
+    const elapsedMs = Date.now() - started
+    for (const finding of findings) this.warnLine(`${finding.severity}: ${finding.message}`)
+    const message = `cluster created: ${plan.masters.length} masters, ${plan.replicas.length} replicas, in ${formatDuration(elapsedMs)}`
+    if (hasErrors(findings)) {
+      this.resultExitCode = ExitCode.checkProblems
+      this.log(paint.bad(`${message}, but the check found problems`))
+    } else {
+      this.log(paint.good(`[OK] ${message}; all nodes agree, cluster_state:ok everywhere`))
+    }
+    return {elapsedMs, findings, ids: Object.fromEntries(ids), message, plan, status: 'created'}
+  }
+
+  private async nodeAddresses(): Promise<string[]> {
+    const {argv} = await this.parse({args: Create.args, baseFlags: BaseCommand.baseFlags, enableJsonFlag: true, flags: Create.flags, strict: false})
+    const addresses = parseAddressList(argv as string[]).map((address) => formatAddress(address))
+    const duplicates = addresses.filter((address, index) => addresses.indexOf(address) !== index)
+    if (duplicates.length > 0) throw usageError(`node ${duplicates[0]} is given more than once`)
+    const masters = masterCountFor(addresses.length, this.flags.replicas)
+    if (masters < MIN_MASTERS) {
+      throw usageError(`${addresses.length} node(s) with --replicas ${this.flags.replicas} make ${masters} master(s); a cluster needs at least ${MIN_MASTERS}`, [
+        `give at least ${MIN_MASTERS * (this.flags.replicas + 1)} nodes, or fewer --replicas`,
+      ])
+    }
+    return addresses
+  }
+
+  /** localhost:7000 and 127.0.0.1:7000 are one node; planning it twice would break create. */
+  private refuseDuplicateNodes(states: readonly CandidateState[]): void {
+    const seen = new Map<string, string>()
+    for (const state of states) {
+      if (!state.id) continue
+      const first = seen.get(state.id)
+      if (first) throw usageError(`${first} and ${state.address} are the same node (id ${state.id.slice(0, 8)})`)
+      seen.set(state.id, state.address)
+    }
+  }
+
+  /** One line per node at fault; in --json all of them go into the one error message. */
+  private refusal(problems: string[]): SlotctlError {
+    if (problems.length === 1 || this.jsonEnabled()) return new SlotctlError(`cannot create: ${problems.join('; ')}`, {code: 'E_NODES_UNFIT'})
+    for (const problem of problems) this.note(`slotctl: ${problem}`)
+    return new SlotctlError(`cannot create: ${problems.length} nodes are unfit (listed above)`, {code: 'E_NODES_UNFIT'})
+  }
+
+  private renderPlan(plan: CreatePlan): void {
+    if (this.jsonEnabled()) return
+    const rows = [
+      ...plan.masters.map((master) => ['master', master.address, master.zone ?? '-', formatRanges(master.slots), '-']),
+      ...plan.replicas.map((replica) => ['replica', replica.address, replica.zone ?? '-', '-', replica.masterAddress]),
+    ]
+    this.log(table(['role', 'address', 'zone', 'slots', 'replicates'], rows))
+    if (plan.violations.length === 0) this.log(paint.good('[OK] anti-affinity: no replica shares a host or zone with its master'))
+    for (const violation of plan.violations) this.warnLine(`unavoidable with these nodes: ${violation}`)
+  }
+
+  private warnLine(message: string): void {
+    this.note(paint.warn(`[WARNING] ${message}`))
+  }
+}
