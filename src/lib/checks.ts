@@ -20,6 +20,7 @@ export type FindingCode =
   | 'NO_REPLICA'
   | 'OPEN_SLOT'
   | 'REPLICA_FAILED'
+  | 'REPLICA_ORPHANED'
   | 'REPLICA_SAME_HOST'
   | 'REPLICA_UNREACHABLE'
   | 'SLOTS_DISAGREE'
@@ -127,6 +128,11 @@ function multipleOwnerFindings(snapshot: ClusterSnapshot, strayKeys: StrayKeyEvi
 
 function redundancyFindings(snapshot: ClusterSnapshot): Finding[] {
   const findings: Finding[] = []
+  const known = new Set(snapshot.nodes.map((node) => node.id))
+  for (const replica of snapshot.nodes.filter((node) => node.role === 'replica' && node.masterId && !known.has(node.masterId))) {
+    // It replicates nothing the cluster knows: no failover will ever promote it usefully.
+    findings.push(warning('REPLICA_ORPHANED', `replica ${label(replica)} replicates ${replica.masterId?.slice(0, 8)}, which is not a node of this cluster`, {nodes: [replica.id]}))
+  }
   for (const master of snapshot.nodes.filter((node) => node.role === 'master' && node.slots.length > 0 && !node.failed)) {
     const replicas = replicasOf(snapshot.nodes, master.id).filter((replica) => !replica.failed)
     if (replicas.length === 0) findings.push(warning('NO_REPLICA', `master ${label(master)} has no replica: losing it loses its slots`, {nodes: [master.id]}))

@@ -3,7 +3,7 @@ import {expect} from 'chai'
 import {type Finding, hasErrors, runChecks, uncoveredSlots} from '../../src/lib/checks.js'
 import type {ClusterSnapshot, NodeView} from '../../src/lib/cluster.js'
 import {parseClusterNodes} from '../../src/lib/topology.js'
-import {A, B, C, R1, R2, R3, healthy} from '../fixtures/cluster-nodes.js'
+import {A, B, C, GONE, R1, R2, R3, healthy, troubled} from '../fixtures/cluster-nodes.js'
 
 /** A snapshot as loadCluster builds it, where every node sees `text` (optionally changed per node). */
 function snapshotOf(text: string, overrides: Record<string, Partial<NodeView>> = {}): ClusterSnapshot {
@@ -59,6 +59,44 @@ describe('checks', () => {
     const findings = runChecks(snapshotOf(healthy), {strayKeys: new Map([[42, [B]]])})
     expect(findings).to.have.length(1)
     expect(findings[0]).to.include({code: 'MULTIPLE_OWNERS', severity: 'error', slots: '42'})
+  })
+
+  it('reads every problem of a troubled topology, errors before warnings', () => {
+    const snapshot = snapshotOf(troubled, {[B]: {error: 'connection refused', reachable: false}})
+    // loadCluster never dials nodes without an address or in handshake: they have no view
+    delete snapshot.views[R2]
+    delete snapshot.views[R3]
+    const findings = runChecks(snapshot)
+    expect(codes(findings)).to.deep.equal([
+      'error:MASTER_FAILED',
+      'error:MASTER_UNREACHABLE',
+      'error:OPEN_SLOT',
+      'error:OPEN_SLOT',
+      'error:SLOTS_UNCOVERED',
+      'warning:NODE_HANDSHAKE',
+      'warning:NODE_NOADDR',
+      'warning:NODE_SUSPECTED',
+      'warning:NO_REPLICA',
+      'warning:NO_REPLICA',
+      'warning:REPLICA_ORPHANED',
+    ])
+    const severities = findings.map((finding) => finding.severity)
+    expect(severities.lastIndexOf('error')).to.be.lessThan(severities.indexOf('warning'))
+    expect(findings.filter((f) => f.code === 'OPEN_SLOT').map((f) => f.slots).sort()).to.deep.equal(['101', '16000'])
+    expect(findings.find((f) => f.code === 'SLOTS_UNCOVERED')?.slots).to.equal('101,16000')
+    expect(findings.find((f) => f.code === 'NODE_SUSPECTED')?.nodes).to.deep.equal([C])
+    const orphan = findings.find((f) => f.code === 'REPLICA_ORPHANED')
+    expect(orphan?.nodes).to.deep.equal([R1])
+    expect(orphan?.message).to.include(GONE.slice(0, 8))
+    expect(findings.filter((f) => f.code === 'NO_REPLICA').flatMap((f) => f.nodes)).to.have.members([A, C])
+    for (const finding of findings) expect(finding.message).to.not.include('\n')
+  })
+
+  it('does not flag a slot as open or uncovered while it migrates between two owners', () => {
+    // during a reshard the source still owns the slot; only the markers say it moves
+    const text = healthy.replace('0-5460', `0-5460 [42->-${B}]`).replace('5461-10922', `5461-10922 [42-<-${A}]`)
+    const findings = runChecks(snapshotOf(text))
+    expect(codes(findings)).to.deep.equal(['error:OPEN_SLOT', 'error:OPEN_SLOT'])
   })
 
   it('computes uncovered slots from masters only', () => {
