@@ -1,19 +1,21 @@
 /**
  * The sandbox: a real local cluster of detached redis-server processes for trying slotctl.
  * Its state file records exactly which processes it started, so `stop` ends only those.
+ * The state is written as soon as the servers run (before the cluster forms), so that a
+ * failed or interrupted start can still be cleaned up with `sandbox stop`.
  */
 import {existsSync, readFileSync} from 'node:fs'
-import {mkdir, rm, writeFile} from 'node:fs/promises'
+import {mkdir, rename, rm, writeFile} from 'node:fs/promises'
 import {homedir} from 'node:os'
 import path from 'node:path'
 
-import {NodePool, mapLimit} from './connection.js'
+import {NODE_PARALLELISM, NodePool, mapLimit, settleLimit} from './connection.js'
 import {applyCreatePlan} from './create.js'
 import {SlotctlError, usageError} from './errors.js'
 import {type RunningServer, findFreePorts, isAlive, isOurServer, requireRedisServer, startServer, stopServer} from './local-servers.js'
 import {planCreate} from './plan/create.js'
 import {keySlot} from './slots.js'
-import {parseClusterNodes, slotOwners} from './topology.js'
+import {parseClusterNodes, parseInfo, slotOwners} from './topology.js'
 
 export interface SandboxNode {
   address: string
@@ -27,6 +29,8 @@ export interface SandboxState {
   dir: string
   seed: string
   createdAt: string
+  /** False while the cluster is still forming (or when forming it was interrupted). */
+  ready: boolean
   masters: number
   replicas: number
   keys: number
@@ -43,20 +47,52 @@ export interface SandboxOptions {
   waitTimeoutMs: number
 }
 
+export type SandboxRole = 'down' | 'master' | 'replica' | 'unknown'
+
+export interface SandboxNodeStatus extends SandboxNode {
+  alive: boolean
+  role: SandboxRole
+}
+
+/** Cluster bus ports (port+10000) must stay below the kernel's ephemeral port range. */
+const HIGHEST_BUS_PORT = 32_767
+const BUS_OFFSET = 10_000
+const KEYS_PER_PIPELINE = 5000
+
 export function defaultSandboxDir(env: NodeJS.ProcessEnv = process.env): string {
   const stateHome = env.XDG_STATE_HOME || path.join(homedir(), '.local', 'state')
   return path.join(stateHome, 'slotctl', 'sandbox')
 }
 
+/** Absolute, because the servers get it as their --dir and stop must find it from anywhere. */
+export function resolveSandboxDir(dir: string | undefined): string {
+  return path.resolve(dir ?? defaultSandboxDir())
+}
+
 const stateFile = (dir: string) => path.join(dir, 'sandbox.json')
+
+/** The flag to repeat in hints, empty for the default location. */
+export function dirFlag(dir: string): string {
+  return dir === resolveSandboxDir(undefined) ? '' : ` --dir ${dir}`
+}
 
 export function readSandboxState(dir: string): SandboxState | undefined {
   if (!existsSync(stateFile(dir))) return undefined
   try {
     return JSON.parse(readFileSync(stateFile(dir), 'utf8')) as SandboxState
   } catch {
-    throw new SlotctlError(`the sandbox state file ${stateFile(dir)} is unreadable`, {suggestions: ['remove it after stopping any redis-server processes it named']})
+    throw new SlotctlError(`the sandbox state file ${stateFile(dir)} is unreadable`, {
+      code: 'E_SANDBOX_STATE',
+      suggestions: ['remove it after stopping any redis-server processes it named'],
+    })
   }
+}
+
+/** Written to a temp file and renamed, so a crash never leaves half a state file. */
+async function writeSandboxState(state: SandboxState): Promise<void> {
+  const temporary = `${stateFile(state.dir)}.tmp`
+  await writeFile(temporary, `${JSON.stringify(state, null, 2)}\n`)
+  await rename(temporary, stateFile(state.dir))
 }
 
 export function nodeAlive(node: SandboxNode): boolean {
@@ -66,31 +102,66 @@ export function nodeAlive(node: SandboxNode): boolean {
 async function choosePorts(options: SandboxOptions, count: number): Promise<number[]> {
   if (options.basePort === undefined) return findFreePorts(count, options.host)
   const ports = Array.from({length: count}, (_, i) => (options.basePort as number) + i)
-  if (ports.at(-1)! + 10_000 >= 32_768) throw usageError(`--port ${options.basePort} is too high: the cluster bus ports (port+10000) must stay below 32768`)
+  const last = ports.at(-1) as number
+  if (options.basePort < 1024) throw usageError(`--port ${options.basePort} is too low: use 1024 or above`)
+  if (last + BUS_OFFSET > HIGHEST_BUS_PORT) {
+    throw usageError(`--port ${options.basePort} is too high for ${count} nodes: the cluster bus ports (port+10000) must stay below 32768`, [
+      `use --port ${HIGHEST_BUS_PORT - BUS_OFFSET - count + 1} or lower`,
+    ])
+  }
   const free = await findFreePorts(count, options.host, options.basePort)
-  if (free.join() !== ports.join()) throw usageError(`ports ${ports[0]}-${ports.at(-1)} (and their bus ports +10000) are not all free`, ['choose another --port, or leave it out to pick free ports'])
+  if (free.join() !== ports.join()) {
+    const taken = ports.filter((port) => !free.includes(port))
+    throw usageError(`port(s) ${taken.join(', ')} (or their bus ports +10000) are in use`, ['choose another --port, or leave it out to pick free ports'])
+  }
   return ports
 }
 
-/** Writes `count` demo keys spread over every slot, pipelined per owning master. */
+/** Groups key indexes by the address of the master that owns their slot. */
+function demoKeysByOwner(count: number, ownerOfSlot: (slot: number) => string): Map<string, number[]> {
+  const byOwner = new Map<string, number[]>()
+  for (let i = 0; i < count; i++) {
+    const owner = ownerOfSlot(keySlot(`demo:${i}`))
+    let indexes = byOwner.get(owner)
+    if (!indexes) byOwner.set(owner, (indexes = []))
+    indexes.push(i)
+  }
+  return byOwner
+}
+
+/** Writes `count` demo keys (demo:0 ... demo:N-1), spread over the slots, pipelined per owning master. */
 export async function loadDemoKeys(pool: NodePool, seed: string, count: number): Promise<void> {
   if (count <= 0) return
   const nodes = parseClusterNodes(String(await (await pool.client(seed)).call('CLUSTER', 'NODES')))
   const owners = slotOwners(nodes)
   const addressOf = new Map(nodes.map((node) => [node.id, node.address]))
-  const byMaster = new Map<string, number[]>()
-  for (let i = 0; i < count; i++) {
-    const owner = addressOf.get(owners.get(keySlot(`demo:${i}`)) as string) as string
-    byMaster.set(owner, [...(byMaster.get(owner) ?? []), i])
-  }
-  await mapLimit([...byMaster.entries()], 8, async ([address, indexes]) => {
+  const byOwner = demoKeysByOwner(count, (slot) => addressOf.get(owners.get(slot) as string) as string)
+  await mapLimit([...byOwner.entries()], NODE_PARALLELISM, async ([address, indexes]) => {
     const client = await pool.client(address)
-    for (let start = 0; start < indexes.length; start += 5000) {
+    for (let start = 0; start < indexes.length; start += KEYS_PER_PIPELINE) {
       const pipeline = client.pipeline()
-      for (const i of indexes.slice(start, start + 5000)) pipeline.set(`demo:${i}`, `value-${i}`)
-      await pipeline.exec()
+      for (const i of indexes.slice(start, start + KEYS_PER_PIPELINE)) pipeline.set(`demo:${i}`, `value-${i}`)
+      const replies = (await pipeline.exec()) ?? []
+      const failed = replies.find(([error]) => error)
+      if (failed) throw new SlotctlError(`${address} refused a demo key: ${failed[0]?.message}`, {code: 'E_REDIS'})
     }
   })
+}
+
+/** Starts every server, keeping those that did start even when another one failed. */
+async function startServers(options: SandboxOptions, ports: number[]): Promise<{servers: RunningServer[]; error?: Error}> {
+  const results = await settleLimit(ports, NODE_PARALLELISM, (port) => startServer({detached: true, dir: path.join(options.dir, `node-${port}`), host: options.host, port}))
+  const servers = results.flatMap((result) => (result.value ? [result.value] : []))
+  return {error: results.find((result) => result.error)?.error, servers}
+}
+
+function toSandboxNode(server: RunningServer): SandboxNode {
+  return {address: server.address, dir: server.dir, host: server.host, pid: server.pid, port: server.port}
+}
+
+async function removeSandboxFiles(state: SandboxState): Promise<void> {
+  await Promise.all(state.nodes.map((node) => rm(node.dir, {force: true, recursive: true})))
+  await rm(stateFile(state.dir), {force: true})
 }
 
 export async function startSandbox(options: SandboxOptions): Promise<SandboxState> {
@@ -99,44 +170,72 @@ export async function startSandbox(options: SandboxOptions): Promise<SandboxStat
   if (existing?.nodes.some((node) => nodeAlive(node))) {
     throw new SlotctlError(`a sandbox is already running from ${options.dir} (seed ${existing.seed})`, {
       code: 'E_SANDBOX_RUNNING',
-      suggestions: [`stop it first: slotctl sandbox stop${options.dir === defaultSandboxDir() ? '' : ` --dir ${options.dir}`}`],
+      suggestions: [`stop it first: slotctl sandbox stop${dirFlag(options.dir)}`],
     })
   }
-  const count = options.masters * (options.replicas + 1)
+  // a dead sandbox leaves node dirs behind whose old cluster configs would break a new create
+  if (existing) await removeSandboxFiles(existing)
   await mkdir(options.dir, {recursive: true})
-  const ports = await choosePorts(options, count)
-  const servers: RunningServer[] = []
-  const pool = new NodePool()
-  try {
-    servers.push(...(await Promise.all(ports.map((port) => startServer({detached: true, dir: path.join(options.dir, `node-${port}`), host: options.host, port})))))
-    const plan = planCreate(servers.map((server) => ({address: server.address, host: server.host})), options.replicas)
-    await applyCreatePlan(pool, plan, {waitTimeoutMs: options.waitTimeoutMs})
-    await loadDemoKeys(pool, servers[0].address, options.keys)
-  } catch (error) {
-    await Promise.all(servers.map((server) => stopServer(server)))
-    throw error
-  } finally {
-    await pool.closeAll()
-  }
+  const ports = await choosePorts(options, options.masters * (options.replicas + 1))
+  const {error: startError, servers} = await startServers(options, ports)
   const state: SandboxState = {
     createdAt: new Date().toISOString(),
     dir: options.dir,
     keys: options.keys,
     masters: options.masters,
-    nodes: servers.map((server) => ({address: server.address, dir: server.dir, host: server.host, pid: server.pid, port: server.port})),
+    nodes: servers.map((server) => toSandboxNode(server)),
+    ready: false,
     replicas: options.replicas,
-    seed: servers[0].address,
+    seed: servers[0]?.address ?? '',
   }
-  await writeFile(stateFile(options.dir), `${JSON.stringify(state, null, 2)}\n`)
+  const pool = new NodePool()
+  try {
+    if (startError) throw startError
+    await writeSandboxState(state)
+    const plan = planCreate(servers.map((server) => ({address: server.address, host: server.host})), options.replicas)
+    await applyCreatePlan(pool, plan, {waitTimeoutMs: options.waitTimeoutMs})
+    await loadDemoKeys(pool, state.seed, options.keys)
+  } catch (error) {
+    await stopSandboxNodes(state)
+    throw error
+  } finally {
+    await pool.closeAll()
+  }
+  state.ready = true
+  await writeSandboxState(state)
   return state
+}
+
+async function stopSandboxNodes(state: SandboxState): Promise<number> {
+  const running = state.nodes.filter((node) => nodeAlive(node))
+  await Promise.all(running.map((node) => stopServer(node)))
+  await removeSandboxFiles(state)
+  return running.length
 }
 
 export async function stopSandbox(dir: string): Promise<{stopped: number; state?: SandboxState}> {
   const state = readSandboxState(dir)
   if (!state) return {stopped: 0}
-  const running = state.nodes.filter((node) => nodeAlive(node))
-  await Promise.all(running.map((node) => stopServer(node)))
-  await Promise.all(state.nodes.map((node) => rm(node.dir, {force: true, recursive: true})))
-  await rm(stateFile(dir), {force: true})
-  return {state, stopped: running.length}
+  return {state, stopped: await stopSandboxNodes(state)}
+}
+
+async function roleOf(pool: NodePool, node: SandboxNode): Promise<SandboxRole> {
+  const info = parseInfo(String(await (await pool.client(node.address)).info('replication')))
+  if (info.role === 'master') return 'master'
+  if (info.role === 'slave') return 'replica'
+  return 'unknown'
+}
+
+/** Each recorded node: is our process alive, and which role does it report now. */
+export async function sandboxStatus(state: SandboxState): Promise<SandboxNodeStatus[]> {
+  const pool = new NodePool({commandTimeoutMs: 2000, connectTimeoutMs: 1000})
+  try {
+    const roles = await settleLimit(state.nodes, NODE_PARALLELISM, async (node) => (nodeAlive(node) ? roleOf(pool, node) : ('down' as const)))
+    return state.nodes.map((node, index) => {
+      const role = roles[index].value ?? 'unknown'
+      return {...node, alive: role !== 'down', role}
+    })
+  } finally {
+    await pool.closeAll()
+  }
 }

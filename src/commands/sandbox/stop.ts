@@ -1,7 +1,7 @@
 import {Flags} from '@oclif/core'
 
 import {BaseCommand} from '../../lib/base-command.js'
-import {defaultSandboxDir, stopSandbox} from '../../lib/sandbox.js'
+import {defaultSandboxDir, resolveSandboxDir, stopSandbox} from '../../lib/sandbox.js'
 
 export interface SandboxStopResult {
   dir: string
@@ -9,14 +9,18 @@ export interface SandboxStopResult {
 }
 
 export default class SandboxStop extends BaseCommand<typeof SandboxStop> {
-  static description = BaseCommand.withExitCodes('Stop the sandbox: ends exactly the redis-server processes `sandbox start` recorded, and removes their files.')
+  static description = BaseCommand.withExitCodes(
+    'Stop the sandbox: ends exactly the redis-server processes `sandbox start` recorded, and removes their files. Stopping when nothing runs is not an error.',
+  )
+
+  static examples = ['<%= config.bin %> sandbox stop', '<%= config.bin %> sandbox stop --dir ./my-sandbox --json']
 
   static flags = {
     dir: Flags.string({description: 'the sandbox directory', defaultHelp: async () => defaultSandboxDir()}),
   }
 
   async run(): Promise<SandboxStopResult> {
-    const dir = this.flags.dir ?? defaultSandboxDir()
+    const dir = resolveSandboxDir(this.flags.dir)
     const {state, stopped} = await stopSandbox(dir)
     this.log(state ? `stopped ${stopped} redis-server process(es) of the sandbox in ${dir}` : `no sandbox recorded in ${dir}: nothing to stop`)
     return {dir, stopped}
