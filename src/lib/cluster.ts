@@ -5,7 +5,7 @@
 import type {Redis} from 'ioredis'
 
 import {type NodeAddress, formatAddress} from './address.js'
-import {NODE_PARALLELISM, type NodePool, settleLimit} from './connection.js'
+import {NODE_PARALLELISM, type NodePool, describeConnectError, settleLimit} from './connection.js'
 import {SlotctlError, errorMessage} from './errors.js'
 import {type ClusterNode, myselfOf, parseClusterNodes, parseInfo, resolveNodeId} from './topology.js'
 
@@ -55,6 +55,7 @@ export async function readNodeState(client: Redis, address: string): Promise<Nod
   const failure = nodesError ?? infoError
   if (failure) {
     if (/cluster support disabled/i.test(failure.message)) throw notClusterError(address)
+    if (/NOAUTH|WRONGPASS/.test(failure.message)) throw describeConnectError(address, failure)
     throw new SlotctlError(`${address} answered CLUSTER NODES with: ${failure.message}`, {code: 'E_PROTOCOL'})
   }
   return {clusterInfo: parseInfo(String(infoText)), nodes: parseClusterNodes(String(nodesText))}

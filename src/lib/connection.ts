@@ -86,6 +86,21 @@ export function describeConnectError(address: string, error: unknown): SlotctlEr
   return new SlotctlError(`cannot connect to ${address}: ${message}`, {code: 'E_UNREACHABLE'})
 }
 
+/**
+ * ioredis console.warn()s when a password is sent to a server that needs none, and goes on
+ * connected. That is harmless for an ops tool (one password for a mixed fleet) but would
+ * break clean stderr and --json pipelines, so exactly those two messages are dropped.
+ */
+function silenceSpareAuthWarnings(): void {
+  const original = console.warn
+  console.warn = (...args: unknown[]) => {
+    if (typeof args[0] === 'string' && /^\[WARN\] .*does not require a password, but a password was supplied/.test(args[0])) return
+    original(...args)
+  }
+}
+
+silenceSpareAuthWarnings()
+
 interface PoolEntry {
   client: Redis
   ready: Promise<Redis>

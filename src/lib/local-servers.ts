@@ -23,6 +23,8 @@ export interface ServerSpec {
   detached?: boolean
   nodeTimeoutMs?: number
   extraArgs?: string[]
+  /** For a server started with --requirepass: the pid probe must authenticate. */
+  password?: string
 }
 
 export interface RunningServer {
@@ -108,8 +110,8 @@ export function serverArgs(spec: ServerSpec): string[] {
   ]
 }
 
-async function answeringPid(host: string, port: number): Promise<number | undefined> {
-  const client = new Redis({connectTimeout: 300, enableOfflineQueue: false, host, lazyConnect: true, maxRetriesPerRequest: 0, port, retryStrategy: () => null})
+async function answeringPid(host: string, port: number, password?: string): Promise<number | undefined> {
+  const client = new Redis({connectTimeout: 300, enableOfflineQueue: false, host, lazyConnect: true, maxRetriesPerRequest: 0, password, port, retryStrategy: () => null})
   client.on('error', () => {})
   try {
     await client.connect()
@@ -172,7 +174,7 @@ export async function startServer(spec: ServerSpec, timeoutMs = 10_000): Promise
   const deadline = Date.now() + timeoutMs
   while (Date.now() < deadline) {
     if (exited) break
-    if ((await answeringPid(host, spec.port)) === pid) return {address: `${host}:${spec.port}`, dir: spec.dir, host, pid, port: spec.port}
+    if ((await answeringPid(host, spec.port, spec.password)) === pid) return {address: `${host}:${spec.port}`, dir: spec.dir, host, pid, port: spec.port}
     await new Promise((resolve) => {
       setTimeout(resolve, 25)
     })
