@@ -1,0 +1,238 @@
+/**
+ * Benchmark: rebalance 3 → 4 masters with 1,000,000 keys of 64-byte values (250k keys and
+ * 4096 slots move to the new, empty master). Contenders, each on a fresh cluster with the
+ * same data:
+ *   - slotctl rebalance --use-empty-masters (default flags), with its peak RSS;
+ *   - redis-cli --cluster rebalance --cluster-use-empty-masters (default pipeline, 10);
+ *   - redis-cli --cluster reshard of the same 4096 slots with --cluster-pipeline 1000;
+ *   - the raw ceiling: MIGRATE of 250k keys of one slot in batches of 10000, no tool at all.
+ * Prints ratios and appends a dated line to bench/RESULTS.md.
+ *
+ * Run with `npm run bench -- rebalance` (builds first), or `node bench/rebalance.bench.js`
+ * after `npm run build`. BENCH_REBALANCE_KEYS overrides the key count for a quick try.
+ */
+import {existsSync} from 'node:fs'
+import {appendFile, mkdtemp, rm} from 'node:fs/promises'
+import {cpus, tmpdir} from 'node:os'
+import path from 'node:path'
+import {fileURLToPath} from 'node:url'
+
+import {execa} from 'execa'
+import {Redis} from 'ioredis'
+
+const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..')
+const KEYS = Number(process.env.BENCH_REBALANCE_KEYS ?? 1_000_000)
+const VALUE = 'v'.repeat(64)
+const LOAD_BATCH = 10_000
+const RAW_BATCH = 10_000
+const TIME_BIN = '/usr/bin/time'
+
+const lib = async (name) => import(path.join(root, 'dist', 'lib', `${name}.js`))
+
+function slotctlBin() {
+  const built = path.join(root, 'dist', 'commands', 'rebalance.js')
+  if (!existsSync(built)) throw new Error('dist/commands/rebalance.js is missing: run npm run build (npm run bench does)')
+  return path.join(root, 'bin', 'run.js')
+}
+
+/** 3 formed masters plus one empty master that has joined and sees cluster_state:ok. */
+async function freshCluster(dir, label) {
+  const {findFreePorts, startServer} = await lib('local-servers')
+  const {applyCreatePlan, waitForAgreement, waitForClusterOk} = await lib('create')
+  const {planCreate} = await lib('plan/create')
+  const {NodePool} = await lib('connection')
+  const ports = await findFreePorts(4, '127.0.0.1')
+  const servers = await Promise.all(ports.map((port) => startServer({dir: path.join(dir, `${label}-${port}`), host: '127.0.0.1', nodeTimeoutMs: 15_000, port})))
+  const pool = new NodePool()
+  try {
+    const masters = servers.slice(0, 3)
+    const ids = await applyCreatePlan(pool, planCreate(masters.map((s) => ({address: s.address, host: s.host})), 0), {waitTimeoutMs: 60_000})
+    const extra = servers[3]
+    await (await pool.client(extra.address)).call('CLUSTER', 'MEET', '127.0.0.1', masters[0].port)
+    const all = servers.map((s) => s.address)
+    await waitForAgreement(pool, all, 60_000)
+    await waitForClusterOk(pool, all, 60_000)
+    const newId = String(await (await pool.client(extra.address)).call('CLUSTER', 'MYID'))
+    return {masterIds: masters.map((s) => ids.get(s.address)), newAddress: extra.address, newId, seed: masters[0].address, servers}
+  } finally {
+    await pool.closeAll()
+  }
+}
+
+/** Loads KEYS keys, each SET pipelined straight to the master that owns its slot. */
+async function loadKeys(cluster) {
+  const {keySlot} = await lib('slots')
+  const clients = cluster.servers.slice(0, 3).map((s) => new Redis({host: s.host, port: s.port}))
+  try {
+    const ranges = await clients[0].call('CLUSTER', 'SLOTS')
+    const ownerOf = new Int8Array(16_384)
+    for (const [start, end, [, port]] of ranges) ownerOf.fill(cluster.servers.findIndex((s) => s.port === port), start, end + 1)
+    for (let first = 0; first < KEYS; first += LOAD_BATCH) {
+      const pipelines = clients.map((client) => client.pipeline())
+      for (let i = first; i < Math.min(KEYS, first + LOAD_BATCH); i++) {
+        const key = `key:${i}`
+        pipelines[ownerOf[keySlot(key)]].set(key, VALUE)
+      }
+      await Promise.all(pipelines.map((p) => p.exec()))
+    }
+  } finally {
+    for (const client of clients) client.disconnect()
+  }
+}
+
+async function totalKeys(cluster) {
+  let total = 0
+  for (const server of cluster.servers) {
+    const client = new Redis({host: server.host, port: server.port})
+    try {
+      const role = String(await client.call('ROLE'))
+      if (role.startsWith('master')) total += Number(await client.dbsize())
+    } finally {
+      client.disconnect()
+    }
+  }
+  return total
+}
+
+async function stopCluster(cluster) {
+  if (!cluster) return
+  const {stopServer} = await lib('local-servers')
+  await Promise.all(cluster.servers.map((server) => stopServer(server)))
+}
+
+/** Runs a command; returns wall ms and, under /usr/bin/time, the peak RSS in MB. */
+async function timed(command, args, {measureRss = false} = {}) {
+  const useTime = measureRss && existsSync(TIME_BIN)
+  const [bin, argv] = useTime ? [TIME_BIN, ['-f', 'PEAK_RSS_KB=%M', command, ...args]] : [command, args]
+  const started = process.hrtime.bigint()
+  const result = await execa(bin, argv, {env: {NO_COLOR: '1'}, input: '', reject: false, timeout: 900_000})
+  const ms = Number(process.hrtime.bigint() - started) / 1e6
+  if (result.exitCode !== 0) throw new Error(`${path.basename(command)} ${args.slice(0, 2).join(' ')} failed (exit ${result.exitCode}): ${String(result.stderr || result.stdout).slice(-800)}`)
+  const rss = /PEAK_RSS_KB=(\d+)/.exec(String(result.stderr))
+  return {ms, peakRssMb: rss ? Number(rss[1]) / 1024 : undefined}
+}
+
+async function withCluster(dir, label, run) {
+  let cluster
+  try {
+    cluster = await freshCluster(dir, label)
+    await loadKeys(cluster)
+    const result = await run(cluster)
+    const after = await totalKeys(cluster)
+    if (after !== KEYS) throw new Error(`${label}: ${after} keys after the run, expected ${KEYS}`)
+    return result
+  } finally {
+    await stopCluster(cluster)
+  }
+}
+
+/** MIGRATE of KEYS/4 keys of one slot, batches of RAW_BATCH: what the wire and servers allow. */
+async function rawCeiling(dir) {
+  let cluster
+  const clients = []
+  try {
+    cluster = await freshCluster(dir, 'raw')
+    const {keySlot} = await lib('slots')
+    const count = Math.round(KEYS / 4)
+    const tag = '{raw}'
+    const slot = keySlot(tag + ':0')
+    const connect = (s) => {
+      const client = new Redis({host: s.host, port: s.port})
+      clients.push(client)
+      return client
+    }
+    const sourceServer = await ownerServer(cluster, slot)
+    const source = connect(sourceServer)
+    const target = connect(cluster.servers[3])
+    for (let first = 0; first < count; first += LOAD_BATCH) {
+      const pipeline = source.pipeline()
+      for (let i = first; i < Math.min(count, first + LOAD_BATCH); i++) pipeline.set(`${tag}:${i}`, VALUE)
+      await pipeline.exec()
+    }
+    const sourceId = String(await source.call('CLUSTER', 'MYID'))
+    await target.call('CLUSTER', 'SETSLOT', slot, 'IMPORTING', sourceId)
+    await source.call('CLUSTER', 'SETSLOT', slot, 'MIGRATING', cluster.newId)
+    const started = process.hrtime.bigint()
+    let moved = 0
+    for (;;) {
+      const keys = await source.call('CLUSTER', 'GETKEYSINSLOT', slot, RAW_BATCH)
+      if (keys.length === 0) break
+      await source.call('MIGRATE', '127.0.0.1', cluster.servers[3].port, '', 0, 60_000, 'KEYS', ...keys)
+      moved += keys.length
+    }
+    const ms = Number(process.hrtime.bigint() - started) / 1e6
+    if (moved !== count) throw new Error(`raw ceiling moved ${moved} keys, expected ${count}`)
+    return {keys: moved, keysPerSec: (moved / ms) * 1000, ms}
+  } finally {
+    for (const client of clients) client.disconnect()
+    await stopCluster(cluster)
+  }
+}
+
+async function ownerServer(cluster, slot) {
+  const client = new Redis({host: cluster.servers[0].host, port: cluster.servers[0].port})
+  try {
+    const ranges = await client.call('CLUSTER', 'SLOTS')
+    const [, , [, port]] = ranges.find(([start, end]) => slot >= start && slot <= end)
+    return cluster.servers.find((s) => s.port === port)
+  } finally {
+    client.disconnect()
+  }
+}
+
+function machine() {
+  return `${cpus().length} cores (${cpus()[0]?.model?.trim() ?? 'unknown cpu'})`
+}
+
+export default async function benchRebalance() {
+  const bin = slotctlBin()
+  const dir = await mkdtemp(path.join(tmpdir(), 'slotctl-bench-rebalance-'))
+  const movedKeys = Math.round(KEYS / 4)
+  try {
+    const slotctl = await withCluster(dir, 'slotctl', (c) => timed(process.execPath, [bin, 'rebalance', c.seed, '--use-empty-masters', '--yes'], {measureRss: true}))
+    console.log(`slotctl rebalance: ${(slotctl.ms / 1000).toFixed(2)} s, peak RSS ${slotctl.peakRssMb?.toFixed(0) ?? '?'} MB`)
+    const cliRebalance = await withCluster(dir, 'cli-rebalance', (c) => timed('redis-cli', ['--cluster', 'rebalance', c.seed, '--cluster-use-empty-masters', '--cluster-yes']))
+    console.log(`redis-cli rebalance (pipeline 10): ${(cliRebalance.ms / 1000).toFixed(2)} s`)
+    const cliReshard = await withCluster(dir, 'cli-reshard', (c) =>
+      timed('redis-cli', ['--cluster', 'reshard', c.seed, '--cluster-from', c.masterIds.join(','), '--cluster-to', c.newId, '--cluster-slots', '4096', '--cluster-yes', '--cluster-pipeline', '1000']),
+    )
+    console.log(`redis-cli reshard 4096 slots (pipeline 1000): ${(cliReshard.ms / 1000).toFixed(2)} s`)
+    const raw = await rawCeiling(dir)
+    console.log(`raw MIGRATE ceiling: ${raw.keys} keys in ${(raw.ms / 1000).toFixed(2)} s (${Math.round(raw.keysPerSec)} keys/s)`)
+
+    const slotctlRate = (movedKeys / slotctl.ms) * 1000
+    const result = {
+      ceilingShare: slotctlRate / raw.keysPerSec,
+      keys: KEYS,
+      name: 'rebalance',
+      peakRssMb: slotctl.peakRssMb,
+      rawKeysPerSec: raw.keysPerSec,
+      redisCliPipeline1000Ms: cliReshard.ms,
+      redisCliRebalanceMs: cliRebalance.ms,
+      slotctlKeysPerSec: slotctlRate,
+      slotctlMs: slotctl.ms,
+      vsRedisCliDefault: cliRebalance.ms / slotctl.ms,
+      vsRedisCliPipeline1000: cliReshard.ms / slotctl.ms,
+    }
+    const version = (await execa('redis-server', ['--version'], {reject: false})).stdout.match(/v=(\S+)/)?.[1] ?? '?'
+    const line =
+      `- ${new Date().toISOString()} rebalance 3→4 masters, ${KEYS} keys × 64 B (${movedKeys} keys, 4096 slots move), ${machine()}, redis ${version}: ` +
+      `slotctl ${(slotctl.ms / 1000).toFixed(2)} s (${Math.round(slotctlRate)} keys/s, peak RSS ${slotctl.peakRssMb?.toFixed(0) ?? '?'} MB); ` +
+      `redis-cli rebalance ${(cliRebalance.ms / 1000).toFixed(2)} s → ${result.vsRedisCliDefault.toFixed(2)}x; ` +
+      `redis-cli reshard --cluster-pipeline 1000 ${(cliReshard.ms / 1000).toFixed(2)} s → ${result.vsRedisCliPipeline1000.toFixed(2)}x; ` +
+      `raw MIGRATE ceiling ${Math.round(raw.keysPerSec)} keys/s → slotctl at ${(result.ceilingShare * 100).toFixed(0)}% of it ` +
+      `(goals: ≥3x vs pipeline 1000, ≥70% of ceiling, ≤150 MB)`
+    console.log(line.slice(2))
+    await appendFile(path.join(root, 'bench', 'RESULTS.md'), `${line}\n`)
+    return result
+  } finally {
+    await rm(dir, {force: true, recursive: true})
+  }
+}
+
+if (process.argv[1] && path.resolve(process.argv[1]) === fileURLToPath(import.meta.url)) {
+  benchRebalance().catch((error) => {
+    console.error(`rebalance bench failed: ${error.message}`)
+    process.exitCode = 1
+  })
+}

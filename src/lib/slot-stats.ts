@@ -1,0 +1,88 @@
+/**
+ * Per-slot load for `rebalance --by keys|memory`: key counts from CLUSTER COUNTKEYSINSLOT
+ * (each master asked about its own slots, pipelined), and a byte estimate per slot.
+ *
+ * The byte estimate: a master's dataset memory (INFO memory `used_memory_dataset`, i.e.
+ * used_memory minus the server's own overhead) is shared among its slots in proportion to
+ * their key counts: bytes(slot) ≈ dataset(node) · keys(slot) / keys(node). It assumes keys of
+ * one node are of similar size on average per slot; it costs one INFO per master instead of
+ * a MEMORY USAGE per key.
+ */
+import {NODE_PARALLELISM, type NodePool, mapLimit} from './connection.js'
+import {SlotctlError, errorMessage} from './errors.js'
+import {SLOT_COUNT, type SlotRange, expandRanges} from './slots.js'
+import {parseInfo} from './topology.js'
+
+export interface SlotStatsMaster {
+  id: string
+  address: string
+  slots: readonly SlotRange[]
+}
+
+/** Commands per pipeline round trip: bounded so one huge reply never stalls a node. */
+const PIPELINE_CHUNK = 2000
+
+async function countKeysInSlots(pool: NodePool, address: string, slots: number[]): Promise<number[]> {
+  const client = await pool.client(address)
+  const counts: number[] = []
+  for (let start = 0; start < slots.length; start += PIPELINE_CHUNK) {
+    const pipeline = client.pipeline()
+    for (const slot of slots.slice(start, start + PIPELINE_CHUNK)) pipeline.call('CLUSTER', 'COUNTKEYSINSLOT', slot)
+    const replies = (await pipeline.exec()) ?? []
+    for (const [error, value] of replies) {
+      if (error) throw new SlotctlError(`${address} answered CLUSTER COUNTKEYSINSLOT with: ${error.message}`, {code: 'E_PROTOCOL'})
+      counts.push(Number(value))
+    }
+  }
+  return counts
+}
+
+/** Key count of every slot (index = slot), each read from the master that owns it. */
+export async function slotKeyCounts(pool: NodePool, masters: readonly SlotStatsMaster[]): Promise<number[]> {
+  const keys = Array.from({length: SLOT_COUNT}, () => 0)
+  await mapLimit(masters, NODE_PARALLELISM, async (master) => {
+    const slots = expandRanges(master.slots)
+    if (slots.length === 0) return
+    let counts: number[]
+    try {
+      counts = await countKeysInSlots(pool, master.address, slots)
+    } catch (error) {
+      if (error instanceof SlotctlError) throw error
+      throw new SlotctlError(`cannot count keys per slot on ${master.address}: ${errorMessage(error)}`, {code: 'E_UNREACHABLE'})
+    }
+    for (const [index, slot] of slots.entries()) keys[slot] = counts[index]
+  })
+  return keys
+}
+
+/** Bytes of data a master holds, without the server's fixed overhead. */
+export function datasetBytes(info: Record<string, string>): number {
+  const dataset = Number(info.used_memory_dataset)
+  if (Number.isFinite(dataset) && dataset >= 0) return dataset
+  return Math.max(0, Number(info.used_memory ?? 0) - Number(info.used_memory_startup ?? 0))
+}
+
+/** Pure: spreads each master's dataset bytes over its slots by key share. */
+export function estimateSlotBytes(masters: readonly SlotStatsMaster[], keys: readonly number[], bytesByMaster: ReadonlyMap<string, number>): number[] {
+  const bytes = Array.from({length: SLOT_COUNT}, () => 0)
+  for (const master of masters) {
+    const slots = expandRanges(master.slots)
+    const nodeKeys = slots.reduce((sum, slot) => sum + keys[slot], 0)
+    const nodeBytes = bytesByMaster.get(master.id) ?? 0
+    if (nodeKeys === 0) continue
+    for (const slot of slots) bytes[slot] = (nodeBytes * keys[slot]) / nodeKeys
+  }
+  return bytes
+}
+
+export async function slotByteEstimates(pool: NodePool, masters: readonly SlotStatsMaster[], keys: readonly number[]): Promise<number[]> {
+  const memory = await mapLimit(masters, NODE_PARALLELISM, async (master) => {
+    try {
+      const client = await pool.client(master.address)
+      return datasetBytes(parseInfo(String(await client.info('memory'))))
+    } catch (error) {
+      throw new SlotctlError(`cannot read INFO memory from ${master.address}: ${errorMessage(error)}`, {code: 'E_UNREACHABLE'})
+    }
+  })
+  return estimateSlotBytes(masters, keys, new Map(masters.map((master, index) => [master.id, memory[index]])))
+}
