@@ -3,6 +3,7 @@ import {expect} from 'chai'
 import {type RebalanceMaster, type RebalanceResult, deviationPct, planDrain, planRebalance} from '../../src/lib/plan/rebalance.js'
 import type {MigrationPlan} from '../../src/lib/plan/types.js'
 import {parseWeights} from '../../src/lib/plan/weights.js'
+import {datasetBytes, estimateSlotBytes} from '../../src/lib/slot-stats.js'
 import {SLOT_COUNT, type SlotRange, countSlots, expandRanges, splitEvenly, toRanges} from '../../src/lib/slots.js'
 import {parseClusterNodes} from '../../src/lib/topology.js'
 import {A, B, C, healthy} from '../fixtures/cluster-nodes.js'
@@ -275,5 +276,23 @@ describe('parseWeights', () => {
     for (const spec of ['ff=1', 'a1=-1', 'a1=abc', 'a1=', '=3', 'a1', 'd4=1']) {
       expect(() => parseWeights([spec], nodes), spec).to.throw().with.property('exitCode', 2)
     }
+  })
+})
+
+describe('slot byte estimates (--by memory)', () => {
+  it('shares each master\'s dataset bytes over its slots by key count', () => {
+    const masters = [master(A, [[0, 1]]), master(B, [[2, 3]])]
+    const keys = Array.from({length: SLOT_COUNT}, () => 0)
+    keys[0] = 30
+    keys[1] = 10
+    keys[3] = 5
+    const bytes = estimateSlotBytes(masters, keys, new Map([[A, 4000], [B, 500]]))
+    expect(bytes.slice(0, 4)).to.deep.equal([3000, 1000, 0, 500])
+    expect(bytes.reduce((a, b) => a + b, 0)).to.equal(4500)
+  })
+
+  it('reads the dataset size from INFO memory, falling back to used_memory minus startup', () => {
+    expect(datasetBytes({used_memory: '9000', used_memory_dataset: '4000', used_memory_startup: '1000'})).to.equal(4000)
+    expect(datasetBytes({used_memory: '9000', used_memory_startup: '1000'})).to.equal(8000)
   })
 })
