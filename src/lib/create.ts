@@ -54,12 +54,47 @@ export async function resolveForMeet(host: string): Promise<string> {
   }
 }
 
-async function meetAll(pool: NodePool, addresses: string[]): Promise<void> {
-  const first = parseAddress(addresses[0])
-  const ip = await resolveForMeet(first.host)
-  await mapLimit(addresses.slice(1), NODE_PARALLELISM, async (address) => {
-    const client = await pool.client(address)
-    await call(client, address, 'CLUSTER', 'MEET', ip, first.port)
+type Pair = [from: string, to: string]
+
+/** Every pair once, the later node meeting the earlier one. */
+function allPairs(addresses: readonly string[]): Pair[] {
+  return addresses.flatMap((from, i) => addresses.slice(0, i).map((to): Pair => [from, to]))
+}
+
+/**
+ * MEETs each pair directly instead of one hub plus gossip: handshakes then happen at once
+ * rather than over several gossip rounds.
+ */
+async function meetPairs(pool: NodePool, pairs: readonly Pair[]): Promise<void> {
+  const ips = new Map<string, string>()
+  for (const [, to] of pairs) {
+    const {host} = parseAddress(to)
+    if (!ips.has(host)) ips.set(host, await resolveForMeet(host))
+  }
+  await mapLimit(pairs, NODE_PARALLELISM, async ([from, to]) => {
+    const target = parseAddress(to)
+    await call(await pool.client(from), from, 'CLUSTER', 'MEET', ips.get(target.host) as string, target.port)
+  })
+}
+
+/**
+ * Nodes take a peer's slots and master from packets that peer sends once they know it; a MEET
+ * to a known node is such a packet (the handshake it starts is dropped on the reply), so it
+ * spares waiting for the next heartbeat, which can be node-timeout/2 away.
+ */
+async function poke(pool: NodePool, senders: readonly string[], addresses: readonly string[]): Promise<void> {
+  await meetPairs(pool, senders.flatMap((from) => addresses.filter((to) => to !== from).map((to): Pair => [from, to])))
+}
+
+/** A replica can only REPLICATE a master it knows (handshake done). */
+async function waitForMastersKnown(pool: NodePool, replicas: ReadonlyArray<{address: string; masterId: string}>, timeoutMs: number): Promise<void> {
+  await waitUntil('every replica knows its master', timeoutMs, async () => {
+    const lagging: string[] = []
+    await mapLimit(replicas, NODE_PARALLELISM, async (replica) => {
+      const {nodes} = await readNodeState(await pool.client(replica.address), replica.address)
+      if (!nodes.some((node) => node.id === replica.masterId && !node.handshake && node.role === 'master')) lagging.push(`${replica.address} does not know its master yet`)
+    })
+    return {done: lagging.length === 0, lagging: lagging.slice(0, 5).join('; ')}
   })
 }
 
@@ -69,7 +104,14 @@ export async function nodeIds(pool: NodePool, addresses: string[]): Promise<Map<
 }
 
 /** Every node knows all the others (no handshake left) and all report the same slot map. */
-export async function waitForAgreement(pool: NodePool, addresses: string[], timeoutMs: number, what = 'every node knows every other and all agree on the slot map'): Promise<void> {
+export async function waitForAgreement(
+  pool: NodePool,
+  addresses: string[],
+  timeoutMs: number,
+  what = 'every node knows every other and all agree on the slot map',
+  onAllKnown?: () => Promise<void>,
+): Promise<void> {
+  let nudged = false
   await waitUntil(what, timeoutMs, async () => {
     const states = await mapLimit(addresses, NODE_PARALLELISM, async (address) => readNodeState(await pool.client(address), address))
     const signatures = new Set(states.map((state) => slotMapSignature(state.nodes)))
@@ -77,15 +119,18 @@ export async function waitForAgreement(pool: NodePool, addresses: string[], time
       const known = state.nodes.filter((node) => !node.handshake && !node.noAddress).length
       return known < addresses.length ? [`${addresses[index]} knows ${known} of ${addresses.length} nodes`] : []
     })
+    if (lagging.length === 0 && signatures.size > 1 && onAllKnown && !nudged) {
+      nudged = true
+      await onAllKnown()
+    }
     if (signatures.size > 1) lagging.push('nodes still disagree on the slot map')
     return {done: lagging.length === 0, lagging: lagging.join('; ')}
   })
 }
 
-async function replicate(pool: NodePool, plan: CreatePlan, ids: Map<string, string>): Promise<void> {
-  await mapLimit(plan.replicas, NODE_PARALLELISM, async (replica) => {
-    const client = await pool.client(replica.address)
-    await call(client, replica.address, 'CLUSTER', 'REPLICATE', ids.get(replica.masterAddress) as string)
+async function replicate(pool: NodePool, replicas: ReadonlyArray<{address: string; masterId: string}>): Promise<void> {
+  await mapLimit(replicas, NODE_PARALLELISM, async (replica) => {
+    await call(await pool.client(replica.address), replica.address, 'CLUSTER', 'REPLICATE', replica.masterId)
   })
 }
 
@@ -114,26 +159,48 @@ export async function waitForClusterOk(pool: NodePool, addresses: string[], time
   })
 }
 
+/**
+ * Order matters for speed: masters meet each other and each replica meets only its master,
+ * replicas REPLICATE as soon as they know their master, and only then does everyone meet
+ * everyone. The other nodes thus first hear of each replica as a replica, instead of learning
+ * its role change from gossip seconds later.
+ */
 export async function applyCreatePlan(pool: NodePool, plan: CreatePlan, options: ApplyCreateOptions): Promise<Map<string, string>> {
   const emit = (phase: CreateEvent['phase']) => options.onEvent?.({phase})
-  const addresses = [...plan.masters, ...plan.replicas].map((node) => node.address)
+  const masterAddresses = plan.masters.map((node) => node.address)
+  const addresses = [...masterAddresses, ...plan.replicas.map((node) => node.address)]
   const ids = await nodeIds(pool, addresses)
+  const replicas = plan.replicas.map((replica) => ({address: replica.address, masterId: ids.get(replica.masterAddress) as string}))
   emit('assign-slots')
   await assignSlots(pool, plan)
   await setEpochs(pool, addresses)
   emit('meet')
-  await meetAll(pool, addresses)
-  emit('wait-join')
-  await waitForAgreement(pool, addresses, options.waitTimeoutMs)
-  if (plan.replicas.length > 0) {
+  const firstPairs: Pair[] = [...allPairs(masterAddresses), ...plan.replicas.map((replica): Pair => [replica.address, replica.masterAddress])]
+  await meetPairs(pool, firstPairs)
+  if (replicas.length > 0) {
+    await waitForMastersKnown(pool, replicas, options.waitTimeoutMs)
     emit('replicate')
-    await replicate(pool, plan, ids)
+    await replicate(pool, replicas)
+  }
+  // Every node meets every master itself, since a node that sends MEET learns the target's
+  // slots at once, while the target learns the sender's only at a later heartbeat.
+  const met = new Set(firstPairs.map(([from, to]) => `${from} ${to}`))
+  const secondPairs = [
+    ...addresses.flatMap((from) => masterAddresses.filter((to) => to !== from).map((to): Pair => [from, to])),
+    ...allPairs(plan.replicas.map((replica) => replica.address)),
+  ]
+  await meetPairs(pool, secondPairs.filter(([from, to]) => !met.has(`${from} ${to}`)))
+  emit('wait-join')
+  await waitForAgreement(pool, addresses, options.waitTimeoutMs, undefined, async () => {
+    // Handshakes done but slots not yet everywhere: let the masters speak now (see poke).
+    await poke(pool, masterAddresses, addresses)
+  })
+  if (replicas.length > 0) {
+    await poke(pool, replicas.map((replica) => replica.address), addresses)
     emit('wait-replication')
-    const replicas = plan.replicas.map((replica) => ({address: replica.address, masterId: ids.get(replica.masterAddress) as string}))
     await waitForReplication(pool, replicas, addresses, options.waitTimeoutMs)
   }
   emit('wait-state')
   await waitForClusterOk(pool, addresses, options.waitTimeoutMs)
   return ids
 }
-
