@@ -2,7 +2,8 @@ import {Args} from '@oclif/core'
 
 import {BaseCommand} from '../lib/base-command.js'
 import {NODE_PARALLELISM, settleLimit} from '../lib/connection.js'
-import {formatBytes, table} from '../lib/render.js'
+import {ExitCode} from '../lib/errors.js'
+import {formatBytes, paint, table} from '../lib/render.js'
 import {SLOT_COUNT, countSlots, formatRanges} from '../lib/slots.js'
 import {keyCountFromInfo, parseInfo, replicasOf} from '../lib/topology.js'
 
@@ -15,6 +16,7 @@ export interface MasterInfo {
   replicas: number
   usedMemory: number | null
   reachable: boolean
+  error?: string
 }
 
 export interface InfoResult {
@@ -32,7 +34,10 @@ export default class Info extends BaseCommand<typeof Info> {
     port: Args.string({description: 'port, when the address is given as HOST PORT', required: false}),
   }
 
-  static description = BaseCommand.withExitCodes('Show each master with its slots, keys, replicas and used memory, and cluster totals.')
+  static description = BaseCommand.withExitCodes(
+    'Show each master with its slots, keys, replicas and used memory, and cluster totals.\n' +
+      'Exits 1 if a master could not be read: its keys are then missing from the totals.',
+  )
 
   static examples = ['<%= config.bin %> info 127.0.0.1:7000', '<%= config.bin %> info 127.0.0.1:7000 --json']
 
@@ -53,6 +58,7 @@ export default class Info extends BaseCommand<typeof Info> {
         slotCount: countSlots(node.slots),
         slots: formatRanges(node.slots),
         usedMemory: info ? Number(info.used_memory) : null,
+        ...(infos[index].error ? {error: infos[index].error?.message} : {}),
       }
     })
     rows.sort((a, b) => b.slotCount - a.slotCount || a.address.localeCompare(b.address))
@@ -67,6 +73,9 @@ export default class Info extends BaseCommand<typeof Info> {
       usedMemory: rows.reduce((sum, row) => sum + (row.usedMemory ?? 0), 0),
     }
     this.render(result)
+    const unread = rows.filter((row) => !row.reachable)
+    for (const row of unread) this.note(paint.bad(`[ERR] could not read ${row.address}: ${row.error ?? 'no answer'}`))
+    if (unread.length > 0) this.resultExitCode = ExitCode.failed
     return result
   }
 

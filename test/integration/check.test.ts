@@ -1,16 +1,19 @@
 import {expect} from 'chai'
 
 import type {CheckResult} from '../../src/commands/check.js'
-import type {InfoResult} from '../../src/commands/info.js'
-import type {CallResult} from '../../src/commands/call.js'
-import type {SetTimeoutResult} from '../../src/commands/set-timeout.js'
 import {keySlot} from '../../src/lib/slots.js'
+import {type ClusterNode, parseClusterNodes, slotOwners} from '../../src/lib/topology.js'
 import {TestCluster} from '../helpers/cluster-harness.js'
 import {runCli, runCliJson} from '../helpers/cli.js'
 
 const codesOf = (result: CheckResult) => result.findings.map((finding) => finding.code)
 
-describe('check, info, call, set-timeout on a real 3+3 cluster', () => {
+/** A key name that hashes to `slot`. */
+function keyInSlot(slot: number): string {
+  for (let i = 0; ; i++) if (keySlot(`stray:${i}`) === slot) return `stray:${i}`
+}
+
+describe('check on a real 3+3 cluster', () => {
   let cluster: TestCluster
 
   before(async () => {
@@ -21,103 +24,105 @@ describe('check, info, call, set-timeout on a real 3+3 cluster', () => {
     await cluster?.stop()
   })
 
-  const masterOwning = async (slot: number) => {
-    const nodes = String(await cluster.client().call('CLUSTER', 'NODES'))
-    for (const line of nodes.trim().split('\n')) {
-      const fields = line.split(' ')
-      if (!fields[2].includes('master')) continue
-      for (const range of fields.slice(8)) {
-        const [a, b = a] = range.split('-').map(Number)
-        if (slot >= a && slot <= b) return {address: fields[1].split('@')[0], id: fields[0]}
-      }
-    }
-    throw new Error(`no owner for ${slot}`)
+  const topology = async (): Promise<ClusterNode[]> => parseClusterNodes(String(await cluster.client().call('CLUSTER', 'NODES')))
+
+  const ownerOf = async (slot: number): Promise<ClusterNode> => {
+    const nodes = await topology()
+    const id = slotOwners(nodes).get(slot)
+    const owner = nodes.find((node) => node.id === id)
+    if (!owner) throw new Error(`no owner for slot ${slot}`)
+    return owner
   }
 
-  it('check: a healthy cluster exits 0 and --json says healthy', async () => {
+  const otherMaster = async (than: ClusterNode): Promise<ClusterNode> => {
+    const other = (await topology()).find((node) => node.role === 'master' && node.id !== than.id && node.address !== cluster.seed)
+    if (!other) throw new Error('no other master')
+    return other
+  }
+
+  it('a healthy cluster exits 0, lists every master with its slots and replicas, and --json says healthy', async () => {
     const human = await runCli(['check', cluster.seed])
     expect(human.exitCode, human.stderr).to.equal(0)
     expect(human.stdout).to.include('[OK] all 16384 slots covered')
-    const {exitCode, json} = await runCliJson<CheckResult>(['check', cluster.seed])
+    expect(human.stdout).to.not.include('Errors')
+    const [host, port] = cluster.seed.split(':')
+    const {exitCode, json} = await runCliJson<CheckResult>(['check', host, port])
     expect(exitCode).to.equal(0)
-    expect(json.healthy).to.equal(true)
-    expect(json.nodes.filter((node) => node.role === 'master')).to.have.length(3)
-    expect(json.nodes.filter((node) => node.role === 'replica')).to.have.length(3)
-  })
-
-  it('check: keySlot agrees with CLUSTER KEYSLOT for text, tagged and binary keys', async () => {
-    const client = cluster.client()
-    const keys: Buffer[] = []
-    for (let i = 0; i < 300; i++) keys.push(Buffer.from(`key:${i}`), Buffer.from(`{tag${i % 7}}:${i}`), Buffer.from([0xff, i & 0xff, 0x80, 0x7b, i % 3, 0x7d]))
-    const pipeline = client.pipeline()
-    for (const key of keys) pipeline.call('CLUSTER', 'KEYSLOT', key)
-    const replies = (await pipeline.exec()) ?? []
-    expect(replies.map(([, slot]) => Number(slot))).to.deep.equal(keys.map((key) => keySlot(key)))
-  })
-
-  it('info: key counts equal the keys written', async () => {
-    const writer = cluster.clusterClient()
-    for (let i = 0; i < 1000; i += 100) await Promise.all(Array.from({length: 100}, (_, j) => writer.set(`info:${i + j}`, 'v')))
-    const {exitCode, json} = await runCliJson<InfoResult>(['info', cluster.seed])
-    expect(exitCode).to.equal(0)
-    expect(json.totalKeys).to.equal(1000)
-    expect(json.masters.reduce((sum, master) => sum + (master.keys ?? 0), 0)).to.equal(1000)
-    expect(json.totalSlots).to.equal(16_384)
-    const owner = await masterOwning(keySlot('info:0'))
-    expect(json.masters.find((master) => master.id === owner.id)?.keys).to.be.greaterThan(0)
-    const human = await runCli(['info', cluster.seed])
-    expect(human.stdout).to.match(/1000 keys in 3 masters/)
-  })
-
-  it('call: runs on every node, or only masters / replicas', async () => {
-    const all = await runCliJson<CallResult>(['call', cluster.seed, 'PING'])
-    expect(all.json.replies.map((reply) => reply.reply)).to.deep.equal(Array(6).fill('PONG'))
-    const masters = await runCliJson<CallResult>(['call', cluster.seed, 'DBSIZE', '--masters'])
-    expect(masters.json.replies.every((reply) => reply.role === 'master')).to.equal(true)
-    expect(masters.json.replies.reduce((sum, reply) => sum + Number(reply.reply), 0)).to.equal(1000)
-    const replicas = await runCliJson<CallResult>(['call', cluster.seed, 'ROLE', '--replicas'])
-    expect(replicas.json.replies).to.have.length(3)
-    const failing = await runCli(['call', cluster.seed, 'NOSUCHCOMMAND'])
-    expect(failing.exitCode).to.equal(1)
-    expect(failing.stdout).to.include('unknown command')
-  })
-
-  it('set-timeout: sets and persists cluster-node-timeout on every node; rejects values under 100', async () => {
-    const {exitCode, json} = await runCliJson<SetTimeoutResult>(['set-timeout', cluster.seed, '2500'])
-    expect(exitCode).to.equal(0)
-    expect(json.nodes.filter((node) => node.set && node.rewritten)).to.have.length(6)
-    for (const address of cluster.addresses) {
-      const [, value] = (await cluster.client(address).config('GET', 'cluster-node-timeout')) as string[]
-      expect(value).to.equal('2500')
+    expect(json).to.include({errors: 0, healthy: true})
+    const masters = json.nodes.filter((node) => node.role === 'master')
+    expect(masters).to.have.length(3)
+    expect(masters.reduce((sum, master) => sum + master.slotCount, 0)).to.equal(16_384)
+    for (const master of masters) {
+      expect(master.replicas).to.equal(1)
+      expect(human.stdout).to.include(`M ${master.address} ${master.id.slice(0, 8)}  slots ${master.slots}`)
     }
-    const low = await runCli(['set-timeout', cluster.seed, '99'])
-    expect(low.exitCode).to.equal(2)
-    expect(low.stderr).to.match(/at least 100/)
+    expect(json.nodes.filter((node) => node.role === 'replica')).to.have.length(3)
+    expect(json.nodes.every((node) => node.reachable && node.clusterState === 'ok')).to.equal(true)
   })
 
-  it('check: an open slot exits 3 and names the slot', async () => {
+  it('warnings alone exit 0, and 3 with --strict (replicas share their master host here)', async () => {
+    const {exitCode, json} = await runCliJson<CheckResult>(['check', cluster.seed, '--strict'])
+    expect(exitCode).to.equal(3)
+    expect(json.healthy).to.equal(true)
+    expect(json.warnings).to.equal(3)
+    expect(codesOf(json)).to.deep.equal(['REPLICA_SAME_HOST', 'REPLICA_SAME_HOST', 'REPLICA_SAME_HOST'])
+  })
+
+  it('--search-multiple-owners finds a key stored on a master that does not own its slot', async () => {
+    const slot = 777
+    const key = keyInSlot(slot)
+    const owner = await ownerOf(slot)
+    const stranger = await otherMaster(owner)
+    const client = cluster.client(stranger.address)
+    // IMPORTING + ASKING is the one way to write into a slot a node does not own
+    const withAsking = async (command: string) => {
+      await client.call('CLUSTER', 'SETSLOT', slot, 'IMPORTING', owner.id)
+      await client.pipeline().call('ASKING').call(command, key, ...(command === 'SET' ? ['v'] : [])).exec()
+      await client.call('CLUSTER', 'SETSLOT', slot, 'STABLE')
+    }
+    await withAsking('SET')
+    try {
+      expect(Number(await client.call('CLUSTER', 'COUNTKEYSINSLOT', slot))).to.equal(1)
+      expect((await runCli(['check', cluster.seed])).exitCode, 'without the flag nothing is scanned').to.equal(0)
+      const {exitCode, json} = await runCliJson<CheckResult>(['check', cluster.seed, '--search-multiple-owners'])
+      expect(exitCode).to.equal(3)
+      const finding = json.findings.find((f) => f.code === 'MULTIPLE_OWNERS')
+      expect(finding).to.include({severity: 'error', slots: String(slot)})
+      expect(finding?.nodes).to.deep.equal([stranger.id])
+    } finally {
+      await withAsking('DEL')
+    }
+    expect((await runCli(['check', cluster.seed, '--search-multiple-owners'])).exitCode).to.equal(0)
+  })
+
+  it('an open slot (IMPORTING/MIGRATING set by hand) exits 3 and names the slot on both nodes', async () => {
     const slot = 42
-    const source = await masterOwning(slot)
-    const target = cluster.addresses.find((address) => address !== source.address && cluster.ids.has(address) && address !== cluster.seed) as string
-    const targetId = cluster.ids.get(target) as string
-    await cluster.client(target).call('CLUSTER', 'SETSLOT', slot, 'IMPORTING', source.id).catch(() => {})
-    await cluster.client(source.address).call('CLUSTER', 'SETSLOT', slot, 'MIGRATING', targetId).catch(() => {})
+    const source = await ownerOf(slot)
+    const target = await otherMaster(source)
+    await cluster.client(target.address).call('CLUSTER', 'SETSLOT', slot, 'IMPORTING', source.id)
+    await cluster.client(source.address).call('CLUSTER', 'SETSLOT', slot, 'MIGRATING', target.id)
     try {
       const {exitCode, json} = await runCliJson<CheckResult>(['check', cluster.seed])
       expect(exitCode).to.equal(3)
-      expect(codesOf(json)).to.include('OPEN_SLOT')
-      expect(json.findings.filter((f) => f.code === 'OPEN_SLOT').map((f) => f.slots)).to.include('42')
+      expect(json.healthy).to.equal(false)
+      const open = json.findings.filter((f) => f.code === 'OPEN_SLOT')
+      expect(open.map((f) => f.slots)).to.deep.equal(['42', '42'])
+      expect(open.flatMap((f) => f.nodes)).to.have.members([source.id, target.id])
+      const human = await runCli(['check', cluster.seed])
+      expect(human.exitCode).to.equal(3)
+      expect(human.stdout).to.match(/Errors \(2\):\n {2}\[ERR\] .*migrating state: 42\n {2}\[ERR\] .*importing state: 42|Errors \(2\):\n {2}\[ERR\] .*importing state: 42\n {2}\[ERR\] .*migrating state: 42/)
+      expect(human.stdout.indexOf('Errors')).to.be.lessThan(human.stdout.indexOf('Warnings'))
     } finally {
-      for (const address of [source.address, target]) await cluster.client(address).call('CLUSTER', 'SETSLOT', slot, 'STABLE').catch(() => {})
+      for (const node of [source, target]) await cluster.client(node.address).call('CLUSTER', 'SETSLOT', slot, 'STABLE')
     }
     expect((await runCli(['check', cluster.seed])).exitCode).to.equal(0)
   })
 
-  it('check: an uncovered slot exits 3 and lists it', async () => {
+  it('an uncovered slot (DELSLOTS) exits 3 and lists it', async () => {
     const slot = 16_000
-    const owner = await masterOwning(slot)
-    const masters = (await runCliJson<CheckResult>(['check', cluster.seed])).json.nodes.filter((n) => n.role === 'master')
-    for (const master of masters) await cluster.client(master.address).call('CLUSTER', 'DELSLOTS', slot).catch(() => {})
+    const owner = await ownerOf(slot)
+    // every node must forget the owner, or gossip would bring the slot back
+    for (const address of cluster.addresses) await cluster.client(address).call('CLUSTER', 'DELSLOTS', slot).catch(() => {})
     try {
       const {exitCode, json} = await runCliJson<CheckResult>(['check', cluster.seed])
       expect(exitCode).to.equal(3)
@@ -127,14 +132,17 @@ describe('check, info, call, set-timeout on a real 3+3 cluster', () => {
     }
   })
 
-  it('check: a killed master exits 3 and is reported', async () => {
-    const victim = await masterOwning(100)
+  it('a killed master: check exits 3 and reports it unreachable; info exits 1 naming it', async () => {
+    const victim = await ownerOf(100)
     const seed = cluster.addresses.find((address) => address !== victim.address) as string
     cluster.kill(victim.address)
     const {exitCode, json} = await runCliJson<CheckResult>(['check', seed])
     expect(exitCode).to.equal(3)
-    const unreachable = json.findings.find((f) => f.code === 'MASTER_UNREACHABLE')
-    expect(unreachable?.nodes).to.deep.equal([victim.id])
+    expect(json.findings.find((f) => f.code === 'MASTER_UNREACHABLE')?.nodes).to.deep.equal([victim.id])
     expect(json.nodes.find((node) => node.id === victim.id)?.reachable).to.equal(false)
+    const human = await runCli(['info', seed])
+    expect(human.exitCode).to.equal(1)
+    expect(human.stderr).to.include(`could not read ${victim.address}`)
+    expect(human.stderr).to.not.match(/\n\s+at /)
   })
 })
