@@ -1,5 +1,3 @@
-import {confirm, input} from '@inquirer/prompts'
-
 import {ExitCode, SlotctlError} from './errors.js'
 
 export function interactive(): boolean {
@@ -21,6 +19,8 @@ export function needsYesError(what: string): SlotctlError {
 export async function confirmOrFail(message: string, yes: boolean): Promise<boolean> {
   if (yes) return true
   if (!interactive()) throw needsYesError(message.replace(/\?$/, ''))
+  // loaded only when a prompt is shown: importing it costs every command ~200 ms of start-up
+  const {confirm} = await import('@inquirer/prompts')
   return confirm({default: false, message}, {output: process.stderr})
 }
 
@@ -29,5 +29,6 @@ export async function askOrFail(message: string, flag: string, validate?: (value
   if (!interactive()) {
     throw new SlotctlError(`missing ${flag}: it is required when not running on a terminal`, {code: 'E_USAGE', exitCode: ExitCode.usage})
   }
+  const {input} = await import('@inquirer/prompts')
   return input({message, validate}, {output: process.stderr})
 }
