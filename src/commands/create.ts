@@ -55,6 +55,8 @@ export default class Create extends BaseCommand<typeof Create> {
 
   static strict = false
 
+  private readonly started = Date.now()
+
   async run(): Promise<CreateResult> {
     const addresses = await this.nodeAddresses()
     const zones = readZones(this.flags.zone ?? [], this.flags['zones-file'])
@@ -89,7 +91,6 @@ export default class Create extends BaseCommand<typeof Create> {
   }
 
   private async apply(plan: CreatePlan): Promise<CreateResult> {
-    const started = Date.now()
     const pool = this.pool()
     const ids = await applyCreatePlan(pool, plan, {
       onEvent: (event) => this.note(`>>> ${PHASES[event.phase] ?? event.phase}`),
@@ -97,7 +98,7 @@ export default class Create extends BaseCommand<typeof Create> {
     })
     const snapshot = await this.loadCluster(this.parseSeed([plan.masters[0].address]))
     const findings = runChecks(snapshot)
-    const elapsedMs = Date.now() - started
+    const elapsedMs = Date.now() - this.started
     for (const finding of findings) this.warnLine(`${finding.severity}: ${finding.message}`)
     const message = `cluster created: ${plan.masters.length} masters, ${plan.replicas.length} replicas, in ${formatDuration(elapsedMs)}`
     if (hasErrors(findings)) {
