@@ -99,7 +99,7 @@ export default class Create extends BaseCommand<typeof Create> {
     const snapshot = await this.loadCluster(this.parseSeed([plan.masters[0].address]))
     const findings = runChecks(snapshot)
     const elapsedMs = Date.now() - this.started
-    for (const finding of findings) this.warnLine(`${finding.severity}: ${finding.message}`)
+    for (const finding of findings) this.warnLine(`check ${finding.severity}: ${finding.message}`)
     const message = `cluster created: ${plan.masters.length} masters, ${plan.replicas.length} replicas, in ${formatDuration(elapsedMs)}`
     if (hasErrors(findings)) {
       this.resultExitCode = ExitCode.checkProblems

@@ -1,4 +1,4 @@
-import {Args} from '@oclif/core'
+import {Args, Flags} from '@oclif/core'
 
 import {BaseCommand} from '../lib/base-command.js'
 import {findNode} from '../lib/cluster.js'
@@ -22,6 +22,10 @@ export default class DelNode extends BaseCommand<typeof DelNode> {
 
   static examples = ['<%= config.bin %> del-node 10.0.0.1:7000 3c3a0c74aae0b56170ccb03a76b60cfe7dc1912e --yes']
 
+  static flags = {
+    'wait-timeout': Flags.integer({default: 30, description: 'seconds to wait for re-pointed replicas to follow their new masters', min: 1}),
+  }
+
   async run(): Promise<DelNodeResult> {
     const snapshot = await this.loadCluster(this.parseSeed([this.args.address]))
     const node = findNode(snapshot, this.args.nodeId)
@@ -33,7 +37,7 @@ export default class DelNode extends BaseCommand<typeof DelNode> {
       this.log('aborted: nothing changed')
       return {status: 'aborted'}
     }
-    const result = await removeNode(this.pool(), snapshot, node.id, {onEvent: (message) => this.note(`>>> ${message}`), waitTimeoutMs: 30_000})
+    const result = await removeNode(this.pool(), snapshot, node.id, {onEvent: (message) => this.note(`>>> ${message}`), waitTimeoutMs: this.flags['wait-timeout'] * 1000})
     for (const warning of result.warnings) this.note(paint.warn(`[WARNING] ${warning}`))
     const reset = result.reset ? 'and reset it' : result.reachable ? 'but could not reset it' : 'it was unreachable, so it was not reset'
     this.log(paint.good(`[OK] removed ${what}: forgotten by ${result.forgottenBy.length} node(s), ${reset}`))

@@ -53,6 +53,21 @@ describe('create (real servers on three loopback hosts)', () => {
     expect(await fingerprint(pool, cluster.addresses)).to.deep.equal(before)
   })
 
+  it('--dry-run with zones puts masters in both zones and reports the same-zone replica it cannot avoid', async () => {
+    const zones = ['--zone', '127.0.0.1=zone-a', '--zone', '127.0.0.2=zone-a', '--zone', '127.0.0.3=zone-b']
+    const {exitCode, json} = await runCliJson<CreateJson & {plan: {masters: Array<{zone: string}>; replicas: Array<{zone: string; masterAddress: string}>; violations: string[]}}>([
+      'create', ...cluster.addresses, '--replicas', '1', '--dry-run', ...zones,
+    ])
+    expect(exitCode).to.equal(0)
+    const plan = json.plan
+    expect(new Set(plan.masters.map((master) => master.zone))).to.deep.equal(new Set(['zone-a', 'zone-b']))
+    const zoneOf = new Map([...plan.masters, ...plan.replicas].map((node) => [(node as unknown as {address: string}).address, node.zone]))
+    const sameZone = plan.replicas.filter((replica) => replica.zone === zoneOf.get(replica.masterAddress))
+    // two masters in zone-a but only one spare node in zone-b: exactly one same-zone pair, and it is reported
+    expect(sameZone).to.have.length(1)
+    expect(plan.violations.some((violation) => violation.includes('same zone'))).to.equal(true)
+  })
+
   it('without a terminal and without --yes exits 4 and changes nothing', async () => {
     const before = await fingerprint(pool, cluster.addresses)
     const result = await runCli(['create', ...cluster.addresses, '--replicas', '1'])
