@@ -64,6 +64,12 @@ export function formatAddress(address: {host: string; port: number}): string {
   return address.host.includes(':') ? `[${address.host}]:${address.port}` : `${address.host}:${address.port}`
 }
 
+/** A host without a port (`10.0.0.1`, `redis-1`, `[::1]`): the first half of the `host port` form. */
+export function isBareHost(word: string): boolean {
+  if (/^rediss?:\/\//i.test(word)) return false
+  return /^\[[^\]]+\]$/.test(word) || (!word.includes(':') && !word.startsWith('['))
+}
+
 /**
  * Turns a command's positional address words into addresses, accepting the `host port`
  * form anywhere a `host:port` is accepted.
@@ -73,8 +79,7 @@ export function parseAddressList(words: string[]): NodeAddress[] {
   for (let i = 0; i < words.length; i++) {
     const word = words[i]
     const next = words[i + 1]
-    const bareHost = !word.includes(':') && !word.startsWith('[')
-    if (bareHost && next !== undefined && PORT_RE.test(next)) {
+    if (isBareHost(word) && next !== undefined && PORT_RE.test(next)) {
       addresses.push(parseAddress(word, next))
       i++
     } else {

@@ -4,7 +4,7 @@
  */
 import {Command, Errors, Flags, type Interfaces} from '@oclif/core'
 
-import {type NodeAddress, parseAddressList} from './address.js'
+import {type NodeAddress, isBareHost, parseAddress, parseAddressList} from './address.js'
 import {type ClusterSnapshot, loadCluster} from './cluster.js'
 import {type ConnectionSettings, NodePool} from './connection.js'
 import {ExitCode, SlotctlError, errorMessage, usageError} from './errors.js'
@@ -114,6 +114,8 @@ export abstract class BaseCommand<T extends typeof Command> extends Command {
   }
 
   protected parseSeed(words: string[]): NodeAddress {
+    // `HOST PORT`: the second word is the port even when it is not a valid one, so the error names it
+    if (words.length === 2 && isBareHost(words[0])) return parseAddress(words[0], words[1])
     const addresses = parseAddressList(words)
     if (addresses.length !== 1) throw usageError(`expected one node address, got ${addresses.length}`)
     return addresses[0]

@@ -1,6 +1,6 @@
 import {expect} from 'chai'
 
-import {formatAddress, parseAddress, parseAddressList, redactUrl} from '../../src/lib/address.js'
+import {formatAddress, isBareHost, parseAddress, parseAddressList, redactUrl} from '../../src/lib/address.js'
 import {SlotctlError} from '../../src/lib/errors.js'
 
 describe('address parsing', () => {
@@ -19,6 +19,12 @@ describe('address parsing', () => {
 
   it('accepts the host port form inside address lists', () => {
     expect(parseAddressList(['127.0.0.1', '7000', '127.0.0.1:7001', 'h', '7002']).map(formatAddress)).to.deep.equal(['127.0.0.1:7000', '127.0.0.1:7001', 'h:7002'])
+    expect(parseAddressList(['[::1]', '7000', '[fe80::2]:7001']).map(formatAddress)).to.deep.equal(['[::1]:7000', '[fe80::2]:7001'])
+  })
+
+  it('tells a bare host (first half of host port) from a full address', () => {
+    for (const word of ['127.0.0.1', 'redis-1.internal', '[::1]']) expect(isBareHost(word), word).to.equal(true)
+    for (const word of ['127.0.0.1:7000', '[::1]:7000', '::1', 'redis://h', 'rediss://h:1', '[::1']) expect(isBareHost(word), word).to.equal(false)
   })
 
   it('rejects malformed addresses as usage errors with one clear line', () => {
