@@ -1,7 +1,9 @@
 import {expect} from 'chai'
 
+import {type CandidateState, classifyForCreate} from '../../src/lib/nodes-admin.js'
 import {type CreateCandidate, type CreatePlan, planCreate} from '../../src/lib/plan/create.js'
 import {countSlots, expandRanges} from '../../src/lib/slots.js'
+import {parseClusterNodes} from '../../src/lib/topology.js'
 
 /** 6 nodes dealt round-robin over `hostCount` hosts, optionally with zones per host. */
 function nodes(count: number, hostCount: number, zoneOfHost?: (host: number) => string): CreateCandidate[] {
@@ -88,10 +90,22 @@ describe('planCreate', () => {
     })
   }
 
-  it('6 nodes, replicas 2 (2 masters) still plans, the command enforces the 3-master floor', () => {
-    const plan = planCreate(nodes(6, 3), 2)
-    expect(plan.masters).to.have.length(2)
-  })
+  for (const hostCount of [1, 2, 3, 6]) {
+    it(`6 nodes on ${hostCount} host(s), replicas 2 (2 masters; the command enforces the 3-master floor): spread as far as the hosts allow`, () => {
+      const input = nodes(6, hostCount)
+      const plan = planCreate(input, 2)
+      expectWellFormed(plan, input, 2)
+      expect(distinct(plan.masters.map((master) => master.host))).to.equal(Math.min(hostCount, 2))
+      if (hostCount > 1) expect(sameHostPairs(plan)).to.equal(0)
+      for (const master of plan.masters) {
+        const own = plan.replicas.filter((replica) => replica.masterAddress === master.address)
+        const siblingsSpread = distinct(own.map((replica) => replica.host)) === own.length
+        // with 3 or more hosts both replicas of a master fit on two other, distinct hosts
+        if (hostCount >= 3) expect(siblingsSpread, master.address).to.equal(true)
+        if (!siblingsSpread) expect(plan.violations).to.include(`several replicas of ${master.address} share a host`)
+      }
+    })
+  }
 
   it('with zones: masters in every zone, no replica in its master zone', () => {
     // 6 hosts in 3 zones: hosts 0,1 → a; 2,3 → b; 4,5 → c
@@ -140,5 +154,68 @@ describe('planCreate', () => {
     // two masters are on hosts b and c, whose replicas can come from a; the one on a must take a as well
     expect(sameHostPairs(plan)).to.be.at.most(1)
     expect(plan.violations).to.have.length(sameHostPairs(plan))
+  })
+})
+
+describe('classifyForCreate', () => {
+  const id = (n: number) => String(n).repeat(40).slice(0, 40)
+  const line = (n: number, self: boolean, slots = '') => `${id(n)} 127.0.0.1:${7000 + n}@${17_000 + n} ${self ? 'myself,' : ''}master - 0 0 ${n} connected ${slots}`
+
+  function state(n: number, options: {knows?: number[]; slots?: string; keys?: number; clusterState?: string} = {}): CandidateState {
+    const others = (options.knows ?? []).map((other) => line(other, false))
+    return {
+      address: `127.0.0.1:${7000 + n}`,
+      clusterEnabled: true,
+      clusterState: options.clusterState ?? 'fail',
+      id: id(n),
+      keys: options.keys ?? 0,
+      nodes: parseClusterNodes([line(n, true, options.slots), ...others].join('\n')),
+      reachable: true,
+    }
+  }
+
+  it('fresh nodes: go ahead', () => {
+    expect(classifyForCreate([state(1), state(2), state(3)]).kind).to.equal('fresh')
+  })
+
+  it('nodes that already form one healthy cluster: exists', () => {
+    const all = [1, 2, 3]
+    const states = all.map((n) => state(n, {clusterState: 'ok', knows: all.filter((o) => o !== n)}))
+    expect(classifyForCreate(states).kind).to.equal('exists')
+  })
+
+  it('unreachable and non-cluster nodes are refused, one problem per node, naming it', () => {
+    const down = {...state(1), error: 'cannot connect to 127.0.0.1:7001: connection refused', reachable: false}
+    const plain = {...state(2), clusterEnabled: false}
+    const result = classifyForCreate([down, plain, state(3)])
+    expect(result.kind).to.equal('refused')
+    if (result.kind !== 'refused') return
+    expect(result.problems).to.have.length(2)
+    expect(result.problems[0]).to.include('127.0.0.1:7001')
+    expect(result.problems[1]).to.include('127.0.0.1:7002').and.to.include('not cluster-enabled')
+  })
+
+  it('a node with keys or one that knows foreign nodes is refused', () => {
+    const result = classifyForCreate([state(1, {keys: 3, slots: '0-16383'}), state(2, {knows: [9]}), state(3)])
+    expect(result.kind).to.equal('refused')
+    if (result.kind !== 'refused') return
+    expect(result.problems.join('\n')).to.match(/7001 is not empty: it holds 3 key/).and.to.match(/7002 .*1 node\(s\) not given here/)
+  })
+
+  it('slots assigned but never met: half-formed, suggests a reset', () => {
+    const result = classifyForCreate([state(1, {slots: '0-5460'}), state(2, {slots: '5461-10922'}), state(3)])
+    expect(result.kind).to.equal('half-formed')
+    if (result.kind !== 'half-formed') return
+    expect(result.message).to.include('127.0.0.1:7001').and.to.include('have not joined')
+    expect(result.nextStep).to.match(/CLUSTER RESET HARD/)
+  })
+
+  it('a working cluster among the nodes plus fresh ones: half-formed, suggests add-node for the fresh ones', () => {
+    const joined = [1, 2, 3]
+    const states = [...joined.map((n) => state(n, {clusterState: 'ok', knows: joined.filter((o) => o !== n)})), state(4)]
+    const result = classifyForCreate(states)
+    expect(result.kind).to.equal('half-formed')
+    if (result.kind !== 'half-formed') return
+    expect(result.nextStep).to.match(/add-node/).and.to.include('127.0.0.1:7004')
   })
 })
