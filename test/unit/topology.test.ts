@@ -41,6 +41,15 @@ describe('topology: CLUSTER NODES parsing', () => {
     expect(nodes.some((node) => node.id === GONE)).to.equal(false)
   })
 
+  it('parses IPv6 endpoints (printed without brackets), noflags and hostname= aux fields', () => {
+    const [v6, bare] = parseClusterNodes(
+      `${A} ::1:7000@17000,,hostname=db-1.example myself,master - 0 0 1 connected 0-16383\n` + `${B} 10.0.0.9:7001@17001 noflags - 0 0 0 connected`,
+    )
+    expect(v6).to.include({address: '[::1]:7000', busPort: 17_000, host: '::1', hostname: 'db-1.example', port: 7000})
+    expect(bare).to.include({role: 'unknown'})
+    expect(bare.flags).to.deep.equal([])
+  })
+
   it('rejects a truncated line with a clear error', () => {
     expect(() => parseClusterNodes('abc 127.0.0.1:1@2 master')).to.throw(SlotctlError, /unexpected CLUSTER NODES line/)
   })
