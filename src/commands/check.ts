@@ -78,7 +78,8 @@ export default class Check extends BaseCommand<typeof Check> {
       this.log(colour(`${title} (${items.length}):`))
       for (const item of items) this.log(`  ${colour(`[${tag}]`)} ${item.message}`)
     }
-    if (result.healthy) this.log(paint.good(`[OK] all 16384 slots covered, no open slots, all nodes agree${result.warnings > 0 ? ` (${result.warnings} warning(s))` : ''}`))
+    const scanned = this.flags['search-multiple-owners'] ? ', no keys outside their owner' : ''
+    if (result.healthy) this.log(paint.good(`[OK] all 16384 slots covered, no open slots, all nodes agree${scanned}${result.warnings > 0 ? ` (${result.warnings} warning(s))` : ''}`))
     else this.log(paint.bad(`${result.errors} problem(s) found: see \`slotctl fix --dry-run\``))
   }
 }
