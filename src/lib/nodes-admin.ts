@@ -195,6 +195,28 @@ async function waitForJoin(pool: NodePool, snapshot: ClusterSnapshot, newAddress
   await waitForClusterOk(pool, [newAddress], timeoutMs)
 }
 
+/**
+ * Functions are not replicated between masters: a new master without the cluster's libraries
+ * would fail FCALLs for the slots it later receives (redis-cli copies them the same way).
+ */
+async function copyFunctions(pool: NodePool, fromAddress: string, toAddress: string): Promise<void> {
+  const from = await pool.client(fromAddress)
+  let libraries: unknown[]
+  try {
+    libraries = (await from.call('FUNCTION', 'LIST')) as unknown[]
+  } catch {
+    return // before Redis 7 there are no functions to copy
+  }
+  if (libraries.length === 0) return
+  const dump = await from.callBuffer('FUNCTION', 'DUMP')
+  try {
+    // REPLACE: for a library both have, the cluster's version is the one its keys are used with
+    await (await pool.client(toAddress)).callBuffer('FUNCTION', 'RESTORE', dump as Buffer, 'REPLACE')
+  } catch (error) {
+    throw new SlotctlError(`cannot copy the cluster's functions to ${toAddress}: ${errorMessage(error)}`, {code: 'E_FUNCTIONS'})
+  }
+}
+
 export async function addNode(pool: NodePool, snapshot: ClusterSnapshot, newAddress: string, host: string, options: AddNodeOptions): Promise<AddNodeResult> {
   const state = await inspectNode(pool, newAddress)
   const member = state.id ? snapshot.nodes.find((node) => node.id === state.id) : undefined
@@ -206,6 +228,7 @@ export async function addNode(pool: NodePool, snapshot: ClusterSnapshot, newAddr
   if (reason) throw new SlotctlError(reason, {code: 'E_NODE_NOT_EMPTY', suggestions: ['add-node takes an empty, cluster-enabled node that knows no other node']})
   const id = state.id as string
   const master = options.replica ? chooseMaster(snapshot, newAddress, host, options) : undefined
+  if (!master) await copyFunctions(pool, snapshot.seedAddress, newAddress)
   const seed = snapshot.nodes.find((node) => node.id === snapshot.seedId)!
   const meetArgs: Array<number | string> = ['CLUSTER', 'MEET', await resolveForMeet(seed.host), seed.port]
   if (seed.busPort && seed.busPort !== seed.port + 10_000) meetArgs.push(seed.busPort)

@@ -60,6 +60,8 @@ describe('add-node and del-node (real servers on three loopback hosts)', () => {
     owner = {address: ownerNode.address, id: ownerNode.id}
     const client = await pool.client(owner.address)
     for (const key of keys) await client.set(key, `value of ${key}`)
+    const library = "#!lua name=slotctltest\nredis.register_function('slotctl_echo', function(keys, args) return args[1] end)"
+    for (const address of allMembers()) await (await pool.client(address)).call('FUNCTION', 'LOAD', library)
   })
 
   after(async () => {
@@ -80,6 +82,8 @@ describe('add-node and del-node (real servers on three loopback hosts)', () => {
     for (const key of keys) expect(await target.get(key)).to.equal(`value of ${key}`)
     expect(Number(await (await pool.client(owner.address)).call('CLUSTER', 'COUNTKEYSINSLOT', String(slot)))).to.equal(0)
     expect(parseInfo(String(await target.call('CLUSTER', 'INFO'))).cluster_state).to.equal('ok')
+    // the cluster's functions came along, so FCALL works on the new master's slot
+    expect(await target.call('FCALL', 'slotctl_echo', '1', keys[0], 'hello')).to.equal('hello')
     for (const address of allMembers()) expect((await nodesOf(address)).some((node) => node.id === json.id && !node.handshake), address).to.equal(true)
   })
 
