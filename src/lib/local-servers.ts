@@ -103,6 +103,9 @@ export function serverArgs(spec: ServerSpec): string[] {
     '--daemonize', 'no',
     '--save', '',
     '--appendonly', 'no',
+    // protected mode counts only 127.0.0.1 and ::1 as local, so replicas on 127.0.0.2/.3
+    // would be refused; the servers still listen on loopback addresses only
+    ...(host === '127.0.0.1' || host === '::1' ? [] : ['--protected-mode', 'no']),
     '--enable-debug-command', 'local',
     // replicas of a fresh local cluster need not wait 5 s for more replicas to batch a sync
     '--repl-diskless-sync-delay', '0',
