@@ -6,6 +6,7 @@
 import path from 'node:path'
 import {fileURLToPath} from 'node:url'
 
+import {expect} from 'chai'
 import {execa} from 'execa'
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..')
@@ -43,4 +44,18 @@ export async function runCliJson<T = unknown>(args: string[], options: CliOption
     throw new Error(`stdout is not JSON (exit ${result.exitCode}): ${result.stdout.slice(0, 500)} / stderr: ${result.stderr.slice(0, 500)}`)
   }
   return {...result, json}
+}
+
+/**
+ * The error contract every verb keeps: the documented exit code, one `slotctl: error:` line
+ * (plus optional `hint:` lines), no stack trace, and none of `secrets` anywhere.
+ */
+export function expectOneCleanLine(result: CliResult, exitCode: number, pattern: RegExp, secrets: string[] = []): void {
+  expect(result.exitCode, `stderr: ${result.stderr}`).to.equal(exitCode)
+  const [first, ...rest] = result.stderr.trim().split('\n')
+  expect(first).to.match(/^slotctl: error: /)
+  expect(first).to.match(pattern)
+  expect(rest.every((line) => line.startsWith('  hint: ')), result.stderr).to.equal(true)
+  expect(result.stderr).to.not.match(/\n\s+at /)
+  for (const secret of secrets) expect(result.stdout + result.stderr).to.not.include(secret)
 }

@@ -7,20 +7,12 @@ import {expect} from 'chai'
 
 import {findFreePorts} from '../../src/lib/local-servers.js'
 import {TestCluster} from '../helpers/cluster-harness.js'
-import {type CliResult, runCli} from '../helpers/cli.js'
+import {type CliResult, expectOneCleanLine as expectCleanError, runCli} from '../helpers/cli.js'
 
 const PASSWORD = 'hunter2-must-not-leak'
+const expectOneCleanLine = (result: CliResult, exitCode: number, pattern: RegExp) => expectCleanError(result, exitCode, pattern, [PASSWORD])
 const withSecret = {env: {REDISCLI_AUTH: PASSWORD}}
 
-function expectOneCleanLine(result: CliResult, exitCode: number, pattern: RegExp): void {
-  expect(result.exitCode, `stderr: ${result.stderr}`).to.equal(exitCode)
-  const [first, ...rest] = result.stderr.trim().split('\n')
-  expect(first).to.match(/^slotctl: error: /)
-  expect(first).to.match(pattern)
-  expect(rest.every((line) => line.startsWith('  hint: ')), result.stderr).to.equal(true)
-  expect(result.stderr).to.not.match(/\n\s+at /)
-  expect(result.stdout + result.stderr).to.not.include(PASSWORD)
-}
 
 function expectJsonEnvelope(result: CliResult, exitCode: number, code: string, pattern: RegExp): void {
   expect(result.exitCode, result.stderr).to.equal(exitCode)

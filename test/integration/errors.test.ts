@@ -6,19 +6,11 @@ import {expect} from 'chai'
 
 import {type RunningServer, findFreePorts, startServer, stopServer} from '../../src/lib/local-servers.js'
 import {TestCluster} from '../helpers/cluster-harness.js'
-import {type CliResult, runCli} from '../helpers/cli.js'
+import {type CliResult, expectOneCleanLine as expectCleanError, runCli} from '../helpers/cli.js'
 
 const PASSWORD = 'pa55-never-printed'
+const expectOneCleanLine = (result: CliResult, exitCode: number, pattern: RegExp) => expectCleanError(result, exitCode, pattern, [PASSWORD])
 
-function expectOneCleanLine(result: CliResult, exitCode: number, pattern: RegExp): void {
-  expect(result.exitCode, `stderr: ${result.stderr}`).to.equal(exitCode)
-  const lines = result.stderr.trim().split('\n')
-  expect(lines[0]).to.match(/^slotctl: error: /)
-  expect(lines[0]).to.match(pattern)
-  expect(lines.slice(1).every((line) => line.startsWith('  hint: ')), result.stderr).to.equal(true)
-  expect(result.stderr).to.not.match(/\n\s+at /)
-  expect(result.stdout + result.stderr).to.not.include(PASSWORD)
-}
 
 describe('bad input, end to end through the binary', () => {
   let dir: string
