@@ -1,0 +1,67 @@
+import {Args, Flags} from '@oclif/core'
+
+import {resolveNodeId} from '../lib/topology.js'
+import {usageError} from '../lib/errors.js'
+import {readJournal} from '../lib/journal.js'
+import {MigrationCommand, type MigrationResult} from '../lib/migration-command.js'
+import {planReshard} from '../lib/plan/reshard.js'
+import {askOrFail} from '../lib/prompt.js'
+import {expandRanges, parseSlotRanges} from '../lib/slots.js'
+import {mastersOf} from '../lib/topology.js'
+
+export default class Reshard extends MigrationCommand<typeof Reshard> {
+  static args = {
+    address: Args.string({description: 'any node of the cluster (HOST:PORT)', required: true}),
+  }
+
+  static description = MigrationCommand.withExitCodes(
+    'Move slots (and their keys) to one master: N slots taken proportionally from --from masters, or the exact --slot-range.\n' +
+      'Several slots move at once; every slot is journaled, so an interrupted run continues with --resume. Ctrl-C finishes the slots in flight (none is left open) and exits 130.',
+  )
+
+  static examples = [
+    '<%= config.bin %> reshard 127.0.0.1:7000 --from all --to 3c3a0c74 --slots 1000 --yes',
+    '<%= config.bin %> reshard 127.0.0.1:7000 --to 3c3a0c74 --slot-range 0-99 --max-keys-per-sec 20000 --yes',
+    '<%= config.bin %> reshard 127.0.0.1:7000 --resume ~/.local/state/slotctl/journals/reshard-2026-11-22T10-00-00-000Z.jsonl --yes',
+  ]
+
+  static flags = {
+    from: Flags.string({description: 'source master ids (comma-separated, prefixes allowed) or "all"'}),
+    to: Flags.string({description: 'target master id (prefix allowed)'}),
+    slots: Flags.integer({description: 'how many slots to move (1-16384)'}),
+    'slot-range': Flags.string({description: 'exact slots to move, e.g. 0-99,200'}),
+    resume: Flags.string({description: 'continue an interrupted run from its journal', exclusive: ['from', 'to', 'slots', 'slot-range']}),
+    ...MigrationCommand.migrationFlags,
+  }
+
+  async run(): Promise<MigrationResult> {
+    const seed = this.parseSeed([this.args.address])
+    this.pool(seed, this.migrationCommandTimeoutMs())
+    const snapshot = await this.loadCluster(seed)
+    const resumeCommand = (journal: string) => `${this.config.bin} reshard ${snapshot.seedAddress} --resume ${journal} --yes`
+    if (this.flags.resume) {
+      const state = readJournal(this.flags.resume)
+      return this.runPlan(snapshot, state.plan, {resume: {path: this.flags.resume, state}, resumeCommand})
+    }
+    const masters = mastersOf(snapshot.nodes)
+    const to = resolveNodeId(snapshot.nodes, this.flags.to ?? (await askOrFail('Which master receives the slots (node id)?', '--to')))
+    if (to.role !== 'master') throw usageError(`the target ${to.address} is a replica: slots can only move to a master`)
+    const rangeText = this.flags['slot-range']
+    if (rangeText) {
+      const ranges = parseSlotRanges(rangeText)
+      if (!ranges) throw usageError(`--slot-range '${rangeText}' is not a slot range (e.g. 0-99,200; slots 0-16383)`)
+      return this.runPlan(snapshot, planReshard(masters, {exactSlots: expandRanges(ranges), from: 'all', to: to.id}), {resumeCommand})
+    }
+    const slots = this.flags.slots ?? Number(await askOrFail('How many slots to move (1-16384)?', '--slots'))
+    const fromText = this.flags.from ?? (await askOrFail('Source master ids (comma-separated) or "all"?', '--from'))
+    const from = fromText.trim() === 'all' ? 'all' : fromText.split(',').map((id) => this.sourceId(snapshot.nodes, id, to.id))
+    return this.runPlan(snapshot, planReshard(masters, {from, slots, to: to.id}), {resumeCommand})
+  }
+
+  private sourceId(nodes: Parameters<typeof resolveNodeId>[0], text: string, targetId: string): string {
+    const node = resolveNodeId(nodes, text)
+    if (node.role !== 'master') throw usageError(`source ${node.address} is a replica: give master ids`)
+    if (node.id === targetId) throw usageError(`source ${node.address} is also the target`)
+    return node.id
+  }
+}

@@ -1,0 +1,178 @@
+/**
+ * The one executor for slot-migration plans (reshard, rebalance, apply, drain, resume).
+ * Moves several slots at once across different source/target pairs, with a cap per node,
+ * journals every slot, honours rate limits, and on abort finishes the slots in flight so
+ * none is left open.
+ */
+import {type NodePool, mapLimit} from './connection.js'
+import {SlotctlError, errorMessage} from './errors.js'
+import type {Journal} from './journal.js'
+import {type MoveKeysOptions, type SlotEndpoint, type SlotMoveTarget, closeSlots, moveSlotKeys, openSlots} from './migrate-slot.js'
+import type {MigrationPlan, SlotMove} from './plan/types.js'
+import {Throttle, type ThrottleLimits} from './throttle.js'
+
+export interface ExecuteOptions extends ThrottleLimits {
+  pipeline: number
+  timeoutMs: number
+  replace: boolean
+  /** waves (groups of slots of one source/target pair) in flight at once */
+  parallel: number
+  /** waves in flight at once that involve the same node */
+  perNodeLimit: number
+  /** slots of one source/target pair opened and closed together (one nodes.conf save) */
+  waveSize?: number
+  journal?: Journal
+  /** Slots already done (resume). */
+  skipSlots?: ReadonlySet<number>
+  /** Slots whose target already owns them: only the closing step is left (resume). */
+  closeOnlySlots?: ReadonlySet<number>
+  /** All masters at plan time, told about each new owner. */
+  masters: readonly SlotEndpoint[]
+  signal?: AbortSignal
+  onEvent?: (event: MigrationEvent) => void
+}
+
+export type MigrationEvent =
+  | {type: 'batch'; slot: number; keys: number; bytes: number}
+  | {type: 'slot-done'; slot: number; keys: number}
+  | {type: 'slot-failed'; slot: number; error: string}
+  | {type: 'slot-start'; slot: number}
+
+export interface ExecuteResult {
+  slotsPlanned: number
+  slotsMoved: number
+  keysMoved: number
+  bytesMoved: number
+  seconds: number
+  interrupted: boolean
+  failures: Array<{slot: number; error: string; code: string}>
+}
+
+const DEFAULT_WAVE_SIZE = 32
+/** Key moves within a wave that run at once: overlaps round trips, the source stays responsive. */
+const KEY_MOVES_PER_WAVE = 4
+
+class InFlight {
+  private readonly perNode = new Map<string, number>()
+
+  constructor(private readonly limit: number) {}
+
+  fits(move: SlotMove): boolean {
+    return (this.perNode.get(move.sourceId) ?? 0) < this.limit && (this.perNode.get(move.targetId) ?? 0) < this.limit
+  }
+
+  add(move: SlotMove, delta: number): void {
+    for (const id of [move.sourceId, move.targetId]) this.perNode.set(id, (this.perNode.get(id) ?? 0) + delta)
+  }
+}
+
+/** Takes the next wave: the first move that fits, plus pending moves of the same pair. */
+function takeWave(pending: SlotMove[], inFlight: InFlight, size: number): SlotMove[] | undefined {
+  const first = pending.findIndex((move) => inFlight.fits(move))
+  if (first === -1) return undefined
+  const {sourceId, targetId} = pending[first]
+  const wave: SlotMove[] = []
+  for (let i = first; i < pending.length && wave.length < size; ) {
+    if (pending[i].sourceId === sourceId && pending[i].targetId === targetId) wave.push(...pending.splice(i, 1))
+    else i++
+  }
+  return wave
+}
+
+function endpoints(plan: MigrationPlan, move: SlotMove): SlotMoveTarget {
+  const address = (id: string) => {
+    const node = plan.nodes.find((candidate) => candidate.id === id)
+    if (!node) throw new SlotctlError(`the plan names node ${id} without an address`, {code: 'E_PLAN', exitCode: 2})
+    return node.address
+  }
+  return {slot: move.slot, source: {address: address(move.sourceId), id: move.sourceId}, target: {address: address(move.targetId), id: move.targetId}}
+}
+
+export async function executePlan(pool: NodePool, plan: MigrationPlan, options: ExecuteOptions): Promise<ExecuteResult> {
+  const started = Date.now()
+  const throttle = options.maxKeysPerSec || options.maxBytesPerSec ? new Throttle(options) : undefined
+  const pending = plan.moves.filter((move) => !options.skipSlots?.has(move.slot))
+  const result: ExecuteResult = {bytesMoved: 0, failures: [], interrupted: false, keysMoved: 0, seconds: 0, slotsMoved: 0, slotsPlanned: plan.moves.length}
+  const inFlight = new InFlight(options.perNodeLimit)
+  const running = new Set<Promise<void>>()
+  let stopTaking = false
+
+  const fail = (slot: number, error: unknown) => {
+    // One failed slot stops the run: moving on could spread the same problem.
+    stopTaking = true
+    result.failures.push({code: error instanceof SlotctlError ? error.code : 'E_MIGRATION', error: errorMessage(error), slot})
+    options.onEvent?.({error: errorMessage(error), slot, type: 'slot-failed'})
+  }
+
+  const moveKeys = async (target: SlotMoveTarget): Promise<boolean> => {
+    const keyOptions: MoveKeysOptions = {
+      onBatch: (keys, bytes) => options.onEvent?.({bytes, keys, slot: target.slot, type: 'batch'}),
+      pipeline: options.pipeline,
+      replace: options.replace,
+      throttle,
+      timeoutMs: options.timeoutMs,
+    }
+    try {
+      const moved = await moveSlotKeys(pool, target, keyOptions)
+      result.keysMoved += moved.keys
+      result.bytesMoved += moved.bytes
+      keysBySlot.set(target.slot, moved.keys)
+      return true
+    } catch (error) {
+      fail(target.slot, error)
+      return false
+    }
+  }
+
+  const keysBySlot = new Map<number, number>()
+
+  /** Open, move and close one wave; a slot whose keys could not all move is left open. */
+  const moveWave = async (wave: SlotMove[]) => {
+    const targets = wave.map((move) => endpoints(plan, move))
+    const others = options.masters.filter((master) => master.id !== wave[0].sourceId && master.id !== wave[0].targetId)
+    for (const move of wave) {
+      options.journal?.slotStarted(move.slot)
+      options.onEvent?.({slot: move.slot, type: 'slot-start'})
+    }
+    const toMove = targets.filter((target) => !options.closeOnlySlots?.has(target.slot))
+    await openSlots(pool, toMove)
+    const moved = await mapLimit(toMove, KEY_MOVES_PER_WAVE, (target) => moveKeys(target))
+    const failed = new Set(toMove.filter((_, i) => !moved[i]).map((target) => target.slot))
+    const ready = targets.filter((target) => !failed.has(target.slot))
+    await closeSlots(pool, ready, others)
+    for (const target of ready) {
+      const keys = keysBySlot.get(target.slot) ?? 0
+      options.journal?.slotDone(target.slot, keys)
+      result.slotsMoved++
+      options.onEvent?.({keys, slot: target.slot, type: 'slot-done'})
+    }
+  }
+
+  const launch = (wave: SlotMove[]) => {
+    inFlight.add(wave[0], 1)
+    const task = moveWave(wave)
+      .catch((error: unknown) => fail(wave[0].slot, error))
+      .finally(() => {
+        inFlight.add(wave[0], -1)
+        running.delete(task)
+      })
+    running.add(task)
+  }
+
+  while (pending.length > 0 && !stopTaking) {
+    if (options.signal?.aborted) {
+      result.interrupted = true
+      break
+    }
+    const wave = running.size < options.parallel ? takeWave(pending, inFlight, options.waveSize ?? DEFAULT_WAVE_SIZE) : undefined
+    if (!wave) {
+      await Promise.race(running)
+      continue
+    }
+    launch(wave)
+  }
+  await Promise.all(running)
+  if (options.signal?.aborted && pending.length > 0) result.interrupted = true
+  result.seconds = (Date.now() - started) / 1000
+  return result
+}

@@ -1,0 +1,204 @@
+/**
+ * One slot's migration protocol, as building blocks the executor (and fix) compose:
+ * open (IMPORTING on the target, then MIGRATING on the source), move the keys in batched
+ * MIGRATE ... KEYS calls, close (SETSLOT NODE on target, source, then every other master).
+ * Keys stay Buffers end to end: key names need not be UTF-8.
+ */
+import type {Redis} from 'ioredis'
+
+import {parseAddress} from './address.js'
+import {type ConnectionSettings, type NodePool, mapLimit} from './connection.js'
+import {SlotctlError, errorMessage} from './errors.js'
+import type {Throttle} from './throttle.js'
+
+export interface SlotEndpoint {
+  id: string
+  address: string
+}
+
+export interface SlotMoveTarget {
+  slot: number
+  source: SlotEndpoint
+  target: SlotEndpoint
+}
+
+export interface MoveKeysOptions {
+  /** keys per GETKEYSINSLOT / MIGRATE batch */
+  pipeline: number
+  /** MIGRATE timeout, ms */
+  timeoutMs: number
+  replace: boolean
+  throttle?: Throttle
+  onBatch?: (keys: number, bytes: number) => void
+}
+
+export interface MovedKeys {
+  keys: number
+  bytes: number
+}
+
+/** Passed inside MIGRATE so the source can authenticate at the target. Never logged. */
+export function migrateAuthArgs(settings: ConnectionSettings): string[] {
+  if (!settings.password) return []
+  return settings.username ? ['AUTH2', settings.username, settings.password] : ['AUTH', settings.password]
+}
+
+function redisError(node: SlotEndpoint, what: string, error: unknown, slot: number): SlotctlError {
+  return new SlotctlError(`slot ${slot}: ${node.address} refused ${what}: ${errorMessage(error)}`, {code: 'E_MIGRATION'})
+}
+
+/** Runs one SETSLOT per move on one node in a single pipeline; returns per-move errors. */
+async function setSlots(pool: NodePool, node: SlotEndpoint, moves: readonly SlotMoveTarget[], args: (move: SlotMoveTarget) => Array<number | string>): Promise<Array<Error | null>> {
+  const pipeline = (await pool.client(node.address)).pipeline()
+  for (const move of moves) pipeline.call('CLUSTER', 'SETSLOT', ...args(move))
+  return ((await pipeline.exec()) ?? []).map(([error]) => error)
+}
+
+function throwFirst(errors: Array<Error | null>, moves: readonly SlotMoveTarget[], node: SlotEndpoint, what: string, tolerate?: RegExp): void {
+  const index = errors.findIndex((error) => error && !tolerate?.test(error.message))
+  if (index !== -1) throw redisError(node, what, errors[index], moves[index].slot)
+}
+
+/**
+ * Opens slots of one source/target pair: IMPORTING on the target first (a key the source
+ * hands over with ASK must find an importing target), then MIGRATING on the source.
+ * Pipelined, because Redis saves nodes.conf once per event-loop turn, not once per SETSLOT.
+ */
+export async function openSlots(pool: NodePool, moves: readonly SlotMoveTarget[]): Promise<void> {
+  if (moves.length === 0) return
+  const {source, target} = moves[0]
+  throwFirst(await setSlots(pool, target, moves, (m) => [m.slot, 'IMPORTING', m.source.id]), moves, target, 'SETSLOT IMPORTING')
+  throwFirst(await setSlots(pool, source, moves, (m) => [m.slot, 'MIGRATING', m.target.id]), moves, source, 'SETSLOT MIGRATING')
+}
+
+export async function openSlot(pool: NodePool, move: SlotMoveTarget): Promise<void> {
+  await openSlots(pool, [move])
+}
+
+/**
+ * Gives slots of one source/target pair to the target everywhere: target first, so a slot
+ * never has no owner, then the source, then every other master (they would learn by gossip,
+ * but telling them directly avoids a window of MOVED redirections to the old owner).
+ */
+export async function closeSlots(pool: NodePool, moves: readonly SlotMoveTarget[], otherMasters: readonly SlotEndpoint[]): Promise<void> {
+  if (moves.length === 0) return
+  const {source, target} = moves[0]
+  const node = (m: SlotMoveTarget) => [m.slot, 'NODE', m.target.id]
+  throwFirst(await setSlots(pool, target, moves, node), moves, target, 'SETSLOT NODE')
+  // Redis 7 may already have turned a source that lost its last slot into a replica.
+  throwFirst(await setSlots(pool, source, moves, node), moves, source, 'SETSLOT NODE', /only with masters/i)
+  await mapLimit(otherMasters, 16, (other) => setSlots(pool, other, moves, node).catch(() => []))
+}
+
+export async function closeSlot(pool: NodePool, move: SlotMoveTarget, otherMasters: readonly SlotEndpoint[]): Promise<void> {
+  await closeSlots(pool, [move], otherMasters)
+}
+
+function isBusyKey(error: unknown): boolean {
+  return /^BUSYKEY/.test(errorMessage(error))
+}
+
+function isTransferFailure(error: unknown): boolean {
+  return /IOERR|timed? ?out|timeout/i.test(errorMessage(error))
+}
+
+function printableKey(key: Buffer): string {
+  const text = key.toString('utf8')
+  return Buffer.from(text, 'utf8').equals(key) ? text : `0x${key.toString('hex')}`
+}
+
+async function estimateBytes(source: Redis, keys: Buffer[]): Promise<number> {
+  // Sampling one key per batch keeps the cost at one round trip; batches are similar keys.
+  const sample = (await source.callBuffer('MEMORY', 'USAGE', keys[0])) as null | number
+  return Number(sample ?? 0) * keys.length
+}
+
+/** Keys whose DUMP differs between source and target; the target must be read with ASKING. */
+async function conflictingKeys(source: Redis, target: Redis, keys: Buffer[]): Promise<Buffer[]> {
+  const sourceDumps = ((await source.pipeline(keys.map((key) => ['dumpBuffer', key])).exec()) ?? []).map(([, value]) => value as Buffer | null)
+  const targetPipeline = target.pipeline()
+  for (const key of keys) targetPipeline.call('ASKING').dumpBuffer(key)
+  const targetReplies = (await targetPipeline.exec()) ?? []
+  const targetDumps = keys.map((_, i) => targetReplies[i * 2 + 1]?.[1] as Buffer | null)
+  return keys.filter((_, i) => targetDumps[i] !== null && !(sourceDumps[i] && targetDumps[i] && sourceDumps[i]!.equals(targetDumps[i]!)))
+}
+
+class KeyMover {
+  private readonly host: string
+  private readonly port: number
+
+  constructor(
+    private readonly source: Redis,
+    private readonly target: Redis,
+    private readonly move: SlotMoveTarget,
+    private readonly auth: string[],
+    private readonly options: MoveKeysOptions,
+  ) {
+    const address = parseAddress(move.target.address)
+    this.host = address.host
+    this.port = address.port
+  }
+
+  async migrate(keys: Buffer[], replace: boolean, timeoutMs = this.options.timeoutMs): Promise<void> {
+    await this.source.callBuffer('MIGRATE', this.host, this.port, '', 0, timeoutMs, ...(replace ? ['REPLACE'] : []), ...this.auth, 'KEYS', ...keys)
+  }
+
+  async moveBatch(keys: Buffer[]): Promise<void> {
+    try {
+      await this.migrate(keys, this.options.replace)
+    } catch (error) {
+      if (isBusyKey(error)) return this.resolveBusyKeys(keys)
+      if (isTransferFailure(error)) return this.moveOneByOne(keys)
+      throw redisError(this.move.source, 'MIGRATE', error, this.move.slot)
+    }
+  }
+
+  /** Equal values at the target are safe to replace; different ones stop the slot. */
+  private async resolveBusyKeys(keys: Buffer[]): Promise<void> {
+    const different = await conflictingKeys(this.source, this.target, keys)
+    if (different.length > 0) {
+      const names = different.slice(0, 10).map(printableKey).join(', ')
+      throw new SlotctlError(
+        `slot ${this.move.slot}: ${different.length} key(s) exist on ${this.move.target.address} with different values (${names}${different.length > 10 ? ', ...' : ''}); the slot is left migrating/importing`,
+        {code: 'E_BUSYKEY', suggestions: ['compare the values, then re-run with --replace to overwrite the target copies, or `slotctl fix` to close the slot']},
+      )
+    }
+    await this.migrate(keys, true)
+  }
+
+  /** A batch that timed out likely holds a big key: move keys alone with a longer timeout. */
+  private async moveOneByOne(keys: Buffer[]): Promise<void> {
+    for (const key of keys) {
+      try {
+        await this.migrate([key], this.options.replace, this.options.timeoutMs * 4)
+      } catch (error) {
+        if (isBusyKey(error)) {
+          await this.resolveBusyKeys([key])
+          continue
+        }
+        const size = await this.source.callBuffer('MEMORY', 'USAGE', key).catch(() => null)
+        throw new SlotctlError(
+          `slot ${this.move.slot}: key ${printableKey(key)} (${size ?? '?'} bytes) could not be moved: ${errorMessage(error)}; the slot is left migrating/importing`,
+          {code: 'E_LARGE_KEY', suggestions: ['raise --timeout for big keys, then resume the run (--resume JOURNAL)']},
+        )
+      }
+    }
+  }
+}
+
+export async function moveSlotKeys(pool: NodePool, move: SlotMoveTarget, options: MoveKeysOptions): Promise<MovedKeys> {
+  const source = await pool.client(move.source.address)
+  const target = await pool.client(move.target.address)
+  const mover = new KeyMover(source, target, move, migrateAuthArgs(pool.settings), options)
+  const moved: MovedKeys = {bytes: 0, keys: 0}
+  for (;;) {
+    const keys = (await source.callBuffer('CLUSTER', 'GETKEYSINSLOT', move.slot, options.pipeline)) as Buffer[]
+    if (keys.length === 0) return moved
+    const bytes = await estimateBytes(source, keys)
+    await options.throttle?.take(keys.length, bytes)
+    await mover.moveBatch(keys)
+    moved.keys += keys.length
+    moved.bytes += bytes
+    options.onBatch?.(keys.length, bytes)
+  }
+}
