@@ -1,18 +1,16 @@
-import {writeFile} from 'node:fs/promises'
-
 import {Args, Flags} from '@oclif/core'
 
-import {BaseCommand} from '../lib/base-command.js'
-import {type ClusterSnapshot} from '../lib/cluster.js'
-import {SlotctlError, usageError} from '../lib/errors.js'
+import {usageError} from '../lib/errors.js'
+import {readJournal} from '../lib/journal.js'
+import {MigrationCommand, type MigrationResult} from '../lib/migration-command.js'
 import {type BalanceBy, DEFAULT_THRESHOLD_PCT, type RebalanceNodeReport, type RebalanceResult, planRebalance} from '../lib/plan/rebalance.js'
 import {parseWeights} from '../lib/plan/weights.js'
 import {formatBytes, paint, table} from '../lib/render.js'
 import {slotByteEstimates, slotKeyCounts} from '../lib/slot-stats.js'
 import {type ClusterNode, mastersOf, shortId} from '../lib/topology.js'
 
-export interface RebalanceCommandResult {
-  status: 'balanced' | 'planned' | 'done'
+export interface RebalanceCommandResult extends Partial<Omit<MigrationResult, 'status'>> {
+  status: 'balanced' | MigrationResult['status']
   by: BalanceBy
   thresholdPct: number
   nodes: RebalanceNodeReport[]
@@ -32,16 +30,17 @@ function formatLoad(by: BalanceBy, value: number): string {
   return String(Math.round(value))
 }
 
-export default class Rebalance extends BaseCommand<typeof Rebalance> {
+export default class Rebalance extends MigrationCommand<typeof Rebalance> {
   static args = {
     address: Args.string({description: 'any node of the cluster (HOST:PORT)', required: true}),
   }
 
-  static description = BaseCommand.withExitCodes(
+  static description = MigrationCommand.withExitCodes(
     [
       'Even out the cluster: move slots so every master holds its weight-proportional share of slots (default), keys (--by keys) or memory (--by memory).',
       `Nothing moves while every master is within --threshold percent of its share (default ${DEFAULT_THRESHOLD_PCT}). A weight of 0 drains a master; masters without slots take part only with --use-empty-masters.`,
       '--by memory estimates each slot\'s bytes as the master\'s dataset memory (INFO used_memory_dataset) shared among its slots by key count.',
+      'Slots move with the migration engine (several at once, journaled: an interrupted run continues with --resume; Ctrl-C finishes the slots in flight and exits 130).',
     ].join('\n'),
   )
 
@@ -56,22 +55,31 @@ export default class Rebalance extends BaseCommand<typeof Rebalance> {
     threshold: Flags.string({default: String(DEFAULT_THRESHOLD_PCT), description: 'do nothing while every master is within this percentage of its share'}),
     'use-empty-masters': Flags.boolean({description: 'let masters that own no slots take part (e.g. a just added node)'}),
     by: Flags.option({default: 'slots' as BalanceBy, description: 'what to balance', options: ['slots', 'keys', 'memory'] as const})(),
-    'dry-run': Flags.boolean({description: 'show the plan and change nothing'}),
-    out: Flags.string({description: 'write the plan as JSON to this file (for slotctl apply)'}),
+    resume: Flags.string({description: 'continue an interrupted rebalance from its journal', exclusive: ['weight', 'use-empty-masters']}),
+    ...MigrationCommand.migrationFlags,
   }
 
   async run(): Promise<RebalanceCommandResult> {
     const thresholdPct = parseThreshold(this.flags.threshold)
     const seed = this.parseSeed([this.args.address])
+    this.pool(seed, this.migrationCommandTimeoutMs())
     const snapshot = await this.loadCluster(seed)
+    const resumeCommand = (journal: string) => `${this.config.bin} rebalance ${snapshot.seedAddress} --resume ${journal} --yes`
+    if (this.flags.resume) {
+      const state = readJournal(this.flags.resume)
+      const migration = await this.runPlan(snapshot, state.plan, {resume: {path: this.flags.resume, state}, resumeCommand})
+      return {...migration, by: this.flags.by, nodes: [], slotsToMove: state.plan.moves.length, thresholdPct, warnings: []}
+    }
+    // Key counts and a plan are meaningless on a cluster with open slots or failed masters.
+    this.refuseUnsafeCluster(snapshot)
     const weights = parseWeights(this.flags.weight ?? [], snapshot.nodes)
     const by = this.flags.by
     const masters = mastersOf(snapshot.nodes).filter((node) => node.address !== '')
-    if (by !== 'slots') this.note(`>>> counting keys per slot on ${masters.filter((m) => m.slots.length > 0).length} master(s)`)
-    const slotLoad = await this.slotLoad(snapshot, masters, by)
     if ([...weights.values()].every((w) => w === 0) && weights.size > 0 && weights.size >= this.participantCount(masters)) {
       throw usageError('every participating master would have weight 0: nothing could receive the slots')
     }
+    if (by !== 'slots') this.note(`>>> counting keys per slot on ${masters.filter((m) => m.slots.length > 0).length} master(s)`)
+    const slotLoad = await this.slotLoad(masters, by)
     const result = planRebalance(masters, {by, slotLoad, thresholdPct, useEmptyMasters: this.flags['use-empty-masters'], weights})
     for (const warning of result.warnings) this.note(paint.warn(`[WARNING] ${warning}`))
     this.log(this.renderNodes(result))
@@ -80,29 +88,20 @@ export default class Rebalance extends BaseCommand<typeof Rebalance> {
       this.log(paint.good(`[OK] No rebalancing needed: every master is within the ${thresholdPct.toFixed(2)}% threshold (by ${by}).`))
       return {...summary, status: 'balanced'}
     }
-    this.log(`${result.plan.moves.length} slot(s) to move: ${this.describePairs(result)}`)
-    return this.execute(summary, result)
+    this.log(`${result.plan.moves.length} slot(s) to move (by ${by})`)
+    const migration = await this.runPlan(snapshot, result.plan, {resumeCommand})
+    return {...migration, ...summary, status: migration.status}
   }
 
   private participantCount(masters: ClusterNode[]): number {
     return masters.filter((m) => m.slots.length > 0 || this.flags['use-empty-masters']).length
   }
 
-  private async slotLoad(snapshot: ClusterSnapshot, masters: ClusterNode[], by: BalanceBy): Promise<number[] | undefined> {
+  private async slotLoad(masters: ClusterNode[], by: BalanceBy): Promise<number[] | undefined> {
     if (by === 'slots') return undefined
     const keys = await slotKeyCounts(this.pool(), masters)
     if (by === 'keys') return keys
     return slotByteEstimates(this.pool(), masters, keys)
-  }
-
-  private describePairs(result: RebalanceResult): string {
-    const address = new Map(result.nodes.map((node) => [node.id, node.address]))
-    const pairs = new Map<string, number>()
-    for (const move of result.plan.moves) {
-      const key = `${address.get(move.sourceId)} → ${address.get(move.targetId)}`
-      pairs.set(key, (pairs.get(key) ?? 0) + 1)
-    }
-    return [...pairs].map(([pair, count]) => `${count} from ${pair}`).join(', ')
   }
 
   private renderNodes(result: RebalanceResult): string {
@@ -115,14 +114,5 @@ export default class Rebalance extends BaseCommand<typeof Rebalance> {
     })
     const head = result.by === 'slots' ? ['master', 'id', 'weight', 'slots', 'off by'] : ['master', 'id', 'weight', 'slots', result.by, 'target']
     return table(head, rows)
-  }
-
-  private async execute(summary: RebalanceCommandResult, result: RebalanceResult): Promise<RebalanceCommandResult> {
-    if (this.flags.out) {
-      await writeFile(this.flags.out, `${JSON.stringify(result.plan, null, 2)}\n`)
-      this.note(`plan written to ${this.flags.out}`)
-    }
-    if (this.flags['dry-run']) return summary
-    throw new SlotctlError('moving slots needs the migration engine, which this build does not have yet', {code: 'E_NOT_IMPLEMENTED'})
   }
 }

@@ -1,0 +1,225 @@
+import {createHash} from 'node:crypto'
+import {readFile, rm} from 'node:fs/promises'
+import {tmpdir} from 'node:os'
+import path from 'node:path'
+
+import {expect} from 'chai'
+import type {Redis} from 'ioredis'
+
+import {readNodeState} from '../../src/lib/cluster.js'
+import {NodePool} from '../../src/lib/connection.js'
+import type {RebalanceCommandResult} from '../../src/commands/rebalance.js'
+import type {MigrationPlan} from '../../src/lib/plan/types.js'
+import {keySlot} from '../../src/lib/slots.js'
+import {type ClusterNode, mastersOf, slotCount, slotMapSignature} from '../../src/lib/topology.js'
+import {runCli, runCliJson} from '../helpers/cli.js'
+import {TestCluster} from '../helpers/cluster-harness.js'
+
+const BASE_KEYS = 12_000
+
+async function nodesOf(cluster: TestCluster): Promise<ClusterNode[]> {
+  const pool = new NodePool()
+  try {
+    return (await readNodeState(await pool.client(cluster.seed), cluster.seed)).nodes
+  } finally {
+    await pool.closeAll()
+  }
+}
+
+async function ownerClients(cluster: TestCluster, addresses: string[]): Promise<{clientOf: (key: Buffer | string) => Redis; masters: string[]}> {
+  const nodes = await nodesOf(cluster)
+  const owner = new Map<number, string>()
+  for (const node of mastersOf(nodes)) for (const [a, b] of node.slots) for (let s = a; s <= b; s++) owner.set(s, node.id)
+  const byId = new Map(nodes.map((node) => [node.id, addresses.find((address) => address.endsWith(`:${node.port}`))!]))
+  const clients = new Map<string, Redis>()
+  const clientOf = (key: Buffer | string) => {
+    const address = byId.get(owner.get(keySlot(key))!)!
+    if (!clients.has(address)) clients.set(address, cluster.client(address))
+    return clients.get(address)!
+  }
+  return {clientOf, masters: mastersOf(nodes).filter((n) => n.slots.length > 0).map((n) => byId.get(n.id)!)}
+}
+
+/** Writes keys straight to their owners, pipelined; includes binary names and a hash. */
+async function writeKeys(cluster: TestCluster, addresses: string[], names: Array<Buffer | string>, value: (i: number) => string): Promise<void> {
+  const {clientOf} = await ownerClients(cluster, addresses)
+  for (let first = 0; first < names.length; first += 2000) {
+    const pipelines = new Map<Redis, ReturnType<Redis['pipeline']>>()
+    for (let i = first; i < Math.min(names.length, first + 2000); i++) {
+      const client = clientOf(names[i])
+      if (!pipelines.has(client)) pipelines.set(client, client.pipeline())
+      pipelines.get(client)!.set(names[i], value(i))
+    }
+    await Promise.all([...pipelines.values()].map((p) => p.exec()))
+  }
+}
+
+/** Placement-independent digest: every master's keys with DEBUG DIGEST-VALUE, sorted. */
+async function clusterDigest(cluster: TestCluster, addresses: string[]): Promise<{digest: string; keys: number}> {
+  const nodes = await nodesOf(cluster)
+  const entries: string[] = []
+  for (const node of mastersOf(nodes)) {
+    const client = cluster.client(addresses.find((address) => address.endsWith(`:${node.port}`))!)
+    let cursor = '0'
+    do {
+      const [next, keys] = (await client.scanBuffer(cursor, 'COUNT', 1000)) as unknown as [Buffer, Buffer[]]
+      cursor = String(next)
+      if (keys.length === 0) continue
+      const pipeline = client.pipeline()
+      for (const key of keys) pipeline.call('DEBUG', 'DIGEST-VALUE', key)
+      const digests = (await pipeline.exec()) ?? []
+      for (const [index, key] of keys.entries()) entries.push(`${key.toString('hex')}=${String(digests[index][1])}`)
+    } while (cursor !== '0')
+  }
+  entries.sort()
+  return {digest: createHash('sha1').update(entries.join('\n')).digest('hex'), keys: entries.length}
+}
+
+function slotCounts(nodes: ClusterNode[]): number[] {
+  return mastersOf(nodes)
+    .filter((node) => node.slots.length > 0)
+    .map((node) => slotCount(node))
+    .sort((a, b) => a - b)
+}
+
+describe('rebalance (real servers)', function () {
+  this.timeout(180_000)
+  let cluster: TestCluster
+  let spare: TestCluster
+  let all: string[]
+  let newId: string
+  let original: {digest: string; keys: number}
+
+  before(async () => {
+    ;[cluster, spare] = await Promise.all([TestCluster.start({masters: 3, replicas: 0}), TestCluster.start({form: false, nodes: 1})])
+    all = [...cluster.addresses, ...spare.addresses]
+    const names: Array<Buffer | string> = Array.from({length: BASE_KEYS}, (_, i) => (i % 10 === 0 ? Buffer.from([0xff, 0xfe, i & 0xff, (i >> 8) & 0xff, 0x80]) : `key:${i}`))
+    await writeKeys(cluster, all, names, (i) => `value-${i}-${'x'.repeat(i % 50)}`)
+    await (await ownerClients(cluster, all)).clientOf('{h}big').hset('{h}big', Object.fromEntries(Array.from({length: 2000}, (_, i) => [`f${i}`, `v${i}`])))
+    original = await clusterDigest(cluster, all)
+    const added = await runCli(['add-node', spare.seed, cluster.seed])
+    expect(added.exitCode, added.stderr).to.equal(0)
+    newId = String(await spare.client(spare.seed).call('CLUSTER', 'MYID'))
+  })
+
+  after(async () => {
+    await Promise.all([cluster?.stop(), spare?.stop()])
+  })
+
+  it('rejects bad input with one line and exit 2', async () => {
+    for (const args of [
+      ['--weight', 'ffffff=1'],
+      ['--weight', `${newId.slice(0, 10)}=-1`],
+      ['--threshold', '-1'],
+    ]) {
+      const result = await runCli(['rebalance', cluster.seed, ...args, '--yes'])
+      expect(result.exitCode, `${args.join(' ')}: ${result.stderr}`).to.equal(2)
+      expect(result.stderr.trim().split('\n')[0]).to.match(/^slotctl: error: /)
+      expect(result.stderr).to.not.match(/at .*\.ts:\d+/)
+    }
+  })
+
+  it('leaves the empty master out without --use-empty-masters and reports balanced', async () => {
+    const result = await runCliJson<RebalanceCommandResult>(['rebalance', cluster.seed])
+    expect(result.exitCode, result.stderr).to.equal(0)
+    expect(result.json.status).to.equal('balanced')
+    expect(result.json.nodes.find((node) => node.id === newId)!.participating).to.equal(false)
+  })
+
+  it('--dry-run --out writes the 4096-slot plan and changes nothing', async () => {
+    const out = path.join(tmpdir(), `slotctl-rebalance-plan-${process.pid}.json`)
+    const signature = slotMapSignature(await nodesOf(cluster))
+    try {
+      const result = await runCli(['rebalance', cluster.seed, '--use-empty-masters', '--dry-run', '--out', out])
+      expect(result.exitCode, result.stderr).to.equal(0)
+      const plan = JSON.parse(await readFile(out, 'utf8')) as MigrationPlan
+      expect(plan.kind).to.equal('rebalance')
+      expect(plan.moves).to.have.length(4096)
+      expect(plan.moves.every((move) => move.targetId === newId)).to.equal(true)
+      expect(slotMapSignature(await nodesOf(cluster))).to.equal(signature)
+      expect((await clusterDigest(cluster, all)).digest).to.equal(original.digest)
+    } finally {
+      await rm(out, {force: true})
+    }
+  })
+
+  it('moves 4096 slots to the new master under client traffic: nothing lost, nothing failed', async () => {
+    const client = cluster.clusterClient()
+    const acknowledged = new Map<string, string>()
+    const errors: string[] = []
+    let stop = false
+    const traffic = (async () => {
+      for (let i = 0; !stop; i++) {
+        const key = `traffic:${i}`
+        try {
+          await client.set(key, `t${i}`)
+          acknowledged.set(key, `t${i}`)
+          // every key whose index is not a multiple of 10 is a string key:N of the base set
+          const probe = `key:${10 * (i % (BASE_KEYS / 10)) + 1}`
+          if ((await client.get(probe)) === null) errors.push(`${probe} read as missing`)
+        } catch (error) {
+          errors.push((error as Error).message)
+        }
+      }
+    })()
+    let result
+    try {
+      result = await runCliJson(['rebalance', cluster.seed, '--use-empty-masters', '--yes'])
+    } finally {
+      stop = true
+      await traffic
+    }
+    expect(result.exitCode, result.stderr).to.equal(0)
+    expect(errors.slice(0, 5)).to.deep.equal([])
+    expect(acknowledged.size).to.be.greaterThan(0)
+    const values = await Promise.all([...acknowledged.keys()].map((key) => client.get(key)))
+    expect(values).to.deep.equal([...acknowledged.values()])
+
+    const nodes = await nodesOf(cluster)
+    expect(slotCounts(nodes)).to.deep.equal([4096, 4096, 4096, 4096])
+    // the traffic keys came on top: count and digest the original keys only
+    await Promise.all([...acknowledged.keys()].map((key) => client.del(key)))
+    expect(await clusterDigest(cluster, all)).to.deep.equal(original)
+  })
+
+  it('a weight of 0 drains a master and keeps every key', async () => {
+    const result = await runCliJson<RebalanceCommandResult>(['rebalance', cluster.seed, '--weight', `${newId.slice(0, 12)}=0`, '--yes'])
+    expect(result.exitCode, result.stderr).to.equal(0)
+    const nodes = await nodesOf(cluster)
+    expect(slotCount(nodes.find((node) => node.id === newId)!)).to.equal(0)
+    const counts = slotCounts(nodes)
+    expect(counts.reduce((a, b) => a + b, 0)).to.equal(16_384)
+    expect(Math.max(...counts) - Math.min(...counts)).to.be.at.most(1)
+    expect(await clusterDigest(cluster, all)).to.deep.equal(original)
+  })
+
+  it('--by keys evens out a skewed key distribution', async () => {
+    // pile 9000 extra keys into 150 hash tags that all live on one master
+    const {masters} = await ownerClients(cluster, all)
+    const heavy = (await nodesOf(cluster)).find((node) => node.role === 'master' && node.slots.length > 0 && all.find((a) => a.endsWith(`:${node.port}`)) === masters[0])!
+    const tags: string[] = []
+    for (let t = 0; tags.length < 150; t++) {
+      const slot = keySlot(`t${t}`)
+      if (heavy.slots.some(([a, b]) => slot >= a && slot <= b)) tags.push(`t${t}`)
+    }
+    const names = Array.from({length: 9000}, (_, i) => `{${tags[i % tags.length]}}:skew:${i}`)
+    await writeKeys(cluster, all, names, (i) => `s${i}`)
+    const keysPerMaster = async () => {
+      const {masters: now} = await ownerClients(cluster, all)
+      return Promise.all(now.map(async (address) => Number(await cluster.client(address).dbsize())))
+    }
+    const spread = (values: number[]) => Math.max(...values) - Math.min(...values)
+    const skewed = await keysPerMaster()
+    const digest = await clusterDigest(cluster, all)
+
+    const bySlots = await runCliJson<RebalanceCommandResult>(['rebalance', cluster.seed])
+    expect(bySlots.json.status).to.equal('balanced')
+    const result = await runCliJson<RebalanceCommandResult>(['rebalance', cluster.seed, '--by', 'keys', '--yes'])
+    expect(result.exitCode, result.stderr).to.equal(0)
+    expect(result.json.slotsToMove).to.be.greaterThan(0)
+    const balanced = await keysPerMaster()
+    expect(spread(balanced)).to.be.below(spread(skewed) / 4)
+    expect(balanced.reduce((a, b) => a + b, 0)).to.equal(skewed.reduce((a, b) => a + b, 0))
+    expect(await clusterDigest(cluster, all)).to.deep.equal(digest)
+  })
+})
