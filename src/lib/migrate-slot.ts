@@ -95,7 +95,8 @@ export async function closeSlot(pool: NodePool, move: SlotMoveTarget, otherMaste
 }
 
 function isBusyKey(error: unknown): boolean {
-  return /^BUSYKEY/.test(errorMessage(error))
+  // MIGRATE relays it as 'ERR Target instance replied with error: BUSYKEY ...'
+  return /BUSYKEY/.test(errorMessage(error))
 }
 
 function isTransferFailure(error: unknown): boolean {
