@@ -2,8 +2,10 @@ import {createHash} from 'node:crypto'
 import {readFile, rm} from 'node:fs/promises'
 import {tmpdir} from 'node:os'
 import path from 'node:path'
+import {fileURLToPath} from 'node:url'
 
 import {expect} from 'chai'
+import {execa} from 'execa'
 import type {Redis} from 'ioredis'
 
 import {readNodeState} from '../../src/lib/cluster.js'
@@ -221,5 +223,41 @@ describe('rebalance (real servers)', function () {
     expect(spread(balanced)).to.be.below(spread(skewed) / 4)
     expect(balanced.reduce((a, b) => a + b, 0)).to.equal(skewed.reduce((a, b) => a + b, 0))
     expect(await clusterDigest(cluster, all)).to.deep.equal(digest)
+  })
+
+  it('Ctrl-C in the middle exits 130 with no open slot, and --resume completes the rebalance', async () => {
+    const digest = await clusterDigest(cluster, all)
+    const masters = mastersOf(await nodesOf(cluster)).filter((node) => node.slots.length > 0)
+    const victim = masters[0]
+    const journal = path.join(tmpdir(), `slotctl-rebalance-journal-${process.pid}.jsonl`)
+    const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..')
+    const bin = path.join(root, 'bin', process.env.SLOTCTL_TEST_DEV === '1' ? 'dev.js' : 'run.js')
+    try {
+      // throttled so the run is still going when the signal comes
+      const args = ['rebalance', cluster.seed, '--weight', `${victim.id}=0`, '--max-keys-per-sec', '2000', '--journal', journal, '--yes']
+      const child = execa(process.execPath, [bin, ...args], {env: {NO_COLOR: '1'}, reject: false})
+      let stderr = ''
+      await new Promise<void>((resolve) => {
+        child.stderr!.on('data', (chunk) => {
+          stderr += String(chunk)
+          if (/journal:/.test(stderr)) setTimeout(resolve, 800)
+        })
+        void child.then(() => resolve())
+      })
+      child.kill('SIGINT')
+      const interrupted = await child
+      expect(interrupted.exitCode, String(interrupted.stderr)).to.equal(130)
+      const midway = await nodesOf(cluster)
+      expect(midway.some((node) => Object.keys(node.migrating).length + Object.keys(node.importing).length > 0)).to.equal(false)
+      expect(slotCount(midway.find((node) => node.id === victim.id)!)).to.be.greaterThan(0)
+
+      const resumed = await runCli(['rebalance', cluster.seed, '--resume', journal, '--yes'])
+      expect(resumed.exitCode, resumed.stderr).to.equal(0)
+      const after = await nodesOf(cluster)
+      expect(slotCount(after.find((node) => node.id === victim.id)!)).to.equal(0)
+      expect(await clusterDigest(cluster, all)).to.deep.equal(digest)
+    } finally {
+      await rm(journal, {force: true})
+    }
   })
 })
