@@ -114,14 +114,28 @@ async function estimateBytes(source: Redis, keys: Buffer[]): Promise<number> {
   return Number(sample ?? 0) * keys.length
 }
 
-/** Keys whose DUMP differs between source and target; the target must be read with ASKING. */
-async function conflictingKeys(source: Redis, target: Redis, keys: Buffer[]): Promise<Buffer[]> {
+interface BusyKeyReport {
+  /** still on the source (MIGRATE stops at the first busy key; keys before it already moved) */
+  remaining: Buffer[]
+  /** on both sides with different values */
+  conflicting: Buffer[]
+}
+
+/** Compares DUMP payloads; the target is read with ASKING because the slot is importing there. */
+async function compareWithTarget(source: Redis, target: Redis, keys: Buffer[]): Promise<BusyKeyReport> {
   const sourceDumps = ((await source.pipeline(keys.map((key) => ['dumpBuffer', key])).exec()) ?? []).map(([, value]) => value as Buffer | null)
   const targetPipeline = target.pipeline()
   for (const key of keys) targetPipeline.call('ASKING').dumpBuffer(key)
   const targetReplies = (await targetPipeline.exec()) ?? []
-  const targetDumps = keys.map((_, i) => targetReplies[i * 2 + 1]?.[1] as Buffer | null)
-  return keys.filter((_, i) => targetDumps[i] !== null && !(sourceDumps[i] && targetDumps[i] && sourceDumps[i]!.equals(targetDumps[i]!)))
+  const report: BusyKeyReport = {conflicting: [], remaining: []}
+  for (const [i, key] of keys.entries()) {
+    const atSource = sourceDumps[i]
+    if (!atSource) continue
+    report.remaining.push(key)
+    const [error, atTarget] = targetReplies[i * 2 + 1] ?? [null, null]
+    if (error || (atTarget && !atSource.equals(atTarget as Buffer))) report.conflicting.push(key)
+  }
+  return report
 }
 
 class KeyMover {
@@ -156,7 +170,7 @@ class KeyMover {
 
   /** Equal values at the target are safe to replace; different ones stop the slot. */
   private async resolveBusyKeys(keys: Buffer[]): Promise<void> {
-    const different = await conflictingKeys(this.source, this.target, keys)
+    const {conflicting: different, remaining} = await compareWithTarget(this.source, this.target, keys)
     if (different.length > 0) {
       const names = different.slice(0, 10).map(printableKey).join(', ')
       throw new SlotctlError(
@@ -164,7 +178,7 @@ class KeyMover {
         {code: 'E_BUSYKEY', suggestions: ['compare the values, then re-run with --replace to overwrite the target copies, or `slotctl fix` to close the slot']},
       )
     }
-    await this.migrate(keys, true)
+    if (remaining.length > 0) await this.migrate(remaining, true)
   }
 
   /** A batch that timed out likely holds a big key: move keys alone with a longer timeout. */

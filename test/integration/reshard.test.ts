@@ -1,0 +1,223 @@
+import {readFileSync} from 'node:fs'
+import {mkdtemp, rm, writeFile} from 'node:fs/promises'
+import {tmpdir} from 'node:os'
+import path from 'node:path'
+import {fileURLToPath} from 'node:url'
+
+import {expect} from 'chai'
+import {execa} from 'execa'
+
+import type {CheckResult} from '../../src/commands/check.js'
+import type {MigrationResult} from '../../src/lib/migration-command.js'
+import {keySlot} from '../../src/lib/slots.js'
+import {TestCluster} from '../helpers/cluster-harness.js'
+import {expectOneCleanLine, runCli, runCliJson} from '../helpers/cli.js'
+import {clusterDigest, writeDataset} from '../helpers/dataset.js'
+
+const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..')
+
+describe('reshard and apply: the migration engine on a real cluster', () => {
+  let cluster: TestCluster
+  let dir: string
+  let masters: CheckResult['nodes']
+  let original: {digest: string; keys: number}
+
+  const healthy = async () => {
+    const {exitCode, json} = await runCliJson<CheckResult>(['check', cluster.seed])
+    expect(json.findings.filter((f) => f.severity === 'error'), JSON.stringify(json.findings)).to.deep.equal([])
+    expect(exitCode).to.equal(0)
+    return json
+  }
+
+  const expectDataIntact = async () => {
+    expect(await clusterDigest(cluster)).to.deep.equal(original)
+  }
+
+  before(async function () {
+    this.timeout(300_000)
+    dir = await mkdtemp(path.join(tmpdir(), 'slotctl-reshard-'))
+    cluster = await TestCluster.start({masters: 3, replicas: 1})
+    await writeDataset(cluster.clusterClient(), {bigHashFields: 200_000, keys: 100_000})
+    original = await clusterDigest(cluster)
+    expect(original.keys).to.equal(100_001)
+    masters = (await healthy()).nodes.filter((node) => node.role === 'master')
+  })
+
+  after(async () => {
+    await cluster?.stop()
+    await rm(dir, {force: true, recursive: true})
+  })
+
+  it('moves 3000 slots with 100k keys of every type (binary names, hash tags, a 200k-field hash): nothing lost or changed', async () => {
+    const bigHashSlot = keySlot('big:hash')
+    const owner = masters.find((m) => m.slots.split(',').some((r) => {
+      const [a, b = a] = r.split('-').map(Number)
+      return bigHashSlot >= a && bigHashSlot <= b
+    }))!
+    const target = masters.find((m) => m.id !== owner.id)!
+    const {exitCode, json, stderr} = await runCliJson<MigrationResult>(['reshard', cluster.seed, '--from', 'all', '--to', target.id.slice(0, 10), '--slots', '3000', '--yes', '--journal', path.join(dir, 'a.jsonl')])
+    expect(exitCode, stderr).to.equal(0)
+    expect(json.status).to.equal('done')
+    expect(json.slotsMoved).to.equal(3000)
+    expect(json.keysMoved).to.be.greaterThan(10_000)
+    await healthy()
+    await expectDataIntact()
+    // and the big hash itself moves intact
+    const {exitCode: code2} = await runCliJson<MigrationResult>(['reshard', cluster.seed, '--to', target.id, '--slot-range', String(bigHashSlot), '--yes', '--journal', path.join(dir, 'b.jsonl')])
+    expect(code2).to.equal(0)
+    expect(await cluster.clusterClient().hlen('big:hash')).to.equal(200_000)
+    await expectDataIntact()
+  })
+
+  it('a cluster client writing and reading during a reshard sees no failed command, and every acknowledged write is readable', async () => {
+    const client = cluster.clusterClient()
+    const acked: number[] = []
+    let failures = 0
+    let running = true
+    const writer = (async () => {
+      for (let i = 0; running; i++) {
+        try {
+          await client.set(`live:${i}`, `v${i}`)
+          acked.push(i)
+          if ((await client.get(`live:${Math.floor(i / 2)}`)) !== `v${Math.floor(i / 2)}`) failures++
+        } catch {
+          failures++
+        }
+      }
+    })()
+    const target = masters[2]
+    const result = await runCliJson<MigrationResult>(['reshard', cluster.seed, '--from', 'all', '--to', target.id, '--slots', '2000', '--yes', '--journal', path.join(dir, 'c.jsonl')])
+    running = false
+    await writer
+    expect(result.exitCode, result.stderr).to.equal(0)
+    expect(failures).to.equal(0)
+    expect(acked.length).to.be.greaterThan(100)
+    const values = await Promise.all(acked.map((i) => client.get(`live:${i}`)))
+    expect(values).to.deep.equal(acked.map((i) => `v${i}`))
+    await Promise.all(acked.map((i) => client.del(`live:${i}`)))
+    await expectDataIntact()
+  })
+
+  it('Ctrl-C finishes the slots in flight (none left open), exits 130, and --resume completes the run', async () => {
+    const journal = path.join(dir, 'sigint.jsonl')
+    const child = execa(process.execPath, [path.join(root, 'bin', process.env.SLOTCTL_TEST_DEV === '1' ? 'dev.js' : 'run.js'), 'reshard', cluster.seed, '--from', 'all', '--to', masters[0].id, '--slots', '4000', '--max-keys-per-sec', '6000', '--yes', '--journal', journal], {env: {NO_COLOR: '1'}, reject: false})
+    await waitForJournalLines(journal, 3)
+    child.kill('SIGINT')
+    const outcome = await child
+    expect(outcome.exitCode, String(outcome.stderr)).to.equal(130)
+    expect(String(outcome.stderr)).to.include('--resume')
+    await healthy()
+    const resumed = await runCliJson<MigrationResult>(['reshard', cluster.seed, '--resume', journal, '--yes'])
+    expect(resumed.exitCode, resumed.stderr).to.equal(0)
+    expect(resumed.json.status).to.equal('done')
+    await healthy()
+    await expectDataIntact()
+  })
+
+  it('kill -9 mid-run: --resume finishes the open slots and the rest of the plan', async () => {
+    const journal = path.join(dir, 'kill.jsonl')
+    const child = execa(process.execPath, [path.join(root, 'bin', process.env.SLOTCTL_TEST_DEV === '1' ? 'dev.js' : 'run.js'), 'reshard', cluster.seed, '--from', 'all', '--to', masters[1].id, '--slots', '4000', '--max-keys-per-sec', '6000', '--yes', '--journal', journal], {env: {NO_COLOR: '1'}, reject: false})
+    await waitForJournalLines(journal, 40)
+    child.kill('SIGKILL')
+    await child
+    const resumed = await runCliJson<MigrationResult>(['reshard', cluster.seed, '--resume', journal, '--yes'])
+    expect(resumed.exitCode, resumed.stderr).to.equal(0)
+    await healthy()
+    await expectDataIntact()
+  })
+
+  it('the throttle holds the achieved key rate to the limit', async () => {
+    const limit = 4000
+    const {exitCode, json} = await runCliJson<MigrationResult>(['reshard', cluster.seed, '--from', 'all', '--to', masters[2].id, '--slots', '2500', '--max-keys-per-sec', String(limit), '--yes', '--journal', path.join(dir, 'rate.jsonl')])
+    expect(exitCode).to.equal(0)
+    const rate = (json.keysMoved ?? 0) / (json.seconds ?? 1)
+    expect(json.keysMoved).to.be.greaterThan(limit * 2)
+    expect(rate).to.be.at.most(limit * 1.1)
+    expect(rate).to.be.at.least(limit * 0.75)
+  })
+
+  it('BUSYKEY: an equal copy at the target is replaced, a different one stops the slot until --replace', async () => {
+    const key = 'busy:{probe}'
+    const slot = keySlot(key)
+    const owners = (await healthy()).nodes.filter((n) => n.role === 'master')
+    const ownerOf = (nodes: typeof owners) => nodes.find((m) => m.slots.split(',').some((r) => {
+      const [a, b = a] = r.split('-').map(Number)
+      return slot >= a && slot <= b
+    }))!
+    const source = ownerOf(owners)
+    const target = owners.find((m) => m.id !== source.id)!
+    const writer = cluster.clusterClient()
+    await writer.set(key, 'the value')
+    const plantAtTarget = async (value: string, at: typeof source, from: typeof source) => {
+      const t = cluster.client(at.address)
+      await t.call('CLUSTER', 'SETSLOT', slot, 'IMPORTING', from.id)
+      await t.pipeline().call('ASKING').call('SET', key, value).exec()
+      await t.call('CLUSTER', 'SETSLOT', slot, 'STABLE')
+    }
+    await plantAtTarget('the value', target, source)
+    const equal = await runCliJson<MigrationResult>(['reshard', cluster.seed, '--to', target.id, '--slot-range', String(slot), '--yes', '--journal', path.join(dir, 'busy1.jsonl')])
+    expect(equal.exitCode, equal.stderr).to.equal(0)
+    expect(await writer.get(key)).to.equal('the value')
+    // now a different value waits at the old owner
+    await plantAtTarget('another value', source, target)
+    const journal = path.join(dir, 'busy2.jsonl')
+    const different = await runCli(['reshard', cluster.seed, '--to', source.id, '--slot-range', String(slot), '--yes', '--journal', journal])
+    expect(different.exitCode).to.equal(1)
+    expect(different.stderr).to.match(/different values/)
+    expect(different.stderr).to.include(key)
+    expect(await cluster.client(target.address).get(key)).to.equal('the value')
+    const replaced = await runCli(['reshard', cluster.seed, '--resume', journal, '--replace', '--yes'])
+    expect(replaced.exitCode, replaced.stderr).to.equal(0)
+    expect(await writer.get(key)).to.equal('the value')
+    await writer.del(key)
+    await healthy()
+    await expectDataIntact()
+  })
+
+  it('apply runs a saved plan, and refuses one the cluster has moved away from', async () => {
+    const planFile = path.join(dir, 'plan.json')
+    const nodes = (await healthy()).nodes.filter((n) => n.role === 'master')
+    const dry = await runCli(['reshard', cluster.seed, '--from', nodes[0].id, '--to', nodes[1].id, '--slots', '10', '--dry-run', '--out', planFile])
+    expect(dry.exitCode, dry.stderr).to.equal(0)
+    const plan = JSON.parse(readFileSync(planFile, 'utf8'))
+    expect(plan.moves).to.have.length(10)
+    await healthy()
+    const stalePlan = {...plan, moves: plan.moves.map((m: {slot: number}) => ({...m, sourceId: nodes[2].id}))}
+    await writeFile(path.join(dir, 'stale.json'), JSON.stringify(stalePlan))
+    const refused = await runCli(['apply', path.join(dir, 'stale.json'), '--yes'])
+    expectOneCleanLine(refused, 1, /no longer belong to their planned source/)
+    const applied = await runCliJson<MigrationResult>(['apply', planFile, '--yes', '--journal', path.join(dir, 'apply.jsonl')])
+    expect(applied.exitCode, applied.stderr).to.equal(0)
+    expect(applied.json.slotsMoved).to.equal(10)
+    await expectDataIntact()
+  })
+
+  it('bad input: unknown id, --slots 0 or too many, target as source, a replica as target, no --yes without a terminal', async () => {
+    const check = await runCliJson<CheckResult>(['check', cluster.seed])
+    const replica = check.json.nodes.find((n) => n.role === 'replica')!
+    const [a, b] = check.json.nodes.filter((n) => n.role === 'master')
+    expectOneCleanLine(await runCli(['reshard', cluster.seed, '--from', 'all', '--to', 'abcdef123', '--slots', '5', '--yes']), 2, /unknown node id/)
+    expectOneCleanLine(await runCli(['reshard', cluster.seed, '--from', 'all', '--to', a.id, '--slots', '0', '--yes']), 2, /--slots must be/)
+    expectOneCleanLine(await runCli(['reshard', cluster.seed, '--from', 'all', '--to', a.id, '--slots', '16385', '--yes']), 2, /--slots must be/)
+    expectOneCleanLine(await runCli(['reshard', cluster.seed, '--from', a.id, '--to', a.id, '--slots', '5', '--yes']), 2, /also the target/)
+    expectOneCleanLine(await runCli(['reshard', cluster.seed, '--from', 'all', '--to', replica.id, '--slots', '5', '--yes']), 2, /is a replica/)
+    expectOneCleanLine(await runCli(['reshard', cluster.seed, '--from', b.id, '--to', a.id, '--slots', '5']), 4, /needs confirmation/)
+    expectOneCleanLine(await runCli(['reshard', cluster.seed, '--to', a.id]), 2, /missing --slots/)
+    await expectDataIntact()
+  })
+})
+
+async function waitForJournalLines(file: string, lines: number): Promise<void> {
+  const deadline = Date.now() + 60_000
+  while (Date.now() < deadline) {
+    try {
+      if (readFileSync(file, 'utf8').split('\n').filter((line) => line.includes('slot-done')).length >= lines) return
+    } catch {
+      // not created yet
+    }
+    await new Promise((resolve) => {
+      setTimeout(resolve, 20)
+    })
+  }
+  throw new Error(`journal ${file} did not reach ${lines} done slots`)
+}
