@@ -50,7 +50,7 @@ export interface ExecuteResult {
 
 const DEFAULT_WAVE_SIZE = 32
 /** Key moves within a wave that run at once: overlaps round trips, the source stays responsive. */
-const KEY_MOVES_PER_WAVE = 4
+const KEY_MOVES_PER_WAVE = 8
 
 class InFlight {
   private readonly perNode = new Map<string, number>()

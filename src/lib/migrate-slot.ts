@@ -201,19 +201,26 @@ class KeyMover {
   }
 }
 
+/** How often a batch's size is sampled with MEMORY USAGE when no byte limit needs every batch. */
+const BYTE_SAMPLE_EVERY = 16
+
 export async function moveSlotKeys(pool: NodePool, move: SlotMoveTarget, options: MoveKeysOptions): Promise<MovedKeys> {
   const source = await pool.client(move.source.address)
   const target = await pool.client(move.target.address)
   const mover = new KeyMover(source, target, move, migrateAuthArgs(pool.settings), options)
   const moved: MovedKeys = {bytes: 0, keys: 0}
-  for (;;) {
+  let bytesPerKey = 0
+  for (let batch = 0; ; batch++) {
     const keys = (await source.callBuffer('CLUSTER', 'GETKEYSINSLOT', move.slot, options.pipeline)) as Buffer[]
     if (keys.length === 0) return moved
-    const bytes = await estimateBytes(source, keys)
+    if (options.throttle?.measuresBytes || batch % BYTE_SAMPLE_EVERY === 0) bytesPerKey = (await estimateBytes(source, keys)) / keys.length
+    const bytes = Math.round(bytesPerKey * keys.length)
     await options.throttle?.take(keys.length, bytes)
     await mover.moveBatch(keys)
     moved.keys += keys.length
     moved.bytes += bytes
     options.onBatch?.(keys.length, bytes)
+    // A short batch was the rest of the slot: while it is migrating, new keys go to the target.
+    if (keys.length < options.pipeline) return moved
   }
 }
