@@ -269,7 +269,7 @@ export function refuseIfOwnsSlots(node: ClusterNode): void {
   if (node.slots.length > 0) {
     throw new SlotctlError(`${node.address || node.id.slice(0, 8)} (${node.id.slice(0, 8)}) still owns ${slotCount(node)} slot(s) (${formatRanges(node.slots)}): move them away before removing it`, {
       code: 'E_NODE_HAS_SLOTS',
-      suggestions: ['move its slots to other masters with slotctl reshard or rebalance, then run del-node again'],
+      suggestions: ['add --drain to move its slots to the other masters first (or move them with slotctl reshard or rebalance)'],
     })
   }
   const open = [...Object.keys(node.migrating), ...Object.keys(node.importing)]
