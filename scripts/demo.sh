@@ -23,5 +23,5 @@ echo; echo "\$ slotctl info $seed"; slotctl info "$seed"
 echo
 echo "The sandbox is still running at $seed. Try for example:"
 echo "  ./bin/run.js rebalance $seed --dry-run"
-echo "  ./bin/run.js failover $seed --master <id> --yes"
+echo "  ./bin/run.js reshard $seed --from all --to <master id> --slots 1000 --yes"
 echo "Stop it with: ./bin/run.js sandbox stop"

@@ -175,7 +175,7 @@ class KeyMover {
       const names = different.slice(0, 10).map(printableKey).join(', ')
       throw new SlotctlError(
         `slot ${this.move.slot}: ${different.length} key(s) exist on ${this.move.target.address} with different values (${names}${different.length > 10 ? ', ...' : ''}); the slot is left migrating/importing`,
-        {code: 'E_BUSYKEY', suggestions: ['compare the values, then re-run with --replace to overwrite the target copies, or `slotctl fix` to close the slot']},
+        {code: 'E_BUSYKEY', suggestions: ['compare the values, then resume the run with --replace to overwrite the target copies']},
       )
     }
     if (remaining.length > 0) await this.migrate(remaining, true)

@@ -274,7 +274,7 @@ export function refuseIfOwnsSlots(node: ClusterNode): void {
   }
   const open = [...Object.keys(node.migrating), ...Object.keys(node.importing)]
   if (open.length > 0) {
-    throw new SlotctlError(`${node.address || node.id.slice(0, 8)} has open slots (${open.join(',')}): close them first`, {code: 'E_OPEN_SLOTS', suggestions: ['run slotctl fix HOST:PORT']})
+    throw new SlotctlError(`${node.address || node.id.slice(0, 8)} has open slots (${open.join(',')}): close them first`, {code: 'E_OPEN_SLOTS', suggestions: ['finish the interrupted migration (slotctl reshard --resume JOURNAL), or close the slot with CLUSTER SETSLOT <slot> STABLE']})
   }
 }
 

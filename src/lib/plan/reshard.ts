@@ -28,7 +28,7 @@ function exactMoves(masters: readonly ClusterNode[], target: ClusterNode, slots:
   for (const node of masters) for (const slot of expandRanges(node.slots)) owner.set(slot, node.id)
   return slots.map((slot) => {
     const sourceId = owner.get(slot)
-    if (!sourceId) throw usageError(`slot ${slot} has no owner: cover it first (slotctl fix)`)
+    if (!sourceId) throw usageError(`slot ${slot} has no owner: cover it first (CLUSTER ADDSLOTS on the master that holds its keys)`)
     if (sourceId === target.id) throw usageError(`slot ${slot} already belongs to the target ${target.address}`)
     return {slot, sourceId, targetId: target.id}
   })
