@@ -23,9 +23,17 @@ export interface CliOptions {
   timeoutMs?: number
 }
 
+function binPath(): string {
+  return path.join(root, 'bin', process.env.SLOTCTL_TEST_DEV === '1' ? 'dev.js' : 'run.js')
+}
+
+/** Starts the CLI without waiting, for tests that signal or kill it mid-run. */
+export function spawnCli(args: string[]) {
+  return execa(process.execPath, [binPath(), ...args], {env: {NO_COLOR: '1'}, reject: false})
+}
+
 export async function runCli(args: string[], options: CliOptions = {}): Promise<CliResult> {
-  const bin = path.join(root, 'bin', process.env.SLOTCTL_TEST_DEV === '1' ? 'dev.js' : 'run.js')
-  const result = await execa(process.execPath, [bin, ...args], {
+  const result = await execa(process.execPath, [binPath(), ...args], {
     env: {NO_COLOR: '1', ...options.env},
     input: options.input ?? '',
     reject: false,

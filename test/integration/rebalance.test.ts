@@ -1,10 +1,8 @@
 import {readFile, rm} from 'node:fs/promises'
 import {tmpdir} from 'node:os'
 import path from 'node:path'
-import {fileURLToPath} from 'node:url'
 
 import {expect} from 'chai'
-import {execa} from 'execa'
 import type {Redis} from 'ioredis'
 
 import {readNodeState} from '../../src/lib/cluster.js'
@@ -14,7 +12,7 @@ import type {MigrationPlan} from '../../src/lib/plan/types.js'
 import {keySlot} from '../../src/lib/slots.js'
 import {waitUntil} from '../../src/lib/wait.js'
 import {type ClusterNode, mastersOf, slotCount, slotMapSignature} from '../../src/lib/topology.js'
-import {runCli, runCliJson} from '../helpers/cli.js'
+import {runCli, runCliJson, spawnCli} from '../helpers/cli.js'
 import {TestCluster} from '../helpers/cluster-harness.js'
 import {clusterDigest, writeDataset} from '../helpers/dataset.js'
 
@@ -224,12 +222,10 @@ describe('rebalance (real servers)', function () {
     const masters = mastersOf(await nodesOf(cluster)).filter((node) => node.slots.length > 0)
     const victim = masters[0]
     const journal = path.join(tmpdir(), `slotctl-rebalance-journal-${process.pid}.jsonl`)
-    const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..')
-    const bin = path.join(root, 'bin', process.env.SLOTCTL_TEST_DEV === '1' ? 'dev.js' : 'run.js')
     try {
       // throttled so the run is still going when the signal comes
       const args = ['rebalance', cluster.seed, '--weight', `${victim.id}=0`, '--max-keys-per-sec', '2000', '--journal', journal, '--yes']
-      const child = execa(process.execPath, [bin, ...args], {env: {NO_COLOR: '1'}, reject: false})
+      const child = spawnCli(args)
       let stderr = ''
       await new Promise<void>((resolve) => {
         child.stderr!.on('data', (chunk) => {

@@ -2,19 +2,15 @@ import {readFileSync} from 'node:fs'
 import {mkdtemp, rm, writeFile} from 'node:fs/promises'
 import {tmpdir} from 'node:os'
 import path from 'node:path'
-import {fileURLToPath} from 'node:url'
 
 import {expect} from 'chai'
-import {execa} from 'execa'
 
 import type {CheckResult} from '../../src/commands/check.js'
 import type {MigrationResult} from '../../src/lib/migration-command.js'
 import {keySlot} from '../../src/lib/slots.js'
 import {TestCluster} from '../helpers/cluster-harness.js'
-import {expectOneCleanLine, runCli, runCliJson} from '../helpers/cli.js'
+import {expectOneCleanLine, runCli, runCliJson, spawnCli} from '../helpers/cli.js'
 import {clusterDigest, writeDataset} from '../helpers/dataset.js'
-
-const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..')
 
 describe('reshard and apply: the migration engine on a real cluster', () => {
   let cluster: TestCluster
@@ -100,7 +96,7 @@ describe('reshard and apply: the migration engine on a real cluster', () => {
 
   it('Ctrl-C finishes the slots in flight (none left open), exits 130, and --resume completes the run', async () => {
     const journal = path.join(dir, 'sigint.jsonl')
-    const child = execa(process.execPath, [path.join(root, 'bin', process.env.SLOTCTL_TEST_DEV === '1' ? 'dev.js' : 'run.js'), 'reshard', cluster.seed, '--from', 'all', '--to', masters[0].id, '--slots', '4000', '--max-keys-per-sec', '6000', '--yes', '--journal', journal], {env: {NO_COLOR: '1'}, reject: false})
+    const child = spawnCli(['reshard', cluster.seed, '--from', 'all', '--to', masters[0].id, '--slots', '4000', '--max-keys-per-sec', '6000', '--yes', '--journal', journal])
     await waitForJournalLines(journal, 3)
     child.kill('SIGINT')
     const outcome = await child
@@ -116,7 +112,7 @@ describe('reshard and apply: the migration engine on a real cluster', () => {
 
   it('kill -9 mid-run: --resume finishes the open slots and the rest of the plan', async () => {
     const journal = path.join(dir, 'kill.jsonl')
-    const child = execa(process.execPath, [path.join(root, 'bin', process.env.SLOTCTL_TEST_DEV === '1' ? 'dev.js' : 'run.js'), 'reshard', cluster.seed, '--from', 'all', '--to', masters[1].id, '--slots', '4000', '--max-keys-per-sec', '6000', '--yes', '--journal', journal], {env: {NO_COLOR: '1'}, reject: false})
+    const child = spawnCli(['reshard', cluster.seed, '--from', 'all', '--to', masters[1].id, '--slots', '4000', '--max-keys-per-sec', '6000', '--yes', '--journal', journal])
     await waitForJournalLines(journal, 40)
     child.kill('SIGKILL')
     await child
