@@ -39,6 +39,9 @@ export class Journal {
 
   /** Continues an existing journal (resume). */
   static reopen(file: string): Journal {
+    // A crash mid-write leaves a torn last line; end it so the next line stays readable.
+    const text = readFileSync(file, 'utf8')
+    if (text.length > 0 && !text.endsWith('\n')) appendFileSync(file, '\n')
     return new Journal(file)
   }
 
