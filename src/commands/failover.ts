@@ -1,0 +1,95 @@
+import {Args, Flags} from '@oclif/core'
+
+import {BaseCommand} from '../lib/base-command.js'
+import {findNode} from '../lib/cluster.js'
+import {usageError} from '../lib/errors.js'
+import {type FailoverMode, type FailoverOutcome, readReplicaHealth, runFailover} from '../lib/failover.js'
+import {chooseReplica, type FailoverStep, planFromHost, stepForReplica} from '../lib/plan/failover.js'
+import {formatDuration, table} from '../lib/render.js'
+import {shortId} from '../lib/topology.js'
+
+export interface FailoverResult {
+  dryRun: boolean
+  mode: FailoverMode
+  steps: FailoverStep[]
+  done: FailoverOutcome[]
+}
+
+export default class Failover extends BaseCommand<typeof Failover> {
+  static args = {
+    address: Args.string({description: 'any node of the cluster (HOST:PORT)', required: true}),
+  }
+
+  static description = BaseCommand.withExitCodes(
+    'Promote a replica to master and wait until the whole cluster agrees.\n' +
+      'Default is the graceful CLUSTER FAILOVER: the master pauses writes until the replica has caught up, so no acknowledged write is lost.',
+  )
+
+  static examples = [
+    '<%= config.bin %> failover 127.0.0.1:7000 --master 3f2a',
+    '<%= config.bin %> failover 127.0.0.1:7000 --replica 9c1e --force',
+    '<%= config.bin %> failover 127.0.0.1:7000 --from-host 10.0.0.5 --dry-run',
+  ]
+
+  static flags = {
+    'dry-run': Flags.boolean({description: 'show which replica would be promoted and why, change nothing'}),
+    force: Flags.boolean({
+      description: 'master unreachable: promote without its agreement (writes the replica had not received are lost)',
+      exclusive: ['takeover'],
+    }),
+    'from-host': Flags.string({description: 'maintenance: move every master on HOST to a replica on another host, one at a time', exclusive: ['master', 'replica']}),
+    master: Flags.string({description: 'promote the best replica of this master (id or prefix)', exclusive: ['replica']}),
+    replica: Flags.string({description: 'promote this replica (id or prefix)'}),
+    takeover: Flags.boolean({
+      description: 'no majority of masters: promote without any vote (risk: two masters for the same slots if the old side comes back; asks for confirmation)',
+      exclusive: ['force'],
+    }),
+    timeout: Flags.integer({default: 30, description: 'seconds to wait for each promotion to be agreed', min: 1}),
+  }
+
+  async run(): Promise<FailoverResult> {
+    const {flags} = this
+    if (!flags.master && !flags.replica && !flags['from-host']) throw usageError('say what to fail over: --master ID, --replica ID or --from-host HOST')
+    const mode: FailoverMode = flags.takeover ? 'takeover' : flags.force ? 'force' : 'graceful'
+    const seed = this.parseSeed([this.args.address])
+    const snapshot = await this.loadCluster(seed)
+    const pool = this.pool()
+    const healthOf = await readReplicaHealth(pool, snapshot)
+
+    let steps: FailoverStep[]
+    if (flags['from-host']) steps = planFromHost(flags['from-host'], snapshot.nodes, healthOf)
+    else if (flags.replica) steps = [stepForReplica(findNode(snapshot, flags.replica), snapshot.nodes, healthOf)]
+    else steps = [chooseReplica(findNode(snapshot, flags.master as string), snapshot.nodes, healthOf, mode !== 'graceful')]
+
+    this.printPlan(steps, mode)
+    const result: FailoverResult = {done: [], dryRun: Boolean(flags['dry-run']), mode, steps}
+    if (flags['dry-run']) return result
+    if (mode === 'takeover') await this.confirm(`TAKEOVER promotes without any vote; if the old master's side comes back, two masters may serve the same slots. Continue?`)
+
+    for (const step of steps) {
+      // Each step reloads the cluster, since the previous one changed who is master.
+      const current = steps.length > 1 ? await this.loadCluster(seed) : snapshot
+      this.note(`failing over ${step.masterAddress} -> ${step.replicaAddress} (${mode}) ...`)
+      const outcome = await runFailover(pool, current, step, mode, flags.timeout * 1000)
+      result.done.push(outcome)
+      this.log(`${step.replicaAddress} is now master of ${step.slots} slots (was ${step.masterAddress}); agreed after ${formatDuration(outcome.elapsedMs)}`)
+    }
+    return result
+  }
+
+  private printPlan(steps: FailoverStep[], mode: FailoverMode): void {
+    const rows = steps.flatMap((step) =>
+      step.candidates.map((c, index) => [
+        step.masterAddress,
+        shortId(step.masterId),
+        c.address,
+        c.id === step.replicaId ? 'promote' : index === 0 ? '' : 'skip',
+        c.lag === undefined ? '?' : String(c.lag),
+        c.host,
+        c.reason,
+      ]),
+    )
+    this.log(`mode: ${mode}`)
+    this.log(table(['master', 'id', 'replica', 'choice', 'lag', 'host', 'why'], rows))
+  }
+}

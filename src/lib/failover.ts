@@ -1,0 +1,97 @@
+import {type ClusterSnapshot, readNodeState} from './cluster.js'
+import {type NodePool, NODE_PARALLELISM, settleLimit} from './connection.js'
+import {errorMessage, failure, SlotctlError} from './errors.js'
+import {type FailoverStep, type HealthOf, type ReplicaHealth} from './plan/failover.js'
+import {type ClusterNode, myselfOf, parseInfo, shortId, slotCount} from './topology.js'
+import {waitUntil} from './wait.js'
+
+export type FailoverMode = 'graceful' | 'force' | 'takeover'
+
+async function replicationInfo(pool: NodePool, address: string): Promise<Record<string, string> | undefined> {
+  try {
+    return parseInfo(String(await (await pool.client(address)).call('INFO', 'replication')))
+  } catch {
+    return undefined
+  }
+}
+
+/** Link state and lag of every replica, from INFO replication on it and on its master. */
+export async function readReplicaHealth(pool: NodePool, snapshot: ClusterSnapshot): Promise<HealthOf> {
+  const reachable = snapshot.nodes.filter((node) => snapshot.views[node.id]?.reachable)
+  const infos = await settleLimit(reachable, NODE_PARALLELISM, (node) => replicationInfo(pool, node.address))
+  const infoById = new Map(reachable.map((node, index) => [node.id, infos[index].value]))
+  const health = new Map<string, ReplicaHealth>()
+  for (const node of snapshot.nodes) {
+    if (node.role !== 'replica') continue
+    const own = infoById.get(node.id)
+    const master = node.masterId ? infoById.get(node.masterId) : undefined
+    const replicaOffset = Number(own?.slave_repl_offset)
+    const masterOffset = Number(master?.master_repl_offset)
+    const lag = Number.isFinite(replicaOffset) && Number.isFinite(masterOffset) && master ? Math.max(0, masterOffset - replicaOffset) : undefined
+    health.set(node.id, {lag, linkUp: own?.master_link_status === 'up'})
+  }
+  return (id) => health.get(id)
+}
+
+export interface FailoverOutcome {
+  masterId: string
+  replicaId: string
+  replicaAddress: string
+  mode: FailoverMode
+  elapsedMs: number
+}
+
+/** Describes what each reachable node says about the two nodes, for the timeout message. */
+function describeViews(states: Array<{address: string; nodes?: ClusterNode[]; error?: string}>, step: FailoverStep): string {
+  return states
+    .map((state) => {
+      if (!state.nodes) return `${state.address}: unreachable (${state.error})`
+      const promoted = state.nodes.find((n) => n.id === step.replicaId)
+      const old = state.nodes.find((n) => n.id === step.masterId)
+      return `${state.address} sees ${step.replicaAddress} as ${promoted?.role ?? 'unknown'}, ${step.masterAddress} as ${old ? (old.failed ? 'failed ' : '') + old.role : 'unknown'}`
+    })
+    .join('; ')
+}
+
+async function promotionProgress(pool: NodePool, addresses: string[], step: FailoverStep) {
+  const results = await settleLimit(addresses, NODE_PARALLELISM, async (address) => readNodeState(await pool.client(address), address))
+  const states = results.map((result, index) => ({address: addresses[index], error: result.error ? errorMessage(result.error) : undefined, nodes: result.value?.nodes}))
+  let done = true
+  for (const state of states) {
+    if (!state.nodes) continue
+    const self = myselfOf(state.nodes)
+    const promoted = state.nodes.find((n) => n.id === step.replicaId)
+    const isPromotedHere = self?.id === step.replicaId
+    if (promoted?.role !== 'master') done = false
+    if (isPromotedHere && slotCount(promoted ?? {slots: []}) < step.slots) done = false
+    // The old master, if it answers, must have turned into the new master's replica.
+    if (self?.id === step.masterId && (self.role !== 'replica' || self.masterId !== step.replicaId)) done = false
+    // Every reachable master must agree (replicas follow what masters say).
+    if (self?.role === 'master' && self.id !== step.masterId && promoted?.role !== 'master') done = false
+  }
+  const reachable = states.filter((s) => s.nodes).length
+  if (reachable === 0) done = false
+  return {done, lagging: describeViews(states, step)}
+}
+
+/** Sends CLUSTER FAILOVER to the replica and waits until every reachable node agrees on the switch. */
+export async function runFailover(pool: NodePool, snapshot: ClusterSnapshot, step: FailoverStep, mode: FailoverMode, timeoutMs: number): Promise<FailoverOutcome> {
+  const started = Date.now()
+  const client = await pool.client(step.replicaAddress)
+  const args = mode === 'graceful' ? [] : [mode.toUpperCase()]
+  try {
+    await client.call('CLUSTER', 'FAILOVER', ...args)
+  } catch (error) {
+    throw failure(`${step.replicaAddress} refused CLUSTER FAILOVER${args.length > 0 ? ` ${args[0]}` : ''}: ${errorMessage(error)}`, 'E_FAILOVER')
+  }
+  // Nodes down at the start are not polled: each poll would wait out a connect timeout.
+  const addresses = snapshot.nodes.filter((n) => snapshot.views[n.id]?.reachable).map((n) => n.address)
+  try {
+    await waitUntil(`${step.replicaAddress} is master of ${step.masterAddress}'s slots everywhere`, timeoutMs, () => promotionProgress(pool, addresses, step), 100)
+  } catch (error) {
+    if (!(error instanceof SlotctlError)) throw error
+    const hint = mode === 'graceful' ? `if the master ${step.masterAddress} is down or stuck, retry with --force` : mode === 'force' ? 'if most masters are unreachable, --takeover promotes without a vote (risky)' : 'check the cluster with: slotctl check HOST:PORT'
+    throw new SlotctlError(`failover of ${shortId(step.masterId)} to ${step.replicaAddress} not confirmed: ${error.message}`, {code: 'E_TIMEOUT', suggestions: [hint, 'raise --timeout if the cluster is just slow']})
+  }
+  return {elapsedMs: Date.now() - started, masterId: step.masterId, mode, replicaAddress: step.replicaAddress, replicaId: step.replicaId}
+}
