@@ -108,7 +108,7 @@ describe('failover --takeover and --from-host across two loopback hosts', functi
   let cluster: TestCluster
 
   before(async () => {
-    cluster = await TestCluster.start({hosts: ['127.0.0.1', '127.0.0.2'], masters: 2, replicas: 1})
+    cluster = await TestCluster.start({extraArgs: ['--protected-mode', 'no'], hosts: ['127.0.0.1', '127.0.0.2'], masters: 2, replicas: 1})
   })
 
   after(async () => {

@@ -1,0 +1,47 @@
+import {expect} from 'chai'
+
+import {chooseReplica, type HealthOf, planFromHost, stepForReplica} from '../../src/lib/plan/failover.js'
+import {type ClusterNode, parseClusterNodes} from '../../src/lib/topology.js'
+
+const id = (c: string) => c.repeat(40)
+const nodes: ClusterNode[] = parseClusterNodes(
+  [
+    `${id('a')} 10.0.0.1:7000@17000 myself,master - 0 0 1 connected 0-8191`,
+    `${id('b')} 10.0.0.2:7000@17000 master - 0 0 2 connected 8192-16383`,
+    `${id('c')} 10.0.0.1:7001@17001 slave ${id('a')} 0 0 1 connected`,
+    `${id('d')} 10.0.0.2:7001@17001 slave ${id('a')} 0 0 1 connected`,
+    `${id('e')} 10.0.0.2:7002@17002 slave ${id('b')} 0 0 2 connected`,
+  ].join('\n'),
+)
+const byId = (c: string) => nodes.find((n) => n.id === id(c)) as ClusterNode
+const health =
+  (table: Record<string, {linkUp: boolean; lag?: number}>): HealthOf =>
+  (replicaId) =>
+    table[replicaId[0]]
+
+describe('failover planner', () => {
+  it('prefers the smallest lag, then a replica on another host', () => {
+    expect(chooseReplica(byId('a'), nodes, health({c: {lag: 0, linkUp: true}, d: {lag: 0, linkUp: true}})).replicaId).to.equal(id('d'))
+    expect(chooseReplica(byId('a'), nodes, health({c: {lag: 0, linkUp: true}, d: {lag: 50, linkUp: true}})).replicaId).to.equal(id('c'))
+  })
+
+  it('skips a replica whose link is down unless forced', () => {
+    const h = health({c: {lag: 0, linkUp: false}, d: {lag: 10, linkUp: true}})
+    expect(chooseReplica(byId('a'), nodes, h).replicaId).to.equal(id('d'))
+    expect(() => chooseReplica(byId('a'), nodes, health({c: {linkUp: false}, d: {linkUp: false}}))).to.throw(/no replica of 10.0.0.1:7000 can be promoted/)
+    expect(chooseReplica(byId('a'), nodes, health({c: {linkUp: false}, d: {linkUp: false}}), true).replicaId).to.be.oneOf([id('c'), id('d')])
+  })
+
+  it('rejects a replica as --master and a master as --replica', () => {
+    expect(() => chooseReplica(byId('c'), nodes, health({}))).to.throw(/is a replica, not a master/)
+    expect(() => stepForReplica(byId('b'), nodes, health({}))).to.throw(/is a master, not a replica/)
+    expect(stepForReplica(byId('e'), nodes, health({e: {lag: 0, linkUp: true}})).masterId).to.equal(id('b'))
+  })
+
+  it('--from-host moves masters only to replicas on another host', () => {
+    const h = health({c: {lag: 0, linkUp: true}, d: {lag: 9, linkUp: true}, e: {lag: 0, linkUp: true}})
+    const steps = planFromHost('10.0.0.1', nodes, h)
+    expect(steps.map((s) => s.replicaId)).to.deep.equal([id('d')])
+    expect(() => planFromHost('10.0.0.2', nodes, h)).to.throw(/no healthy replica on another host/)
+  })
+})
