@@ -69,7 +69,7 @@ export function chooseReplica(master: ClusterNode, nodes: readonly ClusterNode[]
     throw usageError(`${shortId(master.id)} (${master.address}) is a replica, not a master`, [`to promote it, use --replica ${shortId(master.id)}`])
   }
   const candidates = rankReplicas(master, nodes, healthOf, undefined, allowLinkDown)
-  if (candidates.length === 0) throw failure(`master ${shortId(master.id)} (${master.address}) has no replica to promote`, 'E_NO_REPLICA', ['add one with: slotctl add-node ... --replica-of ID'])
+  if (candidates.length === 0) throw failure(`master ${shortId(master.id)} (${master.address}) has no replica to promote`, 'E_NO_REPLICA', ['add one with: slotctl add-node NEW_HOST:PORT HOST:PORT --replica --master-id ID'])
   const best = candidates[0]
   if (!best.eligible) throw failure(`no replica of ${master.address} can be promoted: ${candidates.map((c) => `${c.address} (${c.reason})`).join('; ')}`, 'E_NO_REPLICA')
   return {candidates, masterAddress: master.address, masterId: master.id, replicaAddress: best.address, replicaId: best.id, slots: slotCount(master)}
