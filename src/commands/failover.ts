@@ -2,11 +2,12 @@ import {Args, Flags} from '@oclif/core'
 
 import {BaseCommand} from '../lib/base-command.js'
 import {findNode} from '../lib/cluster.js'
-import {usageError} from '../lib/errors.js'
+import {SlotctlError, usageError} from '../lib/errors.js'
 import {type FailoverMode, type FailoverOutcome, readReplicaHealth, runFailover} from '../lib/failover.js'
 import {chooseReplica, type FailoverStep, planFromHost, stepForReplica} from '../lib/plan/failover.js'
 import {formatDuration, table} from '../lib/render.js'
 import {shortId} from '../lib/topology.js'
+import {readZones, zoneLookup} from '../lib/zones.js'
 
 export interface FailoverResult {
   dryRun: boolean
@@ -45,6 +46,8 @@ export default class Failover extends BaseCommand<typeof Failover> {
       exclusive: ['force'],
     }),
     timeout: Flags.integer({default: 30, description: 'seconds to wait for each promotion to be agreed', min: 1}),
+    zone: Flags.string({description: 'zone of a host: HOST=ZONE (repeatable); a replica in another zone is preferred, and --from-host moves masters to another zone', multiple: true, multipleNonGreedy: true}),
+    'zones-file': Flags.string({description: 'file with one HOST=ZONE per line'}),
   }
 
   async run(): Promise<FailoverResult> {
@@ -56,15 +59,18 @@ export default class Failover extends BaseCommand<typeof Failover> {
     const pool = this.pool()
     const healthOf = await readReplicaHealth(pool, snapshot)
 
+    const zones = zoneLookup(readZones(flags.zone ?? [], flags['zones-file']))
+    const domainOf = (host: string) => zones({address: host, host}) ?? host
     let steps: FailoverStep[]
-    if (flags['from-host']) steps = planFromHost(flags['from-host'], snapshot.nodes, healthOf)
+    if (flags['from-host']) steps = planFromHost(flags['from-host'], snapshot.nodes, healthOf, domainOf)
     else if (flags.replica) steps = [stepForReplica(findNode(snapshot, flags.replica), snapshot.nodes, healthOf)]
-    else steps = [chooseReplica(findNode(snapshot, flags.master as string), snapshot.nodes, healthOf, mode !== 'graceful')]
+    else steps = [chooseReplica(findNode(snapshot, flags.master as string), snapshot.nodes, healthOf, mode !== 'graceful', domainOf)]
 
     this.printPlan(steps, mode)
     const result: FailoverResult = {done: [], dryRun: Boolean(flags['dry-run']), mode, steps}
     if (flags['dry-run']) return result
-    if (mode === 'takeover') await this.confirm(`TAKEOVER promotes without any vote; if the old master's side comes back, two masters may serve the same slots. Continue?`)
+    const risk = `TAKEOVER promotes without any vote; if the old master's side comes back, two masters may serve the same slots. Continue?`
+    if (mode === 'takeover' && !(await this.confirm(risk))) throw new SlotctlError('cancelled: nothing was changed', {code: 'E_CANCELLED'})
 
     for (const step of steps) {
       // Each step reloads the cluster, since the previous one changed who is master.

@@ -25,6 +25,17 @@ describe('failover planner', () => {
     expect(chooseReplica(byId('a'), nodes, health({c: {lag: 0, linkUp: true}, d: {lag: 50, linkUp: true}})).replicaId).to.equal(id('c'))
   })
 
+  it('with zones, prefers a replica in another zone over one that is only on another host', () => {
+    const h = health({c: {lag: 0, linkUp: true}, d: {lag: 0, linkUp: true}})
+    // 10.0.0.2 shares the master's zone; 10.0.0.1 is the master's own host
+    const zones: Record<string, string> = {'10.0.0.1': 'z1', '10.0.0.2': 'z1'}
+    const sameZone = chooseReplica(byId('a'), nodes, h, false, (host) => zones[host] ?? host)
+    expect(sameZone.replicaId).to.be.oneOf([id('c'), id('d')])
+    const split = chooseReplica(byId('a'), nodes, h, false, (host) => ({'10.0.0.1': 'z1', '10.0.0.2': 'z2'})[host] ?? host)
+    expect(split.replicaId).to.equal(id('d'))
+    expect(() => planFromHost('10.0.0.1', nodes, h, (host) => zones[host] ?? host)).to.throw(/no healthy replica on another host/)
+  })
+
   it('skips a replica whose link is down unless forced', () => {
     const h = health({c: {lag: 0, linkUp: false}, d: {lag: 10, linkUp: true}})
     expect(chooseReplica(byId('a'), nodes, h).replicaId).to.equal(id('d'))

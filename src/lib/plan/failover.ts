@@ -64,11 +64,11 @@ export function rankReplicas(master: ClusterNode, nodes: readonly ClusterNode[],
 }
 
 /** Picks the replica to promote for `master`, or explains why none may be. */
-export function chooseReplica(master: ClusterNode, nodes: readonly ClusterNode[], healthOf: HealthOf, allowLinkDown = false): FailoverStep {
+export function chooseReplica(master: ClusterNode, nodes: readonly ClusterNode[], healthOf: HealthOf, allowLinkDown = false, zoneOf: (host: string) => string = (h) => h): FailoverStep {
   if (master.role !== 'master') {
     throw usageError(`${shortId(master.id)} (${master.address}) is a replica, not a master`, [`to promote it, use --replica ${shortId(master.id)}`])
   }
-  const candidates = rankReplicas(master, nodes, healthOf, undefined, allowLinkDown)
+  const candidates = rankReplicas(master, nodes, healthOf, zoneOf, allowLinkDown)
   if (candidates.length === 0) throw failure(`master ${shortId(master.id)} (${master.address}) has no replica to promote`, 'E_NO_REPLICA', ['add one with: slotctl add-node NEW_HOST:PORT HOST:PORT --replica --master-id ID'])
   const best = candidates[0]
   if (!best.eligible) throw failure(`no replica of ${master.address} can be promoted: ${candidates.map((c) => `${c.address} (${c.reason})`).join('; ')}`, 'E_NO_REPLICA')
