@@ -43,9 +43,8 @@ export default class Call extends BaseCommand<typeof Call> {
   static strict = false
 
   async run(): Promise<CallResult> {
-    const words = this.argv.filter((word) => !word.startsWith('-') || /^-?\d/.test(word))
     const {address, command} = this.splitArgv()
-    if (command.length === 0) throw usageError('missing command to run', [`e.g. ${this.config.bin} call ${words[0] ?? 'HOST:PORT'} PING`])
+    if (command.length === 0) throw usageError('missing command to run', [`e.g. ${this.config.bin} call ${address ?? 'HOST:PORT'} PING`])
     const snapshot = await this.loadCluster(this.parseSeed([address]))
     const targets = snapshot.nodes.filter((node) => this.selected(node) && snapshot.views[node.id]?.reachable)
     const pool = this.pool()

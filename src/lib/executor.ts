@@ -104,7 +104,8 @@ export async function executePlan(pool: NodePool, plan: MigrationPlan, options: 
     options.onEvent?.({error: errorMessage(error), slot, type: 'slot-failed'})
   }
 
-  const moveKeys = async (target: SlotMoveTarget): Promise<boolean> => {
+  /** Moves one slot's keys; returns how many, or undefined when the slot failed. */
+  const moveKeys = async (target: SlotMoveTarget): Promise<number | undefined> => {
     const keyOptions: MoveKeysOptions = {
       onBatch: (keys, bytes) => options.onEvent?.({bytes, keys, slot: target.slot, type: 'batch'}),
       pipeline: options.pipeline,
@@ -116,15 +117,12 @@ export async function executePlan(pool: NodePool, plan: MigrationPlan, options: 
       const moved = await moveSlotKeys(pool, target, keyOptions)
       result.keysMoved += moved.keys
       result.bytesMoved += moved.bytes
-      keysBySlot.set(target.slot, moved.keys)
-      return true
+      return moved.keys
     } catch (error) {
       fail(target.slot, error)
-      return false
+      return undefined
     }
   }
-
-  const keysBySlot = new Map<number, number>()
 
   /** Open, move and close one wave; a slot whose keys could not all move is left open. */
   const moveWave = async (wave: SlotMove[]) => {
@@ -137,8 +135,9 @@ export async function executePlan(pool: NodePool, plan: MigrationPlan, options: 
     const toMove = targets.filter((target) => !options.closeOnlySlots?.has(target.slot))
     await openSlots(pool, toMove)
     const moved = await mapLimit(toMove, KEY_MOVES_PER_WAVE, (target) => moveKeys(target))
-    const failed = new Set(toMove.filter((_, i) => !moved[i]).map((target) => target.slot))
-    const ready = targets.filter((target) => !failed.has(target.slot))
+    const keysBySlot = new Map(toMove.map((target, i) => [target.slot, moved[i]]))
+    // close-only slots are not in the map: they have nothing left to move
+    const ready = targets.filter((target) => !keysBySlot.has(target.slot) || keysBySlot.get(target.slot) !== undefined)
     await closeSlots(pool, ready, others)
     for (const target of ready) {
       const keys = keysBySlot.get(target.slot) ?? 0
@@ -160,10 +159,7 @@ export async function executePlan(pool: NodePool, plan: MigrationPlan, options: 
   }
 
   while (pending.length > 0 && !stopTaking) {
-    if (options.signal?.aborted) {
-      result.interrupted = true
-      break
-    }
+    if (options.signal?.aborted) break
     const wave = running.size < options.parallel ? takeWave(pending, inFlight, options.waveSize ?? DEFAULT_WAVE_SIZE) : undefined
     if (!wave) {
       await Promise.race(running)

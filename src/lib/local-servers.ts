@@ -12,6 +12,7 @@ import path from 'node:path'
 import {execa} from 'execa'
 import {Redis} from 'ioredis'
 
+import {delay} from './connection.js'
 import {SlotctlError, errorMessage} from './errors.js'
 import {parseInfo} from './topology.js'
 
@@ -178,9 +179,7 @@ export async function startServer(spec: ServerSpec, timeoutMs = 10_000): Promise
   while (Date.now() < deadline) {
     if (exited) break
     if ((await answeringPid(host, spec.port, spec.password)) === pid) return {address: `${host}:${spec.port}`, dir: spec.dir, host, pid, port: spec.port}
-    await new Promise((resolve) => {
-      setTimeout(resolve, 25)
-    })
+    await delay(25)
   }
   if (!exited) child.kill('SIGKILL')
   const tail = readLogTail(spec)
@@ -197,9 +196,7 @@ export async function stopServer(server: Pick<RunningServer, 'pid' | 'port'>, gr
   }
   const deadline = Date.now() + graceMs
   while (Date.now() < deadline && isAlive(server.pid)) {
-    await new Promise((resolve) => {
-      setTimeout(resolve, 25)
-    })
+    await delay(25)
   }
   if (isAlive(server.pid)) process.kill(server.pid, 'SIGKILL')
 }

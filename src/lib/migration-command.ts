@@ -86,17 +86,20 @@ export abstract class MigrationCommand<T extends typeof Command> extends BaseCom
     })
   }
 
-  /** Refuses a plan whose sources no longer own their slots (the cluster changed since). */
-  protected refuseStalePlan(snapshot: ClusterSnapshot, plan: MigrationPlan, done: ReadonlySet<number> = new Set()): Set<number> {
+  /**
+   * Refuses a plan whose sources no longer own their slots (the cluster changed since).
+   * When resuming, returns the slots whose target already owns them: only closing is left.
+   */
+  private refuseStalePlan(snapshot: ClusterSnapshot, plan: MigrationPlan, resume?: JournalState): Set<number> {
     const owners = slotOwners(snapshot.nodes)
     const closeOnly = new Set<number>()
     const stale: number[] = []
     for (const move of plan.moves) {
-      if (done.has(move.slot)) continue
+      if (resume?.doneSlots.has(move.slot)) continue
       const owner = owners.get(move.slot)
       if (owner === move.sourceId) continue
       // after a crash the target may already own the slot: only the closing step is left
-      if (owner === move.targetId && this.resuming) closeOnly.add(move.slot)
+      if (owner === move.targetId && resume) closeOnly.add(move.slot)
       else stale.push(move.slot)
     }
     if (stale.length > 0) {
@@ -108,14 +111,11 @@ export abstract class MigrationCommand<T extends typeof Command> extends BaseCom
     return closeOnly
   }
 
-  private resuming = false
-
   protected async runPlan(snapshot: ClusterSnapshot, plan: MigrationPlan, options: RunPlanOptions): Promise<MigrationResult> {
     const f = this.flags as Record<string, unknown>
-    this.resuming = Boolean(options.resume)
     const done = options.resume?.state.doneSlots ?? new Set<number>()
     this.refuseUnsafeCluster(snapshot, options.resume?.state.inFlight)
-    const closeOnly = this.refuseStalePlan(snapshot, plan, done)
+    const closeOnly = this.refuseStalePlan(snapshot, plan, options.resume?.state)
     this.showPlan(snapshot, plan, done)
     if (f.out) await this.writePlan(plan, f.out as string)
     if (f['dry-run']) return {plan, planFile: f.out as string | undefined, status: 'planned'}

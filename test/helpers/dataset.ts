@@ -7,6 +7,7 @@ import {createHash} from 'node:crypto'
 
 import type {Cluster, Redis} from 'ioredis'
 
+import {mastersOf, parseClusterNodes} from '../../src/lib/topology.js'
 import {TestCluster} from './cluster-harness.js'
 
 export interface DatasetOptions {
@@ -46,8 +47,8 @@ export async function writeDataset(client: Cluster, options: DatasetOptions): Pr
 }
 
 async function masterAddresses(cluster: TestCluster): Promise<string[]> {
-  const text = String(await cluster.client().call('CLUSTER', 'NODES'))
-  return text.trim().split('\n').map((line) => line.split(' ')).filter((f) => f[2].includes('master') && !f[2].includes('fail')).map((f) => f[1].split('@')[0])
+  const nodes = parseClusterNodes(String(await cluster.client().call('CLUSTER', 'NODES')))
+  return mastersOf(nodes).filter((node) => !node.failed && !node.suspectedFailed).map((node) => node.address)
 }
 
 async function nodeDigest(client: Redis): Promise<{digest: Buffer; keys: number}> {
