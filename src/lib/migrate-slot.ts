@@ -28,6 +28,11 @@ export interface MoveKeysOptions {
   /** MIGRATE timeout, ms */
   timeoutMs: number
   replace: boolean
+  /**
+   * The source does not own the slot (fix moving keys stored on a non-owner): it serves the
+   * slot's keys only to a client that sent ASKING while it is importing the slot.
+   */
+  asking?: boolean
   throttle?: Throttle
   onBatch?: (keys: number, bytes: number) => void
 }
@@ -108,9 +113,18 @@ function printableKey(key: Buffer): string {
   return Buffer.from(text, 'utf8').equals(key) ? text : `0x${key.toString('hex')}`
 }
 
-async function estimateBytes(source: Redis, keys: Buffer[]): Promise<number> {
+/** Runs one keyed command on the source, preceded by ASKING in the same pipeline when needed. */
+async function onSource(source: Redis, asking: boolean, command: string, ...args: Array<Buffer | number | string>): Promise<unknown> {
+  if (!asking) return source.callBuffer(command, ...args)
+  const replies = (await source.pipeline().call('ASKING').callBuffer(command, ...args).exec()) ?? []
+  const [error, value] = replies[1] ?? [new Error('no reply'), null]
+  if (error) throw error
+  return value
+}
+
+async function estimateBytes(source: Redis, keys: Buffer[], asking: boolean): Promise<number> {
   // Sampling one key per batch keeps the cost at one round trip; batches are similar keys.
-  const sample = (await source.callBuffer('MEMORY', 'USAGE', keys[0])) as null | number
+  const sample = (await onSource(source, asking, 'MEMORY', 'USAGE', keys[0]).catch(() => 0)) as null | number
   return Number(sample ?? 0) * keys.length
 }
 
@@ -122,8 +136,16 @@ interface BusyKeyReport {
 }
 
 /** Compares DUMP payloads; the target is read with ASKING because the slot is importing there. */
-async function compareWithTarget(source: Redis, target: Redis, keys: Buffer[]): Promise<BusyKeyReport> {
-  const sourceDumps = ((await source.pipeline(keys.map((key) => ['dumpBuffer', key])).exec()) ?? []).map(([, value]) => value as Buffer | null)
+async function compareWithTarget(source: Redis, target: Redis, keys: Buffer[], asking: boolean): Promise<BusyKeyReport> {
+  const sourcePipeline = source.pipeline()
+  for (const key of keys) (asking ? sourcePipeline.call('ASKING') : sourcePipeline).dumpBuffer(key)
+  const stride = asking ? 2 : 1
+  const sourceReplies = (await sourcePipeline.exec()) ?? []
+  const sourceDumps = keys.map((_, i) => {
+    const [error, value] = sourceReplies[i * stride + stride - 1] ?? [null, null]
+    if (error) throw error
+    return value as Buffer | null
+  })
   const targetPipeline = target.pipeline()
   for (const key of keys) targetPipeline.call('ASKING').dumpBuffer(key)
   const targetReplies = (await targetPipeline.exec()) ?? []
@@ -155,7 +177,7 @@ class KeyMover {
   }
 
   async migrate(keys: Buffer[], replace: boolean, timeoutMs = this.options.timeoutMs): Promise<void> {
-    await this.source.callBuffer('MIGRATE', this.host, this.port, '', 0, timeoutMs, ...(replace ? ['REPLACE'] : []), ...this.auth, 'KEYS', ...keys)
+    await onSource(this.source, Boolean(this.options.asking), 'MIGRATE', this.host, this.port, '', 0, timeoutMs, ...(replace ? ['REPLACE'] : []), ...this.auth, 'KEYS', ...keys)
   }
 
   async moveBatch(keys: Buffer[]): Promise<void> {
@@ -170,7 +192,7 @@ class KeyMover {
 
   /** Equal values at the target are safe to replace; different ones stop the slot. */
   private async resolveBusyKeys(keys: Buffer[]): Promise<void> {
-    const {conflicting: different, remaining} = await compareWithTarget(this.source, this.target, keys)
+    const {conflicting: different, remaining} = await compareWithTarget(this.source, this.target, keys, Boolean(this.options.asking))
     if (different.length > 0) {
       const names = different.slice(0, 10).map(printableKey).join(', ')
       throw new SlotctlError(
@@ -191,7 +213,7 @@ class KeyMover {
           await this.resolveBusyKeys([key])
           continue
         }
-        const size = await this.source.callBuffer('MEMORY', 'USAGE', key).catch(() => null)
+        const size = await onSource(this.source, Boolean(this.options.asking), 'MEMORY', 'USAGE', key).catch(() => null)
         throw new SlotctlError(
           `slot ${this.move.slot}: key ${printableKey(key)} (${size ?? '?'} bytes) could not be moved: ${errorMessage(error)}; the slot is left migrating/importing`,
           {code: 'E_LARGE_KEY', suggestions: ['raise --timeout for big keys, then resume the run (--resume JOURNAL)']},
@@ -213,7 +235,7 @@ export async function moveSlotKeys(pool: NodePool, move: SlotMoveTarget, options
   for (let batch = 0; ; batch++) {
     const keys = (await source.callBuffer('CLUSTER', 'GETKEYSINSLOT', move.slot, options.pipeline)) as Buffer[]
     if (keys.length === 0) return moved
-    if (options.throttle?.measuresBytes || batch % BYTE_SAMPLE_EVERY === 0) bytesPerKey = (await estimateBytes(source, keys)) / keys.length
+    if (options.throttle?.measuresBytes || batch % BYTE_SAMPLE_EVERY === 0) bytesPerKey = (await estimateBytes(source, keys, Boolean(options.asking))) / keys.length
     const bytes = Math.round(bytesPerKey * keys.length)
     await options.throttle?.take(keys.length, bytes)
     await mover.moveBatch(keys)

@@ -1,0 +1,155 @@
+import {Args, Flags} from '@oclif/core'
+
+import {BaseCommand} from '../lib/base-command.js'
+import {type Finding, runChecks} from '../lib/checks.js'
+import {ExitCode, SlotctlError} from '../lib/errors.js'
+import {gatherFixEvidence} from '../lib/fix-evidence.js'
+import {type FixFailure, type ForgottenNode, applyFixes, forgetStrangers, refuseUnreachableOwners, settledSnapshot} from '../lib/fix-apply.js'
+import {readJournal} from '../lib/journal.js'
+import {DEFAULT_MIGRATE_TIMEOUT_MS} from '../lib/migration-command.js'
+import {type FixGroup, groupFixes, planFix} from '../lib/plan/fix.js'
+import {paint, table} from '../lib/render.js'
+import {scanStrayKeys} from '../lib/scan.js'
+import {formatSlots} from '../lib/slots.js'
+
+export interface FixGroupView extends Omit<FixGroup, 'slots'> {
+  slots: string
+  slotCount: number
+  destinationAddress: string
+  sourceAddresses: string[]
+}
+
+export interface FixResult {
+  seed: string
+  status: 'cancelled' | 'clean' | 'fixed' | 'partial' | 'planned'
+  findings: Finding[]
+  fixes: FixGroupView[]
+  forgotten: ForgottenNode[]
+  keysMoved: number
+  failures: FixFailure[]
+  /** the check after fixing */
+  after?: {healthy: boolean; errors: number; findings: Finding[]}
+}
+
+export default class Fix extends BaseCommand<typeof Fix> {
+  static args = {
+    address: Args.string({description: 'any node of the cluster (HOST:PORT)', required: true}),
+  }
+
+  static description = BaseCommand.withExitCodes(
+    [
+      'Repair broken slot states without losing a key: open migrations (rolled forward when they got going, closed back otherwise), slots nobody owns, slots several masters claim, masters that disagree, and keys stored on a master that does not own their slot (--search-multiple-owners).',
+      'Keys only ever move into the node that keeps the slot; a key present on two nodes with different values is listed and left alone unless --replace (then the moved copy wins).',
+      'With a journal from an interrupted reshard/rebalance (--journal), open slots roll forward to the intended target. After fixing, runs the check: exit 0 only when it is clean.',
+    ].join('\n'),
+  )
+
+  static examples = [
+    '<%= config.bin %> fix 127.0.0.1:7000 --dry-run',
+    '<%= config.bin %> fix 127.0.0.1:7000 --yes --search-multiple-owners',
+    '<%= config.bin %> fix 127.0.0.1:7000 --yes --journal ~/.local/state/slotctl/journals/reshard-2026-11-22T10-00-00-000Z.jsonl',
+  ]
+
+  static flags = {
+    'dry-run': Flags.boolean({description: 'list each finding and the action that would fix it; change nothing'}),
+    journal: Flags.string({description: 'journal of an interrupted slotctl run: its intended targets decide where open slots go'}),
+    'search-multiple-owners': Flags.boolean({description: 'also find keys on masters that do not own their slot (one COUNTKEYSINSLOT per slot per master)'}),
+    replace: Flags.boolean({description: 'when a key exists on two nodes with different values, overwrite the copy on the node keeping the slot'}),
+    force: Flags.boolean({description: 'act even while masters that own slots are unreachable (their slots are left alone)'}),
+    'forget-failed': Flags.boolean({description: 'also CLUSTER FORGET nodes stuck in handshake or without address (noaddr)'}),
+    pipeline: Flags.integer({default: 1000, description: 'keys per MIGRATE batch', helpGroup: 'MIGRATION', min: 1}),
+    timeout: Flags.integer({default: DEFAULT_MIGRATE_TIMEOUT_MS, description: 'MIGRATE timeout in ms (big keys are retried alone with 4x this)', helpGroup: 'MIGRATION', min: 100}),
+    parallel: Flags.integer({default: 4, description: 'slots whose keys move at once', helpGroup: 'MIGRATION', min: 1}),
+    'wait-timeout': Flags.integer({default: 20_000, description: 'how long to wait, in ms, for every node to agree after fixing', min: 0}),
+  }
+
+  async run(): Promise<FixResult> {
+    const seed = this.parseSeed([this.args.address])
+    const pool = this.pool(seed, this.flags.timeout * 4 + 5000)
+    const snapshot = await this.loadCluster(seed)
+    const journal = this.flags.journal ? readJournal(this.flags.journal) : undefined
+    const evidence = await gatherFixEvidence(pool, snapshot, {journal, searchMultipleOwners: this.flags['search-multiple-owners']})
+    const fixes = planFix(evidence.masters, evidence.slots)
+    const address = (id: string) => evidence.masters.find((master) => master.id === id)?.address || id.slice(0, 8)
+    const result: FixResult = {
+      failures: [],
+      findings: runChecks(snapshot, {strayKeys: evidence.strayKeys}),
+      fixes: groupFixes(fixes).map((group) => ({...group, destinationAddress: group.destination ? address(group.destination) : '', slotCount: group.slots.length, slots: formatSlots(group.slots), sourceAddresses: group.sources.map(address)})),
+      forgotten: [],
+      keysMoved: 0,
+      seed: snapshot.seedAddress,
+      status: 'planned',
+    }
+    this.renderPlan(result)
+    const strangers = this.flags['forget-failed'] && Object.values(snapshot.views).some((view) => view.nodes?.some((node) => !node.myself && (node.handshake || node.noAddress)))
+    const actionable = fixes.filter((fix) => fix.action !== 'skip')
+    if (actionable.length === 0 && !strangers) return this.finishClean(result)
+    if (this.flags['dry-run']) {
+      if (evidence.unreachableOwners.length > 0 && !this.flags.force) this.note(paint.warn('fix would refuse: masters owning slots are unreachable (see the errors above); --force acts without them'))
+      return result
+    }
+    if (!this.flags.force) refuseUnreachableOwners(evidence.unreachableOwners)
+    if (!(await this.confirm(`Apply ${actionable.length} slot fix(es)${strangers ? ' and forget stuck nodes' : ''}?`))) throw new SlotctlError('cancelled: nothing was changed', {code: 'E_CANCELLED'})
+
+    if (this.flags['forget-failed']) result.forgotten = await forgetStrangers(pool, snapshot)
+    const outcome = await applyFixes(pool, evidence.masters, evidence.slots, fixes, {
+      onSlotMoved: (fix, keys) => this.note(`slot ${fix.slot}: ${keys} key(s) moved into ${address(fix.destination)}`),
+      parallel: this.flags.parallel,
+      pipeline: this.flags.pipeline,
+      replace: this.flags.replace,
+      settleTimeoutMs: this.flags['wait-timeout'],
+      timeoutMs: this.flags.timeout,
+    })
+    Object.assign(result, {failures: outcome.failures, keysMoved: outcome.keysMoved})
+    for (const failure of outcome.failures) process.stderr.write(`slotctl: slot ${failure.slot} not fixed: ${failure.error}\n`)
+    this.log(`fixed ${outcome.fixedSlots.length} slot(s), moved ${outcome.keysMoved} key(s)${result.forgotten.length > 0 ? `, forgot ${result.forgotten.length} stuck node entr(ies)` : ''}`)
+    await this.checkAfter(result)
+    return result
+  }
+
+  private async checkAfter(result: FixResult): Promise<void> {
+    const seed = this.parseSeed([this.args.address])
+    const after = await settledSnapshot(this.pool(), seed, this.flags['wait-timeout'])
+    const strayKeys = this.flags['search-multiple-owners'] ? await scanStrayKeys(this.pool(), after) : undefined
+    const findings = runChecks(after, {strayKeys})
+    const errors = findings.filter((finding) => finding.severity === 'error')
+    result.after = {errors: errors.length, findings, healthy: errors.length === 0}
+    result.status = errors.length === 0 && result.failures.length === 0 ? 'fixed' : 'partial'
+    if (errors.length === 0) this.log(paint.good('[OK] check after fixing: all 16384 slots covered, no open slots, all nodes agree'))
+    else for (const finding of errors) this.log(paint.bad(`  [ERR] ${finding.message}`))
+    if (result.failures.length > 0) this.resultExitCode = ExitCode.failed
+    else if (errors.length > 0) this.resultExitCode = ExitCode.checkProblems
+  }
+
+  private finishClean(result: FixResult): FixResult {
+    const errors = result.findings.filter((finding) => finding.severity === 'error')
+    if (errors.length === 0) {
+      this.log(paint.good('nothing to fix: the cluster is clean'))
+      result.status = 'clean'
+      return result
+    }
+    this.log(paint.warn('nothing fix can do about the errors above (see their hints)'))
+    result.status = 'partial'
+    this.resultExitCode = ExitCode.checkProblems
+    return result
+  }
+
+  private renderPlan(result: FixResult): void {
+    const errors = result.findings.filter((finding) => finding.severity === 'error')
+    if (errors.length > 0) {
+      this.log(paint.bad(`Findings (${errors.length}):`))
+      for (const finding of errors) this.log(`  ${paint.bad('[ERR]')} ${finding.message}`)
+    }
+    if (result.fixes.length === 0) return
+    const rows = result.fixes.map((group) => [
+      group.slots.length > 40 ? `${group.slots.slice(0, 37)}...` : group.slots,
+      group.slotCount,
+      group.problem,
+      group.action,
+      group.destinationAddress || '-',
+      group.sourceAddresses.join(' ') || '-',
+      group.reason,
+    ])
+    this.log(table(['slots', 'n', 'problem', 'action', 'keeps slot', 'keys from', 'why'], rows))
+  }
+}

@@ -1,0 +1,255 @@
+/**
+ * Carries out fix decisions. Per slot: make the destination accept the slot's keys, move
+ * every other master's keys into it (MIGRATE never deletes a key the target did not take),
+ * then give the slot to the destination everywhere in a few pipelines. A slot that cannot
+ * be finished (a key conflict) is put back as it was found, minus the keys that moved.
+ */
+import type {NodeAddress} from './address.js'
+import {runChecks} from './checks.js'
+import {type ClusterSnapshot, loadCluster} from './cluster.js'
+import {NODE_PARALLELISM, type NodePool, delay, mapLimit} from './connection.js'
+import {SlotctlError, errorMessage} from './errors.js'
+import {type SlotEndpoint, moveSlotKeys} from './migrate-slot.js'
+import type {MasterEvidence, SlotEvidence, SlotFix} from './plan/fix.js'
+
+export interface FixApplyOptions {
+  pipeline: number
+  timeoutMs: number
+  replace: boolean
+  /** slots whose keys are moved at once */
+  parallel: number
+  /** how long to wait for cluster_state:ok once uncovered slots have owners */
+  settleTimeoutMs: number
+  onSlotMoved?: (fix: SlotFix, keys: number) => void
+}
+
+export interface FixFailure {
+  slot: number
+  error: string
+}
+
+export interface FixOutcome {
+  fixedSlots: number[]
+  failures: FixFailure[]
+  keysMoved: number
+}
+
+type Setslot = Array<number | string>
+
+class FixRunner {
+  private readonly evidence: Map<number, SlotEvidence>
+  private readonly addresses: Map<string, string>
+
+  constructor(
+    private readonly pool: NodePool,
+    masters: readonly MasterEvidence[],
+    slots: readonly SlotEvidence[],
+    private readonly options: FixApplyOptions,
+  ) {
+    this.evidence = new Map(slots.map((slot) => [slot.slot, slot]))
+    this.addresses = new Map(masters.map((master) => [master.id, master.address]))
+  }
+
+  endpoint(id: string): SlotEndpoint {
+    return {address: this.addresses.get(id) ?? '', id}
+  }
+
+  async command(id: string, ...args: Setslot): Promise<unknown> {
+    const client = await this.pool.client(this.endpoint(id).address)
+    return client.call('CLUSTER', ...args)
+  }
+
+  /** The destination must own or import the slot, or RESTORE-ASKING from the sources bounces. */
+  async prepareDestination(fix: SlotFix, added: string[]): Promise<void> {
+    const slot = this.evidence.get(fix.slot)!
+    const seen = slot.viewOwner[fix.destination]
+    if (seen === fix.destination || slot.importing[fix.destination]) return
+    if (seen === null) {
+      await this.command(fix.destination, 'ADDSLOTS', fix.slot)
+    } else {
+      await this.command(fix.destination, 'SETSLOT', fix.slot, 'IMPORTING', seen)
+      added.push(fix.destination)
+    }
+  }
+
+  /**
+   * An owner serves MIGRATE of its keys once it marks the slot migrating. A non-owner serves
+   * them only while importing the slot and asked with ASKING; a node that thinks nobody owns
+   * the slot answers CLUSTERDOWN, so it first learns the destination owns it.
+   */
+  async prepareSource(fix: SlotFix, source: string, added: string[]): Promise<boolean> {
+    const slot = this.evidence.get(fix.slot)!
+    const seen = slot.viewOwner[source]
+    if (seen === source) {
+      if (slot.migrating[source] !== fix.destination) {
+        await this.command(source, 'SETSLOT', fix.slot, 'MIGRATING', fix.destination)
+        added.push(source)
+      }
+      return false
+    }
+    if (seen === null) await this.command(source, 'SETSLOT', fix.slot, 'NODE', fix.destination)
+    if (!slot.importing[source]) {
+      await this.command(source, 'SETSLOT', fix.slot, 'IMPORTING', fix.destination)
+      added.push(source)
+    }
+    return true
+  }
+
+  async moveKeys(fix: SlotFix): Promise<number> {
+    const added: string[] = []
+    let moved = 0
+    try {
+      await this.prepareDestination(fix, added)
+      for (const source of fix.sources) {
+        const asking = await this.prepareSource(fix, source, added)
+        const result = await moveSlotKeys(this.pool, {slot: fix.slot, source: this.endpoint(source), target: this.endpoint(fix.destination)}, {...this.options, asking})
+        moved += result.keys
+      }
+      return moved
+    } catch (error) {
+      // Markers fix set itself go away again, so the next run sees the slot as it was.
+      await Promise.all(added.map((id) => this.command(id, 'SETSLOT', fix.slot, 'STABLE').catch(() => undefined)))
+      throw error
+    }
+  }
+
+  /** Runs one pipeline of CLUSTER commands on a node; returns the error of each, in order. */
+  async pipeline(id: string, commands: Setslot[]): Promise<Array<Error | null>> {
+    if (commands.length === 0) return []
+    const pipeline = (await this.pool.client(this.endpoint(id).address)).pipeline()
+    for (const args of commands) pipeline.call('CLUSTER', ...args)
+    return ((await pipeline.exec()) ?? []).map(([error]) => error)
+  }
+
+  /**
+   * Destinations first (so no slot is left without an owner), bumping their epoch where they
+   * take a slot they did not own so their claim wins over stale gossip; then every other
+   * live master drops its markers and names the destination.
+   */
+  async close(fixes: readonly SlotFix[], liveMasters: readonly string[]): Promise<FixFailure[]> {
+    const failures: FixFailure[] = []
+    const byDestination = new Map<string, SlotFix[]>()
+    for (const fix of fixes) byDestination.set(fix.destination, [...(byDestination.get(fix.destination) ?? []), fix])
+    await mapLimit([...byDestination.entries()], NODE_PARALLELISM, async ([id, own]) => {
+      const commands: Setslot[] = own.flatMap((fix) => [['SETSLOT', fix.slot, 'STABLE'], ['SETSLOT', fix.slot, 'NODE', id]])
+      const errors = await this.pipeline(id, own.some((fix) => fix.claimsSlot) ? [...commands, ['BUMPEPOCH']] : commands)
+      for (const [i, fix] of own.entries()) {
+        const error = errors[i * 2] ?? errors[i * 2 + 1]
+        if (error) failures.push({error: `${this.endpoint(id).address}: ${error.message}`, slot: fix.slot})
+      }
+    })
+    const failed = new Set(failures.map((failure) => failure.slot))
+    const rest = fixes.filter((fix) => !failed.has(fix.slot))
+    await mapLimit(liveMasters, NODE_PARALLELISM, async (id) => {
+      const others = rest.filter((fix) => fix.destination !== id)
+      const errors = await this.pipeline(id, others.flatMap((fix) => [['SETSLOT', fix.slot, 'STABLE'], ['SETSLOT', fix.slot, 'NODE', fix.destination]]))
+      for (const [i, fix] of others.entries()) {
+        // A master that just gave away its last slot became a replica: it follows by itself.
+        const error = [errors[i * 2], errors[i * 2 + 1]].find((e) => e && !/only with masters/i.test(e.message))
+        if (error) failures.push({error: `${this.endpoint(id).address}: ${error.message}`, slot: fix.slot})
+      }
+    })
+    return failures
+  }
+}
+
+/** Polls CLUSTER INFO on the live masters until each says cluster_state:ok, or the time is up. */
+async function waitForClusterOk(pool: NodePool, addresses: readonly string[], timeoutMs: number): Promise<void> {
+  const deadline = Date.now() + timeoutMs
+  const ok = async (address: string) => /cluster_state:ok/.test(String(await (await pool.client(address)).call('CLUSTER', 'INFO')))
+  while (Date.now() < deadline) {
+    if ((await Promise.all(addresses.map((address) => ok(address).catch(() => false)))).every(Boolean)) return
+    await delay(100)
+  }
+}
+
+/**
+ * While any slot is uncovered the cluster is down and every MIGRATE bounces with
+ * CLUSTERDOWN, so uncovered slots get their owner first; keys held elsewhere follow as
+ * ordinary strays.
+ */
+async function coverUncovered(runner: FixRunner, pool: NodePool, fixes: readonly SlotFix[], masters: readonly MasterEvidence[], slots: readonly SlotEvidence[], options: FixApplyOptions): Promise<FixFailure[]> {
+  const uncovered = fixes.filter((fix) => fix.problem === 'uncovered')
+  if (uncovered.length === 0) return []
+  const live = masters.filter((master) => master.live)
+  const failures = await runner.close(uncovered, live.map((master) => master.id))
+  const byslot = new Map(slots.map((slot) => [slot.slot, slot]))
+  for (const fix of uncovered) {
+    const evidence = byslot.get(fix.slot)
+    if (evidence) for (const master of live) evidence.viewOwner[master.id] = fix.destination
+  }
+  await waitForClusterOk(pool, live.map((master) => master.address), options.settleTimeoutMs)
+  return failures
+}
+
+export async function applyFixes(pool: NodePool, masters: readonly MasterEvidence[], slots: readonly SlotEvidence[], fixes: readonly SlotFix[], options: FixApplyOptions): Promise<FixOutcome> {
+  const ownSlots = structuredClone(slots) as SlotEvidence[]
+  const runner = new FixRunner(pool, masters, ownSlots, options)
+  const actionable = fixes.filter((fix) => fix.action !== 'skip')
+  const failures = await coverUncovered(runner, pool, actionable, masters, ownSlots, options)
+  let keysMoved = 0
+  const withKeys = actionable.filter((fix) => fix.sources.length > 0 && !failures.some((failure) => failure.slot === fix.slot))
+  await mapLimit(withKeys, options.parallel, async (fix) => {
+    try {
+      const keys = await runner.moveKeys(fix)
+      keysMoved += keys
+      options.onSlotMoved?.(fix, keys)
+    } catch (error) {
+      failures.push({error: errorMessage(error), slot: fix.slot})
+    }
+  })
+  const moved = actionable.filter((fix) => !failures.some((failure) => failure.slot === fix.slot))
+  const live = masters.filter((master) => master.live).map((master) => master.id)
+  failures.push(...(await runner.close(moved, live)))
+  const failed = new Set(failures.map((failure) => failure.slot))
+  return {failures: failures.sort((a, b) => a.slot - b.slot), fixedSlots: moved.map((fix) => fix.slot).filter((slot) => !failed.has(slot)), keysMoved}
+}
+
+export interface ForgottenNode {
+  id: string
+  on: string
+  reason: 'handshake' | 'noaddr'
+}
+
+/** CLUSTER FORGET of nodes stuck in handshake or without address, on each node that lists them. */
+export async function forgetStrangers(pool: NodePool, snapshot: ClusterSnapshot): Promise<ForgottenNode[]> {
+  const forgotten: ForgottenNode[] = []
+  const views = Object.values(snapshot.views).filter((view) => view.reachable && view.nodes)
+  await mapLimit(views, NODE_PARALLELISM, async (view) => {
+    const strangers = (view.nodes ?? []).filter((node) => !node.myself && (node.handshake || node.noAddress))
+    if (strangers.length === 0) return
+    const client = await pool.client(view.address)
+    for (const node of strangers) {
+      // A replica refuses to forget its own master; that refusal is not worth reporting.
+      const ok = await client.call('CLUSTER', 'FORGET', node.id).then(() => true, () => false)
+      if (ok) forgotten.push({id: node.id, on: view.address, reason: node.handshake ? 'handshake' : 'noaddr'})
+    }
+  })
+  return forgotten
+}
+
+export function refuseUnreachableOwners(owners: ReadonlyArray<{address: string; id: string}>): void {
+  if (owners.length === 0) return
+  const names = owners.map((node) => `${node.address || '(no address)'} (${node.id.slice(0, 8)})`).join(', ')
+  throw new SlotctlError(`refusing to fix while master(s) owning slots are unreachable or failed: ${names}`, {
+    code: 'E_UNREACHABLE_MASTER',
+    suggestions: ['bring them back or fail them over (slotctl failover), or pass --force to fix what can be fixed without them'],
+  })
+}
+
+const SETTLING: ReadonlySet<string> = new Set(['CLUSTER_STATE', 'OPEN_SLOT', 'SLOTS_DISAGREE'])
+
+/**
+ * Reloads the cluster until gossip has carried the new owners everywhere (no open slot, all
+ * views agree, cluster_state ok) or the time is up; returns the last snapshot either way,
+ * because the check that follows reports whatever is still wrong.
+ */
+export async function settledSnapshot(pool: NodePool, seed: NodeAddress, timeoutMs: number): Promise<ClusterSnapshot> {
+  const deadline = Date.now() + timeoutMs
+  for (;;) {
+    const snapshot = await loadCluster(pool, seed)
+    const unsettled = runChecks(snapshot).some((finding) => SETTLING.has(finding.code))
+    if (!unsettled || Date.now() >= deadline) return snapshot
+    await delay(200)
+  }
+}

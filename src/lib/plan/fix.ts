@@ -1,0 +1,200 @@
+/**
+ * The fix planner: pure. Evidence about each suspicious slot goes in (who claims it, which
+ * nodes hold keys for it, open-slot markers, the journal's intended target); per-slot
+ * decisions come out: where the slot's keys must end up, and which masters hand theirs over.
+ * Every decision moves keys into one node and never deletes any, so a wrong guess costs a
+ * move, not data.
+ */
+
+export interface MasterEvidence {
+  id: string
+  address: string
+  /** reachable and not flagged fail: the only masters fix reads from or writes to */
+  live: boolean
+  slotCount: number
+}
+
+export interface SlotEvidence {
+  slot: number
+  /** masters whose own configuration lists the slot (the seed's belief for unreachable ones) */
+  claimants: string[]
+  /** master id → the node id it migrates the slot to */
+  migrating: Record<string, string>
+  /** master id → the node id it imports the slot from */
+  importing: Record<string, string>
+  /** live master id → keys it holds for the slot (COUNTKEYSINSLOT) */
+  keys: Record<string, number>
+  /** live master id → who owns the slot in that master's own view (null: nobody) */
+  viewOwner: Record<string, null | string>
+  /** where an interrupted slotctl run meant to move the slot (from its journal) */
+  intendedTarget?: string
+}
+
+export type SlotProblem =
+  | 'importing-only'
+  | 'migrating-only'
+  | 'migrating-to-gone'
+  | 'multiple-owners'
+  | 'open-migration'
+  | 'stray-keys'
+  | 'uncovered'
+  | 'views-disagree'
+
+export type FixAction =
+  | 'assign' // an uncovered slot gets an owner
+  | 'close-back' // an open slot goes back to its owner
+  | 'merge-keys' // keys outside the owner move into it
+  | 'reassert-owner' // masters that disagree are told the owner
+  | 'roll-forward' // an open migration completes
+  | 'settle-owner' // one of several claimants keeps the slot
+  | 'skip'
+
+export interface SlotFix {
+  slot: number
+  problem: SlotProblem
+  action: FixAction
+  /** node every key of the slot ends up on ('' when skipped) */
+  destination: string
+  /** live masters whose keys for the slot move into the destination */
+  sources: string[]
+  /** the destination takes a slot it did not own, or others doubt it: bump its epoch so its claim wins */
+  claimsSlot: boolean
+  reason: string
+}
+
+function liveSet(masters: readonly MasterEvidence[]): Set<string> {
+  return new Set(masters.filter((master) => master.live).map((master) => master.id))
+}
+
+const keysOn = (slot: SlotEvidence, id: string) => slot.keys[id] ?? 0
+
+export function classifySlot(slot: SlotEvidence, live: ReadonlySet<string>): SlotProblem | null {
+  const migrating = Object.values(slot.migrating)
+  const importing = Object.keys(slot.importing)
+  if (migrating.length > 0 && importing.length > 0) return 'open-migration'
+  if (migrating.length > 0) return migrating.every((target) => live.has(target)) ? 'migrating-only' : 'migrating-to-gone'
+  if (importing.length > 0) return 'importing-only'
+  if (slot.claimants.length === 0) return 'uncovered'
+  if (slot.claimants.length > 1) return 'multiple-owners'
+  const owner = slot.claimants[0]
+  if (Object.entries(slot.keys).some(([id, count]) => id !== owner && count > 0)) return 'stray-keys'
+  if (Object.values(slot.viewOwner).some((seen) => seen !== owner)) return 'views-disagree'
+  return null
+}
+
+/**
+ * An open migration rolls forward only with evidence that it got going: its target holds
+ * keys, already claims the slot, or is the journal's intended target. Otherwise closing it
+ * back moves nothing.
+ */
+function rollForwardTarget(slot: SlotEvidence, live: ReadonlySet<string>): string | undefined {
+  const targets = new Set([...Object.values(slot.migrating), ...Object.keys(slot.importing)].filter((id) => live.has(id)))
+  const started = [...targets].filter((id) => keysOn(slot, id) > 0 || slot.claimants.includes(id) || slot.intendedTarget === id)
+  return started.sort((a, b) => keysOn(slot, b) - keysOn(slot, a) || a.localeCompare(b))[0]
+}
+
+/** Among several claimants, the one holding most keys keeps the slot; then the one most masters name. */
+function pickClaimant(slot: SlotEvidence, claimants: readonly string[]): string {
+  const votes = (id: string) => Object.values(slot.viewOwner).filter((seen) => seen === id).length
+  return [...claimants].sort((a, b) => keysOn(slot, b) - keysOn(slot, a) || votes(b) - votes(a) || a.localeCompare(b))[0]
+}
+
+function mostKeys(slot: SlotEvidence, live: ReadonlySet<string>): string | undefined {
+  const holders = Object.keys(slot.keys).filter((id) => live.has(id) && keysOn(slot, id) > 0)
+  return holders.sort((a, b) => keysOn(slot, b) - keysOn(slot, a) || a.localeCompare(b))[0]
+}
+
+/**
+ * Empty uncovered slots even out the live masters' slot counts, handed out in contiguous
+ * runs (each master's share at once) so the result stays readable as ranges.
+ */
+class Spreader {
+  private readonly quotas: Array<[string, number]>
+
+  constructor(masters: readonly MasterEvidence[], emptySlots: number) {
+    const counts = new Map(masters.filter((master) => master.live).map((master) => [master.id, master.slotCount]))
+    const quota = new Map([...counts.keys()].map((id) => [id, 0]))
+    for (let i = 0; i < emptySlots && counts.size > 0; i++) {
+      const [id] = [...counts.entries()].sort((a, b) => a[1] - b[1] || a[0].localeCompare(b[0]))[0]
+      counts.set(id, (counts.get(id) ?? 0) + 1)
+      quota.set(id, (quota.get(id) ?? 0) + 1)
+    }
+    this.quotas = [...quota.entries()].filter(([, n]) => n > 0).sort((a, b) => a[0].localeCompare(b[0]))
+  }
+
+  next(): string | undefined {
+    const current = this.quotas[0]
+    if (!current) return undefined
+    current[1]--
+    if (current[1] === 0) this.quotas.shift()
+    return current[0]
+  }
+}
+
+function skip(slot: SlotEvidence, problem: SlotProblem, reason: string): SlotFix {
+  return {action: 'skip', claimsSlot: false, destination: '', problem, reason, slot: slot.slot, sources: []}
+}
+
+function decide(slot: SlotEvidence, problem: SlotProblem, live: ReadonlySet<string>, spreader: Spreader): SlotFix {
+  const deadClaimant = slot.claimants.find((id) => !live.has(id))
+  if (deadClaimant) return skip(slot, problem, `owner ${deadClaimant.slice(0, 8)} is unreachable or failed: bring it back or fail it over first`)
+  const liveClaimants = slot.claimants.filter((id) => live.has(id))
+  const forward = problem === 'open-migration' || problem === 'migrating-only' || problem === 'importing-only' ? rollForwardTarget(slot, live) : undefined
+
+  let destination: string | undefined
+  let action: FixAction
+  let reason: string
+  if (forward) {
+    ;[destination, action, reason] = [forward, 'roll-forward', forwardReason(slot, forward)]
+  } else if (liveClaimants.length === 1) {
+    destination = liveClaimants[0]
+    action = problem === 'stray-keys' ? 'merge-keys' : problem === 'views-disagree' ? 'reassert-owner' : 'close-back'
+    reason = action === 'close-back' ? 'the migration never got going (no keys at its target)' : action === 'merge-keys' ? 'keys belong with the slot owner' : 'some masters name another owner'
+  } else if (liveClaimants.length > 1) {
+    ;[destination, action, reason] = [pickClaimant(slot, liveClaimants), 'settle-owner', `${liveClaimants.length} masters claim the slot; the one with most keys keeps it`]
+  } else {
+    const holder = mostKeys(slot, live)
+    destination = holder ?? spreader.next()
+    action = 'assign'
+    reason = holder ? 'nobody owns the slot; it goes to the master holding its keys' : 'nobody owns the slot and no master holds keys for it'
+  }
+  if (!destination) return skip(slot, problem, 'no live master to give the slot to')
+  const sources = Object.keys(slot.keys).filter((id) => id !== destination && live.has(id) && keysOn(slot, id) > 0).sort()
+  const contested = action === 'assign' || action === 'settle-owner' || action === 'reassert-owner'
+  return {action, claimsSlot: contested || slot.viewOwner[destination] !== destination, destination, problem, reason, slot: slot.slot, sources}
+}
+
+function forwardReason(slot: SlotEvidence, target: string): string {
+  if (slot.intendedTarget === target) return 'the journal names this target'
+  if (keysOn(slot, target) > 0) return 'its target already holds keys of the slot'
+  return 'its target already claims the slot'
+}
+
+export function planFix(masters: readonly MasterEvidence[], slots: readonly SlotEvidence[]): SlotFix[] {
+  const live = liveSet(masters)
+  const problems = [...slots].sort((a, b) => a.slot - b.slot).map((slot) => ({problem: classifySlot(slot, live), slot}))
+  const empty = problems.filter(({problem, slot}) => problem === 'uncovered' && !mostKeys(slot, live)).length
+  const spreader = new Spreader(masters, empty)
+  return problems.flatMap(({problem, slot}) => (problem ? [decide(slot, problem, live, spreader)] : []))
+}
+
+export interface FixGroup {
+  slots: number[]
+  problem: SlotProblem
+  action: FixAction
+  destination: string
+  sources: string[]
+  reason: string
+}
+
+/** Groups consecutive decisions that read the same, so 5000 uncovered slots print as one line. */
+export function groupFixes(fixes: readonly SlotFix[]): FixGroup[] {
+  const groups: FixGroup[] = []
+  for (const fix of fixes) {
+    const last = groups.at(-1)
+    const same = last && last.problem === fix.problem && last.action === fix.action && last.destination === fix.destination && last.reason === fix.reason && last.sources.join() === fix.sources.join()
+    if (same) last.slots.push(fix.slot)
+    else groups.push({action: fix.action, destination: fix.destination, problem: fix.problem, reason: fix.reason, slots: [fix.slot], sources: fix.sources})
+  }
+  return groups
+}
