@@ -101,7 +101,7 @@ export default class Fix extends BaseCommand<typeof Fix> {
       timeoutMs: this.flags.timeout,
     })
     Object.assign(result, {failures: outcome.failures, keysMoved: outcome.keysMoved})
-    for (const failure of outcome.failures) process.stderr.write(`slotctl: slot ${failure.slot} not fixed: ${failure.error}\n`)
+    this.reportFailures(outcome.failures)
     this.log(`fixed ${outcome.fixedSlots.length} slot(s), moved ${outcome.keysMoved} key(s)${result.forgotten.length > 0 ? `, forgot ${result.forgotten.length} stuck node entr(ies)` : ''}`)
     await this.checkAfter(result)
     return result
@@ -119,6 +119,16 @@ export default class Fix extends BaseCommand<typeof Fix> {
     else for (const finding of errors) this.log(paint.bad(`  [ERR] ${finding.message}`))
     if (result.failures.length > 0) this.resultExitCode = ExitCode.failed
     else if (errors.length > 0) this.resultExitCode = ExitCode.checkProblems
+  }
+
+  /** One line per distinct error, naming its slots: a down node must not print 500 lines. */
+  private reportFailures(failures: readonly FixFailure[]): void {
+    const byError = new Map<string, number[]>()
+    for (const failure of failures) {
+      const error = failure.error.replace(/^slot \d+: /, '')
+      byError.set(error, [...(byError.get(error) ?? []), failure.slot])
+    }
+    for (const [error, slots] of byError) process.stderr.write(`slotctl: slot(s) ${formatSlots(slots)} not fixed: ${error}\n`)
   }
 
   private finishClean(result: FixResult): FixResult {

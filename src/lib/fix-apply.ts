@@ -178,17 +178,41 @@ async function coverUncovered(runner: FixRunner, pool: NodePool, fixes: readonly
     const evidence = byslot.get(fix.slot)
     if (evidence) for (const master of live) evidence.viewOwner[master.id] = fix.destination
   }
-  await waitForClusterOk(pool, live.map((master) => master.address), options.settleTimeoutMs)
   return failures
+}
+
+/**
+ * A node importing a slot ignores gossip about that slot's owner, so after a failover it may
+ * still name the dead master, count the slot as unserved and answer CLUSTERDOWN to every
+ * MIGRATE. Such views are pointed at the live owner first.
+ */
+async function repointStaleViews(runner: FixRunner, fixes: readonly SlotFix[], masters: readonly MasterEvidence[], slots: readonly SlotEvidence[]): Promise<void> {
+  const live = new Set(masters.filter((master) => master.live).map((master) => master.id))
+  const bySlot = new Map(slots.map((slot) => [slot.slot, slot]))
+  const commands = new Map<string, Setslot[]>()
+  for (const fix of fixes) {
+    const evidence = bySlot.get(fix.slot)
+    const owners = evidence?.claimants.filter((id) => live.has(id)) ?? []
+    if (!evidence || owners.length !== 1) continue
+    for (const [id, seen] of Object.entries(evidence.viewOwner)) {
+      if (seen === null || live.has(seen)) continue
+      commands.set(id, [...(commands.get(id) ?? []), ['SETSLOT', fix.slot, 'NODE', owners[0]]])
+      evidence.viewOwner[id] = owners[0]
+    }
+  }
+  await mapLimit([...commands.entries()], NODE_PARALLELISM, ([id, list]) => runner.pipeline(id, list))
 }
 
 export async function applyFixes(pool: NodePool, masters: readonly MasterEvidence[], slots: readonly SlotEvidence[], fixes: readonly SlotFix[], options: FixApplyOptions): Promise<FixOutcome> {
   const ownSlots = structuredClone(slots) as SlotEvidence[]
   const runner = new FixRunner(pool, masters, ownSlots, options)
   const actionable = fixes.filter((fix) => fix.action !== 'skip')
+  await repointStaleViews(runner, actionable, masters, ownSlots)
   const failures = await coverUncovered(runner, pool, actionable, masters, ownSlots, options)
   let keysMoved = 0
   const withKeys = actionable.filter((fix) => fix.sources.length > 0 && !failures.some((failure) => failure.slot === fix.slot))
+  // A node that has not caught up with a failover yet answers CLUSTERDOWN to every MIGRATE.
+  if (withKeys.length > 0) await waitForClusterOk(pool, masters.filter((master) => master.live).map((master) => master.address), options.settleTimeoutMs)
   await mapLimit(withKeys, options.parallel, async (fix) => {
     try {
       const keys = await runner.moveKeys(fix)
