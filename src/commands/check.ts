@@ -80,6 +80,6 @@ export default class Check extends BaseCommand<typeof Check> {
     }
     const scanned = this.flags['search-multiple-owners'] ? ', no keys outside their owner' : ''
     if (result.healthy) this.log(paint.good(`[OK] all 16384 slots covered, no open slots, all nodes agree${scanned}${result.warnings > 0 ? ` (${result.warnings} warning(s))` : ''}`))
-    else this.log(paint.bad(`${result.errors} problem(s) found`))
+    else this.log(paint.bad(`${result.errors} problem(s) found; see what fix would do with: slotctl fix ${result.seed} --dry-run`))
   }
 }

@@ -66,8 +66,8 @@ export default class Fix extends BaseCommand<typeof Fix> {
   async run(): Promise<FixResult> {
     const seed = this.parseSeed([this.args.address])
     const pool = this.pool(seed, this.flags.timeout * 4 + 5000)
-    const snapshot = await this.loadCluster(seed)
     const journal = this.flags.journal ? readJournal(this.flags.journal) : undefined
+    const snapshot = await this.loadCluster(seed)
     const evidence = await gatherFixEvidence(pool, snapshot, {journal, searchMultipleOwners: this.flags['search-multiple-owners']})
     const fixes = planFix(evidence.masters, evidence.slots)
     const address = (id: string) => evidence.masters.find((master) => master.id === id)?.address || id.slice(0, 8)

@@ -82,7 +82,7 @@ export abstract class MigrationCommand<T extends typeof Command> extends BaseCom
     if (problems.length === 0) return
     throw new SlotctlError(`refusing to move slots: ${problems[0].message}${problems.length > 1 ? ` (and ${problems.length - 1} more problem(s))` : ''}`, {
       code: 'E_UNSAFE_CLUSTER',
-      suggestions: [`see: slotctl check ${snapshot.seedAddress}`, `an interrupted slotctl run continues with its --resume JOURNAL`],
+      suggestions: [`see: slotctl check ${snapshot.seedAddress}`, `an interrupted slotctl run continues with its --resume JOURNAL; anything else: slotctl fix ${snapshot.seedAddress} --dry-run`],
     })
   }
 

@@ -62,4 +62,11 @@ describe('bad input: node ids, URLs with passwords, argument values', () => {
     expectOneCleanLine(await runCli(['check', cluster.seed, '--connect-timeout', '0'], withSecret), 2, /connect-timeout/)
     expectOneCleanLine(await runCli(['call', cluster.seed], withSecret), 2, /missing command to run/)
   })
+
+  it('fix: a missing or foreign journal, a bad flag value: exit 2, one line, nothing changed', async () => {
+    expectOneCleanLine(await runCli(['fix', cluster.seed, '--yes', '--journal', '/nonexistent/j.jsonl'], withSecret), 2, /cannot read journal '\/nonexistent\/j.jsonl'/)
+    expectOneCleanLine(await runCli(['fix', cluster.seed, '--yes', '--journal', '/etc/hostname'], withSecret), 2, /is not a slotctl journal/)
+    expectOneCleanLine(await runCli(['fix', cluster.seed, '--pipeline', '0'], withSecret), 2, /pipeline/)
+    expectJsonEnvelope(await runCli(['fix', cluster.seed, '--journal', '/nonexistent/j.jsonl', '--json'], withSecret), 2, 'E_USAGE', /cannot read journal/)
+  })
 })

@@ -1,0 +1,116 @@
+import {expect} from 'chai'
+
+import {type MasterEvidence, type SlotEvidence, classifySlot, groupFixes, planFix} from '../../src/lib/plan/fix.js'
+
+const A = 'a'.repeat(40)
+const B = 'b'.repeat(40)
+const C = 'c'.repeat(40)
+const DEAD = 'd'.repeat(40)
+
+const masters = (counts: Record<string, number> = {[A]: 5461, [B]: 5461, [C]: 5462}, dead: string[] = []): MasterEvidence[] => [
+  ...Object.entries(counts).map(([id, slotCount]) => ({address: `10.0.0.${id[0]}:6379`, id, live: true, slotCount})),
+  ...dead.map((id) => ({address: '10.0.0.9:6379', id, live: false, slotCount: 0})),
+]
+
+/** A slot owned by `owner` in every live view, no markers, keys only at the owner. */
+function slot(n: number, owner: null | string, extra: Partial<SlotEvidence> = {}): SlotEvidence {
+  return {
+    claimants: owner ? [owner] : [],
+    importing: {},
+    keys: {[A]: 0, [B]: 0, [C]: 0},
+    migrating: {},
+    slot: n,
+    viewOwner: {[A]: owner, [B]: owner, [C]: owner},
+    ...extra,
+  }
+}
+
+describe('fix planner', () => {
+  it('leaves a healthy slot alone', () => {
+    expect(planFix(masters(), [slot(1, A, {keys: {[A]: 5, [B]: 0, [C]: 0}})])).to.deep.equal([])
+  })
+
+  it('rolls an open migration forward when its target already holds keys, moving the rest from the source', () => {
+    const [fix] = planFix(masters(), [slot(7, A, {importing: {[B]: A}, keys: {[A]: 3, [B]: 4, [C]: 0}, migrating: {[A]: B}})])
+    expect(fix).to.include({action: 'roll-forward', claimsSlot: true, destination: B, problem: 'open-migration'})
+    expect(fix.sources).to.deep.equal([A])
+  })
+
+  it('closes an open migration back when nothing moved yet and no journal names the target', () => {
+    const [fix] = planFix(masters(), [slot(7, A, {importing: {[B]: A}, keys: {[A]: 3, [B]: 0, [C]: 0}, migrating: {[A]: B}})])
+    expect(fix).to.include({action: 'close-back', destination: A})
+    expect(fix.sources).to.deep.equal([])
+  })
+
+  it('importing only: closes back without evidence, rolls forward to the journal\'s intended target', () => {
+    const back = planFix(masters(), [slot(9, A, {importing: {[B]: A}, keys: {[A]: 2, [B]: 0, [C]: 0}})])[0]
+    expect(back).to.include({action: 'close-back', destination: A, problem: 'importing-only'})
+    const forward = planFix(masters(), [slot(9, A, {importing: {[B]: A}, intendedTarget: B, keys: {[A]: 2, [B]: 0, [C]: 0}})])[0]
+    expect(forward).to.include({action: 'roll-forward', destination: B, reason: 'the journal names this target'})
+    expect(forward.sources).to.deep.equal([A])
+  })
+
+  it('after the source failed over, the importing target still rolls forward from the promoted replica', () => {
+    // B imports from the dead source; C is its promoted replica and owns the slot now.
+    const [fix] = planFix(masters({[B]: 5000, [C]: 5000}, [DEAD]), [{
+      claimants: [C], importing: {[B]: DEAD}, keys: {[B]: 2, [C]: 5}, migrating: {}, slot: 11, viewOwner: {[B]: DEAD, [C]: C},
+    }])
+    expect(fix).to.include({action: 'roll-forward', destination: B, problem: 'importing-only'})
+    expect(fix.sources).to.deep.equal([C])
+  })
+
+  it('migrating to a node that is gone: closes back and pulls keys a promoted replica holds into the owner', () => {
+    const [fix] = planFix(masters(), [slot(3, A, {keys: {[A]: 2, [B]: 0, [C]: 1}, migrating: {[A]: DEAD}})])
+    expect(classifySlot(slot(3, A, {migrating: {[A]: DEAD}}), new Set([A, B, C]))).to.equal('migrating-to-gone')
+    expect(fix).to.include({action: 'close-back', destination: A, problem: 'migrating-to-gone'})
+    expect(fix.sources).to.deep.equal([C])
+  })
+
+  it('an uncovered slot goes to the master holding most of its keys; the others hand theirs over', () => {
+    const [fix] = planFix(masters(), [slot(5, null, {keys: {[A]: 1, [B]: 0, [C]: 9}})])
+    expect(fix).to.include({action: 'assign', claimsSlot: true, destination: C, problem: 'uncovered'})
+    expect(fix.sources).to.deep.equal([A])
+  })
+
+  it('empty uncovered slots even out the masters in contiguous runs', () => {
+    const counts = {[A]: 5000, [B]: 5000, [C]: 4000}
+    const empties = Array.from({length: 2384}, (_, i) => slot(14_000 + i, null))
+    const fixes = planFix(masters(counts), empties)
+    expect(fixes).to.have.length(2384)
+    const gained = (id: string) => fixes.filter((fix) => fix.destination === id).length
+    const totals = [A, B, C].map((id) => counts[id] + gained(id))
+    expect(Math.max(...totals) - Math.min(...totals)).to.be.at.most(1)
+    expect(totals.reduce((a, b) => a + b)).to.equal(16_384)
+    expect(groupFixes(fixes)).to.have.length(3)
+  })
+
+  it('several claimants: the one with most keys keeps the slot and its epoch is bumped', () => {
+    const [fix] = planFix(masters(), [slot(4, A, {claimants: [A, B], keys: {[A]: 1, [B]: 6, [C]: 0}, viewOwner: {[A]: A, [B]: B, [C]: A}})])
+    expect(fix).to.include({action: 'settle-owner', claimsSlot: true, destination: B, problem: 'multiple-owners'})
+    expect(fix.sources).to.deep.equal([A])
+  })
+
+  it('several claimants without keys: the one most masters name wins', () => {
+    const [fix] = planFix(masters(), [slot(4, A, {claimants: [A, B], viewOwner: {[A]: A, [B]: B, [C]: A}})])
+    expect(fix).to.include({destination: A})
+  })
+
+  it('keys outside the owner merge into it; a master that names another owner is told', () => {
+    const [stray] = planFix(masters(), [slot(8, A, {keys: {[A]: 1, [B]: 2, [C]: 0}})])
+    expect(stray).to.include({action: 'merge-keys', claimsSlot: false, destination: A, problem: 'stray-keys'})
+    expect(stray.sources).to.deep.equal([B])
+    const [disagree] = planFix(masters(), [slot(8, A, {viewOwner: {[A]: A, [B]: A, [C]: B}})])
+    expect(disagree).to.include({action: 'reassert-owner', claimsSlot: true, destination: A, problem: 'views-disagree'})
+  })
+
+  it('skips a slot whose owner is unreachable, saying why', () => {
+    const [fix] = planFix(masters({[A]: 5000}, [DEAD]), [{claimants: [DEAD], importing: {[A]: DEAD}, keys: {[A]: 1}, migrating: {}, slot: 2, viewOwner: {[A]: DEAD}}])
+    expect(fix.action).to.equal('skip')
+    expect(fix.reason).to.match(/unreachable or failed/)
+  })
+
+  it('groups consecutive slots with the same decision', () => {
+    const fixes = planFix(masters(), [slot(1, A, {importing: {[B]: A}}), slot(2, A, {importing: {[B]: A}}), slot(3, A, {migrating: {[A]: B}})])
+    expect(groupFixes(fixes).map((group) => [group.slots, group.problem])).to.deep.equal([[[1, 2], 'importing-only'], [[3], 'migrating-only']])
+  })
+})
