@@ -9,7 +9,8 @@
  * Prints ratios and appends a dated line to bench/RESULTS.md.
  *
  * Run with `npm run bench -- rebalance` (builds first), or `node bench/rebalance.bench.js`
- * after `npm run build`. BENCH_REBALANCE_KEYS overrides the key count for a quick try.
+ * after `npm run build`. BENCH_REBALANCE_KEYS overrides the key count for a quick try;
+ * BENCH_ONLY=slotctl runs slotctl alone and records nothing (for tuning).
  */
 import {existsSync} from 'node:fs'
 import {appendFile, mkdtemp, rm} from 'node:fs/promises'
@@ -193,6 +194,8 @@ export default async function benchRebalance() {
     // slotctl's own measure of the moving phase, without process start-up and planning
     const movingMs = (JSON.parse(slotctl.stdout).seconds ?? Number.NaN) * 1000
     console.log(`slotctl rebalance: ${(slotctl.ms / 1000).toFixed(2)} s (moving ${(movingMs / 1000).toFixed(2)} s), peak RSS ${slotctl.peakRssMb?.toFixed(0) ?? '?'} MB`)
+    // BENCH_ONLY=slotctl: a quick look at slotctl alone while tuning; records nothing
+    if (process.env.BENCH_ONLY === 'slotctl') return {slotctlMovingMs: movingMs, slotctlMs: slotctl.ms}
     const cliRebalance = await withCluster(dir, 'cli-rebalance', (c) => timed('redis-cli', ['--cluster', 'rebalance', c.seed, '--cluster-use-empty-masters', '--cluster-yes']))
     console.log(`redis-cli rebalance (pipeline 10): ${(cliRebalance.ms / 1000).toFixed(2)} s`)
     const cliReshard = await withCluster(dir, 'cli-reshard', (c) =>

@@ -117,6 +117,9 @@ export default class Fix extends BaseCommand<typeof Fix> {
     result.status = errors.length === 0 && result.failures.length === 0 ? 'fixed' : 'partial'
     if (errors.length === 0) this.log(paint.good('[OK] check after fixing: all 16384 slots covered, no open slots, all nodes agree'))
     else for (const finding of errors) this.log(paint.bad(`  [ERR] ${finding.message}`))
+    for (const finding of errors.filter((f) => f.code === 'MASTER_UNREACHABLE')) {
+      this.note(`hint: bring ${finding.nodes?.[0].slice(0, 8)} back, or remove it for good with: slotctl del-node ${result.seed} ${finding.nodes?.[0]}`)
+    }
     if (result.failures.length > 0) this.resultExitCode = ExitCode.failed
     else if (errors.length > 0) this.resultExitCode = ExitCode.checkProblems
   }

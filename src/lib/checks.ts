@@ -62,9 +62,7 @@ function reachabilityFindings(snapshot: ClusterSnapshot): Finding[] {
     }
     if (view && !view.reachable) {
       const message = `${isMaster ? 'master' : 'replica'} ${label(node)} is unreachable: ${view.error ?? 'no answer'}`
-      // A master without slots (e.g. one whose replica took over) serves nothing: a warning.
-      if (isMaster && node.slots.length > 0) findings.push(error('MASTER_UNREACHABLE', message, {nodes: [node.id]}))
-      else findings.push(warning(isMaster ? 'MASTER_UNREACHABLE' : 'REPLICA_UNREACHABLE', message, {nodes: [node.id]}))
+      findings.push(isMaster ? error('MASTER_UNREACHABLE', message, {nodes: [node.id]}) : warning('REPLICA_UNREACHABLE', message, {nodes: [node.id]}))
     }
     if (node.handshake) findings.push(warning('NODE_HANDSHAKE', `node ${label(node)} is stuck in handshake`, {nodes: [node.id]}))
     if (node.noAddress && !node.handshake) findings.push(warning('NODE_NOADDR', `node ${node.id.slice(0, 8)} has no address (noaddr)`, {nodes: [node.id]}))

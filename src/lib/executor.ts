@@ -7,7 +7,7 @@
 import {type NodePool, mapLimit} from './connection.js'
 import {SlotctlError, errorMessage} from './errors.js'
 import type {Journal} from './journal.js'
-import {type MoveKeysOptions, type SlotEndpoint, type SlotMoveTarget, closeSlots, moveSlotKeys, openSlots} from './migrate-slot.js'
+import {type MoveKeysOptions, type MovedKeys, type SlotEndpoint, type SlotMoveTarget, closeSlots, moveSlotKeys, moveWaveKeys, openSlots} from './migrate-slot.js'
 import type {MigrationPlan, SlotMove} from './plan/types.js'
 import {Throttle, type ThrottleLimits} from './throttle.js'
 
@@ -104,24 +104,32 @@ export async function executePlan(pool: NodePool, plan: MigrationPlan, options: 
     options.onEvent?.({error: errorMessage(error), slot, type: 'slot-failed'})
   }
 
-  /** Moves one slot's keys; returns how many, or undefined when the slot failed. */
-  const moveKeys = async (target: SlotMoveTarget): Promise<number | undefined> => {
-    const keyOptions: MoveKeysOptions = {
-      onBatch: (keys, bytes) => options.onEvent?.({bytes, keys, slot: target.slot, type: 'batch'}),
-      pipeline: options.pipeline,
-      replace: options.replace,
-      throttle,
-      timeoutMs: options.timeoutMs,
-    }
-    try {
-      const moved = await moveSlotKeys(pool, target, keyOptions)
-      result.keysMoved += moved.keys
-      result.bytesMoved += moved.bytes
-      return moved.keys
-    } catch (error) {
-      fail(target.slot, error)
+  const keyOptions: MoveKeysOptions = {
+    onBatch: (keys, bytes, slot) => options.onEvent?.({bytes, keys, slot, type: 'batch'}),
+    pipeline: options.pipeline,
+    replace: options.replace,
+    throttle,
+    timeoutMs: options.timeoutMs,
+  }
+
+  const record = (slot: number, moved: Error | MovedKeys): number | undefined => {
+    if (moved instanceof Error) {
+      fail(slot, moved)
       return undefined
     }
+    result.keysMoved += moved.keys
+    result.bytesMoved += moved.bytes
+    return moved.keys
+  }
+
+  /**
+   * Moves the keys of a wave's slots; per slot, how many moved, or undefined when it failed.
+   * Throttled runs go slot by slot so the limiter sees every batch; others pipeline the wave.
+   */
+  const moveKeys = async (targets: SlotMoveTarget[]): Promise<Array<number | undefined>> => {
+    if (throttle) return mapLimit(targets, KEY_MOVES_PER_WAVE, async (target) => record(target.slot, await moveSlotKeys(pool, target, keyOptions).catch((error: Error) => error)))
+    const outcome = await moveWaveKeys(pool, targets, keyOptions)
+    return targets.map((target) => record(target.slot, outcome.get(target.slot) ?? {bytes: 0, keys: 0}))
   }
 
   /** Open, move and close one wave; a slot whose keys could not all move is left open. */
@@ -134,7 +142,7 @@ export async function executePlan(pool: NodePool, plan: MigrationPlan, options: 
     }
     const toMove = targets.filter((target) => !options.closeOnlySlots?.has(target.slot))
     await openSlots(pool, toMove)
-    const moved = await mapLimit(toMove, KEY_MOVES_PER_WAVE, (target) => moveKeys(target))
+    const moved = await moveKeys(toMove)
     const keysBySlot = new Map(toMove.map((target, i) => [target.slot, moved[i]]))
     // close-only slots are not in the map: they have nothing left to move
     const ready = targets.filter((target) => !keysBySlot.has(target.slot) || keysBySlot.get(target.slot) !== undefined)

@@ -74,24 +74,49 @@ async function promotionProgress(pool: NodePool, addresses: string[], step: Fail
   return {done, lagging: describeViews(states, step)}
 }
 
-/** Sends CLUSTER FAILOVER to the replica and waits until every reachable node agrees on the switch. */
-export async function runFailover(pool: NodePool, snapshot: ClusterSnapshot, step: FailoverStep, mode: FailoverMode, timeoutMs: number): Promise<FailoverOutcome> {
-  const started = Date.now()
+/**
+ * Redis abandons a manual failover after 5 s, and masters refuse to vote twice for the same
+ * master's replicas within twice the node timeout: a failover that missed its vote is asked
+ * again at this interval, until the caller's timeout.
+ */
+const FAILOVER_RETRY_MS = 6000
+
+async function sendFailover(pool: NodePool, step: FailoverStep, args: string[]): Promise<void> {
   const client = await pool.client(step.replicaAddress)
-  const args = mode === 'graceful' ? [] : [mode.toUpperCase()]
   try {
     await client.call('CLUSTER', 'FAILOVER', ...args)
   } catch (error) {
     throw failure(`${step.replicaAddress} refused CLUSTER FAILOVER${args.length > 0 ? ` ${args[0]}` : ''}: ${errorMessage(error)}`, 'E_FAILOVER')
   }
+}
+
+async function stillReplica(pool: NodePool, address: string): Promise<boolean> {
+  return (await replicationInfo(pool, address))?.role === 'slave'
+}
+
+/** Sends CLUSTER FAILOVER to the replica and waits until every reachable node agrees on the switch. */
+export async function runFailover(pool: NodePool, snapshot: ClusterSnapshot, step: FailoverStep, mode: FailoverMode, timeoutMs: number): Promise<FailoverOutcome> {
+  const started = Date.now()
+  const args = mode === 'graceful' ? [] : [mode.toUpperCase()]
+  await sendFailover(pool, step, args)
   // Nodes down at the start are not polled: each poll would wait out a connect timeout.
   const addresses = snapshot.nodes.filter((n) => snapshot.views[n.id]?.reachable).map((n) => n.address)
-  try {
-    await waitUntil(`${step.replicaAddress} is master of ${step.masterAddress}'s slots everywhere`, timeoutMs, () => promotionProgress(pool, addresses, step), 100)
-  } catch (error) {
-    if (!(error instanceof SlotctlError)) throw error
-    const hint = mode === 'graceful' ? `if the master ${step.masterAddress} is down or stuck, retry with --force` : mode === 'force' ? 'if most masters are unreachable, --takeover promotes without a vote (risky)' : 'check the cluster with: slotctl check HOST:PORT'
-    throw new SlotctlError(`failover of ${shortId(step.masterId)} to ${step.replicaAddress} not confirmed: ${error.message}`, {code: 'E_TIMEOUT', suggestions: [hint, 'raise --timeout if the cluster is just slow']})
+  const what = `${step.replicaAddress} is master of ${step.masterAddress}'s slots everywhere`
+  for (;;) {
+    const left = timeoutMs - (Date.now() - started)
+    try {
+      await waitUntil(what, Math.max(0, Math.min(left, FAILOVER_RETRY_MS)), () => promotionProgress(pool, addresses, step), 100)
+      break
+    } catch (error) {
+      if (!(error instanceof SlotctlError)) throw error
+      if (left > FAILOVER_RETRY_MS && (await stillReplica(pool, step.replicaAddress))) {
+        await sendFailover(pool, step, args)
+        continue
+      }
+      if (left > FAILOVER_RETRY_MS) continue
+      const hint = mode === 'graceful' ? `if the master ${step.masterAddress} is down or stuck, retry with --force` : mode === 'force' ? 'if most masters are unreachable, --takeover promotes without a vote (risky)' : 'check the cluster with: slotctl check HOST:PORT'
+      throw new SlotctlError(`failover of ${shortId(step.masterId)} to ${step.replicaAddress} not confirmed: ${error.message.replace(/^timed out after \d+ s/, `timed out after ${Math.round(timeoutMs / 1000)} s`)}`, {code: 'E_TIMEOUT', suggestions: [hint, 'raise --timeout if the cluster is just slow']})
+    }
   }
   return {elapsedMs: Date.now() - started, masterId: step.masterId, mode, replicaAddress: step.replicaAddress, replicaId: step.replicaId}
 }

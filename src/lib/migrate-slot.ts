@@ -34,7 +34,7 @@ export interface MoveKeysOptions {
    */
   asking?: boolean
   throttle?: Throttle
-  onBatch?: (keys: number, bytes: number) => void
+  onBatch?: (keys: number, bytes: number, slot: number) => void
 }
 
 export interface MovedKeys {
@@ -143,6 +143,8 @@ async function compareWithTarget(source: Redis, target: Redis, keys: Buffer[], a
   const sourceReplies = (await sourcePipeline.exec()) ?? []
   const sourceDumps = keys.map((_, i) => {
     const [error, value] = sourceReplies[i * stride + stride - 1] ?? [null, null]
+    // A migrating source answers ASK for a key it no longer has: that key already moved.
+    if (error && /^ASK /.test(error.message)) return null
     if (error) throw error
     return value as Buffer | null
   })
@@ -241,8 +243,55 @@ export async function moveSlotKeys(pool: NodePool, move: SlotMoveTarget, options
     await mover.moveBatch(keys)
     moved.keys += keys.length
     moved.bytes += bytes
-    options.onBatch?.(keys.length, bytes)
+    options.onBatch?.(keys.length, bytes, move.slot)
     // A short batch was the rest of the slot: while it is migrating, new keys go to the target.
     if (keys.length < options.pipeline) return moved
   }
+}
+
+export type WaveOutcome = Map<number, Error | MovedKeys>
+
+/**
+ * Moves the keys of a wave of slots (one source/target pair) with few round trips: one
+ * pipeline of GETKEYSINSLOT for every slot that may still hold keys, then one pipeline of
+ * MIGRATE calls that the source runs back to back. Per-slot round trips, not data, are what
+ * makes small slots slow. A slot whose MIGRATE fails falls back to the one-slot path
+ * (BUSYKEY comparison, big-key retry); its error, if any, is returned for that slot alone.
+ */
+export async function moveWaveKeys(pool: NodePool, moves: readonly SlotMoveTarget[], options: MoveKeysOptions): Promise<WaveOutcome> {
+  const outcome: WaveOutcome = new Map(moves.map((move) => [move.slot, {bytes: 0, keys: 0}]))
+  if (moves.length === 0) return outcome
+  const source = await pool.client(moves[0].source.address)
+  const {host, port} = parseAddress(moves[0].target.address)
+  const auth = migrateAuthArgs(pool.settings)
+  let remaining = [...moves]
+  while (remaining.length > 0) {
+    const listing = source.pipeline()
+    for (const move of remaining) listing.callBuffer('CLUSTER', 'GETKEYSINSLOT', move.slot, options.pipeline)
+    const keyLists = ((await listing.exec()) ?? []).map(([error, keys]) => (error ? [] : (keys as Buffer[])))
+    const batches = remaining.map((move, i) => ({keys: keyLists[i] ?? [], move})).filter((batch) => batch.keys.length > 0)
+    if (batches.length === 0) break
+    // one key's size, sampled in the same pipeline, estimates the bytes (for progress only)
+    const migrations = source.pipeline().callBuffer('MEMORY', 'USAGE', batches[0].keys[0])
+    for (const {keys} of batches) migrations.callBuffer('MIGRATE', host, port, '', 0, options.timeoutMs, ...(options.replace ? ['REPLACE'] : []), ...auth, 'KEYS', ...keys)
+    const [[, sample], ...replies] = (await migrations.exec()) ?? [[null, 0]]
+    const bytesPerKey = Number(sample ?? 0)
+    const next: SlotMoveTarget[] = []
+    await mapLimit(batches, 1, async ({keys, move}, i) => {
+      const moved = outcome.get(move.slot) as MovedKeys
+      if (replies[i]?.[0]) {
+        // the one-slot path lists the slot again: keys this MIGRATE moved before failing go uncounted
+        const rest = await moveSlotKeys(pool, move, options).catch((error: Error) => error)
+        outcome.set(move.slot, rest instanceof Error ? rest : {bytes: moved.bytes + rest.bytes, keys: moved.keys + rest.keys})
+        return
+      }
+      const bytes = Math.round(bytesPerKey * keys.length)
+      moved.keys += keys.length
+      moved.bytes += bytes
+      options.onBatch?.(keys.length, bytes, move.slot)
+      if (keys.length === options.pipeline) next.push(move)
+    })
+    remaining = next
+  }
+  return outcome
 }

@@ -98,7 +98,7 @@ describe('failover on a real 3+3 cluster', function () {
     for (let i = 0; i < 100 && (await Promise.all(alive.map((a) => clusterState(cluster, a)))).some((s) => s !== 'ok'); i++) await new Promise((r) => setTimeout(r, 100))
     for (const address of alive) expect(await clusterState(cluster, address), address).to.equal('ok')
     const check = await runCliJson<{findings: Array<{code: string; message?: string}>}>(['check', cluster.seed])
-    expect(check.exitCode).to.equal(3)
+    expect(check.exitCode, JSON.stringify(check.json.findings)).to.equal(3)
     expect(JSON.stringify(check.json)).to.include(victim.address)
     // the promoted master's only former partner is dead: it has no replica to promote
     expectOneCleanLine(await runCli(['failover', cluster.seed, '--master', replica.id]), 1, /has no replica to promote/)
@@ -137,7 +137,7 @@ describe('failover --takeover and --from-host across two loopback hosts', functi
     const before = nodes.filter((n) => n.role === 'master' && n.host === host && n.slots.length > 0)
     expect(before.length).to.be.greaterThan(0)
     const result = await runCliJson<FailoverResult>(['failover', cluster.seed, '--from-host', host])
-    expect(result.exitCode, result.stderr).to.equal(0)
+    expect(result.exitCode, result.stdout).to.equal(0)
     expect(result.json.done).to.have.length(before.length)
     for (const address of cluster.addresses) {
       const me = await self(address)
