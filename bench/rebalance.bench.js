@@ -12,7 +12,7 @@
  * after `npm run build`. BENCH_REBALANCE_KEYS overrides the key count for a quick try;
  * BENCH_ONLY=slotctl runs slotctl alone and records nothing (for tuning).
  */
-import {existsSync} from 'node:fs'
+import {existsSync, readFileSync} from 'node:fs'
 import {appendFile, mkdtemp, rm} from 'node:fs/promises'
 import {cpus, tmpdir} from 'node:os'
 import path from 'node:path'
@@ -104,13 +104,13 @@ async function stopCluster(cluster) {
 /** Runs a command; returns wall ms and, under /usr/bin/time, the peak RSS in MB. */
 async function timed(command, args, {measureRss = false} = {}) {
   const useTime = measureRss && existsSync(TIME_BIN)
-  const [bin, argv] = useTime ? [TIME_BIN, ['-f', 'PEAK_RSS_KB=%M', command, ...args]] : [command, args]
+  const [bin, argv] = useTime ? [TIME_BIN, ['-f', 'PEAK_RSS_KB=%M CPU_USER=%U CPU_SYS=%S', command, ...args]] : [command, args]
   const started = process.hrtime.bigint()
   const result = await execa(bin, argv, {env: {NO_COLOR: '1'}, input: '', reject: false, timeout: 900_000})
   const ms = Number(process.hrtime.bigint() - started) / 1e6
   if (result.exitCode !== 0) throw new Error(`${path.basename(command)} ${args.slice(0, 2).join(' ')} failed (exit ${result.exitCode}): ${String(result.stderr || result.stdout).slice(-800)}`)
   const rss = /PEAK_RSS_KB=(\d+)/.exec(String(result.stderr))
-  return {ms, peakRssMb: rss ? Number(rss[1]) / 1024 : undefined, stdout: String(result.stdout)}
+  return {ms, peakRssMb: rss ? Number(rss[1]) / 1024 : undefined, stderr: String(result.stderr), stdout: String(result.stdout)}
 }
 
 async function withCluster(dir, label, run) {
@@ -190,11 +190,13 @@ export default async function benchRebalance() {
   const dir = await mkdtemp(path.join(tmpdir(), 'slotctl-bench-rebalance-'))
   const movedKeys = Math.round(KEYS / 4)
   try {
-    const slotctl = await withCluster(dir, 'slotctl', (c) => timed(process.execPath, [bin, 'rebalance', c.seed, '--use-empty-masters', '--yes', '--json'], {measureRss: true}))
+    const cpuOf = (pid) => { try { const f = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1].split(' '); return (Number(f[11]) + Number(f[12])) / 100 } catch { return 0 } }
+    const slotctl = await withCluster(dir, 'slotctl', async (c) => { const before = c.servers.map((s) => cpuOf(s.pid)); const r = await timed(process.execPath, [...(process.env.BENCH_CPU_PROF ? ['--cpu-prof', '--cpu-prof-dir=/tmp/prof'] : []), bin, 'rebalance', c.seed, '--use-empty-masters', '--yes', '--json'], {measureRss: true}); if (process.env.BENCH_PROFILE) console.log('redis cpu s', c.servers.map((s, i) => (cpuOf(s.pid) - before[i]).toFixed(2)).join(' ')); return r })
     // slotctl's own measure of the moving phase, without process start-up and planning
     const movingMs = (JSON.parse(slotctl.stdout).seconds ?? Number.NaN) * 1000
     console.log(`slotctl rebalance: ${(slotctl.ms / 1000).toFixed(2)} s (moving ${(movingMs / 1000).toFixed(2)} s), peak RSS ${slotctl.peakRssMb?.toFixed(0) ?? '?'} MB`)
     // BENCH_ONLY=slotctl: a quick look at slotctl alone while tuning; records nothing
+    if (process.env.BENCH_PROFILE) console.log(String(slotctl.stderr ?? '').split('\n').filter((l) => l.startsWith('PROF') || l.includes('CPU_')).join('\n'))
     if (process.env.BENCH_ONLY === 'slotctl') return {slotctlMovingMs: movingMs, slotctlMs: slotctl.ms}
     const cliRebalance = await withCluster(dir, 'cli-rebalance', (c) => timed('redis-cli', ['--cluster', 'rebalance', c.seed, '--cluster-use-empty-masters', '--cluster-yes']))
     console.log(`redis-cli rebalance (pipeline 10): ${(cliRebalance.ms / 1000).toFixed(2)} s`)

@@ -48,7 +48,7 @@ export interface ExecuteResult {
   failures: Array<{slot: number; error: string; code: string}>
 }
 
-const DEFAULT_WAVE_SIZE = 32
+const DEFAULT_WAVE_SIZE = 128
 /** Key moves within a wave that run at once: overlaps round trips, the source stays responsive. */
 const KEY_MOVES_PER_WAVE = 8
 
@@ -57,22 +57,38 @@ class InFlight {
 
   constructor(private readonly limit: number) {}
 
+  load(id: string): number {
+    return this.perNode.get(id) ?? 0
+  }
+
   fits(move: SlotMove): boolean {
-    return (this.perNode.get(move.sourceId) ?? 0) < this.limit && (this.perNode.get(move.targetId) ?? 0) < this.limit
+    return this.load(move.sourceId) < this.limit && this.load(move.targetId) < this.limit
   }
 
   add(move: SlotMove, delta: number): void {
-    for (const id of [move.sourceId, move.targetId]) this.perNode.set(id, (this.perNode.get(id) ?? 0) + delta)
+    for (const id of [move.sourceId, move.targetId]) this.perNode.set(id, this.load(id) + delta)
   }
 }
 
-/** Takes the next wave: the first move that fits, plus pending moves of the same pair. */
+/**
+ * Takes the next wave: pending moves of the least busy source/target pair that fits. A
+ * source runs its MIGRATEs one at a time, so waves spread over sources move in parallel,
+ * while waves of one source only queue behind each other.
+ */
 function takeWave(pending: SlotMove[], inFlight: InFlight, size: number): SlotMove[] | undefined {
-  const first = pending.findIndex((move) => inFlight.fits(move))
-  if (first === -1) return undefined
-  const {sourceId, targetId} = pending[first]
+  let best: SlotMove | undefined
+  const seen = new Set<string>()
+  for (const move of pending) {
+    const pair = `${move.sourceId} ${move.targetId}`
+    if (seen.has(pair) || !inFlight.fits(move)) continue
+    seen.add(pair)
+    const busy = (m: SlotMove) => [inFlight.load(m.sourceId), inFlight.load(m.targetId)]
+    if (!best || busy(move)[0] < busy(best)[0] || (busy(move)[0] === busy(best)[0] && busy(move)[1] < busy(best)[1])) best = move
+  }
+  if (!best) return undefined
+  const {sourceId, targetId} = best
   const wave: SlotMove[] = []
-  for (let i = first; i < pending.length && wave.length < size; ) {
+  for (let i = 0; i < pending.length && wave.length < size; ) {
     if (pending[i].sourceId === sourceId && pending[i].targetId === targetId) wave.push(...pending.splice(i, 1))
     else i++
   }

@@ -252,11 +252,73 @@ export async function moveSlotKeys(pool: NodePool, move: SlotMoveTarget, options
 export type WaveOutcome = Map<number, Error | MovedKeys>
 
 /**
- * Moves the keys of a wave of slots (one source/target pair) with few round trips: one
- * pipeline of GETKEYSINSLOT for every slot that may still hold keys, then one pipeline of
- * MIGRATE calls that the source runs back to back. Per-slot round trips, not data, are what
- * makes small slots slow. A slot whose MIGRATE fails falls back to the one-slot path
- * (BUSYKEY comparison, big-key retry); its error, if any, is returned for that slot alone.
+ * One batch of one slot, run inside the source: list up to ARGV[2] keys of slot ARGV[1],
+ * sample the first key's size, MIGRATE them with the arguments in ARGV[3..]. The key names
+ * never travel to slotctl and back, which on a small machine is where the time went.
+ */
+const MOVE_BATCH_SCRIPT = `
+local keys = redis.call('CLUSTER', 'GETKEYSINSLOT', tonumber(ARGV[1]), tonumber(ARGV[2]))
+if #keys == 0 then return {0, 0} end
+local size = redis.call('MEMORY', 'USAGE', keys[1]) or 0
+local args = {}
+for i = 3, #ARGV do args[#args + 1] = ARGV[i] end
+args[#args + 1] = 'KEYS'
+for i = 1, #keys do args[#args + 1] = keys[i] end
+redis.call('MIGRATE', unpack(args))
+return {#keys, size}`
+
+/** Lua's unpack() has a stack limit; larger batches go through slotctl instead. */
+const SCRIPT_MAX_BATCH = 5000
+
+type BatchReply = {error: Error} | {keys: number; bytes: number}
+
+interface WaveRound {
+  /** the moves these replies belong to, in order */
+  moves: SlotMoveTarget[]
+  replies: BatchReply[]
+}
+
+/** One round in the source: a pipeline of one script call per slot. */
+async function scriptRound(source: Redis, moves: readonly SlotMoveTarget[], migrateArgs: Array<number | string>, options: MoveKeysOptions): Promise<WaveRound> {
+  const pipeline = source.pipeline()
+  for (const move of moves) pipeline.call('EVAL', MOVE_BATCH_SCRIPT, 0, move.slot, options.pipeline, ...migrateArgs)
+  const replies = ((await pipeline.exec()) ?? []).map(([error, value]): BatchReply => {
+    if (error) return {error}
+    const [keys, sample] = value as [number, number]
+    return {bytes: Number(keys) * Number(sample), keys: Number(keys)}
+  })
+  return {moves: [...moves], replies}
+}
+
+/** One round through slotctl: a pipeline of GETKEYSINSLOT, then a pipeline of MIGRATE. */
+async function clientRound(source: Redis, moves: readonly SlotMoveTarget[], migrateArgs: Array<number | string>, options: MoveKeysOptions): Promise<WaveRound> {
+  const listing = source.pipeline()
+  for (const move of moves) listing.callBuffer('CLUSTER', 'GETKEYSINSLOT', move.slot, options.pipeline)
+  const keyLists = ((await listing.exec()) ?? []).map(([error, keys]) => (error ? [] : (keys as Buffer[])))
+  const batches = moves.map((move, i) => ({keys: keyLists[i] ?? [], move})).filter((batch) => batch.keys.length > 0)
+  if (batches.length === 0) return {moves: [], replies: []}
+  // one key's size, sampled in the same pipeline, estimates the bytes (for progress only)
+  const migrations = source.pipeline().callBuffer('MEMORY', 'USAGE', batches[0].keys[0])
+  for (const {keys} of batches) migrations.callBuffer('MIGRATE', ...migrateArgs, 'KEYS', ...keys)
+  const [[, sample], ...replies] = (await migrations.exec()) ?? [[null, 0]]
+  return {
+    moves: batches.map((batch) => batch.move),
+    replies: batches.map(({keys}, i): BatchReply => (replies[i]?.[0] ? {error: replies[i][0] as Error} : {bytes: Number(sample ?? 0) * keys.length, keys: keys.length})),
+  }
+}
+
+function isScriptUnavailable(error: Error): boolean {
+  return /NOPERM|unknown command|NOSCRIPT|not allowed from script|This Redis command is not allowed/i.test(error.message)
+}
+
+/**
+ * Moves the keys of a wave of slots (one source/target pair) with few round trips: per
+ * round, one pipeline that moves one batch of every slot still holding keys. Inside the
+ * source (a script) when allowed; through slotctl when the connection carries a password
+ * (script arguments are not redacted from MONITOR and SLOWLOG, MIGRATE's AUTH is), when the
+ * batch is too large for the script, or when scripts are refused. A slot whose batch fails
+ * falls back to the one-slot path (BUSYKEY comparison, big-key retry); its error, if any,
+ * is returned for that slot alone.
  */
 export async function moveWaveKeys(pool: NodePool, moves: readonly SlotMoveTarget[], options: MoveKeysOptions): Promise<WaveOutcome> {
   const outcome: WaveOutcome = new Map(moves.map((move) => [move.slot, {bytes: 0, keys: 0}]))
@@ -264,33 +326,31 @@ export async function moveWaveKeys(pool: NodePool, moves: readonly SlotMoveTarge
   const source = await pool.client(moves[0].source.address)
   const {host, port} = parseAddress(moves[0].target.address)
   const auth = migrateAuthArgs(pool.settings)
+  const migrateArgs = [host, port, '', 0, options.timeoutMs, ...(options.replace ? ['REPLACE'] : []), ...auth]
+  let inScript = auth.length === 0 && options.pipeline <= SCRIPT_MAX_BATCH
   let remaining = [...moves]
   while (remaining.length > 0) {
-    const listing = source.pipeline()
-    for (const move of remaining) listing.callBuffer('CLUSTER', 'GETKEYSINSLOT', move.slot, options.pipeline)
-    const keyLists = ((await listing.exec()) ?? []).map(([error, keys]) => (error ? [] : (keys as Buffer[])))
-    const batches = remaining.map((move, i) => ({keys: keyLists[i] ?? [], move})).filter((batch) => batch.keys.length > 0)
-    if (batches.length === 0) break
-    // one key's size, sampled in the same pipeline, estimates the bytes (for progress only)
-    const migrations = source.pipeline().callBuffer('MEMORY', 'USAGE', batches[0].keys[0])
-    for (const {keys} of batches) migrations.callBuffer('MIGRATE', host, port, '', 0, options.timeoutMs, ...(options.replace ? ['REPLACE'] : []), ...auth, 'KEYS', ...keys)
-    const [[, sample], ...replies] = (await migrations.exec()) ?? [[null, 0]]
-    const bytesPerKey = Number(sample ?? 0)
+    const round = await (inScript ? scriptRound : clientRound)(source, remaining, migrateArgs, options)
+    if (inScript && round.replies.some((reply) => 'error' in reply && isScriptUnavailable(reply.error))) {
+      inScript = false
+      continue
+    }
     const next: SlotMoveTarget[] = []
-    await mapLimit(batches, 1, async ({keys, move}, i) => {
+    for (const [i, move] of round.moves.entries()) {
+      const reply = round.replies[i]
       const moved = outcome.get(move.slot) as MovedKeys
-      if (replies[i]?.[0]) {
-        // the one-slot path lists the slot again: keys this MIGRATE moved before failing go uncounted
+      if ('error' in reply) {
+        // the one-slot path lists the slot again: keys this batch moved before failing go uncounted
         const rest = await moveSlotKeys(pool, move, options).catch((error: Error) => error)
         outcome.set(move.slot, rest instanceof Error ? rest : {bytes: moved.bytes + rest.bytes, keys: moved.keys + rest.keys})
-        return
+        continue
       }
-      const bytes = Math.round(bytesPerKey * keys.length)
-      moved.keys += keys.length
-      moved.bytes += bytes
-      options.onBatch?.(keys.length, bytes, move.slot)
-      if (keys.length === options.pipeline) next.push(move)
-    })
+      if (reply.keys === 0) continue
+      moved.keys += reply.keys
+      moved.bytes += reply.bytes
+      options.onBatch?.(reply.keys, reply.bytes, move.slot)
+      if (reply.keys === options.pipeline) next.push(move)
+    }
     remaining = next
   }
   return outcome

@@ -9,7 +9,7 @@ import path from 'node:path'
 
 import {Cluster, Redis} from 'ioredis'
 
-import {NodePool} from '../../src/lib/connection.js'
+import {DEFAULT_CONNECTION, NodePool} from '../../src/lib/connection.js'
 import {applyCreatePlan} from '../../src/lib/create.js'
 import {type RunningServer, findFreePorts, killServer, startServer, stopServer} from '../../src/lib/local-servers.js'
 import {planCreate} from '../../src/lib/plan/create.js'
@@ -25,6 +25,8 @@ export interface HarnessOptions {
   nodes?: number
   nodeTimeoutMs?: number
   extraArgs?: string[]
+  /** requirepass (and masterauth) on every server; the harness's own clients use it too. */
+  password?: string
 }
 
 const started = new Set<RunningServer>()
@@ -32,7 +34,7 @@ const started = new Set<RunningServer>()
 export class TestCluster {
   private readonly clients: Array<Cluster | Redis> = []
 
-  private constructor(readonly dir: string, readonly servers: RunningServer[], public ids: Map<string, string>) {}
+  private constructor(readonly dir: string, readonly servers: RunningServer[], public ids: Map<string, string>, readonly password?: string) {}
 
   static async start(options: HarnessOptions = {}): Promise<TestCluster> {
     const masters = options.masters ?? 3
@@ -40,20 +42,21 @@ export class TestCluster {
     const count = options.nodes ?? masters * (replicas + 1)
     const hosts = options.hosts ?? ['127.0.0.1']
     const dir = await mkdtemp(path.join(tmpdir(), 'slotctl-test-'))
+    const auth = options.password ? ['--requirepass', options.password, '--masterauth', options.password] : []
     const servers: RunningServer[] = []
     try {
       for (const [hostIndex, host] of hosts.entries()) {
         const here = Array.from({length: count}, (_, i) => i).filter((i) => i % hosts.length === hostIndex)
         const ports = await findFreePorts(here.length, host)
         const batch = await Promise.all(
-          ports.map((port) => startServer({dir: path.join(dir, `${host}-${port}`), extraArgs: options.extraArgs, host, nodeTimeoutMs: options.nodeTimeoutMs ?? 2000, port})),
+          ports.map((port) => startServer({dir: path.join(dir, `${host}-${port}`), extraArgs: [...auth, ...(options.extraArgs ?? [])], host, nodeTimeoutMs: options.nodeTimeoutMs ?? 2000, password: options.password, port})),
         )
         for (const server of batch) started.add(server)
         servers.push(...batch)
       }
       // Keep the caller's node order stable: dealt round-robin across hosts.
       servers.sort((a, b) => servers.indexOf(a) - servers.indexOf(b))
-      const cluster = new TestCluster(dir, interleave(servers, hosts), new Map())
+      const cluster = new TestCluster(dir, interleave(servers, hosts), new Map(), options.password)
       if (options.form !== false) await cluster.form(replicas)
       return cluster
     } catch (error) {
@@ -72,7 +75,7 @@ export class TestCluster {
   }
 
   async form(replicas: number): Promise<void> {
-    const pool = new NodePool()
+    const pool = new NodePool({...DEFAULT_CONNECTION, password: this.password})
     try {
       const plan = planCreate(this.servers.map((server) => ({address: server.address, host: server.host})), replicas)
       this.ids = await applyCreatePlan(pool, plan, {waitTimeoutMs: 30_000})
@@ -84,7 +87,7 @@ export class TestCluster {
   /** A plain client to one node; closed by stop(). */
   client(address: string = this.seed): Redis {
     const [host, port] = address.split(':')
-    const client = new Redis({host, lazyConnect: false, maxRetriesPerRequest: 1, port: Number(port), retryStrategy: () => null})
+    const client = new Redis({host, lazyConnect: false, maxRetriesPerRequest: 1, password: this.password, port: Number(port), retryStrategy: () => null})
     client.on('error', () => {})
     this.clients.push(client)
     return client
@@ -93,7 +96,7 @@ export class TestCluster {
   /** A cluster client for key traffic; closed by stop(). */
   clusterClient(): Cluster {
     const [host, port] = this.seed.split(':')
-    const cluster = new Cluster([{host, port: Number(port)}], {redisOptions: {maxRetriesPerRequest: 3}})
+    const cluster = new Cluster([{host, port: Number(port)}], {redisOptions: {maxRetriesPerRequest: 3, password: this.password}})
     cluster.on('error', () => {})
     this.clients.push(cluster)
     return cluster
