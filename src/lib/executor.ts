@@ -152,10 +152,8 @@ export async function executePlan(pool: NodePool, plan: MigrationPlan, options: 
   const moveWave = async (wave: SlotMove[]) => {
     const targets = wave.map((move) => endpoints(plan, move))
     const others = options.masters.filter((master) => master.id !== wave[0].sourceId && master.id !== wave[0].targetId)
-    for (const move of wave) {
-      options.journal?.slotStarted(move.slot)
-      options.onEvent?.({slot: move.slot, type: 'slot-start'})
-    }
+    options.journal?.slotsStarted(wave.map((move) => move.slot))
+    for (const move of wave) options.onEvent?.({slot: move.slot, type: 'slot-start'})
     const toMove = targets.filter((target) => !options.closeOnlySlots?.has(target.slot))
     await openSlots(pool, toMove)
     const moved = await moveKeys(toMove)
@@ -163,11 +161,11 @@ export async function executePlan(pool: NodePool, plan: MigrationPlan, options: 
     // close-only slots are not in the map: they have nothing left to move
     const ready = targets.filter((target) => !keysBySlot.has(target.slot) || keysBySlot.get(target.slot) !== undefined)
     await closeSlots(pool, ready, others)
-    for (const target of ready) {
-      const keys = keysBySlot.get(target.slot) ?? 0
-      options.journal?.slotDone(target.slot, keys)
+    const done = ready.map((target) => ({keys: keysBySlot.get(target.slot) ?? 0, slot: target.slot}))
+    options.journal?.slotsDone(done)
+    for (const {keys, slot} of done) {
       result.slotsMoved++
-      options.onEvent?.({keys, slot: target.slot, type: 'slot-done'})
+      options.onEvent?.({keys, slot, type: 'slot-done'})
     }
   }
 

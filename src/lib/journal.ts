@@ -33,7 +33,7 @@ export class Journal {
   static create(file: string, plan: MigrationPlan, command?: string): Journal {
     mkdirSync(path.dirname(file), {recursive: true})
     const journal = new Journal(file)
-    journal.append({command, plan, type: 'plan'})
+    journal.append([{command, plan, type: 'plan'}])
     return journal
   }
 
@@ -46,18 +46,28 @@ export class Journal {
   }
 
   slotStarted(slot: number): void {
-    this.append({slot, type: 'slot-start'})
+    this.append([{slot, type: 'slot-start'}])
   }
 
   slotDone(slot: number, keys: number): void {
-    this.append({keys, slot, type: 'slot-done'})
+    this.append([{keys, slot, type: 'slot-done'}])
   }
 
-  private append(line: JournalLine): void {
-    // A synchronous append reaches the kernel before the next slot starts, so it survives
-    // kill -9. No fsync: it cost milliseconds per slot, and after a machine crash the
-    // cluster's own open-slot markers still tell `fix` what was in flight.
-    appendFileSync(this.path, `${JSON.stringify(line)}\n`)
+  /** A wave's slots in one write: before its first SETSLOT. */
+  slotsStarted(slots: readonly number[]): void {
+    this.append(slots.map((slot) => ({slot, type: 'slot-start'})))
+  }
+
+  /** A wave's closed slots in one write: right after its last SETSLOT NODE. */
+  slotsDone(done: ReadonlyArray<{slot: number; keys: number}>): void {
+    this.append(done.map(({keys, slot}) => ({keys, slot, type: 'slot-done'})))
+  }
+
+  private append(lines: JournalLine[]): void {
+    // A synchronous append reaches the kernel before the next step, so it survives kill -9.
+    // No fsync: it cost milliseconds per slot, and after a machine crash the cluster's own
+    // open-slot markers still tell `fix` what was in flight.
+    if (lines.length > 0) appendFileSync(this.path, lines.map((line) => `${JSON.stringify(line)}\n`).join(''))
   }
 }
 

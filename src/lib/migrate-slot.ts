@@ -4,6 +4,8 @@
  * MIGRATE ... KEYS calls, close (SETSLOT NODE on target, source, then every other master).
  * Keys stay Buffers end to end: key names need not be UTF-8.
  */
+import {createHash} from 'node:crypto'
+
 import type {Redis} from 'ioredis'
 
 import {parseAddress} from './address.js'
@@ -81,18 +83,37 @@ export async function openSlot(pool: NodePool, move: SlotMoveTarget): Promise<vo
 }
 
 /**
+ * Takes a wave's slots on the target with one broadcast instead of one per slot: SETSLOT
+ * NODE on an importing slot bumps the epoch and broadcasts a PONG to every node, and each
+ * receiver walks all 16384 slots to apply it. All but the last slot are made STABLE first
+ * (a plain assignment); the last one takes the importing path, whose single broadcast
+ * carries the target's whole slot map, every slot of the wave included.
+ */
+async function takeSlotsOnTarget(pool: NodePool, moves: readonly SlotMoveTarget[]): Promise<void> {
+  const {target} = moves[0]
+  const pipeline = (await pool.client(target.address)).pipeline()
+  for (const [i, move] of moves.entries()) {
+    if (i < moves.length - 1) pipeline.call('CLUSTER', 'SETSLOT', move.slot, 'STABLE')
+    pipeline.call('CLUSTER', 'SETSLOT', move.slot, 'NODE', target.id)
+  }
+  const replies = (await pipeline.exec()) ?? []
+  const errors = moves.map((_, i) => replies[i * 2]?.[0] ?? (i < moves.length - 1 ? replies[i * 2 + 1]?.[0] : null) ?? null)
+  throwFirst(errors, moves, target, 'SETSLOT NODE')
+}
+
+/**
  * Gives slots of one source/target pair to the target everywhere: target first, so a slot
- * never has no owner, then the source, then every other master (they would learn by gossip,
- * but telling them directly avoids a window of MOVED redirections to the old owner).
+ * never has no owner, then the source and every other master at once (they would learn by
+ * gossip, but telling them directly avoids a window of MOVED redirections to the old owner).
  */
 export async function closeSlots(pool: NodePool, moves: readonly SlotMoveTarget[], otherMasters: readonly SlotEndpoint[]): Promise<void> {
   if (moves.length === 0) return
-  const {source, target} = moves[0]
+  const {source} = moves[0]
   const node = (m: SlotMoveTarget) => [m.slot, 'NODE', m.target.id]
-  throwFirst(await setSlots(pool, target, moves, node), moves, target, 'SETSLOT NODE')
+  await takeSlotsOnTarget(pool, moves)
   // Redis 7 may already have turned a source that lost its last slot into a replica.
-  throwFirst(await setSlots(pool, source, moves, node), moves, source, 'SETSLOT NODE', /only with masters/i)
-  await mapLimit(otherMasters, 16, (other) => setSlots(pool, other, moves, node).catch(() => []))
+  const atSource = setSlots(pool, source, moves, node).then((errors) => throwFirst(errors, moves, source, 'SETSLOT NODE', /only with masters/i))
+  await Promise.all([atSource, mapLimit(otherMasters, 16, (other) => setSlots(pool, other, moves, node).catch(() => []))])
 }
 
 export async function closeSlot(pool: NodePool, move: SlotMoveTarget, otherMasters: readonly SlotEndpoint[]): Promise<void> {
@@ -267,6 +288,8 @@ for i = 1, #keys do args[#args + 1] = keys[i] end
 redis.call('MIGRATE', unpack(args))
 return {#keys, size}`
 
+const MOVE_BATCH_SHA = createHash('sha1').update(MOVE_BATCH_SCRIPT).digest('hex')
+
 /** Lua's unpack() has a stack limit; larger batches go through slotctl instead. */
 const SCRIPT_MAX_BATCH = 5000
 
@@ -280,9 +303,13 @@ interface WaveRound {
 
 /** One round in the source: a pipeline of one script call per slot. */
 async function scriptRound(source: Redis, moves: readonly SlotMoveTarget[], migrateArgs: Array<number | string>, options: MoveKeysOptions): Promise<WaveRound> {
-  const pipeline = source.pipeline()
-  for (const move of moves) pipeline.call('EVAL', MOVE_BATCH_SCRIPT, 0, move.slot, options.pipeline, ...migrateArgs)
-  const replies = ((await pipeline.exec()) ?? []).map(([error, value]): BatchReply => {
+  // EVALSHA: the script text is sent once per round, not once per slot
+  const pipeline = source.pipeline().call('SCRIPT', 'LOAD', MOVE_BATCH_SCRIPT)
+  for (const move of moves) pipeline.call('EVALSHA', MOVE_BATCH_SHA, 0, move.slot, options.pipeline, ...migrateArgs)
+  const [loaded, ...results] = (await pipeline.exec()) ?? []
+  // refused (e.g. an ACL without scripting): every slot reports it, and the wave goes through slotctl
+  if (loaded?.[0]) return {moves: [...moves], replies: moves.map(() => ({error: loaded[0] as Error}))}
+  const replies = results.map(([error, value]): BatchReply => {
     if (error) return {error}
     const [keys, sample] = value as [number, number]
     return {bytes: Number(keys) * Number(sample), keys: Number(keys)}
