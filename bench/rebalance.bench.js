@@ -210,6 +210,8 @@ export default async function benchRebalance() {
     const slotctlRate = (movedKeys / slotctl.ms) * 1000
     const result = {
       ceilingShare: slotctlRate / raw.keysPerSec,
+      // the ceiling has no process start-up or planning either: compare like with like too
+      movingCeilingShare: (movedKeys / movingMs) * 1000 / raw.keysPerSec,
       keys: KEYS,
       name: 'rebalance',
       peakRssMb: slotctl.peakRssMb,
@@ -228,7 +230,7 @@ export default async function benchRebalance() {
       `slotctl ${(slotctl.ms / 1000).toFixed(2)} s wall, ${(movingMs / 1000).toFixed(2)} s moving (${Math.round(slotctlRate)} keys/s over the wall time, peak RSS ${slotctl.peakRssMb?.toFixed(0) ?? '?'} MB); ` +
       `redis-cli rebalance ${(cliRebalance.ms / 1000).toFixed(2)} s → ${result.vsRedisCliDefault.toFixed(2)}x; ` +
       `redis-cli reshard --cluster-pipeline 1000 ${(cliReshard.ms / 1000).toFixed(2)} s → ${result.vsRedisCliPipeline1000.toFixed(2)}x; ` +
-      `raw MIGRATE ceiling ${Math.round(raw.keysPerSec)} keys/s → slotctl at ${(result.ceilingShare * 100).toFixed(0)}% of it ` +
+      `raw MIGRATE ceiling ${Math.round(raw.keysPerSec)} keys/s → slotctl at ${(result.ceilingShare * 100).toFixed(0)}% of it over the wall time, ${(result.movingCeilingShare * 100).toFixed(0)}% over its moving phase ` +
       `(goals: ≥3x vs pipeline 1000, ≥70% of ceiling, ≤150 MB)`
     console.log(line.slice(2))
     await appendFile(path.join(root, 'bench', 'RESULTS.md'), `${line}\n`)
