@@ -8,6 +8,7 @@ import {expect} from 'chai'
 import type {CheckResult} from '../../src/commands/check.js'
 import type {MigrationResult} from '../../src/lib/migration-command.js'
 import {keySlot} from '../../src/lib/slots.js'
+import {parseClusterNodes, parseInfo} from '../../src/lib/topology.js'
 import {TestCluster} from '../helpers/cluster-harness.js'
 import {expectOneCleanLine, runCli, runCliJson, spawnCli} from '../helpers/cli.js'
 import {clusterDigest, writeDataset} from '../helpers/dataset.js'
@@ -130,6 +131,55 @@ describe('reshard and apply: the migration engine on a real cluster', () => {
     expect(json.keysMoved).to.be.greaterThan(limit * 2)
     expect(rate).to.be.at.most(limit * 1.1)
     expect(rate).to.be.at.least(limit * 0.75)
+  })
+
+  it('the byte throttle holds the achieved (estimated) byte rate to the limit', async () => {
+    const limit = 400_000
+    const {exitCode, json, stderr} = await runCliJson<MigrationResult>(['reshard', cluster.seed, '--from', 'all', '--to', masters[0].id, '--slots', '1500', '--max-bytes-per-sec', String(limit), '--yes', '--journal', path.join(dir, 'bytes.jsonl')])
+    expect(exitCode, stderr).to.equal(0)
+    const rate = (json.bytesMoved ?? 0) / (json.seconds ?? 1)
+    expect(json.bytesMoved).to.be.greaterThan(limit * 2)
+    expect(rate).to.be.at.most(limit * 1.1)
+    expect(rate).to.be.at.least(limit * 0.75)
+    await expectDataIntact()
+  })
+
+  it('a batch that times out is retried key by key; a key that still cannot move is reported with its size, the slot left open; --resume completes it', async () => {
+    const key = 'big:{timeout}'
+    const slot = keySlot(key)
+    const writer = cluster.clusterClient()
+    await writer.set(key, 'x'.repeat(1_000_000))
+    const nodes = (await healthy()).nodes.filter((n) => n.role === 'master')
+    const source = nodes.find((m) => m.slots.split(',').some((r) => {
+      const [a, b = a] = r.split('-').map(Number)
+      return slot >= a && slot <= b
+    }))!
+    const target = nodes.find((m) => m.id !== source.id)!
+    const migrateStats = async () => parseInfo(String(await cluster.client(source.address).info('commandstats'))).cmdstat_migrate ?? ''
+    const failedBefore = Number(/failed_calls=(\d+)/.exec(await migrateStats())?.[1] ?? 0)
+    // A paused target answers no RESTORE: every MIGRATE into it times out, however small.
+    await cluster.client(target.address).call('CLIENT', 'PAUSE', 8000, 'WRITE')
+    const journal = path.join(dir, 'timeout.jsonl')
+    let run: Awaited<ReturnType<typeof runCliJson<MigrationResult>>>
+    try {
+      run = await runCliJson<MigrationResult>(['reshard', cluster.seed, '--to', target.id, '--slot-range', String(slot), '--timeout', '100', '--yes', '--journal', journal])
+    } finally {
+      await cluster.client(target.address).call('CLIENT', 'UNPAUSE')
+    }
+    expect(run.exitCode).to.equal(1)
+    expect(run.json.failures?.[0].error).to.match(/key .* \(\d+ bytes\) could not be moved: IOERR/)
+    expect(run.json.failures?.[0].error).to.match(/the slot is left migrating\/importing/)
+    // the batch and at least one single-key retry (with the longer timeout) failed
+    expect(Number(/failed_calls=(\d+)/.exec(await migrateStats())?.[1] ?? 0) - failedBefore).to.be.at.least(2)
+    const open = parseClusterNodes(String(await cluster.client(source.address).call('CLUSTER', 'NODES'))).find((n) => n.myself)!
+    expect(open.migrating[slot]).to.equal(target.id)
+
+    const resumed = await runCliJson<MigrationResult>(['reshard', cluster.seed, '--resume', journal, '--yes'])
+    expect(resumed.exitCode, resumed.stderr).to.equal(0)
+    expect((await writer.get(key))?.length).to.equal(1_000_000)
+    await writer.del(key)
+    await healthy()
+    await expectDataIntact()
   })
 
   it('BUSYKEY: an equal copy at the target is replaced, a different one stops the slot until --replace', async () => {
