@@ -45,14 +45,6 @@ export class Journal {
     return new Journal(file)
   }
 
-  slotStarted(slot: number): void {
-    this.append([{slot, type: 'slot-start'}])
-  }
-
-  slotDone(slot: number, keys: number): void {
-    this.append([{keys, slot, type: 'slot-done'}])
-  }
-
   /** A wave's slots in one write: before its first SETSLOT. */
   slotsStarted(slots: readonly number[]): void {
     this.append(slots.map((slot) => ({slot, type: 'slot-start'})))

@@ -44,21 +44,21 @@ describe('journal', () => {
   it('records the plan, finished slots and the slot in flight; survives a torn last line', async () => {
     const file = path.join(dir, 'run.jsonl')
     const journal = Journal.create(file, plan, 'slotctl reshard x --resume run.jsonl')
-    journal.slotStarted(1)
-    journal.slotDone(1, 10)
-    journal.slotStarted(2)
+    journal.slotsStarted([1, 3])
+    journal.slotsDone([{keys: 10, slot: 1}, {keys: 0, slot: 3}])
+    journal.slotsStarted([2])
     await appendFile(file, '{"type":"slot-do')
     const state = readJournal(file)
     expect(state.plan).to.deep.equal(plan)
-    expect([...state.doneSlots]).to.deep.equal([1])
+    expect([...state.doneSlots]).to.deep.equal([1, 3])
     expect([...state.inFlight]).to.deep.equal([2])
     expect(state.command).to.match(/--resume/)
   })
 
   it('continues the same file on resume', () => {
     const file = path.join(dir, 'run.jsonl')
-    Journal.reopen(file).slotDone(2, 0)
-    expect([...readJournal(file).doneSlots].sort()).to.deep.equal([1, 2])
+    Journal.reopen(file).slotsDone([{keys: 0, slot: 2}])
+    expect([...readJournal(file).doneSlots].sort()).to.deep.equal([1, 2, 3])
   })
 
   it('rejects a file that is not a journal, as a usage error', async () => {
