@@ -3,6 +3,8 @@
  * dist/, as CI uses after `npm run build`), or bin/dev.js (TypeScript sources through tsx)
  * when SLOTCTL_TEST_DEV=1, which avoids rebuilding while developing.
  */
+import {mkdtempSync, rmSync} from 'node:fs'
+import {tmpdir} from 'node:os'
 import path from 'node:path'
 import {fileURLToPath} from 'node:url'
 
@@ -10,6 +12,10 @@ import {expect} from 'chai'
 import {execa} from 'execa'
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..')
+
+/** Journals and sandbox state of test runs stay out of the user's ~/.local/state. */
+const stateHome = mkdtempSync(path.join(tmpdir(), 'slotctl-test-state-'))
+process.on('exit', () => rmSync(stateHome, {force: true, recursive: true}))
 
 export interface CliResult {
   exitCode: number
@@ -29,12 +35,12 @@ function binPath(): string {
 
 /** Starts the CLI without waiting, for tests that signal or kill it mid-run. */
 export function spawnCli(args: string[]) {
-  return execa(process.execPath, [binPath(), ...args], {env: {NO_COLOR: '1'}, reject: false})
+  return execa(process.execPath, [binPath(), ...args], {env: {NO_COLOR: '1', XDG_STATE_HOME: stateHome}, reject: false})
 }
 
 export async function runCli(args: string[], options: CliOptions = {}): Promise<CliResult> {
   const result = await execa(process.execPath, [binPath(), ...args], {
-    env: {NO_COLOR: '1', ...options.env},
+    env: {NO_COLOR: '1', XDG_STATE_HOME: stateHome, ...options.env},
     input: options.input ?? '',
     reject: false,
     timeout: options.timeoutMs ?? 120_000,
