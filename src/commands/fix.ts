@@ -21,7 +21,7 @@ export interface FixGroupView extends Omit<FixGroup, 'slots'> {
 
 export interface FixResult {
   seed: string
-  status: 'cancelled' | 'clean' | 'fixed' | 'partial' | 'planned'
+  status: 'cancelled' | 'clean' | 'fixed' | 'interrupted' | 'partial' | 'planned'
   findings: Finding[]
   fixes: FixGroupView[]
   forgotten: ForgottenNode[]
@@ -63,6 +63,15 @@ export default class Fix extends BaseCommand<typeof Fix> {
     'wait-timeout': Flags.integer({default: 20_000, description: 'how long to wait, in ms, for every node to agree after fixing', min: 0}),
   }
 
+  private readonly abort = new AbortController()
+
+  /** First Ctrl-C: finish the slots whose keys are moving, close them, start no more. */
+  protected async onInterrupt(signal: NodeJS.Signals): Promise<void> {
+    if (this.abort.signal.aborted) return super.onInterrupt(signal)
+    this.abort.abort()
+    process.stderr.write(`\nslotctl: ${signal}: finishing the slots in flight, then stopping (press Ctrl-C again to exit at once)\n`)
+  }
+
   async run(): Promise<FixResult> {
     const seed = this.parseSeed([this.args.address])
     const pool = this.pool(seed, this.flags.timeout * 4 + 5000)
@@ -98,11 +107,18 @@ export default class Fix extends BaseCommand<typeof Fix> {
       pipeline: this.flags.pipeline,
       replace: this.flags.replace,
       settleTimeoutMs: this.flags['wait-timeout'],
+      signal: this.abort.signal,
       timeoutMs: this.flags.timeout,
     })
     Object.assign(result, {failures: outcome.failures, keysMoved: outcome.keysMoved})
     this.reportFailures(outcome.failures)
     this.log(`fixed ${outcome.fixedSlots.length} slot(s), moved ${outcome.keysMoved} key(s)${result.forgotten.length > 0 ? `, forgot ${result.forgotten.length} stuck node entr(ies)` : ''}`)
+    if (outcome.skippedSlots.length > 0) {
+      this.note(paint.warn(`interrupted: slot(s) ${formatSlots(outcome.skippedSlots)} left as they were; run fix again to finish`))
+      result.status = 'interrupted'
+      this.resultExitCode = ExitCode.interrupted
+      return result
+    }
     await this.checkAfter(result)
     return result
   }

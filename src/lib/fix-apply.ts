@@ -20,6 +20,8 @@ export interface FixApplyOptions {
   parallel: number
   /** how long to wait for cluster_state:ok once uncovered slots have owners */
   settleTimeoutMs: number
+  /** Ctrl-C: start no further key moves; slots whose keys already moved are still closed. */
+  signal?: AbortSignal
   onSlotMoved?: (fix: SlotFix, keys: number) => void
 }
 
@@ -32,6 +34,8 @@ export interface FixOutcome {
   fixedSlots: number[]
   failures: FixFailure[]
   keysMoved: number
+  /** slots left as they were because of an interruption */
+  skippedSlots: number[]
 }
 
 type Setslot = Array<number | string>
@@ -213,7 +217,12 @@ export async function applyFixes(pool: NodePool, masters: readonly MasterEvidenc
   const withKeys = actionable.filter((fix) => fix.sources.length > 0 && !failures.some((failure) => failure.slot === fix.slot))
   // A node that has not caught up with a failover yet answers CLUSTERDOWN to every MIGRATE.
   if (withKeys.length > 0) await waitForClusterOk(pool, masters.filter((master) => master.live).map((master) => master.address), options.settleTimeoutMs)
+  const skipped = new Set<number>()
   await mapLimit(withKeys, options.parallel, async (fix) => {
+    if (options.signal?.aborted) {
+      skipped.add(fix.slot)
+      return
+    }
     try {
       const keys = await runner.moveKeys(fix)
       keysMoved += keys
@@ -222,11 +231,16 @@ export async function applyFixes(pool: NodePool, masters: readonly MasterEvidenc
       failures.push({error: errorMessage(error), slot: fix.slot})
     }
   })
-  const moved = actionable.filter((fix) => !failures.some((failure) => failure.slot === fix.slot))
+  const moved = actionable.filter((fix) => !skipped.has(fix.slot) && !failures.some((failure) => failure.slot === fix.slot))
   const live = masters.filter((master) => master.live).map((master) => master.id)
   failures.push(...(await runner.close(moved, live)))
   const failed = new Set(failures.map((failure) => failure.slot))
-  return {failures: failures.sort((a, b) => a.slot - b.slot), fixedSlots: moved.map((fix) => fix.slot).filter((slot) => !failed.has(slot)), keysMoved}
+  return {
+    failures: failures.sort((a, b) => a.slot - b.slot),
+    fixedSlots: moved.map((fix) => fix.slot).filter((slot) => !failed.has(slot)),
+    keysMoved,
+    skippedSlots: [...skipped].sort((a, b) => a - b),
+  }
 }
 
 export interface ForgottenNode {

@@ -91,6 +91,38 @@ describe('fix after crashes: kill -9 of a running reshard, and a source master k
       expect(withOpenSlots).to.be.greaterThanOrEqual(6)
     })
 
+    it('Ctrl-C during fix finishes the slots in flight, exits 130, and fix run again completes', async function () {
+      this.timeout(300_000)
+      // 300 open migrations that got going: one key of each already at the target
+      const [source, target] = mastersOf(parseClusterNodes(String(await cluster.client().call('CLUSTER', 'NODES'))))
+      const src = cluster.client(source.address)
+      const dst = cluster.client(target.address)
+      const owned = source.slots.flatMap(([a, b]) => Array.from({length: b - a + 1}, (_, i) => a + i))
+      const counts = ((await src.pipeline(owned.map((slot) => ['call', 'CLUSTER', 'COUNTKEYSINSLOT', slot])).exec()) ?? []).map(([, n]) => Number(n))
+      const slots = owned.filter((_, i) => counts[i] >= 2).slice(0, 300)
+      expect(slots).to.have.length(300)
+      await dst.pipeline(slots.map((slot) => ['call', 'CLUSTER', 'SETSLOT', slot, 'IMPORTING', source.id])).exec()
+      await src.pipeline(slots.map((slot) => ['call', 'CLUSTER', 'SETSLOT', slot, 'MIGRATING', target.id])).exec()
+      const firstKeys = ((await src.pipeline(slots.map((slot) => ['callBuffer', 'CLUSTER', 'GETKEYSINSLOT', slot, 1])).exec()) ?? []).map(([, keys]) => (keys as Buffer[])[0])
+      await src.pipeline(firstKeys.map((key) => ['callBuffer', 'MIGRATE', target.host, target.port, '', 0, 5000, 'KEYS', key])).exec()
+
+      // one key per MIGRATE, one slot at a time: slow enough to be interrupted mid-way
+      const fixer = spawnCli(['fix', cluster.seed, '--yes', '--pipeline', '1', '--parallel', '1'])
+      let stderr = ''
+      fixer.stderr?.on('data', (chunk: Buffer) => {
+        stderr += chunk.toString()
+        if (/key\(s\) moved into/.test(stderr) && !fixer.killed) fixer.kill('SIGINT')
+      })
+      const interrupted = await fixer
+      expect(interrupted.exitCode, stderr).to.equal(130)
+      expect(stderr).to.match(/interrupted: slot\(s\) \S+ left as they were; run fix again/)
+
+      const {exitCode, stderr: again} = await runCliJson<FixResult>(['fix', cluster.seed, '--yes'])
+      expect(exitCode, again).to.equal(0)
+      await expectCleanCheck(cluster.seed)
+      expect(await clusterDigest(cluster)).to.deep.equal(original)
+    })
+
     it('refuses to act while a master that owns slots is down, naming it; --dry-run still lists the findings', async () => {
       const masters = mastersOf(parseClusterNodes(String(await cluster.client().call('CLUSTER', 'NODES'))))
       const victim = masters.find((m) => m.address !== cluster.seed)!
