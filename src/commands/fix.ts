@@ -1,11 +1,12 @@
 import {Args, Flags} from '@oclif/core'
 
 import {BaseCommand} from '../lib/base-command.js'
+import type {ClusterSnapshot} from '../lib/cluster.js'
 import {type Finding, runChecks} from '../lib/checks.js'
 import {ExitCode, SlotctlError} from '../lib/errors.js'
 import {gatherFixEvidence} from '../lib/fix-evidence.js'
 import {type FixFailure, type ForgottenNode, applyFixes, forgetStrangers, refuseUnreachableOwners, settledSnapshot} from '../lib/fix-apply.js'
-import {readJournal} from '../lib/journal.js'
+import {findJournalFor, readJournal} from '../lib/journal.js'
 import {DEFAULT_MIGRATE_TIMEOUT_MS} from '../lib/migration-command.js'
 import {type FixGroup, groupFixes, planFix} from '../lib/plan/fix.js'
 import {paint, table} from '../lib/render.js'
@@ -25,6 +26,8 @@ export interface FixResult {
   findings: Finding[]
   fixes: FixGroupView[]
   forgotten: ForgottenNode[]
+  /** the journal whose intended targets were used: given with --journal, or found */
+  journal?: string
   keysMoved: number
   failures: FixFailure[]
   /** the check after fixing */
@@ -52,7 +55,7 @@ export default class Fix extends BaseCommand<typeof Fix> {
 
   static flags = {
     'dry-run': Flags.boolean({description: 'list each finding and the action that would fix it; change nothing'}),
-    journal: Flags.string({description: 'journal of an interrupted slotctl run: its intended targets decide where open slots go'}),
+    journal: Flags.string({description: 'journal of an interrupted slotctl run: its intended targets decide where open slots go (default: the newest recent one in ~/.local/state/slotctl/journals with those slots in flight)'}),
     'search-multiple-owners': Flags.boolean({description: 'also find keys on masters that do not own their slot (one COUNTKEYSINSLOT per slot per master)'}),
     replace: Flags.boolean({description: 'when a key exists on two nodes with different values, overwrite the copy on the node keeping the slot'}),
     force: Flags.boolean({description: 'act even while masters that own slots are unreachable (their slots are left alone)'}),
@@ -75,8 +78,10 @@ export default class Fix extends BaseCommand<typeof Fix> {
   async run(): Promise<FixResult> {
     const seed = this.parseSeed([this.args.address])
     const pool = this.pool(seed, this.flags.timeout * 4 + 5000)
-    const journal = this.flags.journal ? readJournal(this.flags.journal) : undefined
+    const given = this.flags.journal ? readJournal(this.flags.journal) : undefined
     const snapshot = await this.loadCluster(seed)
+    const found = given ? undefined : this.discoverJournal(snapshot)
+    const journal = given ?? found?.state
     const evidence = await gatherFixEvidence(pool, snapshot, {journal, searchMultipleOwners: this.flags['search-multiple-owners']})
     const fixes = planFix(evidence.masters, evidence.slots)
     const address = (id: string) => evidence.masters.find((master) => master.id === id)?.address || id.slice(0, 8)
@@ -85,6 +90,7 @@ export default class Fix extends BaseCommand<typeof Fix> {
       findings: runChecks(snapshot, {strayKeys: evidence.strayKeys}),
       fixes: groupFixes(fixes).map((group) => ({...group, destinationAddress: group.destination ? address(group.destination) : '', slotCount: group.slots.length, slots: formatSlots(group.slots), sourceAddresses: group.sources.map(address)})),
       forgotten: [],
+      journal: this.flags.journal ?? found?.path,
       keysMoved: 0,
       seed: snapshot.seedAddress,
       status: 'planned',
@@ -138,6 +144,15 @@ export default class Fix extends BaseCommand<typeof Fix> {
     }
     if (result.failures.length > 0) this.resultExitCode = ExitCode.failed
     else if (errors.length > 0) this.resultExitCode = ExitCode.checkProblems
+  }
+
+  /** Without --journal, the newest recent journal of an interrupted run on these open slots. */
+  private discoverJournal(snapshot: ClusterSnapshot) {
+    const open = new Set(snapshot.nodes.flatMap((node) => [...Object.keys(node.migrating), ...Object.keys(node.importing)].map(Number)))
+    if (open.size === 0) return undefined
+    const found = findJournalFor(open, new Set(snapshot.nodes.map((node) => node.id)))
+    if (found) this.note(`using the journal of the interrupted run: ${found.path} (pass --journal to choose another)`)
+    return found
   }
 
   /** One line per distinct error, naming its slots: a down node must not print 500 lines. */

@@ -3,7 +3,7 @@
  * lines, appended synchronously), so an interrupted run — even by kill -9 — can be resumed,
  * and fix can roll an open slot forward to its intended target.
  */
-import {appendFileSync, mkdirSync, readFileSync} from 'node:fs'
+import {appendFileSync, mkdirSync, readFileSync, readdirSync, statSync} from 'node:fs'
 import {homedir} from 'node:os'
 import path from 'node:path'
 
@@ -20,10 +20,47 @@ export interface JournalState {
   inFlight: Set<number>
 }
 
-export function defaultJournalPath(kind: string, env: NodeJS.ProcessEnv = process.env, now = new Date()): string {
+export function journalDir(env: NodeJS.ProcessEnv = process.env): string {
   const stateHome = env.XDG_STATE_HOME || path.join(homedir(), '.local', 'state')
+  return path.join(stateHome, 'slotctl', 'journals')
+}
+
+export function defaultJournalPath(kind: string, env: NodeJS.ProcessEnv = process.env, now = new Date()): string {
   const stamp = now.toISOString().replace(/[:.]/g, '-')
-  return path.join(stateHome, 'slotctl', 'journals', `${kind}-${stamp}.jsonl`)
+  return path.join(journalDir(env), `${kind}-${stamp}.jsonl`)
+}
+
+/** Journals older than this are not trusted to describe today's open slots. */
+const DISCOVERY_MAX_AGE_MS = 7 * 24 * 3600 * 1000
+const DISCOVERY_MAX_FILES = 20
+
+/**
+ * The newest recent journal in the default place whose run was interrupted with one of
+ * `openSlots` in flight, between nodes this cluster has: what fix uses when not given one.
+ */
+export function findJournalFor(openSlots: ReadonlySet<number>, nodeIds: ReadonlySet<string>, dir = journalDir(), now = Date.now()): {path: string; state: JournalState} | undefined {
+  let names: string[]
+  try {
+    names = readdirSync(dir).filter((name) => name.endsWith('.jsonl'))
+  } catch {
+    return undefined
+  }
+  const recent = names
+    .map((name) => ({file: path.join(dir, name), mtime: statSync(path.join(dir, name)).mtimeMs}))
+    .filter(({mtime}) => now - mtime < DISCOVERY_MAX_AGE_MS)
+    .sort((a, b) => b.mtime - a.mtime)
+    .slice(0, DISCOVERY_MAX_FILES)
+  for (const {file} of recent) {
+    let state: JournalState
+    try {
+      state = readJournal(file)
+    } catch {
+      continue
+    }
+    const matches = state.plan.moves.some((move) => state.inFlight.has(move.slot) && openSlots.has(move.slot) && nodeIds.has(move.sourceId) && nodeIds.has(move.targetId))
+    if (matches) return {path: file, state}
+  }
+  return undefined
 }
 
 export class Journal {

@@ -14,7 +14,7 @@ import {execa} from 'execa'
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..')
 
 /** Journals and sandbox state of test runs stay out of the user's ~/.local/state. */
-const stateHome = mkdtempSync(path.join(tmpdir(), 'slotctl-test-state-'))
+export const stateHome = mkdtempSync(path.join(tmpdir(), 'slotctl-test-state-'))
 process.on('exit', () => rmSync(stateHome, {force: true, recursive: true}))
 
 export interface CliResult {

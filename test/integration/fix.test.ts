@@ -1,4 +1,4 @@
-import {mkdtemp, rm, writeFile} from 'node:fs/promises'
+import {mkdir, mkdtemp, rm, writeFile} from 'node:fs/promises'
 import {tmpdir} from 'node:os'
 import path from 'node:path'
 
@@ -10,7 +10,7 @@ import type {FixResult} from '../../src/commands/fix.js'
 import {keySlot} from '../../src/lib/slots.js'
 import {type ClusterNode, mastersOf, parseClusterNodes} from '../../src/lib/topology.js'
 import {TestCluster} from '../helpers/cluster-harness.js'
-import {runCli, runCliJson} from '../helpers/cli.js'
+import {runCli, runCliJson, stateHome} from '../helpers/cli.js'
 import {clusterDigest, writeDataset} from '../helpers/dataset.js'
 
 /** Broken slot states made by hand with the commands an operator (or a crash) leaves behind. */
@@ -130,6 +130,23 @@ describe('fix: every broken slot state, made by hand on a real cluster', () => {
     expect((await ownerOf(slotB)).id).to.equal(targetB.id)
     await expectHealthyAndIntact()
     await rm(dir, {force: true, recursive: true})
+
+    // without --journal, fix finds the interrupted run's journal in the default place
+    const slotC = await slotWithKeys(2, [slotA, slotB])
+    const ownerC = await ownerOf(slotC)
+    const targetC = (await others(ownerC))[0]
+    const journals = path.join(stateHome, 'slotctl', 'journals')
+    await mkdir(journals, {recursive: true})
+    const found = path.join(journals, 'reshard-interrupted.jsonl')
+    const planC = {createdAt: new Date().toISOString(), kind: 'reshard', moves: [{slot: slotC, sourceId: ownerC.id, targetId: targetC.id}], nodes: [], version: 1}
+    await writeFile(found, `${JSON.stringify({plan: planC, type: 'plan'})}\n${JSON.stringify({slot: slotC, type: 'slot-start'})}\n`)
+    await node(ownerC).call('CLUSTER', 'SETSLOT', slotC, 'MIGRATING', targetC.id)
+    const discovered = await fix()
+    expect(discovered.exitCode, discovered.stderr).to.equal(0)
+    expect(discovered.json.journal).to.equal(found)
+    expect(discovered.json.fixes[0]).to.include({action: 'roll-forward', destination: targetC.id, reason: 'the journal names this target'})
+    await rm(found)
+    await expectHealthyAndIntact()
   })
 
   it('uncovered slots: one whose owner dropped it keeps its keys there; keys on two nodes merge; empty ones are spread', async () => {

@@ -1,10 +1,10 @@
-import {mkdtemp, rm, appendFile} from 'node:fs/promises'
+import {mkdtemp, rm, appendFile, mkdir, utimes} from 'node:fs/promises'
 import {tmpdir} from 'node:os'
 import path from 'node:path'
 
 import {expect} from 'chai'
 
-import {Journal, readJournal} from '../../src/lib/journal.js'
+import {Journal, findJournalFor, readJournal} from '../../src/lib/journal.js'
 import type {MigrationPlan} from '../../src/lib/plan/types.js'
 import {RateLimiter} from '../../src/lib/throttle.js'
 
@@ -66,5 +66,43 @@ describe('journal', () => {
     await appendFile(file, '{"hello":1}\n')
     expect(() => readJournal(file)).to.throw(/not a slotctl journal/)
     expect(() => readJournal(path.join(dir, 'missing.jsonl'))).to.throw(/cannot read journal/)
+  })
+})
+
+describe('journal discovery (fix without --journal)', () => {
+  const planFor = (slots: number[], source = 'a', target = 'b'): MigrationPlan => ({createdAt: '2026-11-22T00:00:00.000Z', kind: 'reshard', moves: slots.map((slot) => ({slot, sourceId: source, targetId: target})), nodes: [], version: 1})
+  let dir: string
+
+  before(async () => {
+    dir = await mkdtemp(path.join(tmpdir(), 'slotctl-discovery-'))
+    await mkdir(dir, {recursive: true})
+  })
+
+  after(async () => {
+    await rm(dir, {force: true, recursive: true})
+  })
+
+  it('finds the newest recent journal with one of the open slots in flight between known nodes', async () => {
+    const old = Journal.create(path.join(dir, 'old.jsonl'), planFor([5]))
+    old.slotsStarted([5])
+    const eightDaysAgo = (Date.now() - 8 * 24 * 3600 * 1000) / 1000
+    await utimes(old.path, eightDaysAgo, eightDaysAgo)
+    const finished = Journal.create(path.join(dir, 'finished.jsonl'), planFor([5]))
+    finished.slotsStarted([5])
+    finished.slotsDone([{keys: 1, slot: 5}])
+    const elsewhere = Journal.create(path.join(dir, 'elsewhere.jsonl'), planFor([5], 'x', 'y'))
+    elsewhere.slotsStarted([5])
+    const wanted = Journal.create(path.join(dir, 'wanted.jsonl'), planFor([5, 6]))
+    wanted.slotsStarted([5, 6])
+    wanted.slotsDone([{keys: 0, slot: 6}])
+
+    const found = findJournalFor(new Set([5]), new Set(['a', 'b']), dir)
+    expect(found?.path).to.equal(wanted.path)
+    expect(findJournalFor(new Set([6]), new Set(['a', 'b']), dir), 'slot 6 finished everywhere').to.equal(undefined)
+    expect(findJournalFor(new Set([5]), new Set(['a', 'b']), path.join(dir, 'missing'))).to.equal(undefined)
+    // without it: the older journal is too old, the finished one has nothing in flight, the other names other nodes
+    await rm(wanted.path)
+    expect(findJournalFor(new Set([5]), new Set(['a', 'b']), dir)).to.equal(undefined)
+    expect(findJournalFor(new Set([5]), new Set(['a', 'b']), dir, Date.now() - 2 * 24 * 3600 * 1000)?.path, 'two days ago the old one was recent').to.equal(old.path)
   })
 })
