@@ -1,11 +1,12 @@
 import {Args, Flags} from '@oclif/core'
 
 import {BaseCommand} from '../lib/base-command.js'
+import type {NodeAddress} from '../lib/address.js'
 import type {ClusterSnapshot} from '../lib/cluster.js'
 import {type Finding, runChecks} from '../lib/checks.js'
 import {ExitCode, SlotctlError} from '../lib/errors.js'
 import {gatherFixEvidence} from '../lib/fix-evidence.js'
-import {type FixFailure, type ForgottenNode, applyFixes, forgetStrangers, refuseUnreachableOwners, settledSnapshot} from '../lib/fix-apply.js'
+import {type FixFailure, type ForgottenNode, applyFixes, forgetStrangers, isStranger, refuseUnreachableOwners, settledSnapshot} from '../lib/fix-apply.js'
 import {findJournalFor, readJournal} from '../lib/journal.js'
 import {DEFAULT_MIGRATE_TIMEOUT_MS} from '../lib/migration-command.js'
 import {type FixGroup, groupFixes, planFix} from '../lib/plan/fix.js'
@@ -96,7 +97,7 @@ export default class Fix extends BaseCommand<typeof Fix> {
       status: 'planned',
     }
     this.renderPlan(result)
-    const strangers = this.flags['forget-failed'] && Object.values(snapshot.views).some((view) => view.nodes?.some((node) => !node.myself && (node.handshake || node.noAddress)))
+    const strangers = this.flags['forget-failed'] && Object.values(snapshot.views).some((view) => view.nodes?.some((node) => isStranger(node)))
     const actionable = fixes.filter((fix) => fix.action !== 'skip')
     if (actionable.length === 0 && !strangers) return this.finishClean(result)
     if (this.flags['dry-run']) {
@@ -125,12 +126,11 @@ export default class Fix extends BaseCommand<typeof Fix> {
       this.resultExitCode = ExitCode.interrupted
       return result
     }
-    await this.checkAfter(result)
+    await this.checkAfter(seed, result)
     return result
   }
 
-  private async checkAfter(result: FixResult): Promise<void> {
-    const seed = this.parseSeed([this.args.address])
+  private async checkAfter(seed: NodeAddress, result: FixResult): Promise<void> {
     const after = await settledSnapshot(this.pool(), seed, this.flags['wait-timeout'])
     const strayKeys = this.flags['search-multiple-owners'] ? await scanStrayKeys(this.pool(), after) : undefined
     const findings = runChecks(after, {strayKeys})

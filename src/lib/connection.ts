@@ -205,5 +205,16 @@ export async function settleLimit<T, R>(
   })
 }
 
+/**
+ * Runs CLUSTER subcommands on one node in a single pipeline; returns each one's error (or
+ * null), in order. One round trip, and Redis saves nodes.conf once for the whole batch.
+ */
+export async function clusterPipeline(pool: NodePool, address: string, commands: ReadonlyArray<ReadonlyArray<number | string>>): Promise<Array<Error | null>> {
+  if (commands.length === 0) return []
+  const pipeline = (await pool.client(address)).pipeline()
+  for (const args of commands) pipeline.call('CLUSTER', ...args)
+  return ((await pipeline.exec()) ?? []).map(([error]) => error)
+}
+
 /** Parallelism used when talking to every node of a cluster. */
 export const NODE_PARALLELISM = 32

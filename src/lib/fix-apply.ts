@@ -7,10 +7,12 @@
 import type {NodeAddress} from './address.js'
 import {runChecks} from './checks.js'
 import {type ClusterSnapshot, loadCluster} from './cluster.js'
-import {NODE_PARALLELISM, type NodePool, delay, mapLimit} from './connection.js'
+import {NODE_PARALLELISM, type NodePool, clusterPipeline, delay, mapLimit} from './connection.js'
+import {waitForClusterOk} from './create.js'
 import {SlotctlError, errorMessage} from './errors.js'
 import {type SlotEndpoint, moveSlotKeys} from './migrate-slot.js'
 import type {MasterEvidence, SlotEvidence, SlotFix} from './plan/fix.js'
+import type {ClusterNode} from './topology.js'
 
 export interface FixApplyOptions {
   pipeline: number
@@ -117,12 +119,8 @@ class FixRunner {
     }
   }
 
-  /** Runs one pipeline of CLUSTER commands on a node; returns the error of each, in order. */
   async pipeline(id: string, commands: Setslot[]): Promise<Array<Error | null>> {
-    if (commands.length === 0) return []
-    const pipeline = (await this.pool.client(this.endpoint(id).address)).pipeline()
-    for (const args of commands) pipeline.call('CLUSTER', ...args)
-    return ((await pipeline.exec()) ?? []).map(([error]) => error)
+    return clusterPipeline(this.pool, this.endpoint(id).address, commands)
   }
 
   /**
@@ -157,22 +155,12 @@ class FixRunner {
   }
 }
 
-/** Polls CLUSTER INFO on the live masters until each says cluster_state:ok, or the time is up. */
-async function waitForClusterOk(pool: NodePool, addresses: readonly string[], timeoutMs: number): Promise<void> {
-  const deadline = Date.now() + timeoutMs
-  const ok = async (address: string) => /cluster_state:ok/.test(String(await (await pool.client(address)).call('CLUSTER', 'INFO')))
-  while (Date.now() < deadline) {
-    if ((await Promise.all(addresses.map((address) => ok(address).catch(() => false)))).every(Boolean)) return
-    await delay(100)
-  }
-}
-
 /**
  * While any slot is uncovered the cluster is down and every MIGRATE bounces with
  * CLUSTERDOWN, so uncovered slots get their owner first; keys held elsewhere follow as
  * ordinary strays.
  */
-async function coverUncovered(runner: FixRunner, pool: NodePool, fixes: readonly SlotFix[], masters: readonly MasterEvidence[], slots: readonly SlotEvidence[], options: FixApplyOptions): Promise<FixFailure[]> {
+async function coverUncovered(runner: FixRunner, fixes: readonly SlotFix[], masters: readonly MasterEvidence[], slots: readonly SlotEvidence[]): Promise<FixFailure[]> {
   const uncovered = fixes.filter((fix) => fix.problem === 'uncovered')
   if (uncovered.length === 0) return []
   const live = masters.filter((master) => master.live)
@@ -212,11 +200,12 @@ export async function applyFixes(pool: NodePool, masters: readonly MasterEvidenc
   const runner = new FixRunner(pool, masters, ownSlots, options)
   const actionable = fixes.filter((fix) => fix.action !== 'skip')
   await repointStaleViews(runner, actionable, masters, ownSlots)
-  const failures = await coverUncovered(runner, pool, actionable, masters, ownSlots, options)
+  const failures = await coverUncovered(runner, actionable, masters, ownSlots)
   let keysMoved = 0
   const withKeys = actionable.filter((fix) => fix.sources.length > 0 && !failures.some((failure) => failure.slot === fix.slot))
   // A node that has not caught up with a failover yet answers CLUSTERDOWN to every MIGRATE.
-  if (withKeys.length > 0) await waitForClusterOk(pool, masters.filter((master) => master.live).map((master) => master.address), options.settleTimeoutMs)
+  // If it never comes, the moves below fail and report why, slot by slot.
+  if (withKeys.length > 0) await waitForClusterOk(pool, masters.filter((master) => master.live).map((master) => master.address), options.settleTimeoutMs).catch(() => undefined)
   const skipped = new Set<number>()
   await mapLimit(withKeys, options.parallel, async (fix) => {
     if (options.signal?.aborted) {
@@ -249,12 +238,17 @@ export interface ForgottenNode {
   reason: 'handshake' | 'noaddr'
 }
 
+/** An entry --forget-failed removes: stuck in handshake, or without an address. */
+export function isStranger(node: ClusterNode): boolean {
+  return !node.myself && (node.handshake || node.noAddress)
+}
+
 /** CLUSTER FORGET of nodes stuck in handshake or without address, on each node that lists them. */
 export async function forgetStrangers(pool: NodePool, snapshot: ClusterSnapshot): Promise<ForgottenNode[]> {
   const forgotten: ForgottenNode[] = []
   const views = Object.values(snapshot.views).filter((view) => view.reachable && view.nodes)
   await mapLimit(views, NODE_PARALLELISM, async (view) => {
-    const strangers = (view.nodes ?? []).filter((node) => !node.myself && (node.handshake || node.noAddress))
+    const strangers = (view.nodes ?? []).filter((node) => isStranger(node))
     if (strangers.length === 0) return
     const client = await pool.client(view.address)
     for (const node of strangers) {

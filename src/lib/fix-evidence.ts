@@ -8,6 +8,7 @@ import {NODE_PARALLELISM, type NodePool, mapLimit} from './connection.js'
 import type {JournalState} from './journal.js'
 import type {MasterEvidence, SlotEvidence} from './plan/fix.js'
 import {scanStrayKeys} from './scan.js'
+import {countKeysInSlots} from './slot-stats.js'
 import {SLOT_COUNT} from './slots.js'
 import {type ClusterNode, mastersOf, slotCount, slotOwners} from './topology.js'
 
@@ -50,14 +51,12 @@ function suspiciousSlots(snapshot: ClusterSnapshot, viewOwners: Map<string, Map<
   return suspicious
 }
 
-/** master id → slot → COUNTKEYSINSLOT, one pipeline per live master. */
+/** master id → slot → COUNTKEYSINSLOT, asked of every live master. */
 async function countKeys(pool: NodePool, live: readonly ClusterNode[], slots: readonly number[]): Promise<Map<string, Map<number, number>>> {
   const counts = new Map<string, Map<number, number>>()
   await mapLimit(live, NODE_PARALLELISM, async (node) => {
-    const pipeline = (await pool.client(node.address)).pipeline()
-    for (const slot of slots) pipeline.call('CLUSTER', 'COUNTKEYSINSLOT', slot)
-    const replies = (await pipeline.exec()) ?? []
-    counts.set(node.id, new Map(slots.map((slot, i) => [slot, replies[i]?.[0] ? 0 : Number(replies[i]?.[1] ?? 0)])))
+    const perSlot = await countKeysInSlots(pool, node.address, slots)
+    counts.set(node.id, new Map(slots.map((slot, i) => [slot, perSlot[i]])))
   })
   return counts
 }

@@ -9,7 +9,7 @@ import {createHash} from 'node:crypto'
 import type {Redis} from 'ioredis'
 
 import {parseAddress} from './address.js'
-import {type ConnectionSettings, type NodePool, mapLimit} from './connection.js'
+import {type ConnectionSettings, type NodePool, clusterPipeline, mapLimit} from './connection.js'
 import {SlotctlError, errorMessage} from './errors.js'
 import type {Throttle} from './throttle.js'
 
@@ -56,9 +56,7 @@ function redisError(node: SlotEndpoint, what: string, error: unknown, slot: numb
 
 /** Runs one SETSLOT per move on one node in a single pipeline; returns per-move errors. */
 async function setSlots(pool: NodePool, node: SlotEndpoint, moves: readonly SlotMoveTarget[], args: (move: SlotMoveTarget) => Array<number | string>): Promise<Array<Error | null>> {
-  const pipeline = (await pool.client(node.address)).pipeline()
-  for (const move of moves) pipeline.call('CLUSTER', 'SETSLOT', ...args(move))
-  return ((await pipeline.exec()) ?? []).map(([error]) => error)
+  return clusterPipeline(pool, node.address, moves.map((move) => ['SETSLOT', ...args(move)]))
 }
 
 function throwFirst(errors: Array<Error | null>, moves: readonly SlotMoveTarget[], node: SlotEndpoint, what: string, tolerate?: RegExp): void {
@@ -91,14 +89,17 @@ export async function openSlot(pool: NodePool, move: SlotMoveTarget): Promise<vo
  */
 async function takeSlotsOnTarget(pool: NodePool, moves: readonly SlotMoveTarget[]): Promise<void> {
   const {target} = moves[0]
-  const pipeline = (await pool.client(target.address)).pipeline()
+  const commands: Array<Array<number | string>> = []
+  const moveOf: number[] = []
   for (const [i, move] of moves.entries()) {
-    if (i < moves.length - 1) pipeline.call('CLUSTER', 'SETSLOT', move.slot, 'STABLE')
-    pipeline.call('CLUSTER', 'SETSLOT', move.slot, 'NODE', target.id)
+    if (i < moves.length - 1) commands.push(['SETSLOT', move.slot, 'STABLE'])
+    commands.push(['SETSLOT', move.slot, 'NODE', target.id])
+    while (moveOf.length < commands.length) moveOf.push(i)
   }
-  const replies = (await pipeline.exec()) ?? []
-  const errors = moves.map((_, i) => replies[i * 2]?.[0] ?? (i < moves.length - 1 ? replies[i * 2 + 1]?.[0] : null) ?? null)
-  throwFirst(errors, moves, target, 'SETSLOT NODE')
+  const errors = await clusterPipeline(pool, target.address, commands)
+  const perMove: Array<Error | null> = moves.map(() => null)
+  for (const [j, error] of errors.entries()) perMove[moveOf[j]] ??= error
+  throwFirst(perMove, moves, target, 'SETSLOT NODE')
 }
 
 /**

@@ -1,6 +1,7 @@
 /** I/O that gathers evidence the pure checks cannot see in CLUSTER NODES. */
 import type {ClusterSnapshot} from './cluster.js'
 import {NODE_PARALLELISM, type NodePool, mapLimit} from './connection.js'
+import {countKeysInSlots} from './slot-stats.js'
 import {SLOT_COUNT} from './slots.js'
 import {slotOwners} from './topology.js'
 
@@ -13,14 +14,11 @@ export async function scanStrayKeys(pool: NodePool, snapshot: ClusterSnapshot): 
   const masters = snapshot.nodes.filter((node) => node.role === 'master' && snapshot.views[node.id]?.reachable)
   const stray = new Map<number, string[]>()
   await mapLimit(masters, NODE_PARALLELISM, async (master) => {
-    const client = await pool.client(master.address)
     const foreign: number[] = []
     for (let slot = 0; slot < SLOT_COUNT; slot++) if (owners.get(slot) !== master.id) foreign.push(slot)
-    const pipeline = client.pipeline()
-    for (const slot of foreign) pipeline.call('CLUSTER', 'COUNTKEYSINSLOT', slot)
-    const replies = (await pipeline.exec()) ?? []
-    for (const [index, [error, count]] of replies.entries()) {
-      if (error || Number(count) === 0) continue
+    const counts = await countKeysInSlots(pool, master.address, foreign)
+    for (const [index, count] of counts.entries()) {
+      if (count === 0) continue
       const slot = foreign[index]
       stray.set(slot, [...(stray.get(slot) ?? []), master.id])
     }

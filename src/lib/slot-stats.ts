@@ -22,7 +22,8 @@ export interface SlotStatsMaster {
 /** Commands per pipeline round trip: bounded so one huge reply never stalls a node. */
 const PIPELINE_CHUNK = 2000
 
-async function countKeysInSlots(pool: NodePool, address: string, slots: number[]): Promise<number[]> {
+/** COUNTKEYSINSLOT of each slot on one node, in order, in chunked pipelines. */
+export async function countKeysInSlots(pool: NodePool, address: string, slots: readonly number[]): Promise<number[]> {
   const client = await pool.client(address)
   const counts: number[] = []
   for (let start = 0; start < slots.length; start += PIPELINE_CHUNK) {
