@@ -8,7 +8,7 @@ import {ExitCode, SlotctlError} from '../lib/errors.js'
 import {gatherFixEvidence} from '../lib/fix-evidence.js'
 import {type FixFailure, type ForgottenNode, applyFixes, forgetStrangers, isStranger, refuseUnreachableOwners, settledSnapshot} from '../lib/fix-apply.js'
 import {findJournalFor, readJournal} from '../lib/journal.js'
-import {DEFAULT_MIGRATE_TIMEOUT_MS} from '../lib/migration-command.js'
+import {MigrationCommand, adminTimeoutMs} from '../lib/migration-command.js'
 import {type FixGroup, groupFixes, planFix} from '../lib/plan/fix.js'
 import {paint, table} from '../lib/render.js'
 import {scanStrayKeys} from '../lib/scan.js'
@@ -61,24 +61,18 @@ export default class Fix extends BaseCommand<typeof Fix> {
     replace: Flags.boolean({description: 'when a key exists on two nodes with different values, overwrite the copy on the node keeping the slot'}),
     force: Flags.boolean({description: 'act even while masters that own slots are unreachable (their slots are left alone)'}),
     'forget-failed': Flags.boolean({description: 'also CLUSTER FORGET nodes stuck in handshake or without address (noaddr)'}),
-    pipeline: Flags.integer({default: 1000, description: 'keys per MIGRATE batch', helpGroup: 'MIGRATION', min: 1}),
-    timeout: Flags.integer({default: DEFAULT_MIGRATE_TIMEOUT_MS, description: 'MIGRATE timeout in ms (big keys are retried alone with 4x this)', helpGroup: 'MIGRATION', min: 100}),
+    pipeline: MigrationCommand.migrationFlags.pipeline,
+    timeout: MigrationCommand.migrationFlags.timeout,
     parallel: Flags.integer({default: 4, description: 'slots whose keys move at once', helpGroup: 'MIGRATION', min: 1}),
     'wait-timeout': Flags.integer({default: 20_000, description: 'how long to wait, in ms, for every node to agree after fixing', min: 0}),
   }
 
-  private readonly abort = new AbortController()
-
   /** First Ctrl-C: finish the slots whose keys are moving, close them, start no more. */
-  protected async onInterrupt(signal: NodeJS.Signals): Promise<void> {
-    if (this.abort.signal.aborted) return super.onInterrupt(signal)
-    this.abort.abort()
-    process.stderr.write(`\nslotctl: ${signal}: finishing the slots in flight, then stopping (press Ctrl-C again to exit at once)\n`)
-  }
+  protected finishInFlightOnInterrupt = true
 
   async run(): Promise<FixResult> {
     const seed = this.parseSeed([this.args.address])
-    const pool = this.pool(seed, this.flags.timeout * 4 + 5000)
+    const pool = this.pool(seed, adminTimeoutMs(this.flags.timeout))
     const given = this.flags.journal ? readJournal(this.flags.journal) : undefined
     const snapshot = await this.loadCluster(seed)
     const found = given ? undefined : this.discoverJournal(snapshot)
@@ -114,7 +108,7 @@ export default class Fix extends BaseCommand<typeof Fix> {
       pipeline: this.flags.pipeline,
       replace: this.flags.replace,
       settleTimeoutMs: this.flags['wait-timeout'],
-      signal: this.abort.signal,
+      signal: this.stopRequest.signal,
       timeoutMs: this.flags.timeout,
     })
     Object.assign(result, {failures: outcome.failures, keysMoved: outcome.keysMoved})

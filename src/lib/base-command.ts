@@ -162,11 +162,21 @@ export abstract class BaseCommand<T extends typeof Command> extends Command {
     return super.finally(err)
   }
 
+  /** Verbs that move data set this: the first Ctrl-C then only requests a stop (stopRequest). */
+  protected finishInFlightOnInterrupt = false
+  /** Aborted by the first Ctrl-C of such a verb: start no new work, finish what is in flight. */
+  protected readonly stopRequest = new AbortController()
+
   /**
-   * Default Ctrl-C: close every client and exit 130. Long-running verbs override
-   * `onInterrupt` to finish in-flight work first.
+   * Ctrl-C: close every client and exit 130, except the first one in a verb that finishes
+   * its in-flight work (a second Ctrl-C then exits at once).
    */
   protected async onInterrupt(signal: NodeJS.Signals): Promise<void> {
+    if (this.finishInFlightOnInterrupt && !this.stopRequest.signal.aborted) {
+      this.stopRequest.abort()
+      process.stderr.write(`\nslotctl: ${signal}: finishing the slots in flight, then stopping (press Ctrl-C again to exit at once)\n`)
+      return
+    }
     this.note(`slotctl: interrupted (${signal})`)
     await this.poolInstance?.closeAll()
     process.exit(ExitCode.interrupted)

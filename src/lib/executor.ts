@@ -76,14 +76,15 @@ class InFlight {
  * while waves of one source only queue behind each other.
  */
 function takeWave(pending: SlotMove[], inFlight: InFlight, size: number): SlotMove[] | undefined {
+  // waves in flight on the source, then on the target: negative when a's pair is less busy
+  const compareLoad = (a: SlotMove, b: SlotMove) => inFlight.load(a.sourceId) - inFlight.load(b.sourceId) || inFlight.load(a.targetId) - inFlight.load(b.targetId)
   let best: SlotMove | undefined
   const seen = new Set<string>()
   for (const move of pending) {
     const pair = `${move.sourceId} ${move.targetId}`
     if (seen.has(pair) || !inFlight.fits(move)) continue
     seen.add(pair)
-    const busy = (m: SlotMove) => [inFlight.load(m.sourceId), inFlight.load(m.targetId)]
-    if (!best || busy(move)[0] < busy(best)[0] || (busy(move)[0] === busy(best)[0] && busy(move)[1] < busy(best)[1])) best = move
+    if (!best || compareLoad(move, best) < 0) best = move
   }
   if (!best) return undefined
   const {sourceId, targetId} = best

@@ -99,24 +99,23 @@ export async function runFailover(pool: NodePool, snapshot: ClusterSnapshot, ste
   const started = Date.now()
   const args = mode === 'graceful' ? [] : [mode.toUpperCase()]
   await sendFailover(pool, step, args)
+  let lastSent = Date.now()
   // Nodes down at the start are not polled: each poll would wait out a connect timeout.
   const addresses = snapshot.nodes.filter((n) => snapshot.views[n.id]?.reachable).map((n) => n.address)
-  const what = `${step.replicaAddress} is master of ${step.masterAddress}'s slots everywhere`
-  for (;;) {
-    const left = timeoutMs - (Date.now() - started)
-    try {
-      await waitUntil(what, Math.max(0, Math.min(left, FAILOVER_RETRY_MS)), () => promotionProgress(pool, addresses, step), 100)
-      break
-    } catch (error) {
-      if (!(error instanceof SlotctlError)) throw error
-      if (left > FAILOVER_RETRY_MS && (await stillReplica(pool, step.replicaAddress))) {
-        await sendFailover(pool, step, args)
-        continue
-      }
-      if (left > FAILOVER_RETRY_MS) continue
-      const hint = mode === 'graceful' ? `if the master ${step.masterAddress} is down or stuck, retry with --force` : mode === 'force' ? 'if most masters are unreachable, --takeover promotes without a vote (risky)' : 'check the cluster with: slotctl check HOST:PORT'
-      throw new SlotctlError(`failover of ${shortId(step.masterId)} to ${step.replicaAddress} not confirmed: ${error.message.replace(/^timed out after \d+ s/, `timed out after ${Math.round(timeoutMs / 1000)} s`)}`, {code: 'E_TIMEOUT', suggestions: [hint, 'raise --timeout if the cluster is just slow']})
+  const progress = async () => {
+    const state = await promotionProgress(pool, addresses, step)
+    if (!state.done && Date.now() - lastSent >= FAILOVER_RETRY_MS && (await stillReplica(pool, step.replicaAddress))) {
+      await sendFailover(pool, step, args)
+      lastSent = Date.now()
     }
+    return state
+  }
+  try {
+    await waitUntil(`${step.replicaAddress} is master of ${step.masterAddress}'s slots everywhere`, timeoutMs, progress, 100)
+  } catch (error) {
+    if (!(error instanceof SlotctlError)) throw error
+    const hint = mode === 'graceful' ? `if the master ${step.masterAddress} is down or stuck, retry with --force` : mode === 'force' ? 'if most masters are unreachable, --takeover promotes without a vote (risky)' : 'check the cluster with: slotctl check HOST:PORT'
+    throw new SlotctlError(`failover of ${shortId(step.masterId)} to ${step.replicaAddress} not confirmed: ${error.message}`, {code: 'E_TIMEOUT', suggestions: [hint, 'raise --timeout if the cluster is just slow']})
   }
   return {elapsedMs: Date.now() - started, masterId: step.masterId, mode, replicaAddress: step.replicaAddress, replicaId: step.replicaId}
 }

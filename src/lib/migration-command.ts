@@ -21,6 +21,11 @@ import {mastersOf, slotOwners} from './topology.js'
 
 export const DEFAULT_MIGRATE_TIMEOUT_MS = 60_000
 
+/** The admin pool must wait longer than MIGRATE may take, big-key retries (4x) included. */
+export function adminTimeoutMs(migrateTimeoutMs: number): number {
+  return migrateTimeoutMs * 4 + 5000
+}
+
 export interface MigrationResult extends Partial<ExecuteResult> {
   status: 'done' | 'failed' | 'interrupted' | 'nothing-to-do' | 'planned'
   plan: MigrationPlan
@@ -49,14 +54,7 @@ export abstract class MigrationCommand<T extends typeof Command> extends BaseCom
     out: Flags.string({description: 'write the plan as JSON to this file (run it later with slotctl apply)'}),
   }
 
-  private readonly abort = new AbortController()
-
-  /** First Ctrl-C: finish the slots in flight, then stop. A second one exits at once. */
-  protected async onInterrupt(signal: NodeJS.Signals): Promise<void> {
-    if (this.abort.signal.aborted) return super.onInterrupt(signal)
-    this.abort.abort()
-    process.stderr.write(`\nslotctl: ${signal}: finishing the slots in flight, then stopping (press Ctrl-C again to exit at once)\n`)
-  }
+  protected finishInFlightOnInterrupt = true
 
   protected migrationOptions() {
     const f = this.flags as Record<string, unknown>
@@ -70,9 +68,8 @@ export abstract class MigrationCommand<T extends typeof Command> extends BaseCom
     }
   }
 
-  /** The admin pool must wait longer than MIGRATE may take, big-key retries included. */
   protected migrationCommandTimeoutMs(): number {
-    return ((this.flags as Record<string, unknown>).timeout as number) * 4 + 5000
+    return adminTimeoutMs((this.flags as Record<string, unknown>).timeout as number)
   }
 
   protected refuseUnsafeCluster(snapshot: ClusterSnapshot, allowedOpenSlots: ReadonlySet<number> = new Set()): void {
@@ -139,7 +136,7 @@ export abstract class MigrationCommand<T extends typeof Command> extends BaseCom
         masters: mastersOf(snapshot.nodes).filter((node) => node.address).map((node) => ({address: node.address, id: node.id})),
         onEvent: progress.onEvent,
         perNodeLimit: f.parallel as number,
-        signal: this.abort.signal,
+        signal: this.stopRequest.signal,
         skipSlots: done,
       })
     } finally {
