@@ -10,7 +10,9 @@
  *
  * Run with `npm run bench -- rebalance` (builds first), or `node bench/rebalance.bench.js`
  * after `npm run build`. BENCH_REBALANCE_KEYS overrides the key count for a quick try;
- * BENCH_ONLY=slotctl runs slotctl alone and records nothing (for tuning).
+ * BENCH_ONLY=slotctl runs slotctl alone and records nothing (for tuning); BENCH_PROFILE=1
+ * also prints the CPU seconds slotctl and each redis-server used; BENCH_CPU_PROF=DIR writes
+ * a V8 CPU profile of slotctl into DIR.
  */
 import {existsSync, readFileSync} from 'node:fs'
 import {appendFile, mkdtemp, rm} from 'node:fs/promises'
@@ -185,18 +187,36 @@ function machine() {
   return `${cpus().length} cores (${cpus()[0]?.model?.trim() ?? 'unknown cpu'})`
 }
 
+/** CPU seconds (user + system) a process has used so far, from /proc; 0 where unavailable. */
+function cpuSeconds(pid) {
+  try {
+    const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1].split(' ')
+    return (Number(fields[11]) + Number(fields[12])) / 100
+  } catch {
+    return 0
+  }
+}
+
+async function runSlotctl(bin, cluster) {
+  const profile = process.env.BENCH_CPU_PROF ? ['--cpu-prof', `--cpu-prof-dir=${process.env.BENCH_CPU_PROF}`] : []
+  const before = cluster.servers.map((server) => cpuSeconds(server.pid))
+  const run = await timed(process.execPath, [...profile, bin, 'rebalance', cluster.seed, '--use-empty-masters', '--yes', '--json'], {measureRss: true})
+  if (process.env.BENCH_PROFILE) {
+    console.log(`slotctl CPU: ${/CPU_USER=\S+ CPU_SYS=\S+/.exec(run.stderr)?.[0] ?? '?'}`)
+    console.log(`redis-server CPU s: ${cluster.servers.map((server, i) => (cpuSeconds(server.pid) - before[i]).toFixed(2)).join(' ')}`)
+  }
+  return run
+}
+
 export default async function benchRebalance() {
   const bin = slotctlBin()
   const dir = await mkdtemp(path.join(tmpdir(), 'slotctl-bench-rebalance-'))
   const movedKeys = Math.round(KEYS / 4)
   try {
-    const cpuOf = (pid) => { try { const f = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1].split(' '); return (Number(f[11]) + Number(f[12])) / 100 } catch { return 0 } }
-    const slotctl = await withCluster(dir, 'slotctl', async (c) => { const before = c.servers.map((s) => cpuOf(s.pid)); const r = await timed(process.execPath, [...(process.env.BENCH_CPU_PROF ? ['--cpu-prof', '--cpu-prof-dir=/tmp/prof'] : []), bin, 'rebalance', c.seed, '--use-empty-masters', '--yes', '--json'], {measureRss: true}); if (process.env.BENCH_PROFILE) console.log('redis cpu s', c.servers.map((s, i) => (cpuOf(s.pid) - before[i]).toFixed(2)).join(' ')); return r })
+    const slotctl = await withCluster(dir, 'slotctl', (c) => runSlotctl(bin, c))
     // slotctl's own measure of the moving phase, without process start-up and planning
     const movingMs = (JSON.parse(slotctl.stdout).seconds ?? Number.NaN) * 1000
     console.log(`slotctl rebalance: ${(slotctl.ms / 1000).toFixed(2)} s (moving ${(movingMs / 1000).toFixed(2)} s), peak RSS ${slotctl.peakRssMb?.toFixed(0) ?? '?'} MB`)
-    // BENCH_ONLY=slotctl: a quick look at slotctl alone while tuning; records nothing
-    if (process.env.BENCH_PROFILE) console.log(String(slotctl.stderr ?? '').split('\n').filter((l) => l.startsWith('PROF') || l.includes('CPU_')).join('\n'))
     if (process.env.BENCH_ONLY === 'slotctl') return {slotctlMovingMs: movingMs, slotctlMs: slotctl.ms}
     const cliRebalance = await withCluster(dir, 'cli-rebalance', (c) => timed('redis-cli', ['--cluster', 'rebalance', c.seed, '--cluster-use-empty-masters', '--cluster-yes']))
     console.log(`redis-cli rebalance (pipeline 10): ${(cliRebalance.ms / 1000).toFixed(2)} s`)
