@@ -13,6 +13,7 @@ import {type FixGroup, groupFixes, planFix} from '../lib/plan/fix.js'
 import {paint, table} from '../lib/render.js'
 import {scanStrayKeys} from '../lib/scan.js'
 import {formatSlots} from '../lib/slots.js'
+import {openSlotsOf} from '../lib/topology.js'
 
 export interface FixGroupView extends Omit<FixGroup, 'slots'> {
   slots: string
@@ -23,7 +24,7 @@ export interface FixGroupView extends Omit<FixGroup, 'slots'> {
 
 export interface FixResult {
   seed: string
-  status: 'cancelled' | 'clean' | 'fixed' | 'interrupted' | 'partial' | 'planned'
+  status: 'clean' | 'fixed' | 'interrupted' | 'partial' | 'planned'
   findings: Finding[]
   fixes: FixGroupView[]
   forgotten: ForgottenNode[]
@@ -142,7 +143,7 @@ export default class Fix extends BaseCommand<typeof Fix> {
 
   /** Without --journal, the newest recent journal of an interrupted run on these open slots. */
   private discoverJournal(snapshot: ClusterSnapshot) {
-    const open = new Set(snapshot.nodes.flatMap((node) => [...Object.keys(node.migrating), ...Object.keys(node.importing)].map(Number)))
+    const open = new Set(snapshot.nodes.flatMap((node) => openSlotsOf(node)))
     if (open.size === 0) return undefined
     const found = findJournalFor(open, new Set(snapshot.nodes.map((node) => node.id)))
     if (found) this.note(`using the journal of the interrupted run: ${found.path} (pass --journal to choose another)`)

@@ -201,11 +201,14 @@ export async function applyFixes(pool: NodePool, masters: readonly MasterEvidenc
   const actionable = fixes.filter((fix) => fix.action !== 'skip')
   await repointStaleViews(runner, actionable, masters, ownSlots)
   const failures = await coverUncovered(runner, actionable, masters, ownSlots)
+  const failedSlots = () => new Set(failures.map((failure) => failure.slot))
+  const live = masters.filter((master) => master.live)
   let keysMoved = 0
-  const withKeys = actionable.filter((fix) => fix.sources.length > 0 && !failures.some((failure) => failure.slot === fix.slot))
+  const coverFailed = failedSlots()
+  const withKeys = actionable.filter((fix) => fix.sources.length > 0 && !coverFailed.has(fix.slot))
   // A node that has not caught up with a failover yet answers CLUSTERDOWN to every MIGRATE.
   // If it never comes, the moves below fail and report why, slot by slot.
-  if (withKeys.length > 0) await waitForClusterOk(pool, masters.filter((master) => master.live).map((master) => master.address), options.settleTimeoutMs).catch(() => undefined)
+  if (withKeys.length > 0) await waitForClusterOk(pool, live.map((master) => master.address), options.settleTimeoutMs).catch(() => undefined)
   const skipped = new Set<number>()
   await mapLimit(withKeys, options.parallel, async (fix) => {
     if (options.signal?.aborted) {
@@ -220,10 +223,10 @@ export async function applyFixes(pool: NodePool, masters: readonly MasterEvidenc
       failures.push({error: errorMessage(error), slot: fix.slot})
     }
   })
-  const moved = actionable.filter((fix) => !skipped.has(fix.slot) && !failures.some((failure) => failure.slot === fix.slot))
-  const live = masters.filter((master) => master.live).map((master) => master.id)
-  failures.push(...(await runner.close(moved, live)))
-  const failed = new Set(failures.map((failure) => failure.slot))
+  const moveFailed = failedSlots()
+  const moved = actionable.filter((fix) => !skipped.has(fix.slot) && !moveFailed.has(fix.slot))
+  failures.push(...(await runner.close(moved, live.map((master) => master.id))))
+  const failed = failedSlots()
   return {
     failures: failures.sort((a, b) => a.slot - b.slot),
     fixedSlots: moved.map((fix) => fix.slot).filter((slot) => !failed.has(slot)),

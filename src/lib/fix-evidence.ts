@@ -10,7 +10,7 @@ import type {MasterEvidence, SlotEvidence} from './plan/fix.js'
 import {scanStrayKeys} from './scan.js'
 import {countKeysInSlots} from './slot-stats.js'
 import {SLOT_COUNT} from './slots.js'
-import {type ClusterNode, mastersOf, slotCount, slotOwners} from './topology.js'
+import {type ClusterNode, mastersOf, openSlotsOf, slotCount, slotOwners} from './topology.js'
 
 export interface FixEvidence {
   masters: MasterEvidence[]
@@ -40,7 +40,7 @@ function suspiciousSlots(snapshot: ClusterSnapshot, viewOwners: Map<string, Map<
   const suspicious = new Set<number>()
   const claims = new Map<number, number>()
   for (const node of mastersOf(snapshot.nodes)) {
-    for (const slot of [...Object.keys(node.migrating), ...Object.keys(node.importing)]) suspicious.add(Number(slot))
+    for (const slot of openSlotsOf(node)) suspicious.add(slot)
     for (const [start, end] of node.slots) for (let s = start; s <= end; s++) claims.set(s, (claims.get(s) ?? 0) + 1)
   }
   const owners = slotOwners(snapshot.nodes)

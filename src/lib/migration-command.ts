@@ -17,7 +17,7 @@ import type {MigrationPlan} from './plan/types.js'
 import {ProgressReporter} from './progress.js'
 import {formatBytes, formatDuration, paint, table} from './render.js'
 import {formatSlots} from './slots.js'
-import {mastersOf, slotOwners} from './topology.js'
+import {mastersOf, openSlotsOf, slotOwners} from './topology.js'
 
 export const DEFAULT_MIGRATE_TIMEOUT_MS = 60_000
 
@@ -74,7 +74,7 @@ export abstract class MigrationCommand<T extends typeof Command> extends BaseCom
 
   protected refuseUnsafeCluster(snapshot: ClusterSnapshot, allowedOpenSlots: ReadonlySet<number> = new Set()): void {
     const blocking = runChecks(snapshot).filter((finding) => BLOCKS_MIGRATION.has(finding.code))
-    const unexpectedOpen = snapshot.nodes.flatMap((node) => [...Object.keys(node.migrating), ...Object.keys(node.importing)].map(Number)).filter((slot) => !allowedOpenSlots.has(slot))
+    const unexpectedOpen = snapshot.nodes.flatMap((node) => openSlotsOf(node)).filter((slot) => !allowedOpenSlots.has(slot))
     const problems = blocking.filter((finding) => finding.code !== 'OPEN_SLOT' || unexpectedOpen.length > 0)
     if (problems.length === 0) return
     throw new SlotctlError(`refusing to move slots: ${problems[0].message}${problems.length > 1 ? ` (and ${problems.length - 1} more problem(s))` : ''}`, {

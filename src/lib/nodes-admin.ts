@@ -8,7 +8,7 @@ import {resolveForMeet, waitForClusterOk, waitForReplication} from './create.js'
 import {SlotctlError, errorMessage, usageError} from './errors.js'
 import {type ReplicaMove, type ZoneOf, chooseMasterFor, noZones, placementWarnings, planReplicaMoves} from './plan/placement.js'
 import {formatRanges} from './slots.js'
-import {type ClusterNode, keyCountFromInfo, myselfOf, parseClusterNodes, parseInfo, slotCount, slotMapSignature} from './topology.js'
+import {type ClusterNode, keyCountFromInfo, myselfOf, openSlotsOf, parseClusterNodes, parseInfo, slotCount, slotMapSignature} from './topology.js'
 import {waitUntil} from './wait.js'
 
 export interface CandidateState {
@@ -272,7 +272,7 @@ export function refuseIfOwnsSlots(node: ClusterNode): void {
       suggestions: ['add --drain to move its slots to the other masters first (or move them with slotctl reshard or rebalance)'],
     })
   }
-  const open = [...Object.keys(node.migrating), ...Object.keys(node.importing)]
+  const open = openSlotsOf(node)
   if (open.length > 0) {
     throw new SlotctlError(`${node.address || node.id.slice(0, 8)} has open slots (${open.join(',')}): close them first`, {code: 'E_OPEN_SLOTS', suggestions: ['finish the interrupted migration (slotctl reshard --resume JOURNAL), or close the slot with CLUSTER SETSLOT <slot> STABLE']})
   }

@@ -159,6 +159,11 @@ export function replicasOf(nodes: readonly ClusterNode[], masterId: string): Clu
   return nodes.filter((node) => node.role === 'replica' && node.masterId === masterId)
 }
 
+/** Slots a node marks migrating or importing, in the order it lists them. */
+export function openSlotsOf(node: Pick<ClusterNode, 'importing' | 'migrating'>): number[] {
+  return [...Object.keys(node.migrating), ...Object.keys(node.importing)].map(Number)
+}
+
 export function slotCount(node: Pick<ClusterNode, 'slots'>): number {
   return countSlots(node.slots)
 }
