@@ -1,12 +1,12 @@
 import {Args, Flags} from '@oclif/core'
 
-import {formatAddress, parseAddress} from '../lib/address.js'
-import {BaseCommand} from '../lib/base-command.js'
-import {hasErrors, runChecks} from '../lib/checks.js'
+import {formatAddress, parseAddress} from '../lib/cluster/address.js'
+import {BaseCommand} from '../lib/cli/base-command.js'
+import {hasErrors, runChecks} from '../lib/check/checks.js'
 import {SlotctlError, usageError} from '../lib/errors.js'
-import {type AddNodeResult, addNode} from '../lib/nodes-admin.js'
-import {paint} from '../lib/render.js'
-import {readZones, zoneLookup} from '../lib/zones.js'
+import {type AddNodeResult, addNode} from '../lib/nodes/membership.js'
+import {paint} from '../lib/cli/render.js'
+import {readZones, zoneLookup} from '../lib/nodes/zones.js'
 
 export default class AddNode extends BaseCommand<typeof AddNode> {
   static args = {

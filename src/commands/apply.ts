@@ -3,7 +3,7 @@ import {readFile} from 'node:fs/promises'
 import {Args, Flags} from '@oclif/core'
 
 import {usageError} from '../lib/errors.js'
-import {MigrationCommand, type MigrationResult} from '../lib/migration-command.js'
+import {MigrationCommand, type MigrationResult} from '../lib/cli/migration-command.js'
 import type {MigrationPlan} from '../lib/plan/types.js'
 
 async function readPlan(file: string): Promise<MigrationPlan> {

@@ -1,10 +1,10 @@
 import {Args, Flags} from '@oclif/core'
 
-import {BaseCommand} from '../lib/base-command.js'
-import {type ClusterNode} from '../lib/topology.js'
-import {NODE_PARALLELISM, settleLimit} from '../lib/connection.js'
+import {BaseCommand} from '../lib/cli/base-command.js'
+import {type ClusterNode} from '../lib/cluster/topology.js'
+import {NODE_PARALLELISM, settleLimit} from '../lib/cluster/connection.js'
 import {usageError} from '../lib/errors.js'
-import {table} from '../lib/render.js'
+import {table} from '../lib/cli/render.js'
 
 export interface CallReply {
   id: string

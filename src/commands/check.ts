@@ -1,11 +1,11 @@
 import {Args, Flags} from '@oclif/core'
 
-import {BaseCommand} from '../lib/base-command.js'
-import {type Finding, hasErrors, runChecks} from '../lib/checks.js'
+import {BaseCommand} from '../lib/cli/base-command.js'
+import {type Finding, hasErrors, runChecks} from '../lib/check/checks.js'
 import {ExitCode} from '../lib/errors.js'
-import {paint} from '../lib/render.js'
-import {scanStrayKeys} from '../lib/scan.js'
-import {type NodeSummary, orderedNodes, summarizeNode} from '../lib/summary.js'
+import {paint} from '../lib/cli/render.js'
+import {scanStrayKeys} from '../lib/check/scan.js'
+import {type NodeSummary, orderedNodes, summarizeNode} from '../lib/check/summary.js'
 
 export interface CheckResult {
   seed: string

@@ -1,15 +1,15 @@
 import {Args, Flags} from '@oclif/core'
 
-import {formatAddress, parseAddressList} from '../lib/address.js'
-import {BaseCommand} from '../lib/base-command.js'
-import {type Finding, hasErrors, runChecks} from '../lib/checks.js'
-import {applyCreatePlan} from '../lib/create.js'
+import {formatAddress, parseAddressList} from '../lib/cluster/address.js'
+import {BaseCommand} from '../lib/cli/base-command.js'
+import {type Finding, hasErrors, runChecks} from '../lib/check/checks.js'
+import {applyCreatePlan} from '../lib/nodes/create.js'
 import {ExitCode, SlotctlError, usageError} from '../lib/errors.js'
-import {type CandidateState, classifyForCreate, inspectNodes} from '../lib/nodes-admin.js'
+import {type CandidateState, classifyForCreate, inspectNodes} from '../lib/nodes/membership.js'
 import {type CreateCandidate, type CreatePlan, MIN_MASTERS, masterCountFor, planCreate} from '../lib/plan/create.js'
-import {formatDuration, paint, table} from '../lib/render.js'
-import {formatRanges} from '../lib/slots.js'
-import {readZones, unusedZoneKeys, zoneLookup} from '../lib/zones.js'
+import {formatDuration, paint, table} from '../lib/cli/render.js'
+import {formatRanges} from '../lib/cluster/slots.js'
+import {readZones, unusedZoneKeys, zoneLookup} from '../lib/nodes/zones.js'
 
 export interface CreateResult {
   status: 'created' | 'exists' | 'planned' | 'aborted'

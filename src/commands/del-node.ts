@@ -1,12 +1,12 @@
 import {Args, Flags} from '@oclif/core'
 
-import {type ClusterSnapshot, findNode} from '../lib/cluster.js'
+import {type ClusterSnapshot, findNode} from '../lib/cluster/loader.js'
 import {ExitCode} from '../lib/errors.js'
-import {MigrationCommand, type MigrationResult} from '../lib/migration-command.js'
-import {type RemoveNodeResult, refuseIfOwnsSlots, removeNode} from '../lib/nodes-admin.js'
+import {MigrationCommand, type MigrationResult} from '../lib/cli/migration-command.js'
+import {type RemoveNodeResult, refuseIfOwnsSlots, removeNode} from '../lib/nodes/membership.js'
 import {planDrain} from '../lib/plan/rebalance.js'
-import {mastersOf, slotCount} from '../lib/topology.js'
-import {paint} from '../lib/render.js'
+import {mastersOf, slotCount} from '../lib/cluster/topology.js'
+import {paint} from '../lib/cli/render.js'
 
 export interface DelNodeResult extends Partial<RemoveNodeResult> {
   status: 'removed' | 'aborted' | 'drain-incomplete'

@@ -1,13 +1,13 @@
 import {Args, Flags} from '@oclif/core'
 
-import {BaseCommand} from '../lib/base-command.js'
-import {findNode} from '../lib/cluster.js'
+import {BaseCommand} from '../lib/cli/base-command.js'
+import {findNode} from '../lib/cluster/loader.js'
 import {SlotctlError, usageError} from '../lib/errors.js'
-import {type FailoverMode, type FailoverOutcome, readReplicaHealth, runFailover} from '../lib/failover.js'
+import {type FailoverMode, type FailoverOutcome, readReplicaHealth, runFailover} from '../lib/nodes/failover.js'
 import {chooseReplica, type FailoverStep, planFromHost, stepForReplica} from '../lib/plan/failover.js'
-import {formatDuration, table} from '../lib/render.js'
-import {shortId} from '../lib/topology.js'
-import {readZones, zoneLookup} from '../lib/zones.js'
+import {formatDuration, table} from '../lib/cli/render.js'
+import {shortId} from '../lib/cluster/topology.js'
+import {readZones, zoneLookup} from '../lib/nodes/zones.js'
 
 export interface FailoverResult {
   dryRun: boolean

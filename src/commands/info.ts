@@ -1,11 +1,11 @@
 import {Args} from '@oclif/core'
 
-import {BaseCommand} from '../lib/base-command.js'
-import {NODE_PARALLELISM, settleLimit} from '../lib/connection.js'
+import {BaseCommand} from '../lib/cli/base-command.js'
+import {NODE_PARALLELISM, settleLimit} from '../lib/cluster/connection.js'
 import {ExitCode} from '../lib/errors.js'
-import {formatBytes, paint, table} from '../lib/render.js'
-import {SLOT_COUNT, countSlots, formatRanges} from '../lib/slots.js'
-import {keyCountFromInfo, parseInfo, replicasOf} from '../lib/topology.js'
+import {formatBytes, paint, table} from '../lib/cli/render.js'
+import {SLOT_COUNT, countSlots, formatRanges} from '../lib/cluster/slots.js'
+import {keyCountFromInfo, parseInfo, replicasOf} from '../lib/cluster/topology.js'
 
 export interface MasterInfo {
   id: string

@@ -1,13 +1,13 @@
 import {Args, Flags} from '@oclif/core'
 
 import {usageError} from '../lib/errors.js'
-import {readJournal} from '../lib/journal.js'
-import {MigrationCommand, type MigrationResult} from '../lib/migration-command.js'
+import {readJournal} from '../lib/migrate/journal.js'
+import {MigrationCommand, type MigrationResult} from '../lib/cli/migration-command.js'
 import {type BalanceBy, DEFAULT_THRESHOLD_PCT, type RebalanceNodeReport, type RebalanceResult, planRebalance} from '../lib/plan/rebalance.js'
 import {parseWeights} from '../lib/plan/weights.js'
-import {formatBytes, paint, table} from '../lib/render.js'
-import {slotByteEstimates, slotKeyCounts} from '../lib/slot-stats.js'
-import {type ClusterNode, mastersOf, shortId} from '../lib/topology.js'
+import {formatBytes, paint, table} from '../lib/cli/render.js'
+import {slotByteEstimates, slotKeyCounts} from '../lib/cluster/slot-stats.js'
+import {type ClusterNode, mastersOf, shortId} from '../lib/cluster/topology.js'
 
 export interface RebalanceCommandResult extends Partial<Omit<MigrationResult, 'status'>> {
   status: 'balanced' | MigrationResult['status']

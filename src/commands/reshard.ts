@@ -1,13 +1,13 @@
 import {Args, Flags} from '@oclif/core'
 
-import {resolveNodeId} from '../lib/topology.js'
+import {resolveNodeId} from '../lib/cluster/topology.js'
 import {usageError} from '../lib/errors.js'
-import {readJournal} from '../lib/journal.js'
-import {MigrationCommand, type MigrationResult} from '../lib/migration-command.js'
+import {readJournal} from '../lib/migrate/journal.js'
+import {MigrationCommand, type MigrationResult} from '../lib/cli/migration-command.js'
 import {planReshard} from '../lib/plan/reshard.js'
-import {askOrFail} from '../lib/prompt.js'
-import {expandRanges, parseSlotRanges} from '../lib/slots.js'
-import {mastersOf} from '../lib/topology.js'
+import {askOrFail} from '../lib/cli/prompt.js'
+import {expandRanges, parseSlotRanges} from '../lib/cluster/slots.js'
+import {mastersOf} from '../lib/cluster/topology.js'
 
 export default class Reshard extends MigrationCommand<typeof Reshard> {
   static args = {

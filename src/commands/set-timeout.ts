@@ -1,12 +1,12 @@
 import {Args, Flags} from '@oclif/core'
 import type {Redis} from 'ioredis'
 
-import {BaseCommand} from '../lib/base-command.js'
-import {NODE_PARALLELISM, type NodePool, settleLimit} from '../lib/connection.js'
+import {BaseCommand} from '../lib/cli/base-command.js'
+import {NODE_PARALLELISM, type NodePool, settleLimit} from '../lib/cluster/connection.js'
 import {ExitCode, errorMessage, usageError} from '../lib/errors.js'
-import {paint, table} from '../lib/render.js'
-import {orderedNodes} from '../lib/summary.js'
-import type {ClusterNode} from '../lib/topology.js'
+import {paint, table} from '../lib/cli/render.js'
+import {orderedNodes} from '../lib/check/summary.js'
+import type {ClusterNode} from '../lib/cluster/topology.js'
 
 export interface TimeoutNodeResult {
   id: string

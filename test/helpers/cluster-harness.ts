@@ -9,9 +9,9 @@ import path from 'node:path'
 
 import {Cluster, Redis} from 'ioredis'
 
-import {DEFAULT_CONNECTION, NodePool} from '../../src/lib/connection.js'
-import {applyCreatePlan} from '../../src/lib/create.js'
-import {type RunningServer, findFreePorts, killServer, startServer, stopServer} from '../../src/lib/local-servers.js'
+import {DEFAULT_CONNECTION, NodePool} from '../../src/lib/cluster/connection.js'
+import {applyCreatePlan} from '../../src/lib/nodes/create.js'
+import {type RunningServer, findFreePorts, killServer, startServer, stopServer} from '../../src/lib/local/servers.js'
 import {planCreate} from '../../src/lib/plan/create.js'
 
 export interface HarnessOptions {

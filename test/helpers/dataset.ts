@@ -7,7 +7,7 @@ import {createHash} from 'node:crypto'
 
 import type {Cluster, Redis} from 'ioredis'
 
-import {mastersOf, parseClusterNodes} from '../../src/lib/topology.js'
+import {mastersOf, parseClusterNodes} from '../../src/lib/cluster/topology.js'
 import {TestCluster} from './cluster-harness.js'
 
 export interface DatasetOptions {

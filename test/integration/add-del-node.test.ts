@@ -1,10 +1,10 @@
 import {expect} from 'chai'
 
-import {readNodeState} from '../../src/lib/cluster.js'
-import {NodePool} from '../../src/lib/connection.js'
-import {keySlot} from '../../src/lib/slots.js'
-import {myselfOf, parseClusterNodes, parseInfo} from '../../src/lib/topology.js'
-import {waitUntil} from '../../src/lib/wait.js'
+import {readNodeState} from '../../src/lib/cluster/loader.js'
+import {NodePool} from '../../src/lib/cluster/connection.js'
+import {keySlot} from '../../src/lib/cluster/slots.js'
+import {myselfOf, parseClusterNodes, parseInfo} from '../../src/lib/cluster/topology.js'
+import {waitUntil} from '../../src/lib/cluster/wait.js'
 import {runCli, runCliJson} from '../helpers/cli.js'
 import {TestCluster} from '../helpers/cluster-harness.js'
 

@@ -5,7 +5,7 @@
  */
 import {expect} from 'chai'
 
-import {findFreePorts} from '../../src/lib/local-servers.js'
+import {findFreePorts} from '../../src/lib/local/servers.js'
 import {TestCluster} from '../helpers/cluster-harness.js'
 import {type CliResult, expectOneCleanLine as expectCleanError, runCli} from '../helpers/cli.js'
 

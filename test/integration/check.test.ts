@@ -1,8 +1,8 @@
 import {expect} from 'chai'
 
 import type {CheckResult} from '../../src/commands/check.js'
-import {keySlot} from '../../src/lib/slots.js'
-import {type ClusterNode, parseClusterNodes, slotOwners} from '../../src/lib/topology.js'
+import {keySlot} from '../../src/lib/cluster/slots.js'
+import {type ClusterNode, parseClusterNodes, slotOwners} from '../../src/lib/cluster/topology.js'
 import {TestCluster} from '../helpers/cluster-harness.js'
 import {runCli, runCliJson} from '../helpers/cli.js'
 

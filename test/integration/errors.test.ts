@@ -4,7 +4,7 @@ import path from 'node:path'
 
 import {expect} from 'chai'
 
-import {type RunningServer, findFreePorts, startServer, stopServer} from '../../src/lib/local-servers.js'
+import {type RunningServer, findFreePorts, startServer, stopServer} from '../../src/lib/local/servers.js'
 import {TestCluster} from '../helpers/cluster-harness.js'
 import {type CliResult, expectOneCleanLine as expectCleanError, runCli} from '../helpers/cli.js'
 

@@ -1,7 +1,7 @@
 import {expect} from 'chai'
 
 import type {FailoverResult} from '../../src/commands/failover.js'
-import {type ClusterNode, parseClusterNodes} from '../../src/lib/topology.js'
+import {type ClusterNode, parseClusterNodes} from '../../src/lib/cluster/topology.js'
 import {TestCluster} from '../helpers/cluster-harness.js'
 import {expectOneCleanLine, runCli, runCliJson} from '../helpers/cli.js'
 

@@ -1,8 +1,8 @@
 import {expect} from 'chai'
 
-import {readNodeState} from '../../src/lib/cluster.js'
-import {NodePool} from '../../src/lib/connection.js'
-import {parseInfo} from '../../src/lib/topology.js'
+import {readNodeState} from '../../src/lib/cluster/loader.js'
+import {NodePool} from '../../src/lib/cluster/connection.js'
+import {parseInfo} from '../../src/lib/cluster/topology.js'
 import {TestCluster} from '../helpers/cluster-harness.js'
 
 describe('test harness (real redis-server)', () => {

@@ -4,11 +4,11 @@ import {mkdtemp, rm} from 'node:fs/promises'
 import {tmpdir} from 'node:os'
 import path from 'node:path'
 
-import {readNodeState} from '../../src/lib/cluster.js'
-import {NodePool} from '../../src/lib/connection.js'
-import {isAlive, stopServer} from '../../src/lib/local-servers.js'
-import type {SandboxState} from '../../src/lib/sandbox.js'
-import {parseInfo} from '../../src/lib/topology.js'
+import {readNodeState} from '../../src/lib/cluster/loader.js'
+import {NodePool} from '../../src/lib/cluster/connection.js'
+import {isAlive, stopServer} from '../../src/lib/local/servers.js'
+import type {SandboxState} from '../../src/lib/local/sandbox.js'
+import {parseInfo} from '../../src/lib/cluster/topology.js'
 import {runCli, runCliJson} from '../helpers/cli.js'
 
 interface StatusJson {

@@ -6,7 +6,7 @@ import {fileURLToPath} from 'node:url'
 import {expect} from 'chai'
 import {execa} from 'execa'
 
-import {mastersOf, parseClusterNodes, slotCount} from '../../src/lib/topology.js'
+import {mastersOf, parseClusterNodes, slotCount} from '../../src/lib/cluster/topology.js'
 import {TestCluster} from '../helpers/cluster-harness.js'
 import {clusterDigest, writeDataset} from '../helpers/dataset.js'
 

@@ -1,6 +1,6 @@
 import {expect} from 'chai'
 
-import {formatAddress, isBareHost, parseAddress, parseAddressList, redactUrl} from '../../src/lib/address.js'
+import {formatAddress, isBareHost, parseAddress, parseAddressList, redactUrl} from '../../src/lib/cluster/address.js'
 import {SlotctlError} from '../../src/lib/errors.js'
 
 describe('address parsing', () => {

@@ -1,8 +1,8 @@
 import {expect} from 'chai'
 
-import {type Finding, hasErrors, runChecks, uncoveredSlots} from '../../src/lib/checks.js'
-import type {ClusterSnapshot, NodeView} from '../../src/lib/cluster.js'
-import {parseClusterNodes} from '../../src/lib/topology.js'
+import {type Finding, hasErrors, runChecks, uncoveredSlots} from '../../src/lib/check/checks.js'
+import type {ClusterSnapshot, NodeView} from '../../src/lib/cluster/loader.js'
+import {parseClusterNodes} from '../../src/lib/cluster/topology.js'
 import {A, B, C, GONE, R1, R2, R3, healthy, troubled} from '../fixtures/cluster-nodes.js'
 
 /** A snapshot as loadCluster builds it, where every node sees `text` (optionally changed per node). */

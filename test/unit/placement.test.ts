@@ -1,8 +1,8 @@
 import {expect} from 'chai'
 
 import {chooseMasterFor, planReplicaMoves} from '../../src/lib/plan/placement.js'
-import {type ClusterNode, parseClusterNodes} from '../../src/lib/topology.js'
-import {parseZoneText, readZones, unusedZoneKeys, zoneLookup} from '../../src/lib/zones.js'
+import {type ClusterNode, parseClusterNodes} from '../../src/lib/cluster/topology.js'
+import {parseZoneText, readZones, unusedZoneKeys, zoneLookup} from '../../src/lib/nodes/zones.js'
 
 const id = (n: number) => String(n).repeat(40).slice(0, 40)
 

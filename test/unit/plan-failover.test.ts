@@ -1,7 +1,7 @@
 import {expect} from 'chai'
 
 import {chooseReplica, type HealthOf, planFromHost, stepForReplica} from '../../src/lib/plan/failover.js'
-import {type ClusterNode, parseClusterNodes} from '../../src/lib/topology.js'
+import {type ClusterNode, parseClusterNodes} from '../../src/lib/cluster/topology.js'
 
 const id = (c: string) => c.repeat(40)
 const nodes: ClusterNode[] = parseClusterNodes(

@@ -3,9 +3,9 @@ import {expect} from 'chai'
 import {type RebalanceMaster, type RebalanceResult, deviationPct, planDrain, planRebalance} from '../../src/lib/plan/rebalance.js'
 import type {MigrationPlan} from '../../src/lib/plan/types.js'
 import {parseWeights} from '../../src/lib/plan/weights.js'
-import {datasetBytes, estimateSlotBytes} from '../../src/lib/slot-stats.js'
-import {SLOT_COUNT, type SlotRange, countSlots, expandRanges, splitEvenly, toRanges} from '../../src/lib/slots.js'
-import {parseClusterNodes} from '../../src/lib/topology.js'
+import {datasetBytes, estimateSlotBytes} from '../../src/lib/cluster/slot-stats.js'
+import {SLOT_COUNT, type SlotRange, countSlots, expandRanges, splitEvenly, toRanges} from '../../src/lib/cluster/slots.js'
+import {parseClusterNodes} from '../../src/lib/cluster/topology.js'
 import {A, B, C, healthy} from '../fixtures/cluster-nodes.js'
 
 const D = 'd0'.padEnd(40, '0')

@@ -4,9 +4,9 @@ import path from 'node:path'
 
 import {expect} from 'chai'
 
-import {Journal, findJournalFor, readJournal} from '../../src/lib/journal.js'
+import {Journal, findJournalFor, readJournal} from '../../src/lib/migrate/journal.js'
 import type {MigrationPlan} from '../../src/lib/plan/types.js'
-import {RateLimiter} from '../../src/lib/throttle.js'
+import {RateLimiter} from '../../src/lib/migrate/throttle.js'
 
 describe('rate limiter', () => {
   it('books time so the long-run rate equals the limit, however uneven the amounts', () => {

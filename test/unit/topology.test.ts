@@ -1,6 +1,6 @@
 import {expect} from 'chai'
 
-import {parseClusterNodes, parseInfo, keyCountFromInfo, resolveNodeId, slotMapSignature, slotOwners} from '../../src/lib/topology.js'
+import {parseClusterNodes, parseInfo, keyCountFromInfo, resolveNodeId, slotMapSignature, slotOwners} from '../../src/lib/cluster/topology.js'
 import {SlotctlError} from '../../src/lib/errors.js'
 import {A, B, C, GONE, R1, R2, R3, healthy, troubled} from '../fixtures/cluster-nodes.js'
 

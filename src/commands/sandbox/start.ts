@@ -1,9 +1,9 @@
 import {Flags} from '@oclif/core'
 
-import {BaseCommand} from '../../lib/base-command.js'
+import {BaseCommand} from '../../lib/cli/base-command.js'
 import {usageError} from '../../lib/errors.js'
-import {paint} from '../../lib/render.js'
-import {type SandboxState, defaultSandboxDir, dirFlag, resolveSandboxDir, startSandbox, stopSandbox} from '../../lib/sandbox.js'
+import {paint} from '../../lib/cli/render.js'
+import {type SandboxState, defaultSandboxDir, dirFlag, resolveSandboxDir, startSandbox, stopSandbox} from '../../lib/local/sandbox.js'
 
 export default class SandboxStart extends BaseCommand<typeof SandboxStart> {
   static description = BaseCommand.withExitCodes(

@@ -1,8 +1,8 @@
 import {Flags} from '@oclif/core'
 
-import {BaseCommand} from '../../lib/base-command.js'
-import {paint, table} from '../../lib/render.js'
-import {type SandboxNodeStatus, defaultSandboxDir, resolveSandboxDir, readSandboxState, sandboxStatus} from '../../lib/sandbox.js'
+import {BaseCommand} from '../../lib/cli/base-command.js'
+import {paint, table} from '../../lib/cli/render.js'
+import {type SandboxNodeStatus, defaultSandboxDir, resolveSandboxDir, readSandboxState, sandboxStatus} from '../../lib/local/sandbox.js'
 
 export interface SandboxStatusResult {
   dir: string

@@ -1,7 +1,7 @@
 import {Flags} from '@oclif/core'
 
-import {BaseCommand} from '../../lib/base-command.js'
-import {defaultSandboxDir, resolveSandboxDir, stopSandbox} from '../../lib/sandbox.js'
+import {BaseCommand} from '../../lib/cli/base-command.js'
+import {defaultSandboxDir, resolveSandboxDir, stopSandbox} from '../../lib/local/sandbox.js'
 
 export interface SandboxStopResult {
   dir: string

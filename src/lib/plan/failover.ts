@@ -1,5 +1,5 @@
 import {usageError, failure} from '../errors.js'
-import {type ClusterNode, replicasOf, shortId, slotCount} from '../topology.js'
+import {type ClusterNode, replicasOf, shortId, slotCount} from '../cluster/topology.js'
 
 /** What INFO replication says about one replica, read by the caller (planners do no I/O). */
 export interface ReplicaHealth {

@@ -3,7 +3,7 @@
  * where the replicas of a node being removed should go. Anti-affinity first (another host,
  * then another zone), then the master with the fewest replicas.
  */
-import {type ClusterNode, slotCount} from '../topology.js'
+import {type ClusterNode, slotCount} from '../cluster/topology.js'
 
 /** Zone of a node, when the operator told us (by address or host). */
 export type ZoneOf = (node: Pick<ClusterNode, 'address' | 'host'>) => string | undefined

@@ -13,7 +13,7 @@
  * and then trims receivers), so exactly Σ|surplus| slots move, each at most once, and the
  * result is the same for the same input whatever the input order.
  */
-import {type SlotRange, countSlots, expandRanges} from '../slots.js'
+import {type SlotRange, countSlots, expandRanges} from '../cluster/slots.js'
 import type {MigrationPlan, SlotMove} from './types.js'
 
 export type BalanceBy = 'keys' | 'memory' | 'slots'

@@ -4,8 +4,8 @@
  * but the total always equals the request when the sources own enough.
  */
 import {usageError} from '../errors.js'
-import {SLOT_COUNT, expandRanges} from '../slots.js'
-import {type ClusterNode, slotCount as countSlotsOf} from '../topology.js'
+import {SLOT_COUNT, expandRanges} from '../cluster/slots.js'
+import {type ClusterNode, slotCount as countSlotsOf} from '../cluster/topology.js'
 import type {MigrationPlan, SlotMove} from './types.js'
 
 export interface ReshardRequest {

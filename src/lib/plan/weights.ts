@@ -3,7 +3,7 @@
  * prefix, W a non-negative number (0 drains the node). Pure: resolves against known nodes.
  */
 import {usageError} from '../errors.js'
-import {type ClusterNode, resolveNodeId} from '../topology.js'
+import {type ClusterNode, resolveNodeId} from '../cluster/topology.js'
 
 export function parseWeights(specs: readonly string[], nodes: readonly ClusterNode[]): Map<string, number> {
   const weights = new Map<string, number>()

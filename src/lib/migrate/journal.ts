@@ -7,8 +7,8 @@ import {appendFileSync, mkdirSync, readFileSync, readdirSync, statSync} from 'no
 import {homedir} from 'node:os'
 import path from 'node:path'
 
-import {SlotctlError, usageError} from './errors.js'
-import type {MigrationPlan} from './plan/types.js'
+import {SlotctlError, usageError} from '../errors.js'
+import type {MigrationPlan} from '../plan/types.js'
 
 type JournalLine = {type: 'plan'; plan: MigrationPlan; command?: string} | {type: 'slot-done'; slot: number; keys: number} | {type: 'slot-start'; slot: number}
 

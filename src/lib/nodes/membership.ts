@@ -2,14 +2,14 @@
  * Node membership work: checking that nodes are fit to join a cluster, telling a fresh set of
  * nodes from a cluster create already formed (or half formed), adding a node and removing one.
  */
-import {type ClusterSnapshot, findNode} from './cluster.js'
-import {NODE_PARALLELISM, type NodePool, mapLimit, settleLimit} from './connection.js'
+import {type ClusterSnapshot, findNode} from '../cluster/loader.js'
+import {NODE_PARALLELISM, type NodePool, mapLimit, settleLimit} from '../cluster/connection.js'
 import {resolveForMeet, waitForClusterOk, waitForReplication} from './create.js'
-import {SlotctlError, errorMessage, usageError} from './errors.js'
-import {type ReplicaMove, type ZoneOf, chooseMasterFor, noZones, placementWarnings, planReplicaMoves} from './plan/placement.js'
-import {formatRanges} from './slots.js'
-import {type ClusterNode, keyCountFromInfo, myselfOf, openSlotsOf, parseClusterNodes, parseInfo, slotCount, slotMapSignature} from './topology.js'
-import {waitUntil} from './wait.js'
+import {SlotctlError, errorMessage, usageError} from '../errors.js'
+import {type ReplicaMove, type ZoneOf, chooseMasterFor, noZones, placementWarnings, planReplicaMoves} from '../plan/placement.js'
+import {formatRanges} from '../cluster/slots.js'
+import {type ClusterNode, keyCountFromInfo, myselfOf, openSlotsOf, parseClusterNodes, parseInfo, slotCount, slotMapSignature} from '../cluster/topology.js'
+import {waitUntil} from '../cluster/wait.js'
 
 export interface CandidateState {
   /** As the operator gave it. */

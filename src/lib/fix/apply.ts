@@ -4,15 +4,15 @@
  * then give the slot to the destination everywhere in a few pipelines. A slot that cannot
  * be finished (a key conflict) is put back as it was found, minus the keys that moved.
  */
-import type {NodeAddress} from './address.js'
-import {runChecks} from './checks.js'
-import {type ClusterSnapshot, loadCluster} from './cluster.js'
-import {NODE_PARALLELISM, type NodePool, clusterPipeline, delay, mapLimit} from './connection.js'
-import {waitForClusterOk} from './create.js'
-import {SlotctlError, errorMessage} from './errors.js'
-import {type SlotEndpoint, moveSlotKeys} from './migrate-slot.js'
-import type {MasterEvidence, SlotEvidence, SlotFix} from './plan/fix.js'
-import type {ClusterNode} from './topology.js'
+import type {NodeAddress} from '../cluster/address.js'
+import {runChecks} from '../check/checks.js'
+import {type ClusterSnapshot, loadCluster} from '../cluster/loader.js'
+import {NODE_PARALLELISM, type NodePool, clusterPipeline, delay, mapLimit} from '../cluster/connection.js'
+import {waitForClusterOk} from '../nodes/create.js'
+import {SlotctlError, errorMessage} from '../errors.js'
+import {type SlotEndpoint, moveSlotKeys} from '../migrate/slot-protocol.js'
+import type {MasterEvidence, SlotEvidence, SlotFix} from '../plan/fix.js'
+import type {ClusterNode} from '../cluster/topology.js'
 
 export interface FixApplyOptions {
   pipeline: number

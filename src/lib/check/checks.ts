@@ -3,9 +3,9 @@
  * evidence gathered by scanMultipleOwners) go in, findings come out. `check` prints them;
  * fix, reshard and rebalance use them as preconditions.
  */
-import type {ClusterSnapshot} from './cluster.js'
-import {SLOT_COUNT, formatSlots} from './slots.js'
-import {type ClusterNode, replicasOf, slotMapSignature, slotOwners} from './topology.js'
+import type {ClusterSnapshot} from '../cluster/loader.js'
+import {SLOT_COUNT, formatSlots} from '../cluster/slots.js'
+import {type ClusterNode, replicasOf, slotMapSignature, slotOwners} from '../cluster/topology.js'
 
 export type Severity = 'error' | 'warning'
 

@@ -3,7 +3,7 @@
  * No I/O here; the loader (cluster.ts) fills it from live nodes.
  */
 import {formatAddress} from './address.js'
-import {SlotctlError, usageError} from './errors.js'
+import {SlotctlError, usageError} from '../errors.js'
 import {type SlotRange, countSlots, toRanges} from './slots.js'
 
 export type NodeRole = 'master' | 'replica' | 'unknown'

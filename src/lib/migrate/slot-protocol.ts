@@ -8,9 +8,9 @@ import {createHash} from 'node:crypto'
 
 import type {Redis} from 'ioredis'
 
-import {parseAddress} from './address.js'
-import {type ConnectionSettings, type NodePool, clusterPipeline, mapLimit} from './connection.js'
-import {SlotctlError, errorMessage} from './errors.js'
+import {parseAddress} from '../cluster/address.js'
+import {type ConnectionSettings, type NodePool, clusterPipeline, mapLimit} from '../cluster/connection.js'
+import {SlotctlError, errorMessage} from '../errors.js'
 import type {Throttle} from './throttle.js'
 
 export interface SlotEndpoint {

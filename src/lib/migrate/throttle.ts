@@ -2,7 +2,7 @@
  * Rate limits for off-peak migrations. Each take() reserves its share of time on a
  * schedule, so the long-run average never exceeds the limit, however uneven the batches.
  */
-import {delay} from './connection.js'
+import {delay} from '../cluster/connection.js'
 
 export class RateLimiter {
   private nextFreeAt = 0

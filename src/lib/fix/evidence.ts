@@ -3,14 +3,14 @@
  * counts every live master holds for them and each master's own idea of the owner.
  * Read-only: nothing here changes the cluster.
  */
-import type {ClusterSnapshot} from './cluster.js'
-import {NODE_PARALLELISM, type NodePool, mapLimit} from './connection.js'
-import type {JournalState} from './journal.js'
-import type {MasterEvidence, SlotEvidence} from './plan/fix.js'
-import {scanStrayKeys} from './scan.js'
-import {countKeysInSlots} from './slot-stats.js'
-import {SLOT_COUNT} from './slots.js'
-import {type ClusterNode, mastersOf, openSlotsOf, slotCount, slotOwners} from './topology.js'
+import type {ClusterSnapshot} from '../cluster/loader.js'
+import {NODE_PARALLELISM, type NodePool, mapLimit} from '../cluster/connection.js'
+import type {JournalState} from '../migrate/journal.js'
+import type {MasterEvidence, SlotEvidence} from '../plan/fix.js'
+import {scanStrayKeys} from '../check/scan.js'
+import {countKeysInSlots} from '../cluster/slot-stats.js'
+import {SLOT_COUNT} from '../cluster/slots.js'
+import {type ClusterNode, mastersOf, openSlotsOf, slotCount, slotOwners} from '../cluster/topology.js'
 
 export interface FixEvidence {
   masters: MasterEvidence[]

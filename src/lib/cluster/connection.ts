@@ -8,7 +8,7 @@ import type {ConnectionOptions as TlsOptions} from 'node:tls'
 import {Redis, type RedisOptions} from 'ioredis'
 
 import {type NodeAddress, formatAddress} from './address.js'
-import {SlotctlError, errorMessage, usageError} from './errors.js'
+import {SlotctlError, errorMessage, usageError} from '../errors.js'
 
 export interface TlsSettings {
   enabled: boolean

@@ -7,13 +7,13 @@ import {isIP} from 'node:net'
 
 import type {Redis} from 'ioredis'
 
-import {parseAddress} from './address.js'
-import {readNodeState} from './cluster.js'
-import {NODE_PARALLELISM, type NodePool, mapLimit} from './connection.js'
-import {SlotctlError, errorMessage} from './errors.js'
-import type {CreatePlan} from './plan/create.js'
-import {parseInfo, slotMapSignature} from './topology.js'
-import {waitUntil} from './wait.js'
+import {parseAddress} from '../cluster/address.js'
+import {readNodeState} from '../cluster/loader.js'
+import {NODE_PARALLELISM, type NodePool, mapLimit} from '../cluster/connection.js'
+import {SlotctlError, errorMessage} from '../errors.js'
+import type {CreatePlan} from '../plan/create.js'
+import {parseInfo, slotMapSignature} from '../cluster/topology.js'
+import {waitUntil} from '../cluster/wait.js'
 
 export type CreateEvent = {phase: 'assign-slots' | 'meet' | 'replicate' | 'wait-join' | 'wait-replication' | 'wait-state'}
 

@@ -9,7 +9,7 @@
  * a MEMORY USAGE per key.
  */
 import {NODE_PARALLELISM, type NodePool, mapLimit} from './connection.js'
-import {SlotctlError, errorMessage} from './errors.js'
+import {SlotctlError, errorMessage} from '../errors.js'
 import {SLOT_COUNT, type SlotRange, expandRanges} from './slots.js'
 import {parseInfo} from './topology.js'
 

@@ -12,9 +12,9 @@ import path from 'node:path'
 import {execa} from 'execa'
 import {Redis} from 'ioredis'
 
-import {delay} from './connection.js'
-import {SlotctlError, errorMessage} from './errors.js'
-import {parseInfo} from './topology.js'
+import {delay} from '../cluster/connection.js'
+import {SlotctlError, errorMessage} from '../errors.js'
+import {parseInfo} from '../cluster/topology.js'
 
 export interface ServerSpec {
   host?: string

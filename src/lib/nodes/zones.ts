@@ -5,8 +5,8 @@
  */
 import {readFileSync} from 'node:fs'
 
-import {errorMessage, usageError} from './errors.js'
-import type {ZoneOf} from './plan/placement.js'
+import {errorMessage, usageError} from '../errors.js'
+import type {ZoneOf} from '../plan/placement.js'
 
 export type ZoneMap = Map<string, string>
 

@@ -6,7 +6,7 @@ import type {Redis} from 'ioredis'
 
 import {type NodeAddress, formatAddress} from './address.js'
 import {NODE_PARALLELISM, type NodePool, describeConnectError, settleLimit} from './connection.js'
-import {SlotctlError, errorMessage} from './errors.js'
+import {SlotctlError, errorMessage} from '../errors.js'
 import {type ClusterNode, myselfOf, parseClusterNodes, parseInfo, resolveNodeId} from './topology.js'
 
 export interface NodeView {

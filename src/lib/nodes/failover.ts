@@ -1,9 +1,9 @@
-import {type ClusterSnapshot, readNodeState} from './cluster.js'
-import {type NodePool, NODE_PARALLELISM, settleLimit} from './connection.js'
-import {errorMessage, failure, SlotctlError} from './errors.js'
-import {type FailoverStep, type HealthOf, type ReplicaHealth} from './plan/failover.js'
-import {type ClusterNode, myselfOf, parseInfo, shortId, slotCount} from './topology.js'
-import {waitUntil} from './wait.js'
+import {type ClusterSnapshot, readNodeState} from '../cluster/loader.js'
+import {type NodePool, NODE_PARALLELISM, settleLimit} from '../cluster/connection.js'
+import {errorMessage, failure, SlotctlError} from '../errors.js'
+import {type FailoverStep, type HealthOf, type ReplicaHealth} from '../plan/failover.js'
+import {type ClusterNode, myselfOf, parseInfo, shortId, slotCount} from '../cluster/topology.js'
+import {waitUntil} from '../cluster/wait.js'
 
 export type FailoverMode = 'graceful' | 'force' | 'takeover'
 

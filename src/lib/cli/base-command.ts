@@ -4,10 +4,10 @@
  */
 import {Command, Errors, Flags, type Interfaces} from '@oclif/core'
 
-import {type NodeAddress, isBareHost, parseAddress, parseAddressList} from './address.js'
-import {type ClusterSnapshot, loadCluster} from './cluster.js'
-import {type ConnectionSettings, NodePool} from './connection.js'
-import {ExitCode, SlotctlError, errorMessage, usageError} from './errors.js'
+import {type NodeAddress, isBareHost, parseAddress, parseAddressList} from '../cluster/address.js'
+import {type ClusterSnapshot, loadCluster} from '../cluster/loader.js'
+import {type ConnectionSettings, NodePool} from '../cluster/connection.js'
+import {ExitCode, SlotctlError, errorMessage, usageError} from '../errors.js'
 import {confirmOrFail} from './prompt.js'
 import {applyColour, colourEnabled} from './render.js'
 

@@ -4,7 +4,7 @@
  */
 import cliProgress from 'cli-progress'
 
-import type {MigrationEvent} from './executor.js'
+import type {MigrationEvent} from '../migrate/executor.js'
 import {formatBytes, formatDuration} from './render.js'
 
 export class ProgressReporter {

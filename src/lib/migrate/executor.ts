@@ -4,11 +4,11 @@
  * journals every slot, honours rate limits, and on abort finishes the slots in flight so
  * none is left open.
  */
-import {type NodePool, mapLimit} from './connection.js'
-import {SlotctlError, errorMessage} from './errors.js'
+import {type NodePool, mapLimit} from '../cluster/connection.js'
+import {SlotctlError, errorMessage} from '../errors.js'
 import type {Journal} from './journal.js'
-import {type MoveKeysOptions, type MovedKeys, type SlotEndpoint, type SlotMoveTarget, closeSlots, moveSlotKeys, moveWaveKeys, openSlots} from './migrate-slot.js'
-import type {MigrationPlan, SlotMove} from './plan/types.js'
+import {type MoveKeysOptions, type MovedKeys, type SlotEndpoint, type SlotMoveTarget, closeSlots, moveSlotKeys, moveWaveKeys, openSlots} from './slot-protocol.js'
+import type {MigrationPlan, SlotMove} from '../plan/types.js'
 import {Throttle, type ThrottleLimits} from './throttle.js'
 
 export interface ExecuteOptions extends ThrottleLimits {

@@ -9,13 +9,13 @@ import {mkdir, rename, rm, writeFile} from 'node:fs/promises'
 import {homedir} from 'node:os'
 import path from 'node:path'
 
-import {NODE_PARALLELISM, NodePool, mapLimit, settleLimit} from './connection.js'
-import {applyCreatePlan} from './create.js'
-import {SlotctlError, usageError} from './errors.js'
-import {type RunningServer, findFreePorts, isAlive, isOurServer, requireRedisServer, startServer, stopServer} from './local-servers.js'
-import {planCreate} from './plan/create.js'
-import {keySlot} from './slots.js'
-import {parseClusterNodes, parseInfo, slotOwners} from './topology.js'
+import {NODE_PARALLELISM, NodePool, mapLimit, settleLimit} from '../cluster/connection.js'
+import {applyCreatePlan} from '../nodes/create.js'
+import {SlotctlError, usageError} from '../errors.js'
+import {type RunningServer, findFreePorts, isAlive, isOurServer, requireRedisServer, startServer, stopServer} from './servers.js'
+import {planCreate} from '../plan/create.js'
+import {keySlot} from '../cluster/slots.js'
+import {parseClusterNodes, parseInfo, slotOwners} from '../cluster/topology.js'
 
 export interface SandboxNode {
   address: string

@@ -1,7 +1,7 @@
 /** Per-node summaries shared by check and info (what --json reports for each node). */
-import type {ClusterSnapshot} from './cluster.js'
-import {countSlots, formatRanges} from './slots.js'
-import {type ClusterNode, replicasOf} from './topology.js'
+import type {ClusterSnapshot} from '../cluster/loader.js'
+import {countSlots, formatRanges} from '../cluster/slots.js'
+import {type ClusterNode, replicasOf} from '../cluster/topology.js'
 
 export interface NodeSummary {
   id: string

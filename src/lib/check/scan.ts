@@ -1,9 +1,9 @@
 /** I/O that gathers evidence the pure checks cannot see in CLUSTER NODES. */
-import type {ClusterSnapshot} from './cluster.js'
-import {NODE_PARALLELISM, type NodePool, mapLimit} from './connection.js'
-import {countKeysInSlots} from './slot-stats.js'
-import {SLOT_COUNT} from './slots.js'
-import {slotOwners} from './topology.js'
+import type {ClusterSnapshot} from '../cluster/loader.js'
+import {NODE_PARALLELISM, type NodePool, mapLimit} from '../cluster/connection.js'
+import {countKeysInSlots} from '../cluster/slot-stats.js'
+import {SLOT_COUNT} from '../cluster/slots.js'
+import {slotOwners} from '../cluster/topology.js'
 
 /**
  * Finds keys stored on masters that do not own their slot (redis-cli's "multiple owners"):
