@@ -1,7 +1,8 @@
 /**
- * Real-server test harness: starts cluster-enabled redis-server processes in a temp dir on
- * free ports, proves each answers with its own pid, forms a cluster with slotctl's own
- * create planner, and stops exactly the processes it started.
+ * Real-server test harness: starts cluster-enabled redis-server (or valkey-server, from
+ * SLOTCTL_TEST_SERVER) processes in a temp dir on free ports, proves each answers with its
+ * own pid, forms a cluster with slotctl's own create planner, and stops exactly the
+ * processes it started.
  */
 import {mkdtemp, rm} from 'node:fs/promises'
 import {tmpdir} from 'node:os'
@@ -31,6 +32,12 @@ export interface HarnessOptions {
 
 const started = new Set<RunningServer>()
 
+/**
+ * The server binary every test starts: SLOTCTL_TEST_SERVER (a redis-server or valkey-server
+ * path, set by .ci/run per server lane), else the first one found on PATH.
+ */
+export const testServerBinary: string | undefined = process.env.SLOTCTL_TEST_SERVER || undefined
+
 export class TestCluster {
   private readonly clients: Array<Cluster | Redis> = []
 
@@ -49,7 +56,7 @@ export class TestCluster {
         const here = Array.from({length: count}, (_, i) => i).filter((i) => i % hosts.length === hostIndex)
         const ports = await findFreePorts(here.length, host)
         const batch = await Promise.all(
-          ports.map((port) => startServer({dir: path.join(dir, `${host}-${port}`), extraArgs: [...auth, ...(options.extraArgs ?? [])], host, nodeTimeoutMs: options.nodeTimeoutMs ?? 2000, password: options.password, port})),
+          ports.map((port) => startServer({binary: testServerBinary, dir: path.join(dir, `${host}-${port}`), extraArgs: [...auth, ...(options.extraArgs ?? [])], host, nodeTimeoutMs: options.nodeTimeoutMs ?? 2000, password: options.password, port})),
         )
         for (const server of batch) started.add(server)
         servers.push(...batch)

@@ -5,7 +5,7 @@ import path from 'node:path'
 import {expect} from 'chai'
 
 import {type RunningServer, findFreePorts, startServer, stopServer} from '../../src/lib/local/servers.js'
-import {TestCluster} from '../helpers/cluster-harness.js'
+import {TestCluster, testServerBinary} from '../helpers/cluster-harness.js'
 import {type CliResult, expectOneCleanLine as expectCleanError, runCli} from '../helpers/cli.js'
 
 const PASSWORD = 'pa55-never-printed'
@@ -21,8 +21,8 @@ describe('bad input, end to end through the binary', () => {
   before(async () => {
     dir = await mkdtemp(path.join(tmpdir(), 'slotctl-errors-'))
     const [plainPort, securedPort] = await findFreePorts(2)
-    plain = await startServer({dir: path.join(dir, 'plain'), extraArgs: ['--cluster-enabled', 'no'], port: plainPort})
-    secured = await startServer({dir: path.join(dir, 'secured'), extraArgs: ['--requirepass', PASSWORD], password: PASSWORD, port: securedPort})
+    plain = await startServer({binary: testServerBinary, cluster: false, dir: path.join(dir, 'plain'), port: plainPort})
+    secured = await startServer({binary: testServerBinary, dir: path.join(dir, 'secured'), extraArgs: ['--requirepass', PASSWORD], password: PASSWORD, port: securedPort})
     cluster = await TestCluster.start({masters: 3, replicas: 0})
   })
 

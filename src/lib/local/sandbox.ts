@@ -12,7 +12,7 @@ import path from 'node:path'
 import {NODE_PARALLELISM, NodePool, mapLimit, settleLimit} from '../cluster/connection.js'
 import {applyCreatePlan} from '../nodes/create.js'
 import {SlotctlError, usageError} from '../errors.js'
-import {type RunningServer, findFreePorts, isAlive, isOurServer, requireRedisServer, startServer, stopServer} from './servers.js'
+import {type RunningServer, findFreePorts, isAlive, isOurServer, requireServerBinary, startServer, stopServer} from './servers.js'
 import {planCreate} from '../plan/create.js'
 import {keySlot} from '../cluster/slots.js'
 import {parseClusterNodes, parseInfo, slotOwners} from '../cluster/topology.js'
@@ -165,7 +165,7 @@ async function removeSandboxFiles(state: SandboxState): Promise<void> {
 }
 
 export async function startSandbox(options: SandboxOptions): Promise<SandboxState> {
-  requireRedisServer()
+  requireServerBinary()
   const existing = readSandboxState(options.dir)
   if (existing?.nodes.some((node) => nodeAlive(node))) {
     throw new SlotctlError(`a sandbox is already running from ${options.dir} (seed ${existing.seed})`, {

@@ -1,5 +1,6 @@
 /**
- * Starts and stops cluster-enabled redis-server processes on this machine. Used by
+ * Starts and stops redis-server / valkey-server processes (cluster-enabled unless asked
+ * otherwise) on this machine. Used by
  * `slotctl sandbox` (detached servers that outlive the CLI) and by the test harness.
  * Ports are found at run time, and a server counts as started only when it answers with
  * its own pid, so a stranger already listening on the port is never mistaken for ours.
@@ -26,6 +27,10 @@ export interface ServerSpec {
   extraArgs?: string[]
   /** For a server started with --requirepass: the pid probe must authenticate. */
   password?: string
+  /** redis-server or valkey-server to run (default: the first found on PATH). */
+  binary?: string
+  /** false: a standalone server (cluster support disabled). */
+  cluster?: boolean
 }
 
 export interface RunningServer {
@@ -41,21 +46,32 @@ const BUS_OFFSET = 10_000
 const EPHEMERAL_START = 32_768
 const LOWEST_PORT = 12_000
 
-export function redisServerPath(): string | undefined {
-  for (const dir of (process.env.PATH ?? '').split(path.delimiter)) {
-    const candidate = path.join(dir, 'redis-server')
-    if (dir && existsSync(candidate)) return candidate
+/** Server binaries slotctl can start, in the order they are looked for on PATH. */
+const SERVER_NAMES = ['redis-server', 'valkey-server']
+
+/** The first redis-server or valkey-server on PATH (or in the usual places). */
+export function findServerBinary(): string | undefined {
+  for (const name of SERVER_NAMES) {
+    for (const dir of (process.env.PATH ?? '').split(path.delimiter)) {
+      const candidate = path.join(dir, name)
+      if (dir && existsSync(candidate)) return candidate
+    }
+    for (const candidate of [`/usr/bin/${name}`, `/usr/local/bin/${name}`]) if (existsSync(candidate)) return candidate
   }
-  for (const candidate of ['/usr/bin/redis-server', '/usr/local/bin/redis-server']) if (existsSync(candidate)) return candidate
   return undefined
 }
 
-export function requireRedisServer(): string {
-  const found = redisServerPath()
+/** The given binary (which must exist), or the one found on PATH. */
+export function requireServerBinary(explicit?: string): string {
+  if (explicit) {
+    if (!existsSync(explicit)) throw new SlotctlError(`server binary '${explicit}' does not exist`, {code: 'E_USAGE', exitCode: 2})
+    return explicit
+  }
+  const found = findServerBinary()
   if (found) return found
-  throw new SlotctlError('redis-server is not installed', {
+  throw new SlotctlError('neither redis-server nor valkey-server is installed', {
     code: 'E_NO_REDIS_SERVER',
-    suggestions: ['install it: sudo apt-get install -y redis-server (Debian/Ubuntu), brew install redis (macOS)'],
+    suggestions: ['install one: sudo apt-get install -y redis-server (Debian/Ubuntu), brew install redis (macOS)'],
   })
 }
 
@@ -85,6 +101,17 @@ export function configFile(spec: Pick<ServerSpec, 'dir' | 'port'>): string {
   return path.join(spec.dir, `redis-${spec.port}.conf`)
 }
 
+function clusterArgs(spec: ServerSpec, host: string): string[] {
+  if (spec.cluster === false) return []
+  return [
+    // announce and source the same address, so several loopback addresses act as hosts
+    '--cluster-announce-ip', host,
+    '--cluster-enabled', 'yes',
+    '--cluster-config-file', `nodes-${spec.port}.conf`,
+    '--cluster-node-timeout', String(spec.nodeTimeoutMs ?? 5000),
+  ]
+}
+
 /** A config file comes first so that CONFIG REWRITE (set-timeout) can persist settings. */
 export function serverArgs(spec: ServerSpec): string[] {
   const host = spec.host ?? '127.0.0.1'
@@ -92,12 +119,8 @@ export function serverArgs(spec: ServerSpec): string[] {
     configFile(spec),
     '--port', String(spec.port),
     '--bind', host,
-    // announce and source the same address, so several loopback addresses act as hosts
-    '--cluster-announce-ip', host,
     '--bind-source-addr', host,
-    '--cluster-enabled', 'yes',
-    '--cluster-config-file', `nodes-${spec.port}.conf`,
-    '--cluster-node-timeout', String(spec.nodeTimeoutMs ?? 5000),
+    ...clusterArgs(spec, host),
     '--dir', spec.dir,
     '--logfile', `redis-${spec.port}.log`,
     '--pidfile', path.join(spec.dir, `redis-${spec.port}.pid`),
@@ -137,11 +160,12 @@ export function isAlive(pid: number): boolean {
   }
 }
 
-/** True when pid is still the redis-server we started on that port (pids get reused). */
+/** True when pid is still the redis-server/valkey-server we started on that port (pids get reused). */
 export function isOurServer(pid: number, port: number): boolean {
   try {
+    // the server rewrites its title to "<binary> <bind>:<port> [cluster]"
     const cmdline = readFileSync(`/proc/${pid}/cmdline`, 'utf8')
-    return cmdline.includes('redis-server') && cmdline.includes(`:${port}`)
+    return SERVER_NAMES.some((name) => cmdline.includes(name)) && cmdline.includes(`:${port}`)
   } catch {
     return isAlive(pid)
   }
@@ -157,7 +181,7 @@ function readLogTail(spec: ServerSpec): string {
 }
 
 export async function startServer(spec: ServerSpec, timeoutMs = 10_000): Promise<RunningServer> {
-  const binary = requireRedisServer()
+  const binary = requireServerBinary(spec.binary)
   const host = spec.host ?? '127.0.0.1'
   await mkdir(spec.dir, {recursive: true})
   await writeFile(configFile(spec), '# written by slotctl; CONFIG REWRITE appends here\n')
@@ -168,7 +192,7 @@ export async function startServer(spec: ServerSpec, timeoutMs = 10_000): Promise
     stdio: 'ignore',
   })
   const pid = child.pid
-  if (pid === undefined) throw new SlotctlError(`could not start redis-server on port ${spec.port}`, {code: 'E_SPAWN'})
+  if (pid === undefined) throw new SlotctlError(`could not start ${path.basename(binary)} on port ${spec.port}`, {code: 'E_SPAWN'})
   let exited = false
   void child.then(() => {
     exited = true
@@ -183,7 +207,7 @@ export async function startServer(spec: ServerSpec, timeoutMs = 10_000): Promise
   }
   if (!exited) child.kill('SIGKILL')
   const tail = readLogTail(spec)
-  throw new SlotctlError(`redis-server on ${host}:${spec.port} did not start${tail ? `: ${tail}` : ''}`, {code: 'E_SPAWN'})
+  throw new SlotctlError(`${path.basename(binary)} on ${host}:${spec.port} did not start${tail ? `: ${tail}` : ''}`, {code: 'E_SPAWN'})
 }
 
 /** Stops one server we started: SIGTERM, then SIGKILL if it lingers. Only ever our pid. */
