@@ -1,44 +1,43 @@
-import {readFile} from 'node:fs/promises'
-
 import {Args, Flags} from '@oclif/core'
 
 import {usageError} from '../lib/errors.js'
 import {MigrationCommand, type MigrationResult} from '../lib/cli/migration-command.js'
-import type {MigrationPlan} from '../lib/plan/types.js'
-
-async function readPlan(file: string): Promise<MigrationPlan> {
-  let plan: MigrationPlan
-  try {
-    plan = JSON.parse(await readFile(file, 'utf8')) as MigrationPlan
-  } catch (error) {
-    throw usageError(`cannot read plan '${file}': ${(error as Error).message}`)
-  }
-  if (plan?.version !== 1 || !Array.isArray(plan.moves) || !Array.isArray(plan.nodes)) throw usageError(`'${file}' is not a slotctl plan (write one with --dry-run --out)`)
-  return plan
-}
+import {readJournal} from '../lib/migrate/journal.js'
+import {readPlanFile} from '../lib/plan/plan-file.js'
 
 export default class Apply extends MigrationCommand<typeof Apply> {
   static args = {
-    plan: Args.string({description: 'plan file written by reshard/rebalance --dry-run --out', required: true}),
+    plan: Args.string({description: 'plan file written by reshard/rebalance --dry-run --out (not needed with --resume)'}),
   }
 
   static description = MigrationCommand.withExitCodes(
-    'Run a plan written earlier by `reshard` or `rebalance` with --dry-run --out. Refuses (exit 1) if any slot in the plan no longer belongs to its planned source.',
+    [
+      'Run a plan written earlier by `reshard` or `rebalance` with --dry-run --out, on the cluster that --seed names.',
+      'The plan is checked against its schema first. Its node ids are looked up in the live cluster and their live addresses are used: slotctl never connects to an address read from a file. It refuses (exit 1) a plan naming a node the cluster does not have, or a slot that no longer belongs to its planned source.',
+    ].join('\n'),
   )
 
-  static examples = ['<%= config.bin %> rebalance 127.0.0.1:7000 --dry-run --out plan.json && <%= config.bin %> apply plan.json --seed 127.0.0.1:7000 --yes']
+  static examples = [
+    '<%= config.bin %> rebalance 127.0.0.1:7000 --dry-run --out plan.json && <%= config.bin %> apply plan.json --seed 127.0.0.1:7000 --yes',
+    '<%= config.bin %> apply --seed 127.0.0.1:7000 --resume ~/.local/state/slotctl/journals/rebalance-2026-11-30T10-00-00-000Z.jsonl --yes',
+  ]
 
   static flags = {
-    seed: Flags.string({description: 'a node of the cluster (default: the first node named in the plan)'}),
+    seed: Flags.string({description: 'a node of the cluster to run the plan on (HOST:PORT); required'}),
+    resume: Flags.string({description: 'continue an interrupted apply from its journal'}),
     ...MigrationCommand.migrationFlags,
   }
 
   async run(): Promise<MigrationResult> {
-    const plan = await readPlan(this.args.plan)
+    if (!this.flags.seed) throw usageError('apply needs --seed HOST:PORT, a node of the cluster: slotctl never connects to addresses read from a plan file')
+    if (!this.args.plan && !this.flags.resume) throw usageError('give the plan file (or --resume JOURNAL)')
+    if (this.args.plan && this.flags.resume) throw usageError('give either a plan file or --resume JOURNAL, not both')
+    const resumed = this.flags.resume ? {path: this.flags.resume, state: readJournal(this.flags.resume)} : undefined
+    const plan = resumed?.state.plan ?? readPlanFile(this.args.plan as string)
     if (plan.moves.length === 0) throw usageError('the plan moves no slots')
-    const seed = this.parseSeed([this.flags.seed ?? plan.nodes[0].address])
-    this.pool(seed, this.migrationCommandTimeoutMs())
+    const seed = this.parseSeed([this.flags.seed])
+    this.pool(seed, this.migrationCommandTimeoutMs(resumed?.state.settings))
     const snapshot = await this.loadCluster(seed)
-    return this.runPlan(snapshot, plan, {resumeCommand: (journal) => `${this.config.bin} reshard ${snapshot.seedAddress} --resume ${journal} --yes`})
+    return this.runPlan(snapshot, plan, {resume: resumed, resumeArgs: (journal) => `apply --seed ${snapshot.seedAddress} --resume ${journal} --yes`})
   }
 }

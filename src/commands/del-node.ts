@@ -4,6 +4,7 @@ import {type ClusterSnapshot, findNode} from '../lib/cluster/loader.js'
 import {ExitCode} from '../lib/errors.js'
 import {MigrationCommand, type MigrationResult} from '../lib/cli/migration-command.js'
 import {type RemoveNodeResult, refuseIfOwnsSlots, removeNode} from '../lib/nodes/membership.js'
+import {type JournalState, readJournal} from '../lib/migrate/journal.js'
 import {planDrain} from '../lib/plan/rebalance.js'
 import {mastersOf, slotCount} from '../lib/cluster/topology.js'
 import {paint} from '../lib/cli/render.js'
@@ -31,17 +32,19 @@ export default class DelNode extends MigrationCommand<typeof DelNode> {
   static flags = {
     'wait-timeout': Flags.integer({default: 30, description: 'seconds to wait for re-pointed replicas to follow their new masters', min: 1}),
     drain: Flags.boolean({description: 'first move the node\'s slots (and keys) evenly to the other masters'}),
+    resume: Flags.string({description: 'continue an interrupted --drain from its journal', dependsOn: ['drain']}),
     ...MigrationCommand.migrationFlags,
   }
 
   async run(): Promise<DelNodeResult> {
     const seed = this.parseSeed([this.args.address])
-    this.pool(seed, this.migrationCommandTimeoutMs())
+    const resumed = this.flags.resume ? {path: this.flags.resume, state: readJournal(this.flags.resume)} : undefined
+    this.pool(seed, this.migrationCommandTimeoutMs(resumed?.state.settings))
     let snapshot = await this.loadCluster(seed)
     let node = findNode(snapshot, this.args.nodeId)
     let drain: MigrationResult | undefined
     if (this.flags.drain && slotCount(node) > 0) {
-      drain = await this.drain(snapshot, node.id)
+      drain = await this.drain(snapshot, node.id, resumed)
       if (drain.status !== 'done') return {drain, status: drain.status === 'planned' ? 'aborted' : 'drain-incomplete'}
       snapshot = await this.loadCluster(seed)
       node = findNode(snapshot, node.id)
@@ -54,6 +57,7 @@ export default class DelNode extends MigrationCommand<typeof DelNode> {
       this.log('aborted: nothing changed')
       return {status: 'aborted'}
     }
+    await this.lockCluster(snapshot, this.flags.force)
     const result = await removeNode(this.pool(), snapshot, node.id, {onEvent: (message) => this.note(`>>> ${message}`), waitTimeoutMs: this.flags['wait-timeout'] * 1000})
     for (const warning of result.warnings) this.note(paint.warn(`[WARNING] ${warning}`))
     const reset = result.reset ? 'and reset it' : result.reachable ? 'but could not reset it' : 'it was unreachable, so it was not reset'
@@ -61,9 +65,9 @@ export default class DelNode extends MigrationCommand<typeof DelNode> {
     return {...result, drain, status: 'removed'}
   }
 
-  private async drain(snapshot: ClusterSnapshot, nodeId: string): Promise<MigrationResult> {
+  private async drain(snapshot: ClusterSnapshot, nodeId: string, resume?: {path: string; state: JournalState}): Promise<MigrationResult> {
     const masters = mastersOf(snapshot.nodes).filter((master) => !master.failed && master.address)
-    const plan = planDrain(masters, nodeId)
-    return this.runPlan(snapshot, plan, {resumeCommand: (journal) => `${this.config.bin} reshard ${snapshot.seedAddress} --resume ${journal} --yes`})
+    const plan = resume?.state.plan ?? planDrain(masters, nodeId)
+    return this.runPlan(snapshot, plan, {resume, resumeArgs: (journal) => `del-node ${snapshot.seedAddress} ${nodeId} --drain --resume ${journal} --yes`})
   }
 }

@@ -60,7 +60,7 @@ export default class Fix extends BaseCommand<typeof Fix> {
     journal: Flags.string({description: 'journal of an interrupted slotctl run: its intended targets decide where open slots go (default: the newest recent one in ~/.local/state/slotctl/journals with those slots in flight)'}),
     'search-multiple-owners': Flags.boolean({description: 'also find keys on masters that do not own their slot (one COUNTKEYSINSLOT per slot per master)'}),
     replace: Flags.boolean({description: 'when a key exists on two nodes with different values, overwrite the copy on the node keeping the slot'}),
-    force: Flags.boolean({description: 'act even while masters that own slots are unreachable (their slots are left alone)'}),
+    force: Flags.boolean({description: 'act even while masters that own slots are unreachable (their slots are left alone), or while another slotctl run seems to be changing the cluster'}),
     'forget-failed': Flags.boolean({description: 'also CLUSTER FORGET nodes stuck in handshake or without address (noaddr)'}),
     pipeline: MigrationCommand.migrationFlags.pipeline,
     timeout: MigrationCommand.migrationFlags.timeout,
@@ -76,6 +76,8 @@ export default class Fix extends BaseCommand<typeof Fix> {
     const pool = this.pool(seed, adminTimeoutMs(this.flags.timeout))
     const given = this.flags.journal ? readJournal(this.flags.journal) : undefined
     const snapshot = await this.loadCluster(seed)
+    // a live run's open slots are its own business: fix must not "repair" them under it
+    await this.refuseIfOtherRun(snapshot, this.flags.force)
     const found = given ? undefined : this.discoverJournal(snapshot)
     const journal = given ?? found?.state
     const evidence = await gatherFixEvidence(pool, snapshot, {journal, searchMultipleOwners: this.flags['search-multiple-owners']})
@@ -102,6 +104,7 @@ export default class Fix extends BaseCommand<typeof Fix> {
     if (!this.flags.force) refuseUnreachableOwners(evidence.unreachableOwners)
     if (!(await this.confirm(`Apply ${actionable.length} slot fix(es)${strangers ? ' and forget stuck nodes' : ''}?`))) throw new SlotctlError('cancelled: nothing was changed', {code: 'E_CANCELLED'})
 
+    await this.lockCluster(snapshot, this.flags.force)
     if (this.flags['forget-failed']) result.forgotten = await forgetStrangers(pool, snapshot)
     const outcome = await applyFixes(pool, evidence.masters, evidence.slots, fixes, {
       onSlotMoved: (fix, keys) => this.note(`slot ${fix.slot}: ${keys} key(s) moved into ${address(fix.destination)}`),

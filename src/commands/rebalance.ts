@@ -15,7 +15,6 @@ export interface RebalanceCommandResult extends Partial<Omit<MigrationResult, 's
   thresholdPct: number
   nodes: RebalanceNodeReport[]
   slotsToMove: number
-  warnings: string[]
 }
 
 function parseThreshold(text: string): number {
@@ -62,15 +61,16 @@ export default class Rebalance extends MigrationCommand<typeof Rebalance> {
   async run(): Promise<RebalanceCommandResult> {
     const thresholdPct = parseThreshold(this.flags.threshold)
     const seed = this.parseSeed([this.args.address])
-    this.pool(seed, this.migrationCommandTimeoutMs())
+    const resumed = this.flags.resume ? {path: this.flags.resume, state: readJournal(this.flags.resume)} : undefined
+    this.pool(seed, this.migrationCommandTimeoutMs(resumed?.state.settings))
     const snapshot = await this.loadCluster(seed)
-    const resumeCommand = (journal: string) => `${this.config.bin} rebalance ${snapshot.seedAddress} --resume ${journal} --yes`
-    if (this.flags.resume) {
-      const state = readJournal(this.flags.resume)
-      const migration = await this.runPlan(snapshot, state.plan, {resume: {path: this.flags.resume, state}, resumeCommand})
-      return {...migration, by: this.flags.by, nodes: [], slotsToMove: state.plan.moves.length, thresholdPct, warnings: []}
+    const resumeArgs = (journal: string) => `rebalance ${snapshot.seedAddress} --resume ${journal} --yes`
+    if (resumed) {
+      const migration = await this.runPlan(snapshot, resumed.state.plan, {resume: resumed, resumeArgs})
+      return {...migration, by: this.flags.by, nodes: [], slotsToMove: resumed.state.plan.moves.length, thresholdPct}
     }
     // Key counts and a plan are meaningless on a cluster with open slots or failed masters.
+    await this.refuseIfOtherRun(snapshot, this.flags.force)
     this.refuseUnsafeCluster(snapshot)
     const weights = parseWeights(this.flags.weight ?? [], snapshot.nodes)
     const by = this.flags.by
@@ -83,14 +83,15 @@ export default class Rebalance extends MigrationCommand<typeof Rebalance> {
     const result = planRebalance(masters, {by, slotLoad, thresholdPct, useEmptyMasters: this.flags['use-empty-masters'], weights})
     for (const warning of result.warnings) this.note(paint.warn(`[WARNING] ${warning}`))
     this.log(this.renderNodes(result))
-    const summary: RebalanceCommandResult = {by, nodes: result.nodes, slotsToMove: result.plan.moves.length, status: 'planned', thresholdPct, warnings: result.warnings}
+    const warnings = result.warnings.map((message) => ({code: 'REBALANCE_PLAN', message}))
+    const summary: RebalanceCommandResult = {by, nodes: result.nodes, slotsToMove: result.plan.moves.length, status: 'planned', thresholdPct, warnings}
     if (result.balanced || result.plan.moves.length === 0) {
       this.log(paint.good(`[OK] No rebalancing needed: every master is within the ${thresholdPct.toFixed(2)}% threshold (by ${by}).`))
       return {...summary, status: 'balanced'}
     }
     this.log(`${result.plan.moves.length} slot(s) to move (by ${by})`)
-    const migration = await this.runPlan(snapshot, result.plan, {resumeCommand})
-    return {...migration, ...summary, status: migration.status}
+    const migration = await this.runPlan(snapshot, result.plan, {resumeArgs})
+    return {...migration, ...summary, status: migration.status, warnings: [...warnings, ...(migration.warnings ?? [])]}
   }
 
   private participantCount(masters: ClusterNode[]): number {

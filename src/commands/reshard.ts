@@ -36,13 +36,11 @@ export default class Reshard extends MigrationCommand<typeof Reshard> {
 
   async run(): Promise<MigrationResult> {
     const seed = this.parseSeed([this.args.address])
-    this.pool(seed, this.migrationCommandTimeoutMs())
+    const resumed = this.flags.resume ? {path: this.flags.resume, state: readJournal(this.flags.resume)} : undefined
+    this.pool(seed, this.migrationCommandTimeoutMs(resumed?.state.settings))
     const snapshot = await this.loadCluster(seed)
-    const resumeCommand = (journal: string) => `${this.config.bin} reshard ${snapshot.seedAddress} --resume ${journal} --yes`
-    if (this.flags.resume) {
-      const state = readJournal(this.flags.resume)
-      return this.runPlan(snapshot, state.plan, {resume: {path: this.flags.resume, state}, resumeCommand})
-    }
+    const resumeArgs = (journal: string) => `reshard ${snapshot.seedAddress} --resume ${journal} --yes`
+    if (resumed) return this.runPlan(snapshot, resumed.state.plan, {resume: resumed, resumeArgs})
     const masters = mastersOf(snapshot.nodes)
     const to = resolveNodeId(snapshot.nodes, this.flags.to ?? (await askOrFail('Which master receives the slots (node id)?', '--to')))
     if (to.role !== 'master') throw usageError(`the target ${to.address} is a replica: slots can only move to a master`)
@@ -50,12 +48,12 @@ export default class Reshard extends MigrationCommand<typeof Reshard> {
     if (rangeText) {
       const ranges = parseSlotRanges(rangeText)
       if (!ranges) throw usageError(`--slot-range '${rangeText}' is not a slot range (e.g. 0-99,200; slots 0-16383)`)
-      return this.runPlan(snapshot, planReshard(masters, {exactSlots: expandRanges(ranges), from: 'all', to: to.id}), {resumeCommand})
+      return this.runPlan(snapshot, planReshard(masters, {exactSlots: expandRanges(ranges), from: 'all', to: to.id}), {resumeArgs})
     }
     const slots = this.flags.slots ?? Number(await askOrFail('How many slots to move (1-16384)?', '--slots'))
     const fromText = this.flags.from ?? (await askOrFail('Source master ids (comma-separated) or "all"?', '--from'))
     const from = fromText.trim() === 'all' ? 'all' : fromText.split(',').map((id) => this.sourceId(snapshot.nodes, id, to.id))
-    return this.runPlan(snapshot, planReshard(masters, {from, slots, to: to.id}), {resumeCommand})
+    return this.runPlan(snapshot, planReshard(masters, {from, slots, to: to.id}), {resumeArgs})
   }
 
   private sourceId(nodes: Parameters<typeof resolveNodeId>[0], text: string, targetId: string): string {

@@ -3,7 +3,7 @@
  * dist/, as CI uses after `npm run build`), or bin/dev.js (TypeScript sources through tsx)
  * when SLOTCTL_TEST_DEV=1, which avoids rebuilding while developing.
  */
-import {mkdtempSync, rmSync} from 'node:fs'
+import {mkdtempSync, readFileSync, rmSync} from 'node:fs'
 import {tmpdir} from 'node:os'
 import path from 'node:path'
 import {fileURLToPath} from 'node:url'
@@ -72,4 +72,20 @@ export function expectOneCleanLine(result: CliResult, exitCode: number, pattern:
   expect(rest.every((line) => line.startsWith('  hint: ')), result.stderr).to.equal(true)
   expect(result.stderr).to.not.match(/\n\s+at /)
   for (const secret of secrets) expect(result.stdout + result.stderr).to.not.include(secret)
+}
+
+/** Waits until a migration journal records `lines` closed slots (a run is well under way). */
+export async function waitForJournalLines(file: string, lines: number, timeoutMs = 60_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs
+  while (Date.now() < deadline) {
+    try {
+      if (readFileSync(file, 'utf8').split('\n').filter((line) => line.includes('slot-done')).length >= lines) return
+    } catch {
+      // not created yet
+    }
+    await new Promise((resolve) => {
+      setTimeout(resolve, 20)
+    })
+  }
+  throw new Error(`journal ${file} did not reach ${lines} done slots`)
 }

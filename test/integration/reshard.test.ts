@@ -10,7 +10,7 @@ import type {MigrationResult} from '../../src/lib/cli/migration-command.js'
 import {keySlot} from '../../src/lib/cluster/slots.js'
 import {parseClusterNodes, parseInfo} from '../../src/lib/cluster/topology.js'
 import {TestCluster} from '../helpers/cluster-harness.js'
-import {expectOneCleanLine, runCli, runCliJson, spawnCli} from '../helpers/cli.js'
+import {expectOneCleanLine, runCli, runCliJson, spawnCli, waitForJournalLines} from '../helpers/cli.js'
 import {clusterDigest, writeDataset} from '../helpers/dataset.js'
 
 describe('reshard and apply: the migration engine on a real cluster', () => {
@@ -230,9 +230,9 @@ describe('reshard and apply: the migration engine on a real cluster', () => {
     await healthy()
     const stalePlan = {...plan, moves: plan.moves.map((m: {slot: number}) => ({...m, sourceId: nodes[2].id}))}
     await writeFile(path.join(dir, 'stale.json'), JSON.stringify(stalePlan))
-    const refused = await runCli(['apply', path.join(dir, 'stale.json'), '--yes'])
+    const refused = await runCli(['apply', path.join(dir, 'stale.json'), '--seed', cluster.seed, '--yes'])
     expectOneCleanLine(refused, 1, /no longer belong to their planned source/)
-    const applied = await runCliJson<MigrationResult>(['apply', planFile, '--yes', '--journal', path.join(dir, 'apply.jsonl')])
+    const applied = await runCliJson<MigrationResult>(['apply', planFile, '--seed', cluster.seed, '--yes', '--journal', path.join(dir, 'apply.jsonl')])
     expect(applied.exitCode, applied.stderr).to.equal(0)
     expect(applied.json.slotsMoved).to.equal(10)
     await expectDataIntact()
@@ -252,18 +252,3 @@ describe('reshard and apply: the migration engine on a real cluster', () => {
     await expectDataIntact()
   })
 })
-
-async function waitForJournalLines(file: string, lines: number): Promise<void> {
-  const deadline = Date.now() + 60_000
-  while (Date.now() < deadline) {
-    try {
-      if (readFileSync(file, 'utf8').split('\n').filter((line) => line.includes('slot-done')).length >= lines) return
-    } catch {
-      // not created yet
-    }
-    await new Promise((resolve) => {
-      setTimeout(resolve, 20)
-    })
-  }
-  throw new Error(`journal ${file} did not reach ${lines} done slots`)
-}

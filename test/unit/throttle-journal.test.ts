@@ -1,10 +1,12 @@
-import {mkdtemp, rm, appendFile, mkdir, utimes} from 'node:fs/promises'
+import {appendFile, mkdir, mkdtemp, rm, stat, utimes, writeFile} from 'node:fs/promises'
 import {tmpdir} from 'node:os'
 import path from 'node:path'
 
 import {expect} from 'chai'
 
+import {SlotctlError} from '../../src/lib/errors.js'
 import {Journal, findJournalFor, readJournal} from '../../src/lib/migrate/journal.js'
+import {readPlanFile} from '../../src/lib/plan/plan-file.js'
 import type {MigrationPlan} from '../../src/lib/plan/types.js'
 import {RateLimiter} from '../../src/lib/migrate/throttle.js'
 
@@ -31,7 +33,7 @@ describe('rate limiter', () => {
 
 describe('journal', () => {
   let dir: string
-  const plan: MigrationPlan = {createdAt: '2026-11-22T00:00:00.000Z', kind: 'reshard', moves: [1, 2, 3].map((slot) => ({slot, sourceId: 'a', targetId: 'b'})), nodes: [], version: 1}
+  const plan: MigrationPlan = {createdAt: '2026-11-22T00:00:00.000Z', kind: 'reshard', moves: [1, 2, 3].map((slot) => ({slot, sourceId: 'a'.repeat(40), targetId: 'b'.repeat(40)})), nodes: [], version: 1}
 
   before(async () => {
     dir = await mkdtemp(path.join(tmpdir(), 'slotctl-journal-'))
@@ -43,7 +45,7 @@ describe('journal', () => {
 
   it('records the plan, finished slots and the slot in flight; survives a torn last line', async () => {
     const file = path.join(dir, 'run.jsonl')
-    const journal = Journal.create(file, plan, 'slotctl reshard x --resume run.jsonl')
+    const journal = Journal.create(file, plan, {command: 'slotctl reshard x --resume run.jsonl'})
     journal.slotsStarted([1, 3])
     journal.slotsDone([{keys: 10, slot: 1}, {keys: 0, slot: 3}])
     journal.slotsStarted([2])
@@ -64,13 +66,14 @@ describe('journal', () => {
   it('rejects a file that is not a journal, as a usage error', async () => {
     const file = path.join(dir, 'other.jsonl')
     await appendFile(file, '{"hello":1}\n')
-    expect(() => readJournal(file)).to.throw(/not a slotctl journal/)
+    expect(() => readJournal(file)).to.throw(/other.jsonl line 1 is not a valid slotctl journal line/)
     expect(() => readJournal(path.join(dir, 'missing.jsonl'))).to.throw(/cannot read journal/)
   })
 })
 
 describe('journal discovery (fix without --journal)', () => {
-  const planFor = (slots: number[], source = 'a', target = 'b'): MigrationPlan => ({createdAt: '2026-11-22T00:00:00.000Z', kind: 'reshard', moves: slots.map((slot) => ({slot, sourceId: source, targetId: target})), nodes: [], version: 1})
+  const id = (letter: string) => letter.repeat(40)
+  const planFor = (slots: number[], source = id('a'), target = id('b')): MigrationPlan => ({createdAt: '2026-11-22T00:00:00.000Z', kind: 'reshard', moves: slots.map((slot) => ({slot, sourceId: source, targetId: target})), nodes: [], version: 1})
   let dir: string
 
   before(async () => {
@@ -90,19 +93,86 @@ describe('journal discovery (fix without --journal)', () => {
     const finished = Journal.create(path.join(dir, 'finished.jsonl'), planFor([5]))
     finished.slotsStarted([5])
     finished.slotsDone([{keys: 1, slot: 5}])
-    const elsewhere = Journal.create(path.join(dir, 'elsewhere.jsonl'), planFor([5], 'x', 'y'))
+    const elsewhere = Journal.create(path.join(dir, 'elsewhere.jsonl'), planFor([5], id('c'), id('d')))
     elsewhere.slotsStarted([5])
     const wanted = Journal.create(path.join(dir, 'wanted.jsonl'), planFor([5, 6]))
     wanted.slotsStarted([5, 6])
     wanted.slotsDone([{keys: 0, slot: 6}])
 
-    const found = findJournalFor(new Set([5]), new Set(['a', 'b']), dir)
+    const found = findJournalFor(new Set([5]), new Set([id('a'), id('b')]), dir)
     expect(found?.path).to.equal(wanted.path)
-    expect(findJournalFor(new Set([6]), new Set(['a', 'b']), dir), 'slot 6 finished everywhere').to.equal(undefined)
-    expect(findJournalFor(new Set([5]), new Set(['a', 'b']), path.join(dir, 'missing'))).to.equal(undefined)
+    expect(findJournalFor(new Set([6]), new Set([id('a'), id('b')]), dir), 'slot 6 finished everywhere').to.equal(undefined)
+    expect(findJournalFor(new Set([5]), new Set([id('a'), id('b')]), path.join(dir, 'missing'))).to.equal(undefined)
     // without it: the older journal is too old, the finished one has nothing in flight, the other names other nodes
     await rm(wanted.path)
-    expect(findJournalFor(new Set([5]), new Set(['a', 'b']), dir)).to.equal(undefined)
-    expect(findJournalFor(new Set([5]), new Set(['a', 'b']), dir, Date.now() - 2 * 24 * 3600 * 1000)?.path, 'two days ago the old one was recent').to.equal(old.path)
+    expect(findJournalFor(new Set([5]), new Set([id('a'), id('b')]), dir)).to.equal(undefined)
+    expect(findJournalFor(new Set([5]), new Set([id('a'), id('b')]), dir, Date.now() - 2 * 24 * 3600 * 1000)?.path, 'two days ago the old one was recent').to.equal(old.path)
+  })
+})
+
+describe('plan and journal files: schema first, one line naming the field', () => {
+  const id = (letter: string) => letter.repeat(40)
+  const good = {createdAt: '2026-11-30T00:00:00.000Z', kind: 'reshard', moves: [{slot: 5, sourceId: id('a'), targetId: id('b')}], nodes: [{address: '10.0.0.1:7000', id: id('a')}], version: 1}
+  let dir: string
+
+  before(async () => {
+    dir = await mkdtemp(path.join(tmpdir(), 'slotctl-planfile-'))
+  })
+
+  after(async () => {
+    await rm(dir, {force: true, recursive: true})
+  })
+
+  const cases: Array<[string, unknown, RegExp]> = [
+    ['no nodes', {...good, nodes: undefined}, /\(top level\) must have required property 'nodes'/],
+    ['a null move', {...good, moves: [null]}, /\/moves\/0 must be object/],
+    ['moves not an array', {...good, moves: {slot: 1}}, /\/moves must be array/],
+    ['a slot out of range', {...good, moves: [{slot: 16_384, sourceId: id('a'), targetId: id('b')}]}, /\/moves\/0\/slot must be <= 16383/],
+    ['a node id that is not one', {...good, moves: [{slot: 1, sourceId: 'abc', targetId: id('b')}]}, /\/moves\/0\/sourceId must match pattern/],
+    ['an unknown field', {...good, extra: 1}, /must NOT have additional properties \('extra'\)/],
+    ['a slot moved twice', {...good, moves: [good.moves[0], good.moves[0]]}, /\/moves\/1\/slot 5 is moved twice/],
+    ['a slot moved to its own source', {...good, moves: [{slot: 1, sourceId: id('a'), targetId: id('a')}]}, /moves slot 1 to its own source/],
+    ['another kind', {...good, kind: 'teleport'}, /\/kind must be equal to one of the allowed values \(drain, fix, rebalance, reshard\)/],
+  ]
+  for (const [what, value, message] of cases) {
+    it(`refuses a plan with ${what}`, async () => {
+      const file = path.join(dir, 'plan.json')
+      await writeFile(file, JSON.stringify(value))
+      expect(() => readPlanFile(file)).to.throw(SlotctlError, message).with.property('exitCode', 2)
+    })
+  }
+
+  it('accepts a good plan, and refuses a file that is not JSON', async () => {
+    const file = path.join(dir, 'good.json')
+    await writeFile(file, JSON.stringify(good))
+    expect(readPlanFile(file).moves).to.deep.equal(good.moves)
+    await writeFile(file, '{"version": 1,')
+    expect(() => readPlanFile(file)).to.throw(/good.json is not JSON/)
+  })
+
+  it('refuses journals with non-array moves, a broken middle line, two plans, or a slot outside the plan', async () => {
+    const file = path.join(dir, 'j.jsonl')
+    const planLine = JSON.stringify({plan: good, type: 'plan'})
+    const write = (lines: string[]) => writeFile(file, `${lines.join('\n')}\n`)
+    await write([JSON.stringify({plan: {...good, moves: {}}, type: 'plan'})])
+    expect(() => readJournal(file)).to.throw(/line 1 is not a valid slotctl journal line: \/plan\/moves must be array/)
+    await write([planLine, '{"type":"slot-st', JSON.stringify({slot: 5, type: 'slot-start'})])
+    expect(() => readJournal(file)).to.throw(/line 2 is not JSON/)
+    await write([planLine, planLine])
+    expect(() => readJournal(file)).to.throw(/a second plan line/)
+    await write([planLine, JSON.stringify({slot: 6, type: 'slot-start'})])
+    expect(() => readJournal(file)).to.throw(/slot 6 is journaled but not in its plan/)
+    await write([planLine, JSON.stringify({keys: -1, slot: 5, type: 'slot-done'})])
+    expect(() => readJournal(file)).to.throw(/\/keys must be >= 0/)
+  })
+
+  it('creates a journal only where none exists, private to the user, and fails at once where it cannot', async () => {
+    const file = path.join(dir, 'private', 'run.jsonl')
+    Journal.create(file, good as MigrationPlan)
+    expect((await stat(file)).mode & 0o777).to.equal(0o600)
+    expect((await stat(path.dirname(file))).mode & 0o777).to.equal(0o700)
+    expect(() => Journal.create(file, good as MigrationPlan)).to.throw(/already exists: give a new path, or continue that run with --resume/)
+    // a regular file where the directory should be (permissions do not stop root)
+    expect(() => Journal.create(path.join(file, 'run.jsonl'), good as MigrationPlan)).to.throw(/cannot create journal '.*run.jsonl\/run.jsonl'/)
   })
 })

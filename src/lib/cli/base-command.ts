@@ -7,6 +7,8 @@ import {Command, Errors, Flags, type Interfaces} from '@oclif/core'
 import {type NodeAddress, isBareHost, parseAddress, parseAddressList} from '../cluster/address.js'
 import {type ClusterSnapshot, loadCluster} from '../cluster/loader.js'
 import {type ConnectionSettings, NodePool} from '../cluster/connection.js'
+import {acquireRunLock, refuseIfOtherRun} from '../cluster/run-lock.js'
+import {mastersOf} from '../cluster/topology.js'
 import {ExitCode, SlotctlError, errorMessage, usageError} from '../errors.js'
 import {confirmOrFail} from './prompt.js'
 import {applyColour, colourEnabled} from './render.js'
@@ -47,6 +49,12 @@ export function toEnvelope(err: unknown): ErrorEnvelope {
   return {code: 'E_FAILED', exitCode: ExitCode.failed, message: errorMessage(err)}
 }
 
+function reachableMasters(snapshot: ClusterSnapshot): string[] {
+  return mastersOf(snapshot.nodes)
+    .filter((node) => node.address && snapshot.views[node.id]?.reachable)
+    .map((node) => node.address)
+}
+
 export abstract class BaseCommand<T extends typeof Command> extends Command {
   static baseFlags = {
     password: Flags.string({char: 'a', description: 'password for AUTH (prefer the env var: a flag is visible in ps)', env: 'REDISCLI_AUTH', helpGroup: 'CONNECTION'}),
@@ -67,6 +75,8 @@ export abstract class BaseCommand<T extends typeof Command> extends Command {
 
   protected flags!: BaseFlags<T>
   protected args!: BaseArgs<T>
+  /** Flags the operator gave (or set through env), as opposed to defaults. */
+  protected flagsGiven = new Set<string>()
   /** Exit code to use after a successful run that still reports problems (check → 3). */
   protected resultExitCode: number = ExitCode.ok
   private poolInstance?: NodePool
@@ -78,7 +88,7 @@ export abstract class BaseCommand<T extends typeof Command> extends Command {
 
   public async init(): Promise<void> {
     await super.init()
-    const {args, flags} = await this.parse({
+    const {args, flags, metadata} = await this.parse({
       args: this.ctor.args,
       baseFlags: (super.ctor as typeof BaseCommand).baseFlags,
       enableJsonFlag: this.ctor.enableJsonFlag,
@@ -87,6 +97,7 @@ export abstract class BaseCommand<T extends typeof Command> extends Command {
     })
     this.flags = flags as BaseFlags<T>
     this.args = args as BaseArgs<T>
+    this.flagsGiven = new Set(Object.keys(flags).filter((name) => !(metadata.flags as Record<string, {setFromDefault?: boolean}>)[name]?.setFromDefault))
     applyColour(colourEnabled({json: this.jsonEnabled(), noColorFlag: this.flags['no-color']}))
     this.installSignalHandlers()
   }
@@ -107,6 +118,29 @@ export abstract class BaseCommand<T extends typeof Command> extends Command {
     }
   }
 
+  /**
+   * The connection flags of this run, for commands slotctl prints for the operator to run
+   * next (continue, fix): they must work as printed. The password never appears: it goes
+   * through REDISCLI_AUTH.
+   */
+  protected connectionFlagsForHint(): string {
+    const f = this.flags
+    const words: string[] = []
+    if (f.user) words.push('--user', f.user)
+    if (f.tls) words.push('--tls')
+    for (const name of ['cacert', 'cert', 'key', 'sni'] as const) if (f[name]) words.push(`--${name}`, f[name] as string)
+    if (f.insecure) words.push('--insecure')
+    return words.map((word) => (/^[\w@%+=:,./-]+$/.test(word) ? word : `'${word.replaceAll("'", "'\\''")}'`)).join(' ')
+  }
+
+  /** A slotctl command line for the operator: this run's connection flags, the password through the environment. */
+  protected commandHint(args: string): string {
+    const flags = this.connectionFlagsForHint()
+    // a password from -a or a URL must be given again; one from REDISCLI_AUTH still is
+    const env = this.poolInstance?.settings.password && !process.env.REDISCLI_AUTH ? 'REDISCLI_AUTH=<password> ' : ''
+    return `${env}${this.config.bin} ${args}${flags ? ` ${flags}` : ''}`
+  }
+
   /** The command's connection pool; created on first use with the global flags. */
   protected pool(seed?: NodeAddress, commandTimeoutMs?: number): NodePool {
     this.poolInstance ??= new NodePool(this.connectionSettings(seed, commandTimeoutMs))
@@ -123,6 +157,19 @@ export abstract class BaseCommand<T extends typeof Command> extends Command {
 
   protected async loadCluster(seed: NodeAddress): Promise<ClusterSnapshot> {
     return loadCluster(this.pool(seed), seed)
+  }
+
+  /**
+   * Marks this run on every reachable master and refuses if another slotctl run is changing
+   * the cluster (run-lock.ts); `force` goes on with a warning.
+   */
+  protected async lockCluster(snapshot: ClusterSnapshot, force = false): Promise<void> {
+    await acquireRunLock(this.pool(), reachableMasters(snapshot), this.id ?? 'slotctl', {force, warn: (message) => this.note(message)})
+  }
+
+  /** Read-only, before planning: another slotctl run changing the cluster is the reason to stop, not its open slots. */
+  protected async refuseIfOtherRun(snapshot: ClusterSnapshot, force = false): Promise<void> {
+    await refuseIfOtherRun(this.pool(), reachableMasters(snapshot), {force, warn: (message) => this.note(message)})
   }
 
   protected async confirm(message: string): Promise<boolean> {

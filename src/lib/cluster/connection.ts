@@ -205,15 +205,22 @@ export async function settleLimit<T, R>(
   })
 }
 
+export type Reply = [Error | null, unknown]
+
+/** Runs commands on one node in a single pipeline; returns each one's [error, value], in order. */
+export async function pipelineCalls(pool: NodePool, address: string, commands: ReadonlyArray<ReadonlyArray<number | string>>): Promise<Reply[]> {
+  if (commands.length === 0) return []
+  const pipeline = (await pool.client(address)).pipeline()
+  for (const [name, ...args] of commands) pipeline.call(String(name), ...args)
+  return ((await pipeline.exec()) ?? []) as Reply[]
+}
+
 /**
  * Runs CLUSTER subcommands on one node in a single pipeline; returns each one's error (or
  * null), in order. One round trip, and Redis saves nodes.conf once for the whole batch.
  */
 export async function clusterPipeline(pool: NodePool, address: string, commands: ReadonlyArray<ReadonlyArray<number | string>>): Promise<Array<Error | null>> {
-  if (commands.length === 0) return []
-  const pipeline = (await pool.client(address)).pipeline()
-  for (const args of commands) pipeline.call('CLUSTER', ...args)
-  return ((await pipeline.exec()) ?? []).map(([error]) => error)
+  return (await pipelineCalls(pool, address, commands.map((args) => ['CLUSTER', ...args]))).map(([error]) => error)
 }
 
 /** Parallelism used when talking to every node of a cluster. */

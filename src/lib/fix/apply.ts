@@ -10,7 +10,8 @@ import {type ClusterSnapshot, loadCluster} from '../cluster/loader.js'
 import {NODE_PARALLELISM, type NodePool, clusterPipeline, delay, mapLimit} from '../cluster/connection.js'
 import {waitForClusterOk} from '../nodes/create.js'
 import {SlotctlError, errorMessage} from '../errors.js'
-import {type SlotEndpoint, moveSlotKeys} from '../migrate/slot-protocol.js'
+import {moveSlotKeys} from '../migrate/key-mover.js'
+import {type SlotEndpoint, raiseEpochAbove} from '../migrate/slot-protocol.js'
 import type {MasterEvidence, SlotEvidence, SlotFix} from '../plan/fix.js'
 import type {ClusterNode} from '../cluster/topology.js'
 
@@ -128,13 +129,33 @@ class FixRunner {
    * take a slot they did not own so their claim wins over stale gossip; then every other
    * live master drops its markers and names the destination.
    */
+  /** The greatest config epoch any live master has now: a destination that takes slots must be above it. */
+  async epochFloor(liveMasters: readonly string[]): Promise<number> {
+    const epochs = await mapLimit(liveMasters, NODE_PARALLELISM, async (id) => {
+      const info = String(await this.command(id, 'INFO').catch(() => ''))
+      return Number(/cluster_my_epoch:(\d+)/.exec(info)?.[1] ?? 0)
+    })
+    return Math.max(0, ...epochs)
+  }
+
+  /**
+   * A destination taking a slot it did not own first gets a config epoch above every live
+   * master's, so that no claim of a former owner can take the slot back while the pipeline
+   * below runs (see migrate/slot-protocol.ts for the argument).
+   */
   async close(fixes: readonly SlotFix[], liveMasters: readonly string[]): Promise<FixFailure[]> {
     const failures: FixFailure[] = []
     const byDestination = new Map<string, SlotFix[]>()
     for (const fix of fixes) byDestination.set(fix.destination, [...(byDestination.get(fix.destination) ?? []), fix])
+    const floor = [...byDestination.values()].some((own) => own.some((fix) => fix.claimsSlot)) ? await this.epochFloor(liveMasters) : 0
     await mapLimit([...byDestination.entries()], NODE_PARALLELISM, async ([id, own]) => {
-      const commands: Setslot[] = own.flatMap((fix) => [['SETSLOT', fix.slot, 'STABLE'], ['SETSLOT', fix.slot, 'NODE', id]])
-      const errors = await this.pipeline(id, own.some((fix) => fix.claimsSlot) ? [...commands, ['BUMPEPOCH']] : commands)
+      try {
+        if (own.some((fix) => fix.claimsSlot)) await raiseEpochAbove(this.pool, this.endpoint(id), floor)
+      } catch (error) {
+        for (const fix of own) failures.push({error: errorMessage(error), slot: fix.slot})
+        return
+      }
+      const errors = await this.pipeline(id, own.flatMap((fix) => [['SETSLOT', fix.slot, 'STABLE'], ['SETSLOT', fix.slot, 'NODE', id]]))
       for (const [i, fix] of own.entries()) {
         const error = errors[i * 2] ?? errors[i * 2 + 1]
         if (error) failures.push({error: `${this.endpoint(id).address}: ${error.message}`, slot: fix.slot})

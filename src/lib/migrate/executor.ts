@@ -1,21 +1,18 @@
 /**
  * The one executor for slot-migration plans (reshard, rebalance, apply, drain, resume).
- * Moves several slots at once across different source/target pairs, with a cap per node,
- * journals every slot, honours rate limits, and on abort finishes the slots in flight so
- * none is left open.
+ * Moves several waves (slots of one source/target pair) at once with a cap per node,
+ * journals every slot, honours rate limits, and on abort finishes the waves in flight.
+ * A slot counts as moved only when its mover verified it (see slot-protocol.ts); any
+ * failure stops the run, and the failed slots stay open and in flight in the journal.
  */
-import {type NodePool, mapLimit} from '../cluster/connection.js'
 import {SlotctlError, errorMessage} from '../errors.js'
 import type {Journal} from './journal.js'
-import {type MoveKeysOptions, type MovedKeys, type SlotEndpoint, type SlotMoveTarget, closeSlots, moveSlotKeys, moveWaveKeys, openSlots} from './slot-protocol.js'
+import type {SlotMover} from './mover.js'
+import type {SlotEndpoint, SlotMoveTarget} from './slot-protocol.js'
 import type {MigrationPlan, SlotMove} from '../plan/types.js'
-import {Throttle, type ThrottleLimits} from './throttle.js'
 
-export interface ExecuteOptions extends ThrottleLimits {
-  pipeline: number
-  timeoutMs: number
-  replace: boolean
-  /** waves (groups of slots of one source/target pair) in flight at once */
+export interface ExecuteOptions {
+  /** waves in flight at once */
   parallel: number
   /** waves in flight at once that involve the same node */
   perNodeLimit: number
@@ -26,6 +23,8 @@ export interface ExecuteOptions extends ThrottleLimits {
   skipSlots?: ReadonlySet<number>
   /** Slots whose target already owns them: only the closing step is left (resume). */
   closeOnlySlots?: ReadonlySet<number>
+  /** The live address of every node the plan names: resolved against the cluster, never read from a file. */
+  addresses: ReadonlyMap<string, string>
   /** All masters at plan time, told about each new owner. */
   masters: readonly SlotEndpoint[]
   signal?: AbortSignal
@@ -38,6 +37,11 @@ export type MigrationEvent =
   | {type: 'slot-failed'; slot: number; error: string}
   | {type: 'slot-start'; slot: number}
 
+export interface ExecuteWarning {
+  code: string
+  message: string
+}
+
 export interface ExecuteResult {
   slotsPlanned: number
   slotsMoved: number
@@ -46,27 +50,34 @@ export interface ExecuteResult {
   seconds: number
   interrupted: boolean
   failures: Array<{slot: number; error: string; code: string}>
+  warnings: ExecuteWarning[]
 }
 
 const DEFAULT_WAVE_SIZE = 128
-/** Key moves within a wave that run at once: overlaps round trips, the source stays responsive. */
-const KEY_MOVES_PER_WAVE = 8
 
+/**
+ * Waves in flight per node and role. A node is never a source and a target at once: a
+ * source's config epoch must not rise while its wave closes (slot-protocol.ts), and two
+ * sources MIGRATE-ing into each other would block each other until their timeouts.
+ */
 class InFlight {
-  private readonly perNode = new Map<string, number>()
+  private readonly asSource = new Map<string, number>()
+  private readonly asTarget = new Map<string, number>()
 
   constructor(private readonly limit: number) {}
 
   load(id: string): number {
-    return this.perNode.get(id) ?? 0
+    return (this.asSource.get(id) ?? 0) + (this.asTarget.get(id) ?? 0)
   }
 
   fits(move: SlotMove): boolean {
-    return this.load(move.sourceId) < this.limit && this.load(move.targetId) < this.limit
+    if (this.load(move.sourceId) >= this.limit || this.load(move.targetId) >= this.limit) return false
+    return !this.asTarget.get(move.sourceId) && !this.asSource.get(move.targetId)
   }
 
   add(move: SlotMove, delta: number): void {
-    for (const id of [move.sourceId, move.targetId]) this.perNode.set(id, this.load(id) + delta)
+    this.asSource.set(move.sourceId, (this.asSource.get(move.sourceId) ?? 0) + delta)
+    this.asTarget.set(move.targetId, (this.asTarget.get(move.targetId) ?? 0) + delta)
   }
 }
 
@@ -96,20 +107,29 @@ function takeWave(pending: SlotMove[], inFlight: InFlight, size: number): SlotMo
   return wave
 }
 
-function endpoints(plan: MigrationPlan, move: SlotMove): SlotMoveTarget {
+function endpointsOf(addresses: ReadonlyMap<string, string>, move: SlotMove): SlotMoveTarget {
   const address = (id: string) => {
-    const node = plan.nodes.find((candidate) => candidate.id === id)
-    if (!node) throw new SlotctlError(`the plan names node ${id} without an address`, {code: 'E_PLAN', exitCode: 2})
-    return node.address
+    const found = addresses.get(id)
+    if (!found) throw new SlotctlError(`the cluster has no node ${id}`, {code: 'E_PLAN', exitCode: 2})
+    return found
   }
   return {slot: move.slot, source: {address: address(move.sourceId), id: move.sourceId}, target: {address: address(move.targetId), id: move.targetId}}
 }
 
-export async function executePlan(pool: NodePool, plan: MigrationPlan, options: ExecuteOptions): Promise<ExecuteResult> {
+function fewerKeysWarning(slots: Array<{slot: number; moved: number; atTarget: number}>): ExecuteWarning {
+  const missing = slots.reduce((sum, entry) => sum + entry.moved - entry.atTarget, 0)
+  const first = slots[0]
+  return {
+    code: 'FEWER_KEYS_AT_TARGET',
+    message: `${slots.length} slot(s) held ${missing} key(s) fewer at the target right after the close than were moved into them (slot ${first.slot}: ${first.moved} moved, ${first.atTarget} there); keys that expire or that clients delete during the move explain this`,
+  }
+}
+
+export async function executePlan(mover: SlotMover, plan: MigrationPlan, options: ExecuteOptions): Promise<ExecuteResult> {
   const started = Date.now()
-  const throttle = options.maxKeysPerSec || options.maxBytesPerSec ? new Throttle(options) : undefined
   const pending = plan.moves.filter((move) => !options.skipSlots?.has(move.slot))
-  const result: ExecuteResult = {bytesMoved: 0, failures: [], interrupted: false, keysMoved: 0, seconds: 0, slotsMoved: 0, slotsPlanned: plan.moves.length}
+  const result: ExecuteResult = {bytesMoved: 0, failures: [], interrupted: false, keysMoved: 0, seconds: 0, slotsMoved: 0, slotsPlanned: plan.moves.length, warnings: []}
+  const fewer: Array<{slot: number; moved: number; atTarget: number}> = []
   const inFlight = new InFlight(options.perNodeLimit)
   const running = new Set<Promise<void>>()
   let stopTaking = false
@@ -121,53 +141,21 @@ export async function executePlan(pool: NodePool, plan: MigrationPlan, options: 
     options.onEvent?.({error: errorMessage(error), slot, type: 'slot-failed'})
   }
 
-  const keyOptions: MoveKeysOptions = {
-    onBatch: (keys, bytes, slot) => options.onEvent?.({bytes, keys, slot, type: 'batch'}),
-    pipeline: options.pipeline,
-    replace: options.replace,
-    throttle,
-    timeoutMs: options.timeoutMs,
-  }
-
-  const record = (slot: number, moved: Error | MovedKeys): number | undefined => {
-    if (moved instanceof Error) {
-      fail(slot, moved)
-      return undefined
-    }
-    result.keysMoved += moved.keys
-    result.bytesMoved += moved.bytes
-    return moved.keys
-  }
-
-  /**
-   * Moves the keys of a wave's slots; per slot, how many moved, or undefined when it failed.
-   * Throttled runs go slot by slot so the limiter sees every batch; others pipeline the wave.
-   */
-  const moveKeys = async (targets: SlotMoveTarget[]): Promise<Array<number | undefined>> => {
-    if (throttle) return mapLimit(targets, KEY_MOVES_PER_WAVE, async (target) => record(target.slot, await moveSlotKeys(pool, target, keyOptions).catch((error: Error) => error)))
-    const outcome = await moveWaveKeys(pool, targets, keyOptions)
-    return targets.map((target) => record(target.slot, outcome.get(target.slot) ?? {bytes: 0, keys: 0}))
-  }
-
-  /** Open, move and close one wave; a slot whose keys could not all move is left open. */
   const moveWave = async (wave: SlotMove[]) => {
-    const targets = wave.map((move) => endpoints(plan, move))
+    const moves = wave.map((move) => endpointsOf(options.addresses, move))
     const others = options.masters.filter((master) => master.id !== wave[0].sourceId && master.id !== wave[0].targetId)
     options.journal?.slotsStarted(wave.map((move) => move.slot))
     for (const move of wave) options.onEvent?.({slot: move.slot, type: 'slot-start'})
-    const toMove = targets.filter((target) => !options.closeOnlySlots?.has(target.slot))
-    await openSlots(pool, toMove)
-    const moved = await moveKeys(toMove)
-    const keysBySlot = new Map(toMove.map((target, i) => [target.slot, moved[i]]))
-    // close-only slots are not in the map: they have nothing left to move
-    const ready = targets.filter((target) => !keysBySlot.has(target.slot) || keysBySlot.get(target.slot) !== undefined)
-    await closeSlots(pool, ready, others)
-    const done = ready.map((target) => ({keys: keysBySlot.get(target.slot) ?? 0, slot: target.slot}))
-    options.journal?.slotsDone(done)
-    for (const {keys, slot} of done) {
+    const report = await mover.moveWave({closeOnly: options.closeOnlySlots ?? new Set(), moves, others})
+    options.journal?.slotsDone(report.closed)
+    for (const {bytes, keys, slot} of report.closed) {
       result.slotsMoved++
+      result.keysMoved += keys
+      result.bytesMoved += bytes
       options.onEvent?.({keys, slot, type: 'slot-done'})
     }
+    fewer.push(...report.fewerAtTarget)
+    for (const {error, slot} of report.failed) fail(slot, error)
   }
 
   const launch = (wave: SlotMove[]) => {
@@ -192,6 +180,7 @@ export async function executePlan(pool: NodePool, plan: MigrationPlan, options: 
   }
   await Promise.all(running)
   if (options.signal?.aborted && pending.length > 0) result.interrupted = true
+  if (fewer.length > 0) result.warnings.push(fewerKeysWarning(fewer))
   result.seconds = (Date.now() - started) / 1000
   return result
 }

@@ -3,18 +3,35 @@
  * lines, appended synchronously), so an interrupted run — even by kill -9 — can be resumed,
  * and fix can roll an open slot forward to its intended target.
  */
-import {appendFileSync, mkdirSync, readFileSync, readdirSync, statSync} from 'node:fs'
+import {appendFileSync, closeSync, mkdirSync, openSync, readFileSync, readdirSync, statSync, truncateSync, writeSync} from 'node:fs'
 import {homedir} from 'node:os'
 import path from 'node:path'
 
-import {SlotctlError, usageError} from '../errors.js'
+import {SlotctlError, errorMessage, usageError} from '../errors.js'
+import {validateJournalLine} from '../plan/plan-file.js'
 import type {MigrationPlan} from '../plan/types.js'
 
-type JournalLine = {type: 'plan'; plan: MigrationPlan; command?: string} | {type: 'slot-done'; slot: number; keys: number} | {type: 'slot-start'; slot: number}
+/** What a run was started with, so that --resume continues the same way (an off-peak throttle stays on). */
+export interface RunSettings {
+  pipeline?: number
+  timeoutMs?: number
+  parallel?: number
+  maxKeysPerSec?: number
+  maxBytesPerSec?: number
+  replace?: boolean
+}
+
+type JournalLine =
+  | {type: 'plan'; plan: MigrationPlan; command?: string; verb?: string; settings?: RunSettings}
+  | {type: 'slot-done'; slot: number; keys: number}
+  | {type: 'slot-start'; slot: number}
 
 export interface JournalState {
   plan: MigrationPlan
   command?: string
+  /** the verb that started the run (reshard, rebalance, apply, del-node) */
+  verb?: string
+  settings: RunSettings
   doneSlots: Set<number>
   /** Slots started but not recorded as done: possibly open (importing/migrating). */
   inFlight: Set<number>
@@ -66,19 +83,38 @@ export function findJournalFor(openSlots: ReadonlySet<number>, nodeIds: Readonly
 export class Journal {
   private constructor(readonly path: string) {}
 
-  /** Starts a new journal with the plan as its first line. */
-  static create(file: string, plan: MigrationPlan, command?: string): Journal {
-    mkdirSync(path.dirname(file), {recursive: true})
-    const journal = new Journal(file)
-    journal.append([{command, plan, type: 'plan'}])
-    return journal
+  /**
+   * Starts a new journal with the plan as its first line. The file must not exist (reusing
+   * one would merge two runs), and it is created before anything moves, private to the user.
+   */
+  static create(file: string, plan: MigrationPlan, header: {command?: string; verb?: string; settings?: RunSettings} = {}): Journal {
+    const cannot = (error: unknown) => usageError(`cannot create journal '${file}': ${errorMessage(error)}`)
+    try {
+      mkdirSync(path.dirname(file), {mode: 0o700, recursive: true})
+    } catch (error) {
+      throw cannot(error)
+    }
+    let fd: number
+    try {
+      fd = openSync(file, 'wx', 0o600)
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code === 'EEXIST') throw usageError(`journal '${file}' already exists: give a new path, or continue that run with --resume ${file}`)
+      throw cannot(error)
+    }
+    try {
+      writeSync(fd, `${JSON.stringify({...header, plan, type: 'plan'} satisfies JournalLine)}\n`)
+    } finally {
+      closeSync(fd)
+    }
+    return new Journal(file)
   }
 
   /** Continues an existing journal (resume). */
   static reopen(file: string): Journal {
-    // A crash mid-write leaves a torn last line; end it so the next line stays readable.
+    // A crash mid-write leaves a torn last line (readJournal skips it): cut it off, so that
+    // the lines this run appends follow whole lines and any torn line read later is damage.
     const text = readFileSync(file, 'utf8')
-    if (text.length > 0 && !text.endsWith('\n')) appendFileSync(file, '\n')
+    if (text.length > 0 && !text.endsWith('\n')) truncateSync(file, Buffer.byteLength(text.slice(0, text.lastIndexOf('\n') + 1)))
     return new Journal(file)
   }
 
@@ -100,6 +136,19 @@ export class Journal {
   }
 }
 
+/** Parses one journal line; only the last line may be torn by a crash mid-write (undefined then). */
+function parseLine(raw: string, where: string, isLast: boolean): JournalLine | undefined {
+  let value: unknown
+  try {
+    value = JSON.parse(raw)
+  } catch {
+    if (isLast) return undefined
+    throw usageError(`${where} is not JSON`)
+  }
+  validateJournalLine(value, where)
+  return value as JournalLine
+}
+
 export function readJournal(file: string): JournalState {
   let text: string
   try {
@@ -108,17 +157,20 @@ export function readJournal(file: string): JournalState {
     throw usageError(`cannot read journal '${file}'`)
   }
   const state: Partial<JournalState> & {doneSlots: Set<number>; inFlight: Set<number>} = {doneSlots: new Set(), inFlight: new Set()}
-  for (const raw of text.split('\n')) {
+  const lines = text.split('\n')
+  while (lines.length > 0 && !lines[lines.length - 1].trim()) lines.pop()
+  for (const [i, raw] of lines.entries()) {
     if (!raw.trim()) continue
-    let line: JournalLine
-    try {
-      line = JSON.parse(raw) as JournalLine
-    } catch {
-      continue // a line torn by a crash mid-write: everything before it is intact
-    }
+    const line = parseLine(raw, `${file} line ${i + 1}`, i === lines.length - 1)
+    if (!line) continue
     if (line.type === 'plan') {
+      if (state.plan) throw usageError(`${file} line ${i + 1}: a second plan line (the file holds two runs)`)
       state.plan = line.plan
       state.command = line.command
+      state.verb = line.verb
+      state.settings = line.settings ?? {}
+    } else if (!state.plan) {
+      throw new SlotctlError(`'${file}' is not a slotctl journal (no plan line)`, {code: 'E_USAGE', exitCode: 2})
     } else if (line.type === 'slot-start') {
       state.inFlight.add(line.slot)
     } else {
@@ -127,5 +179,8 @@ export function readJournal(file: string): JournalState {
     }
   }
   if (!state.plan) throw new SlotctlError(`'${file}' is not a slotctl journal (no plan line)`, {code: 'E_USAGE', exitCode: 2})
+  const planned = new Set(state.plan.moves.map((move) => move.slot))
+  const stray = [...state.doneSlots, ...state.inFlight].find((slot) => !planned.has(slot))
+  if (stray !== undefined) throw usageError(`${file}: slot ${stray} is journaled but not in its plan`)
   return state as JournalState
 }

@@ -1,17 +1,56 @@
 /**
- * One slot's migration protocol, as building blocks the executor (and fix) compose:
- * open (IMPORTING on the target, then MIGRATING on the source), move the keys in batched
- * MIGRATE ... KEYS calls, close (SETSLOT NODE on target, source, then every other master).
- * Keys stay Buffers end to end: key names need not be UTF-8.
+ * The legacy slot protocol (CLUSTER SETSLOT + MIGRATE) for a wave: slots of one
+ * source/target pair opened, emptied and closed together.
+ *
+ *   open    target: SETSLOT s IMPORTING source      source: SETSLOT s MIGRATING target
+ *   move    MIGRATE ... KEYS (key-mover.ts)
+ *   close   1. source: COUNTKEYSINSLOT s = 0 for every slot, and its configEpoch eS
+ *           2. target: its configEpoch raised above eS (CLUSTER BUMPEPOCH, then re-read)
+ *           3. target: SETSLOT s STABLE + SETSLOT s NODE target for all but the last slot,
+ *              SETSLOT s NODE target for the last (one epoch bump, one PONG broadcast)
+ *           4. source and every other master: SETSLOT s NODE target
+ *   verify  the target's own view owns every slot, the source's does not
+ *
+ * Why no interleaving of cluster-bus messages can hand a closed slot back or drop its keys
+ * (checked against redis 7.0 src/cluster.c and valkey 8.0 src/cluster_legacy.c):
+ *
+ * - A node rebinds a slot it owns only in clusterUpdateSlotsConfigWith(), when a message
+ *   (a PING/PONG header or an UPDATE naming a node) claims the slot for another node with a
+ *   configEpoch greater than the current owner's; if the slot held keys there, they are
+ *   deleted ("dirty slot"). Nothing else hands a slot to another node without an operator
+ *   command. So a closed slot is safe exactly when, from step 3 on, no message can claim it
+ *   for anyone but the target with an epoch above the target's.
+ * - Before the run every view agreed that the source owned these slots (the run refuses a
+ *   cluster whose views disagree), so the source is the only node any message can claim them
+ *   for: its own headers, and UPDATEs that other nodes send naming it. Both carry at most the
+ *   source's real configEpoch.
+ * - The source's configEpoch does not change while its wave closes: a node's epoch rises
+ *   only when it takes slots (its own close as a target, BUMPEPOCH), by a failover in its
+ *   shard, or by collision handling, which only moves the node whose id is smaller among two
+ *   equal epochs. The executor never lets a node close as a target while it is the source of
+ *   another wave in flight (and never runs a node as source and target at once, which also
+ *   rules out MIGRATE cycles). A failover of the source's shard during the close is outside
+ *   what any client-side protocol controls; the verification after the wave and the final
+ *   agreement check report it.
+ * - Step 2 makes the target's configEpoch greater than eS before the target claims any of
+ *   the slots (all still importing there, and a node ignores claims on slots it imports), so
+ *   from step 3 on every claim for the source carries an epoch below the target's: the
+ *   target keeps the slots, however the pipeline of step 3 is split over event-loop turns
+ *   (Valkey >= 8 blocks each SETSLOT until the replicas acknowledge it). The collision rule
+ *   cannot lower the target's epoch either: it only ever increments.
+ * - Nothing is deleted at the source: step 1 counted 0 keys in every slot it closes (a
+ *   failed or refused count leaves the slot open), and a migrating source cannot gain keys
+ *   in the slot (a command for a key it lacks is redirected with ASK to the target). Step 4
+ *   at the source would be refused by the server itself if a key were left.
+ * - UPDATE messages never advertise slots their owner stopped claiming, and every node
+ *   accepts a claim on a slot whose owner no longer claims it; neither can revive the
+ *   source's claim.
  */
-import {createHash} from 'node:crypto'
-
-import type {Redis} from 'ioredis'
-
-import {parseAddress} from '../cluster/address.js'
-import {type ConnectionSettings, type NodePool, clusterPipeline, mapLimit} from '../cluster/connection.js'
+import {type NodePool, type Reply, mapLimit, pipelineCalls} from '../cluster/connection.js'
+import {delay} from '../cluster/connection.js'
+import {parseClusterNodes, parseInfo} from '../cluster/topology.js'
 import {SlotctlError, errorMessage} from '../errors.js'
-import type {Throttle} from './throttle.js'
+import {formatSlots} from '../cluster/slots.js'
 
 export interface SlotEndpoint {
   id: string
@@ -24,44 +63,37 @@ export interface SlotMoveTarget {
   target: SlotEndpoint
 }
 
-export interface MoveKeysOptions {
-  /** keys per GETKEYSINSLOT / MIGRATE batch */
-  pipeline: number
-  /** MIGRATE timeout, ms */
-  timeoutMs: number
-  replace: boolean
-  /**
-   * The source does not own the slot (fix moving keys stored on a non-owner): it serves the
-   * slot's keys only to a client that sent ASKING while it is importing the slot.
-   */
-  asking?: boolean
-  throttle?: Throttle
-  onBatch?: (keys: number, bytes: number, slot: number) => void
-}
+type Command = Array<number | string>
 
-export interface MovedKeys {
-  keys: number
-  bytes: number
-}
+/** How long the target may take to learn the source's epoch through gossip before a close gives up. */
+const EPOCH_WAIT_MS = 30_000
+/** Valkey answers NOREPLICAS when a replica did not acknowledge a SETSLOT in time; SETSLOT is idempotent. */
+const NOREPLICAS_RETRIES = 5
 
-/** Passed inside MIGRATE so the source can authenticate at the target. Never logged. */
-export function migrateAuthArgs(settings: ConnectionSettings): string[] {
-  if (!settings.password) return []
-  return settings.username ? ['AUTH2', settings.username, settings.password] : ['AUTH', settings.password]
-}
-
-function redisError(node: SlotEndpoint, what: string, error: unknown, slot: number): SlotctlError {
+function protocolError(node: SlotEndpoint, what: string, error: unknown, slot: number): SlotctlError {
   return new SlotctlError(`slot ${slot}: ${node.address} refused ${what}: ${errorMessage(error)}`, {code: 'E_MIGRATION'})
 }
 
-/** Runs one SETSLOT per move on one node in a single pipeline; returns per-move errors. */
-async function setSlots(pool: NodePool, node: SlotEndpoint, moves: readonly SlotMoveTarget[], args: (move: SlotMoveTarget) => Array<number | string>): Promise<Array<Error | null>> {
-  return clusterPipeline(pool, node.address, moves.map((move) => ['SETSLOT', ...args(move)]))
+/**
+ * Runs SETSLOTs (or other CLUSTER subcommands) on one node in one pipeline; those answered
+ * NOREPLICAS (Valkey: a replica did not acknowledge in time, and the primary did not apply
+ * it) are sent again. Returns each command's final [error, value].
+ */
+async function clusterCalls(pool: NodePool, node: SlotEndpoint, commands: readonly Command[]): Promise<Reply[]> {
+  const replies = await pipelineCalls(pool, node.address, commands.map((args) => ['CLUSTER', ...args]))
+  for (let attempt = 0; attempt < NOREPLICAS_RETRIES; attempt++) {
+    const again = replies.flatMap(([error], i) => (error && /NOREPLICAS/.test(error.message) ? [i] : []))
+    if (again.length === 0) break
+    await delay(100 * (attempt + 1))
+    const retried = await pipelineCalls(pool, node.address, again.map((i) => ['CLUSTER', ...commands[i]]))
+    for (const [j, i] of again.entries()) replies[i] = retried[j]
+  }
+  return replies
 }
 
-function throwFirst(errors: Array<Error | null>, moves: readonly SlotMoveTarget[], node: SlotEndpoint, what: string, tolerate?: RegExp): void {
-  const index = errors.findIndex((error) => error && !tolerate?.test(error.message))
-  if (index !== -1) throw redisError(node, what, errors[index], moves[index].slot)
+function throwFirst(replies: Reply[], slots: readonly number[], node: SlotEndpoint, what: string, tolerate?: RegExp): void {
+  const index = replies.findIndex(([error]) => error && !tolerate?.test(error.message))
+  if (index !== -1) throw protocolError(node, what, replies[index][0], slots[Math.min(index, slots.length - 1)])
 }
 
 /**
@@ -72,314 +104,136 @@ function throwFirst(errors: Array<Error | null>, moves: readonly SlotMoveTarget[
 export async function openSlots(pool: NodePool, moves: readonly SlotMoveTarget[]): Promise<void> {
   if (moves.length === 0) return
   const {source, target} = moves[0]
-  throwFirst(await setSlots(pool, target, moves, (m) => [m.slot, 'IMPORTING', m.source.id]), moves, target, 'SETSLOT IMPORTING')
-  throwFirst(await setSlots(pool, source, moves, (m) => [m.slot, 'MIGRATING', m.target.id]), moves, source, 'SETSLOT MIGRATING')
+  const slots = moves.map((move) => move.slot)
+  throwFirst(await clusterCalls(pool, target, moves.map((m) => ['SETSLOT', m.slot, 'IMPORTING', m.source.id])), slots, target, 'SETSLOT IMPORTING')
+  throwFirst(await clusterCalls(pool, source, moves.map((m) => ['SETSLOT', m.slot, 'MIGRATING', m.target.id])), slots, source, 'SETSLOT MIGRATING')
 }
 
-export async function openSlot(pool: NodePool, move: SlotMoveTarget): Promise<void> {
-  await openSlots(pool, [move])
+export interface CloseOutcome {
+  /** slots now owned by the target in its own view and no longer by the source */
+  closed: number[]
+  /** slots left open, with the reason (keys left at the source, a refused count, ...) */
+  open: Array<{slot: number; error: string}>
+  /** keys the target holds in each closed slot (COUNTKEYSINSLOT right after the close) */
+  targetKeys: Map<number, number>
+}
+
+interface SourceState {
+  epoch: number
+  /** slot → keys still at the source, or the error that kept them from being counted */
+  counts: Map<number, Error | number>
+}
+
+/** Step 1: the source's keys per slot and its configEpoch, in one pipeline. */
+async function readSource(pool: NodePool, source: SlotEndpoint, slots: readonly number[]): Promise<SourceState> {
+  const replies = await clusterCalls(pool, source, [...slots.map((slot) => ['COUNTKEYSINSLOT', slot]), ['INFO']])
+  const [infoError, info] = replies[slots.length]
+  if (infoError) throw protocolError(source, 'CLUSTER INFO', infoError, slots[0])
+  const counts = new Map(slots.map((slot, i): [number, Error | number] => [slot, replies[i][0] ?? Number(replies[i][1])]))
+  return {counts, epoch: Number(parseInfo(String(info)).cluster_my_epoch)}
+}
+
+async function readEpochs(pool: NodePool, node: SlotEndpoint): Promise<{current: number; mine: number}> {
+  const [[error, info]] = await clusterCalls(pool, node, [['INFO']])
+  if (error) throw new SlotctlError(`${node.address} refused CLUSTER INFO: ${error.message}`, {code: 'E_MIGRATION'})
+  const fields = parseInfo(String(info))
+  return {current: Number(fields.cluster_current_epoch), mine: Number(fields.cluster_my_epoch)}
 }
 
 /**
- * Takes a wave's slots on the target with one broadcast instead of one per slot: SETSLOT
- * NODE on an importing slot bumps the epoch and broadcasts a PONG to every node, and each
- * receiver walks all 16384 slots to apply it. All but the last slot are made STABLE first
- * (a plain assignment); the last one takes the importing path, whose single broadcast
- * carries the target's whole slot map, every slot of the wave included.
+ * Step 2: makes `node`'s configEpoch greater than `floor`. BUMPEPOCH takes the node above
+ * the greatest epoch it knows of; if it does not know `floor` yet (gossip carries epochs in
+ * every message header), it learns it within a few heartbeats.
  */
-async function takeSlotsOnTarget(pool: NodePool, moves: readonly SlotMoveTarget[]): Promise<void> {
-  const {target} = moves[0]
-  const commands: Array<Array<number | string>> = []
-  const moveOf: number[] = []
-  for (const [i, move] of moves.entries()) {
-    if (i < moves.length - 1) commands.push(['SETSLOT', move.slot, 'STABLE'])
-    commands.push(['SETSLOT', move.slot, 'NODE', target.id])
-    while (moveOf.length < commands.length) moveOf.push(i)
+export async function raiseEpochAbove(pool: NodePool, node: SlotEndpoint, floor: number, waitMs = EPOCH_WAIT_MS): Promise<number> {
+  const deadline = Date.now() + waitMs
+  for (;;) {
+    const epochs = await readEpochs(pool, node)
+    if (epochs.mine > floor) return epochs.mine
+    if (epochs.current >= floor) {
+      const [[error]] = await clusterCalls(pool, node, [['BUMPEPOCH']])
+      if (error) throw new SlotctlError(`${node.address} refused CLUSTER BUMPEPOCH: ${error.message}`, {code: 'E_MIGRATION', suggestions: ['the ACL user needs +cluster|bumpepoch to move slots']})
+      const after = await readEpochs(pool, node)
+      if (after.mine > floor) return after.mine
+    }
+    if (Date.now() >= deadline) {
+      throw new SlotctlError(`${node.address} did not get a config epoch above ${floor} within ${waitMs / 1000} s (it is at ${epochs.mine}); its slots stay importing`, {code: 'E_MIGRATION'})
+    }
+    await delay(50)
   }
-  const errors = await clusterPipeline(pool, target.address, commands)
-  const perMove: Array<Error | null> = moves.map(() => null)
-  for (const [j, error] of errors.entries()) perMove[moveOf[j]] ??= error
-  throwFirst(perMove, moves, target, 'SETSLOT NODE')
 }
 
 /**
- * Gives slots of one source/target pair to the target everywhere: target first, so a slot
- * never has no owner, then the source and every other master at once (they would learn by
- * gossip, but telling them directly avoids a window of MOVED redirections to the old owner).
+ * Step 3: the target takes the slots with one broadcast instead of one per slot (SETSLOT
+ * NODE on an importing slot broadcasts a PONG to every node, each of which walks all 16384
+ * slots to apply it). All but the last slot are made STABLE, then assigned; the last one
+ * takes the importing path, whose broadcast carries the target's whole slot map.
  */
-export async function closeSlots(pool: NodePool, moves: readonly SlotMoveTarget[], otherMasters: readonly SlotEndpoint[]): Promise<void> {
-  if (moves.length === 0) return
-  const {source} = moves[0]
-  const node = (m: SlotMoveTarget) => [m.slot, 'NODE', m.target.id]
-  await takeSlotsOnTarget(pool, moves)
+async function takeSlotsOnTarget(pool: NodePool, target: SlotEndpoint, slots: readonly number[]): Promise<void> {
+  const commands: Command[] = []
+  const slotOf: number[] = []
+  for (const [i, slot] of slots.entries()) {
+    if (i < slots.length - 1) commands.push(['SETSLOT', slot, 'STABLE'])
+    commands.push(['SETSLOT', slot, 'NODE', target.id])
+    while (slotOf.length < commands.length) slotOf.push(slot)
+  }
+  const replies = await clusterCalls(pool, target, commands)
+  throwFirst(replies, slotOf, target, 'SETSLOT NODE')
+}
+
+/** Step 4: the source, then every other master (they would learn by gossip; told, they redirect at once). */
+async function tellOthers(pool: NodePool, source: SlotEndpoint, target: SlotEndpoint, slots: readonly number[], others: readonly SlotEndpoint[]): Promise<void> {
+  const assign = slots.map((slot): Command => ['SETSLOT', slot, 'NODE', target.id])
   // Redis 7 may already have turned a source that lost its last slot into a replica.
-  const atSource = setSlots(pool, source, moves, node).then((errors) => throwFirst(errors, moves, source, 'SETSLOT NODE', /only with masters/i))
-  await Promise.all([atSource, mapLimit(otherMasters, 16, (other) => setSlots(pool, other, moves, node).catch(() => []))])
+  const atSource = clusterCalls(pool, source, assign).then((replies) => throwFirst(replies, slots, source, 'SETSLOT NODE', /only with masters/i))
+  await Promise.all([atSource, mapLimit(others, 16, (other) => clusterCalls(pool, other, assign).catch(() => []))])
 }
 
-export async function closeSlot(pool: NodePool, move: SlotMoveTarget, otherMasters: readonly SlotEndpoint[]): Promise<void> {
-  await closeSlots(pool, [move], otherMasters)
+/** The slots a node's own CLUSTER NODES gives to `ownerId`, or undefined if it could not be read. */
+async function ownedInView(pool: NodePool, node: SlotEndpoint, ownerId: string, slots: readonly number[]): Promise<Set<number>> {
+  const client = await pool.client(node.address)
+  const owner = parseClusterNodes(String(await client.call('CLUSTER', 'NODES'))).find((entry) => entry.id === ownerId)
+  const owned = new Set<number>()
+  for (const slot of slots) if (owner?.slots.some(([start, end]) => slot >= start && slot <= end)) owned.add(slot)
+  return owned
 }
 
-function isBusyKey(error: unknown): boolean {
-  // MIGRATE relays it as 'ERR Target instance replied with error: BUSYKEY ...'
-  return /BUSYKEY/.test(errorMessage(error))
-}
-
-function isTransferFailure(error: unknown): boolean {
-  return /IOERR|timed? ?out|timeout/i.test(errorMessage(error))
-}
-
-function printableKey(key: Buffer): string {
-  const text = key.toString('utf8')
-  return Buffer.from(text, 'utf8').equals(key) ? text : `0x${key.toString('hex')}`
-}
-
-/** Runs one keyed command on the source, preceded by ASKING in the same pipeline when needed. */
-async function onSource(source: Redis, asking: boolean, command: string, ...args: Array<Buffer | number | string>): Promise<unknown> {
-  if (!asking) return source.callBuffer(command, ...args)
-  const replies = (await source.pipeline().call('ASKING').callBuffer(command, ...args).exec()) ?? []
-  const [error, value] = replies[1] ?? [new Error('no reply'), null]
-  if (error) throw error
-  return value
-}
-
-async function estimateBytes(source: Redis, keys: Buffer[], asking: boolean): Promise<number> {
-  // Sampling one key per batch keeps the cost at one round trip; batches are similar keys.
-  const sample = (await onSource(source, asking, 'MEMORY', 'USAGE', keys[0]).catch(() => 0)) as null | number
-  return Number(sample ?? 0) * keys.length
-}
-
-interface BusyKeyReport {
-  /** still on the source (MIGRATE stops at the first busy key; keys before it already moved) */
-  remaining: Buffer[]
-  /** on both sides with different values */
-  conflicting: Buffer[]
-}
-
-/** Compares DUMP payloads; the target is read with ASKING because the slot is importing there. */
-async function compareWithTarget(source: Redis, target: Redis, keys: Buffer[], asking: boolean): Promise<BusyKeyReport> {
-  const sourcePipeline = source.pipeline()
-  for (const key of keys) (asking ? sourcePipeline.call('ASKING') : sourcePipeline).dumpBuffer(key)
-  const stride = asking ? 2 : 1
-  const sourceReplies = (await sourcePipeline.exec()) ?? []
-  const sourceDumps = keys.map((_, i) => {
-    const [error, value] = sourceReplies[i * stride + stride - 1] ?? [null, null]
-    // A migrating source answers ASK for a key it no longer has: that key already moved.
-    if (error && /^ASK /.test(error.message)) return null
-    if (error) throw error
-    return value as Buffer | null
-  })
-  const targetPipeline = target.pipeline()
-  for (const key of keys) targetPipeline.call('ASKING').dumpBuffer(key)
-  const targetReplies = (await targetPipeline.exec()) ?? []
-  const report: BusyKeyReport = {conflicting: [], remaining: []}
-  for (const [i, key] of keys.entries()) {
-    const atSource = sourceDumps[i]
-    if (!atSource) continue
-    report.remaining.push(key)
-    const [error, atTarget] = targetReplies[i * 2 + 1] ?? [null, null]
-    if (error || (atTarget && !atSource.equals(atTarget as Buffer))) report.conflicting.push(key)
+/** Reads back what the close did: ownership in the target's and the source's own views, and the target's keys. */
+async function verifyClose(pool: NodePool, source: SlotEndpoint, target: SlotEndpoint, slots: readonly number[]): Promise<Map<number, number>> {
+  const [atTarget, atSource] = await Promise.all([ownedInView(pool, target, target.id, slots), ownedInView(pool, source, target.id, slots)])
+  const wrong = slots.filter((slot) => !atTarget.has(slot) || !atSource.has(slot))
+  if (wrong.length > 0) {
+    const where = [...(slots.some((slot) => !atTarget.has(slot)) ? [`${target.address} (target)`] : []), ...(slots.some((slot) => !atSource.has(slot)) ? [`${source.address} (source)`] : [])]
+    throw new SlotctlError(`verification failed: slot(s) ${formatSlots(wrong)} are not owned by ${target.address} in the view of ${where.join(' and ')} after the close`, {
+      code: 'E_VERIFY',
+      suggestions: [`inspect with: slotctl check ${target.address}`, `then: slotctl fix ${target.address} --dry-run`],
+    })
   }
-  return report
-}
-
-class KeyMover {
-  private readonly host: string
-  private readonly port: number
-
-  constructor(
-    private readonly source: Redis,
-    private readonly target: Redis,
-    private readonly move: SlotMoveTarget,
-    private readonly auth: string[],
-    private readonly options: MoveKeysOptions,
-  ) {
-    const address = parseAddress(move.target.address)
-    this.host = address.host
-    this.port = address.port
-  }
-
-  async migrate(keys: Buffer[], replace: boolean, timeoutMs = this.options.timeoutMs): Promise<void> {
-    await onSource(this.source, Boolean(this.options.asking), 'MIGRATE', this.host, this.port, '', 0, timeoutMs, ...(replace ? ['REPLACE'] : []), ...this.auth, 'KEYS', ...keys)
-  }
-
-  async moveBatch(keys: Buffer[]): Promise<void> {
-    try {
-      await this.migrate(keys, this.options.replace)
-    } catch (error) {
-      if (isBusyKey(error)) return this.resolveBusyKeys(keys)
-      if (isTransferFailure(error)) return this.moveOneByOne(keys)
-      throw redisError(this.move.source, 'MIGRATE', error, this.move.slot)
-    }
-  }
-
-  /** Equal values at the target are safe to replace; different ones stop the slot. */
-  private async resolveBusyKeys(keys: Buffer[]): Promise<void> {
-    const {conflicting: different, remaining} = await compareWithTarget(this.source, this.target, keys, Boolean(this.options.asking))
-    if (different.length > 0) {
-      const names = different.slice(0, 10).map(printableKey).join(', ')
-      throw new SlotctlError(
-        `slot ${this.move.slot}: ${different.length} key(s) exist on ${this.move.target.address} with different values (${names}${different.length > 10 ? ', ...' : ''}); the slot is left migrating/importing`,
-        {code: 'E_BUSYKEY', suggestions: ['compare the values, then resume the run with --replace to overwrite the target copies']},
-      )
-    }
-    if (remaining.length > 0) await this.migrate(remaining, true)
-  }
-
-  /** A batch that timed out likely holds a big key: move keys alone with a longer timeout. */
-  private async moveOneByOne(keys: Buffer[]): Promise<void> {
-    for (const key of keys) {
-      try {
-        await this.migrate([key], this.options.replace, this.options.timeoutMs * 4)
-      } catch (error) {
-        if (isBusyKey(error)) {
-          await this.resolveBusyKeys([key])
-          continue
-        }
-        const size = await onSource(this.source, Boolean(this.options.asking), 'MEMORY', 'USAGE', key).catch(() => null)
-        throw new SlotctlError(
-          `slot ${this.move.slot}: key ${printableKey(key)} (${size ?? '?'} bytes) could not be moved: ${errorMessage(error)}; the slot is left migrating/importing`,
-          {code: 'E_LARGE_KEY', suggestions: ['raise --timeout for big keys, then resume the run (--resume JOURNAL)']},
-        )
-      }
-    }
-  }
-}
-
-/** How often a batch's size is sampled with MEMORY USAGE when no byte limit needs every batch. */
-const BYTE_SAMPLE_EVERY = 16
-
-export async function moveSlotKeys(pool: NodePool, move: SlotMoveTarget, options: MoveKeysOptions): Promise<MovedKeys> {
-  const source = await pool.client(move.source.address)
-  const target = await pool.client(move.target.address)
-  const mover = new KeyMover(source, target, move, migrateAuthArgs(pool.settings), options)
-  const moved: MovedKeys = {bytes: 0, keys: 0}
-  let bytesPerKey = 0
-  for (let batch = 0; ; batch++) {
-    const keys = (await source.callBuffer('CLUSTER', 'GETKEYSINSLOT', move.slot, options.pipeline)) as Buffer[]
-    if (keys.length === 0) return moved
-    if (options.throttle?.measuresBytes || batch % BYTE_SAMPLE_EVERY === 0) bytesPerKey = (await estimateBytes(source, keys, Boolean(options.asking))) / keys.length
-    const bytes = Math.round(bytesPerKey * keys.length)
-    await options.throttle?.take(keys.length, bytes)
-    await mover.moveBatch(keys)
-    moved.keys += keys.length
-    moved.bytes += bytes
-    options.onBatch?.(keys.length, bytes, move.slot)
-    // A short batch was the rest of the slot: while it is migrating, new keys go to the target.
-    if (keys.length < options.pipeline) return moved
-  }
-}
-
-export type WaveOutcome = Map<number, Error | MovedKeys>
-
-/**
- * One batch of one slot, run inside the source: list up to ARGV[2] keys of slot ARGV[1],
- * sample the first key's size, MIGRATE them with the arguments in ARGV[3..]. The key names
- * never travel to slotctl and back, which on a small machine is where the time went.
- */
-const MOVE_BATCH_SCRIPT = `
-local keys = redis.call('CLUSTER', 'GETKEYSINSLOT', tonumber(ARGV[1]), tonumber(ARGV[2]))
-if #keys == 0 then return {0, 0} end
-local size = redis.call('MEMORY', 'USAGE', keys[1]) or 0
-local args = {}
-for i = 3, #ARGV do args[#args + 1] = ARGV[i] end
-args[#args + 1] = 'KEYS'
-for i = 1, #keys do args[#args + 1] = keys[i] end
-redis.call('MIGRATE', unpack(args))
-return {#keys, size}`
-
-const MOVE_BATCH_SHA = createHash('sha1').update(MOVE_BATCH_SCRIPT).digest('hex')
-
-/** Lua's unpack() has a stack limit; larger batches go through slotctl instead. */
-const SCRIPT_MAX_BATCH = 5000
-
-type BatchReply = {error: Error} | {keys: number; bytes: number}
-
-interface WaveRound {
-  /** the moves these replies belong to, in order */
-  moves: SlotMoveTarget[]
-  replies: BatchReply[]
-}
-
-/** One round in the source: a pipeline of one script call per slot. */
-async function scriptRound(source: Redis, moves: readonly SlotMoveTarget[], migrateArgs: Array<number | string>, options: MoveKeysOptions): Promise<WaveRound> {
-  // EVALSHA: the script text is sent once per round, not once per slot
-  const pipeline = source.pipeline().call('SCRIPT', 'LOAD', MOVE_BATCH_SCRIPT)
-  for (const move of moves) pipeline.call('EVALSHA', MOVE_BATCH_SHA, 0, move.slot, options.pipeline, ...migrateArgs)
-  const [loaded, ...results] = (await pipeline.exec()) ?? []
-  // refused (e.g. an ACL without scripting): every slot reports it, and the wave goes through slotctl
-  if (loaded?.[0]) return {moves: [...moves], replies: moves.map(() => ({error: loaded[0] as Error}))}
-  const replies = results.map(([error, value]): BatchReply => {
-    if (error) return {error}
-    const [keys, sample] = value as [number, number]
-    return {bytes: Number(keys) * Number(sample), keys: Number(keys)}
-  })
-  return {moves: [...moves], replies}
-}
-
-/** One round through slotctl: a pipeline of GETKEYSINSLOT, then a pipeline of MIGRATE. */
-async function clientRound(source: Redis, moves: readonly SlotMoveTarget[], migrateArgs: Array<number | string>, options: MoveKeysOptions): Promise<WaveRound> {
-  const listing = source.pipeline()
-  for (const move of moves) listing.callBuffer('CLUSTER', 'GETKEYSINSLOT', move.slot, options.pipeline)
-  const keyLists = ((await listing.exec()) ?? []).map(([error, keys]) => (error ? [] : (keys as Buffer[])))
-  const batches = moves.map((move, i) => ({keys: keyLists[i] ?? [], move})).filter((batch) => batch.keys.length > 0)
-  if (batches.length === 0) return {moves: [], replies: []}
-  // one key's size, sampled in the same pipeline, estimates the bytes (for progress only)
-  const migrations = source.pipeline().callBuffer('MEMORY', 'USAGE', batches[0].keys[0])
-  for (const {keys} of batches) migrations.callBuffer('MIGRATE', ...migrateArgs, 'KEYS', ...keys)
-  const [[, sample], ...replies] = (await migrations.exec()) ?? [[null, 0]]
-  return {
-    moves: batches.map((batch) => batch.move),
-    replies: batches.map(({keys}, i): BatchReply => (replies[i]?.[0] ? {error: replies[i][0] as Error} : {bytes: Number(sample ?? 0) * keys.length, keys: keys.length})),
-  }
-}
-
-function isScriptUnavailable(error: Error): boolean {
-  return /NOPERM|unknown command|NOSCRIPT|not allowed from script|This Redis command is not allowed/i.test(error.message)
+  const counts = await clusterCalls(pool, target, slots.map((slot) => ['COUNTKEYSINSLOT', slot]))
+  return new Map(slots.map((slot, i) => [slot, counts[i][0] ? -1 : Number(counts[i][1])]))
 }
 
 /**
- * Moves the keys of a wave of slots (one source/target pair) with few round trips: per
- * round, one pipeline that moves one batch of every slot still holding keys. Inside the
- * source (a script) when allowed; through slotctl when the connection carries a password
- * (script arguments are not redacted from MONITOR and SLOWLOG, MIGRATE's AUTH is), when the
- * batch is too large for the script, or when scripts are refused. A slot whose batch fails
- * falls back to the one-slot path (BUSYKEY comparison, big-key retry); its error, if any,
- * is returned for that slot alone.
+ * Closes a wave (steps 1-4 above) and verifies it. Slots the source still holds keys in,
+ * or whose keys could not be counted, stay open and are returned as such; the rest belong
+ * to the target in both nodes' own views when this returns. Throws when the close itself
+ * failed part-way (the executor stops the run and the journal keeps the slots in flight).
  */
-export async function moveWaveKeys(pool: NodePool, moves: readonly SlotMoveTarget[], options: MoveKeysOptions): Promise<WaveOutcome> {
-  const outcome: WaveOutcome = new Map(moves.map((move) => [move.slot, {bytes: 0, keys: 0}]))
+export async function closeSlots(pool: NodePool, moves: readonly SlotMoveTarget[], others: readonly SlotEndpoint[]): Promise<CloseOutcome> {
+  const outcome: CloseOutcome = {closed: [], open: [], targetKeys: new Map()}
   if (moves.length === 0) return outcome
-  const source = await pool.client(moves[0].source.address)
-  const {host, port} = parseAddress(moves[0].target.address)
-  const auth = migrateAuthArgs(pool.settings)
-  const migrateArgs = [host, port, '', 0, options.timeoutMs, ...(options.replace ? ['REPLACE'] : []), ...auth]
-  let inScript = auth.length === 0 && options.pipeline <= SCRIPT_MAX_BATCH
-  let remaining = [...moves]
-  while (remaining.length > 0) {
-    const round = await (inScript ? scriptRound : clientRound)(source, remaining, migrateArgs, options)
-    if (inScript && round.replies.some((reply) => 'error' in reply && isScriptUnavailable(reply.error))) {
-      inScript = false
-      continue
-    }
-    const next: SlotMoveTarget[] = []
-    for (const [i, move] of round.moves.entries()) {
-      const reply = round.replies[i]
-      const moved = outcome.get(move.slot) as MovedKeys
-      if ('error' in reply) {
-        // the one-slot path lists the slot again: keys this batch moved before failing go uncounted
-        const rest = await moveSlotKeys(pool, move, options).catch((error: Error) => error)
-        outcome.set(move.slot, rest instanceof Error ? rest : {bytes: moved.bytes + rest.bytes, keys: moved.keys + rest.keys})
-        continue
-      }
-      if (reply.keys === 0) continue
-      moved.keys += reply.keys
-      moved.bytes += reply.bytes
-      options.onBatch?.(reply.keys, reply.bytes, move.slot)
-      if (reply.keys === options.pipeline) next.push(move)
-    }
-    remaining = next
+  const {source, target} = moves[0]
+  const state = await readSource(pool, source, moves.map((move) => move.slot))
+  const empty: number[] = []
+  for (const [slot, count] of state.counts) {
+    if (count === 0) empty.push(slot)
+    else outcome.open.push({error: count instanceof Error ? `${source.address} refused CLUSTER COUNTKEYSINSLOT: ${count.message}` : `${count} key(s) are still at the source ${source.address}`, slot})
   }
+  if (empty.length === 0) return outcome
+  await raiseEpochAbove(pool, target, state.epoch)
+  await takeSlotsOnTarget(pool, target, empty)
+  await tellOthers(pool, source, target, empty, others)
+  outcome.targetKeys = await verifyClose(pool, source, target, empty)
+  outcome.closed = empty
   return outcome
 }

@@ -1,0 +1,325 @@
+/**
+ * Moving a slot's keys with batched MIGRATE ... KEYS: through slotctl (GETKEYSINSLOT, then
+ * MIGRATE) or, for a whole wave of slots of one source/target pair, inside the source as a
+ * small script. Keys stay Buffers end to end: key names need not be UTF-8.
+ *
+ * Every listing and every MIGRATE either succeeds or fails its slot: a slot counts as
+ * emptied only after a GETKEYSINSLOT that succeeded and returned fewer keys than asked for.
+ * (The close then counts the source's keys once more before it gives the slot away.)
+ */
+import {createHash} from 'node:crypto'
+
+import type {Redis} from 'ioredis'
+
+import {parseAddress} from '../cluster/address.js'
+import {type ConnectionSettings, type NodePool} from '../cluster/connection.js'
+import {SlotctlError, errorMessage} from '../errors.js'
+import type {SlotMoveTarget} from './slot-protocol.js'
+import type {Throttle} from './throttle.js'
+
+export interface MoveKeysOptions {
+  /** keys per GETKEYSINSLOT / MIGRATE batch */
+  pipeline: number
+  /** MIGRATE timeout, ms */
+  timeoutMs: number
+  replace: boolean
+  /**
+   * The source does not own the slot (fix moving keys stored on a non-owner): it serves the
+   * slot's keys only to a client that sent ASKING while it is importing the slot.
+   */
+  asking?: boolean
+  throttle?: Throttle
+  onBatch?: (keys: number, bytes: number, slot: number) => void
+}
+
+export interface MovedKeys {
+  keys: number
+  bytes: number
+}
+
+/** Passed inside MIGRATE so the source can authenticate at the target. Never logged. */
+export function migrateAuthArgs(settings: ConnectionSettings): string[] {
+  if (!settings.password) return []
+  return settings.username ? ['AUTH2', settings.username, settings.password] : ['AUTH', settings.password]
+}
+
+function keyError(move: SlotMoveTarget, what: string, error: unknown): SlotctlError {
+  return new SlotctlError(`slot ${move.slot}: ${move.source.address} refused ${what}: ${errorMessage(error)}; the slot is left migrating/importing`, {code: 'E_MIGRATION'})
+}
+
+function isBusyKey(error: unknown): boolean {
+  // MIGRATE relays it as 'ERR Target instance replied with error: BUSYKEY ...'
+  return /BUSYKEY/.test(errorMessage(error))
+}
+
+function isTransferFailure(error: unknown): boolean {
+  return /IOERR|timed? ?out|timeout/i.test(errorMessage(error))
+}
+
+function printableKey(key: Buffer): string {
+  const text = key.toString('utf8')
+  return Buffer.from(text, 'utf8').equals(key) ? text : `0x${key.toString('hex')}`
+}
+
+/** Runs one keyed command on the source, preceded by ASKING in the same pipeline when needed. */
+async function onSource(source: Redis, asking: boolean, command: string, ...args: Array<Buffer | number | string>): Promise<unknown> {
+  if (!asking) return source.callBuffer(command, ...args)
+  const replies = (await source.pipeline().call('ASKING').callBuffer(command, ...args).exec()) ?? []
+  const [error, value] = replies[1] ?? [new Error('no reply'), null]
+  if (error) throw error
+  return value
+}
+
+async function estimateBytes(source: Redis, keys: Buffer[], asking: boolean): Promise<number> {
+  // Sampling one key per batch keeps the cost at one round trip; batches are similar keys.
+  const sample = (await onSource(source, asking, 'MEMORY', 'USAGE', keys[0]).catch(() => 0)) as null | number
+  return Number(sample ?? 0) * keys.length
+}
+
+interface BusyKeyReport {
+  /** still on the source (MIGRATE stops at the first busy key; keys before it already moved) */
+  remaining: Buffer[]
+  /** on both sides with different values */
+  conflicting: Buffer[]
+}
+
+/** Compares DUMP payloads; the target is read with ASKING because the slot is importing there. */
+async function compareWithTarget(source: Redis, target: Redis, keys: Buffer[], asking: boolean): Promise<BusyKeyReport> {
+  const sourcePipeline = source.pipeline()
+  for (const key of keys) (asking ? sourcePipeline.call('ASKING') : sourcePipeline).dumpBuffer(key)
+  const stride = asking ? 2 : 1
+  const sourceReplies = (await sourcePipeline.exec()) ?? []
+  const sourceDumps = keys.map((_, i) => {
+    const [error, value] = sourceReplies[i * stride + stride - 1] ?? [null, null]
+    // A migrating source answers ASK for a key it no longer has: that key already moved.
+    if (error && /^ASK /.test(error.message)) return null
+    if (error) throw error
+    return value as Buffer | null
+  })
+  const targetPipeline = target.pipeline()
+  for (const key of keys) targetPipeline.call('ASKING').dumpBuffer(key)
+  const targetReplies = (await targetPipeline.exec()) ?? []
+  const report: BusyKeyReport = {conflicting: [], remaining: []}
+  for (const [i, key] of keys.entries()) {
+    const atSource = sourceDumps[i]
+    if (!atSource) continue
+    report.remaining.push(key)
+    const [error, atTarget] = targetReplies[i * 2 + 1] ?? [null, null]
+    if (error || (atTarget && !atSource.equals(atTarget as Buffer))) report.conflicting.push(key)
+  }
+  return report
+}
+
+class KeyMover {
+  private readonly host: string
+  private readonly port: number
+
+  constructor(
+    private readonly source: Redis,
+    private readonly target: Redis,
+    private readonly move: SlotMoveTarget,
+    private readonly auth: string[],
+    private readonly options: MoveKeysOptions,
+  ) {
+    const address = parseAddress(move.target.address)
+    this.host = address.host
+    this.port = address.port
+  }
+
+  async migrate(keys: Buffer[], replace: boolean, timeoutMs = this.options.timeoutMs): Promise<void> {
+    await onSource(this.source, Boolean(this.options.asking), 'MIGRATE', this.host, this.port, '', 0, timeoutMs, ...(replace ? ['REPLACE'] : []), ...this.auth, 'KEYS', ...keys)
+  }
+
+  async moveBatch(keys: Buffer[]): Promise<void> {
+    try {
+      await this.migrate(keys, this.options.replace)
+    } catch (error) {
+      if (isBusyKey(error)) return this.resolveBusyKeys(keys)
+      if (isTransferFailure(error)) return this.moveOneByOne(keys)
+      throw keyError(this.move, 'MIGRATE', error)
+    }
+  }
+
+  /** Equal values at the target are safe to replace; different ones stop the slot. */
+  private async resolveBusyKeys(keys: Buffer[]): Promise<void> {
+    const {conflicting: different, remaining} = await compareWithTarget(this.source, this.target, keys, Boolean(this.options.asking))
+    if (different.length > 0) {
+      const names = different.slice(0, 10).map(printableKey).join(', ')
+      throw new SlotctlError(
+        `slot ${this.move.slot}: ${different.length} key(s) exist on ${this.move.target.address} with different values (${names}${different.length > 10 ? ', ...' : ''}); the slot is left migrating/importing`,
+        {code: 'E_BUSYKEY', suggestions: ['compare the values, then resume the run with --replace to overwrite the target copies']},
+      )
+    }
+    if (remaining.length > 0) await this.migrate(remaining, true)
+  }
+
+  /** A batch that timed out likely holds a big key: move keys alone with a longer timeout. */
+  private async moveOneByOne(keys: Buffer[]): Promise<void> {
+    for (const key of keys) {
+      try {
+        await this.migrate([key], this.options.replace, this.options.timeoutMs * 4)
+      } catch (error) {
+        if (isBusyKey(error)) {
+          await this.resolveBusyKeys([key])
+          continue
+        }
+        const size = await onSource(this.source, Boolean(this.options.asking), 'MEMORY', 'USAGE', key).catch(() => null)
+        throw new SlotctlError(
+          `slot ${this.move.slot}: key ${printableKey(key)} (${size ?? '?'} bytes) could not be moved: ${errorMessage(error)}; the slot is left migrating/importing`,
+          {code: 'E_LARGE_KEY', suggestions: ['raise --timeout for big keys, then resume the run (--resume JOURNAL)']},
+        )
+      }
+    }
+  }
+}
+
+/** How often a batch's size is sampled with MEMORY USAGE when no byte limit needs every batch. */
+const BYTE_SAMPLE_EVERY = 16
+
+/** A slot's next keys; a refused or failed listing fails the slot, it never reads as "empty". */
+async function listKeys(source: Redis, move: SlotMoveTarget, count: number): Promise<Buffer[]> {
+  try {
+    return (await source.callBuffer('CLUSTER', 'GETKEYSINSLOT', move.slot, count)) as Buffer[]
+  } catch (error) {
+    throw keyError(move, 'CLUSTER GETKEYSINSLOT', error)
+  }
+}
+
+export async function moveSlotKeys(pool: NodePool, move: SlotMoveTarget, options: MoveKeysOptions): Promise<MovedKeys> {
+  const source = await pool.client(move.source.address)
+  const target = await pool.client(move.target.address)
+  const mover = new KeyMover(source, target, move, migrateAuthArgs(pool.settings), options)
+  const moved: MovedKeys = {bytes: 0, keys: 0}
+  let bytesPerKey = 0
+  for (let batch = 0; ; batch++) {
+    const keys = await listKeys(source, move, options.pipeline)
+    if (keys.length === 0) return moved
+    if (options.throttle?.measuresBytes || batch % BYTE_SAMPLE_EVERY === 0) bytesPerKey = (await estimateBytes(source, keys, Boolean(options.asking))) / keys.length
+    const bytes = Math.round(bytesPerKey * keys.length)
+    await options.throttle?.take(keys.length, bytes)
+    await mover.moveBatch(keys)
+    moved.keys += keys.length
+    moved.bytes += bytes
+    options.onBatch?.(keys.length, bytes, move.slot)
+    // A short batch was the rest of the slot: while it is migrating, new keys go to the target.
+    if (keys.length < options.pipeline) return moved
+  }
+}
+
+export type WaveOutcome = Map<number, Error | MovedKeys>
+
+/**
+ * One batch of one slot, run inside the source: list up to ARGV[2] keys of slot ARGV[1],
+ * sample the first key's size, MIGRATE them with the arguments in ARGV[3..]. The key names
+ * never travel to slotctl and back, which on a small machine is where the time went.
+ */
+const MOVE_BATCH_SCRIPT = `
+local keys = redis.call('CLUSTER', 'GETKEYSINSLOT', tonumber(ARGV[1]), tonumber(ARGV[2]))
+if #keys == 0 then return {0, 0} end
+local size = redis.call('MEMORY', 'USAGE', keys[1]) or 0
+local args = {}
+for i = 3, #ARGV do args[#args + 1] = ARGV[i] end
+args[#args + 1] = 'KEYS'
+for i = 1, #keys do args[#args + 1] = keys[i] end
+redis.call('MIGRATE', unpack(args))
+return {#keys, size}`
+
+const MOVE_BATCH_SHA = createHash('sha1').update(MOVE_BATCH_SCRIPT).digest('hex')
+
+/** Lua's unpack() has a stack limit; larger batches go through slotctl instead. */
+const SCRIPT_MAX_BATCH = 5000
+
+type BatchReply = {error: Error} | {keys: number; bytes: number}
+
+interface WaveRound {
+  /** the moves these replies belong to, in order */
+  moves: SlotMoveTarget[]
+  replies: BatchReply[]
+}
+
+/** One round in the source: a pipeline of one script call per slot. */
+async function scriptRound(source: Redis, moves: readonly SlotMoveTarget[], migrateArgs: Array<number | string>, options: MoveKeysOptions): Promise<WaveRound> {
+  // EVALSHA: the script text is sent once per round, not once per slot
+  const pipeline = source.pipeline().call('SCRIPT', 'LOAD', MOVE_BATCH_SCRIPT)
+  for (const move of moves) pipeline.call('EVALSHA', MOVE_BATCH_SHA, 0, move.slot, options.pipeline, ...migrateArgs)
+  const [loaded, ...results] = (await pipeline.exec()) ?? []
+  // refused (e.g. an ACL without scripting): every slot reports it, and the wave goes through slotctl
+  if (loaded?.[0]) return {moves: [...moves], replies: moves.map(() => ({error: loaded[0] as Error}))}
+  const replies = results.map(([error, value]): BatchReply => {
+    if (error) return {error}
+    const [keys, sample] = value as [number, number]
+    return {bytes: Number(keys) * Number(sample), keys: Number(keys)}
+  })
+  return {moves: [...moves], replies}
+}
+
+/** One round through slotctl: a pipeline of GETKEYSINSLOT, then a pipeline of MIGRATE. */
+async function clientRound(source: Redis, moves: readonly SlotMoveTarget[], migrateArgs: Array<number | string>, options: MoveKeysOptions): Promise<WaveRound> {
+  const listing = source.pipeline()
+  for (const move of moves) listing.callBuffer('CLUSTER', 'GETKEYSINSLOT', move.slot, options.pipeline)
+  const listed = (await listing.exec()) ?? []
+  // a listing that failed is that slot's error (the one-slot path retries and reports it)
+  const failed = moves.flatMap((move, i) => (listed[i]?.[0] || !listed[i] ? [{move, reply: {error: listed[i]?.[0] ?? new Error('no reply')} as BatchReply}] : []))
+  const batches = moves.flatMap((move, i) => (listed[i] && !listed[i][0] && (listed[i][1] as Buffer[]).length > 0 ? [{keys: listed[i][1] as Buffer[], move}] : []))
+  if (batches.length === 0) return {moves: failed.map((f) => f.move), replies: failed.map((f) => f.reply)}
+  // one key's size, sampled in the same pipeline, estimates the bytes (for progress only)
+  const migrations = source.pipeline().callBuffer('MEMORY', 'USAGE', batches[0].keys[0])
+  for (const {keys} of batches) migrations.callBuffer('MIGRATE', ...migrateArgs, 'KEYS', ...keys)
+  const [[, sample], ...replies] = (await migrations.exec()) ?? [[null, 0]]
+  return {
+    moves: [...failed.map((f) => f.move), ...batches.map((batch) => batch.move)],
+    replies: [
+      ...failed.map((f) => f.reply),
+      ...batches.map(({keys}, i): BatchReply => (replies[i]?.[0] || !replies[i] ? {error: (replies[i]?.[0] as Error) ?? new Error('no reply')} : {bytes: Number(sample ?? 0) * keys.length, keys: keys.length})),
+    ],
+  }
+}
+
+function isScriptUnavailable(error: Error): boolean {
+  return /NOPERM|unknown command|NOSCRIPT|not allowed from script|This Redis command is not allowed/i.test(error.message)
+}
+
+/**
+ * Moves the keys of a wave of slots (one source/target pair) with few round trips: per
+ * round, one pipeline that moves one batch of every slot still holding keys. Inside the
+ * source (a script) when allowed; through slotctl when the connection carries a password
+ * (script arguments are not redacted from MONITOR and SLOWLOG, MIGRATE's AUTH is), when the
+ * batch is too large for the script, or when scripts are refused. A slot whose batch fails
+ * falls back to the one-slot path (BUSYKEY comparison, big-key retry); its error, if any,
+ * is returned for that slot alone.
+ */
+export async function moveWaveKeys(pool: NodePool, moves: readonly SlotMoveTarget[], options: MoveKeysOptions): Promise<WaveOutcome> {
+  const outcome: WaveOutcome = new Map(moves.map((move) => [move.slot, {bytes: 0, keys: 0}]))
+  if (moves.length === 0) return outcome
+  const source = await pool.client(moves[0].source.address)
+  const {host, port} = parseAddress(moves[0].target.address)
+  const auth = migrateAuthArgs(pool.settings)
+  const migrateArgs = [host, port, '', 0, options.timeoutMs, ...(options.replace ? ['REPLACE'] : []), ...auth]
+  let inScript = auth.length === 0 && options.pipeline <= SCRIPT_MAX_BATCH
+  let remaining = [...moves]
+  while (remaining.length > 0) {
+    const round = await (inScript ? scriptRound : clientRound)(source, remaining, migrateArgs, options)
+    if (inScript && round.replies.some((reply) => 'error' in reply && isScriptUnavailable(reply.error))) {
+      inScript = false
+      continue
+    }
+    const next: SlotMoveTarget[] = []
+    for (const [i, move] of round.moves.entries()) {
+      const reply = round.replies[i]
+      const moved = outcome.get(move.slot) as MovedKeys
+      if ('error' in reply) {
+        // the one-slot path lists the slot again: keys this batch moved before failing go uncounted
+        const rest = await moveSlotKeys(pool, move, options).catch((error: Error) => error)
+        outcome.set(move.slot, rest instanceof Error ? rest : {bytes: moved.bytes + rest.bytes, keys: moved.keys + rest.keys})
+        continue
+      }
+      if (reply.keys === 0) continue
+      moved.keys += reply.keys
+      moved.bytes += reply.bytes
+      options.onBatch?.(reply.keys, reply.bytes, move.slot)
+      if (reply.keys === options.pipeline) next.push(move)
+    }
+    remaining = next
+  }
+  return outcome
+}

@@ -1,0 +1,48 @@
+/**
+ * The slot mover for every server: CLUSTER SETSLOT IMPORTING/MIGRATING, batched MIGRATE,
+ * and the verified close of slot-protocol.ts.
+ */
+import {type NodePool, mapLimit} from '../cluster/connection.js'
+import {type MoveKeysOptions, type MovedKeys, moveSlotKeys, moveWaveKeys} from './key-mover.js'
+import type {SlotMover, WaveReport, WaveRequest} from './mover.js'
+import {type SlotMoveTarget, closeSlots, openSlots} from './slot-protocol.js'
+
+/** Key moves within a throttled wave that run at once: overlaps round trips, the source stays responsive. */
+const KEY_MOVES_PER_WAVE = 8
+
+export class LegacyMover implements SlotMover {
+  readonly protocol = 'MIGRATE (CLUSTER SETSLOT)'
+
+  constructor(private readonly pool: NodePool, private readonly keyOptions: MoveKeysOptions) {}
+
+  async moveWave(wave: WaveRequest): Promise<WaveReport> {
+    const report: WaveReport = {closed: [], failed: [], fewerAtTarget: []}
+    const toMove = wave.moves.filter((move) => !wave.closeOnly.has(move.slot))
+    await openSlots(this.pool, toMove)
+    const moved = await this.moveKeys(toMove)
+    const ready = wave.moves.filter((move) => {
+      const outcome = moved.get(move.slot)
+      if (outcome instanceof Error) report.failed.push({error: outcome, slot: move.slot})
+      return !(outcome instanceof Error)
+    })
+    const closing = await closeSlots(this.pool, ready, wave.others)
+    for (const {error, slot} of closing.open) report.failed.push({error: new Error(error), slot})
+    for (const slot of closing.closed) {
+      const {bytes, keys} = (moved.get(slot) as MovedKeys | undefined) ?? {bytes: 0, keys: 0}
+      report.closed.push({bytes, keys, slot})
+      const atTarget = closing.targetKeys.get(slot) ?? 0
+      if (atTarget < keys) report.fewerAtTarget.push({atTarget, moved: keys, slot})
+    }
+    return report
+  }
+
+  /**
+   * Per slot, the keys moved, or the error that stopped them. Throttled runs go slot by slot
+   * so the limiter sees every batch; others pipeline the whole wave.
+   */
+  private async moveKeys(targets: SlotMoveTarget[]): Promise<Map<number, Error | MovedKeys>> {
+    if (!this.keyOptions.throttle) return moveWaveKeys(this.pool, targets, this.keyOptions)
+    const outcomes = await mapLimit(targets, KEY_MOVES_PER_WAVE, (target) => moveSlotKeys(this.pool, target, this.keyOptions).catch((error: Error) => error))
+    return new Map(targets.map((target, i) => [target.slot, outcomes[i]]))
+  }
+}

@@ -1,0 +1,79 @@
+/**
+ * Plan and journal files are checked against their JSON Schemas (schemas/) before anything
+ * reads them: a malformed file gets one line naming the field, never a TypeError from deep
+ * inside a verb. Files carry intent (node ids, slots); the addresses in them are only shown.
+ */
+import {readFileSync} from 'node:fs'
+import {createRequire} from 'node:module'
+import path from 'node:path'
+import {fileURLToPath} from 'node:url'
+
+import type {ErrorObject, ValidateFunction} from 'ajv'
+
+import {usageError} from '../errors.js'
+import type {MigrationPlan} from './types.js'
+
+const SCHEMA_DIR = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../../schemas')
+
+let validators: {journalLine: ValidateFunction; plan: ValidateFunction} | undefined
+
+/** Loaded and compiled on first use: only apply, --resume and fix's journal lookup pay for it. */
+function loadValidators(): NonNullable<typeof validators> {
+  if (validators) return validators
+  const {Ajv2020} = createRequire(import.meta.url)('ajv/dist/2020') as typeof import('ajv/dist/2020.js')
+  const ajv = new Ajv2020({allErrors: false, discriminator: true, strict: true})
+  const read = (name: string) => JSON.parse(readFileSync(path.join(SCHEMA_DIR, name), 'utf8')) as object
+  ajv.addSchema(read('plan.schema.json'), 'plan.schema.json')
+  validators = {journalLine: ajv.compile(read('journal-line.schema.json')), plan: ajv.getSchema('plan.schema.json') as ValidateFunction}
+  return validators
+}
+
+/** The first (deepest) reason, as "/moves/3/slot must be <= 16383". */
+function describe(errors: ErrorObject[] | null | undefined): string {
+  const error = [...(errors ?? [])].sort((a, b) => b.instancePath.length - a.instancePath.length)[0]
+  if (!error) return 'does not match the schema'
+  const where = error.instancePath || '(top level)'
+  const extra = error.keyword === 'additionalProperties' ? ` ('${String(error.params.additionalProperty)}')` : error.keyword === 'enum' ? ` (${(error.params.allowedValues as unknown[]).join(', ')})` : ''
+  return `${where} ${error.message ?? 'is invalid'}${extra}`
+}
+
+/** Rules a schema cannot say: each slot moves once, never to its own source. */
+function checkMoves(plan: MigrationPlan, file: string): void {
+  const seen = new Set<number>()
+  for (const [i, move] of plan.moves.entries()) {
+    if (seen.has(move.slot)) throw usageError(`${file}: /moves/${i}/slot ${move.slot} is moved twice`)
+    if (move.sourceId === move.targetId) throw usageError(`${file}: /moves/${i} moves slot ${move.slot} to its own source`)
+    seen.add(move.slot)
+  }
+}
+
+export function validatePlan(value: unknown, file: string): MigrationPlan {
+  const {plan: validate} = loadValidators()
+  if (!validate(value)) throw usageError(`${file} is not a valid slotctl plan: ${describe(validate.errors)}`)
+  const plan = value as MigrationPlan
+  checkMoves(plan, file)
+  return plan
+}
+
+export function readPlanFile(file: string): MigrationPlan {
+  let text: string
+  try {
+    text = readFileSync(file, 'utf8')
+  } catch (error) {
+    throw usageError(`cannot read plan '${file}': ${(error as NodeJS.ErrnoException).code === 'ENOENT' ? 'no such file' : (error as Error).message}`)
+  }
+  let value: unknown
+  try {
+    value = JSON.parse(text)
+  } catch (error) {
+    throw usageError(`${file} is not JSON: ${(error as Error).message}`)
+  }
+  return validatePlan(value, file)
+}
+
+/** Checks one parsed journal line; `where` names it in the message ("journal.jsonl line 3"). */
+export function validateJournalLine(value: unknown, where: string): void {
+  const {journalLine: validate} = loadValidators()
+  if (validate(value)) return
+  throw usageError(`${where} is not a valid slotctl journal line: ${describe(validate.errors)}`)
+}
