@@ -129,13 +129,13 @@ class FixRunner {
    * take a slot they did not own so their claim wins over stale gossip; then every other
    * live master drops its markers and names the destination.
    */
-  /** The greatest config epoch any live master has now: a destination that takes slots must be above it. */
-  async epochFloor(liveMasters: readonly string[]): Promise<number> {
+  /** Each live master's config epoch now: a destination that takes slots must get above all the others'. */
+  async epochs(liveMasters: readonly string[]): Promise<Map<string, number>> {
     const epochs = await mapLimit(liveMasters, NODE_PARALLELISM, async (id) => {
       const info = String(await this.command(id, 'INFO').catch(() => ''))
       return Number(/cluster_my_epoch:(\d+)/.exec(info)?.[1] ?? 0)
     })
-    return Math.max(0, ...epochs)
+    return new Map(liveMasters.map((id, i) => [id, epochs[i]]))
   }
 
   /**
@@ -147,10 +147,11 @@ class FixRunner {
     const failures: FixFailure[] = []
     const byDestination = new Map<string, SlotFix[]>()
     for (const fix of fixes) byDestination.set(fix.destination, [...(byDestination.get(fix.destination) ?? []), fix])
-    const floor = [...byDestination.values()].some((own) => own.some((fix) => fix.claimsSlot)) ? await this.epochFloor(liveMasters) : 0
+    const epochs = [...byDestination.values()].some((own) => own.some((fix) => fix.claimsSlot)) ? await this.epochs(liveMasters) : new Map<string, number>()
+    const floorFor = (id: string) => Math.max(0, ...[...epochs].filter(([other]) => other !== id).map(([, epoch]) => epoch))
     await mapLimit([...byDestination.entries()], NODE_PARALLELISM, async ([id, own]) => {
       try {
-        if (own.some((fix) => fix.claimsSlot)) await raiseEpochAbove(this.pool, this.endpoint(id), floor)
+        if (own.some((fix) => fix.claimsSlot)) await raiseEpochAbove(this.pool, this.endpoint(id), floorFor(id))
       } catch (error) {
         for (const fix of own) failures.push({error: errorMessage(error), slot: fix.slot})
         return
