@@ -12,7 +12,8 @@ import {Cluster, Redis} from 'ioredis'
 
 import {DEFAULT_CONNECTION, NodePool} from '../../src/lib/cluster/connection.js'
 import {applyCreatePlan} from '../../src/lib/nodes/create.js'
-import {type RunningServer, findFreePorts, killServer, startServer, stopServer} from '../../src/lib/local/servers.js'
+import {type RunningServer, type ServerBinary, describeServerBinary, findFreePorts, killServer, requireServerBinary, startServer, stopServer} from '../../src/lib/local/servers.js'
+import {versionAtLeast} from '../../src/lib/cluster/server-info.js'
 import {planCreate} from '../../src/lib/plan/create.js'
 
 export interface HarnessOptions {
@@ -37,6 +38,31 @@ const started = new Set<RunningServer>()
  * path, set by .ci/run per server lane), else the first one found on PATH.
  */
 export const testServerBinary: string | undefined = process.env.SLOTCTL_TEST_SERVER || undefined
+
+let underTest: ServerBinary | undefined
+
+/** The server every test starts (name, version), read from its --version: starts nothing. */
+export function serverUnderTest(): ServerBinary {
+  underTest ??= describeServerBinary(requireServerBinary(testServerBinary))
+  return underTest
+}
+
+export function isValkeyAtLeast(major: number, minor = 0): boolean {
+  const server = serverUnderTest()
+  return server.product === 'valkey' && versionAtLeast(server.version, major, minor)
+}
+
+/**
+ * For a `before` hook of a suite that needs Valkey ≥ major.minor: skips the whole suite
+ * otherwise, and says why in every test title (mocha prints no reason for a skip).
+ */
+export function skipUnlessValkey(context: Mocha.Context, major: number, minor = 0): void {
+  if (isValkeyAtLeast(major, minor)) return
+  const server = serverUnderTest()
+  const reason = ` [skipped: needs Valkey >= ${major}.${minor}; SLOTCTL_TEST_SERVER is ${server.product} ${server.version}]`
+  for (const test of context.test?.parent?.tests ?? []) test.title += reason
+  context.skip()
+}
 
 export class TestCluster {
   private readonly clients: Array<Cluster | Redis> = []

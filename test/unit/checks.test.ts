@@ -99,6 +99,37 @@ describe('checks', () => {
     expect(codes(findings)).to.deep.equal(['error:OPEN_SLOT', 'error:OPEN_SLOT'])
   })
 
+  it('reports an open slot once, on its master, when its replicas show the same markers (Valkey replicates SETSLOT)', () => {
+    const text = healthy
+      .replace('0-5460', `0-5460 [42->-${B}]`)
+      .replace('5461-10922', `5461-10922 [42-<-${A}]`)
+      .replace(`slave ${A} 0 1700000000000 1 connected`, `slave ${A} 0 1700000000000 1 connected [42->-${B}]`)
+      .replace(`slave ${B} 0 1700000000000 2 connected`, `slave ${B} 0 1700000000000 2 connected [42-<-${A}]`)
+    const findings = runChecks(snapshotOf(text))
+    expect(codes(findings)).to.deep.equal(['error:OPEN_SLOT', 'error:OPEN_SLOT'])
+    expect(findings.flatMap((finding) => finding.nodes)).to.have.members([A, B])
+  })
+
+  it('reports a marker only a replica shows as its own problem, naming the master that lacks it', () => {
+    const text = healthy.replace(`slave ${A} 0 1700000000000 1 connected`, `slave ${A} 0 1700000000000 1 connected [300->-${B}]`)
+    const findings = runChecks(snapshotOf(text))
+    expect(codes(findings)).to.deep.equal(['error:OPEN_SLOT'])
+    expect(findings[0]).to.include({slots: '300'})
+    expect(findings[0].nodes).to.deep.equal([R1])
+    expect(findings[0].message).to.match(/migrating state: 300 \(only the replica: its master 10\.0\.0\.1:7000 \(a1111111\) does not\)/)
+  })
+
+  it('reports a replica marker that differs from its master and one whose master cannot be read', () => {
+    const text = healthy
+      .replace('0-5460', `0-5460 [42->-${B}]`)
+      .replace(`slave ${A} 0 1700000000000 1 connected`, `slave ${A} 0 1700000000000 1 connected [42->-${C}]`)
+      .replace(`slave ${C} 0 1700000000000 3 connected`, `slave ${C} 0 1700000000000 3 connected [7-<-${A}]`)
+    const findings = runChecks(snapshotOf(text, {[C]: {error: 'connection refused', reachable: false}}))
+    const open = findings.filter((finding) => finding.code === 'OPEN_SLOT')
+    expect(open.map((finding) => finding.nodes?.[0])).to.have.members([A, R1, R3])
+    expect(open.find((finding) => finding.nodes?.[0] === R3)?.message).to.not.include('only the replica')
+  })
+
   it('computes uncovered slots from masters only', () => {
     expect(uncoveredSlots(parseClusterNodes(healthy))).to.deep.equal([])
     expect(uncoveredSlots(parseClusterNodes(healthy.replace('10923-16383', '10923-16380')))).to.deep.equal([16_381, 16_382, 16_383])

@@ -90,13 +90,38 @@ function agreementFindings(snapshot: ClusterSnapshot): Finding[] {
   return [error('SLOTS_DISAGREE', `nodes do not agree on the slot map: ${names} differ from the majority`, {nodes: outliers})]
 }
 
+type MarkerKind = 'importing' | 'migrating'
+
+/** A node's open slots of one kind; with `except`, only those that node does not mark the same way. */
+function markedSlots(node: ClusterNode, kind: MarkerKind, except?: ClusterNode): number[] {
+  return Object.entries(node[kind])
+    .filter(([slot, peer]) => except?.[kind][Number(slot)] !== peer)
+    .map(([slot]) => Number(slot))
+}
+
+function openSlotFinding(node: ClusterNode, kind: MarkerKind, slots: number[], suffix = ''): Finding {
+  return error('OPEN_SLOT', `${label(node)} has slots in ${kind} state: ${formatSlots(slots)}${suffix}`, {nodes: [node.id], slots: formatSlots(slots)})
+}
+
+/**
+ * Open slots, each reported once on the master that holds it. Valkey replicates SETSLOT, so
+ * its replicas show their master's markers too: those are the same open slot, not another
+ * one. A marker only a replica shows (its master closed the slot while the replica missed
+ * it) is a problem of its own.
+ */
 function openSlotFindings(snapshot: ClusterSnapshot): Finding[] {
   const findings: Finding[] = []
+  const byId = new Map(snapshot.nodes.map((node) => [node.id, node]))
   for (const node of snapshot.nodes) {
-    const migrating = Object.keys(node.migrating).map(Number)
-    const importing = Object.keys(node.importing).map(Number)
-    if (migrating.length > 0) findings.push(error('OPEN_SLOT', `${label(node)} has slots in migrating state: ${formatSlots(migrating)}`, {nodes: [node.id], slots: formatSlots(migrating)}))
-    if (importing.length > 0) findings.push(error('OPEN_SLOT', `${label(node)} has slots in importing state: ${formatSlots(importing)}`, {nodes: [node.id], slots: formatSlots(importing)}))
+    const master = node.role === 'replica' && node.masterId ? byId.get(node.masterId) : undefined
+    // an unreachable master's own markers are unknown: its replica's are reported as they are
+    const knownMaster = master && snapshot.views[master.id]?.reachable ? master : undefined
+    for (const kind of ['migrating', 'importing'] as const) {
+      const slots = markedSlots(node, kind, knownMaster)
+      if (slots.length === 0) continue
+      const suffix = knownMaster ? ` (only the replica: its master ${label(knownMaster)} does not)` : ''
+      findings.push(openSlotFinding(node, kind, slots, suffix))
+    }
   }
   return findings
 }

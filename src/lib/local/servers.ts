@@ -5,6 +5,7 @@
  * Ports are found at run time, and a server counts as started only when it answers with
  * its own pid, so a stranger already listening on the port is never mistaken for ours.
  */
+import {execFileSync} from 'node:child_process'
 import {existsSync, readFileSync} from 'node:fs'
 import {mkdir, writeFile} from 'node:fs/promises'
 import {createServer} from 'node:net'
@@ -73,6 +74,35 @@ export function requireServerBinary(explicit?: string): string {
     code: 'E_NO_REDIS_SERVER',
     suggestions: ['install one: sudo apt-get install -y redis-server (Debian/Ubuntu), brew install redis (macOS)'],
   })
+}
+
+export interface ServerBinary {
+  path: string
+  product: 'redis' | 'valkey'
+  /** as the server calls itself in messages: redis-server, valkey-server */
+  name: string
+  version: string
+}
+
+/** Pure: "Valkey server v=9.1.2 sha=..." or "Redis server v=7.0.15 ..." (the --version line). */
+export function parseServerVersion(text: string): Pick<ServerBinary, 'name' | 'product' | 'version'> | undefined {
+  const match = /^(redis|valkey) server v=(\d+\.\d+(?:\.\d+)?)/im.exec(text.trim())
+  if (!match) return undefined
+  const product = match[1].toLowerCase() as ServerBinary['product']
+  return {name: `${product}-server`, product, version: match[2]}
+}
+
+/** What a server binary is, from its --version; refuses a file that is not a Redis or Valkey server. */
+export function describeServerBinary(binary: string): ServerBinary {
+  let output: string
+  try {
+    output = execFileSync(binary, ['--version'], {encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'], timeout: 10_000})
+  } catch (error) {
+    throw new SlotctlError(`cannot run '${binary} --version': ${errorMessage(error).split('\n')[0]}`, {code: 'E_USAGE', exitCode: 2})
+  }
+  const parsed = parseServerVersion(output)
+  if (!parsed) throw new SlotctlError(`'${binary}' is not a redis-server or valkey-server (its --version says: ${output.trim().split('\n')[0].slice(0, 80)})`, {code: 'E_USAGE', exitCode: 2})
+  return {path: binary, ...parsed}
 }
 
 function portIsFree(port: number, host: string): Promise<boolean> {
