@@ -36,6 +36,16 @@ export interface FixResult {
   after?: {healthy: boolean; errors: number; findings: Finding[]}
 }
 
+/** Slots an atomic migration is moving are the servers' business until the job ends. */
+function refuseRunningSlotMigrations(snapshot: ClusterSnapshot): void {
+  const running = runChecks(snapshot).filter((finding) => finding.code === 'SLOT_MIGRATION_RUNNING')
+  if (running.length === 0) return
+  throw new SlotctlError(`refusing to fix while ${running[0].message.replace(/^an/, 'an')}`, {
+    code: 'E_SLOT_MIGRATION_RUNNING',
+    suggestions: ['wait for it to end (slotctl check shows it), or cancel it with CLUSTER CANCELSLOTMIGRATIONS on its source'],
+  })
+}
+
 export default class Fix extends BaseCommand<typeof Fix> {
   static args = {
     address: Args.string({description: 'any node of the cluster (HOST:PORT)', required: true}),
@@ -78,6 +88,7 @@ export default class Fix extends BaseCommand<typeof Fix> {
     const snapshot = await this.loadCluster(seed)
     // a live run's open slots are its own business: fix must not "repair" them under it
     await this.refuseIfOtherRun(snapshot, this.flags.force)
+    refuseRunningSlotMigrations(snapshot)
     const found = given ? undefined : this.discoverJournal(snapshot)
     const journal = given ?? found?.state
     const evidence = await gatherFixEvidence(pool, snapshot, {journal, searchMultipleOwners: this.flags['search-multiple-owners']})

@@ -66,6 +66,7 @@ export function skipUnlessValkey(context: Mocha.Context, major: number, minor = 
 
 export class TestCluster {
   private readonly clients: Array<Cluster | Redis> = []
+  private readonly killed = new Set<string>()
 
   private constructor(readonly dir: string, readonly servers: RunningServer[], public ids: Map<string, string>, readonly password?: string) {}
 
@@ -103,8 +104,9 @@ export class TestCluster {
     return this.servers.map((server) => server.address)
   }
 
+  /** The first node this harness has not killed. */
   get seed(): string {
-    return this.addresses[0]
+    return this.addresses.find((address) => !this.killed.has(address)) ?? this.addresses[0]
   }
 
   async form(replicas: number): Promise<void> {
@@ -143,6 +145,7 @@ export class TestCluster {
 
   kill(address: string): void {
     killServer(this.server(address))
+    this.killed.add(address)
   }
 
   async stop(): Promise<void> {

@@ -6,6 +6,7 @@
 import type {ClusterSnapshot} from '../cluster/loader.js'
 import {SLOT_COUNT, formatSlots} from '../cluster/slots.js'
 import {type ClusterNode, replicasOf, slotMapSignature, slotOwners} from '../cluster/topology.js'
+import {isTerminal} from '../cluster/slot-migrations.js'
 
 export type Severity = 'error' | 'warning'
 
@@ -25,6 +26,7 @@ export type FindingCode =
   | 'REPLICA_UNREACHABLE'
   | 'SLOTS_DISAGREE'
   | 'SLOTS_UNCOVERED'
+  | 'SLOT_MIGRATION_RUNNING'
 
 export interface Finding {
   severity: Severity
@@ -168,9 +170,27 @@ function redundancyFindings(snapshot: ClusterSnapshot): Finding[] {
   return findings
 }
 
+/**
+ * An atomic slot migration in flight (Valkey >= 9) leaves no marker in CLUSTER NODES, yet
+ * its slots are changing hands: the cluster is not at rest until the job ends. Each job is
+ * reported once, by its source.
+ */
+function slotMigrationFindings(snapshot: ClusterSnapshot): Finding[] {
+  const findings: Finding[] = []
+  for (const view of Object.values(snapshot.views)) {
+    for (const job of view.slotMigrations ?? []) {
+      if (isTerminal(job) || job.operation !== 'EXPORT') continue
+      const target = snapshot.nodes.find((node) => node.id === job.targetNode)
+      findings.push(error('SLOT_MIGRATION_RUNNING', `an atomic slot migration of slots ${job.slotRanges.replaceAll(' ', ',')} from ${view.address} to ${target ? label(target) : job.targetNode.slice(0, 8)} is in progress (${job.state})`, {nodes: [view.id, job.targetNode], slots: job.slotRanges.replaceAll(' ', ',')}))
+    }
+  }
+  return findings
+}
+
 export function runChecks(snapshot: ClusterSnapshot, options: CheckOptions = {}): Finding[] {
   const findings = [
     ...reachabilityFindings(snapshot),
+    ...slotMigrationFindings(snapshot),
     ...stateFindings(snapshot),
     ...agreementFindings(snapshot),
     ...openSlotFindings(snapshot),
@@ -194,4 +214,5 @@ export const BLOCKS_MIGRATION: ReadonlySet<FindingCode> = new Set<FindingCode>([
   'OPEN_SLOT',
   'SLOTS_DISAGREE',
   'SLOTS_UNCOVERED',
+  'SLOT_MIGRATION_RUNNING',
 ])

@@ -221,12 +221,25 @@ export abstract class BaseCommand<T extends typeof Command> extends Command {
   protected async onInterrupt(signal: NodeJS.Signals): Promise<void> {
     if (this.finishInFlightOnInterrupt && !this.stopRequest.signal.aborted) {
       this.stopRequest.abort()
-      process.stderr.write(`\nslotctl: ${signal}: finishing the slots in flight, then stopping (press Ctrl-C again to exit at once)\n`)
+      this.tell(this.firstInterruptMessage(signal))
       return
     }
-    this.note(`slotctl: interrupted (${signal})`)
+    this.tell(this.lastInterruptMessage(signal))
     await this.poolInstance?.closeAll()
     process.exit(ExitCode.interrupted)
+  }
+
+  /** Writes a line to stderr in every mode (--json included): an interrupt must be explained. */
+  protected tell(message: string): void {
+    process.stderr.write(`${message}\n`)
+  }
+
+  protected firstInterruptMessage(signal: NodeJS.Signals): string {
+    return `slotctl: ${signal}: finishing the work in flight, then stopping (press Ctrl-C again to exit at once)`
+  }
+
+  protected lastInterruptMessage(signal: NodeJS.Signals): string {
+    return `slotctl: interrupted (${signal})`
   }
 
   private installSignalHandlers(): void {

@@ -15,13 +15,17 @@ import {delay} from '../cluster/connection.js'
 import {ExitCode, SlotctlError, usageError} from '../errors.js'
 import {type ExecuteResult, type ExecuteWarning, type MigrationEvent, executePlan} from '../migrate/executor.js'
 import {Journal, type JournalState, type RunSettings, defaultJournalPath} from '../migrate/journal.js'
-import {LegacyMover} from '../migrate/legacy-mover.js'
+import {LegacyMover, throttledWaveSize} from '../migrate/legacy-mover.js'
+import {RoutingMover, type SlotMover} from '../migrate/mover.js'
+import {ValkeyAsmMover} from '../migrate/valkey-asm-mover.js'
+import {readServerFeaturesOf} from '../cluster/server-info.js'
 import {Throttle} from '../migrate/throttle.js'
 import type {MigrationPlan} from '../plan/types.js'
 import {ProgressReporter} from './progress.js'
 import {formatBytes, formatDuration, paint, table} from './render.js'
 import {formatSlots} from '../cluster/slots.js'
 import {type ClusterNode, mastersOf, openSlotsOf, slotOwners} from '../cluster/topology.js'
+import {countKeysInSlots} from '../cluster/slot-stats.js'
 
 export const DEFAULT_MIGRATE_TIMEOUT_MS = 60_000
 
@@ -68,11 +72,41 @@ export abstract class MigrationCommand<T extends typeof Command> extends BaseCom
     replace: Flags.boolean({description: 'overwrite keys that already exist at the target with different values', helpGroup: 'MIGRATION'}),
     journal: Flags.string({description: 'journal file (default: under ~/.local/state/slotctl/journals); must not exist yet', helpGroup: 'MIGRATION'}),
     force: Flags.boolean({description: 'go on even if another slotctl run seems to be changing the cluster', helpGroup: 'MIGRATION'}),
+    'legacy-migrate': Flags.boolean({description: 'use SETSLOT + MIGRATE even where both nodes offer atomic slot migration (Valkey >= 9)', helpGroup: 'MIGRATION'}),
+    progress: Flags.option({default: 'auto', description: 'progress on stderr: a bar on a terminal, a line every few seconds elsewhere (auto), NDJSON events (json), or none', helpGroup: 'MIGRATION', options: ['auto', 'bar', 'lines', 'json', 'none'] as const})(),
     'dry-run': Flags.boolean({description: 'show the plan and change nothing'}),
     out: Flags.string({description: 'write the plan as JSON to this file (run it later with slotctl apply)'}),
   }
 
   protected finishInFlightOnInterrupt = true
+  /** the run's progress display while slots move (interrupt messages go through it) */
+  private progress?: ProgressReporter
+  /** slots opened and not closed yet: what a second Ctrl-C leaves behind */
+  private readonly openSlots = new Set<number>()
+  private resumeHint?: string
+
+  protected tell(message: string): void {
+    if (this.progress) this.progress.say(message)
+    else super.tell(message)
+  }
+
+  protected firstInterruptMessage(signal: NodeJS.Signals): string {
+    if (!this.progress) return super.firstInterruptMessage(signal)
+    return `slotctl: ${signal}: finishing the ${this.openSlots.size} slot(s) in flight, then stopping; no new slot is started (Ctrl-C again exits at once and leaves them open)`
+  }
+
+  protected lastInterruptMessage(signal: NodeJS.Signals): string {
+    if (!this.progress || this.openSlots.size === 0) return super.lastInterruptMessage(signal)
+    return `slotctl: ${signal} again: exiting now; ${this.openSlots.size} slot(s) are left open (migrating/importing). Finish them with: ${this.resumeHint}`
+  }
+
+  /** Keys in the slots about to move, counted on their sources: the measure of progress. */
+  private async countPlannedKeys(moves: MigrationPlan['moves'], addresses: ReadonlyMap<string, string>): Promise<number> {
+    const bySource = new Map<string, number[]>()
+    for (const move of moves) bySource.set(move.sourceId, [...(bySource.get(move.sourceId) ?? []), move.slot])
+    const counts = await Promise.all([...bySource].map(([id, slots]) => countKeysInSlots(this.pool(), addresses.get(id) as string, slots)))
+    return counts.flat().reduce((sum, count) => sum + count, 0)
+  }
 
   /** The run's settings: flags given now win, then what the resumed journal recorded, then defaults. */
   protected runSettings(recorded: RunSettings = {}): Required<Omit<RunSettings, 'maxBytesPerSec' | 'maxKeysPerSec'>> & RunSettings {
@@ -172,7 +206,8 @@ export abstract class MigrationCommand<T extends typeof Command> extends BaseCom
       this.log('nothing to move')
       return {plan, status: 'nothing-to-do'}
     }
-    if (!(await this.confirm(`Move ${remaining.length} slot(s) now?`))) throw new SlotctlError('cancelled: nothing was changed', {code: 'E_CANCELLED'})
+    const plannedKeys = await this.countPlannedKeys(remaining, addresses)
+    if (!(await this.confirm(`Move ${remaining.length} slot(s) holding ${plannedKeys} key(s) now?`))) throw new SlotctlError('cancelled: nothing was changed', {code: 'E_CANCELLED'})
 
     const settings = this.runSettings(options.resume?.state.settings)
     await this.lockCluster(snapshot, Boolean(f.force))
@@ -182,22 +217,21 @@ export abstract class MigrationCommand<T extends typeof Command> extends BaseCom
     const journal = options.resume ? Journal.reopen(journalPath) : Journal.create(journalPath, plan, {command: resumeCommand, settings: definedSettings(settings), verb: this.id})
     this.note(`journal: ${journalPath}`)
     if (options.resume && Object.keys(options.resume.state.settings).length > 0) this.note(`resuming with the run's settings: ${describeSettings(settings)}`)
-    const progress = ProgressReporter.forOutput(remaining.length, this.jsonEnabled())
+    const progress = new ProgressReporter({keys: plannedKeys, slots: remaining.length}, ProgressReporter.modeFor(f.progress as string, Boolean(f.quiet)))
+    this.progress = progress
     const closed = new Set<number>()
     const onEvent = (event: MigrationEvent) => {
-      if (event.type === 'slot-done') closed.add(event.slot)
+      if (event.type === 'slot-start') this.openSlots.add(event.slot)
+      if (event.type === 'slot-done') {
+        closed.add(event.slot)
+        this.openSlots.delete(event.slot)
+      }
       progress.onEvent(event)
     }
+    this.resumeHint = resumeCommand
     let result: ExecuteResult
     try {
-      const throttle = settings.maxKeysPerSec || settings.maxBytesPerSec ? new Throttle(settings) : undefined
-      const mover = new LegacyMover(this.pool(), {
-        onBatch: (keys, bytes, slot) => progress.onEvent({bytes, keys, slot, type: 'batch'}),
-        pipeline: settings.pipeline,
-        replace: settings.replace,
-        throttle,
-        timeoutMs: settings.timeoutMs,
-      })
+      const mover = await this.chooseMover(plan, addresses, settings, plannedKeys / remaining.length, onEvent)
       result = await executePlan(mover, plan, {
         addresses,
         closeOnlySlots: closeOnly,
@@ -211,10 +245,44 @@ export abstract class MigrationCommand<T extends typeof Command> extends BaseCom
       })
     } finally {
       progress.stop()
+      this.progress = undefined
     }
     if (closed.size > 0 && result.failures.length === 0) await this.verifyAgreement(snapshot, plan, closed, result)
     result.warnings.unshift(...warnings)
     return this.finish(snapshot, plan, result, journalPath, resumeCommand)
+  }
+
+  /**
+   * Atomic slot migration where both ends of a pair offer it (Valkey >= 9), unless the
+   * operator turned it off or asked for a throttle (the servers move at their own pace);
+   * the legacy SETSLOT + MIGRATE protocol everywhere else. Says which, and why.
+   */
+  private async chooseMover(plan: MigrationPlan, addresses: ReadonlyMap<string, string>, settings: RunSettings & {parallel: number; pipeline: number; timeoutMs: number; replace: boolean}, keysPerSlot: number, onEvent: (event: MigrationEvent) => void): Promise<SlotMover> {
+    const throttled = Boolean(settings.maxKeysPerSec || settings.maxBytesPerSec)
+    const keyOptions = {
+      onBatch: (keys: number, bytes: number, slot: number) => onEvent({bytes, keys, slot, type: 'batch'}),
+      pipeline: settings.pipeline,
+      replace: settings.replace,
+      throttle: throttled ? new Throttle(settings) : undefined,
+      timeoutMs: settings.timeoutMs,
+    }
+    // with a throttle, open only about a second's worth of slots at a time: a stop is then quick
+    const waveSize = settings.maxKeysPerSec ? throttledWaveSize(settings.maxKeysPerSec, keysPerSlot, settings.parallel) : settings.maxBytesPerSec ? 16 : undefined
+    const legacy = new LegacyMover(this.pool(), keyOptions, waveSize)
+    const features = await readServerFeaturesOf(this.pool(), [...addresses.values()])
+    const atomicIds = new Set([...addresses].filter(([, address]) => features.get(address)?.atomicSlotMigration === 'valkey-migrateslots').map(([id]) => id))
+    const atomicPairs = plan.moves.filter((move) => atomicIds.has(move.sourceId) && atomicIds.has(move.targetId)).length
+    const f = this.flags as Record<string, unknown>
+    if (atomicPairs === 0 || f['legacy-migrate'] || throttled) {
+      if (atomicPairs > 0 && throttled) this.note('note: a throttle needs the legacy protocol (atomic slot migration moves at the servers\' pace): moving with SETSLOT + MIGRATE')
+      this.note(`moving with ${legacy.protocol}`)
+      return legacy
+    }
+    const atomic = new ValkeyAsmMover(this.pool(), {onState: (progress) => onEvent({...progress, type: 'job'}), signal: this.stopRequest.signal})
+    const unused = ['pipeline', 'replace'].filter((flag) => this.flagsGiven.has(flag))
+    if (unused.length > 0) this.note(`note: ${unused.map((flag) => `--${flag}`).join(' and ')} do not apply to atomic slot migration`)
+    this.note(`moving with ${atomicPairs === plan.moves.length ? atomic.protocol : `${atomic.protocol} for ${atomicPairs} of ${plan.moves.length} slot(s), ${legacy.protocol} for the rest`}`)
+    return new RoutingMover(legacy, atomic, (id) => atomicIds.has(id))
   }
 
   /**
@@ -246,8 +314,9 @@ export abstract class MigrationCommand<T extends typeof Command> extends BaseCom
     const rate = result.seconds > 0 ? Math.round(result.keysMoved / result.seconds) : result.keysMoved
     this.log(`${result.slotsMoved} slot(s) and ${result.keysMoved} key(s) (${formatBytes(result.bytesMoved)}) moved in ${formatDuration(result.seconds * 1000)} (${rate} keys/s)`)
     for (const warning of result.warnings) this.note(paint.warn(`warning: ${warning.message}`))
+    if (result.slotsFinished > 0) this.log(`${result.slotsFinished} more slot(s) had been moved by an earlier run (or fix); this run only closed them`)
     if (result.failures.length > 0) {
-      for (const failure of result.failures) process.stderr.write(`slotctl: error: ${failure.error}\n`)
+      for (const line of groupFailures(result.failures)) process.stderr.write(`slotctl: error: ${line}\n`)
       this.note(`the failed slot(s) are left open and journaled; after resolving the cause, continue with: ${resumeCommand}`)
       this.note(`or let fix finish them: ${this.commandHint(`fix ${snapshot.seedAddress} --journal ${journal}`)}`)
       this.resultExitCode = ExitCode.failed
@@ -284,6 +353,16 @@ export abstract class MigrationCommand<T extends typeof Command> extends BaseCom
     }
     this.note(`plan written to ${file}`)
   }
+}
+
+/** One line per distinct cause, naming its slots: a dead target must not print a line per slot. */
+export function groupFailures(failures: ReadonlyArray<{slot: number; error: string}>): string[] {
+  const bySlots = new Map<string, number[]>()
+  for (const {error, slot} of failures) {
+    const cause = error.replace(/^slot \d+: /, '')
+    bySlots.set(cause, [...(bySlots.get(cause) ?? []), slot])
+  }
+  return [...bySlots].map(([cause, slots]) => (slots.length === 1 && !/^slot/.test(cause) ? `slot ${slots[0]}: ${cause}` : `slot(s) ${formatSlots(slots)}: ${cause}`))
 }
 
 /** Views (of reachable nodes) that give a moved slot to anyone but its target. */

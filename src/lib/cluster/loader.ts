@@ -8,6 +8,7 @@ import {type NodeAddress, formatAddress} from './address.js'
 import {NODE_PARALLELISM, type NodePool, describeConnectError, settleLimit} from './connection.js'
 import {SlotctlError, errorMessage} from '../errors.js'
 import {type ClusterNode, myselfOf, parseClusterNodes, parseInfo, resolveNodeId} from './topology.js'
+import {type SlotMigrationJob, parseSlotMigrations} from './slot-migrations.js'
 
 export interface NodeView {
   id: string
@@ -18,6 +19,8 @@ export interface NodeView {
   nodes?: ClusterNode[]
   /** The node's CLUSTER INFO. */
   clusterInfo?: Record<string, string>
+  /** Atomic slot migration jobs the node reports (Valkey >= 9; absent elsewhere). */
+  slotMigrations?: SlotMigrationJob[]
 }
 
 export interface ClusterSnapshot {
@@ -34,6 +37,7 @@ export interface ClusterSnapshot {
 export interface NodeState {
   nodes: ClusterNode[]
   clusterInfo: Record<string, string>
+  slotMigrations?: SlotMigrationJob[]
 }
 
 function notClusterError(address: string): SlotctlError {
@@ -43,22 +47,25 @@ function notClusterError(address: string): SlotctlError {
   })
 }
 
-/** One node's CLUSTER NODES and CLUSTER INFO, read in one round trip. */
+/**
+ * One node's CLUSTER NODES, CLUSTER INFO and slot-migration jobs, read in one round trip.
+ * Servers without atomic slot migration answer GETSLOTMIGRATIONS with an error: no jobs.
+ */
 export async function readNodeState(client: Redis, address: string): Promise<NodeState> {
   let replies: Array<[Error | null, unknown]> | null
   try {
-    replies = await client.pipeline().call('CLUSTER', 'NODES').call('CLUSTER', 'INFO').exec()
+    replies = await client.pipeline().call('CLUSTER', 'NODES').call('CLUSTER', 'INFO').call('CLUSTER', 'GETSLOTMIGRATIONS').exec()
   } catch (error) {
     throw new SlotctlError(`cannot read cluster state from ${address}: ${errorMessage(error)}`, {code: 'E_UNREACHABLE'})
   }
-  const [[nodesError, nodesText], [infoError, infoText]] = replies ?? [[new Error('no reply'), null], [null, null]]
+  const [[nodesError, nodesText], [infoError, infoText], [jobsError, jobs] = [null, null]] = replies ?? [[new Error('no reply'), null], [null, null]]
   const failure = nodesError ?? infoError
   if (failure) {
     if (/cluster support disabled/i.test(failure.message)) throw notClusterError(address)
     if (/NOAUTH|WRONGPASS/.test(failure.message)) throw describeConnectError(address, failure)
     throw new SlotctlError(`${address} answered CLUSTER NODES with: ${failure.message}`, {code: 'E_PROTOCOL'})
   }
-  return {clusterInfo: parseInfo(String(infoText)), nodes: parseClusterNodes(String(nodesText))}
+  return {clusterInfo: parseInfo(String(infoText)), nodes: parseClusterNodes(String(nodesText)), ...(jobsError ? {} : {slotMigrations: parseSlotMigrations(jobs)})}
 }
 
 function isDialable(node: ClusterNode): boolean {
@@ -83,7 +90,7 @@ async function readView(pool: NodePool, node: ClusterNode, address: string): Pro
   try {
     const client = await pool.client(address)
     const state = await readNodeState(client, address)
-    return {address, clusterInfo: state.clusterInfo, id: node.id, nodes: state.nodes, reachable: true}
+    return {address, clusterInfo: state.clusterInfo, id: node.id, nodes: state.nodes, reachable: true, slotMigrations: state.slotMigrations}
   } catch (error) {
     return {address, error: errorMessage(error), id: node.id, reachable: false}
   }
@@ -96,7 +103,7 @@ export async function loadCluster(pool: NodePool, seed: NodeAddress): Promise<Cl
   const seedSelf = myselfOf(seedState.nodes)
   if (!seedSelf) throw new SlotctlError(`${seedAddress} did not list itself in CLUSTER NODES`, {code: 'E_PROTOCOL'})
 
-  const seedView: NodeView = {address: seedAddress, clusterInfo: seedState.clusterInfo, id: seedSelf.id, nodes: seedState.nodes, reachable: true}
+  const seedView: NodeView = {address: seedAddress, clusterInfo: seedState.clusterInfo, id: seedSelf.id, nodes: seedState.nodes, reachable: true, slotMigrations: seedState.slotMigrations}
   const others = seedState.nodes.filter((node) => !node.myself && isDialable(node))
   const otherViews = await settleLimit(others, NODE_PARALLELISM, (node) => readView(pool, node, node.address))
 

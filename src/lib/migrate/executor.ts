@@ -8,6 +8,7 @@
 import {SlotctlError, errorMessage} from '../errors.js'
 import type {Journal} from './journal.js'
 import type {SlotMover} from './mover.js'
+import type {AsmProgress} from './valkey-asm-mover.js'
 import type {SlotEndpoint, SlotMoveTarget} from './slot-protocol.js'
 import type {MigrationPlan, SlotMove} from '../plan/types.js'
 
@@ -16,8 +17,6 @@ export interface ExecuteOptions {
   parallel: number
   /** waves in flight at once that involve the same node */
   perNodeLimit: number
-  /** slots of one source/target pair opened and closed together (one nodes.conf save) */
-  waveSize?: number
   journal?: Journal
   /** Slots already done (resume). */
   skipSlots?: ReadonlySet<number>
@@ -33,9 +32,11 @@ export interface ExecuteOptions {
 
 export type MigrationEvent =
   | {type: 'batch'; slot: number; keys: number; bytes: number}
-  | {type: 'slot-done'; slot: number; keys: number}
+  /** `unreported`: the keys were not announced batch by batch (atomic migration) */
+  | {type: 'slot-done'; slot: number; keys: number; unreported?: boolean}
   | {type: 'slot-failed'; slot: number; error: string}
   | {type: 'slot-start'; slot: number}
+  | ({type: 'job'} & AsmProgress)
 
 export interface ExecuteWarning {
   code: string
@@ -44,7 +45,10 @@ export interface ExecuteWarning {
 
 export interface ExecuteResult {
   slotsPlanned: number
+  /** slots this run moved */
   slotsMoved: number
+  /** slots whose keys an earlier run (or fix) had moved already: this run only closed them */
+  slotsFinished: number
   keysMoved: number
   bytesMoved: number
   seconds: number
@@ -52,8 +56,6 @@ export interface ExecuteResult {
   failures: Array<{slot: number; error: string; code: string}>
   warnings: ExecuteWarning[]
 }
-
-const DEFAULT_WAVE_SIZE = 128
 
 /**
  * Waves in flight per node and role. A node is never a source and a target at once: a
@@ -86,7 +88,7 @@ class InFlight {
  * source runs its MIGRATEs one at a time, so waves spread over sources move in parallel,
  * while waves of one source only queue behind each other.
  */
-function takeWave(pending: SlotMove[], inFlight: InFlight, size: number): SlotMove[] | undefined {
+function takeWave(pending: SlotMove[], inFlight: InFlight, size: (sourceId: string, targetId: string) => number): SlotMove[] | undefined {
   // waves in flight on the source, then on the target: negative when a's pair is less busy
   const compareLoad = (a: SlotMove, b: SlotMove) => inFlight.load(a.sourceId) - inFlight.load(b.sourceId) || inFlight.load(a.targetId) - inFlight.load(b.targetId)
   let best: SlotMove | undefined
@@ -100,7 +102,8 @@ function takeWave(pending: SlotMove[], inFlight: InFlight, size: number): SlotMo
   if (!best) return undefined
   const {sourceId, targetId} = best
   const wave: SlotMove[] = []
-  for (let i = 0; i < pending.length && wave.length < size; ) {
+  const limit = size(sourceId, targetId)
+  for (let i = 0; i < pending.length && wave.length < limit; ) {
     if (pending[i].sourceId === sourceId && pending[i].targetId === targetId) wave.push(...pending.splice(i, 1))
     else i++
   }
@@ -128,11 +131,12 @@ function fewerKeysWarning(slots: Array<{slot: number; moved: number; atTarget: n
 export async function executePlan(mover: SlotMover, plan: MigrationPlan, options: ExecuteOptions): Promise<ExecuteResult> {
   const started = Date.now()
   const pending = plan.moves.filter((move) => !options.skipSlots?.has(move.slot))
-  const result: ExecuteResult = {bytesMoved: 0, failures: [], interrupted: false, keysMoved: 0, seconds: 0, slotsMoved: 0, slotsPlanned: plan.moves.length, warnings: []}
+  const result: ExecuteResult = {bytesMoved: 0, failures: [], interrupted: false, keysMoved: 0, seconds: 0, slotsFinished: 0, slotsMoved: 0, slotsPlanned: plan.moves.length, warnings: []}
   const fewer: Array<{slot: number; moved: number; atTarget: number}> = []
   const inFlight = new InFlight(options.perNodeLimit)
   const running = new Set<Promise<void>>()
   let stopTaking = false
+  let cancelled = false
 
   const fail = (slot: number, error: unknown) => {
     // One failed slot stops the run: moving on could spread the same problem.
@@ -149,12 +153,14 @@ export async function executePlan(mover: SlotMover, plan: MigrationPlan, options
     const report = await mover.moveWave({closeOnly: options.closeOnlySlots ?? new Set(), moves, others})
     options.journal?.slotsDone(report.closed)
     for (const {bytes, keys, slot} of report.closed) {
-      result.slotsMoved++
+      if (options.closeOnlySlots?.has(slot)) result.slotsFinished++
+      else result.slotsMoved++
       result.keysMoved += keys
       result.bytesMoved += bytes
-      options.onEvent?.({keys, slot, type: 'slot-done'})
+      options.onEvent?.({keys, slot, type: 'slot-done', unreported: !report.batched})
     }
     fewer.push(...report.fewerAtTarget)
+    if (report.cancelled.length > 0) cancelled = true
     for (const {error, slot} of report.failed) fail(slot, error)
   }
 
@@ -171,7 +177,7 @@ export async function executePlan(mover: SlotMover, plan: MigrationPlan, options
 
   while (pending.length > 0 && !stopTaking) {
     if (options.signal?.aborted) break
-    const wave = running.size < options.parallel ? takeWave(pending, inFlight, options.waveSize ?? DEFAULT_WAVE_SIZE) : undefined
+    const wave = running.size < options.parallel ? takeWave(pending, inFlight, (source, target) => mover.waveSize(source, target)) : undefined
     if (!wave) {
       await Promise.race(running)
       continue
@@ -179,7 +185,7 @@ export async function executePlan(mover: SlotMover, plan: MigrationPlan, options
     launch(wave)
   }
   await Promise.all(running)
-  if (options.signal?.aborted && pending.length > 0) result.interrupted = true
+  if (options.signal?.aborted && (pending.length > 0 || cancelled)) result.interrupted = true
   if (fewer.length > 0) result.warnings.push(fewerKeysWarning(fewer))
   result.seconds = (Date.now() - started) / 1000
   return result

@@ -7,16 +7,35 @@ import {type MoveKeysOptions, type MovedKeys, moveSlotKeys, moveWaveKeys} from '
 import type {SlotMover, WaveReport, WaveRequest} from './mover.js'
 import {type SlotMoveTarget, closeSlots, openSlots} from './slot-protocol.js'
 
+const DEFAULT_WAVE_SIZE = 128
+
+/**
+ * The wave size of a throttled run: about one second of the rate for all parallel waves
+ * together, so a stop (which finishes the open slots) takes about a second, not minutes.
+ */
+export function throttledWaveSize(keysPerSec: number, keysPerSlot: number, parallel: number): number {
+  return Math.max(1, Math.min(DEFAULT_WAVE_SIZE, Math.floor(keysPerSec / Math.max(keysPerSlot, 1) / Math.max(parallel, 1))))
+}
+
 /** Key moves within a throttled wave that run at once: overlaps round trips, the source stays responsive. */
 const KEY_MOVES_PER_WAVE = 8
 
 export class LegacyMover implements SlotMover {
   readonly protocol = 'MIGRATE (CLUSTER SETSLOT)'
 
-  constructor(private readonly pool: NodePool, private readonly keyOptions: MoveKeysOptions) {}
+  constructor(
+    private readonly pool: NodePool,
+    private readonly keyOptions: MoveKeysOptions,
+    private readonly maxWave = DEFAULT_WAVE_SIZE,
+  ) {}
+
+  /** Slots of one pair opened and closed together: one nodes.conf save and one broadcast per wave. */
+  waveSize(): number {
+    return this.maxWave
+  }
 
   async moveWave(wave: WaveRequest): Promise<WaveReport> {
-    const report: WaveReport = {closed: [], failed: [], fewerAtTarget: []}
+    const report: WaveReport = {batched: true, cancelled: [], closed: [], failed: [], fewerAtTarget: []}
     const toMove = wave.moves.filter((move) => !wave.closeOnly.has(move.slot))
     await openSlots(this.pool, toMove)
     const moved = await this.moveKeys(toMove)

@@ -21,10 +21,45 @@ export interface WaveReport {
   failed: Array<{slot: number; error: Error}>
   /** slots whose target holds fewer keys right after the close than were moved into it */
   fewerAtTarget: Array<{slot: number; moved: number; atTarget: number}>
+  /** slots left as they were because the run was interrupted (a cancelled atomic migration) */
+  cancelled: number[]
+  /** true when the keys of `closed` were already announced batch by batch (onBatch) */
+  batched: boolean
 }
 
 export interface SlotMover {
   /** What the operator is told ("MIGRATE (legacy)", "CLUSTER MIGRATESLOTS (atomic)"). */
   readonly protocol: string
+  /** the most slots of one pair this mover takes in one wave */
+  waveSize(sourceId: string, targetId: string): number
   moveWave(wave: WaveRequest): Promise<WaveReport>
+}
+
+/**
+ * Picks the mover per source/target pair: the atomic one where both ends have it (and it
+ * was not turned off), the legacy one everywhere else.
+ */
+export class RoutingMover implements SlotMover {
+  constructor(
+    private readonly legacy: SlotMover,
+    private readonly atomic: SlotMover | undefined,
+    private readonly hasAtomic: (nodeId: string) => boolean,
+  ) {}
+
+  get protocol(): string {
+    return this.atomic ? `${this.atomic.protocol} where both ends have it, else ${this.legacy.protocol}` : this.legacy.protocol
+  }
+
+  moverFor(sourceId: string, targetId: string): SlotMover {
+    return this.atomic && this.hasAtomic(sourceId) && this.hasAtomic(targetId) ? this.atomic : this.legacy
+  }
+
+  waveSize(sourceId: string, targetId: string): number {
+    return this.moverFor(sourceId, targetId).waveSize(sourceId, targetId)
+  }
+
+  moveWave(wave: WaveRequest): Promise<WaveReport> {
+    const {source, target} = wave.moves[0]
+    return this.moverFor(source.id, target.id).moveWave(wave)
+  }
 }

@@ -198,8 +198,12 @@ async function ownedInView(pool: NodePool, node: SlotEndpoint, ownerId: string, 
   return owned
 }
 
-/** Reads back what the close did: ownership in the target's and the source's own views, and the target's keys. */
-async function verifyClose(pool: NodePool, source: SlotEndpoint, target: SlotEndpoint, slots: readonly number[]): Promise<Map<number, number>> {
+/**
+ * Reads back what a close did: the target's and the source's own views must give every
+ * slot to the target (throws E_VERIFY naming the slots otherwise). Returns the keys the
+ * target holds in each slot.
+ */
+export async function verifyClose(pool: NodePool, source: SlotEndpoint, target: SlotEndpoint, slots: readonly number[]): Promise<Map<number, number>> {
   const [atTarget, atSource] = await Promise.all([ownedInView(pool, target, target.id, slots), ownedInView(pool, source, target.id, slots)])
   const wrong = slots.filter((slot) => !atTarget.has(slot) || !atSource.has(slot))
   if (wrong.length > 0) {
