@@ -4,6 +4,7 @@
  * own pid, forms a cluster with slotctl's own create planner, and stops exactly the
  * processes it started.
  */
+import {readFileSync} from 'node:fs'
 import {mkdtemp, rm} from 'node:fs/promises'
 import {tmpdir} from 'node:os'
 import path from 'node:path'
@@ -12,7 +13,7 @@ import {Cluster, Redis} from 'ioredis'
 
 import {DEFAULT_CONNECTION, NodePool} from '../../src/lib/cluster/connection.js'
 import {applyCreatePlan} from '../../src/lib/nodes/create.js'
-import {type RunningServer, type ServerBinary, describeServerBinary, findFreePorts, killServer, requireServerBinary, startServer, stopServer} from '../../src/lib/local/servers.js'
+import {type RunningServer, type ServerBinary, describeServerBinary, findFreePorts, isAlive, killServer, requireServerBinary, startServer, stopServer} from '../../src/lib/local/servers.js'
 import {versionAtLeast} from '../../src/lib/cluster/server-info.js'
 import {planCreate} from '../../src/lib/plan/create.js'
 
@@ -143,6 +144,20 @@ export class TestCluster {
     return found
   }
 
+  /** A server that died without being killed by a test is a finding: its log's end says why. */
+  private reportCrashes(): void {
+    for (const server of this.servers) {
+      if (isAlive(server.pid) || this.killed.has(server.address)) continue
+      let tail = '(no log)'
+      try {
+        tail = readFileSync(path.join(server.dir, `redis-${server.port}.log`), 'utf8').trim().split("\n").slice(-120).join('\n')
+      } catch {
+        // the log is gone with its directory
+      }
+      process.stderr.write(`\n[harness] ${server.address} (pid ${server.pid}) died on its own; the end of its log:\n${tail}\n`)
+    }
+  }
+
   kill(address: string): void {
     killServer(this.server(address))
     this.killed.add(address)
@@ -151,6 +166,7 @@ export class TestCluster {
   async stop(): Promise<void> {
     for (const client of this.clients) client.disconnect()
     this.clients.length = 0
+    this.reportCrashes()
     await Promise.all(
       this.servers.map(async (server) => {
         await stopServer(server)

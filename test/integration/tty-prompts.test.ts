@@ -62,7 +62,7 @@ describe('prompts on a terminal (reshard)', () => {
       [/Which master receives the slots/, target.id],
       [/How many slots to move/, '100'],
       [/Source master ids/, 'all'],
-      [/Move 100 slot\(s\) now\?/, 'y'],
+      [/Move 100 slot\(s\) holding \d+ key\(s\) now\?/, 'y'],
     ])
     expect(exitCode, screen).to.equal(0)
     expect(screen).to.match(/from\s.*to\s.*slots/s)
@@ -73,7 +73,7 @@ describe('prompts on a terminal (reshard)', () => {
   it('a "no" at the confirmation cancels: exit 1, nothing moved', async () => {
     const [target] = await masters()
     const {exitCode, screen} = await onTerminal(['reshard', cluster.seed, '--to', target.id, '--from', 'all', '--slots', '50', '--journal', path.join(dir, 'no.jsonl')], [
-      [/Move 50 slot\(s\) now\?/, 'n'],
+      [/Move 50 slot\(s\) holding \d+ key\(s\) now\?/, 'n'],
     ])
     expect(exitCode, screen).to.equal(1)
     expect(screen).to.match(/cancelled: nothing was changed/)

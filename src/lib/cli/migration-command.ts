@@ -34,6 +34,9 @@ export function adminTimeoutMs(migrateTimeoutMs: number): number {
   return migrateTimeoutMs * 4 + 5000
 }
 
+/** Connections per node for SETSLOTs that wait for replica acknowledgements (Valkey >= 8). */
+const SETSLOT_LANES = 8
+
 /** How long the views of every node may take to agree on the moved slots after a run. */
 const AGREEMENT_WAIT_MS = 15_000
 
@@ -268,8 +271,10 @@ export abstract class MigrationCommand<T extends typeof Command> extends BaseCom
     }
     // with a throttle, open only about a second's worth of slots at a time: a stop is then quick
     const waveSize = settings.maxKeysPerSec ? throttledWaveSize(settings.maxKeysPerSec, keysPerSlot, settings.parallel) : settings.maxBytesPerSec ? 16 : undefined
-    const legacy = new LegacyMover(this.pool(), keyOptions, waveSize)
     const features = await readServerFeaturesOf(this.pool(), [...addresses.values()])
+    // Valkey holds each SETSLOT until the replicas acknowledge it: spread them over connections
+    const lanes = (id: string) => (features.get(addresses.get(id) ?? '')?.replicatedSetslot ? SETSLOT_LANES : 1)
+    const legacy = new LegacyMover(this.pool(), keyOptions, waveSize, lanes)
     const atomicIds = new Set([...addresses].filter(([, address]) => features.get(address)?.atomicSlotMigration === 'valkey-migrateslots').map(([id]) => id))
     const atomicPairs = plan.moves.filter((move) => atomicIds.has(move.sourceId) && atomicIds.has(move.targetId)).length
     const f = this.flags as Record<string, unknown>

@@ -117,10 +117,15 @@ export class NodePool {
 
   constructor(readonly settings: ConnectionSettings = DEFAULT_CONNECTION) {}
 
-  async client(address: NodeAddress | string): Promise<Redis> {
+  /**
+   * The node's client. `lane` > 0 gives extra connections to the same node, for commands
+   * that block their client server-side (Valkey holds each SETSLOT until the replicas
+   * acknowledge it): several clients waiting at once share one acknowledgement round.
+   */
+  async client(address: NodeAddress | string, lane = 0): Promise<Redis> {
     if (this.closed) throw new SlotctlError('connection pool already closed', {code: 'E_INTERNAL'})
     const target = typeof address === 'string' ? addressFromString(address) : address
-    const key = formatAddress(target)
+    const key = lane === 0 ? formatAddress(target) : `${formatAddress(target)}#${lane}`
     let entry = this.entries.get(key)
     if (!entry) {
       entry = this.open(target, key)
@@ -142,18 +147,19 @@ export class NodePool {
       (error: unknown) => {
         this.entries.delete(key)
         client.disconnect()
-        throw describeConnectError(key, cause ?? error)
+        throw describeConnectError(formatAddress(address), cause ?? error)
       },
     )
     return {client, ready}
   }
 
-  /** Drops a node's client, e.g. after the node was killed or reset. */
+  /** Drops a node's clients (every lane), e.g. after the node was killed or reset. */
   forget(address: string): void {
-    const entry = this.entries.get(address)
-    if (!entry) return
-    this.entries.delete(address)
-    entry.client.disconnect()
+    for (const [key, entry] of this.entries) {
+      if (key !== address && !key.startsWith(`${address}#`)) continue
+      this.entries.delete(key)
+      entry.client.disconnect()
+    }
   }
 
   async closeAll(): Promise<void> {
@@ -208,11 +214,39 @@ export async function settleLimit<T, R>(
 export type Reply = [Error | null, unknown]
 
 /** Runs commands on one node in a single pipeline; returns each one's [error, value], in order. */
-export async function pipelineCalls(pool: NodePool, address: string, commands: ReadonlyArray<ReadonlyArray<number | string>>): Promise<Reply[]> {
+export async function pipelineCalls(pool: NodePool, address: string, commands: ReadonlyArray<ReadonlyArray<number | string>>, lane = 0): Promise<Reply[]> {
   if (commands.length === 0) return []
-  const pipeline = (await pool.client(address)).pipeline()
+  const pipeline = (await pool.client(address, lane)).pipeline()
   for (const [name, ...args] of commands) pipeline.call(String(name), ...args)
   return ((await pipeline.exec()) ?? []) as Reply[]
+}
+
+/**
+ * Like pipelineCalls, but split over `lanes` connections (1..lanes; lane 0 stays free for
+ * reads) that run at once: for commands the server holds until replicas acknowledge them.
+ * Commands keep their order within a lane only, so callers split where order does not matter.
+ */
+export async function spreadCalls(pool: NodePool, address: string, commands: ReadonlyArray<ReadonlyArray<number | string>>, lanes: number): Promise<Reply[]> {
+  return (await spreadGroups(pool, address, commands.map((command) => [command]), lanes)).flat()
+}
+
+/** spreadCalls for groups of commands that must stay in order on one connection; replies per group. */
+export async function spreadGroups(pool: NodePool, address: string, groups: ReadonlyArray<ReadonlyArray<ReadonlyArray<number | string>>>, lanes: number): Promise<Reply[][]> {
+  if (lanes <= 1 || groups.length <= 1) {
+    const replies = await pipelineCalls(pool, address, groups.flat())
+    let next = 0
+    return groups.map((group) => replies.slice(next, (next += group.length)))
+  }
+  const size = Math.ceil(groups.length / lanes)
+  const chunks = Array.from({length: Math.ceil(groups.length / size)}, (_, i) => groups.slice(i * size, (i + 1) * size))
+  const perChunk = await Promise.all(
+    chunks.map(async (chunk, i) => {
+      const replies = await pipelineCalls(pool, address, chunk.flat(), i + 1)
+      let next = 0
+      return chunk.map((group) => replies.slice(next, (next += group.length)))
+    }),
+  )
+  return perChunk.flat()
 }
 
 /**

@@ -5,7 +5,7 @@
 import {type NodePool, mapLimit} from '../cluster/connection.js'
 import {type MoveKeysOptions, type MovedKeys, moveSlotKeys, moveWaveKeys} from './key-mover.js'
 import type {SlotMover, WaveReport, WaveRequest} from './mover.js'
-import {type SlotMoveTarget, closeSlots, openSlots} from './slot-protocol.js'
+import {type Lanes, type SlotMoveTarget, closeSlots, openSlots} from './slot-protocol.js'
 
 const DEFAULT_WAVE_SIZE = 128
 
@@ -27,6 +27,7 @@ export class LegacyMover implements SlotMover {
     private readonly pool: NodePool,
     private readonly keyOptions: MoveKeysOptions,
     private readonly maxWave = DEFAULT_WAVE_SIZE,
+    private readonly lanes: Lanes = () => 1,
   ) {}
 
   /** Slots of one pair opened and closed together: one nodes.conf save and one broadcast per wave. */
@@ -37,14 +38,14 @@ export class LegacyMover implements SlotMover {
   async moveWave(wave: WaveRequest): Promise<WaveReport> {
     const report: WaveReport = {batched: true, cancelled: [], closed: [], failed: [], fewerAtTarget: []}
     const toMove = wave.moves.filter((move) => !wave.closeOnly.has(move.slot))
-    await openSlots(this.pool, toMove)
+    await openSlots(this.pool, toMove, this.lanes)
     const moved = await this.moveKeys(toMove)
     const ready = wave.moves.filter((move) => {
       const outcome = moved.get(move.slot)
       if (outcome instanceof Error) report.failed.push({error: outcome, slot: move.slot})
       return !(outcome instanceof Error)
     })
-    const closing = await closeSlots(this.pool, ready, wave.others)
+    const closing = await closeSlots(this.pool, ready, wave.others, this.lanes)
     for (const {error, slot} of closing.open) report.failed.push({error: new Error(error), slot})
     for (const slot of closing.closed) {
       const {bytes, keys} = (moved.get(slot) as MovedKeys | undefined) ?? {bytes: 0, keys: 0}

@@ -46,8 +46,7 @@
  *   accepts a claim on a slot whose owner no longer claims it; neither can revive the
  *   source's claim.
  */
-import {type NodePool, type Reply, mapLimit, pipelineCalls} from '../cluster/connection.js'
-import {delay} from '../cluster/connection.js'
+import {type NodePool, type Reply, delay, mapLimit, spreadCalls, spreadGroups} from '../cluster/connection.js'
 import {parseClusterNodes, parseInfo} from '../cluster/topology.js'
 import {SlotctlError, errorMessage} from '../errors.js'
 import {formatSlots} from '../cluster/slots.js'
@@ -65,6 +64,10 @@ export interface SlotMoveTarget {
 
 type Command = Array<number | string>
 
+/** Connections to use for a node's SETSLOTs: 1, or more where each SETSLOT waits for replicas. */
+export type Lanes = (nodeId: string) => number
+const noLanes: Lanes = () => 1
+
 /** How long the target may take to learn the source's epoch through gossip before a close gives up. */
 const EPOCH_WAIT_MS = 30_000
 /** Valkey answers NOREPLICAS when a replica did not acknowledge a SETSLOT in time; SETSLOT is idempotent. */
@@ -79,14 +82,25 @@ function protocolError(node: SlotEndpoint, what: string, error: unknown, slot: n
  * NOREPLICAS (Valkey: a replica did not acknowledge in time, and the primary did not apply
  * it) are sent again. Returns each command's final [error, value].
  */
-async function clusterCalls(pool: NodePool, node: SlotEndpoint, commands: readonly Command[]): Promise<Reply[]> {
-  const replies = await pipelineCalls(pool, node.address, commands.map((args) => ['CLUSTER', ...args]))
+async function clusterCalls(pool: NodePool, node: SlotEndpoint, commands: readonly Command[], lanes = 1): Promise<Reply[]> {
+  return (await clusterGroups(pool, node, commands.map((command) => [command]), lanes)).flat()
+}
+
+/**
+ * Groups of CLUSTER subcommands, each group in order on one connection, the groups spread
+ * over `lanes` connections (Valkey holds each SETSLOT until the replicas acknowledge it;
+ * clients waiting at once share an acknowledgement round). Commands answered NOREPLICAS
+ * are sent again.
+ */
+async function clusterGroups(pool: NodePool, node: SlotEndpoint, groups: readonly Command[][], lanes = 1): Promise<Reply[][]> {
+  const asCluster = (group: readonly Command[]) => group.map((args) => ['CLUSTER', ...args])
+  const replies = await spreadGroups(pool, node.address, groups.map(asCluster), lanes)
   for (let attempt = 0; attempt < NOREPLICAS_RETRIES; attempt++) {
-    const again = replies.flatMap(([error], i) => (error && /NOREPLICAS/.test(error.message) ? [i] : []))
+    const again = groups.flatMap((group, g) => group.flatMap((_, c) => (replies[g][c][0] && /NOREPLICAS/.test((replies[g][c][0] as Error).message) ? [[g, c]] : [])))
     if (again.length === 0) break
     await delay(100 * (attempt + 1))
-    const retried = await pipelineCalls(pool, node.address, again.map((i) => ['CLUSTER', ...commands[i]]))
-    for (const [j, i] of again.entries()) replies[i] = retried[j]
+    const retried = await spreadCalls(pool, node.address, again.map(([g, c]) => ['CLUSTER', ...groups[g][c]]), lanes)
+    for (const [j, [g, c]] of again.entries()) replies[g][c] = retried[j]
   }
   return replies
 }
@@ -101,12 +115,12 @@ function throwFirst(replies: Reply[], slots: readonly number[], node: SlotEndpoi
  * hands over with ASK must find an importing target), then MIGRATING on the source.
  * Pipelined, because Redis saves nodes.conf once per event-loop turn, not once per SETSLOT.
  */
-export async function openSlots(pool: NodePool, moves: readonly SlotMoveTarget[]): Promise<void> {
+export async function openSlots(pool: NodePool, moves: readonly SlotMoveTarget[], lanes: Lanes = noLanes): Promise<void> {
   if (moves.length === 0) return
   const {source, target} = moves[0]
   const slots = moves.map((move) => move.slot)
-  throwFirst(await clusterCalls(pool, target, moves.map((m) => ['SETSLOT', m.slot, 'IMPORTING', m.source.id])), slots, target, 'SETSLOT IMPORTING')
-  throwFirst(await clusterCalls(pool, source, moves.map((m) => ['SETSLOT', m.slot, 'MIGRATING', m.target.id])), slots, source, 'SETSLOT MIGRATING')
+  throwFirst(await clusterCalls(pool, target, moves.map((m) => ['SETSLOT', m.slot, 'IMPORTING', m.source.id]), lanes(target.id)), slots, target, 'SETSLOT IMPORTING')
+  throwFirst(await clusterCalls(pool, source, moves.map((m) => ['SETSLOT', m.slot, 'MIGRATING', m.target.id]), lanes(source.id)), slots, source, 'SETSLOT MIGRATING')
 }
 
 export interface CloseOutcome {
@@ -169,24 +183,22 @@ export async function raiseEpochAbove(pool: NodePool, node: SlotEndpoint, floor:
  * slots to apply it). All but the last slot are made STABLE, then assigned; the last one
  * takes the importing path, whose broadcast carries the target's whole slot map.
  */
-async function takeSlotsOnTarget(pool: NodePool, target: SlotEndpoint, slots: readonly number[]): Promise<void> {
-  const commands: Command[] = []
-  const slotOf: number[] = []
-  for (const [i, slot] of slots.entries()) {
-    if (i < slots.length - 1) commands.push(['SETSLOT', slot, 'STABLE'])
-    commands.push(['SETSLOT', slot, 'NODE', target.id])
-    while (slotOf.length < commands.length) slotOf.push(slot)
-  }
-  const replies = await clusterCalls(pool, target, commands)
-  throwFirst(replies, slotOf, target, 'SETSLOT NODE')
+async function takeSlotsOnTarget(pool: NodePool, target: SlotEndpoint, slots: readonly number[], lanes: number): Promise<void> {
+  const allButLast = slots.slice(0, -1)
+  const last = slots.at(-1) as number
+  const replies = await clusterGroups(pool, target, allButLast.map((slot) => [['SETSLOT', slot, 'STABLE'], ['SETSLOT', slot, 'NODE', target.id]]), lanes)
+  const failed = replies.findIndex((group) => group.some(([error]) => error))
+  if (failed !== -1) throw protocolError(target, 'SETSLOT NODE', replies[failed].find(([error]) => error)?.[0], allButLast[failed])
+  // after the others, so that its broadcast carries every slot of the wave
+  throwFirst(await clusterCalls(pool, target, [['SETSLOT', last, 'NODE', target.id]]), [last], target, 'SETSLOT NODE')
 }
 
 /** Step 4: the source, then every other master (they would learn by gossip; told, they redirect at once). */
-async function tellOthers(pool: NodePool, source: SlotEndpoint, target: SlotEndpoint, slots: readonly number[], others: readonly SlotEndpoint[]): Promise<void> {
+async function tellOthers(pool: NodePool, source: SlotEndpoint, target: SlotEndpoint, slots: readonly number[], others: readonly SlotEndpoint[], lanes: Lanes): Promise<void> {
   const assign = slots.map((slot): Command => ['SETSLOT', slot, 'NODE', target.id])
   // Redis 7 may already have turned a source that lost its last slot into a replica.
-  const atSource = clusterCalls(pool, source, assign).then((replies) => throwFirst(replies, slots, source, 'SETSLOT NODE', /only with masters/i))
-  await Promise.all([atSource, mapLimit(others, 16, (other) => clusterCalls(pool, other, assign).catch(() => []))])
+  const atSource = clusterCalls(pool, source, assign, lanes(source.id)).then((replies) => throwFirst(replies, slots, source, 'SETSLOT NODE', /only with masters/i))
+  await Promise.all([atSource, mapLimit(others, 16, (other) => clusterCalls(pool, other, assign, lanes(other.id)).catch(() => []))])
 }
 
 /** The slots a node's own CLUSTER NODES gives to `ownerId`, or undefined if it could not be read. */
@@ -223,7 +235,7 @@ export async function verifyClose(pool: NodePool, source: SlotEndpoint, target: 
  * to the target in both nodes' own views when this returns. Throws when the close itself
  * failed part-way (the executor stops the run and the journal keeps the slots in flight).
  */
-export async function closeSlots(pool: NodePool, moves: readonly SlotMoveTarget[], others: readonly SlotEndpoint[]): Promise<CloseOutcome> {
+export async function closeSlots(pool: NodePool, moves: readonly SlotMoveTarget[], others: readonly SlotEndpoint[], lanes: Lanes = noLanes): Promise<CloseOutcome> {
   const outcome: CloseOutcome = {closed: [], open: [], targetKeys: new Map()}
   if (moves.length === 0) return outcome
   const {source, target} = moves[0]
@@ -235,8 +247,8 @@ export async function closeSlots(pool: NodePool, moves: readonly SlotMoveTarget[
   }
   if (empty.length === 0) return outcome
   await raiseEpochAbove(pool, target, state.epoch)
-  await takeSlotsOnTarget(pool, target, empty)
-  await tellOthers(pool, source, target, empty, others)
+  await takeSlotsOnTarget(pool, target, empty, lanes(target.id))
+  await tellOthers(pool, source, target, empty, others, lanes)
   outcome.targetKeys = await verifyClose(pool, source, target, empty)
   outcome.closed = empty
   return outcome
