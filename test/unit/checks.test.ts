@@ -119,15 +119,15 @@ describe('checks', () => {
       .replace(`slave ${B} 0 1700000000000 2 connected`, `slave ${B} 0 1700000000000 2 connected [42-<-${A}]`)
     const findings = runChecks(snapshotOf(text))
     expect(codes(findings)).to.deep.equal(['error:OPEN_SLOT', 'error:OPEN_SLOT'])
-    expect(findings.flatMap((finding) => finding.nodes)).to.have.members([A, B])
+    expect(findings.flatMap((finding) => finding.nodes?.map((node) => node.id))).to.have.members([A, B])
   })
 
   it('reports a marker only a replica shows as its own problem, naming the master that lacks it', () => {
     const text = healthy.replace(`slave ${A} 0 1700000000000 1 connected`, `slave ${A} 0 1700000000000 1 connected [300->-${B}]`)
     const findings = runChecks(snapshotOf(text))
     expect(codes(findings)).to.deep.equal(['error:OPEN_SLOT'])
-    expect(findings[0]).to.include({slots: '300'})
-    expect(findings[0].nodes).to.deep.equal([R1])
+    expect(findings[0]).to.deep.include({slotCount: 1, slots: [[300, 300]]})
+    expect(findings[0].nodes?.map((node) => node.id)).to.deep.equal([R1])
     expect(findings[0].message).to.match(/migrating state: 300 \(only the replica: its master 10\.0\.0\.1:7000 \(a1111111\) does not\)/)
   })
 
@@ -138,8 +138,8 @@ describe('checks', () => {
       .replace(`slave ${C} 0 1700000000000 3 connected`, `slave ${C} 0 1700000000000 3 connected [7-<-${A}]`)
     const findings = runChecks(snapshotOf(text, {[C]: {error: 'connection refused', reachable: false}}))
     const open = findings.filter((finding) => finding.code === 'OPEN_SLOT')
-    expect(open.map((finding) => finding.nodes?.[0])).to.have.members([A, R1, R3])
-    expect(open.find((finding) => finding.nodes?.[0] === R3)?.message).to.not.include('only the replica')
+    expect(open.map((finding) => finding.nodes?.[0].id)).to.have.members([A, R1, R3])
+    expect(open.find((finding) => finding.nodes?.[0].id === R3)?.message).to.not.include('only the replica')
   })
 
   it('computes uncovered slots from masters only', () => {
