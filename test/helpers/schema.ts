@@ -26,7 +26,7 @@ let ajv: Ajv2020 | undefined
 /** One Ajv holding every schema (they refer to common.schema.json by relative $ref). */
 export function contract(): Ajv2020 {
   if (ajv) return ajv
-  ajv = new Ajv2020({allErrors: true, strict: true})
+  ajv = new Ajv2020({allErrors: true, discriminator: true, strict: true})
   for (const file of schemaFiles()) ajv.addSchema(JSON.parse(readFileSync(path.join(schemaDir, file), 'utf8')), file)
   return ajv
 }

@@ -119,10 +119,11 @@ describe('the JSON contract: schemas/ and every verb\'s --json output', () => {
       await checked('rebalance', ['rebalance', cluster.seed, '--use-empty-masters', '--dry-run', '--out', out], 0)
       const target = (await nodes()).find((node) => node.address === spare.addresses[3])!
       await checked('reshard', ['reshard', cluster.seed, '--to', target.id, '--from', 'all', '--slots', '6', '--journal', path.join(dir, 'r.jsonl'), '--yes'], 0)
-      await checked('apply', ['apply', out, '--yes'], 1)
+      await checked('apply', ['apply', out, '--seed', cluster.seed, '--yes'], 1)
+      await checked('apply', ['apply', out, '--yes'], 2)
       const small = path.join(dir, 'small.json')
       await checked('reshard', ['reshard', cluster.seed, '--to', target.id, '--from', 'all', '--slots', '6', '--dry-run', '--out', small], 0)
-      const applied = await checked('apply', ['apply', small, '--journal', path.join(dir, 'a.jsonl'), '--yes'], 0)
+      const applied = await checked('apply', ['apply', small, '--seed', cluster.seed, '--journal', path.join(dir, 'a.jsonl'), '--yes'], 0)
       expect(applied.json).to.include({slotsMoved: 6, status: 'done'})
       const drained = await checked('del-node', ['del-node', cluster.seed, target.id, '--drain', '--dry-run'], 0)
       expect(drained.json.status).to.equal('planned')
