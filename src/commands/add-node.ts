@@ -6,7 +6,15 @@ import {hasErrors, runChecks} from '../lib/check/checks.js'
 import {SlotctlError, usageError} from '../lib/errors.js'
 import {type AddNodeResult, addNode} from '../lib/nodes/membership.js'
 import {paint} from '../lib/cli/render.js'
+import {type VerbResult} from '../lib/cli/result.js'
+import {durationFlag} from '../lib/cli/duration.js'
 import {readZones, zoneLookup} from '../lib/nodes/zones.js'
+
+export interface AddNodeCommandResult extends VerbResult, Omit<AddNodeResult, 'alreadyMember' | 'warnings'> {
+  /** already-member: the node was in the cluster already, nothing was changed. */
+  status: 'added' | 'already-member'
+  elapsedMs: number
+}
 
 export default class AddNode extends BaseCommand<typeof AddNode> {
   static args = {
@@ -14,9 +22,12 @@ export default class AddNode extends BaseCommand<typeof AddNode> {
     existing: Args.string({description: 'any node of the cluster (HOST:PORT)', required: true}),
   }
 
+  static summary = 'Join an empty node as master or replica, wait for agreement'
+
   static description = BaseCommand.withExitCodes(
     'Add an empty node to a cluster, as a master without slots or as a replica.\n' +
       'Returns only when every node lists the new node, the new node knows the full slot map and reports cluster_state:ok, so a reshard can start at once.',
+    {0: 'added (or it was already a member)', 1: 'the node is not empty, the cluster has problems, or a wait timed out'},
   )
 
   static examples = [
@@ -30,10 +41,11 @@ export default class AddNode extends BaseCommand<typeof AddNode> {
     'master-id': Flags.string({description: 'master to replicate (id or unique prefix); needs --replica'}),
     zone: Flags.string({description: 'zone of a host or node: HOST_OR_ADDR=ZONE (repeatable), to choose a master in another zone', multiple: true, multipleNonGreedy: true}),
     'zones-file': Flags.string({description: 'file with one HOST_OR_ADDR=ZONE per line'}),
-    'wait-timeout': Flags.integer({default: 60, description: 'seconds to wait for the join and for the replica link', min: 1}),
+    'wait-timeout': durationFlag({defaultMs: 60_000, description: 'how long to wait for the join and for the replica link', minMs: 1, plainUnit: 's'}),
   }
 
-  async run(): Promise<AddNodeResult> {
+  async run(): Promise<AddNodeCommandResult> {
+    const started = Date.now()
     if (this.flags['master-id'] && !this.flags.replica) throw usageError('--master-id needs --replica', ['add --replica, or leave out --master-id to add a master'])
     const newNode = parseAddress(this.args.new)
     const newAddress = formatAddress(newNode)
@@ -52,13 +64,14 @@ export default class AddNode extends BaseCommand<typeof AddNode> {
       masterId: this.flags['master-id'],
       onEvent: (message) => this.note(`>>> ${message}`),
       replica: this.flags.replica,
-      waitTimeoutMs: this.flags['wait-timeout'] * 1000,
+      waitTimeoutMs: this.flags['wait-timeout'],
       zoneOf,
     })
-    for (const warning of result.warnings) this.note(paint.warn(`[WARNING] ${warning}`))
+    this.reportIssues({warnings: result.warnings})
     if (result.alreadyMember) this.log(`${newAddress} (${result.id.slice(0, 8)}) is already a ${result.role} of this cluster: nothing to do`)
     else if (result.role === 'replica') this.log(paint.good(`[OK] ${newAddress} (${result.id.slice(0, 8)}) added as a replica of ${result.masterAddress} (${result.masterId?.slice(0, 8)}); link up`))
     else this.log(paint.good(`[OK] ${newAddress} (${result.id.slice(0, 8)}) added as a master without slots; every node knows it and it knows the slot map`))
-    return result
+    const {alreadyMember, ...rest} = result
+    return {...rest, elapsedMs: Date.now() - started, errors: [], status: alreadyMember ? 'already-member' : 'added'}
   }
 }

@@ -1,7 +1,7 @@
 import {Args, Flags} from '@oclif/core'
 
 import {usageError} from '../lib/errors.js'
-import {MigrationCommand, type MigrationResult} from '../lib/cli/migration-command.js'
+import {MIGRATION_EXIT_CODES, MigrationCommand, type MigrationResult} from '../lib/cli/migration-command.js'
 import {readJournal} from '../lib/migrate/journal.js'
 import {readPlanFile} from '../lib/plan/plan-file.js'
 
@@ -10,11 +10,14 @@ export default class Apply extends MigrationCommand<typeof Apply> {
     plan: Args.string({description: 'plan file written by reshard/rebalance --dry-run --out (not needed with --resume)'}),
   }
 
+  static summary = 'Run a plan saved by reshard or rebalance --dry-run --out'
+
   static description = MigrationCommand.withExitCodes(
     [
       'Run a plan written earlier by `reshard` or `rebalance` with --dry-run --out, on the cluster that --seed names.',
       'The plan is checked against its schema first. Its node ids are looked up in the live cluster and their live addresses are used: slotctl never connects to an address read from a file. It refuses (exit 1) a plan naming a node the cluster does not have, or a slot that no longer belongs to its planned source.',
     ].join('\n'),
+    MIGRATION_EXIT_CODES,
   )
 
   static examples = [

@@ -3,8 +3,9 @@ import {Args, Flags} from '@oclif/core'
 import {BaseCommand} from '../lib/cli/base-command.js'
 import {type ClusterNode} from '../lib/cluster/topology.js'
 import {NODE_PARALLELISM, settleLimit} from '../lib/cluster/connection.js'
-import {usageError} from '../lib/errors.js'
+import {ExitCode, usageError} from '../lib/errors.js'
 import {table} from '../lib/cli/render.js'
+import {type Issue, type VerbResult, byAddress, issue, nodeRef} from '../lib/cli/result.js'
 
 export interface CallReply {
   id: string
@@ -15,15 +16,24 @@ export interface CallReply {
   error?: string
 }
 
-export interface CallResult {
+export interface CallResult extends VerbResult {
+  /** ok: every node answered; partial: some answered with an error (exit 1, listed in errors). */
+  status: 'ok' | 'partial'
   command: string[]
   replies: CallReply[]
 }
 
-function printable(value: unknown): string {
+/** A reply as text: arrays one item per line, and no \r (INFO-style replies end lines with \r\n). */
+export function printable(value: unknown): string {
   if (Array.isArray(value)) return value.map((item) => printable(item)).join('\n')
   if (value === null || value === undefined) return '(nil)'
-  return String(value)
+  return String(value).replaceAll('\r', '').replace(/\n+$/, '')
+}
+
+/** redis-cli's `host:port: reply` form, every line of a multi-line reply prefixed (greppable). */
+function replyLines(reply: CallReply): string[] {
+  const text = reply.ok ? printable(reply.reply) : `(error) ${reply.error}`
+  return text.split('\n').map((line) => `${reply.address}: ${line}`)
 }
 
 export default class Call extends BaseCommand<typeof Call> {
@@ -31,13 +41,22 @@ export default class Call extends BaseCommand<typeof Call> {
     address: Args.string({description: 'any node of the cluster (HOST:PORT)', required: true}),
   }
 
-  static description = BaseCommand.withExitCodes('Run one command on every node of the cluster in parallel and show each reply.')
+  static summary = 'Run one command on every node and show each reply'
 
-  static examples = ['<%= config.bin %> call 127.0.0.1:7000 INFO memory --masters', '<%= config.bin %> call 127.0.0.1:7000 CONFIG GET maxmemory --json']
+  static description = BaseCommand.withExitCodes('Run one command on every node of the cluster in parallel and show each reply (a table, or `host:port: reply` lines with --lines).', {
+    1: 'the cluster could not be read, or a node answered with an error',
+  })
+
+  static examples = [
+    '<%= config.bin %> call 127.0.0.1:7000 INFO memory --masters',
+    '<%= config.bin %> call 127.0.0.1:7000 CLUSTER INFO --lines | grep cluster_state',
+    '<%= config.bin %> call 127.0.0.1:7000 CONFIG GET maxmemory --json',
+  ]
 
   static flags = {
     masters: Flags.boolean({description: 'only masters', exclusive: ['replicas']}),
     replicas: Flags.boolean({description: 'only replicas', exclusive: ['masters']}),
+    lines: Flags.boolean({description: 'print `host:port: reply` lines as redis-cli does (every line of a multi-line reply prefixed) instead of a table'}),
   }
 
   static strict = false
@@ -49,16 +68,21 @@ export default class Call extends BaseCommand<typeof Call> {
     const targets = snapshot.nodes.filter((node) => this.selected(node) && snapshot.views[node.id]?.reachable)
     const pool = this.pool()
     const results = await settleLimit(targets, NODE_PARALLELISM, async (node) => (await pool.client(node.address)).call(command[0], ...command.slice(1)))
-    const replies: CallReply[] = targets.map((node, index) => ({
-      address: node.address,
-      id: node.id,
-      ok: !results[index].error,
-      role: node.role,
-      ...(results[index].error ? {error: results[index].error?.message} : {reply: results[index].value}),
-    }))
-    this.log(table(['node', 'role', 'reply'], replies.map((r) => [r.address, r.role, r.ok ? printable(r.reply) : `(error) ${r.error}`])))
-    if (replies.some((reply) => !reply.ok)) this.resultExitCode = 1
-    return {command, replies}
+    const replies: CallReply[] = targets
+      .map((node, index) => ({
+        address: node.address,
+        id: node.id,
+        ok: !results[index].error,
+        role: node.role,
+        ...(results[index].error ? {error: results[index].error?.message} : {reply: results[index].value}),
+      }))
+      .sort(byAddress)
+    const errors: Issue[] = replies.filter((reply) => !reply.ok).map((reply) => issue('E_REPLY', `${reply.address}: ${reply.error}`, {nodes: [nodeRef(reply)]}))
+    if (this.flags.lines) for (const reply of replies) for (const line of replyLines(reply)) this.log(line)
+    else this.log(table(['node', 'role', 'reply'], replies.map((r) => [r.address, r.role, r.ok ? printable(r.reply) : `(error) ${r.error}`])))
+    if (errors.length > 0 && !this.jsonEnabled()) process.stderr.write(`slotctl: ${errors.length} of ${replies.length} node(s) answered with an error\n`)
+    if (errors.length > 0) this.resultExitCode = ExitCode.failed
+    return {command, errors, replies, status: errors.length > 0 ? 'partial' : 'ok', warnings: []}
   }
 
   private selected(node: ClusterNode): boolean {
@@ -71,7 +95,7 @@ export default class Call extends BaseCommand<typeof Call> {
   private splitArgv(): {address: string; command: string[]} {
     const raw = this.argv
     const dashdash = raw.indexOf('--')
-    const own = new Set(['--masters', '--replicas', '--json', '--yes', '-y', '--no-color', '--verbose', '--tls', '--insecure'])
+    const own = new Set(['--masters', '--replicas', '--lines', '--json', '--yes', '-y', '--no-color', '--verbose', '--quiet', '-q', '--tls', '--insecure'])
     const withValue = new Set(['-a', '--password', '--user', '--cacert', '--cert', '--key', '--sni', '--connect-timeout'])
     const positional: string[] = []
     for (let i = 0; i < raw.length; i++) {

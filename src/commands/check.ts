@@ -1,18 +1,19 @@
 import {Args, Flags} from '@oclif/core'
 
 import {BaseCommand} from '../lib/cli/base-command.js'
-import {type Finding, hasErrors, runChecks} from '../lib/check/checks.js'
+import {groupSummary, hasErrors, runChecks, splitFindings} from '../lib/check/checks.js'
 import {ExitCode} from '../lib/errors.js'
-import {paint} from '../lib/cli/render.js'
+import {paint, renderIssues} from '../lib/cli/render.js'
+import {type NodeRef, type VerbResult} from '../lib/cli/result.js'
+import {formatRanges} from '../lib/cluster/slots.js'
 import {scanStrayKeys} from '../lib/check/scan.js'
 import {type NodeSummary, orderedNodes, summarizeNode} from '../lib/check/summary.js'
 
-export interface CheckResult {
-  seed: string
+export interface CheckResult extends VerbResult {
+  /** ok: nothing found; warnings: only warnings; problems: errors (exit 3). */
+  status: 'ok' | 'problems' | 'warnings'
+  seed: NodeRef
   healthy: boolean
-  errors: number
-  warnings: number
-  findings: Finding[]
   nodes: NodeSummary[]
 }
 
@@ -21,7 +22,7 @@ function nodeLine(node: NodeSummary): string {
   const flags = node.flags.filter((flag) => !['master', 'slave'].includes(flag))
   const flagText = flags.length > 0 ? paint.warn(` [${flags.join(',')}]`) : ''
   if (node.role === 'master') {
-    return `M ${node.address} ${node.id.slice(0, 8)}  slots ${node.slots || '-'} (${node.slotCount})  ${node.replicas} replica(s)${flagText}${state}`
+    return `M ${node.address} ${node.id.slice(0, 8)}  slots ${formatRanges(node.slots) || '-'} (${node.slotCount})  ${node.replicaCount} replica(s)${flagText}${state}`
   }
   return `  S ${node.address} ${node.id.slice(0, 8)}  replicates ${node.masterId?.slice(0, 8) ?? '?'}${flagText}${state}`
 }
@@ -32,9 +33,12 @@ export default class Check extends BaseCommand<typeof Check> {
     port: Args.string({description: 'port, when the address is given as HOST PORT', required: false}),
   }
 
+  static summary = 'Is the cluster healthy? Slots, agreement, failures, replicas'
+
   static description = BaseCommand.withExitCodes(
     'Check the health of a cluster: slot coverage, open slots, agreement between nodes, failed or unreachable nodes, cluster_state, replicas.\n' +
-      'Exits 3 on problems that fix would repair or that block a reshard; warnings alone exit 0 unless --strict.',
+      'Exits 3 on problems that fix would repair or that block a reshard; warnings alone exit 0 unless --strict. Each finding names the command that deals with it.',
+    {0: 'healthy (warnings allowed, unless --strict)', 1: 'the seed node could not be read', 3: 'errors found (or warnings, with --strict)'},
   )
 
   static examples = ['<%= config.bin %> check 127.0.0.1:7000', '<%= config.bin %> check 127.0.0.1:7000 --json --strict']
@@ -49,37 +53,30 @@ export default class Check extends BaseCommand<typeof Check> {
     const snapshot = await this.loadCluster(seed)
     const strayKeys = this.flags['search-multiple-owners'] ? await scanStrayKeys(this.pool(), snapshot) : undefined
     const findings = runChecks(snapshot, {strayKeys})
-    const errors = findings.filter((finding) => finding.severity === 'error').length
-    const warnings = findings.length - errors
+    const {errors, warnings} = splitFindings(findings)
     const result: CheckResult = {
       errors,
-      findings,
-      healthy: errors === 0,
+      healthy: errors.length === 0,
       nodes: orderedNodes(snapshot).map((node) => summarizeNode(snapshot, node)),
-      seed: snapshot.seedAddress,
+      seed: {address: snapshot.seedAddress, id: snapshot.seedId},
+      status: errors.length > 0 ? 'problems' : warnings.length > 0 ? 'warnings' : 'ok',
       warnings,
     }
     this.render(result)
-    if (hasErrors(findings) || (this.flags.strict && warnings > 0)) this.resultExitCode = ExitCode.checkProblems
+    if (hasErrors(findings) || (this.flags.strict && warnings.length > 0)) this.resultExitCode = ExitCode.checkProblems
     return result
   }
 
   private render(result: CheckResult): void {
     const masters = result.nodes.filter((node) => node.role === 'master').length
-    this.log(paint.heading(`Cluster at ${result.seed}: ${result.nodes.length} nodes, ${masters} masters`))
+    this.log(paint.heading(`Cluster at ${result.seed.address}: ${result.nodes.length} nodes, ${masters} masters`))
     for (const node of result.nodes) this.log(nodeLine(node))
     this.log('')
-    const groups: Array<[string, Finding[], (text: string) => string, string]> = [
-      ['Errors', result.findings.filter((f) => f.severity === 'error'), paint.bad, 'ERR'],
-      ['Warnings', result.findings.filter((f) => f.severity === 'warning'), paint.warn, 'WARN'],
-    ]
-    for (const [title, items, colour, tag] of groups) {
-      if (items.length === 0) continue
-      this.log(colour(`${title} (${items.length}):`))
-      for (const item of items) this.log(`  ${colour(`[${tag}]`)} ${item.message}`)
-    }
+    const verbose = this.flags.verbose
+    for (const line of renderIssues('Errors', 'ERR', result.errors, {groupSummary, verbose})) this.log(line)
+    for (const line of renderIssues('Warnings', 'WARN', result.warnings, {groupSummary, verbose})) this.log(line)
     const scanned = this.flags['search-multiple-owners'] ? ', no keys outside their owner' : ''
-    if (result.healthy) this.log(paint.good(`[OK] all 16384 slots covered, no open slots, all nodes agree${scanned}${result.warnings > 0 ? ` (${result.warnings} warning(s))` : ''}`))
-    else this.log(paint.bad(`${result.errors} problem(s) found; see what fix would do with: slotctl fix ${result.seed} --dry-run`))
+    if (result.healthy) this.log(paint.good(`[OK] all 16384 slots covered, no open slots, all nodes agree${scanned}${result.warnings.length > 0 ? ` (${result.warnings.length} warning(s))` : ''}`))
+    else this.log(paint.bad(`${result.errors.length} problem(s) found: the hints say what deals with each`))
   }
 }

@@ -2,23 +2,39 @@ import {Args, Flags} from '@oclif/core'
 
 import {formatAddress, parseAddressList} from '../lib/cluster/address.js'
 import {BaseCommand} from '../lib/cli/base-command.js'
-import {type Finding, hasErrors, runChecks} from '../lib/check/checks.js'
+import {hasErrors, runChecks, splitFindings} from '../lib/check/checks.js'
 import {applyCreatePlan} from '../lib/nodes/create.js'
 import {ExitCode, SlotctlError, usageError} from '../lib/errors.js'
 import {type CandidateState, classifyForCreate, inspectNodes} from '../lib/nodes/membership.js'
 import {type CreateCandidate, type CreatePlan, MIN_MASTERS, masterCountFor, planCreate} from '../lib/plan/create.js'
 import {formatDuration, paint, table} from '../lib/cli/render.js'
+import {type Issue, type VerbResult, byAddress, issue, rangeSet} from '../lib/cli/result.js'
+import {durationFlag} from '../lib/cli/duration.js'
+import type {SlotRange} from '../lib/cluster/slots.js'
 import {formatRanges} from '../lib/cluster/slots.js'
 import {readZones, unusedZoneKeys, zoneLookup} from '../lib/nodes/zones.js'
 
-export interface CreateResult {
-  status: 'created' | 'exists' | 'planned' | 'aborted'
+export interface CreatePlanView {
+  masters: Array<{address: string; host: string; zone?: string; slots: SlotRange[]; slotCount: number}>
+  replicas: Array<{address: string; host: string; zone?: string; masterAddress: string}>
+}
+
+export interface CreateResult extends VerbResult {
+  status: 'aborted' | 'created' | 'exists' | 'planned'
   message: string
-  plan?: CreatePlan
-  /** address → node id, once created. */
-  ids?: Record<string, string>
-  findings?: Finding[]
+  plan?: CreatePlanView
+  /** The nodes with their ids, once created. */
+  nodes?: Array<{id: string; address: string; role: 'master' | 'replica'}>
   elapsedMs?: number
+}
+
+function planView(plan: CreatePlan): CreatePlanView {
+  return {masters: plan.masters.map(({slots, ...master}) => ({...master, ...rangeSet(slots)})), replicas: plan.replicas.map((replica) => ({...replica}))}
+}
+
+/** Anti-affinity rules the nodes given could not meet. */
+function violationWarnings(plan: CreatePlan): Issue[] {
+  return plan.violations.map((violation) => issue('ANTI_AFFINITY', `unavoidable with these nodes: ${violation}`))
 }
 
 const PHASES: Record<string, string> = {
@@ -35,9 +51,17 @@ export default class Create extends BaseCommand<typeof Create> {
     nodes: Args.string({description: 'the empty, cluster-enabled nodes (HOST:PORT ...), at least 3 masters × (replicas + 1)', required: true}),
   }
 
+  static summary = 'Form a cluster from empty nodes, spread over hosts and zones'
+
   static description = BaseCommand.withExitCodes(
     'Create a cluster from empty nodes: masters spread across hosts and zones, replicas kept off their master\'s host and zone, slots split evenly.\n' +
       'Returns only when every node agrees, every replica link is up and cluster_state is ok everywhere. Re-running it on the cluster it formed is a no-op.',
+    {
+      0: 'created (or the cluster already exists, or --dry-run)',
+      1: 'a node is unfit, a wait timed out, or the answer was no',
+      3: 'created, but the check afterwards found problems',
+      4: 'a confirmation was needed, but there is no terminal and no --yes',
+    },
   )
 
   static examples = [
@@ -50,7 +74,7 @@ export default class Create extends BaseCommand<typeof Create> {
     zone: Flags.string({description: 'zone of a host or node: HOST_OR_ADDR=ZONE (repeatable)', multiple: true, multipleNonGreedy: true}),
     'zones-file': Flags.string({description: 'file with one HOST_OR_ADDR=ZONE per line'}),
     'dry-run': Flags.boolean({description: 'print the plan and change nothing'}),
-    'wait-timeout': Flags.integer({default: 60, description: 'seconds to wait for each phase (join, replication, cluster_state)', min: 1}),
+    'wait-timeout': durationFlag({defaultMs: 60_000, description: 'how long to wait for each phase (join, replication, cluster_state)', minMs: 1, plainUnit: 's'}),
   }
 
   static strict = false
@@ -68,7 +92,7 @@ export default class Create extends BaseCommand<typeof Create> {
     const readiness = classifyForCreate(states)
     if (readiness.kind === 'exists') {
       this.log(`${readiness.message}: nothing to do`)
-      return {message: readiness.message, status: 'exists'}
+      return {errors: [], message: readiness.message, status: 'exists', warnings: []}
     }
     if (readiness.kind === 'refused') throw this.refusal(readiness.problems)
     if (readiness.kind === 'half-formed') throw new SlotctlError(readiness.message, {code: 'E_HALF_FORMED', suggestions: [readiness.nextStep]})
@@ -79,27 +103,30 @@ export default class Create extends BaseCommand<typeof Create> {
       return zone === undefined ? {address, host} : {address, host, zone}
     })
     const unused = unusedZoneKeys(zones, candidates)
-    if (unused.length > 0) this.warnLine(`zone entries that match no node: ${unused.join(', ')}`)
+    const zoneWarnings = unused.length > 0 ? [issue('ZONE_UNUSED', `zone entries that match no node: ${unused.join(', ')}`)] : []
     const plan = planCreate(candidates, this.flags.replicas)
+    const warnings = [...zoneWarnings, ...violationWarnings(plan)]
     this.renderPlan(plan)
-    if (this.flags['dry-run']) return {message: 'dry run: nothing changed', plan, status: 'planned'}
+    this.reportIssues({warnings})
+    if (this.flags['dry-run']) return {errors: [], message: 'dry run: nothing changed', plan: planView(plan), status: 'planned', warnings}
     if (!(await this.confirm(`Create this cluster of ${plan.masters.length} masters and ${plan.replicas.length} replicas?`))) {
       this.resultExitCode = ExitCode.failed
-      return {message: 'aborted: nothing changed', plan, status: 'aborted'}
+      return {errors: [], message: 'aborted: nothing changed', plan: planView(plan), status: 'aborted', warnings}
     }
-    return this.apply(plan)
+    return this.apply(plan, warnings)
   }
 
-  private async apply(plan: CreatePlan): Promise<CreateResult> {
+  private async apply(plan: CreatePlan, planWarnings: Issue[]): Promise<CreateResult> {
     const pool = this.pool()
     const ids = await applyCreatePlan(pool, plan, {
       onEvent: (event) => this.note(`>>> ${PHASES[event.phase] ?? event.phase}`),
-      waitTimeoutMs: this.flags['wait-timeout'] * 1000,
+      waitTimeoutMs: this.flags['wait-timeout'],
     })
     const snapshot = await this.loadCluster(this.parseSeed([plan.masters[0].address]))
     const findings = runChecks(snapshot)
+    const {errors, warnings} = splitFindings(findings)
     const elapsedMs = Date.now() - this.started
-    for (const finding of findings) this.warnLine(`check ${finding.severity}: ${finding.message}`)
+    this.reportIssues({errors, warnings})
     const message = `cluster created: ${plan.masters.length} masters, ${plan.replicas.length} replicas, in ${formatDuration(elapsedMs)}`
     if (hasErrors(findings)) {
       this.resultExitCode = ExitCode.checkProblems
@@ -107,7 +134,9 @@ export default class Create extends BaseCommand<typeof Create> {
     } else {
       this.log(paint.good(`[OK] ${message}; all nodes agree, cluster_state:ok everywhere`))
     }
-    return {elapsedMs, findings, ids: Object.fromEntries(ids), message, plan, status: 'created'}
+    const role = (address: string) => (plan.masters.some((master) => master.address === address) ? ('master' as const) : ('replica' as const))
+    const nodes = [...ids.entries()].map(([address, id]) => ({address, id, role: role(address)})).sort(byAddress)
+    return {elapsedMs, errors, message, nodes, plan: planView(plan), status: 'created', warnings: [...planWarnings, ...warnings]}
   }
 
   private async nodeAddresses(): Promise<string[]> {
@@ -150,10 +179,5 @@ export default class Create extends BaseCommand<typeof Create> {
     ]
     this.log(table(['role', 'address', 'zone', 'slots', 'replicates'], rows))
     if (plan.violations.length === 0) this.log(paint.good('[OK] anti-affinity: no replica shares a host or zone with its master'))
-    for (const violation of plan.violations) this.warnLine(`unavoidable with these nodes: ${violation}`)
-  }
-
-  private warnLine(message: string): void {
-    this.note(paint.warn(`[WARNING] ${message}`))
   }
 }

@@ -6,22 +6,36 @@ import {MigrationCommand, type MigrationResult} from '../lib/cli/migration-comma
 import {type RemoveNodeResult, refuseIfOwnsSlots, removeNode} from '../lib/nodes/membership.js'
 import {type JournalState, readJournal} from '../lib/migrate/journal.js'
 import {planDrain} from '../lib/plan/rebalance.js'
-import {mastersOf, slotCount} from '../lib/cluster/topology.js'
+import {type ClusterNode, mastersOf, slotCount} from '../lib/cluster/topology.js'
 import {paint} from '../lib/cli/render.js'
+import {type VerbResult, issue, nodeRef, rangeSet} from '../lib/cli/result.js'
+import {formatRanges} from '../lib/cluster/slots.js'
+import {durationFlag} from '../lib/cli/duration.js'
 
-export interface DelNodeResult extends Partial<RemoveNodeResult> {
-  status: 'removed' | 'aborted' | 'drain-incomplete'
+export interface DelNodeResult extends VerbResult, Partial<Omit<RemoveNodeResult, 'warnings'>> {
+  /** planned: --dry-run; aborted: the confirmation was answered no; drain-incomplete: --drain did not finish. */
+  status: 'aborted' | 'drain-incomplete' | 'planned' | 'removed'
   drain?: MigrationResult
+  elapsedMs: number
 }
 
 export default class DelNode extends MigrationCommand<typeof DelNode> {
   static args = {
     address: Args.string({description: 'any live node of the cluster (HOST:PORT)', required: true}),
-    nodeId: Args.string({description: 'id (or unique prefix) of the node to remove; it may be dead', required: true}),
+    nodeId: Args.string({description: 'id (or unique prefix of at least 4 characters) of the node to remove; it may be dead', required: true}),
   }
 
+  static summary = 'Remove a node, even a dead one (--drain moves its slots)'
+
   static description = MigrationCommand.withExitCodes(
-    'Remove a node that owns no slots (with --drain, first move its slots evenly to the other masters): its replicas are re-pointed to other masters, every other node forgets it at once, and the node itself is reset (when reachable) so it can be reused. Works for dead nodes too.',
+    'Remove a node that owns no slots (with --drain, first move its slots evenly to the other masters): its replicas are re-pointed to other masters, every other node forgets it at once, and the node itself is reset (when reachable) so it can be reused. Works for dead nodes too.\n' +
+      'A dead master that still owns slots (no replica took over) goes only with --force: its keys are lost, and `slotctl fix` then gives its slots, empty, to the other masters. --dry-run shows what would happen and asks nothing.',
+    {
+      0: 'removed (or --dry-run)',
+      1: 'refused (owns slots: --drain; dead: --accept-data-loss), or no',
+      4: 'a confirmation was needed, but there is no terminal and no --yes',
+      130: 'interrupted (a --drain finishes the slots in flight first)',
+    },
   )
 
   static examples = [
@@ -30,11 +44,14 @@ export default class DelNode extends MigrationCommand<typeof DelNode> {
   ]
 
   static flags = {
-    'wait-timeout': Flags.integer({default: 30, description: 'seconds to wait for re-pointed replicas to follow their new masters', min: 1}),
+    'wait-timeout': durationFlag({defaultMs: 30_000, description: 'how long to wait for re-pointed replicas to follow their new masters', minMs: 1, plainUnit: 's'}),
     drain: Flags.boolean({description: 'first move the node\'s slots (and keys) evenly to the other masters'}),
     resume: Flags.string({description: 'continue an interrupted --drain from its journal', dependsOn: ['drain']}),
+    'accept-data-loss': Flags.boolean({description: 'remove an unreachable master that still owns slots: its keys are lost; its slots stay uncovered until slotctl fix gives them to the other masters', exclusive: ['drain']}),
     ...MigrationCommand.migrationFlags,
   }
+
+  private readonly started = Date.now()
 
   async run(): Promise<DelNodeResult> {
     const seed = this.parseSeed([this.args.address])
@@ -43,26 +60,53 @@ export default class DelNode extends MigrationCommand<typeof DelNode> {
     let snapshot = await this.loadCluster(seed)
     let node = findNode(snapshot, this.args.nodeId)
     let drain: MigrationResult | undefined
+    const dryRun = this.flags['dry-run']
     if (this.flags.drain && slotCount(node) > 0) {
       drain = await this.drain(snapshot, node.id, resumed)
-      if (drain.status !== 'done') return {drain, status: drain.status === 'planned' ? 'aborted' : 'drain-incomplete'}
+      if (drain.status === 'planned') return this.planned(snapshot, node, drain)
+      if (drain.status !== 'done') return this.outcome({drain, status: 'drain-incomplete'})
       snapshot = await this.loadCluster(seed)
       node = findNode(snapshot, node.id)
     }
-    refuseIfOwnsSlots(node)
     const reachable = Boolean(snapshot.views[node.id]?.reachable)
-    const what = `${node.role} ${node.address || '(no address)'} (${node.id.slice(0, 8)})${reachable ? '' : ', unreachable'}`
+    refuseIfOwnsSlots(node, {allowed: this.flags['accept-data-loss'], reachable})
+    if (dryRun) return this.planned(snapshot, node, drain)
+    const what = this.describe(snapshot, node)
     if (!(await this.confirm(`Remove ${what} from the cluster?`))) {
       this.resultExitCode = ExitCode.failed
       this.log('aborted: nothing changed')
-      return {status: 'aborted'}
+      return this.outcome({drain, status: 'aborted'})
     }
     await this.lockCluster(snapshot, this.flags.force)
-    const result = await removeNode(this.pool(), snapshot, node.id, {onEvent: (message) => this.note(`>>> ${message}`), waitTimeoutMs: this.flags['wait-timeout'] * 1000})
-    for (const warning of result.warnings) this.note(paint.warn(`[WARNING] ${warning}`))
+    const {warnings, ...result} = await removeNode(this.pool(), snapshot, node.id, {
+      forceDeadWithSlots: this.flags['accept-data-loss'],
+      onEvent: (message) => this.note(`>>> ${message}`),
+      waitTimeoutMs: this.flags['wait-timeout'],
+    })
+    if (node.slots.length > 0) {
+      warnings.push(issue('SLOTS_UNCOVERED', `its ${slotCount(node)} slot(s) (${formatRanges(node.slots)}) are uncovered now`, {hint: `slotctl fix ${snapshot.seedAddress} --yes gives them to the other masters`, ...rangeSet(node.slots)}))
+    }
+    this.reportIssues({warnings})
     const reset = result.reset ? 'and reset it' : result.reachable ? 'but could not reset it' : 'it was unreachable, so it was not reset'
     this.log(paint.good(`[OK] removed ${what}: forgotten by ${result.forgottenBy.length} node(s), ${reset}`))
-    return {...result, drain, status: 'removed'}
+    return this.outcome({...result, drain, status: 'removed', warnings})
+  }
+
+  private describe(snapshot: ClusterSnapshot, node: ClusterNode): string {
+    const reachable = Boolean(snapshot.views[node.id]?.reachable)
+    return `${node.role} ${node.address || '(no address)'} (${node.id.slice(0, 8)})${reachable ? '' : ', unreachable'}`
+  }
+
+  /** --dry-run: what would be removed (after the drain it shows), and nothing asked or changed. */
+  private planned(snapshot: ClusterSnapshot, node: ClusterNode, drain?: MigrationResult): DelNodeResult {
+    const others = snapshot.nodes.filter((other) => other.id !== node.id && snapshot.views[other.id]?.reachable)
+    const replicas = snapshot.nodes.filter((other) => other.masterId === node.id && other.role === 'replica')
+    this.log(`dry run: would ${drain ? 'drain, then ' : ''}remove ${this.describe(snapshot, node)}: re-point ${replicas.length} replica(s), forget it on ${others.length} node(s); nothing changed`)
+    return this.outcome({...nodeRef(node), drain, reachable: Boolean(snapshot.views[node.id]?.reachable), role: node.role, status: 'planned'})
+  }
+
+  private outcome(result: Omit<DelNodeResult, 'elapsedMs' | 'errors' | 'warnings'> & Partial<Pick<DelNodeResult, 'errors' | 'warnings'>>): DelNodeResult {
+    return {errors: result.drain?.errors ?? [], warnings: [], ...result, elapsedMs: Date.now() - this.started}
   }
 
   private async drain(snapshot: ClusterSnapshot, nodeId: string, resume?: {path: string; state: JournalState}): Promise<MigrationResult> {

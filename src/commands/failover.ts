@@ -6,14 +6,19 @@ import {SlotctlError, usageError} from '../lib/errors.js'
 import {type FailoverMode, type FailoverOutcome, readReplicaHealth, runFailover} from '../lib/nodes/failover.js'
 import {chooseReplica, type FailoverStep, planFromHost, stepForReplica} from '../lib/plan/failover.js'
 import {formatDuration, table} from '../lib/cli/render.js'
+import {type VerbResult} from '../lib/cli/result.js'
+import {durationFlag} from '../lib/cli/duration.js'
 import {shortId} from '../lib/cluster/topology.js'
 import {readZones, zoneLookup} from '../lib/nodes/zones.js'
 
-export interface FailoverResult {
+export interface FailoverResult extends VerbResult {
+  /** planned: --dry-run; done: every step promoted and agreed. */
+  status: 'done' | 'planned'
   dryRun: boolean
   mode: FailoverMode
   steps: FailoverStep[]
   done: FailoverOutcome[]
+  elapsedMs: number
 }
 
 export default class Failover extends BaseCommand<typeof Failover> {
@@ -21,9 +26,16 @@ export default class Failover extends BaseCommand<typeof Failover> {
     address: Args.string({description: 'any node of the cluster (HOST:PORT)', required: true}),
   }
 
+  static summary = 'Promote a replica and wait until every node agrees'
+
   static description = BaseCommand.withExitCodes(
     'Promote a replica to master and wait until the whole cluster agrees.\n' +
       'Default is the graceful CLUSTER FAILOVER: the master pauses writes until the replica has caught up, so no acknowledged write is lost.',
+    {
+      0: 'promoted and agreed everywhere (or --dry-run)',
+      1: 'no replica can be promoted, refused, or not agreed in --timeout',
+      4: '--takeover needs confirmation: no terminal and no --yes',
+    },
   )
 
   static examples = [
@@ -45,12 +57,13 @@ export default class Failover extends BaseCommand<typeof Failover> {
       description: 'no majority of masters: promote without any vote (risk: two masters for the same slots if the old side comes back; asks for confirmation)',
       exclusive: ['force'],
     }),
-    timeout: Flags.integer({default: 30, description: 'seconds to wait for each promotion to be agreed', min: 1}),
+    timeout: durationFlag({defaultMs: 30_000, description: 'how long to wait for each promotion to be agreed', minMs: 1, plainUnit: 's'}),
     zone: Flags.string({description: 'zone of a host: HOST=ZONE (repeatable); a replica in another zone is preferred, and --from-host moves masters to another zone', multiple: true, multipleNonGreedy: true}),
     'zones-file': Flags.string({description: 'file with one HOST=ZONE per line'}),
   }
 
   async run(): Promise<FailoverResult> {
+    const started = Date.now()
     const {flags} = this
     if (!flags.master && !flags.replica && !flags['from-host']) throw usageError('say what to fail over: --master ID, --replica ID or --from-host HOST')
     const mode: FailoverMode = flags.takeover ? 'takeover' : flags.force ? 'force' : 'graceful'
@@ -62,12 +75,13 @@ export default class Failover extends BaseCommand<typeof Failover> {
     const zones = zoneLookup(readZones(flags.zone ?? [], flags['zones-file']))
     const domainOf = (host: string) => zones({address: host, host}) ?? host
     let steps: FailoverStep[]
-    if (flags['from-host']) steps = planFromHost(flags['from-host'], snapshot.nodes, healthOf, domainOf)
+    const seedAddress = snapshot.seedAddress
+    if (flags['from-host']) steps = planFromHost(flags['from-host'], snapshot.nodes, healthOf, domainOf, seedAddress)
     else if (flags.replica) steps = [stepForReplica(findNode(snapshot, flags.replica), snapshot.nodes, healthOf)]
-    else steps = [chooseReplica(findNode(snapshot, flags.master as string), snapshot.nodes, healthOf, mode !== 'graceful', domainOf)]
+    else steps = [chooseReplica(findNode(snapshot, flags.master as string), snapshot.nodes, healthOf, mode !== 'graceful', domainOf, seedAddress)]
 
     this.printPlan(steps, mode)
-    const result: FailoverResult = {done: [], dryRun: Boolean(flags['dry-run']), mode, steps}
+    const result: FailoverResult = {done: [], dryRun: Boolean(flags['dry-run']), elapsedMs: 0, errors: [], mode, status: 'planned', steps, warnings: []}
     if (flags['dry-run']) return result
     const risk = `TAKEOVER promotes without any vote; if the old master's side comes back, two masters may serve the same slots. Continue?`
     if (mode === 'takeover' && !(await this.confirm(risk))) throw new SlotctlError('cancelled: nothing was changed', {code: 'E_CANCELLED'})
@@ -76,11 +90,11 @@ export default class Failover extends BaseCommand<typeof Failover> {
       // Each step reloads the cluster, since the previous one changed who is master.
       const current = steps.length > 1 ? await this.loadCluster(seed) : snapshot
       this.note(`failing over ${step.masterAddress} -> ${step.replicaAddress} (${mode}) ...`)
-      const outcome = await runFailover(pool, current, step, mode, flags.timeout * 1000)
+      const outcome = await runFailover(pool, current, step, mode, flags.timeout)
       result.done.push(outcome)
-      this.log(`${step.replicaAddress} is now master of ${step.slots} slots (was ${step.masterAddress}); agreed after ${formatDuration(outcome.elapsedMs)}`)
+      this.log(`${step.replicaAddress} is now master of ${step.slotCount} slots (was ${step.masterAddress}); agreed after ${formatDuration(outcome.elapsedMs)}`)
     }
-    return result
+    return {...result, elapsedMs: Date.now() - started, status: 'done'}
   }
 
   private printPlan(steps: FailoverStep[], mode: FailoverMode): void {

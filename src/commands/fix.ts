@@ -3,37 +3,61 @@ import {Args, Flags} from '@oclif/core'
 import {BaseCommand} from '../lib/cli/base-command.js'
 import type {NodeAddress} from '../lib/cluster/address.js'
 import type {ClusterSnapshot} from '../lib/cluster/loader.js'
-import {type Finding, runChecks} from '../lib/check/checks.js'
+import {groupSummary, runChecks, splitFindings} from '../lib/check/checks.js'
 import {ExitCode, SlotctlError} from '../lib/errors.js'
 import {gatherFixEvidence} from '../lib/fix/evidence.js'
 import {type FixFailure, type ForgottenNode, applyFixes, forgetStrangers, isStranger, refuseUnreachableOwners, settledSnapshot} from '../lib/fix/apply.js'
 import {findJournalFor, readJournal} from '../lib/migrate/journal.js'
 import {MigrationCommand, adminTimeoutMs} from '../lib/cli/migration-command.js'
 import {type FixGroup, groupFixes, planFix} from '../lib/plan/fix.js'
-import {paint, table} from '../lib/cli/render.js'
+import {paint, renderIssues, table} from '../lib/cli/render.js'
+import {type Issue, type NodeRef, type VerbResult, issue, slotSet} from '../lib/cli/result.js'
+import {durationFlag} from '../lib/cli/duration.js'
 import {scanStrayKeys} from '../lib/check/scan.js'
-import {formatSlots} from '../lib/cluster/slots.js'
+import {type SlotRange, formatRanges, formatSlots} from '../lib/cluster/slots.js'
 import {openSlotsOf} from '../lib/cluster/topology.js'
 
-export interface FixGroupView extends Omit<FixGroup, 'slots'> {
-  slots: string
+export interface FixGroupView {
+  slots: SlotRange[]
   slotCount: number
-  destinationAddress: string
-  sourceAddresses: string[]
+  problem: FixGroup['problem']
+  action: FixGroup['action']
+  /** The master that keeps the slots (empty when skipped). */
+  targetId: string
+  targetAddress: string
+  /** Masters whose keys for these slots move into the target. */
+  sources: NodeRef[]
+  reason: string
 }
 
-export interface FixResult {
-  seed: string
+export interface FixResult extends VerbResult {
+  /**
+   * clean: nothing to fix; planned: --dry-run (exit 3 when something would change); fixed: fixed and
+   * the check afterwards is clean; partial: problems remain (exit 3) or slots failed (exit 1);
+   * interrupted: Ctrl-C (exit 130).
+   */
   status: 'clean' | 'fixed' | 'interrupted' | 'partial' | 'planned'
-  findings: Finding[]
+  seed: NodeRef
+  /** What the check found before fixing. */
+  findings: {errors: Issue[]; warnings: Issue[]}
   fixes: FixGroupView[]
-  forgotten: ForgottenNode[]
+  forgotten: Array<{id: string; reason: ForgottenNode['reason']; onAddress: string}>
   /** the journal whose intended targets were used: given with --journal, or found */
   journal?: string
   keysMoved: number
-  failures: FixFailure[]
   /** the check after fixing */
-  after?: {healthy: boolean; errors: number; findings: Finding[]}
+  after?: {healthy: boolean; errors: Issue[]; warnings: Issue[]}
+  elapsedMs: number
+}
+
+/** Failed slots grouped by their error: a down node must not make 500 entries. */
+function failureIssues(failures: readonly FixFailure[]): Issue[] {
+  const byError = new Map<string, number[]>()
+  for (const failure of failures) {
+    const error = failure.error.replace(/^slot \d+: /, '')
+    byError.set(error, [...(byError.get(error) ?? []), failure.slot])
+  }
+  return [...byError.entries()].map(([error, slots]) => issue('E_FIX_FAILED', `slot(s) ${formatSlots(slots)} not fixed: ${error}`, slotSet(slots)))
 }
 
 /** Slots an atomic migration is moving are the servers' business until the job ends. */
@@ -51,12 +75,22 @@ export default class Fix extends BaseCommand<typeof Fix> {
     address: Args.string({description: 'any node of the cluster (HOST:PORT)', required: true}),
   }
 
+  static summary = 'Repair open, uncovered or contested slots, losing no key'
+
   static description = BaseCommand.withExitCodes(
     [
       'Repair broken slot states without losing a key: open migrations (rolled forward when they got going, closed back otherwise), slots nobody owns, slots several masters claim, masters that disagree, and keys stored on a master that does not own their slot (--search-multiple-owners).',
       'Keys only ever move into the node that keeps the slot; a key present on two nodes with different values is listed and left alone unless --replace (then the moved copy wins).',
       'With a journal from an interrupted reshard/rebalance (--journal), open slots roll forward to the intended target. After fixing, runs the check: exit 0 only when it is clean.',
+      '--dry-run exits 3 when fix would change something and 0 when there is nothing to do (like terraform plan -detailed-exitcode).',
     ].join('\n'),
+    {
+      0: 'clean, or fixed and clean afterwards (--dry-run: nothing to do)',
+      1: 'refused (an owner is down: --force), cancelled, or a slot failed',
+      3: 'problems remain (see the hints); --dry-run: fix would change some',
+      4: 'a confirmation was needed, but there is no terminal and no --yes',
+      130: 'interrupted: slots in flight were finished; run fix again',
+    },
   )
 
   static examples = [
@@ -75,11 +109,13 @@ export default class Fix extends BaseCommand<typeof Fix> {
     pipeline: MigrationCommand.migrationFlags.pipeline,
     timeout: MigrationCommand.migrationFlags.timeout,
     parallel: Flags.integer({default: 4, description: 'slots whose keys move at once', helpGroup: 'MIGRATION', min: 1}),
-    'wait-timeout': Flags.integer({default: 20_000, description: 'how long to wait, in ms, for every node to agree after fixing', min: 0}),
+    'wait-timeout': durationFlag({defaultMs: 20_000, description: 'how long to wait for every node to agree after fixing', minMs: 0, plainUnit: 'ms'}),
   }
 
   /** First Ctrl-C: finish the slots whose keys are moving, close them, start no more. */
   protected finishInFlightOnInterrupt = true
+
+  private readonly started = Date.now()
 
   async run(): Promise<FixResult> {
     const seed = this.parseSeed([this.args.address])
@@ -94,15 +130,26 @@ export default class Fix extends BaseCommand<typeof Fix> {
     const evidence = await gatherFixEvidence(pool, snapshot, {journal, searchMultipleOwners: this.flags['search-multiple-owners']})
     const fixes = planFix(evidence.masters, evidence.slots)
     const address = (id: string) => evidence.masters.find((master) => master.id === id)?.address || id.slice(0, 8)
+    const findings = splitFindings(runChecks(snapshot, {strayKeys: evidence.strayKeys}))
     const result: FixResult = {
-      failures: [],
-      findings: runChecks(snapshot, {strayKeys: evidence.strayKeys}),
-      fixes: groupFixes(fixes).map((group) => ({...group, destinationAddress: group.destination ? address(group.destination) : '', slotCount: group.slots.length, slots: formatSlots(group.slots), sourceAddresses: group.sources.map(address)})),
+      elapsedMs: 0,
+      errors: [],
+      findings,
+      fixes: groupFixes(fixes).map((group) => ({
+        action: group.action,
+        problem: group.problem,
+        reason: group.reason,
+        sources: group.sources.map((id) => ({address: address(id), id})),
+        targetAddress: group.destination ? address(group.destination) : '',
+        targetId: group.destination,
+        ...slotSet(group.slots),
+      })),
       forgotten: [],
       journal: this.flags.journal ?? found?.path,
       keysMoved: 0,
-      seed: snapshot.seedAddress,
+      seed: {address: snapshot.seedAddress, id: snapshot.seedId},
       status: 'planned',
+      warnings: findings.warnings,
     }
     this.renderPlan(result)
     const strangers = this.flags['forget-failed'] && Object.values(snapshot.views).some((view) => view.nodes?.some((node) => isStranger(node)))
@@ -110,15 +157,21 @@ export default class Fix extends BaseCommand<typeof Fix> {
     if (actionable.length === 0 && !strangers) return this.finishClean(result)
     if (this.flags['dry-run']) {
       if (evidence.unreachableOwners.length > 0 && !this.flags.force) this.note(paint.warn('fix would refuse: masters owning slots are unreachable (see the errors above); --force acts without them'))
-      return result
+      this.log(`dry run: ${actionable.length} slot fix(es)${strangers ? ' and forgetting stuck nodes' : ''} would be applied; nothing changed`)
+      // like terraform's -detailed-exitcode: 3 means "would change something"
+      this.resultExitCode = ExitCode.checkProblems
+      return this.done(result)
     }
     if (!this.flags.force) refuseUnreachableOwners(evidence.unreachableOwners)
     if (!(await this.confirm(`Apply ${actionable.length} slot fix(es)${strangers ? ' and forget stuck nodes' : ''}?`))) throw new SlotctlError('cancelled: nothing was changed', {code: 'E_CANCELLED'})
 
     await this.lockCluster(snapshot, this.flags.force)
-    if (this.flags['forget-failed']) result.forgotten = await forgetStrangers(pool, snapshot)
+    if (this.flags['forget-failed']) result.forgotten = (await forgetStrangers(pool, snapshot)).map((entry) => ({id: entry.id, onAddress: entry.on, reason: entry.reason}))
     const outcome = await applyFixes(pool, evidence.masters, evidence.slots, fixes, {
-      onSlotMoved: (fix, keys) => this.note(`slot ${fix.slot}: ${keys} key(s) moved into ${address(fix.destination)}`),
+      // one line per slot only on request: a repair of 400 slots must not print 400 lines
+      onSlotMoved: (fix, keys) => {
+        if (this.flags.verbose) this.note(`slot ${fix.slot}: ${keys} key(s) moved into ${address(fix.destination)}`)
+      },
       parallel: this.flags.parallel,
       pipeline: this.flags.pipeline,
       replace: this.flags.replace,
@@ -126,32 +179,36 @@ export default class Fix extends BaseCommand<typeof Fix> {
       signal: this.stopRequest.signal,
       timeoutMs: this.flags.timeout,
     })
-    Object.assign(result, {failures: outcome.failures, keysMoved: outcome.keysMoved})
-    this.reportFailures(outcome.failures)
+    const failed = failureIssues(outcome.failures)
+    Object.assign(result, {errors: failed, keysMoved: outcome.keysMoved})
+    for (const failure of failed) process.stderr.write(`slotctl: ${failure.message}\n`)
     this.log(`fixed ${outcome.fixedSlots.length} slot(s), moved ${outcome.keysMoved} key(s)${result.forgotten.length > 0 ? `, forgot ${result.forgotten.length} stuck node entr(ies)` : ''}`)
     if (outcome.skippedSlots.length > 0) {
       this.note(paint.warn(`interrupted: slot(s) ${formatSlots(outcome.skippedSlots)} left as they were; run fix again to finish`))
       result.status = 'interrupted'
       this.resultExitCode = ExitCode.interrupted
-      return result
+      return this.done(result)
     }
     await this.checkAfter(seed, result)
-    return result
+    return this.done(result)
+  }
+
+  private done(result: FixResult): FixResult {
+    return {...result, elapsedMs: Date.now() - this.started}
   }
 
   private async checkAfter(seed: NodeAddress, result: FixResult): Promise<void> {
     const after = await settledSnapshot(this.pool(), seed, this.flags['wait-timeout'])
     const strayKeys = this.flags['search-multiple-owners'] ? await scanStrayKeys(this.pool(), after) : undefined
-    const findings = runChecks(after, {strayKeys})
-    const errors = findings.filter((finding) => finding.severity === 'error')
-    result.after = {errors: errors.length, findings, healthy: errors.length === 0}
-    result.status = errors.length === 0 && result.failures.length === 0 ? 'fixed' : 'partial'
+    const {errors, warnings} = splitFindings(runChecks(after, {strayKeys}))
+    const failed = result.errors.length > 0
+    result.after = {errors, healthy: errors.length === 0, warnings}
+    result.errors = [...result.errors, ...errors]
+    result.warnings = warnings
+    result.status = errors.length === 0 && !failed ? 'fixed' : 'partial'
     if (errors.length === 0) this.log(paint.good('[OK] check after fixing: all 16384 slots covered, no open slots, all nodes agree'))
-    else for (const finding of errors) this.log(paint.bad(`  [ERR] ${finding.message}`))
-    for (const finding of errors.filter((f) => f.code === 'MASTER_UNREACHABLE')) {
-      this.note(`hint: bring ${finding.nodes?.[0].slice(0, 8)} back, or remove it for good with: slotctl del-node ${result.seed} ${finding.nodes?.[0]}`)
-    }
-    if (result.failures.length > 0) this.resultExitCode = ExitCode.failed
+    else for (const line of renderIssues('Still wrong after fixing', 'ERR', errors, {groupSummary, verbose: this.flags.verbose})) this.log(line)
+    if (failed) this.resultExitCode = ExitCode.failed
     else if (errors.length > 0) this.resultExitCode = ExitCode.checkProblems
   }
 
@@ -164,45 +221,30 @@ export default class Fix extends BaseCommand<typeof Fix> {
     return found
   }
 
-  /** One line per distinct error, naming its slots: a down node must not print 500 lines. */
-  private reportFailures(failures: readonly FixFailure[]): void {
-    const byError = new Map<string, number[]>()
-    for (const failure of failures) {
-      const error = failure.error.replace(/^slot \d+: /, '')
-      byError.set(error, [...(byError.get(error) ?? []), failure.slot])
-    }
-    for (const [error, slots] of byError) process.stderr.write(`slotctl: slot(s) ${formatSlots(slots)} not fixed: ${error}\n`)
-  }
-
   private finishClean(result: FixResult): FixResult {
-    const errors = result.findings.filter((finding) => finding.severity === 'error')
+    const {errors} = result.findings
     if (errors.length === 0) {
       this.log(paint.good('nothing to fix: the cluster is clean'))
-      result.status = 'clean'
-      return result
+      return this.done({...result, status: 'clean'})
     }
-    this.log(paint.warn('nothing fix can do about the errors above (see their hints)'))
-    result.status = 'partial'
+    // The problems left are not slot states (a dead master, say): their hints name the command.
+    this.log(paint.warn('nothing fix can do about the errors above: their hints say what can'))
     this.resultExitCode = ExitCode.checkProblems
-    return result
+    return this.done({...result, errors, status: 'partial'})
   }
 
   private renderPlan(result: FixResult): void {
-    const errors = result.findings.filter((finding) => finding.severity === 'error')
-    if (errors.length > 0) {
-      this.log(paint.bad(`Findings (${errors.length}):`))
-      for (const finding of errors) this.log(`  ${paint.bad('[ERR]')} ${finding.message}`)
-    }
+    for (const line of renderIssues('Findings', 'ERR', result.findings.errors, {groupSummary, verbose: this.flags.verbose})) this.log(line)
     if (result.fixes.length === 0) return
     const rows = result.fixes.map((group) => [
-      group.slots.length > 40 ? `${group.slots.slice(0, 37)}...` : group.slots,
+      formatRanges(group.slots),
       group.slotCount,
       group.problem,
       group.action,
-      group.destinationAddress || '-',
-      group.sourceAddresses.join(' ') || '-',
+      group.targetAddress || '-',
+      group.sources.map((source) => source.address).join(' ') || '-',
       group.reason,
     ])
-    this.log(table(['slots', 'n', 'problem', 'action', 'keeps slot', 'keys from', 'why'], rows))
+    this.log(table(['slots', 'n', 'problem', 'action', 'keeps slot', 'keys from', 'why'], rows, ['left', 'right', 'left', 'left', 'left', 'left', 'left']))
   }
 }

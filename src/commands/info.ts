@@ -3,24 +3,26 @@ import {Args} from '@oclif/core'
 import {BaseCommand} from '../lib/cli/base-command.js'
 import {NODE_PARALLELISM, settleLimit} from '../lib/cluster/connection.js'
 import {ExitCode} from '../lib/errors.js'
-import {formatBytes, paint, table} from '../lib/cli/render.js'
-import {SLOT_COUNT, countSlots, formatRanges} from '../lib/cluster/slots.js'
+import {formatBytes, paint, renderIssues, table} from '../lib/cli/render.js'
+import {type Issue, type NodeRef, type VerbResult, byFirstSlot, issue, nodeRef, rangeSet} from '../lib/cli/result.js'
+import {SLOT_COUNT, type SlotRange, formatRanges} from '../lib/cluster/slots.js'
 import {keyCountFromInfo, parseInfo, replicasOf} from '../lib/cluster/topology.js'
 
 export interface MasterInfo {
   id: string
   address: string
-  slots: string
+  slots: SlotRange[]
   slotCount: number
   keys: number | null
-  replicas: number
+  replicaCount: number
   usedMemory: number | null
   reachable: boolean
-  error?: string
 }
 
-export interface InfoResult {
-  seed: string
+export interface InfoResult extends VerbResult {
+  /** ok: every master read; partial: some could not be read (exit 1, listed in errors). */
+  status: 'ok' | 'partial'
+  seed: NodeRef
   masters: MasterInfo[]
   totalKeys: number
   totalSlots: number
@@ -34,48 +36,51 @@ export default class Info extends BaseCommand<typeof Info> {
     port: Args.string({description: 'port, when the address is given as HOST PORT', required: false}),
   }
 
+  static summary = 'Slots, keys, replicas and memory per master, and totals'
+
   static description = BaseCommand.withExitCodes(
     'Show each master with its slots, keys, replicas and used memory, and cluster totals.\n' +
       'Exits 1 if a master could not be read: its keys are then missing from the totals.',
+    {1: 'the cluster, or one of its masters, could not be read'},
   )
 
   static examples = ['<%= config.bin %> info 127.0.0.1:7000', '<%= config.bin %> info 127.0.0.1:7000 --json']
 
   async run(): Promise<InfoResult> {
     const snapshot = await this.loadCluster(this.parseSeed([this.args.address, ...(this.args.port ? [this.args.port] : [])]))
-    const masters = snapshot.nodes.filter((node) => node.role === 'master' && !node.noAddress)
+    const masters = snapshot.nodes.filter((node) => node.role === 'master' && !node.noAddress).sort(byFirstSlot)
     const pool = this.pool()
     // One round trip per master: keyspace and memory sections together.
     const infos = await settleLimit(masters, NODE_PARALLELISM, async (node) => parseInfo(String(await (await pool.client(node.address)).call('INFO', 'keyspace', 'memory'))))
+    const errors: Issue[] = []
     const rows: MasterInfo[] = masters.map((node, index) => {
       const info = infos[index].value
+      if (!info) errors.push(issue('E_UNREACHABLE', `could not read ${node.address}: ${infos[index].error?.message ?? 'no answer'}`, {nodes: [nodeRef(node)]}))
       return {
         address: node.address,
         id: node.id,
         keys: info ? keyCountFromInfo(info) : null,
         reachable: Boolean(info),
-        replicas: replicasOf(snapshot.nodes, node.id).length,
-        slotCount: countSlots(node.slots),
-        slots: formatRanges(node.slots),
+        replicaCount: replicasOf(snapshot.nodes, node.id).length,
         usedMemory: info ? Number(info.used_memory) : null,
-        ...(infos[index].error ? {error: infos[index].error?.message} : {}),
+        ...rangeSet(node.slots),
       }
     })
-    rows.sort((a, b) => b.slotCount - a.slotCount || a.address.localeCompare(b.address))
     const totalKeys = rows.reduce((sum, row) => sum + (row.keys ?? 0), 0)
-    const totalSlots = rows.reduce((sum, row) => sum + row.slotCount, 0)
     const result: InfoResult = {
+      errors,
       keysPerSlot: totalKeys / SLOT_COUNT,
       masters: rows,
-      seed: snapshot.seedAddress,
+      seed: {address: snapshot.seedAddress, id: snapshot.seedId},
+      status: errors.length > 0 ? 'partial' : 'ok',
       totalKeys,
-      totalSlots,
+      totalSlots: rows.reduce((sum, row) => sum + row.slotCount, 0),
       usedMemory: rows.reduce((sum, row) => sum + (row.usedMemory ?? 0), 0),
+      warnings: [],
     }
     this.render(result)
-    const unread = rows.filter((row) => !row.reachable)
-    for (const row of unread) this.note(paint.bad(`[ERR] could not read ${row.address}: ${row.error ?? 'no answer'}`))
-    if (unread.length > 0) this.resultExitCode = ExitCode.failed
+    if (!this.jsonEnabled()) for (const line of renderIssues('Errors', 'ERR', errors)) process.stderr.write(`${line}\n`)
+    if (errors.length > 0) this.resultExitCode = ExitCode.failed
     return result
   }
 
@@ -84,9 +89,9 @@ export default class Info extends BaseCommand<typeof Info> {
       m.address,
       m.id.slice(0, 8),
       m.slotCount,
-      m.slots.length > 40 ? `${m.slots.slice(0, 37)}...` : m.slots || '-',
-      m.keys ?? 'unreachable',
-      m.replicas,
+      formatRanges(m.slots) || '-',
+      m.keys ?? paint.bad('unreachable'),
+      m.replicaCount,
       m.usedMemory === null ? '-' : formatBytes(m.usedMemory),
     ])
     this.log(table(['master', 'id', 'slots', 'ranges', 'keys', 'replicas', 'memory'], rows, ['left', 'left', 'right', 'left', 'right', 'right', 'right']))

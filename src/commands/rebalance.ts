@@ -2,17 +2,20 @@ import {Args, Flags} from '@oclif/core'
 
 import {usageError} from '../lib/errors.js'
 import {readJournal} from '../lib/migrate/journal.js'
-import {MigrationCommand, type MigrationResult} from '../lib/cli/migration-command.js'
+import {MIGRATION_EXIT_CODES, MigrationCommand, type MigrationResult, unmovedResult} from '../lib/cli/migration-command.js'
 import {type BalanceBy, DEFAULT_THRESHOLD_PCT, type RebalanceNodeReport, type RebalanceResult, planRebalance} from '../lib/plan/rebalance.js'
 import {parseWeights} from '../lib/plan/weights.js'
-import {formatBytes, paint, table} from '../lib/cli/render.js'
+import {type Align, formatBytes, paint, table} from '../lib/cli/render.js'
+import {byAddress} from '../lib/cli/result.js'
 import {slotByteEstimates, slotKeyCounts} from '../lib/cluster/slot-stats.js'
 import {type ClusterNode, mastersOf, shortId} from '../lib/cluster/topology.js'
 
-export interface RebalanceCommandResult extends Partial<Omit<MigrationResult, 'status'>> {
+export interface RebalanceCommandResult extends Omit<MigrationResult, 'status'> {
+  /** balanced: every master within the threshold, nothing moved. */
   status: 'balanced' | MigrationResult['status']
   by: BalanceBy
   thresholdPct: number
+  /** Every master: slots and load before and after this plan, its target, and how far off it was. */
   nodes: RebalanceNodeReport[]
   slotsToMove: number
 }
@@ -29,10 +32,21 @@ function formatLoad(by: BalanceBy, value: number): string {
   return String(Math.round(value))
 }
 
+/** "+1365 (+33.3%)", "-4096 (-100.0%)", "drain" for a weight-0 master, "skipped" for a non-participant. */
+function formatOffBy(by: BalanceBy, node: RebalanceNodeReport): string {
+  if (!node.participating) return 'skipped'
+  if (node.offByPct === null) return 'drain'
+  const sign = node.offBy > 0 ? '+' : node.offBy < 0 ? '-' : '±'
+  const amount = by === 'memory' ? formatBytes(Math.round(Math.abs(node.offBy))) : String(Math.round(Math.abs(node.offBy)))
+  return `${sign}${amount} (${node.offByPct > 0 ? '+' : ''}${node.offByPct.toFixed(1)}%)`
+}
+
 export default class Rebalance extends MigrationCommand<typeof Rebalance> {
   static args = {
     address: Args.string({description: 'any node of the cluster (HOST:PORT)', required: true}),
   }
+
+  static summary = 'Even out slots, keys or memory across the masters'
 
   static description = MigrationCommand.withExitCodes(
     [
@@ -41,6 +55,7 @@ export default class Rebalance extends MigrationCommand<typeof Rebalance> {
       '--by memory estimates each slot\'s bytes as the master\'s dataset memory (INFO used_memory_dataset) shared among its slots by key count.',
       'Slots move with the migration engine (several at once, journaled: an interrupted run continues with --resume; Ctrl-C finishes the slots in flight and exits 130).',
     ].join('\n'),
+    MIGRATION_EXIT_CODES,
   )
 
   static examples = [
@@ -81,17 +96,16 @@ export default class Rebalance extends MigrationCommand<typeof Rebalance> {
     if (by !== 'slots') this.note(`>>> counting keys per slot on ${masters.filter((m) => m.slots.length > 0).length} master(s)`)
     const slotLoad = await this.slotLoad(masters, by)
     const result = planRebalance(masters, {by, slotLoad, thresholdPct, useEmptyMasters: this.flags['use-empty-masters'], weights})
-    for (const warning of result.warnings) this.note(paint.warn(`[WARNING] ${warning}`))
+    this.reportIssues({warnings: result.warnings})
     this.log(this.renderNodes(result))
-    const warnings = result.warnings.map((message) => ({code: 'REBALANCE_PLAN', message}))
-    const summary: RebalanceCommandResult = {by, nodes: result.nodes, slotsToMove: result.plan.moves.length, status: 'planned', thresholdPct, warnings}
+    const summary = {by, nodes: [...result.nodes].sort(byAddress), slotsToMove: result.plan.moves.length, thresholdPct}
     if (result.balanced || result.plan.moves.length === 0) {
       this.log(paint.good(`[OK] No rebalancing needed: every master is within the ${thresholdPct.toFixed(2)}% threshold (by ${by}).`))
-      return {...summary, status: 'balanced'}
+      return {...unmovedResult(result.plan), ...summary, status: 'balanced', warnings: result.warnings}
     }
     this.log(`${result.plan.moves.length} slot(s) to move (by ${by})`)
     const migration = await this.runPlan(snapshot, result.plan, {resumeArgs})
-    return {...migration, ...summary, status: migration.status, warnings: [...warnings, ...(migration.warnings ?? [])]}
+    return {...migration, ...summary, warnings: [...result.warnings, ...migration.warnings]}
   }
 
   private participantCount(masters: ClusterNode[]): number {
@@ -106,14 +120,15 @@ export default class Rebalance extends MigrationCommand<typeof Rebalance> {
   }
 
   private renderNodes(result: RebalanceResult): string {
-    const rows = [...result.nodes].sort((a, b) => a.address.localeCompare(b.address, undefined, {numeric: true})).map((node) => {
+    const rows = [...result.nodes].sort(byAddress).map((node) => {
       const slots = node.slotsBefore === node.slotsAfter ? String(node.slotsBefore) : `${node.slotsBefore} → ${node.slotsAfter}`
       const base = [node.address, shortId(node.id), node.participating ? String(node.weight) : '-', slots]
-      if (result.by === 'slots') return [...base, node.participating ? `${node.deviationPct === Number.POSITIVE_INFINITY ? 'empty' : `${node.deviationPct.toFixed(2)}%`}` : 'skipped']
+      if (result.by === 'slots') return [...base, formatOffBy(result.by, node)]
       const load = node.loadBefore === node.loadAfter ? formatLoad(result.by, node.loadBefore) : `${formatLoad(result.by, node.loadBefore)} → ${formatLoad(result.by, node.loadAfter)}`
-      return [...base, load, node.participating ? formatLoad(result.by, node.target) : 'skipped']
+      return [...base, load, node.participating ? formatLoad(result.by, node.target) : 'skipped', formatOffBy(result.by, node)]
     })
-    const head = result.by === 'slots' ? ['master', 'id', 'weight', 'slots', 'off by'] : ['master', 'id', 'weight', 'slots', result.by, 'target']
-    return table(head, rows)
+    const head = result.by === 'slots' ? ['master', 'id', 'weight', 'slots', 'off by'] : ['master', 'id', 'weight', 'slots', result.by, 'target', 'off by']
+    const align: Align[] = result.by === 'slots' ? ['left', 'left', 'right', 'right', 'right'] : ['left', 'left', 'right', 'right', 'right', 'right', 'right']
+    return table(head, rows, align)
   }
 }

@@ -5,7 +5,8 @@ import {BaseCommand} from '../lib/cli/base-command.js'
 import {NODE_PARALLELISM, type NodePool, settleLimit} from '../lib/cluster/connection.js'
 import {ExitCode, errorMessage, usageError} from '../lib/errors.js'
 import {paint, table} from '../lib/cli/render.js'
-import {orderedNodes} from '../lib/check/summary.js'
+import {parseDuration} from '../lib/cli/duration.js'
+import {type Issue, type VerbResult, byAddress, issue, nodeRef} from '../lib/cli/result.js'
 import type {ClusterNode} from '../lib/cluster/topology.js'
 
 export interface TimeoutNodeResult {
@@ -18,7 +19,9 @@ export interface TimeoutNodeResult {
   error?: string
 }
 
-export interface SetTimeoutResult {
+export interface SetTimeoutResult extends VerbResult {
+  /** ok: set (and persisted) everywhere; partial: not on every node (exit 1, listed in errors). */
+  status: 'ok' | 'partial'
   timeoutMs: number
   persist: boolean
   nodes: TimeoutNodeResult[]
@@ -27,9 +30,9 @@ export interface SetTimeoutResult {
 const MIN_TIMEOUT_MS = 100
 
 function parseTimeout(text: string): number {
-  const timeoutMs = Number(text)
-  if (!/^\d+$/.test(text.trim()) || !Number.isSafeInteger(timeoutMs) || timeoutMs < MIN_TIMEOUT_MS) {
-    throw usageError(`invalid timeout '${text}': give a whole number of milliseconds, at least ${MIN_TIMEOUT_MS}`)
+  const timeoutMs = parseDuration(text, 'ms')
+  if (timeoutMs === undefined || !Number.isSafeInteger(timeoutMs) || timeoutMs < MIN_TIMEOUT_MS) {
+    throw usageError(`invalid timeout '${text}': give a duration of at least ${MIN_TIMEOUT_MS}ms (e.g. 15s, 15000ms; a plain number is milliseconds)`)
   }
   return timeoutMs
 }
@@ -56,16 +59,19 @@ async function applyTimeout(pool: NodePool, node: ClusterNode, timeoutMs: number
 export default class SetTimeout extends BaseCommand<typeof SetTimeout> {
   static args = {
     address: Args.string({description: 'any node of the cluster (HOST:PORT)', required: true}),
-    milliseconds: Args.string({description: `new cluster-node-timeout in ms (at least ${MIN_TIMEOUT_MS})`, required: true}),
+    milliseconds: Args.string({description: `new cluster-node-timeout: a duration (15s, 15000ms; a plain number is milliseconds), at least ${MIN_TIMEOUT_MS}ms`, required: true}),
   }
+
+  static summary = 'Set cluster-node-timeout on every node and persist it'
 
   static description = BaseCommand.withExitCodes(
     'Set cluster-node-timeout on every node (CONFIG SET), then persist it (CONFIG REWRITE).\n' +
       'Exits 1 if any node could not be set, or set but not persisted (e.g. a server started without a config file: ' +
       'the new value is live there but lost at restart); the per-node result says which. --no-persist skips CONFIG REWRITE.',
+    {1: 'a node could not be set, or was set but not persisted', 2: `bad input (e.g. a timeout under ${MIN_TIMEOUT_MS}ms)`},
   )
 
-  static examples = ['<%= config.bin %> set-timeout 127.0.0.1:7000 15000', '<%= config.bin %> set-timeout 127.0.0.1:7000 15000 --no-persist --json']
+  static examples = ['<%= config.bin %> set-timeout 127.0.0.1:7000 15s', '<%= config.bin %> set-timeout 127.0.0.1:7000 15000 --no-persist --json']
 
   static flags = {
     persist: Flags.boolean({allowNo: true, default: true, description: 'run CONFIG REWRITE on every node so the value survives a restart'}),
@@ -75,14 +81,14 @@ export default class SetTimeout extends BaseCommand<typeof SetTimeout> {
     const timeoutMs = parseTimeout(this.args.milliseconds)
     const {persist} = this.flags
     const snapshot = await this.loadCluster(this.parseSeed([this.args.address]))
-    const targets = orderedNodes(snapshot).filter((node) => !node.noAddress && !node.handshake)
+    const targets = snapshot.nodes.filter((node) => !node.noAddress && !node.handshake).sort(byAddress)
     const pool = this.pool()
     const outcomes = await settleLimit(targets, NODE_PARALLELISM, (node) => applyTimeout(pool, node, timeoutMs, persist))
     const nodes = outcomes.map((outcome, index) => outcome.value ?? {address: targets[index].address, error: errorMessage(outcome.error), id: targets[index].id, rewritten: false, set: false})
-    const result: SetTimeoutResult = {nodes, persist, timeoutMs}
+    const errors: Issue[] = nodes.filter((node) => node.error).map((node) => issue(node.set ? 'E_NOT_PERSISTED' : 'E_NOT_SET', `${node.address}: ${node.error}`, {nodes: [nodeRef(node)]}))
+    const result: SetTimeoutResult = {errors, nodes, persist, status: errors.length > 0 ? 'partial' : 'ok', timeoutMs, warnings: []}
     this.render(result)
-    const complete = nodes.every((node) => node.set && (node.rewritten || !persist))
-    if (!complete) this.resultExitCode = ExitCode.failed
+    if (errors.length > 0) this.resultExitCode = ExitCode.failed
     return result
   }
 

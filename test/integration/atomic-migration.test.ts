@@ -42,7 +42,7 @@ describe('atomic slot migration (Valkey >= 9)', () => {
   }
   const expectHealthy = async () => {
     const {exitCode, json} = await runCliJson<CheckResult>(['check', cluster.seed])
-    expect(json.findings.filter((f) => f.severity === 'error'), JSON.stringify(json.findings)).to.deep.equal([])
+    expect(json.errors, JSON.stringify(json.errors)).to.deep.equal([])
     expect(exitCode).to.equal(0)
   }
 
@@ -121,7 +121,7 @@ describe('atomic slot migration (Valkey >= 9)', () => {
     // a job still running is the servers' business: check calls the cluster busy until it ends
     for (let i = 0; i < 100; i++) {
       const check = await runCliJson<CheckResult>(['check', cluster.seed])
-      if (!check.json.findings.some((f) => f.code === 'SLOT_MIGRATION_RUNNING')) break
+      if (!check.json.errors.some((f) => f.code === 'SLOT_MIGRATION_RUNNING')) break
       await new Promise((resolve) => {
         setTimeout(resolve, 200)
       })
@@ -157,7 +157,7 @@ async function waitUntilHealthyWithout(cluster: TestCluster, dead: string): Prom
   for (let i = 0; i < 150; i++) {
     const check = await runCliJson<CheckResult>(['check', seed])
     last = check.stdout
-    const blocking = (check.json.findings ?? [{severity: 'error'}]).filter((f) => f.severity === 'error' && !(f.code === 'MASTER_UNREACHABLE' || f.code === 'MASTER_FAILED'))
+    const blocking = (check.json.errors ?? [{code: 'NO_RESULT'}]).filter((f) => !(f.code === 'MASTER_UNREACHABLE' || f.code === 'MASTER_FAILED'))
     const nodes = parseClusterNodes(String(await cluster.client(seed).call('CLUSTER', 'NODES')))
     // covered without the dead node: its replica has taken over its slots
     const covered = mastersOf(nodes).filter((node) => !node.failed && !node.suspectedFailed && node.address !== dead).reduce((sum, node) => sum + slotCount(node), 0)

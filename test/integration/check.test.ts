@@ -1,12 +1,12 @@
 import {expect} from 'chai'
 
 import type {CheckResult} from '../../src/commands/check.js'
-import {keySlot} from '../../src/lib/cluster/slots.js'
+import {formatRanges, keySlot} from '../../src/lib/cluster/slots.js'
 import {type ClusterNode, parseClusterNodes, slotOwners} from '../../src/lib/cluster/topology.js'
 import {TestCluster} from '../helpers/cluster-harness.js'
 import {runCli, runCliJson} from '../helpers/cli.js'
 
-const codesOf = (result: CheckResult) => result.findings.map((finding) => finding.code)
+const codesOf = (result: CheckResult) => [...result.errors, ...result.warnings].map((finding) => finding.code)
 
 /** A key name that hashes to `slot`. */
 function keyInSlot(slot: number): string {
@@ -48,13 +48,14 @@ describe('check on a real 3+3 cluster', () => {
     const [host, port] = cluster.seed.split(':')
     const {exitCode, json} = await runCliJson<CheckResult>(['check', host, port])
     expect(exitCode).to.equal(0)
-    expect(json).to.include({errors: 0, healthy: true})
+    expect(json).to.include({healthy: true})
+    expect(json.errors).to.deep.equal([])
     const masters = json.nodes.filter((node) => node.role === 'master')
     expect(masters).to.have.length(3)
     expect(masters.reduce((sum, master) => sum + master.slotCount, 0)).to.equal(16_384)
     for (const master of masters) {
-      expect(master.replicas).to.equal(1)
-      expect(human.stdout).to.include(`M ${master.address} ${master.id.slice(0, 8)}  slots ${master.slots}`)
+      expect(master.replicaCount).to.equal(1)
+      expect(human.stdout).to.include(`M ${master.address} ${master.id.slice(0, 8)}  slots ${formatRanges(master.slots)}`)
     }
     expect(json.nodes.filter((node) => node.role === 'replica')).to.have.length(3)
     expect(json.nodes.every((node) => node.reachable && node.clusterState === 'ok')).to.equal(true)
@@ -64,8 +65,14 @@ describe('check on a real 3+3 cluster', () => {
     const {exitCode, json} = await runCliJson<CheckResult>(['check', cluster.seed, '--strict'])
     expect(exitCode).to.equal(3)
     expect(json.healthy).to.equal(true)
-    expect(json.warnings).to.equal(3)
+    expect(json.status).to.equal('warnings')
     expect(codesOf(json)).to.deep.equal(['REPLICA_SAME_HOST', 'REPLICA_SAME_HOST', 'REPLICA_SAME_HOST'])
+    // identical warnings read as one line (each with its next step under --verbose)
+    const human = await runCli(['check', cluster.seed])
+    expect(human.stdout).to.match(/Warnings \(3\):\n {2}\[WARN\] 3 replicas share a host with their master: 127\.0\.0\.1:\d+, 127\.0\.0\.1:\d+, 127\.0\.0\.1:\d+\n/)
+    const verbose = await runCli(['check', cluster.seed, '--verbose'])
+    expect(verbose.stdout.match(/\[WARN\] replica .* is on the same host as its master/g)).to.have.length(3)
+    expect(verbose.stdout.match(/ {4}hint: add a replica on another host \(slotctl add-node NEW_HOST:PORT .* --replica --master-id [0-9a-f]{40}\), then slotctl del-node /g)).to.have.length(3)
   })
 
   it('--search-multiple-owners finds a key stored on a master that does not own its slot', async () => {
@@ -86,9 +93,9 @@ describe('check on a real 3+3 cluster', () => {
       expect((await runCli(['check', cluster.seed])).exitCode, 'without the flag nothing is scanned').to.equal(0)
       const {exitCode, json} = await runCliJson<CheckResult>(['check', cluster.seed, '--search-multiple-owners'])
       expect(exitCode).to.equal(3)
-      const finding = json.findings.find((f) => f.code === 'MULTIPLE_OWNERS')
-      expect(finding).to.include({severity: 'error', slots: String(slot)})
-      expect(finding?.nodes).to.deep.equal([stranger.id])
+      const finding = json.errors.find((f) => f.code === 'MULTIPLE_OWNERS')
+      expect(finding).to.deep.include({slotCount: 1, slots: [[slot, slot]]})
+      expect(finding?.nodes?.map((node) => node.id)).to.deep.equal([stranger.id])
     } finally {
       await withAsking('DEL')
     }
@@ -107,12 +114,12 @@ describe('check on a real 3+3 cluster', () => {
       const {exitCode, json} = await runCliJson<CheckResult>(['check', cluster.seed])
       expect(exitCode).to.equal(3)
       expect(json.healthy).to.equal(false)
-      const open = json.findings.filter((f) => f.code === 'OPEN_SLOT')
-      expect(open.map((f) => f.slots)).to.deep.equal(['42', '42'])
-      expect(open.flatMap((f) => f.nodes)).to.have.members([source.id, target.id])
+      const open = json.errors.filter((f) => f.code === 'OPEN_SLOT')
+      expect(open.map((f) => f.slots)).to.deep.equal([[[42, 42]], [[42, 42]]])
+      expect(open.flatMap((f) => f.nodes?.map((node) => node.id))).to.have.members([source.id, target.id])
       const human = await runCli(['check', cluster.seed])
       expect(human.exitCode).to.equal(3)
-      expect(human.stdout).to.match(/Errors \(2\):\n {2}\[ERR\] .*migrating state: 42\n {2}\[ERR\] .*importing state: 42|Errors \(2\):\n {2}\[ERR\] .*importing state: 42\n {2}\[ERR\] .*migrating state: 42/)
+      expect(human.stdout).to.match(/Errors \(2\):\n {2}\[ERR\] .*(migrating|importing) state: 42\n {4}hint: .*\n {2}\[ERR\] .*(migrating|importing) state: 42\n/)
       expect(human.stdout.indexOf('Errors')).to.be.lessThan(human.stdout.indexOf('Warnings'))
     } finally {
       for (const node of [source, target]) await cluster.client(node.address).call('CLUSTER', 'SETSLOT', slot, 'STABLE')
@@ -128,7 +135,7 @@ describe('check on a real 3+3 cluster', () => {
     try {
       const {exitCode, json} = await runCliJson<CheckResult>(['check', cluster.seed])
       expect(exitCode).to.equal(3)
-      expect(json.findings.find((f) => f.code === 'SLOTS_UNCOVERED')?.slots).to.equal('16000')
+      expect(json.errors.find((f) => f.code === 'SLOTS_UNCOVERED')).to.deep.include({slotCount: 1, slots: [[16_000, 16_000]]})
     } finally {
       await cluster.client(owner.address).call('CLUSTER', 'ADDSLOTS', slot)
     }
@@ -140,8 +147,11 @@ describe('check on a real 3+3 cluster', () => {
     cluster.kill(victim.address)
     const {exitCode, json} = await runCliJson<CheckResult>(['check', seed])
     expect(exitCode).to.equal(3)
-    expect(json.findings.find((f) => f.code === 'MASTER_UNREACHABLE')?.nodes).to.deep.equal([victim.id])
+    expect(json.errors.find((f) => f.code === 'MASTER_UNREACHABLE')?.nodes).to.deep.equal([{address: victim.address, id: victim.id}])
     expect(json.nodes.find((node) => node.id === victim.id)?.reachable).to.equal(false)
+    // the next step is named: promote its replica (or, once the cluster did that, remove it)
+    const check = await runCli(['check', seed])
+    expect(check.stdout).to.match(new RegExp(`hint: (promote its replica: slotctl failover ${seed} --replica [0-9a-f]{40} --force|restart it)`))
     const human = await runCli(['info', seed])
     expect(human.exitCode).to.equal(1)
     expect(human.stderr).to.include(`could not read ${victim.address}`)

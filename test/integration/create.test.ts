@@ -56,7 +56,7 @@ describe('create (real servers on three loopback hosts)', () => {
 
   it('--dry-run with zones puts masters in both zones and reports the same-zone replica it cannot avoid', async () => {
     const zones = ['--zone', '127.0.0.1=zone-a', '--zone', '127.0.0.2=zone-a', '--zone', '127.0.0.3=zone-b']
-    const {exitCode, json} = await runCliJson<CreateJson & {plan: {masters: Array<{zone: string}>; replicas: Array<{zone: string; masterAddress: string}>; violations: string[]}}>([
+    const {exitCode, json} = await runCliJson<CreateJson & {plan: {masters: Array<{zone: string}>; replicas: Array<{zone: string; masterAddress: string}>}}>([
       'create', ...cluster.addresses, '--replicas', '1', '--dry-run', ...zones,
     ])
     expect(exitCode).to.equal(0)
@@ -66,7 +66,7 @@ describe('create (real servers on three loopback hosts)', () => {
     const sameZone = plan.replicas.filter((replica) => replica.zone === zoneOf.get(replica.masterAddress))
     // two masters in zone-a but only one spare node in zone-b: exactly one same-zone pair, and it is reported
     expect(sameZone).to.have.length(1)
-    expect(plan.violations.some((violation) => violation.includes('same zone'))).to.equal(true)
+    expect(json.warnings.some((warning) => warning.code === 'ANTI_AFFINITY' && warning.message.includes('same zone'))).to.equal(true)
   })
 
   it('without a terminal and without --yes exits 4 and changes nothing', async () => {
@@ -81,7 +81,8 @@ describe('create (real servers on three loopback hosts)', () => {
     const {exitCode, json, stderr} = await runCliJson<CreateJson>(['create', ...cluster.addresses, '--replicas', '1', '--yes'])
     expect(exitCode, stderr).to.equal(0)
     expect(json.status).to.equal('created')
-    expect(json.findings!.filter((finding) => finding.severity === 'error')).to.deep.equal([])
+    expect(json.errors).to.deep.equal([])
+    expect(json.nodes!.map((node) => node.address).sort()).to.deep.equal([...cluster.addresses].sort())
     for (const address of cluster.addresses) {
       const state = await readNodeState(await pool.client(address), address)
       expect(state.clusterInfo.cluster_state, address).to.equal('ok')

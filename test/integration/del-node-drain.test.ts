@@ -28,7 +28,7 @@ describe('del-node --drain', () => {
     expect(json.status).to.equal('removed')
     expect(json.drain?.slotsMoved).to.equal(4096)
     const check = await runCliJson<CheckResult>(['check', seed])
-    expect(check.exitCode, JSON.stringify(check.json.findings)).to.equal(0)
+    expect(check.exitCode, JSON.stringify(check.json.errors)).to.equal(0)
     expect(check.json.nodes.map((node) => node.id)).to.not.include(victimId)
     const masters = check.json.nodes.filter((node) => node.role === 'master')
     expect(masters).to.have.length(3)

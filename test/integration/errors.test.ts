@@ -68,12 +68,15 @@ describe('bad input, end to end through the binary', () => {
     expect(result.exitCode).to.equal(2)
     expect(result.stdout).to.not.include(PASSWORD)
     const envelope = JSON.parse(result.stdout)
-    expect(Object.keys(envelope)).to.deep.equal(['error'])
+    expect(envelope).to.include({schemaVersion: 1, status: 'error'})
+    expect(Object.keys(envelope).sort()).to.deep.equal(['error', 'schemaVersion', 'status'])
     expect(envelope.error).to.include({code: 'E_USAGE', exitCode: 2})
     expect(envelope.error.message).to.match(/Nonexistent flag: --bogus/)
   })
 
   it('a missing argument: exit 2, one line', async () => {
-    expectOneCleanLine(await runCli(['check']), 2, /Missing 1 required arg/)
+    // the argument keeps its name (oclif put it on a second line, which the one-line error dropped)
+    expectOneCleanLine(await runCli(['check']), 2, /^slotctl: error: missing required argument: address \(any node of the cluster \(HOST:PORT\)\)$/)
+    expectOneCleanLine(await runCli(['set-timeout']), 2, /missing required arguments: address .*, milliseconds /)
   })
 })

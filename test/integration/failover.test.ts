@@ -97,8 +97,8 @@ describe('failover on a real 3+3 cluster', function () {
     const alive = cluster.addresses.filter((a) => a !== victim.address)
     for (let i = 0; i < 100 && (await Promise.all(alive.map((a) => clusterState(cluster, a)))).some((s) => s !== 'ok'); i++) await new Promise((r) => setTimeout(r, 100))
     for (const address of alive) expect(await clusterState(cluster, address), address).to.equal('ok')
-    const check = await runCliJson<{findings: Array<{code: string; message?: string}>}>(['check', cluster.seed])
-    expect(check.exitCode, JSON.stringify(check.json.findings)).to.equal(3)
+    const check = await runCliJson<{errors: Array<{code: string; message?: string}>}>(['check', cluster.seed])
+    expect(check.exitCode, JSON.stringify(check.json.errors)).to.equal(3)
     expect(JSON.stringify(check.json)).to.include(victim.address)
     // the promoted master's only former partner is dead: it has no replica to promote
     expectOneCleanLine(await runCli(['failover', cluster.seed, '--master', replica.id]), 1, /has no replica to promote/)

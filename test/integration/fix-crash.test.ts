@@ -34,7 +34,7 @@ async function killAfterSlotStarts(child: ReturnType<typeof spawnCli>, journal: 
 
 async function expectCleanCheck(seed: string): Promise<void> {
   const {exitCode, json} = await runCliJson<CheckResult>(['check', seed, '--search-multiple-owners'])
-  expect(json.findings.filter((f) => f.severity === 'error'), JSON.stringify(json.findings)).to.deep.equal([])
+  expect(json.errors, JSON.stringify(json.errors)).to.deep.equal([])
   expect(exitCode).to.equal(0)
 }
 
@@ -107,7 +107,8 @@ describe('fix after crashes: kill -9 of a running reshard, and a source master k
       await src.pipeline(firstKeys.map((key) => ['callBuffer', 'MIGRATE', target.host, target.port, '', 0, 5000, 'KEYS', key])).exec()
 
       // one key per MIGRATE, one slot at a time: slow enough to be interrupted mid-way
-      const fixer = spawnCli(['fix', cluster.seed, '--yes', '--pipeline', '1', '--parallel', '1'])
+      // (--verbose prints the per-slot lines this waits for)
+      const fixer = spawnCli(['fix', cluster.seed, '--yes', '--pipeline', '1', '--parallel', '1', '--verbose'])
       let stderr = ''
       fixer.stderr?.on('data', (chunk: Buffer) => {
         stderr += chunk.toString()
@@ -134,14 +135,14 @@ describe('fix after crashes: kill -9 of a running reshard, and a source master k
       expect(refused.stderr).to.contain(victim.address)
       expect(refused.stderr).to.match(/refusing to fix while master\(s\) owning slots are unreachable/)
       const dry = await runCliJson<FixResult>(['fix', cluster.seed, '--dry-run'])
-      expect(dry.json.findings.some((f) => f.code === 'MASTER_UNREACHABLE' && f.nodes?.includes(victim.id))).to.equal(true)
+      expect(dry.json.findings.errors.some((f) => f.code === 'MASTER_UNREACHABLE' && f.nodes?.some((node) => node.id === victim.id))).to.equal(true)
       expect(dry.json.fixes.some((group) => group.problem === 'migrating-to-gone')).to.equal(true)
       expect((await runCli(['fix', cluster.seed, '--dry-run'])).stderr).to.match(/fix would refuse: masters owning slots are unreachable/)
       const view = parseClusterNodes(String(await cluster.client().call('CLUSTER', 'NODES'))).find((n) => n.myself)!
       expect(view.migrating[survivor.slots[0][0]], 'nothing changed').to.equal(victim.id)
 
       const forced = await runCliJson<FixResult>(['fix', cluster.seed, '--yes', '--force', '--wait-timeout', '2000'])
-      expect(forced.json.fixes.some((group) => group.action === 'close-back' && group.destination === survivor.id)).to.equal(true)
+      expect(forced.json.fixes.some((group) => group.action === 'close-back' && group.targetId === survivor.id)).to.equal(true)
       const after = parseClusterNodes(String(await cluster.client().call('CLUSTER', 'NODES'))).find((n) => n.myself)!
       expect(after.migrating, '--force fixes what it can').to.deep.equal({})
       expect(forced.exitCode, 'the dead master still fails the check').to.equal(3)
@@ -180,14 +181,16 @@ describe('fix after crashes: kill -9 of a running reshard, and a source master k
       await waitForPromotion(cluster, replica.id)
       const {exitCode, json, stderr} = await runCliJson<FixResult>(['fix', cluster.seed, '--yes', '--journal', journal])
       // The check after fixing still names the dead node (remove it with del-node): exit 3, and nothing else.
-      const remaining = json.after?.findings.filter((f) => f.severity === 'error') ?? []
-      expect(remaining.map((f) => [f.code, f.nodes]), stderr).to.deep.equal([['MASTER_UNREACHABLE', [source.id]]])
+      const remaining = json.after?.errors ?? []
+      expect(remaining.map((f) => [f.code, f.nodes?.map((node) => node.id)]), stderr).to.deep.equal([['MASTER_UNREACHABLE', [source.id]]])
+      // ... and says how: the dead master owns no slots any more, so del-node takes it out
+      expect(remaining[0].hint).to.equal(`restart it (it rejoins), or remove it for good: slotctl del-node ${cluster.seed} ${source.id}`)
       expect(exitCode).to.equal(3)
-      expect(json.fixes.some((group) => group.action === 'roll-forward' && group.destination === target.id)).to.equal(true)
+      expect(json.fixes.some((group) => group.action === 'roll-forward' && group.targetId === target.id)).to.equal(true)
       expect(json.keysMoved).to.be.greaterThan(0)
       const {json: check} = await runCliJson<CheckResult>(['check', cluster.seed])
-      expect(check.findings.filter((f) => f.severity === 'error' && f.code !== 'MASTER_UNREACHABLE')).to.deep.equal([])
-      expect(check.findings.some((f) => f.code === 'OPEN_SLOT' || f.code === 'SLOTS_UNCOVERED')).to.equal(false)
+      expect(check.errors.filter((f) => f.code !== 'MASTER_UNREACHABLE')).to.deep.equal([])
+      expect(check.errors.some((f) => f.code === 'OPEN_SLOT' || f.code === 'SLOTS_UNCOVERED')).to.equal(false)
       expect(check.nodes.find((n) => n.id === replica.id)?.role).to.equal('master')
       expect(await clusterDigest(cluster)).to.deep.equal(original)
     })

@@ -45,7 +45,7 @@ describe('fix: every broken slot state, made by hand on a real cluster', () => {
 
   const expectHealthyAndIntact = async () => {
     const {exitCode, json} = await runCliJson<CheckResult>(['check', cluster.seed, '--search-multiple-owners'])
-    expect(json.findings.filter((f) => f.severity === 'error'), JSON.stringify(json.findings)).to.deep.equal([])
+    expect(json.errors, JSON.stringify(json.errors)).to.deep.equal([])
     expect(exitCode).to.equal(0)
     expect(await clusterDigest(cluster)).to.deep.equal(original)
   }
@@ -79,9 +79,11 @@ describe('fix: every broken slot state, made by hand on a real cluster', () => {
     await moveKeys(source, target, slot, Math.floor(total / 2))
 
     const dry = await runCliJson<FixResult>(['fix', cluster.seed, '--dry-run'])
-    expect(dry.exitCode).to.equal(0)
+    // like terraform's -detailed-exitcode: 3 = the dry run would change something
+    expect(dry.exitCode).to.equal(3)
     expect(dry.json.fixes).to.have.length(1)
-    expect(dry.json.fixes[0]).to.include({action: 'roll-forward', destination: target.id, problem: 'open-migration', slots: String(slot)})
+    expect(dry.json.fixes[0]).to.include({action: 'roll-forward', targetId: target.id, problem: 'open-migration', slotCount: 1})
+    expect(dry.json.fixes[0].slots).to.deep.equal([[slot, slot]])
     expect(await keysIn(source, slot), 'dry run changes nothing').to.equal(total - Math.floor(total / 2))
 
     const {exitCode, json, stderr} = await fix()
@@ -100,7 +102,7 @@ describe('fix: every broken slot state, made by hand on a real cluster', () => {
     await node(target).call('CLUSTER', 'SETSLOT', slot, 'IMPORTING', owner.id)
     const {exitCode, json, stderr} = await fix()
     expect(exitCode, stderr).to.equal(0)
-    expect(json.fixes[0]).to.include({action: 'close-back', destination: owner.id, problem: 'importing-only'})
+    expect(json.fixes[0]).to.include({action: 'close-back', targetId: owner.id, problem: 'importing-only'})
     expect((await ownerOf(slot)).id).to.equal(owner.id)
     await expectHealthyAndIntact()
   })
@@ -112,7 +114,7 @@ describe('fix: every broken slot state, made by hand on a real cluster', () => {
     await node(owner).call('CLUSTER', 'SETSLOT', slotA, 'MIGRATING', target.id)
     const {exitCode, json} = await fix()
     expect(exitCode).to.equal(0)
-    expect(json.fixes[0]).to.include({action: 'close-back', destination: owner.id, problem: 'migrating-only'})
+    expect(json.fixes[0]).to.include({action: 'close-back', targetId: owner.id, problem: 'migrating-only'})
     expect((await ownerOf(slotA)).id).to.equal(owner.id)
     await expectHealthyAndIntact()
 
@@ -126,7 +128,7 @@ describe('fix: every broken slot state, made by hand on a real cluster', () => {
     await node(ownerB).call('CLUSTER', 'SETSLOT', slotB, 'MIGRATING', targetB.id)
     const forward = await fix('--journal', journal)
     expect(forward.exitCode, forward.stderr).to.equal(0)
-    expect(forward.json.fixes[0]).to.include({action: 'roll-forward', destination: targetB.id, reason: 'the journal names this target'})
+    expect(forward.json.fixes[0]).to.include({action: 'roll-forward', targetId: targetB.id, reason: 'the journal names this target'})
     expect((await ownerOf(slotB)).id).to.equal(targetB.id)
     await expectHealthyAndIntact()
     await rm(dir, {force: true, recursive: true})
@@ -144,7 +146,7 @@ describe('fix: every broken slot state, made by hand on a real cluster', () => {
     const discovered = await fix()
     expect(discovered.exitCode, discovered.stderr).to.equal(0)
     expect(discovered.json.journal).to.equal(found)
-    expect(discovered.json.fixes[0]).to.include({action: 'roll-forward', destination: targetC.id, reason: 'the journal names this target'})
+    expect(discovered.json.fixes[0]).to.include({action: 'roll-forward', targetId: targetC.id, reason: 'the journal names this target'})
     await rm(found)
     await expectHealthyAndIntact()
   })
@@ -173,11 +175,8 @@ describe('fix: every broken slot state, made by hand on a real cluster', () => {
 
     const {exitCode, json, stderr} = await fix()
     expect(exitCode, stderr).to.equal(0)
-    const action = (slot: number) => json.fixes.find((group) => group.slots.split(',').some((range) => {
-      const [a, b = a] = range.split('-').map(Number)
-      return slot >= a && slot <= b
-    }))
-    expect(action(dropped)).to.include({action: 'assign', destination: dropper.id})
+    const action = (slot: number) => json.fixes.find((group) => group.slots.some(([a, b]) => slot >= a && slot <= b))
+    expect(action(dropped)).to.include({action: 'assign', targetId: dropper.id})
     expect(action(split)).to.include({action: 'assign', problem: 'uncovered'})
     expect(action(split)?.sources).to.have.length(1)
     expect(action(empties[0])).to.include({action: 'assign', reason: 'nobody owns the slot and no master holds keys for it'})
@@ -203,7 +202,7 @@ describe('fix: every broken slot state, made by hand on a real cluster', () => {
     expect(check.exitCode).to.equal(3)
     const {exitCode, json, stderr} = await fix('--search-multiple-owners')
     expect(exitCode, stderr).to.equal(0)
-    expect(json.fixes[0]).to.include({action: 'merge-keys', destination: owner.id, problem: 'stray-keys'})
+    expect(json.fixes[0]).to.include({action: 'merge-keys', targetId: owner.id, problem: 'stray-keys'})
     expect(await keysIn(stranger, slot)).to.equal(0)
     expect(await cluster.clusterClient().get(name)).to.equal('from-the-stranger')
     await cluster.clusterClient().del(name)
@@ -225,8 +224,11 @@ describe('fix: every broken slot state, made by hand on a real cluster', () => {
 
     const conflict = await fix('--search-multiple-owners')
     expect(conflict.exitCode).to.equal(1)
-    expect(conflict.json.failures).to.have.length(1)
-    expect(conflict.json.failures[0].error).to.match(/different values/)
+    const failed = conflict.json.errors.filter((error) => error.code === 'E_FIX_FAILED')
+    expect(failed).to.have.length(1)
+    expect(failed[0].message).to.match(/different values/)
+    // the key left on both nodes is what the check afterwards still reports
+    expect(conflict.json.errors.filter((error) => error.code !== 'E_FIX_FAILED').map((error) => error.code)).to.include('MULTIPLE_OWNERS')
     expect(await keysIn(stranger, slot), 'the conflicting copy is left alone').to.equal(1)
     expect(await node(owner).dumpBuffer(key)).to.deep.equal(ownerDump)
     // the marker fix set on the stranger is gone again: the slot looks as it did before

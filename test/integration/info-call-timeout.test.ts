@@ -56,7 +56,7 @@ describe('info, call, set-timeout on a real 3+3 cluster', () => {
     expect(json.masters).to.have.length(3)
     for (const master of json.masters) {
       expect(master.keys, master.address).to.equal(expected.get(master.id))
-      expect(master).to.include({reachable: true, replicas: 1})
+      expect(master).to.include({reachable: true, replicaCount: 1})
       expect(master.usedMemory).to.be.greaterThan(0)
     }
     expect(json.masters.reduce((sum, master) => sum + master.slotCount, 0)).to.equal(SLOT_COUNT)
@@ -90,6 +90,22 @@ describe('info, call, set-timeout on a real 3+3 cluster', () => {
     expect(failing.exitCode).to.equal(1)
     expect(failing.stdout).to.include('(error)')
     expect(failing.stdout).to.include('unknown command')
+    expect(failing.stderr.trim()).to.equal('slotctl: 6 of 6 node(s) answered with an error')
+  })
+
+  it('call: multi-line replies without \\r, in a table or as redis-cli-style host:port lines (--lines)', async () => {
+    const table = await runCli(['call', cluster.seed, 'CLUSTER', 'INFO', '--masters'])
+    expect(table.exitCode, table.stderr).to.equal(0)
+    expect(table.stdout).to.not.include('\r')
+    expect(table.stdout).to.match(/│ 127\.0\.0\.1:\d+ +│ master │ cluster_state:ok +│\n│ +│ +│ cluster_slots_assigned:16384 +│/)
+    const lines = await runCli(['call', cluster.seed, 'CLUSTER', 'INFO', '--lines'])
+    expect(lines.exitCode).to.equal(0)
+    expect(lines.stdout).to.not.include('\r')
+    const stateLines = lines.stdout.split('\n').filter((line) => line.includes('cluster_state:'))
+    expect(stateLines.map((line) => line.split(': ')[0]).sort()).to.deep.equal([...cluster.addresses].sort())
+    for (const line of stateLines) expect(line).to.match(/^127\.0\.0\.1:\d+: cluster_state:ok$/)
+    // every line of a node's reply carries its address, so grep works
+    expect(lines.stdout.trim().split('\n').every((line) => /^127\.0\.0\.1:\d+: /.test(line))).to.equal(true)
   })
 
   it('call: a password the servers do not need leaves no ioredis [WARN] and is never printed', async () => {

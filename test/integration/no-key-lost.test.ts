@@ -20,7 +20,7 @@ import {clusterDigest, writeDataset} from '../helpers/dataset.js'
 
 async function expectHealthy(cluster: TestCluster, auth: string[] = []): Promise<void> {
   const {exitCode, json} = await runCliJson<CheckResult>(['check', cluster.seed, ...auth])
-  expect(json.findings.filter((f) => f.severity === 'error'), JSON.stringify(json.findings)).to.deep.equal([])
+  expect(json.errors, JSON.stringify(json.errors)).to.deep.equal([])
   expect(exitCode).to.equal(0)
   const nodes = parseClusterNodes(String(await cluster.client().call('CLUSTER', 'NODES')))
   expect(mastersOf(nodes).reduce((sum, node) => sum + slotCount(node), 0)).to.equal(16_384)
@@ -104,7 +104,7 @@ describe('no key is ever lost (real servers)', () => {
       expect(run.exitCode, run.stderr).to.equal(1)
       expect(run.json.status).to.equal('failed')
       expect(run.json.slotsMoved).to.equal(0)
-      expect(run.json.failures?.[0].error).to.match(/GETKEYSINSLOT/)
+      expect(run.json.errors[0].message).to.match(/GETKEYSINSLOT/)
       expect(await clusterDigest(cluster)).to.deep.equal(original)
       const fixed = await runCli(['fix', cluster.seed, ...auth, '--yes', '--journal', path.join(dir, 'acl.jsonl')])
       expect(fixed.exitCode, fixed.stderr + fixed.stdout).to.equal(0)
@@ -124,7 +124,7 @@ describe('no key is ever lost (real servers)', () => {
       expect(run.exitCode, String(run.stderr)).to.equal(1)
       const json = JSON.parse(String(run.stdout)) as MigrationResult
       expect(json.status).to.equal('failed')
-      expect(json.failures?.[0].error).to.match(/timed out/i)
+      expect(json.errors[0].message).to.match(/timed out/i)
       expect(await clusterDigest(cluster)).to.deep.equal(original)
       const resumed = await runCliJson<MigrationResult>(['reshard', cluster.seed, ...auth, '--resume', journal, '--yes'])
       expect(resumed.exitCode, JSON.stringify(resumed.json)).to.equal(0)

@@ -117,6 +117,25 @@ describe('rebalance (real servers)', function () {
     expect(result.exitCode, result.stderr).to.equal(0)
     expect(result.json.status).to.equal('balanced')
     expect(result.json.nodes.find((node) => node.id === newId)!.participating).to.equal(false)
+    // and says what would include it
+    expect(result.json.warnings.map((warning) => warning.code)).to.deep.equal(['EMPTY_MASTERS_SKIPPED'])
+    const human = await runCli(['rebalance', cluster.seed])
+    expect(human.stderr).to.match(new RegExp(`1 master\\(s\\) without slots take no part \\(${spare.seed}\\): --use-empty-masters would give them their share`))
+  })
+
+  it('--dry-run shows the new master receiving 4096 slots (0 → 4096), and the others off by +1365 against their target', async () => {
+    const human = await runCli(['rebalance', cluster.seed, '--use-empty-masters', '--dry-run'])
+    expect(human.exitCode, human.stderr).to.equal(0)
+    const row = (address: string) => human.stdout.split('\n').find((line) => line.includes(`│ ${address} `))!
+    expect(row(spare.seed)).to.match(/│ +0 → 4096 │ +-4096 \(-100\.0%\) │$/)
+    for (const address of cluster.addresses) expect(row(address)).to.match(/│ +546[12] → 4096 │ +\+136[56] \(\+33\.3%\) │$/)
+    const {json} = await runCliJson<RebalanceCommandResult>(['rebalance', cluster.seed, '--use-empty-masters', '--dry-run'])
+    const receiver = json.nodes.find((node) => node.id === newId)!
+    expect(receiver).to.include({offBy: -4096, offByPct: -100, slotsAfter: 4096, slotsBefore: 0, target: 4096})
+    expect(json.nodes.reduce((sum, node) => sum + node.slotsAfter, 0)).to.equal(16_384)
+    expect(json.nodes.map((node) => node.address)).to.deep.equal([...all].sort((a, b) => a.localeCompare(b, 'en', {numeric: true})))
+    expect(json.moves).to.deep.equal(json.moves.map((pair) => ({...pair, targetAddress: spare.seed, targetId: newId})))
+    expect(json.moves.reduce((sum, pair) => sum + pair.slotCount, 0)).to.equal(4096)
   })
 
   it('--dry-run --out writes the 4096-slot plan and changes nothing', async () => {
@@ -170,6 +189,9 @@ describe('rebalance (real servers)', function () {
 
     const nodes = await nodesOf(cluster)
     expect(slotCounts(nodes)).to.deep.equal([4096, 4096, 4096, 4096])
+    const json = result.json as RebalanceCommandResult
+    expect(json.nodes.find((node) => node.id === newId)).to.include({slotsAfter: 4096, slotsBefore: 0})
+    expect(json).to.include({slotsMoved: 4096, status: 'done'})
     // the traffic keys came on top: count and digest the original keys only
     await Promise.all([...acknowledged.keys()].map((key) => client.del(key)))
     expect(await clusterDigest(cluster)).to.deep.equal(original)

@@ -39,7 +39,7 @@ describe('sandbox start / status / stop (real redis-server)', () => {
 
   it('starts 6 live servers, forms a cluster that is ok everywhere, and loads the demo keys', async () => {
     expect(state?.nodes).to.have.length(6)
-    expect(state?.ready).to.equal(true)
+    expect(state?.status).to.equal('started')
     for (const node of state!.nodes) expect(isAlive(node.pid), node.address).to.equal(true)
     const pool = new NodePool()
     try {

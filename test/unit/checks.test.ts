@@ -26,7 +26,7 @@ describe('checks', () => {
     const text = healthy.replace('0-5460', '0-100 102-5460 [101->-' + B + ']').replace(`${B} 10.0.0.2:7001@17001,node-b.example master`, `${B} 10.0.0.2:7001@17001 master,fail`)
     const findings = runChecks(snapshotOf(text))
     expect(codes(findings)).to.include.members(['error:OPEN_SLOT', 'error:SLOTS_UNCOVERED', 'error:MASTER_FAILED'])
-    expect(findings.find((f) => f.code === 'SLOTS_UNCOVERED')?.slots).to.equal('101')
+    expect(findings.find((f) => f.code === 'SLOTS_UNCOVERED')).to.deep.include({slotCount: 1, slots: [[101, 101]]})
     expect(hasErrors(findings)).to.equal(true)
   })
 
@@ -35,7 +35,7 @@ describe('checks', () => {
     const findings = runChecks(snapshotOf(healthy, {[C]: {nodes: outlierView}}))
     const disagree = findings.find((f) => f.code === 'SLOTS_DISAGREE')
     expect(disagree?.severity).to.equal('error')
-    expect(disagree?.nodes).to.deep.equal([C])
+    expect(disagree?.nodes?.map((node) => node.id)).to.deep.equal([C])
   })
 
   it('reports unreachable masters as errors and unreachable replicas as warnings', () => {
@@ -58,7 +58,7 @@ describe('checks', () => {
   it('reports keys held by a master that does not own their slot', () => {
     const findings = runChecks(snapshotOf(healthy), {strayKeys: new Map([[42, [B]]])})
     expect(findings).to.have.length(1)
-    expect(findings[0]).to.include({code: 'MULTIPLE_OWNERS', severity: 'error', slots: '42'})
+    expect(findings[0]).to.deep.include({code: 'MULTIPLE_OWNERS', severity: 'error', slotCount: 1, slots: [[42, 42]]})
   })
 
   it('reads every problem of a troubled topology, errors before warnings', () => {
@@ -82,14 +82,26 @@ describe('checks', () => {
     ])
     const severities = findings.map((finding) => finding.severity)
     expect(severities.lastIndexOf('error')).to.be.lessThan(severities.indexOf('warning'))
-    expect(findings.filter((f) => f.code === 'OPEN_SLOT').map((f) => f.slots).sort()).to.deep.equal(['101', '16000'])
-    expect(findings.find((f) => f.code === 'SLOTS_UNCOVERED')?.slots).to.equal('101,16000')
-    expect(findings.find((f) => f.code === 'NODE_SUSPECTED')?.nodes).to.deep.equal([C])
+    const ids = (finding?: Finding) => finding?.nodes?.map((node) => node.id)
+    expect(findings.filter((f) => f.code === 'OPEN_SLOT').map((f) => f.slots?.[0][0]).sort()).to.deep.equal([101, 16_000])
+    expect(findings.find((f) => f.code === 'SLOTS_UNCOVERED')).to.deep.include({slotCount: 2, slots: [[101, 101], [16_000, 16_000]]})
+    expect(ids(findings.find((f) => f.code === 'NODE_SUSPECTED'))).to.deep.equal([C])
     const orphan = findings.find((f) => f.code === 'REPLICA_ORPHANED')
-    expect(orphan?.nodes).to.deep.equal([R1])
+    expect(ids(orphan)).to.deep.equal([R1])
     expect(orphan?.message).to.include(GONE.slice(0, 8))
-    expect(findings.filter((f) => f.code === 'NO_REPLICA').flatMap((f) => f.nodes)).to.have.members([A, C])
+    expect(findings.filter((f) => f.code === 'NO_REPLICA').flatMap((f) => ids(f))).to.have.members([A, C])
     for (const finding of findings) expect(finding.message).to.not.include('\n')
+  })
+
+  it('gives each problem the command that deals with it: del-node for a dead master, failover --force when it has a replica', () => {
+    const dead = healthy.replace(`${B} 10.0.0.2:7001@17001,node-b.example master`, `${B} 10.0.0.2:7001@17001 master,fail`)
+    const withReplica = runChecks(snapshotOf(dead, {[B]: {error: 'connection refused', reachable: false}}))
+    expect(withReplica.find((f) => f.code === 'MASTER_FAILED')?.hint).to.match(new RegExp(`slotctl failover 10\\.0\\.0\\.1:7000 --replica ${R2} --force`))
+    const alone = runChecks(snapshotOf(dead.split('\n').filter((line) => !line.startsWith(R2)).join('\n'), {[B]: {error: 'connection refused', reachable: false}}))
+    expect(alone.find((f) => f.code === 'MASTER_UNREACHABLE')?.hint).to.match(new RegExp(`slotctl del-node 10\\.0\\.0\\.1:7000 ${B} --accept-data-loss`))
+    const emptied = runChecks(snapshotOf(healthy.replace(`${B} 10.0.0.2:7001@17001,node-b.example master - 0 1700000000000 2 connected 5461-10922`, `${B} 10.0.0.2:7001@17001 master,fail - 0 1700000000000 2 connected`)))
+    expect(emptied.find((f) => f.code === 'MASTER_FAILED')?.hint).to.match(new RegExp(`slotctl del-node 10\\.0\\.0\\.1:7000 ${B}$`))
+    for (const finding of [...withReplica, ...alone]) expect(finding.hint, finding.code).to.not.include('--replica-of')
   })
 
   it('does not flag a slot as open or uncovered while it migrates between two owners', () => {
@@ -107,15 +119,15 @@ describe('checks', () => {
       .replace(`slave ${B} 0 1700000000000 2 connected`, `slave ${B} 0 1700000000000 2 connected [42-<-${A}]`)
     const findings = runChecks(snapshotOf(text))
     expect(codes(findings)).to.deep.equal(['error:OPEN_SLOT', 'error:OPEN_SLOT'])
-    expect(findings.flatMap((finding) => finding.nodes)).to.have.members([A, B])
+    expect(findings.flatMap((finding) => finding.nodes?.map((node) => node.id))).to.have.members([A, B])
   })
 
   it('reports a marker only a replica shows as its own problem, naming the master that lacks it', () => {
     const text = healthy.replace(`slave ${A} 0 1700000000000 1 connected`, `slave ${A} 0 1700000000000 1 connected [300->-${B}]`)
     const findings = runChecks(snapshotOf(text))
     expect(codes(findings)).to.deep.equal(['error:OPEN_SLOT'])
-    expect(findings[0]).to.include({slots: '300'})
-    expect(findings[0].nodes).to.deep.equal([R1])
+    expect(findings[0]).to.deep.include({slotCount: 1, slots: [[300, 300]]})
+    expect(findings[0].nodes?.map((node) => node.id)).to.deep.equal([R1])
     expect(findings[0].message).to.match(/migrating state: 300 \(only the replica: its master 10\.0\.0\.1:7000 \(a1111111\) does not\)/)
   })
 
@@ -126,8 +138,8 @@ describe('checks', () => {
       .replace(`slave ${C} 0 1700000000000 3 connected`, `slave ${C} 0 1700000000000 3 connected [7-<-${A}]`)
     const findings = runChecks(snapshotOf(text, {[C]: {error: 'connection refused', reachable: false}}))
     const open = findings.filter((finding) => finding.code === 'OPEN_SLOT')
-    expect(open.map((finding) => finding.nodes?.[0])).to.have.members([A, R1, R3])
-    expect(open.find((finding) => finding.nodes?.[0] === R3)?.message).to.not.include('only the replica')
+    expect(open.map((finding) => finding.nodes?.[0].id)).to.have.members([A, R1, R3])
+    expect(open.find((finding) => finding.nodes?.[0].id === R3)?.message).to.not.include('only the replica')
   })
 
   it('computes uncovered slots from masters only', () => {

@@ -2,6 +2,7 @@ import {expect} from 'chai'
 
 import {chooseReplica, type HealthOf, planFromHost, stepForReplica} from '../../src/lib/plan/failover.js'
 import {type ClusterNode, parseClusterNodes} from '../../src/lib/cluster/topology.js'
+import type {SlotctlError} from '../../src/lib/errors.js'
 
 const id = (c: string) => c.repeat(40)
 const nodes: ClusterNode[] = parseClusterNodes(
@@ -41,6 +42,24 @@ describe('failover planner', () => {
     expect(chooseReplica(byId('a'), nodes, h).replicaId).to.equal(id('d'))
     expect(() => chooseReplica(byId('a'), nodes, health({c: {linkUp: false}, d: {linkUp: false}}))).to.throw(/no replica of 10.0.0.1:7000 can be promoted/)
     expect(chooseReplica(byId('a'), nodes, health({c: {linkUp: false}, d: {linkUp: false}}), true).replicaId).to.be.oneOf([id('c'), id('d')])
+  })
+
+  it('suggests --replica ID --force when no replica qualifies for a graceful failover, and add-node --replica when there is none', () => {
+    const suggestions = (fn: () => unknown): string[] => {
+      try {
+        fn()
+      } catch (error) {
+        return (error as SlotctlError).suggestions
+      }
+      return expect.fail('should have thrown')
+    }
+    const down = suggestions(() => chooseReplica(byId('a'), nodes, health({c: {lag: 0, linkUp: false}, d: {lag: 5, linkUp: false}}), false, (h) => h, '10.0.0.9:7000'))
+    expect(down).to.deep.equal([`if the master is down, promote a replica without its agreement: slotctl failover 10.0.0.9:7000 --replica ${id('c')} --force`])
+    const lonely = parseClusterNodes(`${id('a')} 10.0.0.1:7000@17000 myself,master - 0 0 1 connected 0-16383`)
+    expect(suggestions(() => chooseReplica(lonely[0], lonely, health({}), false, (h) => h, '10.0.0.9:7000'))).to.deep.equal([`add one with: slotctl add-node NEW_HOST:PORT 10.0.0.9:7000 --replica --master-id ${id('a')}`])
+    // --from-host named a flag that does not exist (--replica-of)
+    const hint = suggestions(() => planFromHost('10.0.0.2', nodes, health({e: {lag: 0, linkUp: true}}), (h) => h, '10.0.0.9:7000'))
+    expect(hint).to.deep.equal([`add a replica on another host first: slotctl add-node NEW_HOST:PORT 10.0.0.9:7000 --replica --master-id ${id('b')}`])
   })
 
   it('rejects a replica as --master and a master as --replica', () => {

@@ -62,6 +62,24 @@ describe('planRebalance (by slots)', () => {
     expect(Object.values(counts(after))).to.deep.equal([4096, 4096, 4096, 4096])
   })
 
+  it('reports the receiving master\'s counts before and after, and how far off each master is from its target', () => {
+    const masters = evenCluster([A, B, C], [D])
+    const result = planRebalance(masters, {now: NOW, useEmptyMasters: true})
+    const after = counts(applyPlan(masters, result.plan))
+    for (const report of result.nodes) expect(report.slotsAfter, report.id.slice(0, 2)).to.equal(after[report.id.slice(0, 2)])
+    expect(node(result, D)).to.include({loadAfter: 4096, offBy: -4096, offByPct: -100, slotsAfter: 4096, slotsBefore: 0, target: 4096})
+    // measured against the target (4096), not against the current count (5461): +33.3%, not 25%
+    expect(node(result, A)).to.include({offBy: 5461 - 4096, slotsAfter: 4096, slotsBefore: 5461})
+    expect(node(result, A).offByPct).to.be.closeTo((100 * (5461 - 4096)) / 4096, 1e-9)
+  })
+
+  it('says that --use-empty-masters would use the masters without slots it leaves out', () => {
+    const result = planRebalance(evenCluster([A, B, C], [D]), {now: NOW})
+    expect(result.warnings.map((warning) => warning.code)).to.deep.equal(['EMPTY_MASTERS_SKIPPED'])
+    expect(result.warnings[0].message).to.match(/1 master\(s\) without slots take no part \(10\.0\.0\.\d+:7000\): --use-empty-masters would give them their share/)
+    expect(planRebalance(evenCluster([A, B, C], [D]), {now: NOW, useEmptyMasters: true}).warnings).to.deep.equal([])
+  })
+
   it('leaves a slotless master out unless --use-empty-masters is set', () => {
     const masters = evenCluster([A, B, C], [D])
     const result = planRebalance(masters, {now: NOW})
@@ -72,7 +90,7 @@ describe('planRebalance (by slots)', () => {
 
   it('warns when a weight is given to a slotless master that does not participate', () => {
     const result = planRebalance(evenCluster([A, B, C], [D]), {weights: new Map([[D, 2]])})
-    expect(result.warnings.join(' ')).to.match(/use-empty-masters/)
+    expect(result.warnings.map((warning) => warning.message).join(' ')).to.match(/use-empty-masters/)
     expect(result.plan.moves).to.have.length(0)
   })
 
@@ -265,7 +283,7 @@ describe('parseWeights', () => {
   const nodes = parseClusterNodes(healthy)
 
   it('resolves id prefixes and accepts 0 and decimals', () => {
-    const weights = parseWeights(['a1=0', `${B}=2.5`], nodes)
+    const weights = parseWeights(['a111=0', `${B}=2.5`], nodes)
     expect([...weights]).to.deep.equal([
       [A, 0],
       [B, 2.5],

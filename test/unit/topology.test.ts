@@ -71,16 +71,19 @@ describe('topology: node id resolution', () => {
 
   it('accepts full ids and unique prefixes', () => {
     expect(resolveNodeId(nodes, A).id).to.equal(A)
-    expect(resolveNodeId(nodes, 'b2').id).to.equal(B)
+    expect(resolveNodeId(nodes, B.slice(0, 4)).id).to.equal(B)
     expect(resolveNodeId(nodes, R3.slice(0, 6).toUpperCase()).id).to.equal(R3)
   })
 
   it('rejects unknown, ambiguous and malformed ids as usage errors (exit 2)', () => {
-    const twins = parseClusterNodes(healthy.replace(new RegExp(B, 'g'), 'a1'.padEnd(40, '7')))
+    const twins = parseClusterNodes(healthy.replace(new RegExp(B, 'g'), 'a111'.padEnd(40, '7')))
     for (const [list, input, pattern] of [
-      [nodes, '123', /unknown node id/],
-      [twins, 'a1', /ambiguous/],
+      [nodes, '1234', /unknown node id/],
+      [twins, 'a111', /ambiguous/],
       [nodes, 'zz-top', /not a node id/],
+      // a change must not hit a node by a 1-3 character accident (`--to 8`)
+      [nodes, 'b', /too short: give at least 4 characters/],
+      [nodes, 'b22', /too short/],
     ] as const) {
       try {
         resolveNodeId(list, input)

@@ -1,16 +1,22 @@
 import {Flags} from '@oclif/core'
 
 import {BaseCommand} from '../../lib/cli/base-command.js'
+import {type VerbResult} from '../../lib/cli/result.js'
 import {defaultSandboxDir, resolveSandboxDir, stopSandbox} from '../../lib/local/sandbox.js'
 
-export interface SandboxStopResult {
+export interface SandboxStopResult extends VerbResult {
+  /** stopped: a recorded sandbox was stopped; none: nothing was recorded (not an error). */
+  status: 'none' | 'stopped'
   dir: string
   stopped: number
 }
 
 export default class SandboxStop extends BaseCommand<typeof SandboxStop> {
+  static summary = 'Stop exactly the servers sandbox start recorded'
+
   static description = BaseCommand.withExitCodes(
     'Stop the sandbox: ends exactly the redis-server processes `sandbox start` recorded, and removes their files. Stopping when nothing runs is not an error.',
+    {0: 'stopped (or nothing was running)'},
   )
 
   static examples = ['<%= config.bin %> sandbox stop', '<%= config.bin %> sandbox stop --dir ./my-sandbox --json']
@@ -23,6 +29,6 @@ export default class SandboxStop extends BaseCommand<typeof SandboxStop> {
     const dir = resolveSandboxDir(this.flags.dir)
     const {state, stopped} = await stopSandbox(dir)
     this.log(state ? `stopped ${stopped} redis-server process(es) of the sandbox in ${dir}` : `no sandbox recorded in ${dir}: nothing to stop`)
-    return {dir, stopped}
+    return {dir, errors: [], status: state ? 'stopped' : 'none', stopped, warnings: []}
   }
 }

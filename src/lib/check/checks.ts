@@ -4,9 +4,10 @@
  * fix, reshard and rebalance use them as preconditions.
  */
 import type {ClusterSnapshot} from '../cluster/loader.js'
-import {SLOT_COUNT, formatSlots} from '../cluster/slots.js'
+import {SLOT_COUNT, type SlotRange, formatSlots, parseSlotRanges} from '../cluster/slots.js'
 import {type ClusterNode, replicasOf, slotMapSignature, slotOwners} from '../cluster/topology.js'
 import {isTerminal} from '../cluster/slot-migrations.js'
+import {type Issue, type NodeRef, nodeRef, rangeSet, slotSet} from '../cli/result.js'
 
 export type Severity = 'error' | 'warning'
 
@@ -32,8 +33,11 @@ export interface Finding {
   severity: Severity
   code: FindingCode
   message: string
-  nodes?: string[]
-  slots?: string
+  nodes?: NodeRef[]
+  slots?: SlotRange[]
+  slotCount?: number
+  /** The command that deals with it, when there is one. */
+  hint?: string
 }
 
 /** slot → ids of masters holding keys for it without owning it (from scanMultipleOwners). */
@@ -50,24 +54,37 @@ function label(node: ClusterNode): string {
   return `${node.address || '(no address)'} (${node.id.slice(0, 8)})`
 }
 
+function deadMasterHint(snapshot: ClusterSnapshot, node: ClusterNode): string {
+  const seed = snapshot.seedAddress
+  if (node.slots.length === 0) return `restart it (it rejoins), or remove it for good: slotctl del-node ${seed} ${node.id}`
+  const replica = replicasOf(snapshot.nodes, node.id).find((candidate) => !candidate.failed && snapshot.views[candidate.id]?.reachable)
+  if (replica) return `promote its replica: slotctl failover ${seed} --replica ${replica.id} --force`
+  return `restart it: its keys exist only there. If it is lost for good: slotctl del-node ${seed} ${node.id} --accept-data-loss (its slots come back empty), then slotctl fix ${seed}`
+}
+
 function reachabilityFindings(snapshot: ClusterSnapshot): Finding[] {
   const findings: Finding[] = []
+  const seed = snapshot.seedAddress
   for (const node of snapshot.nodes) {
     const view = snapshot.views[node.id]
     const isMaster = node.role === 'master'
+    const nodes = [nodeRef(node)]
+    const removeHint = `restart it, or remove it for good: slotctl del-node ${seed} ${node.id}`
     if (node.failed) {
+      const hint = isMaster ? deadMasterHint(snapshot, node) : removeHint
       findings.push(isMaster && node.slots.length > 0
-        ? error('MASTER_FAILED', `master ${label(node)} is flagged fail`, {nodes: [node.id]})
-        : warning(isMaster ? 'MASTER_FAILED' : 'REPLICA_FAILED', `${isMaster ? 'master without slots' : 'replica'} ${label(node)} is flagged fail`, {nodes: [node.id]}))
+        ? error('MASTER_FAILED', `master ${label(node)} is flagged fail`, {hint, nodes})
+        : warning(isMaster ? 'MASTER_FAILED' : 'REPLICA_FAILED', `${isMaster ? 'master without slots' : 'replica'} ${label(node)} is flagged fail`, {hint, nodes}))
     } else if (node.suspectedFailed) {
-      findings.push(warning('NODE_SUSPECTED', `${label(node)} is suspected down (fail?) by ${snapshot.seedAddress}`, {nodes: [node.id]}))
+      findings.push(warning('NODE_SUSPECTED', `${label(node)} is suspected down (fail?) by ${seed}`, {nodes}))
     }
     if (view && !view.reachable) {
       const message = `${isMaster ? 'master' : 'replica'} ${label(node)} is unreachable: ${view.error ?? 'no answer'}`
-      findings.push(isMaster ? error('MASTER_UNREACHABLE', message, {nodes: [node.id]}) : warning('REPLICA_UNREACHABLE', message, {nodes: [node.id]}))
+      findings.push(isMaster ? error('MASTER_UNREACHABLE', message, {hint: deadMasterHint(snapshot, node), nodes}) : warning('REPLICA_UNREACHABLE', message, {hint: removeHint, nodes}))
     }
-    if (node.handshake) findings.push(warning('NODE_HANDSHAKE', `node ${label(node)} is stuck in handshake`, {nodes: [node.id]}))
-    if (node.noAddress && !node.handshake) findings.push(warning('NODE_NOADDR', `node ${node.id.slice(0, 8)} has no address (noaddr)`, {nodes: [node.id]}))
+    const forgetHint = `slotctl fix ${seed} --forget-failed`
+    if (node.handshake) findings.push(warning('NODE_HANDSHAKE', `node ${label(node)} is stuck in handshake`, {hint: forgetHint, nodes}))
+    if (node.noAddress && !node.handshake) findings.push(warning('NODE_NOADDR', `node ${node.id.slice(0, 8)} has no address (noaddr)`, {hint: forgetHint, nodes}))
   }
   return findings
 }
@@ -75,7 +92,7 @@ function reachabilityFindings(snapshot: ClusterSnapshot): Finding[] {
 function stateFindings(snapshot: ClusterSnapshot): Finding[] {
   return Object.values(snapshot.views)
     .filter((view) => view.reachable && view.clusterInfo && view.clusterInfo.cluster_state !== 'ok')
-    .map((view) => error('CLUSTER_STATE', `${view.address} reports cluster_state:${view.clusterInfo?.cluster_state ?? 'unknown'}`, {nodes: [view.id]}))
+    .map((view) => error('CLUSTER_STATE', `${view.address} reports cluster_state:${view.clusterInfo?.cluster_state ?? 'unknown'}`, {nodes: [nodeRef(view)]}))
 }
 
 function agreementFindings(snapshot: ClusterSnapshot): Finding[] {
@@ -87,9 +104,9 @@ function agreementFindings(snapshot: ClusterSnapshot): Finding[] {
   }
   if (bySignature.size <= 1) return []
   const groups = [...bySignature.values()].sort((a, b) => b.length - a.length)
-  const outliers = groups.slice(1).flat()
-  const names = outliers.map((id) => snapshot.views[id].address).join(', ')
-  return [error('SLOTS_DISAGREE', `nodes do not agree on the slot map: ${names} differ from the majority`, {nodes: outliers})]
+  const outliers = groups.slice(1).flat().map((id) => nodeRef(snapshot.views[id]))
+  const names = outliers.map((node) => node.address).join(', ')
+  return [error('SLOTS_DISAGREE', `nodes do not agree on the slot map: ${names} differ from the majority`, {hint: `slotctl fix ${snapshot.seedAddress} --dry-run`, nodes: outliers})]
 }
 
 type MarkerKind = 'importing' | 'migrating'
@@ -101,8 +118,9 @@ function markedSlots(node: ClusterNode, kind: MarkerKind, except?: ClusterNode):
     .map(([slot]) => Number(slot))
 }
 
-function openSlotFinding(node: ClusterNode, kind: MarkerKind, slots: number[], suffix = ''): Finding {
-  return error('OPEN_SLOT', `${label(node)} has slots in ${kind} state: ${formatSlots(slots)}${suffix}`, {nodes: [node.id], slots: formatSlots(slots)})
+function openSlotFinding(snapshot: ClusterSnapshot, node: ClusterNode, kind: MarkerKind, slots: number[], suffix = ''): Finding {
+  const hint = `an interrupted slotctl run continues with its --resume JOURNAL; anything else: slotctl fix ${snapshot.seedAddress} --dry-run`
+  return error('OPEN_SLOT', `${label(node)} has slots in ${kind} state: ${formatSlots(slots)}${suffix}`, {hint, nodes: [nodeRef(node)], ...slotSet(slots)})
 }
 
 /**
@@ -122,7 +140,7 @@ function openSlotFindings(snapshot: ClusterSnapshot): Finding[] {
       const slots = markedSlots(node, kind, knownMaster)
       if (slots.length === 0) continue
       const suffix = knownMaster ? ` (only the replica: its master ${label(knownMaster)} does not)` : ''
-      findings.push(openSlotFinding(node, kind, slots, suffix))
+      findings.push(openSlotFinding(snapshot, node, kind, slots, suffix))
     }
   }
   return findings
@@ -138,33 +156,45 @@ export function uncoveredSlots(nodes: readonly ClusterNode[]): number[] {
 function coverageFindings(snapshot: ClusterSnapshot): Finding[] {
   const missing = uncoveredSlots(snapshot.nodes)
   if (missing.length === 0) return []
-  return [error('SLOTS_UNCOVERED', `${missing.length} of ${SLOT_COUNT} slots are not covered by any master: ${formatSlots(missing)}`, {slots: formatSlots(missing)})]
+  return [error('SLOTS_UNCOVERED', `${missing.length} of ${SLOT_COUNT} slots are not covered by any master: ${formatSlots(missing)}`, {hint: `slotctl fix ${snapshot.seedAddress} --dry-run`, ...slotSet(missing)})]
 }
 
 function multipleOwnerFindings(snapshot: ClusterSnapshot, strayKeys: StrayKeyEvidence | undefined): Finding[] {
   if (!strayKeys) return []
   const owners = slotOwners(snapshot.nodes)
+  const refOf = (id: string) => nodeRef(snapshot.views[id] ?? {address: '', id})
   const findings: Finding[] = []
   for (const [slot, holders] of [...strayKeys.entries()].sort((a, b) => a[0] - b[0])) {
     const owner = owners.get(slot)
     const names = holders.map((id) => snapshot.views[id]?.address ?? id.slice(0, 8)).join(', ')
-    findings.push(error('MULTIPLE_OWNERS', `slot ${slot} has keys on ${names}, which do not own it${owner ? ` (owner: ${snapshot.views[owner]?.address ?? owner.slice(0, 8)})` : ''}`, {nodes: holders, slots: String(slot)}))
+    findings.push(error('MULTIPLE_OWNERS', `slot ${slot} has keys on ${names}, which do not own it${owner ? ` (owner: ${snapshot.views[owner]?.address ?? owner.slice(0, 8)})` : ''}`, {
+      hint: `slotctl fix ${snapshot.seedAddress} --search-multiple-owners --dry-run`,
+      nodes: holders.map((id) => refOf(id)),
+      ...slotSet([slot]),
+    }))
   }
   return findings
 }
 
 function redundancyFindings(snapshot: ClusterSnapshot): Finding[] {
   const findings: Finding[] = []
+  const seed = snapshot.seedAddress
   const known = new Set(snapshot.nodes.map((node) => node.id))
   for (const replica of snapshot.nodes.filter((node) => node.role === 'replica' && node.masterId && !known.has(node.masterId))) {
     // It replicates nothing the cluster knows: no failover will ever promote it usefully.
-    findings.push(warning('REPLICA_ORPHANED', `replica ${label(replica)} replicates ${replica.masterId?.slice(0, 8)}, which is not a node of this cluster`, {nodes: [replica.id]}))
+    findings.push(warning('REPLICA_ORPHANED', `replica ${label(replica)} replicates ${replica.masterId?.slice(0, 8)}, which is not a node of this cluster`, {hint: `slotctl del-node ${seed} ${replica.id}`, nodes: [nodeRef(replica)]}))
   }
   for (const master of snapshot.nodes.filter((node) => node.role === 'master' && node.slots.length > 0 && !node.failed)) {
     const replicas = replicasOf(snapshot.nodes, master.id).filter((replica) => !replica.failed)
-    if (replicas.length === 0) findings.push(warning('NO_REPLICA', `master ${label(master)} has no replica: losing it loses its slots`, {nodes: [master.id]}))
+    if (replicas.length === 0) {
+      findings.push(warning('NO_REPLICA', `master ${label(master)} has no replica: losing it loses its slots`, {hint: `add one: slotctl add-node NEW_HOST:PORT ${seed} --replica --master-id ${master.id}`, nodes: [nodeRef(master)]}))
+    }
     for (const replica of replicas) {
-      if (replica.host === master.host) findings.push(warning('REPLICA_SAME_HOST', `replica ${label(replica)} is on the same host as its master ${label(master)}`, {nodes: [replica.id, master.id]}))
+      if (replica.host !== master.host) continue
+      findings.push(warning('REPLICA_SAME_HOST', `replica ${label(replica)} is on the same host as its master ${label(master)}`, {
+        hint: `add a replica on another host (slotctl add-node NEW_HOST:PORT ${seed} --replica --master-id ${master.id}), then slotctl del-node ${seed} ${replica.id}`,
+        nodes: [nodeRef(replica), nodeRef(master)],
+      }))
     }
   }
   return findings
@@ -181,7 +211,12 @@ function slotMigrationFindings(snapshot: ClusterSnapshot): Finding[] {
     for (const job of view.slotMigrations ?? []) {
       if (isTerminal(job) || job.operation !== 'EXPORT') continue
       const target = snapshot.nodes.find((node) => node.id === job.targetNode)
-      findings.push(error('SLOT_MIGRATION_RUNNING', `an atomic slot migration of slots ${job.slotRanges.replaceAll(' ', ',')} from ${view.address} to ${target ? label(target) : job.targetNode.slice(0, 8)} is in progress (${job.state})`, {nodes: [view.id, job.targetNode], slots: job.slotRanges.replaceAll(' ', ',')}))
+      const ranges = parseSlotRanges(job.slotRanges.trim().replaceAll(/\s+/g, ',')) ?? []
+      findings.push(error('SLOT_MIGRATION_RUNNING', `an atomic slot migration of slots ${job.slotRanges.replaceAll(' ', ',')} from ${view.address} to ${target ? label(target) : job.targetNode.slice(0, 8)} is in progress (${job.state})`, {
+        hint: `wait until it ends: slotctl check ${snapshot.seedAddress}`,
+        nodes: [nodeRef(view), {address: target?.address ?? '', id: job.targetNode}],
+        ...rangeSet(ranges),
+      }))
     }
   }
   return findings
@@ -199,6 +234,30 @@ export function runChecks(snapshot: ClusterSnapshot, options: CheckOptions = {})
     ...redundancyFindings(snapshot),
   ]
   return findings.sort((a, b) => (a.severity === b.severity ? 0 : a.severity === 'error' ? -1 : 1))
+}
+
+/** How a group of same-code findings reads ("12 replicas share a host with their master"). */
+export const GROUP_SUMMARY: Partial<Record<FindingCode, string>> = {
+  CLUSTER_STATE: 'nodes report a cluster_state other than ok',
+  MASTER_FAILED: 'masters are flagged fail',
+  MASTER_UNREACHABLE: 'masters are unreachable',
+  MULTIPLE_OWNERS: 'slots have keys on masters that do not own them',
+  NODE_HANDSHAKE: 'nodes are stuck in handshake',
+  NODE_NOADDR: 'nodes have no address (noaddr)',
+  NODE_SUSPECTED: 'nodes are suspected down (fail?)',
+  NO_REPLICA: 'masters have no replica: losing one loses its slots',
+  REPLICA_FAILED: 'replicas are flagged fail',
+  REPLICA_ORPHANED: 'replicas replicate a node that is not in this cluster',
+  REPLICA_SAME_HOST: 'replicas share a host with their master',
+  REPLICA_UNREACHABLE: 'replicas are unreachable',
+}
+
+export const groupSummary = (code: string): string | undefined => GROUP_SUMMARY[code as FindingCode]
+
+/** Findings as the contract's errors and warnings (the severity is the array they are in). */
+export function splitFindings(findings: readonly Finding[]): {errors: Issue[]; warnings: Issue[]} {
+  const toIssue = ({severity: _severity, ...rest}: Finding): Issue => rest
+  return {errors: findings.filter((f) => f.severity === 'error').map(toIssue), warnings: findings.filter((f) => f.severity === 'warning').map(toIssue)}
 }
 
 export function hasErrors(findings: readonly Finding[]): boolean {

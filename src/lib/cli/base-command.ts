@@ -11,40 +11,49 @@ import {acquireRunLock, refuseIfOtherRun} from '../cluster/run-lock.js'
 import {mastersOf} from '../cluster/topology.js'
 import {ExitCode, SlotctlError, errorMessage, usageError} from '../errors.js'
 import {confirmOrFail} from './prompt.js'
-import {applyColour, colourEnabled} from './render.js'
+import {type IssueView, applyColour, colourEnabled, renderIssues, wrapLine} from './render.js'
+import {type ErrorEnvelope, errorDocument, successDocument} from './result.js'
+import {durationFlag} from './duration.js'
 
 export type BaseFlags<T extends typeof Command> = Interfaces.InferredFlags<(typeof BaseCommand)['baseFlags'] & T['flags']>
 export type BaseArgs<T extends typeof Command> = Interfaces.InferredArgs<T['args']>
 
-const EXIT_CODE_HELP = `EXIT CODES
-  0    success
-  1    the operation failed (unreachable node, refused change, server error)
-  2    bad input or usage (malformed address, unknown node id, invalid flag value)
-  3    check found problems that fix would repair or that block a reshard
-  4    a confirmation was needed, but there is no terminal and no --yes
-  130  interrupted (Ctrl-C / SIGTERM)`
+/** Codes every verb can end with; verbs add or reword theirs (withExitCodes). */
+const COMMON_EXIT_CODES: Record<number, string> = {
+  0: 'success',
+  1: 'failed (unreachable node, refused change, server error)',
+  2: 'bad input (malformed address, unknown node id, bad flag value)',
+  130: 'interrupted (Ctrl-C / SIGTERM)',
+}
 
 function truthyEnv(value: string | undefined): boolean {
   return value !== undefined && !['', '0', 'false', 'no'].includes(value.toLowerCase())
 }
 
-interface ErrorEnvelope {
-  code: string
-  exitCode: number
-  message: string
-  suggestions?: string[]
+/** oclif wraps a flag's parse error as "Parsing --flag \n\t<message>\nSee more help with --help". */
+function unwrapFlagParseMessage(message: string): string {
+  const inner = /^Parsing (--\S+) *\n\t(.*?)(\nSee more help with --help)?$/s.exec(message)
+  if (!inner) return message
+  const [, flag, text] = inner
+  return text.includes(flag) ? text : `${flag}: ${text.charAt(0).toLowerCase()}${text.slice(1)}`
+}
+
+/** "Missing 1 required arg:\naddress  any node ..." keeps the argument names on the one line. */
+function missingArgsMessage(err: {args: Array<{name: string; description?: string}>}): string {
+  const names = err.args.map((arg) => (arg.description ? `${arg.name} (${arg.description})` : arg.name))
+  return `missing required argument${names.length === 1 ? '' : 's'}: ${names.join(', ')}`
 }
 
 /** Reduces anything thrown to a stable, secret-free shape. Never serialises the error object. */
 export function toEnvelope(err: unknown): ErrorEnvelope {
   if (err instanceof SlotctlError) {
-    return {code: err.code, exitCode: err.exitCode, message: err.message, ...(err.suggestions.length > 0 ? {suggestions: err.suggestions} : {})}
+    return {code: err.code, exitCode: err.exitCode, message: unwrapFlagParseMessage(err.message), ...(err.suggestions.length > 0 ? {suggestions: err.suggestions} : {})}
   }
   if (err instanceof Errors.CLIError) {
-    // oclif parse errors carry "See more help with --help" on a second line, and exit 2.
-    const firstLine = err.message.split('\n')[0].replace(/^Error:\s*/, '')
+    const args = (err as unknown as {args?: unknown}).args
+    const message = Array.isArray(args) ? missingArgsMessage(err as unknown as {args: Array<{name: string; description?: string}>}) : unwrapFlagParseMessage(err.message).split('\n')[0].replace(/^Error:\s*/, '')
     const exitCode = typeof err.oclif?.exit === 'number' ? err.oclif.exit : ExitCode.usage
-    return {code: 'E_USAGE', exitCode: exitCode === 1 ? ExitCode.usage : exitCode, message: firstLine, suggestions: ['see --help']}
+    return {code: 'E_USAGE', exitCode: exitCode === 1 ? ExitCode.usage : exitCode, message, suggestions: ['see --help']}
   }
   return {code: 'E_FAILED', exitCode: ExitCode.failed, message: errorMessage(err)}
 }
@@ -65,10 +74,11 @@ export abstract class BaseCommand<T extends typeof Command> extends Command {
     key: Flags.string({description: 'client private key file', helpGroup: 'CONNECTION'}),
     sni: Flags.string({description: 'server name for TLS SNI', helpGroup: 'CONNECTION'}),
     insecure: Flags.boolean({description: 'do not verify the server certificate', helpGroup: 'CONNECTION'}),
-    'connect-timeout': Flags.integer({default: 3000, description: 'connect timeout per node, in ms', helpGroup: 'CONNECTION', min: 1}),
+    'connect-timeout': durationFlag({defaultMs: 3000, description: 'connect timeout per node', helpGroup: 'CONNECTION', minMs: 1, plainUnit: 'ms'}),
     yes: Flags.boolean({char: 'y', description: 'answer yes to confirmations (also SLOTCTL_YES=1 or REDISCLI_CLUSTER_YES=1)', env: 'SLOTCTL_YES', helpGroup: 'GLOBAL'}),
     'no-color': Flags.boolean({description: 'no colour (also NO_COLOR=1)', helpGroup: 'GLOBAL'}),
-    verbose: Flags.boolean({description: 'more detail, and stack traces on errors', helpGroup: 'GLOBAL'}),
+    quiet: Flags.boolean({char: 'q', description: 'print only results, warnings and errors: no progress or step notes', exclusive: ['verbose'], helpGroup: 'GLOBAL'}),
+    verbose: Flags.boolean({description: 'more detail (every item of grouped warnings, per-slot lines), and stack traces on errors', helpGroup: 'GLOBAL'}),
   }
 
   static enableJsonFlag = true
@@ -82,8 +92,15 @@ export abstract class BaseCommand<T extends typeof Command> extends Command {
   private poolInstance?: NodePool
   private signalHandler?: (signal: NodeJS.Signals) => void
 
-  static withExitCodes(description: string): string {
-    return `${description}\n\n${EXIT_CODE_HELP}`
+  /** The description with this verb's exit codes: the common ones plus (or reworded by) `own`. */
+  static withExitCodes(description: string, own: Record<number, string> = {}): string {
+    const codes = {...COMMON_EXIT_CODES, ...own}
+    // wrapped here with a hanging indent, so help (at 80 columns) does not re-wrap them
+    const lines = Object.keys(codes)
+      .map(Number)
+      .sort((a, b) => a - b)
+      .flatMap((code) => wrapLine(codes[code], 68).map((text, index) => `${index === 0 ? String(code).padEnd(4) : '    '} ${text}`))
+    return `${description}\n\nEXIT CODES\n${lines.join('\n')}`
   }
 
   public async init(): Promise<void> {
@@ -176,9 +193,22 @@ export abstract class BaseCommand<T extends typeof Command> extends Command {
     return confirmOrFail(message, this.assumeYes)
   }
 
-  /** Progress and notes go to stderr so stdout stays clean for --json and pipes. */
+  /** Progress and notes go to stderr so stdout stays clean for --json and pipes; --quiet drops them. */
   protected note(message: string): void {
-    if (!this.jsonEnabled()) process.stderr.write(`${message}\n`)
+    if (!this.jsonEnabled() && !this.flags?.quiet) process.stderr.write(`${message}\n`)
+  }
+
+  /** Errors and warnings on stderr (even with --quiet), same-code ones grouped unless --verbose. */
+  protected reportIssues(issues: {errors?: readonly IssueView[]; warnings?: readonly IssueView[]}, groupSummary?: (code: string) => string | undefined): void {
+    if (this.jsonEnabled()) return
+    const options = {groupSummary, verbose: this.flags?.verbose}
+    const lines = [...renderIssues('Errors', 'ERR', issues.errors ?? [], options), ...renderIssues('Warnings', 'WARN', issues.warnings ?? [], options)]
+    for (const line of lines) process.stderr.write(`${line}\n`)
+  }
+
+  /** Every result gets schemaVersion (README "JSON output"). */
+  protected toSuccessJson(result: unknown): unknown {
+    return successDocument(result as object)
   }
 
   /**
@@ -193,7 +223,7 @@ export abstract class BaseCommand<T extends typeof Command> extends Command {
     if (err instanceof Errors.ExitError) throw err
     const envelope = toEnvelope(err)
     if (this.jsonEnabled()) {
-      this.logJson({error: envelope})
+      this.logJson(errorDocument(envelope))
     } else {
       process.stderr.write(`slotctl: error: ${envelope.message}\n`)
       for (const hint of envelope.suggestions ?? []) process.stderr.write(`  hint: ${hint}\n`)

@@ -23,11 +23,21 @@ import {Throttle} from '../migrate/throttle.js'
 import type {MigrationPlan} from '../plan/types.js'
 import {ProgressReporter} from './progress.js'
 import {formatBytes, formatDuration, paint, table} from './render.js'
-import {formatSlots} from '../cluster/slots.js'
+import {type Issue, type VerbResult, issue, slotSet} from './result.js'
+import {durationFlag} from './duration.js'
+import {type SlotRange, formatSlots} from '../cluster/slots.js'
 import {type ClusterNode, mastersOf, openSlotsOf, slotOwners} from '../cluster/topology.js'
 import {countKeysInSlots} from '../cluster/slot-stats.js'
 
 export const DEFAULT_MIGRATE_TIMEOUT_MS = 60_000
+
+/** Exit codes of the verbs that move slots (their help lists them). */
+export const MIGRATION_EXIT_CODES: Record<number, string> = {
+  0: 'moved (or nothing to move, or --dry-run)',
+  1: 'refused (unsafe cluster, stale plan), cancelled, or a slot failed',
+  4: 'a confirmation was needed, but there is no terminal and no --yes',
+  130: 'interrupted: slots in flight finished, none open; --resume goes on',
+}
 
 /** The admin pool must wait longer than MIGRATE may take, big-key retries (4x) included. */
 export function adminTimeoutMs(migrateTimeoutMs: number): number {
@@ -40,13 +50,52 @@ const SETSLOT_LANES = 8
 /** How long the views of every node may take to agree on the moved slots after a run. */
 const AGREEMENT_WAIT_MS = 15_000
 
-export interface MigrationResult extends Partial<Omit<ExecuteResult, 'warnings'>> {
+/** The slots one source gives one target, in the contract's vocabulary. */
+export interface PairMoves {
+  sourceId: string
+  sourceAddress: string
+  targetId: string
+  targetAddress: string
+  slots: SlotRange[]
+  slotCount: number
+}
+
+export interface MigrationResult extends VerbResult {
   status: 'done' | 'failed' | 'interrupted' | 'nothing-to-do' | 'planned'
-  plan: MigrationPlan
+  kind: MigrationPlan['kind']
+  /** What this run moves (slots already done in a resumed journal left out), per source/target pair. */
+  moves: PairMoves[]
+  slotsPlanned: number
+  /** slots this run moved */
+  slotsMoved: number
+  /** slots whose keys an earlier run (or fix) had moved already: this run only closed them */
+  slotsFinished: number
+  keysMoved: number
+  bytesMoved: number
+  elapsedMs: number
   journal?: string
   planFile?: string
   resumeCommand?: string
-  warnings?: ExecuteWarning[]
+}
+
+/** The result of a run that moved nothing (yet): dry runs, nothing to do, balanced. */
+export function unmovedResult(plan: MigrationPlan, skip: ReadonlySet<number> = new Set()): Omit<MigrationResult, 'status'> {
+  const moves = pairMoves(plan, skip)
+  return {bytesMoved: 0, elapsedMs: 0, errors: [], keysMoved: 0, kind: plan.kind, moves, slotsFinished: 0, slotsMoved: 0, slotsPlanned: moves.reduce((sum, pair) => sum + pair.slotCount, 0), warnings: []}
+}
+
+/** Groups a plan's moves by source/target pair, in plan order. */
+export function pairMoves(plan: MigrationPlan, skip: ReadonlySet<number> = new Set()): PairMoves[] {
+  const addressOf = new Map(plan.nodes.map((node) => [node.id, node.address]))
+  const pairs = new Map<string, {sourceId: string; targetId: string; slots: number[]}>()
+  for (const move of plan.moves) {
+    if (skip.has(move.slot)) continue
+    const key = `${move.sourceId} ${move.targetId}`
+    const pair = pairs.get(key) ?? {slots: [], sourceId: move.sourceId, targetId: move.targetId}
+    pair.slots.push(move.slot)
+    pairs.set(key, pair)
+  }
+  return [...pairs.values()].map(({slots, sourceId, targetId}) => ({sourceAddress: addressOf.get(sourceId) ?? '', sourceId, targetAddress: addressOf.get(targetId) ?? '', targetId, ...slotSet(slots)}))
 }
 
 export interface RunPlanOptions {
@@ -68,7 +117,7 @@ const SETTING_FLAGS: Record<keyof RunSettings, string> = {
 export abstract class MigrationCommand<T extends typeof Command> extends BaseCommand<T> {
   static migrationFlags = {
     pipeline: Flags.integer({default: 1000, description: 'keys per MIGRATE batch', helpGroup: 'MIGRATION', min: 1}),
-    timeout: Flags.integer({default: DEFAULT_MIGRATE_TIMEOUT_MS, description: 'MIGRATE timeout in ms (big keys are retried alone with 4x this)', helpGroup: 'MIGRATION', min: 100}),
+    timeout: durationFlag({defaultMs: DEFAULT_MIGRATE_TIMEOUT_MS, description: 'MIGRATE timeout (big keys are retried alone with 4x this)', helpGroup: 'MIGRATION', minMs: 100, plainUnit: 'ms'}),
     parallel: Flags.integer({default: 6, description: 'groups of up to 128 slots of one source/target pair moved at once', helpGroup: 'MIGRATION', min: 1}),
     'max-keys-per-sec': Flags.integer({description: 'limit the migration to this many keys per second', helpGroup: 'MIGRATION', min: 1}),
     'max-bytes-per-sec': Flags.integer({description: 'limit the migration to about this many bytes per second (sampled MEMORY USAGE)', helpGroup: 'MIGRATION', min: 1}),
@@ -203,14 +252,18 @@ export abstract class MigrationCommand<T extends typeof Command> extends BaseCom
     const closeOnly = this.refuseStalePlan(snapshot, plan, options.resume?.state)
     this.showPlan(snapshot, plan, done)
     if (f.out) await this.writePlan(plan, f.out as string)
-    if (f['dry-run']) return {plan, planFile: f.out as string | undefined, status: 'planned', warnings}
+    const unmoved = {...unmovedResult(plan, done), warnings: warnings.map((warning) => issue(warning.code, warning.message))}
     const remaining = plan.moves.filter((move) => !done.has(move.slot))
+    if (f['dry-run']) {
+      if (remaining.length > 0) this.log(`${remaining.length} slot(s) holding ${await this.countPlannedKeys(remaining, addresses)} key(s) would move${this.throttleEstimate(-1)}`)
+      return {...unmoved, planFile: f.out as string | undefined, status: 'planned'}
+    }
     if (remaining.length === 0) {
       this.log('nothing to move')
-      return {plan, status: 'nothing-to-do'}
+      return {...unmoved, status: 'nothing-to-do'}
     }
     const plannedKeys = await this.countPlannedKeys(remaining, addresses)
-    if (!(await this.confirm(`Move ${remaining.length} slot(s) holding ${plannedKeys} key(s) now?`))) throw new SlotctlError('cancelled: nothing was changed', {code: 'E_CANCELLED'})
+    if (!(await this.confirm(`Move ${remaining.length} slot(s) holding ${plannedKeys} key(s) now${this.throttleEstimate(plannedKeys)}?`))) throw new SlotctlError('cancelled: nothing was changed', {code: 'E_CANCELLED'})
 
     const settings = this.runSettings(options.resume?.state.settings)
     await this.lockCluster(snapshot, Boolean(f.force))
@@ -252,7 +305,18 @@ export abstract class MigrationCommand<T extends typeof Command> extends BaseCom
     }
     if (closed.size > 0 && result.failures.length === 0) await this.verifyAgreement(snapshot, plan, closed, result)
     result.warnings.unshift(...warnings)
-    return this.finish(snapshot, plan, result, journalPath, resumeCommand)
+    return this.finish(snapshot, plan, result, journalPath, resumeCommand, unmoved.moves)
+  }
+
+  /** ", about 5m at 20000 keys/s" when a throttle is set (keys < 0: only the limits). */
+  private throttleEstimate(keys: number): string {
+    const f = this.flags as Record<string, unknown>
+    const maxKeysPerSec = f['max-keys-per-sec'] as number | undefined
+    const maxBytesPerSec = f['max-bytes-per-sec'] as number | undefined
+    const parts: string[] = []
+    if (maxKeysPerSec) parts.push(keys >= 0 ? `about ${formatDuration((keys / maxKeysPerSec) * 1000)} at ${maxKeysPerSec} keys/s` : `at most ${maxKeysPerSec} keys/s`)
+    if (maxBytesPerSec) parts.push(`${maxKeysPerSec ? 'and ' : ''}at most ${formatBytes(maxBytesPerSec)}/s`)
+    return parts.length > 0 ? `, ${parts.join(' ')}` : ''
   }
 
   /**
@@ -315,24 +379,37 @@ export abstract class MigrationCommand<T extends typeof Command> extends BaseCom
     }
   }
 
-  private finish(snapshot: ClusterSnapshot, plan: MigrationPlan, result: ExecuteResult, journal: string, resumeCommand: string): MigrationResult {
+  private finish(snapshot: ClusterSnapshot, plan: MigrationPlan, result: ExecuteResult, journal: string, resumeCommand: string, moves: PairMoves[]): MigrationResult {
     const rate = result.seconds > 0 ? Math.round(result.keysMoved / result.seconds) : result.keysMoved
     this.log(`${result.slotsMoved} slot(s) and ${result.keysMoved} key(s) (${formatBytes(result.bytesMoved)}) moved in ${formatDuration(result.seconds * 1000)} (${rate} keys/s)`)
     for (const warning of result.warnings) this.note(paint.warn(`warning: ${warning.message}`))
     if (result.slotsFinished > 0) this.log(`${result.slotsFinished} more slot(s) had been moved by an earlier run (or fix); this run only closed them`)
+    const base = {
+      bytesMoved: result.bytesMoved,
+      elapsedMs: Math.round(result.seconds * 1000),
+      errors: result.failures.map((failure): Issue => issue(failure.code, failure.error, slotSet([failure.slot]))),
+      journal,
+      keysMoved: result.keysMoved,
+      kind: plan.kind,
+      moves,
+      slotsFinished: result.slotsFinished,
+      slotsMoved: result.slotsMoved,
+      slotsPlanned: result.slotsPlanned,
+      warnings: result.warnings.map((warning) => issue(warning.code, warning.message)),
+    }
     if (result.failures.length > 0) {
       for (const line of groupFailures(result.failures)) process.stderr.write(`slotctl: error: ${line}\n`)
       this.note(`the failed slot(s) are left open and journaled; after resolving the cause, continue with: ${resumeCommand}`)
       this.note(`or let fix finish them: ${this.commandHint(`fix ${snapshot.seedAddress} --journal ${journal}`)}`)
       this.resultExitCode = ExitCode.failed
-      return {...result, journal, plan, resumeCommand, status: 'failed'}
+      return {...base, resumeCommand, status: 'failed'}
     }
     if (result.interrupted) {
       this.note(paint.warn(`interrupted: ${result.slotsPlanned - result.slotsMoved} slot(s) not moved; no slot was left open. Continue with: ${resumeCommand}`))
       this.resultExitCode = ExitCode.interrupted
-      return {...result, journal, plan, resumeCommand, status: 'interrupted'}
+      return {...base, resumeCommand, status: 'interrupted'}
     }
-    return {...result, journal, plan, status: 'done'}
+    return {...base, status: 'done'}
   }
 
   private showPlan(snapshot: ClusterSnapshot, plan: MigrationPlan, done: ReadonlySet<number>): void {

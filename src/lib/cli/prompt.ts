@@ -34,9 +34,32 @@ export async function confirmOrFail(message: string, yes: boolean): Promise<bool
 
 /** Asks for a missing value on a TTY; without one, the missing flag is a usage error. */
 export async function askOrFail(message: string, flag: string, validate?: (value: string) => string | true): Promise<string> {
-  if (!interactive()) {
-    throw new SlotctlError(`missing ${flag}: it is required when not running on a terminal`, {code: 'E_USAGE', exitCode: ExitCode.usage})
-  }
+  if (!interactive()) throw missingFlag(flag)
   const {input} = await import('@inquirer/prompts')
-  return input({message, validate}, {output: process.stderr}).catch(interruptedAtPrompt)
+  // a rejected answer is cleared, so the question is asked afresh
+  return input({message, theme: {validationFailureMode: 'clear'}, validate}, {output: process.stderr}).catch(interruptedAtPrompt)
+}
+
+export interface Choice<T> {
+  name: string
+  value: T
+  checked?: boolean
+}
+
+function missingFlag(flag: string): SlotctlError {
+  return new SlotctlError(`missing ${flag}: it is required when not running on a terminal`, {code: 'E_USAGE', exitCode: ExitCode.usage})
+}
+
+/** One choice from a list on a TTY (arrow keys, Enter); without one, the missing flag is a usage error. */
+export async function selectOrFail<T>(message: string, flag: string, choices: Array<Choice<T>>): Promise<T> {
+  if (!interactive()) throw missingFlag(flag)
+  const {select} = await import('@inquirer/prompts')
+  return select({choices: choices.map(({name, value}) => ({name, value})), message, pageSize: 12}, {output: process.stderr}).catch(interruptedAtPrompt)
+}
+
+/** Several choices (space toggles, Enter accepts; `checked` ones are the default); re-asks when none is chosen. */
+export async function checkboxOrFail<T>(message: string, flag: string, choices: Array<Choice<T>>): Promise<T[]> {
+  if (!interactive()) throw missingFlag(flag)
+  const {checkbox} = await import('@inquirer/prompts')
+  return checkbox({choices, message, pageSize: 12, validate: (chosen) => (chosen.length > 0 ? true : 'choose at least one (space toggles)')}, {output: process.stderr}).catch(interruptedAtPrompt)
 }

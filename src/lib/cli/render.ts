@@ -3,7 +3,6 @@
  * these so that colour is decided in exactly one place.
  */
 import chalk from 'chalk'
-import Table from 'cli-table3'
 
 export interface ColourDecision {
   noColorFlag?: boolean
@@ -29,17 +28,95 @@ export function colourOn(): boolean {
   return chalk.level > 0
 }
 
-export function table(head: string[], rows: Array<Array<number | string>>, align?: Array<'center' | 'left' | 'right'>): string {
+export type Align = 'center' | 'left' | 'right'
+
+// eslint-disable-next-line no-control-regex
+const ANSI = /\u001B\[[0-9;]*m/g
+
+export function stripAnsi(text: string): string {
+  return text.replace(ANSI, '')
+}
+
+/** Display width; slotctl prints no wide (CJK) characters, so code points are enough. */
+export function displayWidth(text: string): number {
+  return [...stripAnsi(text)].length
+}
+
+/** Columns of the terminal (COLUMNS when stdout is not one); undefined: no limit. */
+export function terminalWidth(): number | undefined {
+  const columns = process.stdout.columns || Number(process.env.COLUMNS)
+  return Number.isFinite(columns) && columns > 0 ? columns : undefined
+}
+
+/** Breaks a line into pieces of at most `width`, at a space or comma when there is one. */
+export function wrapLine(line: string, width: number): string[] {
+  if (displayWidth(line) <= width) return [line]
+  const chars = [...stripAnsi(line)]
+  const pieces: string[] = []
+  while (chars.length > width) {
+    const window = chars.slice(0, width + 1)
+    let cut = Math.max(window.lastIndexOf(' '), window.lastIndexOf(',') + 1)
+    if (cut <= 0 || cut > width) cut = width
+    pieces.push(chars.splice(0, cut).join('').trimEnd())
+    while (chars[0] === ' ') chars.shift()
+  }
+  if (chars.length > 0) pieces.push(chars.join(''))
+  return pieces
+}
+
+/** Narrows the widest columns first until the table fits `limit` (never below each minimum). */
+function fitWidths(natural: number[], minimum: number[], limit: number | undefined): number[] {
+  const widths = [...natural]
+  if (limit === undefined) return widths
+  const frame = 3 * widths.length + 1
+  let excess = widths.reduce((sum, width) => sum + width, 0) + frame - limit
+  while (excess > 0) {
+    let widest = -1
+    for (const [index, width] of widths.entries()) if (width > minimum[index] && (widest === -1 || width > widths[widest])) widest = index
+    if (widest === -1) break
+    widths[widest]--
+    excess--
+  }
+  return widths
+}
+
+function pad(text: string, width: number, align: Align): string {
+  const gap = Math.max(0, width - displayWidth(text))
+  if (align === 'right') return ' '.repeat(gap) + text
+  if (align === 'center') return ' '.repeat(Math.floor(gap / 2)) + text + ' '.repeat(gap - Math.floor(gap / 2))
+  return text + ' '.repeat(gap)
+}
+
+export interface TableOptions {
+  align?: Align[]
+  /** Total width to fit; default the terminal's (no limit when stdout is not a terminal). */
+  width?: number
+}
+
+/**
+ * A boxed table that fits the terminal: the widest columns are narrowed and their cells
+ * wrapped (at spaces or commas). A rule always separates the header, so it reads without
+ * colour too; there are no rules between rows, so long node lists stay compact.
+ */
+export function table(head: string[], rows: Array<Array<number | string>>, alignOrOptions?: Align[] | TableOptions): string {
+  const options = Array.isArray(alignOrOptions) ? {align: alignOrOptions} : (alignOrOptions ?? {})
+  const align = options.align ?? head.map(() => 'left' as const)
+  const cells = rows.map((row) => row.map((cell) => String(cell).replaceAll('\r', '').split('\n')))
+  const natural = head.map((title, column) => Math.max(displayWidth(title), ...cells.map((row) => Math.max(...(row[column] ?? ['']).map((line) => displayWidth(line))))))
+  const minimum = head.map((title, column) => Math.min(natural[column], Math.max(displayWidth(title), 6)))
+  const widths = fitWidths(natural, minimum, options.width ?? terminalWidth())
   const colour = colourOn()
-  const t = new Table({
-    // no separator lines between rows: long node lists stay readable
-    chars: {'left-mid': '', mid: '', 'mid-mid': '', 'right-mid': ''},
-    colAligns: align ?? head.map(() => "left" as const),
-    head: colour ? head.map((h) => chalk.bold(h)) : head,
-    style: colour ? {border: ['grey'], head: []} : {border: [], head: []},
-  })
-  for (const row of rows) t.push(row.map(String))
-  return t.toString()
+  const border = (text: string) => (colour ? chalk.grey(text) : text)
+  const rule = (left: string, mid: string, right: string) => border(left + widths.map((width) => '─'.repeat(width + 2)).join(mid) + right)
+  const line = (parts: string[]) => border('│') + parts.map((part, column) => ` ${pad(part, widths[column], align[column] ?? 'left')} `).join(border('│')) + border('│')
+  const out = [rule('┌', '┬', '┐'), line(head.map((title, column) => (colour ? chalk.bold(pad(title, widths[column], align[column] ?? 'left')) : title))), rule('├', '┼', '┤')]
+  for (const row of cells) {
+    const wrapped = head.map((_, column) => (row[column] ?? ['']).flatMap((text) => wrapLine(text, widths[column])))
+    const height = Math.max(...wrapped.map((lines) => lines.length))
+    for (let index = 0; index < height; index++) out.push(line(wrapped.map((lines) => lines[index] ?? '')))
+  }
+  out.push(rule('└', '┴', '┘'))
+  return out.join('\n')
 }
 
 export const paint = {
@@ -67,4 +144,47 @@ export function formatDuration(ms: number): string {
   if (seconds < 60) return `${seconds.toFixed(seconds < 10 ? 2 : 1)} s`
   const minutes = Math.floor(seconds / 60)
   return `${minutes}m${String(Math.round(seconds % 60)).padStart(2, '0')}s`
+}
+
+/** Shortens a list of names to fit `width`, ending with "and N more". */
+export function fitList(names: string[], width: number): string {
+  for (let shown = names.length; shown > 1; shown--) {
+    const text = names.slice(0, shown).join(', ') + (shown < names.length ? ` and ${names.length - shown} more` : '')
+    if (displayWidth(text) <= width) return text
+  }
+  return names.length > 1 ? `${names[0]} and ${names.length - 1} more` : (names[0] ?? '')
+}
+
+export interface IssueView {
+  code: string
+  message: string
+  hint?: string
+  nodes?: Array<{address: string; id: string}>
+}
+
+/**
+ * Errors or warnings under a heading, one line each with its hint. Several of one code that
+ * has a group summary become one line ("12 replicas share a host with their master: …"),
+ * unless verbose.
+ */
+export function renderIssues(heading: string, tag: 'ERR' | 'WARN', issues: readonly IssueView[], options: {verbose?: boolean; groupSummary?: (code: string) => string | undefined} = {}): string[] {
+  if (issues.length === 0) return []
+  const colour = tag === 'ERR' ? paint.bad : paint.warn
+  const lines = [colour(`${heading} (${issues.length}):`)]
+  const done = new Set<string>()
+  for (const item of issues) {
+    const same = issues.filter((other) => other.code === item.code)
+    const summary = options.groupSummary?.(item.code)
+    if (!options.verbose && summary && same.length > 1) {
+      if (done.has(item.code)) continue
+      done.add(item.code)
+      const prefix = `  [${tag}] ${same.length} ${summary}: `
+      const names = same.map((other) => other.nodes?.[0]?.address || other.nodes?.[0]?.id.slice(0, 8) || other.message).sort((a, b) => a.localeCompare(b, 'en', {numeric: true}))
+      lines.push(`  ${colour(`[${tag}]`)} ${same.length} ${summary}: ${fitList(names, (terminalWidth() ?? 120) - prefix.length)}`, `    hint: --verbose lists each one with its next step`)
+      continue
+    }
+    lines.push(`  ${colour(`[${tag}]`)} ${item.message}`)
+    if (item.hint) lines.push(`    hint: ${item.hint}`)
+  }
+  return lines
 }

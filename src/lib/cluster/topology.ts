@@ -194,9 +194,13 @@ export function slotMapSignature(nodes: readonly ClusterNode[]): string {
  * Resolves a node id or unique id prefix against known nodes.
  * Unknown and ambiguous prefixes are usage errors naming the candidates.
  */
+/** Shorter prefixes match by accident too easily for a command that changes the cluster. */
+export const MIN_ID_PREFIX = 4
+
 export function resolveNodeId(nodes: readonly ClusterNode[], prefix: string): ClusterNode {
   const wanted = prefix.trim().toLowerCase()
   if (!/^[0-9a-f]{1,40}$/.test(wanted)) throw usageError(`'${prefix}' is not a node id (40 hex characters, or a unique prefix)`)
+  if (wanted.length < MIN_ID_PREFIX) throw usageError(`node id prefix '${prefix}' is too short: give at least ${MIN_ID_PREFIX} characters of the id`, ['list the node ids with: slotctl check HOST:PORT'])
   const exact = nodes.find((node) => node.id === wanted)
   if (exact) return exact
   const matches = nodes.filter((node) => node.id.startsWith(wanted))

@@ -9,7 +9,7 @@ import {mkdir, rename, rm, writeFile} from 'node:fs/promises'
 import {homedir} from 'node:os'
 import path from 'node:path'
 
-import {NODE_PARALLELISM, NodePool, mapLimit, settleLimit} from '../cluster/connection.js'
+import {DEFAULT_CONNECTION, NODE_PARALLELISM, NodePool, mapLimit, settleLimit} from '../cluster/connection.js'
 import {applyCreatePlan} from '../nodes/create.js'
 import {SlotctlError, usageError} from '../errors.js'
 import {type RunningServer, findFreePorts, isAlive, isOurServer, requireServerBinary, startServer, stopServer} from './servers.js'
@@ -34,6 +34,8 @@ export interface SandboxState {
   masters: number
   replicas: number
   keys: number
+  /** The servers require a password (never stored here: pass it again with -a or REDISCLI_AUTH). */
+  passwordProtected?: boolean
   nodes: SandboxNode[]
 }
 
@@ -45,6 +47,8 @@ export interface SandboxOptions {
   basePort?: number
   keys: number
   waitTimeoutMs: number
+  /** requirepass and masterauth on every server. */
+  password?: string
 }
 
 export type SandboxRole = 'down' | 'master' | 'replica' | 'unknown'
@@ -150,7 +154,8 @@ export async function loadDemoKeys(pool: NodePool, seed: string, count: number):
 
 /** Starts every server, keeping those that did start even when another one failed. */
 async function startServers(options: SandboxOptions, ports: number[]): Promise<{servers: RunningServer[]; error?: Error}> {
-  const results = await settleLimit(ports, NODE_PARALLELISM, (port) => startServer({detached: true, dir: path.join(options.dir, `node-${port}`), host: options.host, port}))
+  const auth = options.password ? {extraArgs: ['--requirepass', options.password, '--masterauth', options.password], password: options.password} : {}
+  const results = await settleLimit(ports, NODE_PARALLELISM, (port) => startServer({detached: true, dir: path.join(options.dir, `node-${port}`), host: options.host, port, ...auth}))
   const servers = results.flatMap((result) => (result.value ? [result.value] : []))
   return {error: results.find((result) => result.error)?.error, servers}
 }
@@ -184,11 +189,12 @@ export async function startSandbox(options: SandboxOptions): Promise<SandboxStat
     keys: options.keys,
     masters: options.masters,
     nodes: servers.map((server) => toSandboxNode(server)),
+    ...(options.password ? {passwordProtected: true} : {}),
     ready: false,
     replicas: options.replicas,
     seed: servers[0]?.address ?? '',
   }
-  const pool = new NodePool()
+  const pool = new NodePool({...DEFAULT_CONNECTION, password: options.password})
   try {
     if (startError) throw startError
     await writeSandboxState(state)
@@ -227,8 +233,8 @@ async function roleOf(pool: NodePool, node: SandboxNode): Promise<SandboxRole> {
 }
 
 /** Each recorded node: is our process alive, and which role does it report now. */
-export async function sandboxStatus(state: SandboxState): Promise<SandboxNodeStatus[]> {
-  const pool = new NodePool({commandTimeoutMs: 2000, connectTimeoutMs: 1000})
+export async function sandboxStatus(state: SandboxState, password?: string): Promise<SandboxNodeStatus[]> {
+  const pool = new NodePool({commandTimeoutMs: 2000, connectTimeoutMs: 1000, password})
   try {
     const roles = await settleLimit(state.nodes, NODE_PARALLELISM, async (node) => (nodeAlive(node) ? roleOf(pool, node) : ('down' as const)))
     return state.nodes.map((node, index) => {

@@ -35,6 +35,7 @@ export async function readReplicaHealth(pool: NodePool, snapshot: ClusterSnapsho
 
 export interface FailoverOutcome {
   masterId: string
+  masterAddress: string
   replicaId: string
   replicaAddress: string
   mode: FailoverMode
@@ -63,7 +64,7 @@ async function promotionProgress(pool: NodePool, addresses: string[], step: Fail
     const promoted = state.nodes.find((n) => n.id === step.replicaId)
     const isPromotedHere = self?.id === step.replicaId
     if (promoted?.role !== 'master') done = false
-    if (isPromotedHere && slotCount(promoted ?? {slots: []}) < step.slots) done = false
+    if (isPromotedHere && slotCount(promoted ?? {slots: []}) < step.slotCount) done = false
     // The old master, if it answers, must have turned into the new master's replica.
     if (self?.id === step.masterId && (self.role !== 'replica' || self.masterId !== step.replicaId)) done = false
     // Every reachable master must agree (replicas follow what masters say).
@@ -114,8 +115,8 @@ export async function runFailover(pool: NodePool, snapshot: ClusterSnapshot, ste
     await waitUntil(`${step.replicaAddress} is master of ${step.masterAddress}'s slots everywhere`, timeoutMs, progress, 100)
   } catch (error) {
     if (!(error instanceof SlotctlError)) throw error
-    const hint = mode === 'graceful' ? `if the master ${step.masterAddress} is down or stuck, retry with --force` : mode === 'force' ? 'if most masters are unreachable, --takeover promotes without a vote (risky)' : 'check the cluster with: slotctl check HOST:PORT'
+    const hint = mode === 'graceful' ? `if the master ${step.masterAddress} is down or stuck, retry with: slotctl failover ${snapshot.seedAddress} --replica ${step.replicaId} --force` : mode === 'force' ? 'if most masters are unreachable, --takeover promotes without a vote (risky)' : 'check the cluster with: slotctl check HOST:PORT'
     throw new SlotctlError(`failover of ${shortId(step.masterId)} to ${step.replicaAddress} not confirmed: ${error.message}`, {code: 'E_TIMEOUT', suggestions: [hint, 'raise --timeout if the cluster is just slow']})
   }
-  return {elapsedMs: Date.now() - started, masterId: step.masterId, mode, replicaAddress: step.replicaAddress, replicaId: step.replicaId}
+  return {elapsedMs: Date.now() - started, masterAddress: step.masterAddress, masterId: step.masterId, mode, replicaAddress: step.replicaAddress, replicaId: step.replicaId}
 }

@@ -10,6 +10,7 @@ import {type ReplicaMove, type ZoneOf, chooseMasterFor, noZones, placementWarnin
 import {formatRanges} from '../cluster/slots.js'
 import {type ClusterNode, keyCountFromInfo, myselfOf, openSlotsOf, parseClusterNodes, parseInfo, slotCount, slotMapSignature} from '../cluster/topology.js'
 import {waitUntil} from '../cluster/wait.js'
+import {type Issue, type NodeRef, issue, nodeRef} from '../cli/result.js'
 
 export interface CandidateState {
   /** As the operator gave it. */
@@ -152,7 +153,7 @@ export interface AddNodeResult {
   alreadyMember: boolean
   masterId?: string
   masterAddress?: string
-  warnings: string[]
+  warnings: Issue[]
 }
 
 function chooseMaster(snapshot: ClusterSnapshot, newAddress: string, host: string, options: AddNodeOptions): ClusterNode {
@@ -243,11 +244,13 @@ export async function addNode(pool: NodePool, snapshot: ClusterSnapshot, newAddr
   const all = [...reachableMembers(snapshot).map((node) => node.address), newAddress]
   await waitForReplication(pool, [{address: newAddress, masterId: master.id}], all, options.waitTimeoutMs)
   const zoneOf = options.zoneOf ?? noZones
-  const warnings = placementWarnings({address: newAddress, host, zone: zoneOf({address: newAddress, host})}, master, zoneOf)
+  const warnings = placementWarnings({address: newAddress, host, zone: zoneOf({address: newAddress, host})}, master, zoneOf).map((message) => issue('ANTI_AFFINITY', message))
   return {address: newAddress, alreadyMember: false, id, masterAddress: master.address, masterId: master.id, role: 'replica', warnings}
 }
 
 export interface RemoveNodeOptions {
+  /** An unreachable master that still owns slots may go (its slots become uncovered). */
+  forceDeadWithSlots?: boolean
   zoneOf?: ZoneOf
   waitTimeoutMs: number
   onEvent?: (message: string) => void
@@ -259,17 +262,24 @@ export interface RemoveNodeResult {
   role: string
   reachable: boolean
   replicaMoves: ReplicaMove[]
-  forgottenBy: string[]
+  forgottenBy: NodeRef[]
   reset: boolean
-  warnings: string[]
+  warnings: Issue[]
 }
 
-/** A node with slots (or open slots) cannot go: its data would be lost. */
-export function refuseIfOwnsSlots(node: ClusterNode): void {
-  if (node.slots.length > 0) {
+/**
+ * A node with slots (or open slots) cannot go: its data would be lost. `deadWithSlots` lets an
+ * unreachable master go anyway (del-node --accept-data-loss): its keys are gone already, and its slots
+ * become uncovered for fix to hand out.
+ */
+export function refuseIfOwnsSlots(node: ClusterNode, deadWithSlots: {allowed: boolean; reachable: boolean} = {allowed: false, reachable: true}): void {
+  if (node.slots.length > 0 && !(deadWithSlots.allowed && !deadWithSlots.reachable)) {
+    const hints = deadWithSlots.reachable
+      ? ['add --drain to move its slots to the other masters first (or move them with slotctl reshard or rebalance)']
+      : ['bring it back (its keys exist only there), or promote a replica of it (slotctl failover --replica ID --force)', 'if it is lost for good: add --accept-data-loss; its slots come back empty once slotctl fix gives them to the other masters']
     throw new SlotctlError(`${node.address || node.id.slice(0, 8)} (${node.id.slice(0, 8)}) still owns ${slotCount(node)} slot(s) (${formatRanges(node.slots)}): move them away before removing it`, {
       code: 'E_NODE_HAS_SLOTS',
-      suggestions: ['add --drain to move its slots to the other masters first (or move them with slotctl reshard or rebalance)'],
+      suggestions: hints,
     })
   }
   const open = openSlotsOf(node)
@@ -292,14 +302,14 @@ async function moveReplicas(pool: NodePool, moves: readonly ReplicaMove[], timeo
 }
 
 /** FORGET everywhere at once: the 60 s forget ban must not run out before the last node forgets. */
-async function forgetEverywhere(pool: NodePool, others: readonly ClusterNode[], id: string): Promise<{forgottenBy: string[]; warnings: string[]}> {
+async function forgetEverywhere(pool: NodePool, others: readonly ClusterNode[], id: string): Promise<{forgottenBy: NodeRef[]; warnings: Issue[]}> {
   const results = await settleLimit(others, NODE_PARALLELISM, async (node) => (await pool.client(node.address)).call('CLUSTER', 'FORGET', id))
-  const forgottenBy: string[] = []
-  const warnings: string[] = []
+  const forgottenBy: NodeRef[] = []
+  const warnings: Issue[] = []
   for (const [index, result] of results.entries()) {
     const node = others[index]
-    if (!result.error || /unknown node/i.test(result.error.message)) forgottenBy.push(node.address)
-    else warnings.push(`${node.address} did not forget it: ${result.error.message}`)
+    if (!result.error || /unknown node/i.test(result.error.message)) forgottenBy.push(nodeRef(node))
+    else warnings.push(issue('NOT_FORGOTTEN', `${node.address} did not forget it: ${result.error.message}`, {nodes: [nodeRef(node)]}))
   }
   return {forgottenBy, warnings}
 }
@@ -311,13 +321,13 @@ async function forgetEverywhere(pool: NodePool, others: readonly ClusterNode[], 
  */
 export async function removeNode(pool: NodePool, snapshot: ClusterSnapshot, nodeId: string, options: RemoveNodeOptions): Promise<RemoveNodeResult> {
   const node = findNode(snapshot, nodeId)
-  refuseIfOwnsSlots(node)
   const reachable = Boolean(snapshot.views[node.id]?.reachable)
+  refuseIfOwnsSlots(node, {allowed: Boolean(options.forceDeadWithSlots), reachable})
   const others = reachableMembers(snapshot).filter((other) => other.id !== node.id)
   if (others.length === 0) throw new SlotctlError(`${node.address} is the only reachable node: nothing would remain`, {code: 'E_LAST_NODE'})
   const warnings = snapshot.nodes
     .filter((other) => other.id !== node.id && !snapshot.views[other.id]?.reachable)
-    .map((other) => `${other.address || other.id.slice(0, 8)} is unreachable and still knows the node: run del-node again once it is back`)
+    .map((other) => issue('NOT_FORGOTTEN', `${other.address || other.id.slice(0, 8)} is unreachable and still knows the node: run del-node again once it is back`, {nodes: [nodeRef(other)]}))
 
   const zoneOf = options.zoneOf ?? noZones
   const moves = planReplicaMoves(reachableMembers(snapshot).concat(snapshot.nodes.filter((n) => n.id === node.id)), node.id, zoneOf)
@@ -340,7 +350,7 @@ export async function removeNode(pool: NodePool, snapshot: ClusterSnapshot, node
       await run(pool, node.address, 'CLUSTER', 'RESET', 'HARD')
       reset = true
     } catch (error) {
-      warnings.push(`could not reset ${node.address}: ${errorMessage(error)}`)
+      warnings.push(issue('NOT_RESET', `could not reset ${node.address}: ${errorMessage(error)}`, {nodes: [nodeRef(node)]}))
     }
   }
   return {address: node.address, forgottenBy: forgotten.forgottenBy, id: node.id, reachable, replicaMoves: moves, reset, role: node.role, warnings}

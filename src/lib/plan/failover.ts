@@ -1,4 +1,5 @@
 import {usageError, failure} from '../errors.js'
+import type {SlotRange} from '../cluster/slots.js'
 import {type ClusterNode, replicasOf, shortId, slotCount} from '../cluster/topology.js'
 
 /** What INFO replication says about one replica, read by the caller (planners do no I/O). */
@@ -25,8 +26,14 @@ export interface FailoverStep {
   masterAddress: string
   replicaId: string
   replicaAddress: string
-  slots: number
+  /** The master's slots, which the replica takes over. */
+  slots: SlotRange[]
+  slotCount: number
   candidates: ReplicaCandidate[]
+}
+
+function stepSlots(master: ClusterNode): {slots: SlotRange[]; slotCount: number} {
+  return {slotCount: slotCount(master), slots: master.slots.map(([start, end]) => [start, end])}
 }
 
 export type HealthOf = (replicaId: string) => ReplicaHealth | undefined
@@ -63,16 +70,20 @@ export function rankReplicas(master: ClusterNode, nodes: readonly ClusterNode[],
   )
 }
 
-/** Picks the replica to promote for `master`, or explains why none may be. */
-export function chooseReplica(master: ClusterNode, nodes: readonly ClusterNode[], healthOf: HealthOf, allowLinkDown = false, zoneOf: (host: string) => string = (h) => h): FailoverStep {
+/** Picks the replica to promote for `master`, or explains why none may be; `seed` is named in hints. */
+export function chooseReplica(master: ClusterNode, nodes: readonly ClusterNode[], healthOf: HealthOf, allowLinkDown = false, zoneOf: (host: string) => string = (h) => h, seed = 'HOST:PORT'): FailoverStep {
   if (master.role !== 'master') {
     throw usageError(`${shortId(master.id)} (${master.address}) is a replica, not a master`, [`to promote it, use --replica ${shortId(master.id)}`])
   }
   const candidates = rankReplicas(master, nodes, healthOf, zoneOf, allowLinkDown)
-  if (candidates.length === 0) throw failure(`master ${shortId(master.id)} (${master.address}) has no replica to promote`, 'E_NO_REPLICA', ['add one with: slotctl add-node NEW_HOST:PORT HOST:PORT --replica --master-id ID'])
+  if (candidates.length === 0) throw failure(`master ${shortId(master.id)} (${master.address}) has no replica to promote`, 'E_NO_REPLICA', [`add one with: slotctl add-node NEW_HOST:PORT ${seed} --replica --master-id ${master.id}`])
   const best = candidates[0]
-  if (!best.eligible) throw failure(`no replica of ${master.address} can be promoted: ${candidates.map((c) => `${c.address} (${c.reason})`).join('; ')}`, 'E_NO_REPLICA')
-  return {candidates, masterAddress: master.address, masterId: master.id, replicaAddress: best.address, replicaId: best.id, slots: slotCount(master)}
+  if (!best.eligible) {
+    // A graceful failover needs a live link; a dead master leaves every link down.
+    const hint = allowLinkDown ? [] : [`if the master is down, promote a replica without its agreement: slotctl failover ${seed} --replica ${best.id} --force`]
+    throw failure(`no replica of ${master.address} can be promoted: ${candidates.map((c) => `${c.address} (${c.reason})`).join('; ')}`, 'E_NO_REPLICA', hint)
+  }
+  return {candidates, masterAddress: master.address, masterId: master.id, replicaAddress: best.address, replicaId: best.id, ...stepSlots(master)}
 }
 
 /** The step for an explicit --replica. */
@@ -83,16 +94,20 @@ export function stepForReplica(replica: ClusterNode, nodes: readonly ClusterNode
   const master = nodes.find((node) => node.id === replica.masterId)
   if (!master) throw failure(`the master of ${replica.address} (${shortId(replica.masterId)}) is not known to the cluster`)
   const candidates = rankReplicas(master, nodes, healthOf).filter((c) => c.id === replica.id)
-  return {candidates, masterAddress: master.address, masterId: master.id, replicaAddress: replica.address, replicaId: replica.id, slots: slotCount(master)}
+  return {candidates, masterAddress: master.address, masterId: master.id, replicaAddress: replica.address, replicaId: replica.id, ...stepSlots(master)}
 }
 
 /** Every master on `host` moves to a replica elsewhere; one missing replica fails the whole plan up front. */
-export function planFromHost(host: string, nodes: readonly ClusterNode[], healthOf: HealthOf, zoneOf: (host: string) => string = (h) => h): FailoverStep[] {
+export function planFromHost(host: string, nodes: readonly ClusterNode[], healthOf: HealthOf, zoneOf: (host: string) => string = (h) => h, seed = 'HOST:PORT'): FailoverStep[] {
   const masters = nodes.filter((node) => node.role === 'master' && !node.failed && node.host === host && slotCount(node) > 0)
   if (masters.length === 0) throw usageError(`no master with slots is on host ${host}`)
   return masters.map((master) => {
     const elsewhere = rankReplicas(master, nodes, healthOf, zoneOf).filter((c) => !c.sameHost && c.eligible)
-    if (elsewhere.length === 0) throw failure(`master ${shortId(master.id)} (${master.address}) has no healthy replica on another host than ${host}`, 'E_NO_REPLICA', ['add a replica on another host first: slotctl add-node ... --replica-of ID'])
-    return {candidates: elsewhere, masterAddress: master.address, masterId: master.id, replicaAddress: elsewhere[0].address, replicaId: elsewhere[0].id, slots: slotCount(master)}
+    if (elsewhere.length === 0) {
+      throw failure(`master ${shortId(master.id)} (${master.address}) has no healthy replica on another host than ${host}`, 'E_NO_REPLICA', [
+        `add a replica on another host first: slotctl add-node NEW_HOST:PORT ${seed} --replica --master-id ${master.id}`,
+      ])
+    }
+    return {candidates: elsewhere, masterAddress: master.address, masterId: master.id, replicaAddress: elsewhere[0].address, replicaId: elsewhere[0].id, ...stepSlots(master)}
   })
 }

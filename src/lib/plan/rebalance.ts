@@ -5,8 +5,10 @@
  * Semantics follow `redis-cli --cluster rebalance`:
  * - participants are the masters that own slots; slotless masters join only with
  *   useEmptyMasters; a weight of 0 drains a master;
- * - a node is "over the threshold" when |100 − 100·target/current| > threshold (an empty node
- *   when its target is above 1); when no node is, nothing moves and the cluster is balanced;
+ * - a node is "over the threshold" when it is off its target by more than threshold percent of
+ *   the target (redis-cli measures against the current count instead, which makes an
+ *   over-full master look closer than it is; an empty node counts when its target is above 1);
+ *   when no node is, nothing moves and the cluster is balanced;
  * - otherwise every participant is brought to its weight-proportional target.
  *
  * Where slotctl differs on purpose: targets are rounded by largest remainder (redis-cli floors
@@ -15,6 +17,7 @@
  */
 import {type SlotRange, countSlots, expandRanges} from '../cluster/slots.js'
 import type {MigrationPlan, SlotMove} from './types.js'
+import type {Issue} from '../cli/result.js'
 
 export type BalanceBy = 'keys' | 'memory' | 'slots'
 
@@ -48,8 +51,10 @@ export interface RebalanceNodeReport {
   loadBefore: number
   loadAfter: number
   target: number
-  /** redis-cli's |100 − 100·target/current|, before the moves. */
-  deviationPct: number
+  /** Before the moves: current − target, in the balanced unit (negative: below its share). */
+  offBy: number
+  /** offBy as a percentage of the target; null for a weight-0 master that still holds load. */
+  offByPct: number | null
 }
 
 export interface RebalanceResult {
@@ -59,7 +64,7 @@ export interface RebalanceResult {
   /** True when no participant was over the threshold, so nothing moves. */
   balanced: boolean
   nodes: RebalanceNodeReport[]
-  warnings: string[]
+  warnings: Issue[]
 }
 
 export const DEFAULT_THRESHOLD_PCT = 2
@@ -76,10 +81,17 @@ interface Participant {
 
 const byId = (a: {id: string}, b: {id: string}) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0)
 
-/** redis-cli's measure; an empty node is over any threshold when it should hold more than 1. */
+/** How far `current` is from `target`, in percent of the target (the threshold's measure). */
 export function deviationPct(current: number, target: number): number {
-  if (current === 0) return target > 1 ? Number.POSITIVE_INFINITY : 0
-  return Math.abs(100 - (100 * target) / current)
+  // an empty node that should hold at most one slot is not worth a rebalance
+  if (current === 0) return target > 1 ? 100 : 0
+  if (target === 0) return Number.POSITIVE_INFINITY
+  return (100 * Math.abs(current - target)) / target
+}
+
+function offByPct(current: number, target: number): number | null {
+  if (target === 0) return current === 0 ? 0 : null
+  return (100 * (current - target)) / target
 }
 
 function slotLoadOf(by: BalanceBy, slotLoad: ArrayLike<number> | undefined): (slot: number) => number {
@@ -134,7 +146,10 @@ function balanceSlots(participants: Participant[], moves: MoveList): void {
     const donor = donors[d]
     const receiver = receivers[r]
     const count = Math.min(surplus.get(donor.id)!, -surplus.get(receiver.id)!)
-    for (const slot of donor.slots.splice(0, count)) moves.add(slot, donor, receiver, 1)
+    for (const slot of donor.slots.splice(0, count)) {
+      moves.add(slot, donor, receiver, 1)
+      receiver.slots.push(slot)
+    }
     surplus.set(donor.id, surplus.get(donor.id)! - count)
     surplus.set(receiver.id, surplus.get(receiver.id)! + count)
     if (surplus.get(donor.id) === 0) d++
@@ -231,16 +246,18 @@ export function planRebalance(masters: readonly RebalanceMaster[], options: Reba
   if (!(thresholdPct >= 0)) throw new Error('planRebalance: threshold must be ≥ 0')
   const weights = options.weights ?? new Map<string, number>()
   const loadOf = slotLoadOf(by, options.slotLoad)
-  const warnings: string[] = []
+  const warnings: Issue[] = []
 
   const sorted = [...masters].sort(byId)
   const participants: Participant[] = []
+  const skipped: RebalanceMaster[] = []
   for (const master of sorted) {
     const slots = expandRanges(master.slots)
     const weight = weights.get(master.id) ?? 1
     if (!(weight >= 0) || !Number.isFinite(weight)) throw new Error(`planRebalance: bad weight ${weight} for ${master.id}`)
     if (slots.length === 0 && !options.useEmptyMasters) {
-      if (weights.has(master.id) && weight > 0) warnings.push(`${master.address} owns no slots and takes part only with --use-empty-masters; its weight is ignored`)
+      if (weights.has(master.id) && weight > 0) warnings.push({code: 'WEIGHT_IGNORED', message: `${master.address} owns no slots and takes part only with --use-empty-masters; its weight is ignored`})
+      else if (weight > 0) skipped.push(master)
       continue
     }
     participants.push({address: master.address, id: master.id, load: slots.reduce((sum, slot) => sum + loadOf(slot), 0), slots, target: 0, weight})
@@ -254,6 +271,11 @@ export function planRebalance(masters: readonly RebalanceMaster[], options: Reba
   const weightSum = participants.reduce((sum, p) => sum + p.weight, 0)
   const targets = by === 'slots' ? integerTargets(participants, total) : participants.map((p) => (total * p.weight) / weightSum)
   for (const [index, p] of participants.entries()) p.target = targets[index]
+
+  if (skipped.length > 0) {
+    const names = skipped.map((master) => master.address).join(', ')
+    warnings.push({code: 'EMPTY_MASTERS_SKIPPED', message: `${skipped.length} master(s) without slots take no part (${names}): --use-empty-masters would give them their share`})
+  }
 
   const deviations = new Map(participants.map((p) => [p.id, deviationPct(p.load, p.target)]))
   const anyOver = participants.some((p) => deviations.get(p.id)! > thresholdPct)
@@ -271,13 +293,15 @@ export function planRebalance(masters: readonly RebalanceMaster[], options: Reba
   const nodes: RebalanceNodeReport[] = sorted.map((master) => {
     const p = participantById.get(master.id)
     const slots = countSlots(master.slots)
-    if (!p) return {address: master.address, deviationPct: 0, id: master.id, loadAfter: 0, loadBefore: 0, participating: false, slotsAfter: slots, slotsBefore: slots, target: 0, weight: weights.get(master.id) ?? 1}
+    if (!p) return {address: master.address, id: master.id, loadAfter: 0, loadBefore: 0, offBy: 0, offByPct: 0, participating: false, slotsAfter: slots, slotsBefore: slots, target: 0, weight: weights.get(master.id) ?? 1}
+    const loadBefore = before.get(p.id)!.load
     return {
       address: p.address,
-      deviationPct: deviations.get(p.id)!,
       id: p.id,
+      offBy: loadBefore - p.target,
+      offByPct: offByPct(loadBefore, p.target),
       loadAfter: p.load,
-      loadBefore: before.get(p.id)!.load,
+      loadBefore,
       participating: true,
       slotsAfter: p.slots.length,
       slotsBefore: before.get(p.id)!.slots,

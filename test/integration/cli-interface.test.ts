@@ -1,0 +1,148 @@
+/**
+ * The command-line surface: a snapshot of every verb's arguments and flags (from
+ * oclif.manifest.json) so that an accidental interface change fails, help that fits (one-line
+ * summaries, per-verb exit codes, -h), version, did-you-mean, and a password-protected sandbox.
+ */
+import {existsSync, readFileSync, writeFileSync} from 'node:fs'
+import {mkdtemp, readFile, rm} from 'node:fs/promises'
+import {tmpdir} from 'node:os'
+import path from 'node:path'
+
+import {expect} from 'chai'
+
+import {expectOneCleanLine, runCli, runCliJson} from '../helpers/cli.js'
+import {root} from '../helpers/schema.js'
+
+interface ManifestFlag {
+  type: 'boolean' | 'option'
+  char?: string
+  default?: unknown
+  multiple?: boolean
+  options?: string[]
+  allowNo?: boolean
+  exclusive?: string[]
+  helpValue?: string
+}
+
+interface ManifestCommand {
+  args: Record<string, {name: string; required?: boolean}>
+  flags: Record<string, ManifestFlag>
+}
+
+const snapshotFile = path.join(root, 'test', 'fixtures', 'cli-interface.json')
+
+/** What a script depends on: names, kinds, short forms, defaults, choices; not the help texts. */
+function interfaceOf(commands: Record<string, ManifestCommand>): Record<string, unknown> {
+  const out: Record<string, unknown> = {}
+  for (const id of Object.keys(commands).sort()) {
+    const command = commands[id]
+    const flags: Record<string, unknown> = {}
+    for (const name of Object.keys(command.flags).sort()) {
+      const {allowNo, char, default: value, exclusive, multiple, options, type} = command.flags[name]
+      flags[name] = {type, ...(char ? {char} : {}), ...(value === undefined ? {} : {default: value}), ...(multiple ? {multiple} : {}), ...(options ? {options} : {}), ...(allowNo ? {allowNo} : {}), ...(exclusive?.length ? {exclusive: [...exclusive].sort()} : {})}
+    }
+    out[id] = {args: Object.values(command.args).map((arg) => `${arg.name}${arg.required ? '' : '?'}`), flags}
+  }
+  return out
+}
+
+describe('the command-line interface', () => {
+  it('matches the snapshot of every verb\'s arguments and flags (SLOTCTL_UPDATE_SNAPSHOT=1 rewrites it)', async () => {
+    const manifest = JSON.parse(await readFile(path.join(root, 'oclif.manifest.json'), 'utf8')) as {commands: Record<string, ManifestCommand>}
+    const current = interfaceOf(manifest.commands)
+    if (process.env.SLOTCTL_UPDATE_SNAPSHOT === '1' || !existsSync(snapshotFile)) writeFileSync(snapshotFile, `${JSON.stringify(current, null, 2)}\n`)
+    const snapshot = JSON.parse(readFileSync(snapshotFile, 'utf8')) as Record<string, unknown>
+    expect(current, 'the interface changed: if on purpose, rerun with SLOTCTL_UPDATE_SNAPSHOT=1 and commit test/fixtures/cli-interface.json').to.deep.equal(snapshot)
+  })
+
+  it('slotctl --help gives every verb a one-line summary at 80 columns; -h works everywhere', async () => {
+    const help = await runCli(['--help'], {env: {COLUMNS: '80'}})
+    expect(help.exitCode).to.equal(0)
+    const commands = help.stdout.split('COMMANDS\n')[1].trimEnd().split('\n')
+    // a wrapped summary would leave a line that starts with spaces only
+    for (const line of commands) expect(line, line).to.match(/^ {2}[a-z-]+ +\S/)
+    expect(commands.map((line) => line.trim().split(/\s+/)[0])).to.include.members(['check', 'fix', 'reshard', 'rebalance', 'version'])
+    expect(help.stdout).to.match(/TOPICS\n {2}sandbox +A local cluster/)
+    expect((await runCli(['-h'])).stdout).to.equal((await runCli(['--help'])).stdout)
+    const short = await runCli(['check', '-h'])
+    expect(short.exitCode).to.equal(0)
+    expect(short.stdout).to.equal((await runCli(['check', '--help'])).stdout)
+  })
+
+  it('each verb lists its own exit codes in its help', async () => {
+    const check = (await runCli(['check', '--help'])).stdout
+    expect(check).to.match(/EXIT CODES\n {2}0 {4}healthy .*\n {2}1 {4}.*\n {2}2 {4}bad input.*\n {2}3 {4}errors found.*\n {2}130 {2}interrupted/)
+    // one line per code at 80 columns, for every verb
+    const manifest = JSON.parse(await readFile(path.join(root, 'oclif.manifest.json'), 'utf8')) as {commands: Record<string, unknown>}
+    for (const id of Object.keys(manifest.commands)) {
+      const help = (await runCli([...id.split(':'), '--help'], {env: {COLUMNS: '80'}})).stdout
+      const codes = help.split('EXIT CODES\n')[1]?.split('\n\n')[0]
+      expect(codes, id).to.be.a('string')
+      for (const line of codes.split('\n')) expect(line, `${id}: ${line}`).to.match(/^ {2}\d+ +\S/)
+    }
+    expect(check).to.not.match(/\n {2}4 {4}/)
+    const fix = (await runCli(['fix', '--help'])).stdout
+    expect(fix).to.match(/\n {2}3 {4}problems remain .*--dry-run: fix would change some/)
+    expect(fix).to.match(/\n {2}4 {4}a confirmation was needed/)
+    expect((await runCli(['version', '--help'])).stdout).to.not.match(/\n {2}[34] {4}/)
+  })
+
+  it('version and --version print the version', async () => {
+    const pkg = JSON.parse(await readFile(path.join(root, 'package.json'), 'utf8')) as {version: string}
+    const version = await runCli(['version'])
+    expect(version.exitCode).to.equal(0)
+    expect(version.stdout).to.match(new RegExp(`^slotctl ${pkg.version.replaceAll('.', '\\.')} \\(node v\\d+`))
+    expect((await runCli(['--version'])).stdout).to.include(`slotctl/${pkg.version}`)
+    expect((await runCliJson<{version: string}>(['version'])).json.version).to.equal(pkg.version)
+  })
+
+  it('a mistyped verb: one line naming the closest verb, exit 2, nothing run', async () => {
+    const typo = await runCli(['chek', '127.0.0.1:1'])
+    expectOneCleanLine(typo, 2, /^slotctl: error: 'chek' is not a slotctl command$/)
+    expect(typo.stderr).to.include("hint: did you mean 'check'?")
+    expectOneCleanLine(await runCli(['sandbox', 'strat']), 2, /'sandbox strat' is not a slotctl command/)
+    const noise = await runCli(['kubernetes'])
+    expectOneCleanLine(noise, 2, /'kubernetes' is not a slotctl command/)
+    expect(noise.stderr).to.not.include('did you mean')
+  })
+
+  it('durations take units on every time flag; a bad one is one clean line', async () => {
+    expectOneCleanLine(await runCli(['check', '127.0.0.1:7000', '--connect-timeout', '5x']), 2, /--connect-timeout '5x' is not a duration: use e\.g\. 500ms, 30s, 5m \(a plain number is milliseconds\)/)
+    expectOneCleanLine(await runCli(['failover', '127.0.0.1:7000', '--master', 'abcd', '--timeout', 'soon']), 2, /--timeout 'soon' is not a duration.*a plain number is seconds/)
+    expectOneCleanLine(await runCli(['fix', '127.0.0.1:7000', '--wait-timeout', '1y']), 2, /--wait-timeout '1y' is not a duration/)
+    const started = Date.now()
+    // a unit on the connect timeout is honoured: 300ms against a port nothing listens on fails fast
+    expectOneCleanLine(await runCli(['check', '127.0.0.1:1', '--connect-timeout', '300ms']), 1, /127\.0\.0\.1:1/)
+    expect(Date.now() - started).to.be.below(30_000)
+  })
+
+  describe('sandbox start with a password', () => {
+    let dir: string
+    const password = 'sandbox-s3cret-pw'
+
+    before(async () => {
+      dir = await mkdtemp(path.join(tmpdir(), 'slotctl-sandbox-auth-'))
+    })
+
+    after(async () => {
+      await runCli(['sandbox', 'stop', '--dir', dir])
+      await rm(dir, {force: true, recursive: true})
+    })
+
+    it('-a (or REDISCLI_AUTH) gives every server the password, stored nowhere; other connection flags are refused', async function () {
+      this.timeout(120_000)
+      expectOneCleanLine(await runCli(['sandbox', 'start', '--dir', dir, '--tls']), 2, /sandbox start does not support --tls/)
+      const started = await runCli(['sandbox', 'start', '--dir', dir, '--replicas', '0', '--keys', '50', '-a', password])
+      expect(started.exitCode, started.stderr).to.equal(0)
+      expect(started.stdout).to.include('password required')
+      expect(started.stdout + started.stderr).to.not.include(password)
+      expect(await readFile(path.join(dir, 'sandbox.json'), 'utf8')).to.not.include(password)
+      const seed = /seed: (\S+)/.exec(started.stdout)![1]
+      expectOneCleanLine(await runCli(['check', seed]), 1, /requires a password|NOAUTH|auth/i)
+      const check = await runCli(['check', seed], {env: {REDISCLI_AUTH: password}})
+      expect(check.exitCode, check.stderr).to.equal(0)
+      const status = await runCliJson<{nodes: Array<{role: string}>}>(['sandbox', 'status', '--dir', dir], {env: {REDISCLI_AUTH: password}})
+      expect(status.json.nodes.map((node) => node.role)).to.deep.equal(['master', 'master', 'master'])
+    })
+  })
+})
