@@ -14,7 +14,7 @@ import {execa} from 'execa'
 import type {MigrationResult} from '../../src/lib/cli/migration-command.js'
 import {type ClusterNode, mastersOf, parseClusterNodes, slotCount} from '../../src/lib/cluster/topology.js'
 import {TestCluster} from '../helpers/cluster-harness.js'
-import {runCli, runCliJson, stateHome} from '../helpers/cli.js'
+import {runCli, runCliJson, spawnCli, stateHome, waitForJournalLines} from '../helpers/cli.js'
 import {clusterDigest, writeDataset} from '../helpers/dataset.js'
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..')
@@ -176,6 +176,27 @@ describe('progress and Ctrl-C screens', () => {
     expect(end.keysMoved).to.equal(events.json.keysMoved)
     const quiet = await runCliJson<MigrationResult>(['reshard', cluster.seed, '--from', b.id, '--to', a.id, '--slots', '50', '--progress', 'none', '--yes', '--journal', path.join(dir, 'none.jsonl')])
     expect(quiet.stderr).to.equal('')
+    expect(await clusterDigest(cluster)).to.deep.equal(original)
+  })
+
+  it('after fix rolled part of an interrupted run forward, --resume counts only the slots it moved itself', async function () {
+    this.timeout(120_000)
+    const [source, target] = await pair()
+    const journal = path.join(dir, 'rolled.jsonl')
+    const child = spawnCli(['reshard', cluster.seed, '--from', source.id, '--to', target.id, '--slots', '2000', '--max-keys-per-sec', '400', '--yes', '--journal', journal])
+    await waitForJournalLines(journal, 3)
+    child.kill('SIGKILL')
+    await child
+    const open = mastersOf(parseClusterNodes(String(await cluster.client(source.address).call('CLUSTER', 'NODES')))).find((node) => node.id === source.id)!
+    const rolled = Object.keys(open.migrating).length
+    expect(rolled, 'kill -9 left slots open').to.be.greaterThan(0)
+    const done = readFileSync(journal, 'utf8').split('\n').filter((line) => line.includes('slot-done')).length
+    const fixed = await runCli(['fix', cluster.seed, '--yes', '--journal', journal])
+    expect(fixed.exitCode, fixed.stderr).to.equal(0)
+    const resumed = await runCliJson<MigrationResult>(['reshard', cluster.seed, '--resume', journal, '--max-keys-per-sec', '50000', '--yes'])
+    expect(resumed.exitCode, resumed.stderr).to.equal(0)
+    expect(resumed.json.slotsFinished, 'slots fix had already moved').to.equal(rolled)
+    expect(resumed.json.slotsMoved).to.equal(2000 - done - rolled)
     expect(await clusterDigest(cluster)).to.deep.equal(original)
   })
 })
