@@ -195,8 +195,11 @@ describe('progress and Ctrl-C screens', () => {
     expect(fixed.exitCode, fixed.stderr).to.equal(0)
     const resumed = await runCliJson<MigrationResult>(['reshard', cluster.seed, '--resume', journal, '--max-keys-per-sec', '50000', '--yes'])
     expect(resumed.exitCode, resumed.stderr).to.equal(0)
-    expect(resumed.json.slotsFinished, 'slots fix had already moved').to.equal(rolled)
-    expect(resumed.json.slotsMoved).to.equal(2000 - done - rolled)
+    // the slots fix rolled forward (and any the kill caught between close and journal) are
+    // finished, not moved, by this run
+    expect(resumed.json.slotsFinished, 'slots fix had already moved').to.be.at.least(rolled)
+    expect(resumed.json.slotsMoved).to.be.at.most(2000 - done - rolled)
+    expect(resumed.json.slotsMoved! + resumed.json.slotsFinished!).to.equal(2000 - done)
     expect(await clusterDigest(cluster)).to.deep.equal(original)
   })
 })
