@@ -47,3 +47,18 @@ export function errorMessage(err: unknown): string {
   if (err instanceof Error) return err.message
   return String(err)
 }
+
+/** ioredis and socket errors that mean the connection to the node is gone, not a refusal. */
+export function isConnectionLost(err: unknown): boolean {
+  return /Connection is closed|Stream isn't writeable|ECONNREFUSED|ECONNRESET|EPIPE|ETIMEDOUT|connect ETIMEDOUT|socket hang up/i.test(errorMessage(err))
+}
+
+/**
+ * What a node did with a command, in one line: "X refused WHAT: reason", or, when the
+ * connection itself failed, "X is unreachable" without the command (so that a dead node
+ * reads as one cause, whatever was being sent to it).
+ */
+export function nodeFailure(address: string, what: string, err: unknown): string {
+  if (isConnectionLost(err)) return `${address} is unreachable (the connection was lost)`
+  return `${address} refused ${what}: ${errorMessage(err)}`
+}

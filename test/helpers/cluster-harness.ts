@@ -13,7 +13,7 @@ import {Cluster, Redis} from 'ioredis'
 
 import {DEFAULT_CONNECTION, NodePool} from '../../src/lib/cluster/connection.js'
 import {applyCreatePlan} from '../../src/lib/nodes/create.js'
-import {type RunningServer, type ServerBinary, describeServerBinary, findFreePorts, isAlive, killServer, requireServerBinary, startServer, stopServer} from '../../src/lib/local/servers.js'
+import {type RunningServer, type ServerBinary, type ServerSpec, describeServerBinary, findFreePorts, isAlive, killServer, requireServerBinary, startServer, stopServer} from '../../src/lib/local/servers.js'
 import {versionAtLeast} from '../../src/lib/cluster/server-info.js'
 import {planCreate} from '../../src/lib/plan/create.js'
 
@@ -68,6 +68,7 @@ export function skipUnlessValkey(context: Mocha.Context, major: number, minor = 
 export class TestCluster {
   private readonly clients: Array<Cluster | Redis> = []
   private readonly killed = new Set<string>()
+  private startOptions: HarnessOptions = {}
 
   private constructor(readonly dir: string, readonly servers: RunningServer[], public ids: Map<string, string>, readonly password?: string) {}
 
@@ -84,7 +85,7 @@ export class TestCluster {
         const here = Array.from({length: count}, (_, i) => i).filter((i) => i % hosts.length === hostIndex)
         const ports = await findFreePorts(here.length, host)
         const batch = await Promise.all(
-          ports.map((port) => startServer({binary: testServerBinary, dir: path.join(dir, `${host}-${port}`), extraArgs: [...auth, ...(options.extraArgs ?? [])], host, nodeTimeoutMs: options.nodeTimeoutMs ?? 2000, password: options.password, port})),
+          ports.map((port) => startServer(specFor(dir, host, port, [...auth, ...(options.extraArgs ?? [])], options))),
         )
         for (const server of batch) started.add(server)
         servers.push(...batch)
@@ -92,6 +93,7 @@ export class TestCluster {
       // Keep the caller's node order stable: dealt round-robin across hosts.
       servers.sort((a, b) => servers.indexOf(a) - servers.indexOf(b))
       const cluster = new TestCluster(dir, interleave(servers, hosts), new Map(), options.password)
+      cluster.startOptions = options
       if (options.form !== false) await cluster.form(replicas)
       return cluster
     } catch (error) {
@@ -163,6 +165,21 @@ export class TestCluster {
     this.killed.add(address)
   }
 
+  /**
+   * Starts a killed server again on its port, directory and config: it keeps its node id
+   * (nodes.conf) and, if the cluster was started with persistence, its data.
+   */
+  async restart(address: string): Promise<void> {
+    const old = this.server(address)
+    const options = this.startOptions
+    const auth = this.password ? ['--requirepass', this.password, '--masterauth', this.password] : []
+    const fresh = await startServer({...specFor(path.dirname(old.dir), old.host, old.port, [...auth, ...(options.extraArgs ?? [])], options), dir: old.dir})
+    started.delete(old)
+    started.add(fresh)
+    this.servers[this.servers.indexOf(old)] = fresh
+    this.killed.delete(address)
+  }
+
   async stop(): Promise<void> {
     for (const client of this.clients) client.disconnect()
     this.clients.length = 0
@@ -175,6 +192,10 @@ export class TestCluster {
     )
     await rm(this.dir, {force: true, recursive: true})
   }
+}
+
+function specFor(dir: string, host: string, port: number, extraArgs: string[], options: HarnessOptions): ServerSpec {
+  return {binary: testServerBinary, dir: path.join(dir, `${host}-${port}`), extraArgs, host, nodeTimeoutMs: options.nodeTimeoutMs ?? 2000, password: options.password, port}
 }
 
 function interleave(servers: RunningServer[], hosts: string[]): RunningServer[] {

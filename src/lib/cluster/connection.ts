@@ -8,7 +8,7 @@ import type {ConnectionOptions as TlsOptions} from 'node:tls'
 import {Redis, type RedisOptions} from 'ioredis'
 
 import {type NodeAddress, formatAddress} from './address.js'
-import {SlotctlError, errorMessage, usageError} from '../errors.js'
+import {SlotctlError, errorMessage, isConnectionLost, nodeFailure, usageError} from '../errors.js'
 
 export interface TlsSettings {
   enabled: boolean
@@ -218,7 +218,12 @@ export async function pipelineCalls(pool: NodePool, address: string, commands: R
   if (commands.length === 0) return []
   const pipeline = (await pool.client(address, lane)).pipeline()
   for (const [name, ...args] of commands) pipeline.call(String(name), ...args)
-  return ((await pipeline.exec()) ?? []) as Reply[]
+  try {
+    return ((await pipeline.exec()) ?? []) as Reply[]
+  } catch (error) {
+    // the whole pipeline failed (the connection is gone): name the node, not only the socket
+    throw new SlotctlError(nodeFailure(address, commands.map(([name, sub]) => `${name}${typeof sub === 'string' && /^[A-Z-]+$/i.test(sub) ? ` ${sub}` : ''}`)[0], error), {code: isConnectionLost(error) ? 'E_UNREACHABLE' : 'E_PROTOCOL'})
+  }
 }
 
 /**

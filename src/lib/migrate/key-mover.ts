@@ -12,8 +12,8 @@ import {createHash} from 'node:crypto'
 import type {Redis} from 'ioredis'
 
 import {parseAddress} from '../cluster/address.js'
-import {type ConnectionSettings, type NodePool} from '../cluster/connection.js'
-import {SlotctlError, errorMessage} from '../errors.js'
+import {type ConnectionSettings, type NodePool, delay} from '../cluster/connection.js'
+import {SlotctlError, errorMessage, isConnectionLost, nodeFailure} from '../errors.js'
 import type {SlotMoveTarget} from './slot-protocol.js'
 import type {Throttle} from './throttle.js'
 
@@ -43,8 +43,11 @@ export function migrateAuthArgs(settings: ConnectionSettings): string[] {
   return settings.username ? ['AUTH2', settings.username, settings.password] : ['AUTH', settings.password]
 }
 
+/** How long a target may take to answer PING before a failed MIGRATE is blamed on it. */
+const TARGET_PING_MS = 2000
+
 function keyError(move: SlotMoveTarget, what: string, error: unknown): SlotctlError {
-  return new SlotctlError(`slot ${move.slot}: ${move.source.address} refused ${what}: ${errorMessage(error)}; the slot is left migrating/importing`, {code: 'E_MIGRATION'})
+  return new SlotctlError(`slot ${move.slot}: ${nodeFailure(move.source.address, what, error)}; the slot is left migrating/importing`, {code: isConnectionLost(error) ? 'E_UNREACHABLE' : 'E_MIGRATION'})
 }
 
 function isBusyKey(error: unknown): boolean {
@@ -135,9 +138,22 @@ class KeyMover {
       await this.migrate(keys, this.options.replace)
     } catch (error) {
       if (isBusyKey(error)) return this.resolveBusyKeys(keys)
-      if (isTransferFailure(error)) return this.moveOneByOne(keys)
+      if (isTransferFailure(error)) {
+        // a dead target fails every batch the same way: say so, instead of blaming each key
+        await this.requireTargetAnswers(error)
+        return this.moveOneByOne(keys)
+      }
       throw keyError(this.move, 'MIGRATE', error)
     }
+  }
+
+  private async requireTargetAnswers(cause: unknown): Promise<void> {
+    const answers = await Promise.race([this.target.ping().then(() => true, () => false), delay(TARGET_PING_MS).then(() => false)])
+    if (answers) return
+    throw new SlotctlError(`slot ${this.move.slot}: the target ${this.move.target.address} does not answer (MIGRATE: ${errorMessage(cause)}); the slot is left migrating/importing`, {
+      code: 'E_TARGET_DOWN',
+      suggestions: ['bring the target back (or let its replica take over), then finish with fix or --resume'],
+    })
   }
 
   /** Equal values at the target are safe to replace; different ones stop the slot. */
@@ -298,7 +314,14 @@ export async function moveWaveKeys(pool: NodePool, moves: readonly SlotMoveTarge
   let inScript = auth.length === 0 && options.pipeline <= SCRIPT_MAX_BATCH
   let remaining = [...moves]
   while (remaining.length > 0) {
-    const round = await (inScript ? scriptRound : clientRound)(source, remaining, migrateArgs, options)
+    let round: WaveRound
+    try {
+      round = await (inScript ? scriptRound : clientRound)(source, remaining, migrateArgs, options)
+    } catch (error) {
+      // the round's pipeline failed whole: the source's connection is gone
+      for (const move of remaining) outcome.set(move.slot, keyError(move, 'MIGRATE', error))
+      break
+    }
     if (inScript && round.replies.some((reply) => 'error' in reply && isScriptUnavailable(reply.error))) {
       inScript = false
       continue

@@ -50,8 +50,8 @@ export class LegacyMover implements SlotMover {
     for (const slot of closing.closed) {
       const {bytes, keys} = (moved.get(slot) as MovedKeys | undefined) ?? {bytes: 0, keys: 0}
       report.closed.push({bytes, keys, slot})
-      const atTarget = closing.targetKeys.get(slot) ?? 0
-      if (atTarget < keys) report.fewerAtTarget.push({atTarget, moved: keys, slot})
+      const atTarget = closing.targetKeys.get(slot)
+      if (atTarget !== undefined && atTarget < keys) report.fewerAtTarget.push({atTarget, moved: keys, slot})
     }
     return report
   }

@@ -46,9 +46,9 @@
  *   accepts a claim on a slot whose owner no longer claims it; neither can revive the
  *   source's claim.
  */
-import {type NodePool, type Reply, delay, mapLimit, spreadCalls, spreadGroups} from '../cluster/connection.js'
+import {type NodePool, type Reply, delay, mapLimit, pipelineCalls, spreadCalls, spreadGroups} from '../cluster/connection.js'
 import {parseClusterNodes, parseInfo} from '../cluster/topology.js'
-import {SlotctlError, errorMessage} from '../errors.js'
+import {SlotctlError, errorMessage, isConnectionLost, nodeFailure} from '../errors.js'
 import {formatSlots} from '../cluster/slots.js'
 
 export interface SlotEndpoint {
@@ -74,7 +74,7 @@ const EPOCH_WAIT_MS = 30_000
 const NOREPLICAS_RETRIES = 5
 
 function protocolError(node: SlotEndpoint, what: string, error: unknown, slot: number): SlotctlError {
-  return new SlotctlError(`slot ${slot}: ${node.address} refused ${what}: ${errorMessage(error)}`, {code: 'E_MIGRATION'})
+  return new SlotctlError(`slot ${slot}: ${nodeFailure(node.address, what, error)}`, {code: isConnectionLost(error) ? 'E_UNREACHABLE' : 'E_MIGRATION'})
 }
 
 /**
@@ -149,7 +149,7 @@ async function readSource(pool: NodePool, source: SlotEndpoint, slots: readonly 
 
 async function readEpochs(pool: NodePool, node: SlotEndpoint): Promise<{current: number; mine: number}> {
   const [[error, info]] = await clusterCalls(pool, node, [['INFO']])
-  if (error) throw new SlotctlError(`${node.address} refused CLUSTER INFO: ${error.message}`, {code: 'E_MIGRATION'})
+  if (error) throw new SlotctlError(nodeFailure(node.address, 'CLUSTER INFO', error), {code: isConnectionLost(error) ? 'E_UNREACHABLE' : 'E_MIGRATION'})
   const fields = parseInfo(String(info))
   return {current: Number(fields.cluster_current_epoch), mine: Number(fields.cluster_my_epoch)}
 }
@@ -166,7 +166,7 @@ export async function raiseEpochAbove(pool: NodePool, node: SlotEndpoint, floor:
     if (epochs.mine > floor) return epochs.mine
     if (epochs.current >= floor) {
       const [[error]] = await clusterCalls(pool, node, [['BUMPEPOCH']])
-      if (error) throw new SlotctlError(`${node.address} refused CLUSTER BUMPEPOCH: ${error.message}`, {code: 'E_MIGRATION', suggestions: ['the ACL user needs +cluster|bumpepoch to move slots']})
+      if (error) throw new SlotctlError(nodeFailure(node.address, 'CLUSTER BUMPEPOCH', error), {code: 'E_MIGRATION', suggestions: ['the ACL user needs +cluster|bumpepoch to move slots']})
       const after = await readEpochs(pool, node)
       if (after.mine > floor) return after.mine
     }
@@ -203,8 +203,9 @@ async function tellOthers(pool: NodePool, source: SlotEndpoint, target: SlotEndp
 
 /** The slots a node's own CLUSTER NODES gives to `ownerId`, or undefined if it could not be read. */
 async function ownedInView(pool: NodePool, node: SlotEndpoint, ownerId: string, slots: readonly number[]): Promise<Set<number>> {
-  const client = await pool.client(node.address)
-  const owner = parseClusterNodes(String(await client.call('CLUSTER', 'NODES'))).find((entry) => entry.id === ownerId)
+  const [[error, text]] = await pipelineCalls(pool, node.address, [['CLUSTER', 'NODES']])
+  if (error) throw new SlotctlError(nodeFailure(node.address, 'CLUSTER NODES', error), {code: 'E_VERIFY'})
+  const owner = parseClusterNodes(String(text)).find((entry) => entry.id === ownerId)
   const owned = new Set<number>()
   for (const slot of slots) if (owner?.slots.some(([start, end]) => slot >= start && slot <= end)) owned.add(slot)
   return owned
@@ -225,8 +226,9 @@ export async function verifyClose(pool: NodePool, source: SlotEndpoint, target: 
       suggestions: [`inspect with: slotctl check ${target.address}`, `then: slotctl fix ${target.address} --dry-run`],
     })
   }
-  const counts = await clusterCalls(pool, target, slots.map((slot) => ['COUNTKEYSINSLOT', slot]))
-  return new Map(slots.map((slot, i) => [slot, counts[i][0] ? -1 : Number(counts[i][1])]))
+  // a count that fails says nothing either way: the slot is left out of the comparison
+  const counts = await clusterCalls(pool, target, slots.map((slot) => ['COUNTKEYSINSLOT', slot])).catch(() => [])
+  return new Map(slots.flatMap((slot, i): Array<[number, number]> => (counts[i] && !counts[i][0] ? [[slot, Number(counts[i][1])]] : [])))
 }
 
 /**

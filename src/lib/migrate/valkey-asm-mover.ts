@@ -67,7 +67,8 @@ export class ValkeyAsmMover implements SlotMover {
     for (const slot of slots) {
       const keys = keysBefore.get(slot) ?? 0
       report.closed.push({bytes: 0, keys, slot})
-      if ((atTarget.get(slot) ?? 0) < keys) report.fewerAtTarget.push({atTarget: atTarget.get(slot) ?? 0, moved: keys, slot})
+      const there = atTarget.get(slot)
+      if (there !== undefined && there < keys) report.fewerAtTarget.push({atTarget: there, moved: keys, slot})
     }
     return report
   }

@@ -1,0 +1,118 @@
+/**
+ * fix after a node dies mid-reshard: the source or the target killed, with replicas (the
+ * replica takes over) and without (the node restarts from its append-only file). Whatever
+ * the seed, fix sees the same repairs; afterwards every slot is covered, none is open, and
+ * the key count and every value are as before.
+ */
+import {mkdtemp, rm} from 'node:fs/promises'
+import {tmpdir} from 'node:os'
+import path from 'node:path'
+
+import {expect} from 'chai'
+
+import type {CheckResult} from '../../src/commands/check.js'
+import type {FixResult} from '../../src/commands/fix.js'
+import {type ClusterNode, mastersOf, parseClusterNodes, slotCount} from '../../src/lib/cluster/topology.js'
+import {TestCluster} from '../helpers/cluster-harness.js'
+import {runCli, runCliJson, spawnCli, waitForJournalLines} from '../helpers/cli.js'
+import {clusterDigest, writeDataset} from '../helpers/dataset.js'
+
+const delay = (ms: number) =>
+  new Promise((resolve) => {
+    setTimeout(resolve, ms)
+  })
+
+async function mastersSeenBy(cluster: TestCluster, address: string): Promise<ClusterNode[]> {
+  return mastersOf(parseClusterNodes(String(await cluster.client(address).call('CLUSTER', 'NODES'))))
+}
+
+/** Until every live master's view covers all slots with live masters and the cluster is ok. */
+async function waitForCoverage(cluster: TestCluster, live: string[]): Promise<void> {
+  for (let i = 0; i < 200; i++) {
+    let ok = true
+    for (const address of live) {
+      const masters = (await mastersSeenBy(cluster, address)).filter((node) => !node.failed && !node.suspectedFailed)
+      const info = String(await cluster.client(address).call('CLUSTER', 'INFO'))
+      if (masters.reduce((sum, node) => sum + slotCount(node), 0) !== 16_384 || !/cluster_state:ok/.test(info)) ok = false
+    }
+    if (ok) return
+    await delay(100)
+  }
+  throw new Error('the cluster did not recover its slot coverage')
+}
+
+/** fix --dry-run from every live master: the same repairs, whichever node is asked. */
+async function expectSameRepairsFromEverySeed(live: string[]): Promise<void> {
+  const plans = await Promise.all(
+    live.map(async (seed) => {
+      const {json} = await runCliJson<FixResult>(['fix', seed, '--dry-run', '--force'])
+      // per slot: the problem, the action and the node that keeps the slot (groups may split differently)
+      const perSlot = (json.fixes ?? []).flatMap((group) => group.slots.flatMap(([start, end]) => Array.from({length: end - start + 1}, (_, i) => `${start + i} ${group.problem} ${group.action} ${group.targetId}`)))
+      return JSON.stringify(perSlot.sort())
+    }),
+  )
+  for (const [i, plan] of plans.entries()) expect(plan, `fix --dry-run from ${live[i]}`).to.equal(plans[0])
+}
+
+async function expectClean(seed: string): Promise<void> {
+  const {json} = await runCliJson<CheckResult>(['check', seed])
+  const errors = json.errors.filter((finding) => finding.code !== 'MASTER_UNREACHABLE' && finding.code !== 'MASTER_FAILED')
+  expect(errors, JSON.stringify(json.errors)).to.deep.equal([])
+}
+
+describe('fix after a node dies mid-reshard', () => {
+  let dir: string
+  before(async () => {
+    dir = await mkdtemp(path.join(tmpdir(), 'slotctl-fault-'))
+  })
+  after(async () => {
+    await rm(dir, {force: true, recursive: true})
+  })
+
+  for (const replicas of [1, 0]) {
+    for (const victim of ['target', 'source'] as const) {
+      it(`${victim} killed, ${replicas ? 'its replica takes over' : 'no replica: it restarts from its AOF'}: fix from any seed finishes, nothing is lost`, async function () {
+        this.timeout(300_000)
+        // without replicas the data must survive the restart: append-only file, fsync always
+        const cluster = await TestCluster.start({extraArgs: replicas ? [] : ['--appendonly', 'yes', '--appendfsync', 'always'], masters: 3, replicas})
+        try {
+          await writeDataset(cluster.clusterClient(), {keys: 20_000})
+          const masters = await mastersSeenBy(cluster, cluster.seed)
+          // acknowledged = replicated (or on disk): nothing a test counts can be lost in flight
+          if (replicas) for (const master of masters) expect(await cluster.client(master.address).call('WAIT', 1, 10_000)).to.equal(1)
+          const original = await clusterDigest(cluster)
+          const [source, target] = masters.filter((node) => node.address !== cluster.seed)
+          const dead = victim === 'source' ? source : target
+          const journal = path.join(dir, `${victim}-${replicas}.jsonl`)
+          const child = spawnCli(['reshard', cluster.seed, '--from', source.id, '--to', target.id, '--slots', '2500', '--max-keys-per-sec', '1500', '--legacy-migrate', '--yes', '--journal', journal])
+          await waitForJournalLines(journal, 20)
+          cluster.kill(dead.address)
+          const run = await child
+          expect(run.exitCode, String(run.stderr)).to.equal(1)
+          // one grouped cause, not one line per slot
+          const errorLines = String(run.stderr).split('\n').filter((line) => line.startsWith('slotctl: error:'))
+          expect(errorLines.length, String(run.stderr)).to.be.at.most(3)
+          expect(String(run.stderr)).to.match(new RegExp(`${dead.address} (is unreachable|does not answer)|cannot connect to ${dead.address}`))
+
+          if (!replicas) await cluster.restart(dead.address)
+          const live = masters.filter((node) => node.id !== dead.id).map((node) => node.address).concat(replicas ? [] : [dead.address])
+          if (replicas) await waitForCoverage(cluster, live)
+          await expectSameRepairsFromEverySeed(live)
+          const seed = live[live.length - 1]
+          const fixed = await runCliJson<FixResult>(['fix', seed, '--yes', '--journal', journal])
+          expect(fixed.json.failures ?? [], fixed.stderr).to.deep.equal([])
+          await expectClean(seed)
+          expect(await clusterDigest(cluster)).to.deep.equal(original)
+          // the rest of the plan: finished when its nodes are back; refused (dead id) after a failover
+          const resumed = await runCli(['reshard', seed, '--resume', journal, '--yes'])
+          if (replicas) expect(resumed.stderr).to.match(/refusing to move slots|unreachable now; nothing was changed|does not have/)
+          else expect(resumed.exitCode, resumed.stderr).to.equal(0)
+          await expectClean(seed)
+          expect(await clusterDigest(cluster)).to.deep.equal(original)
+        } finally {
+          await cluster.stop()
+        }
+      })
+    }
+  }
+})
