@@ -21,13 +21,26 @@ describe('rate limiter', () => {
     // 2010 units booked: the last may start only at 2000 ms
   })
 
-  it('does not bank unused time: after a pause, no burst beyond the current request', () => {
+  it('banks unused time up to one second: a stall is caught up, but never with more than a second of the rate', () => {
     let now = 0
     const limiter = new RateLimiter(100, () => now)
     limiter.reserve(100)
+    // a long pause: one second of catching up (100 units) goes at once, then the schedule holds
     now = 10_000
     expect(limiter.reserve(100)).to.equal(0)
+    expect(limiter.reserve(100)).to.equal(0)
     expect(limiter.reserve(100)).to.equal(1000)
+    // a short gap (slots closing) is made up in full: the average over the run holds the rate
+    let t = 0
+    const paced = new RateLimiter(1000, () => t)
+    let moved = 0
+    for (let i = 0; i < 100; i++) {
+      if (i % 10 === 5) t += 50
+      t += paced.reserve(10)
+      moved += 10
+    }
+    // the last batch starts at about 990 ms: the rate over the run stays the limit
+    expect((moved - 10) / (t / 1000)).to.be.within(1000 * 0.97, 1000 * 1.03)
   })
 })
 
