@@ -18,13 +18,15 @@ import {Journal, type JournalState, type RunSettings, defaultJournalPath} from '
 import {LegacyMover, throttledWaveSize} from '../migrate/legacy-mover.js'
 import {RoutingMover, type SlotMover} from '../migrate/mover.js'
 import {ValkeyAsmMover} from '../migrate/valkey-asm-mover.js'
-import {readServerFeaturesOf} from '../cluster/server-info.js'
+import {type ServerFeatures, readServerFeaturesOf} from '../cluster/server-info.js'
 import {Throttle} from '../migrate/throttle.js'
-import type {MigrationPlan} from '../plan/types.js'
+import type {BigKey, MigrationPlan} from '../plan/types.js'
 import {ProgressReporter} from './progress.js'
 import {formatBytes, formatDuration, paint, table} from './render.js'
 import {type Issue, type VerbResult, issue, slotSet} from './result.js'
 import {durationFlag} from './duration.js'
+import {sizeFlag} from './size.js'
+import {DEFAULT_BIG_KEY_BYTES, DEFAULT_MIGRATE_RATE, blockingKeys, findBigKeys, keyFromPrintable} from '../migrate/big-keys.js'
 import {type SlotRange, formatSlots} from '../cluster/slots.js'
 import {type ClusterNode, mastersOf, openSlotsOf, slotOwners} from '../cluster/topology.js'
 import {countKeysInSlots} from '../cluster/slot-stats.js'
@@ -124,6 +126,9 @@ export abstract class MigrationCommand<T extends typeof Command> extends BaseCom
     replace: Flags.boolean({description: 'overwrite keys that already exist at the target with different values', helpGroup: 'MIGRATION'}),
     journal: Flags.string({description: 'journal file (default: under ~/.local/state/slotctl/journals); must not exist yet', helpGroup: 'MIGRATION'}),
     force: Flags.boolean({description: 'go on even if another slotctl run seems to be changing the cluster', helpGroup: 'MIGRATION'}),
+    'big-key-bytes': sizeFlag({defaultBytes: DEFAULT_BIG_KEY_BYTES, defaultHelp: '64mb', description: 'keys at least this big are found before moving, and refused if moving one would block its master longer than half of cluster-node-timeout (0: do not look)', helpGroup: 'MIGRATION'}),
+    'allow-big-keys': Flags.boolean({description: 'move big keys that would block their master for long anyway: each alone, with its own timeout', helpGroup: 'MIGRATION'}),
+    'assumed-migrate-rate': sizeFlag({defaultBytes: DEFAULT_MIGRATE_RATE, defaultHelp: '100mb', description: 'MIGRATE throughput per second assumed when estimating how long a big key blocks its master', helpGroup: 'MIGRATION'}),
     'legacy-migrate': Flags.boolean({description: 'use SETSLOT + MIGRATE even where both nodes offer atomic slot migration (Valkey >= 9)', helpGroup: 'MIGRATION'}),
     progress: Flags.option({default: 'auto', description: 'progress on stderr: a bar on a terminal, a line every few seconds elsewhere (auto), NDJSON events (json), or none', helpGroup: 'MIGRATION', options: ['auto', 'bar', 'lines', 'json', 'none'] as const})(),
     'dry-run': Flags.boolean({description: 'show the plan and change nothing'}),
@@ -251,6 +256,9 @@ export abstract class MigrationCommand<T extends typeof Command> extends BaseCom
     const addresses = this.liveAddresses(snapshot, plan, warnings)
     const closeOnly = this.refuseStalePlan(snapshot, plan, options.resume?.state)
     this.showPlan(snapshot, plan, done)
+    const remainingMoves = plan.moves.filter((move) => !done.has(move.slot))
+    const choice = await this.chooseProtocol(plan, addresses, this.runSettings(options.resume?.state.settings))
+    await this.preflightBigKeys(plan, this.legacyMoves(choice, remainingMoves), addresses, Boolean(f['dry-run']))
     if (f.out) await this.writePlan(plan, f.out as string)
     const unmoved = {...unmovedResult(plan, done), warnings: warnings.map((warning) => issue(warning.code, warning.message))}
     const remaining = plan.moves.filter((move) => !done.has(move.slot))
@@ -287,7 +295,7 @@ export abstract class MigrationCommand<T extends typeof Command> extends BaseCom
     this.resumeHint = resumeCommand
     let result: ExecuteResult
     try {
-      const mover = await this.chooseMover(plan, addresses, settings, plannedKeys / remaining.length, onEvent)
+      const mover = await this.chooseMover(plan, addresses, settings, plannedKeys / remaining.length, choice, onEvent)
       result = await executePlan(mover, plan, {
         addresses,
         closeOnlySlots: closeOnly,
@@ -324,8 +332,52 @@ export abstract class MigrationCommand<T extends typeof Command> extends BaseCom
    * operator turned it off or asked for a throttle (the servers move at their own pace);
    * the legacy SETSLOT + MIGRATE protocol everywhere else. Says which, and why.
    */
-  private async chooseMover(plan: MigrationPlan, addresses: ReadonlyMap<string, string>, settings: RunSettings & {parallel: number; pipeline: number; timeoutMs: number; replace: boolean}, keysPerSlot: number, onEvent: (event: MigrationEvent) => void): Promise<SlotMover> {
+  private async chooseProtocol(plan: MigrationPlan, addresses: ReadonlyMap<string, string>, settings: RunSettings): Promise<ProtocolChoice> {
+    const features = await readServerFeaturesOf(this.pool(), [...addresses.values()])
+    const atomicIds = new Set([...addresses].filter(([, address]) => features.get(address)?.atomicSlotMigration === 'valkey-migrateslots').map(([id]) => id))
     const throttled = Boolean(settings.maxKeysPerSec || settings.maxBytesPerSec)
+    const offered = plan.moves.some((move) => atomicIds.has(move.sourceId) && atomicIds.has(move.targetId))
+    const atomic = offered && !(this.flags as Record<string, unknown>)['legacy-migrate'] && !throttled
+    return {atomic, atomicIds, features, offered, throttled}
+  }
+
+  /** Moves that go through MIGRATE (every move unless both ends migrate atomically). */
+  private legacyMoves(choice: ProtocolChoice, moves: MigrationPlan['moves']): MigrationPlan['moves'] {
+    return moves.filter((move) => !(choice.atomic && choice.atomicIds.has(move.sourceId) && choice.atomicIds.has(move.targetId)))
+  }
+
+  /**
+   * Big keys in the slots MIGRATE will move: listed (and kept in the plan file); those that
+   * would block their master longer than half its node timeout stop the run before anything
+   * moves, unless --allow-big-keys (then each moves alone, with a timeout of its own).
+   */
+  private async preflightBigKeys(plan: MigrationPlan, moves: MigrationPlan['moves'], addresses: ReadonlyMap<string, string>, dryRun: boolean): Promise<BigKey[]> {
+    const f = this.flags as Record<string, unknown>
+    const found = await findBigKeys(this.pool(), moves, addresses, {minBytes: f['big-key-bytes'] as number, rate: f['assumed-migrate-rate'] as number})
+    if (found.length === 0) return found
+    plan.bigKeys = found
+    const describe = (key: BigKey) => `${key.key} in slot ${key.slot} (${formatBytes(key.bytes)}, about ${formatDuration(key.estimatedBlockMs)} blocked; limit ${formatDuration(key.blockLimitMs)})`
+    const blocking = blockingKeys(found)
+    const refusing = blocking.length > 0 && !f['allow-big-keys'] && !dryRun
+    if (!refusing) for (const key of found.slice(0, 10)) this.note(`big key: ${describe(key)}`)
+    if (blocking.length === 0) return found
+    if (f['allow-big-keys']) {
+      this.note(paint.warn(`${blocking.length} big key(s) will block their master longer than half of cluster-node-timeout: each moves alone with its own timeout (--allow-big-keys)`))
+      return found
+    }
+    const message = `${blocking.length} key(s) would block their master longer than half of cluster-node-timeout while MIGRATE moves them: ${blocking.slice(0, 3).map(describe).join('; ')}${blocking.length > 3 ? '; ...' : ''}`
+    if (dryRun) {
+      this.note(paint.warn(`the run would refuse: ${message}`))
+      return found
+    }
+    throw new SlotctlError(`refusing to move slots: ${message}; nothing was changed`, {
+      code: 'E_BIG_KEY',
+      suggestions: ['move them off-peak with --allow-big-keys (each alone, with its own timeout), split them, or raise cluster-node-timeout for the move'],
+    })
+  }
+
+  private async chooseMover(plan: MigrationPlan, addresses: ReadonlyMap<string, string>, settings: RunSettings & {parallel: number; pipeline: number; timeoutMs: number; replace: boolean}, keysPerSlot: number, choice: ProtocolChoice, onEvent: (event: MigrationEvent) => void): Promise<SlotMover> {
+    const {features, throttled} = choice
     const keyOptions = {
       onBatch: (keys: number, bytes: number, slot: number) => onEvent({bytes, keys, slot, type: 'batch'}),
       pipeline: settings.pipeline,
@@ -335,15 +387,13 @@ export abstract class MigrationCommand<T extends typeof Command> extends BaseCom
     }
     // with a throttle, open only about a second's worth of slots at a time: a stop is then quick
     const waveSize = settings.maxKeysPerSec ? throttledWaveSize(settings.maxKeysPerSec, keysPerSlot, settings.parallel) : settings.maxBytesPerSec ? 16 : undefined
-    const features = await readServerFeaturesOf(this.pool(), [...addresses.values()])
     // Valkey holds each SETSLOT until the replicas acknowledge it: spread them over connections
     const lanes = (id: string) => (features.get(addresses.get(id) ?? '')?.replicatedSetslot ? SETSLOT_LANES : 1)
-    const legacy = new LegacyMover(this.pool(), keyOptions, waveSize, lanes)
-    const atomicIds = new Set([...addresses].filter(([, address]) => features.get(address)?.atomicSlotMigration === 'valkey-migrateslots').map(([id]) => id))
+    const legacy = new LegacyMover(this.pool(), keyOptions, waveSize, lanes, bigKeysAlone(plan.bigKeys ?? [], settings.timeoutMs, this.pool().settings.commandTimeoutMs))
+    const {atomicIds} = choice
     const atomicPairs = plan.moves.filter((move) => atomicIds.has(move.sourceId) && atomicIds.has(move.targetId)).length
-    const f = this.flags as Record<string, unknown>
-    if (atomicPairs === 0 || f['legacy-migrate'] || throttled) {
-      if (atomicPairs > 0 && throttled) this.note('note: a throttle needs the legacy protocol (atomic slot migration moves at the servers\' pace): moving with SETSLOT + MIGRATE')
+    if (!choice.atomic) {
+      if (choice.offered && throttled) this.note('note: a throttle needs the legacy protocol (atomic slot migration moves at the servers\' pace): moving with SETSLOT + MIGRATE')
       this.note(`moving with ${legacy.protocol}`)
       return legacy
     }
@@ -435,6 +485,30 @@ export abstract class MigrationCommand<T extends typeof Command> extends BaseCom
     }
     this.note(`plan written to ${file}`)
   }
+}
+
+interface ProtocolChoice {
+  features: Map<string, ServerFeatures>
+  /** nodes that offer atomic slot migration */
+  atomicIds: Set<string>
+  /** some pair could migrate atomically */
+  offered: boolean
+  /** ... and will (not turned off, no throttle) */
+  atomic: boolean
+  throttled: boolean
+}
+
+/**
+ * Big keys the operator allowed, per slot, each with a MIGRATE timeout of three times its
+ * estimate (at least the run's), within what the admin connection waits for a reply.
+ */
+function bigKeysAlone(keys: readonly BigKey[], timeoutMs: number, commandTimeoutMs: number): Map<number, Array<{key: Buffer; bytes: number; timeoutMs: number}>> {
+  const bySlot = new Map<number, Array<{key: Buffer; bytes: number; timeoutMs: number}>>()
+  for (const big of keys) {
+    const own = Math.min(Math.max(timeoutMs, big.estimatedBlockMs * 3), commandTimeoutMs - 1000)
+    bySlot.set(big.slot, [...(bySlot.get(big.slot) ?? []), {bytes: big.bytes, key: keyFromPrintable(big.key), timeoutMs: own}])
+  }
+  return bySlot
 }
 
 /** One line per distinct cause, naming its slots: a dead target must not print a line per slot. */

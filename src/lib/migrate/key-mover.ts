@@ -14,6 +14,7 @@ import type {Redis} from 'ioredis'
 import {parseAddress} from '../cluster/address.js'
 import {type ConnectionSettings, type NodePool, delay} from '../cluster/connection.js'
 import {SlotctlError, errorMessage, isConnectionLost, nodeFailure} from '../errors.js'
+import {printableKey} from './big-keys.js'
 import type {SlotMoveTarget} from './slot-protocol.js'
 import type {Throttle} from './throttle.js'
 
@@ -59,10 +60,6 @@ function isTransferFailure(error: unknown): boolean {
   return /IOERR|timed? ?out|timeout/i.test(errorMessage(error))
 }
 
-function printableKey(key: Buffer): string {
-  const text = key.toString('utf8')
-  return Buffer.from(text, 'utf8').equals(key) ? text : `0x${key.toString('hex')}`
-}
 
 /** Runs one keyed command on the source, preceded by ASKING in the same pipeline when needed. */
 async function onSource(source: Redis, asking: boolean, command: string, ...args: Array<Buffer | number | string>): Promise<unknown> {
@@ -345,4 +342,19 @@ export async function moveWaveKeys(pool: NodePool, moves: readonly SlotMoveTarge
     remaining = next
   }
   return outcome
+}
+
+/**
+ * Moves one (big) key alone with its own MIGRATE timeout, before the rest of its slot. A key
+ * gone since it was found (expired, deleted) has nothing to move.
+ */
+export async function moveKeyAlone(pool: NodePool, move: SlotMoveTarget, key: Buffer, bytes: number, timeoutMs: number, options: MoveKeysOptions): Promise<MovedKeys> {
+  const source = await pool.client(move.source.address)
+  const target = await pool.client(move.target.address)
+  const present = await source.exists(key).catch(() => 0)
+  if (!present) return {bytes: 0, keys: 0}
+  await options.throttle?.take(1, bytes)
+  await new KeyMover(source, target, move, migrateAuthArgs(pool.settings), {...options, timeoutMs}).moveBatch([key])
+  options.onBatch?.(1, bytes, move.slot)
+  return {bytes, keys: 1}
 }

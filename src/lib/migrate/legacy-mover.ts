@@ -3,7 +3,7 @@
  * and the verified close of slot-protocol.ts.
  */
 import {type NodePool, mapLimit} from '../cluster/connection.js'
-import {type MoveKeysOptions, type MovedKeys, moveSlotKeys, moveWaveKeys} from './key-mover.js'
+import {type MoveKeysOptions, type MovedKeys, moveKeyAlone, moveSlotKeys, moveWaveKeys} from './key-mover.js'
 import type {SlotMover, WaveReport, WaveRequest} from './mover.js'
 import {type Lanes, type SlotMoveTarget, closeSlots, openSlots} from './slot-protocol.js'
 
@@ -28,6 +28,8 @@ export class LegacyMover implements SlotMover {
     private readonly keyOptions: MoveKeysOptions,
     private readonly maxWave = DEFAULT_WAVE_SIZE,
     private readonly lanes: Lanes = () => 1,
+    /** big keys the operator allowed: moved alone, each with its own timeout, before their slot */
+    private readonly bigKeys: ReadonlyMap<number, ReadonlyArray<{key: Buffer; bytes: number; timeoutMs: number}>> = new Map(),
   ) {}
 
   /** Slots of one pair opened and closed together: one nodes.conf save and one broadcast per wave. */
@@ -39,7 +41,13 @@ export class LegacyMover implements SlotMover {
     const report: WaveReport = {batched: true, cancelled: [], closed: [], failed: [], fewerAtTarget: []}
     const toMove = wave.moves.filter((move) => !wave.closeOnly.has(move.slot))
     await openSlots(this.pool, toMove, this.lanes)
-    const moved = await this.moveKeys(toMove)
+    const alone = await this.moveBigKeys(toMove)
+    const moved = await this.moveKeys(toMove.filter((move) => !(alone.get(move.slot) instanceof Error)))
+    for (const [slot, outcome] of alone) {
+      const rest = moved.get(slot)
+      if (outcome instanceof Error || rest === undefined) moved.set(slot, outcome)
+      else if (!(rest instanceof Error)) moved.set(slot, {bytes: rest.bytes + outcome.bytes, keys: rest.keys + outcome.keys})
+    }
     const ready = wave.moves.filter((move) => {
       const outcome = moved.get(move.slot)
       if (outcome instanceof Error) report.failed.push({error: outcome, slot: move.slot})
@@ -54,6 +62,19 @@ export class LegacyMover implements SlotMover {
       if (atTarget !== undefined && atTarget < keys) report.fewerAtTarget.push({atTarget, moved: keys, slot})
     }
     return report
+  }
+
+  private async moveBigKeys(targets: SlotMoveTarget[]): Promise<Map<number, Error | MovedKeys>> {
+    const outcomes = new Map<number, Error | MovedKeys>()
+    for (const target of targets) {
+      for (const big of this.bigKeys.get(target.slot) ?? []) {
+        const before = outcomes.get(target.slot)
+        if (before instanceof Error) break
+        const moved = await moveKeyAlone(this.pool, target, big.key, big.bytes, big.timeoutMs, this.keyOptions).catch((error: Error) => error)
+        outcomes.set(target.slot, moved instanceof Error ? moved : {bytes: (before?.bytes ?? 0) + moved.bytes, keys: (before?.keys ?? 0) + moved.keys})
+      }
+    }
+    return outcomes
   }
 
   /**

@@ -16,6 +16,17 @@ export interface PlanNode {
   address: string
 }
 
+/** A key found above --big-key-bytes in a slot to move, and how long moving it would block its master. */
+export interface BigKey {
+  slot: number
+  /** UTF-8 when it is, else 0x-hex */
+  key: string
+  bytes: number
+  estimatedBlockMs: number
+  /** half of the source's cluster-node-timeout */
+  blockLimitMs: number
+}
+
 export interface MigrationPlan {
   version: 1
   kind: 'drain' | 'fix' | 'rebalance' | 'reshard'
@@ -23,4 +34,6 @@ export interface MigrationPlan {
   /** Every node a move names, with its address at plan time. */
   nodes: PlanNode[]
   moves: SlotMove[]
+  /** Big keys in the slots to move, found when the plan was shown (informational). */
+  bigKeys?: BigKey[]
 }
