@@ -1,0 +1,218 @@
+import {Args, Flags} from '@oclif/core'
+
+import {BaseCommand} from '../lib/cli/base-command.js'
+import {MigrationCommand, adminTimeoutMs} from '../lib/cli/migration-command.js'
+import {formatDuration, paint, table} from '../lib/cli/render.js'
+import {type NodeAddress, formatAddress, parseAddress} from '../lib/cluster/address.js'
+import {ExitCode, SlotctlError, usageError} from '../lib/errors.js'
+import {defaultJournalPath} from '../lib/migrate/journal.js'
+import {Throttle} from '../lib/migrate/throttle.js'
+import {type ImportResult, type Problem, conflictViews, keyName, surveySource} from '../lib/transfer/import.js'
+import {ImportJournal, type ImportJournalState, type ImportSettings, readImportJournal} from '../lib/transfer/journal.js'
+import {type Conflict, transferKeys} from '../lib/transfer/mover.js'
+import {ownerTable, refuseUnsafeCluster} from '../lib/transfer/preconditions.js'
+import {KeyProgress} from '../lib/transfer/progress.js'
+import {type SourceInfo, inspectSource, selectDb} from '../lib/transfer/source.js'
+
+export default class Import extends BaseCommand<typeof Import> {
+  static args = {
+    address: Args.string({description: 'any node of the cluster to import into (HOST:PORT)', required: true}),
+  }
+
+  static description = BaseCommand.withExitCodes(
+    [
+      'Import the keys of a standalone server into a cluster: SCAN the source (never KEYS), group the keys by the master owning their slot, and let the source MIGRATE them in batches straight into each master, pipelined and to every master at once. TTLs are kept; key names may be binary.',
+      'Without --copy the keys move (they leave the source); with --copy the source keeps them. A key the cluster already has with an equal value is skipped; with a different value it is reported as a conflict and left alone (exit 1) unless --replace.',
+      'Writes that land on the source during the import are your concern: a key written after it was moved stays behind. To switch over safely, import with --copy while the source is live, stop its writers, then run a second pass with --copy --replace (or without --copy to empty the source).',
+      'Ctrl-C finishes the batches in flight, records where the SCAN got to in the journal, and exits 130; --resume JOURNAL continues, also after a crash.',
+    ].join('\n'),
+  )
+
+  static examples = [
+    '<%= config.bin %> import 10.0.0.1:7000 --from 10.0.0.9:6379 --copy --yes',
+    '<%= config.bin %> import 10.0.0.1:7000 --from redis://:secret@10.0.0.9:6379 --from-db 2 --match "user:*" --dry-run',
+    '<%= config.bin %> import 10.0.0.1:7000 --from 10.0.0.9:6379 --max-keys-per-sec 20000 --yes',
+    '<%= config.bin %> import 10.0.0.1:7000 --resume ~/.local/state/slotctl/journals/import-2026-11-22T10-00-00-000Z.jsonl --yes',
+  ]
+
+  static flags = {
+    from: Flags.string({description: 'the standalone server to import from: HOST:PORT or redis://[user:password@]HOST:PORT'}),
+    'from-db': Flags.integer({description: 'the source db to import (needed when the source has keys in a db other than 0)', min: 0}),
+    'from-user': Flags.string({description: 'ACL user name at the source', helpGroup: 'CONNECTION'}),
+    'from-password': Flags.string({description: 'password at the source (default: the cluster password)', env: 'SLOTCTL_FROM_AUTH', helpGroup: 'CONNECTION'}),
+    copy: Flags.boolean({description: 'copy the keys: the source keeps them (MIGRATE COPY)'}),
+    replace: Flags.boolean({description: 'overwrite keys the cluster already has with different values'}),
+    match: Flags.string({description: 'import only keys matching this glob pattern (SCAN MATCH)'}),
+    'max-keys-per-sec': MigrationCommand.migrationFlags['max-keys-per-sec'],
+    pipeline: MigrationCommand.migrationFlags.pipeline,
+    timeout: MigrationCommand.migrationFlags.timeout,
+    journal: Flags.string({description: 'journal file (default: under ~/.local/state/slotctl/journals)'}),
+    resume: Flags.string({description: 'continue an interrupted import from its journal', exclusive: ['copy', 'replace', 'match', 'from-db', 'journal']}),
+    'dry-run': Flags.boolean({description: 'count the keys per master and those the cluster already has; change nothing'}),
+  }
+
+  protected finishInFlightOnInterrupt = true
+
+  async run(): Promise<ImportResult> {
+    const resumed = this.flags.resume ? readImportJournal(this.flags.resume) : undefined
+    if (!this.flags.from && !resumed) throw usageError('missing --from: the standalone server to import from', ['e.g. --from 10.0.0.9:6379'])
+    const seed = this.parseSeed([this.args.address])
+    const pool = this.pool(seed, adminTimeoutMs(this.flags.timeout))
+    const sourceAddress = this.sourceAddress(resumed)
+    const snapshot = await this.loadCluster(seed)
+    const settings = this.settings(snapshot.seedAddress, sourceAddress, resumed)
+    const result = this.emptyResult(settings, resumed)
+    if (resumed?.complete) {
+      this.log(`the import recorded in ${this.flags.resume} is complete: nothing to do`)
+      return {...result, status: 'nothing-to-do'}
+    }
+    refuseUnsafeCluster(snapshot, 'import')
+    // TODO(lock): take the cluster's one-run-at-a-time lock here (the CLIENT SETNAME marker the
+    // migration verbs are getting), and release it in finally.
+    const owners = ownerTable(snapshot)
+    const source = await pool.client(sourceAddress)
+    const info = await inspectSource(source, settings.source, {db: this.flags['from-db'] ?? resumed?.settings.db, move: !settings.copy})
+    await selectDb(source, settings.source, settings.db)
+    result.source = {address: settings.source, db: settings.db, keys: info.keys, version: info.version}
+    result.warnings.push(...this.sourceWarnings(info))
+    if (info.keys === 0) {
+      this.log(`the source ${settings.source} has no keys in db ${settings.db}: nothing to import`)
+      return {...result, status: 'nothing-to-do'}
+    }
+    const masters = new Set(owners.map((owner) => owner.id)).size
+    this.log(`${settings.copy ? 'copy' : 'move'} ${resumed ? 'the rest of ' : ''}${info.keys} key(s)${settings.match ? ` matching '${settings.match}'` : ''} from ${settings.source} db ${settings.db} (${info.version}) into ${masters} masters of ${snapshot.seedAddress}`)
+
+    if (this.flags['dry-run']) {
+      const survey = await surveySource(source, pool, owners, settings.match)
+      this.log(table(['master', 'keys'], [...survey.perOwner].map(([owner, keys]) => [owner.address, keys]), ['left', 'right']))
+      this.log(`${survey.keys} key(s) would be imported; the cluster already has ${survey.present} of them (equal values are skipped, different ones are conflicts${settings.replace ? ' that --replace overwrites' : ''})`)
+      return {...result, keysAlreadyInCluster: survey.present, keysPlanned: survey.keys, owners: [...survey.perOwner].map(([node, keys]) => ({keys, node})), status: 'planned'}
+    }
+    if (!(await this.confirm(`${settings.copy ? 'Copy' : 'Move'} ${info.keys} key(s) into the cluster now?`))) throw new SlotctlError('cancelled: nothing was changed', {code: 'E_CANCELLED'})
+
+    const journalPath = this.flags.resume ?? this.flags.journal ?? defaultJournalPath('import')
+    const resumeCommand = `${this.config.bin} import ${snapshot.seedAddress} --resume ${journalPath} --yes`
+    const journal = resumed ? ImportJournal.reopen(journalPath) : ImportJournal.create(journalPath, settings, resumeCommand)
+    this.note(`journal: ${journalPath}`)
+    const progress = KeyProgress.forOutput(info.keys, this.jsonEnabled())
+    const maxKeysPerSec = this.flags['max-keys-per-sec'] ?? settings.maxKeysPerSec
+    let outcome: Awaited<ReturnType<typeof transferKeys>>
+    try {
+      outcome = await transferKeys(source, pool, owners, {
+        batchKeys: settings.pipeline,
+        copy: settings.copy,
+        cursor: resumed?.cursor,
+        match: settings.match,
+        onBatch: progress.add,
+        onCheckpoint: (checkpoint) => journal.checkpoint(checkpoint),
+        replace: settings.replace,
+        signal: this.stopRequest.signal,
+        throttle: maxKeysPerSec ? new Throttle({maxKeysPerSec}) : undefined,
+        timeoutMs: settings.timeoutMs,
+      })
+    } finally {
+      progress.stop()
+    }
+    if (outcome.complete) journal.complete()
+    const conflicts: Conflict[] = [...(resumed?.conflicts ?? []), ...outcome.conflicts]
+    Object.assign(result, {
+      conflicts: {count: conflicts.length, keys: conflictViews(conflicts)},
+      elapsedMs: outcome.elapsedMs,
+      journal: journalPath,
+      keysImported: (resumed?.keys ?? 0) + outcome.keys,
+      owners: [...outcome.perOwner].map(([id, keys]) => ({keys, node: owners.find((owner) => owner.id === id) ?? {address: '', id}})),
+    })
+    this.log(`${settings.copy ? 'copied' : 'moved'} ${outcome.keys} key(s) in ${formatDuration(outcome.elapsedMs)} (${Math.round(outcome.keys / Math.max(outcome.elapsedMs / 1000, 0.001))} keys/s)${resumed ? `, ${result.keysImported} in all` : ''}`)
+    return this.finish(result, outcome, conflicts, resumeCommand)
+  }
+
+  private finish(result: ImportResult, outcome: Awaited<ReturnType<typeof transferKeys>>, conflicts: Conflict[], resumeCommand: string): ImportResult {
+    this.reportConflicts(conflicts, result)
+    if (outcome.failure) {
+      process.stderr.write(`slotctl: error: ${outcome.failure.message}\n`)
+      for (const hint of outcome.failure.suggestions) process.stderr.write(`  hint: ${hint}\n`)
+      this.note(`after resolving it, continue with: ${resumeCommand}`)
+      result.errors.push({code: outcome.failure.code, message: outcome.failure.message})
+      this.resultExitCode = ExitCode.failed
+      return {...result, resumeCommand, status: 'failed'}
+    }
+    if (outcome.interrupted) {
+      this.note(paint.warn(`interrupted: the batches in flight finished; continue with: ${resumeCommand}`))
+      this.resultExitCode = ExitCode.interrupted
+      return {...result, resumeCommand, status: 'interrupted'}
+    }
+    if (conflicts.length > 0) {
+      this.resultExitCode = ExitCode.failed
+      return {...result, status: 'partial'}
+    }
+    return {...result, status: 'done'}
+  }
+
+  private reportConflicts(conflicts: readonly Conflict[], result: ImportResult): void {
+    if (conflicts.length === 0) return
+    const where = result.mode === 'move' ? 'they stay on the source' : 'the cluster keeps its values'
+    const message = `${conflicts.length} key(s) exist in the cluster with different values and were not overwritten (${where})`
+    result.errors.push({code: 'E_CONFLICTS', message})
+    process.stderr.write(`${paint.bad(message)}:\n`)
+    for (const {key, owner} of conflicts.slice(0, 20)) {
+      const name = keyName(key)
+      process.stderr.write(`  ${name.encoding === 'hex' ? `0x${name.key}` : name.key}  (at ${owner.address})\n`)
+    }
+    if (conflicts.length > 20) process.stderr.write(`  ... and ${conflicts.length - 20} more (all of them in --json, up to 1000)\n`)
+    this.note('compare them, then run the import again with --replace to overwrite the cluster copies')
+  }
+
+  private sourceWarnings(info: SourceInfo): Problem[] {
+    const others = info.dbs.filter((entry) => entry.db !== info.db)
+    if (others.length === 0) return []
+    const warning = {code: 'OTHER_DBS', message: `the source also has keys in ${others.map((entry) => `db ${entry.db} (${entry.keys})`).join(', ')}, not imported by this run`}
+    this.note(paint.warn(`warning: ${warning.message}`))
+    return [warning]
+  }
+
+  /** --from (with --from-user/--from-password), or the journal's source on --resume. */
+  private sourceAddress(resumed?: ImportJournalState): NodeAddress {
+    const address = parseAddress(this.flags.from ?? (resumed as ImportJournalState).settings.source)
+    if (resumed && this.flags.from && formatAddress(address) !== resumed.settings.source) {
+      throw usageError(`--from ${formatAddress(address)} is not the source of the journal (${resumed.settings.source})`)
+    }
+    return {
+      ...address,
+      password: this.flags['from-password'] ?? address.password,
+      username: this.flags['from-user'] ?? address.username,
+    }
+  }
+
+  private settings(seed: string, source: NodeAddress, resumed?: ImportJournalState): ImportSettings {
+    if (resumed) return resumed.settings
+    return {
+      copy: this.flags.copy,
+      db: this.flags['from-db'] ?? 0,
+      match: this.flags.match,
+      maxKeysPerSec: this.flags['max-keys-per-sec'],
+      pipeline: this.flags.pipeline,
+      replace: this.flags.replace,
+      seed,
+      source: formatAddress(source),
+      timeoutMs: this.flags.timeout,
+    }
+  }
+
+  private emptyResult(settings: ImportSettings, resumed?: ImportJournalState): ImportResult {
+    return {
+      cluster: {seed: settings.seed},
+      conflicts: {count: 0, keys: []},
+      elapsedMs: 0,
+      errors: [],
+      keysImported: resumed?.keys ?? 0,
+      match: settings.match ?? null,
+      mode: settings.copy ? 'copy' : 'move',
+      owners: [],
+      replace: settings.replace,
+      schemaVersion: 1,
+      source: {address: settings.source, db: settings.db, keys: 0, version: ''},
+      status: 'done',
+      warnings: [],
+    }
+  }
+}

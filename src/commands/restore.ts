@@ -1,0 +1,203 @@
+import {readdir} from 'node:fs/promises'
+import path from 'node:path'
+
+import {Args, Flags} from '@oclif/core'
+
+import {BaseCommand} from '../lib/cli/base-command.js'
+import {MigrationCommand, adminTimeoutMs} from '../lib/cli/migration-command.js'
+import {formatDuration, paint, table} from '../lib/cli/render.js'
+import {runChecks} from '../lib/check/checks.js'
+import {NodePool} from '../lib/cluster/connection.js'
+import {parseAddress} from '../lib/cluster/address.js'
+import {loadCluster} from '../lib/cluster/loader.js'
+import {countSlots} from '../lib/cluster/slots.js'
+import {ExitCode, SlotctlError, errorMessage, usageError} from '../lib/errors.js'
+import {requireServerBinary} from '../lib/local/servers.js'
+import {Throttle} from '../lib/migrate/throttle.js'
+import {type ConflictView, type Problem, conflictViews} from '../lib/transfer/import.js'
+import {type Manifest, readManifest, verifyChecksums} from '../lib/transfer/manifest.js'
+import {keysPerMaster, ownerTable, refuseUnsafeCluster} from '../lib/transfer/preconditions.js'
+import {KeyProgress} from '../lib/transfer/progress.js'
+import {type Expected, type RestoredFile, type StartedNode, type Verification, mastersWithSlots, restoreInto, startFromBackup, verifyCluster} from '../lib/transfer/restore.js'
+
+export interface RestoreResult {
+  schemaVersion: 1
+  status: 'done' | 'failed' | 'interrupted' | 'partial'
+  mode: 'into' | 'start'
+  dir: string
+  target: {seed: string; dir?: string; nodes?: Array<Omit<StartedNode, 'slots'> & {slots: StartedNode['slots']; slotCount: number}>; stopCommand?: string}
+  files: RestoredFile[]
+  verification: Verification | null
+  check: {healthy: boolean; errors: Problem[]; warnings: Problem[]} | null
+  conflicts: {count: number; keys: ConflictView[]}
+  elapsedMs: number
+  warnings: Problem[]
+  errors: Problem[]
+}
+
+export default class Restore extends BaseCommand<typeof Restore> {
+  static args = {
+    dir: Args.string({description: 'a backup written by slotctl backup', required: true}),
+  }
+
+  static description = BaseCommand.withExitCodes(
+    [
+      'Restore a backup made by slotctl backup. Every RDB is first checked against the SHA-256 in the manifest: a damaged file stops the restore before anything is loaded.',
+      '--into CLUSTER_NODE: load the keys into a new, empty cluster. Each file is loaded by a local throw-away server (--server-binary) and its keys move into the masters that own their slots, as import does, so the new cluster may have another number of masters or another layout. --force restores into a cluster that already holds keys (equal keys are skipped, different ones reported unless --replace).',
+      '--start DIR2: start one local server per file in DIR2, each loading its file, and form them into a cluster with the saved slot map, for a quick look. They keep running; stop them with `slotctl sandbox stop --dir DIR2`.',
+      'Both end by comparing the key count and the content digest with the manifest, then run the check.',
+    ].join('\n'),
+  )
+
+  static examples = [
+    '<%= config.bin %> restore /backups/2026-11-22 --into 10.0.0.21:7000 --yes',
+    '<%= config.bin %> restore /backups/2026-11-22 --start /tmp/look',
+  ]
+
+  static flags = {
+    into: Flags.string({description: 'any node of the (empty) cluster to restore into (HOST:PORT)', exclusive: ['start']}),
+    start: Flags.string({description: 'start local servers from the files in this (empty) directory, with the saved slot map', exclusive: ['into']}),
+    force: Flags.boolean({description: '--into: restore into a cluster that already holds keys', dependsOn: ['into']}),
+    replace: Flags.boolean({description: '--into with --force: overwrite keys the cluster holds with different values', dependsOn: ['into']}),
+    'server-binary': Flags.string({description: 'redis-server or valkey-server that loads the files (default: found on PATH); must read the backup\'s RDB version', env: 'SLOTCTL_SERVER_BINARY'}),
+    host: Flags.string({default: '127.0.0.1', description: '--start: local address the servers bind and announce'}),
+    'wait-timeout': Flags.integer({default: 60, description: '--start: seconds to wait for the cluster to form', min: 1}),
+    'max-keys-per-sec': MigrationCommand.migrationFlags['max-keys-per-sec'],
+    pipeline: MigrationCommand.migrationFlags.pipeline,
+    timeout: MigrationCommand.migrationFlags.timeout,
+  }
+
+  protected finishInFlightOnInterrupt = true
+
+  async run(): Promise<RestoreResult> {
+    if (!this.flags.into && !this.flags.start) throw usageError('say where to restore: --into CLUSTER_NODE (a running, empty cluster) or --start DIR2 (new local servers)')
+    const dir = path.resolve(this.args.dir)
+    const manifest = await readManifest(dir)
+    const binary = requireServerBinary(this.flags['server-binary'])
+    await verifyChecksums(dir, manifest)
+    this.note(`${manifest.files.length} file(s) in ${dir} match their checksums`)
+    return this.flags.into ? this.restoreInto(dir, manifest, binary) : this.startLocal(dir, manifest, binary)
+  }
+
+  private async restoreInto(dir: string, manifest: Manifest, binary: string): Promise<RestoreResult> {
+    const started = Date.now()
+    const seed = this.parseSeed([this.flags.into as string])
+    const pool = this.pool(seed, adminTimeoutMs(this.flags.timeout))
+    const snapshot = await this.loadCluster(seed)
+    const result = this.emptyResult('into', dir, snapshot.seedAddress)
+    refuseUnsafeCluster(snapshot, 'restore into this cluster')
+    const before = (await keysPerMaster(pool, snapshot)).reduce((sum, entry) => sum + entry.keys, 0)
+    if (before > 0 && !this.flags.force) {
+      throw new SlotctlError(`the cluster at ${snapshot.seedAddress} already holds ${before} key(s): restore --into fills an empty cluster`, {
+        code: 'E_NOT_EMPTY',
+        suggestions: ['restore into a new cluster, or pass --force to add the backup\'s keys (equal keys are skipped, different ones reported unless --replace)'],
+      })
+    }
+    const total = manifest.files.reduce((sum, entry) => sum + (entry.keys ?? 0), 0)
+    this.log(`restore ${total > 0 ? `${total} key(s) from ` : ''}${manifest.files.length} file(s) (taken ${manifest.createdAt} from ${manifest.seed}) into ${mastersWithSlots(snapshot).length} masters of ${snapshot.seedAddress}`)
+    if (!(await this.confirm('Restore the backup into this cluster now?'))) throw new SlotctlError('cancelled: nothing was changed', {code: 'E_CANCELLED'})
+    // TODO(lock): take the cluster's one-run-at-a-time lock here (the CLIENT SETNAME marker the
+    // migration verbs are getting), and release it in finally.
+    const progress = KeyProgress.forOutput(total, this.jsonEnabled())
+    const maxKeysPerSec = this.flags['max-keys-per-sec']
+    let outcome: Awaited<ReturnType<typeof restoreInto>>
+    try {
+      outcome = await restoreInto(pool, ownerTable(snapshot), manifest, {
+        batchKeys: this.flags.pipeline,
+        dir,
+        onBatch: progress.add,
+        onFile: (file) => this.note(`${file.file}: ${file.keysRestored} of ${file.keys} key(s) restored in ${formatDuration(file.elapsedMs)}`),
+        replace: this.flags.replace,
+        serverBinary: binary,
+        signal: this.stopRequest.signal,
+        throttle: maxKeysPerSec ? new Throttle({maxKeysPerSec}) : undefined,
+        timeoutMs: this.flags.timeout,
+      })
+    } finally {
+      progress.stop()
+    }
+    Object.assign(result, {conflicts: {count: outcome.conflicts.length, keys: conflictViews(outcome.conflicts)}, files: outcome.files})
+    const rerun = `${this.config.bin} restore ${dir} --into ${snapshot.seedAddress} --force --yes`
+    if (outcome.failure) {
+      result.errors.push({code: outcome.failure.code, message: outcome.failure.message})
+      this.note(`after resolving it, run it again with --force (restored keys are found equal and skipped): ${rerun}`)
+      throw new SlotctlError(outcome.failure.message, {code: outcome.failure.code, suggestions: outcome.failure.suggestions})
+    }
+    if (outcome.interrupted) {
+      this.note(paint.warn(`interrupted: the batches in flight finished; continue with: ${rerun}`))
+      this.resultExitCode = ExitCode.interrupted
+      return {...result, elapsedMs: Date.now() - started, status: 'interrupted'}
+    }
+    if (before === 0) result.verification = await this.verify(pool, mastersWithSlots(snapshot), outcome.expected, result)
+    else result.warnings.push({code: 'NOT_VERIFIED', message: `the cluster held ${before} key(s) before the restore: key count and digest cannot be compared with the backup`})
+    result.check = await this.checkAfter(pool, seed)
+    return this.finish(result, started)
+  }
+
+  private async startLocal(dir: string, manifest: Manifest, binary: string): Promise<RestoreResult> {
+    const started = Date.now()
+    const target = path.resolve(this.flags.start as string)
+    const entries = await readdir(target).catch((error: NodeJS.ErrnoException) => {
+      if (error.code === 'ENOENT') return []
+      throw usageError(`cannot use '${target}': ${errorMessage(error)}`)
+    })
+    if (entries.length > 0) throw usageError(`'${target}' is not empty`, ['--start needs an empty (or new) directory for the servers\' files'])
+    this.note(`starting ${manifest.files.length} local server(s) in ${target} from the backup...`)
+    const {nodes, state} = await startFromBackup(manifest, {dir, host: this.flags.host, serverBinary: binary, target, waitTimeoutMs: this.flags['wait-timeout'] * 1000})
+    const stopCommand = `${this.config.bin} sandbox stop --dir ${target}`
+    const result = this.emptyResult('start', dir, state.seed)
+    result.target = {dir: target, nodes: nodes.map((node) => ({...node, slotCount: countSlots(node.slots)})), seed: state.seed, stopCommand}
+    // the new servers have no password, whatever the global flags say
+    const local = new NodePool({commandTimeoutMs: 60_000, connectTimeoutMs: this.flags['connect-timeout']})
+    try {
+      const expected = manifest.files.filter((entry) => entry.keys !== null && entry.digest !== null).map((entry): Expected => ({digest: entry.digest as string, keys: entry.keys as number, keysWithExpiry: entry.keysWithExpiry ?? 0}))
+      if (expected.length === manifest.files.length) result.verification = await this.verify(local, nodes, expected, result)
+      else result.warnings.push({code: 'NOT_VERIFIED', message: 'the backup was not verified when it was taken (no key counts and digests in the manifest): nothing to compare with'})
+      result.check = await this.checkAfter(local, parseAddress(state.seed))
+    } finally {
+      await local.closeAll()
+    }
+    this.log(table(['address', 'id', 'slots', 'from master'], nodes.map((node) => [node.address, node.id.slice(0, 8), countSlots(node.slots), node.from.address]), ['left', 'left', 'right', 'left']))
+    this.log(`seed: ${state.seed}`)
+    this.log(`stop: ${stopCommand}`)
+    return this.finish(result, started)
+  }
+
+  private async verify(pool: NodePool, masters: Parameters<typeof verifyCluster>[1], expected: Expected[], result: RestoreResult): Promise<Verification> {
+    const verification = await verifyCluster(pool, masters, expected)
+    const mayExpire = expected.reduce((sum, entry) => sum + entry.keysWithExpiry, 0)
+    if (!verification.keysMatch) {
+      const why = mayExpire > 0 ? ` (${mayExpire} key(s) of the backup had a TTL and may have expired since)` : ''
+      result.errors.push({code: 'E_VERIFY_KEYS', message: `the cluster holds ${verification.actual.keys} key(s), the backup ${verification.expected.keys}${why}`})
+    }
+    if (!verification.digestMatch) result.errors.push({code: 'E_VERIFY_DIGEST', message: `the content digest of the cluster (${verification.actual.digest.slice(0, 12)}...) differs from the backup's (${verification.expected.digest.slice(0, 12)}...)`})
+    if (verification.keysMatch && verification.digestMatch) this.log(paint.good(`[OK] ${verification.actual.keys} keys, content digest ${verification.actual.digest.slice(0, 12)}... equal to the backup`))
+    return verification
+  }
+
+  private async checkAfter(pool: NodePool, seed: Parameters<typeof loadCluster>[1]): Promise<RestoreResult['check']> {
+    const findings = runChecks(await loadCluster(pool, seed))
+    const as = (severity: string) => findings.filter((finding) => finding.severity === severity).map((finding) => ({code: finding.code, message: finding.message}))
+    const check = {errors: as('error'), healthy: as('error').length === 0, warnings: as('warning')}
+    if (check.healthy) this.log(paint.good(`[OK] check: all 16384 slots covered, no open slots, all nodes agree${check.warnings.length > 0 ? ` (${check.warnings.length} warning(s))` : ''}`))
+    else for (const error of check.errors) this.log(paint.bad(`  [ERR] ${error.message}`))
+    return check
+  }
+
+  private finish(result: RestoreResult, started: number): RestoreResult {
+    result.elapsedMs = Date.now() - started
+    if (result.conflicts.count > 0) result.errors.push({code: 'E_CONFLICTS', message: `${result.conflicts.count} key(s) exist in the cluster with different values and were not overwritten (--replace overwrites them)`})
+    for (const error of result.errors) process.stderr.write(`slotctl: error: ${error.message}\n`)
+    if (result.errors.length > 0) {
+      this.resultExitCode = ExitCode.failed
+      return {...result, status: result.errors.some((error) => error.code.startsWith('E_VERIFY')) ? 'failed' : 'partial'}
+    }
+    if (result.check && !result.check.healthy) this.resultExitCode = ExitCode.checkProblems
+    this.log(paint.good(`restored in ${formatDuration(result.elapsedMs)}`))
+    return {...result, status: 'done'}
+  }
+
+  private emptyResult(mode: RestoreResult['mode'], dir: string, seed: string): RestoreResult {
+    return {check: null, conflicts: {count: 0, keys: []}, dir, elapsedMs: 0, errors: [], files: [], mode, schemaVersion: 1, status: 'done', target: {seed}, verification: null, warnings: []}
+  }
+}
