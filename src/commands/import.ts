@@ -12,7 +12,7 @@ import {ImportJournal, type ImportJournalState, type ImportSettings, readImportJ
 import {type Conflict, transferKeys} from '../lib/transfer/mover.js'
 import {ownerTable, refuseUnsafeCluster} from '../lib/transfer/preconditions.js'
 import {KeyProgress} from '../lib/transfer/progress.js'
-import {type SourceInfo, inspectSource, selectDb} from '../lib/transfer/source.js'
+import {type SourceInfo, connectSource, inspectSource, selectDb} from '../lib/transfer/source.js'
 
 export default class Import extends BaseCommand<typeof Import> {
   static args = {
@@ -47,13 +47,14 @@ export default class Import extends BaseCommand<typeof Import> {
     pipeline: MigrationCommand.migrationFlags.pipeline,
     timeout: MigrationCommand.migrationFlags.timeout,
     journal: Flags.string({description: 'journal file (default: under ~/.local/state/slotctl/journals)'}),
-    resume: Flags.string({description: 'continue an interrupted import from its journal', exclusive: ['copy', 'replace', 'match', 'from-db', 'journal']}),
+    resume: Flags.string({description: 'continue an interrupted import from its journal, with its settings'}),
     'dry-run': Flags.boolean({description: 'count the keys per master and those the cluster already has; change nothing'}),
   }
 
   protected finishInFlightOnInterrupt = true
 
   async run(): Promise<ImportResult> {
+    this.refuseSettingsOnResume()
     const resumed = this.flags.resume ? readImportJournal(this.flags.resume) : undefined
     if (!this.flags.from && !resumed) throw usageError('missing --from: the standalone server to import from', ['e.g. --from 10.0.0.9:6379'])
     const seed = this.parseSeed([this.args.address])
@@ -70,7 +71,7 @@ export default class Import extends BaseCommand<typeof Import> {
     // TODO(lock): take the cluster's one-run-at-a-time lock here (the CLIENT SETNAME marker the
     // migration verbs are getting), and release it in finally.
     const owners = ownerTable(snapshot)
-    const source = await pool.client(sourceAddress)
+    const source = await connectSource(pool, sourceAddress)
     const info = await inspectSource(source, settings.source, {db: this.flags['from-db'] ?? resumed?.settings.db, move: !settings.copy})
     await selectDb(source, settings.source, settings.db)
     result.source = {address: settings.source, db: settings.db, keys: info.keys, version: info.version}
@@ -124,6 +125,13 @@ export default class Import extends BaseCommand<typeof Import> {
     })
     this.log(`${settings.copy ? 'copied' : 'moved'} ${outcome.keys} key(s) in ${formatDuration(outcome.elapsedMs)} (${Math.round(outcome.keys / Math.max(outcome.elapsedMs / 1000, 0.001))} keys/s)${resumed ? `, ${result.keysImported} in all` : ''}`)
     return this.finish(result, outcome, conflicts, resumeCommand)
+  }
+
+  /** A resumed import keeps the settings recorded in its journal. */
+  private refuseSettingsOnResume(): void {
+    if (!this.flags.resume) return
+    const given = (['copy', 'replace', 'match', 'from-db', 'journal'] as const).filter((flag) => this.flags[flag] !== undefined && this.flags[flag] !== false)
+    if (given.length > 0) throw usageError(`--resume continues with the settings in its journal: ${given.map((flag) => `--${flag}`).join(', ')} cannot be given with it`)
   }
 
   private finish(result: ImportResult, outcome: Awaited<ReturnType<typeof transferKeys>>, conflicts: Conflict[], resumeCommand: string): ImportResult {

@@ -107,18 +107,44 @@ function canonicalHash(type: string, reply: Reply): Buffer {
   }
 }
 
-/**
- * Type and canonical value hash of each key, null for a key that does not exist. Two
- * pipelines: every TYPE, then every read.
- */
-export async function fingerprints(client: Redis, keys: readonly Buffer[]): Promise<Array<KeyFingerprint | null>> {
+/** RDB object type bytes (the first byte of a DUMP payload) by the type name TYPE reports. */
+const DUMP_TYPES: Record<number, string> = {
+  0: 'string',
+  1: 'list', 10: 'list', 14: 'list', 18: 'list',
+  2: 'set', 11: 'set', 20: 'set',
+  3: 'zset', 5: 'zset', 12: 'zset', 17: 'zset',
+  4: 'hash', 9: 'hash', 13: 'hash', 16: 'hash',
+  15: 'stream', 19: 'stream', 21: 'stream',
+}
+
+/** The type of a DUMP payload; undefined for module types and encodings this table does not know. */
+export function typeOfDump(payload: Buffer): string | undefined {
+  return DUMP_TYPES[payload[0]]
+}
+
+/** Read with a type the key no longer has: certainly not the value it is compared with. */
+const ANOTHER_TYPE: KeyFingerprint = {type: '(another type)', value: Buffer.alloc(20)}
+
+async function typesOf(client: Redis, keys: readonly Buffer[]): Promise<string[]> {
   if (keys.length === 0) return []
-  const typing = client.pipeline()
-  for (const key of keys) typing.type(key)
-  const types = ((await typing.exec()) ?? []).map(([error, type]) => {
+  const pipeline = client.pipeline()
+  for (const key of keys) pipeline.type(key)
+  return ((await pipeline.exec()) ?? []).map(([error, type]) => {
     if (error) throw error
     return String(type)
   })
+}
+
+/**
+ * Type and canonical value hash of each key, null for a key that does not exist. One pipeline
+ * of reads, preceded by one of TYPE for the keys whose type is not given.
+ */
+export async function fingerprints(client: Redis, keys: readonly Buffer[], knownTypes: ReadonlyArray<string | undefined> = []): Promise<Array<KeyFingerprint | null>> {
+  if (keys.length === 0) return []
+  const unknown = keys.flatMap((_, i) => (knownTypes[i] === undefined ? [i] : []))
+  const asked = await typesOf(client, unknown.map((i) => keys[i]))
+  const types = keys.map((_, i) => knownTypes[i] as string)
+  for (const [j, i] of unknown.entries()) types[i] = asked[j]
   const reading = client.pipeline()
   for (const [i, key] of keys.entries()) {
     if (types[i] === 'none') continue
@@ -130,8 +156,7 @@ export async function fingerprints(client: Redis, keys: readonly Buffer[]): Prom
   return keys.map((_, i) => {
     if (types[i] === 'none') return null
     const [error, reply] = replies[next++] ?? [new Error('no reply'), null]
-    // deleted between TYPE and the read
-    if (error && /WRONGTYPE/.test(error.message)) return null
+    if (error && /WRONGTYPE/.test(error.message)) return ANOTHER_TYPE
     if (error) throw error
     if (reply === null) return null
     return {type: types[i], value: canonicalHash(types[i], reply as Reply)}

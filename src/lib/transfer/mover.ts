@@ -17,7 +17,7 @@ import {SlotctlError, errorMessage} from '../errors.js'
 import {keySlot} from '../cluster/slots.js'
 import {migrateAuthArgs} from '../migrate/slot-protocol.js'
 import type {Throttle} from '../migrate/throttle.js'
-import {fingerprints, sameValue} from './digest.js'
+import {fingerprints, sameValue, typeOfDump} from './digest.js'
 import type {NodeRef} from './preconditions.js'
 
 export interface TransferOptions {
@@ -70,6 +70,12 @@ export interface TransferResult {
 const PAGES_IN_FLIGHT = 4
 const MAX_SCAN_COUNT = 10_000
 
+interface MigrateReply {
+  error: Error | null
+  /** keys that existed at the source right before the MIGRATE */
+  existing: number
+}
+
 interface BatchOutcome {
   keys: number
   conflicts: Buffer[]
@@ -105,71 +111,95 @@ function migrateFailure(owner: NodeRef, error: unknown): SlotctlError {
   return new SlotctlError(`MIGRATE into ${owner.address} failed: ${message}`, {code: 'E_MIGRATE'})
 }
 
-/** Moves batches of one source into their owners; all through the source's one connection. */
+/**
+ * Moves batches of one source into their owners; all through the source's one connection.
+ * Optimistic first (MIGRATE, and compare only what it reports busy); once an owner already
+ * holds most keys of a batch (a second pass), its next batches are compared first and only
+ * what is missing or must be replaced is sent, until most keys are missing again.
+ */
 class BatchMover {
   private readonly auth: string[]
+  private readonly compareFirst = new Set<string>()
 
   constructor(private readonly source: Redis, private readonly cluster: NodePool, private readonly options: TransferOptions) {
     this.auth = migrateAuthArgs(cluster.settings)
   }
 
   async move(owner: NodeRef, keys: Buffer[]): Promise<BatchOutcome> {
-    try {
-      const reply = await this.migrate(owner, keys, this.options.replace)
-      return {conflicts: [], keys: String(reply) === 'NOKEY' ? 0 : keys.length}
-    } catch (error) {
-      if (isBusyKey(error)) return this.resolveBusyKeys(owner, keys)
-      if (isTransferFailure(error)) return this.moveOneByOne(owner, keys)
-      throw migrateFailure(owner, error)
-    }
+    if (this.compareFirst.has(owner.id)) return this.settleByValue(owner, keys)
+    const {error, existing} = await this.migrate(owner, keys, this.options.replace)
+    if (!error) return {conflicts: [], keys: existing}
+    if (isBusyKey(error)) return this.resolveBusyKeys(owner, keys, existing)
+    if (isTransferFailure(error)) return this.moveOneByOne(owner, keys, this.options.replace)
+    throw migrateFailure(owner, error)
   }
 
-  private async migrate(owner: NodeRef, keys: Buffer[], replace: boolean, timeoutMs = this.options.timeoutMs): Promise<unknown> {
+  /**
+   * MIGRATE preceded, in the same pipeline, by an EXISTS of its keys: MIGRATE skips keys that
+   * are gone (SCAN may return a key twice, after it moved) and does not say how many it took.
+   */
+  private async migrate(owner: NodeRef, keys: Buffer[], replace: boolean, timeoutMs = this.options.timeoutMs): Promise<MigrateReply> {
     const {host, port} = parseAddress(owner.address)
     const flags = [...(this.options.copy ? ['COPY'] : []), ...(replace ? ['REPLACE'] : [])]
-    return this.source.callBuffer('MIGRATE', host, port, '', 0, timeoutMs, ...flags, ...this.auth, 'KEYS', ...keys)
+    const replies = (await this.source.pipeline().callBuffer('EXISTS', ...keys).callBuffer('MIGRATE', host, port, '', 0, timeoutMs, ...flags, ...this.auth, 'KEYS', ...keys).exec()) ?? []
+    const [[existsError, existing] = [new Error('no reply'), 0], [migrateError] = [new Error('no reply')]] = replies
+    return {error: existsError ?? migrateError, existing: Number(existing)}
   }
 
   /**
    * MIGRATE tries every key and reports the first busy one; keys that were not busy went
-   * through. Compare what is left by value: equal ones are fine (a move drops the source copy
-   * with REPLACE), different ones are conflicts.
+   * through. What is left is settled by value.
    */
-  private async resolveBusyKeys(owner: NodeRef, keys: Buffer[]): Promise<BatchOutcome> {
+  private async resolveBusyKeys(owner: NodeRef, keys: Buffer[], existing: number): Promise<BatchOutcome> {
+    const settled = await this.settleByValue(owner, keys)
+    if (settled.present * 2 > keys.length) this.compareFirst.add(owner.id)
+    return {conflicts: settled.conflicts, keys: existing - settled.conflicts.length}
+  }
+
+  /**
+   * Compares each key with the owner's copy: missing there, it is sent; equal, it stays (a
+   * move sends it with REPLACE, which drops the source copy); different, it is a conflict.
+   */
+  private async settleByValue(owner: NodeRef, keys: Buffer[]): Promise<BatchOutcome & {present: number}> {
     const target = await this.cluster.client(owner.address)
     const verdicts = await compareValues(this.source, target, keys)
-    const equal = keys.filter((_, i) => verdicts[i] === 'equal')
-    const missing = keys.filter((_, i) => verdicts[i] === 'missing-at-target')
-    const conflicts = keys.filter((_, i) => verdicts[i] === 'different')
-    try {
-      if (equal.length > 0 && !this.options.copy) await this.migrate(owner, equal, true)
-      if (missing.length > 0) await this.migrate(owner, missing, this.options.replace)
-    } catch (error) {
-      throw migrateFailure(owner, error)
-    }
-    return {conflicts, keys: keys.length - conflicts.length}
+    const pick = (verdict: Verdict) => keys.filter((_, i) => verdicts[i] === verdict)
+    const [equal, missing, different] = [pick('equal'), pick('missing-at-target'), pick('different')]
+    const conflicts = this.options.replace ? [] : different
+    const overwrite = [...(this.options.copy ? [] : equal), ...(this.options.replace ? different : [])]
+    let handled = this.options.copy ? equal.length : 0
+    if (overwrite.length > 0) handled += await this.migrateOrThrow(owner, overwrite, true)
+    if (missing.length > 0) handled += await this.migrateOrThrow(owner, missing, this.options.replace)
+    if (missing.length * 2 > keys.length) this.compareFirst.delete(owner.id)
+    return {conflicts, keys: handled, present: equal.length + different.length}
+  }
+
+  private async migrateOrThrow(owner: NodeRef, keys: Buffer[], replace: boolean): Promise<number> {
+    const {error, existing} = await this.migrate(owner, keys, replace)
+    if (!error) return existing
+    if (isTransferFailure(error)) return (await this.moveOneByOne(owner, keys, replace)).keys
+    throw migrateFailure(owner, error)
   }
 
   /** A batch that timed out likely holds a big key: each key alone, with a longer timeout. */
-  private async moveOneByOne(owner: NodeRef, keys: Buffer[]): Promise<BatchOutcome> {
+  private async moveOneByOne(owner: NodeRef, keys: Buffer[], replace: boolean): Promise<BatchOutcome> {
     const outcome: BatchOutcome = {conflicts: [], keys: 0}
     for (const key of keys) {
-      try {
-        await this.migrate(owner, [key], this.options.replace, this.options.timeoutMs * 4)
-        outcome.keys++
-      } catch (error) {
-        if (isBusyKey(error)) {
-          const resolved = await this.resolveBusyKeys(owner, [key])
-          outcome.keys += resolved.keys
-          outcome.conflicts.push(...resolved.conflicts)
-          continue
-        }
-        if (!isTransferFailure(error)) throw migrateFailure(owner, error)
+      const {error, existing} = await this.migrate(owner, [key], replace, this.options.timeoutMs * 4)
+      if (!error) {
+        outcome.keys += existing
+      } else if (isBusyKey(error)) {
+        const resolved = await this.resolveBusyKeys(owner, [key], existing)
+        outcome.keys += resolved.keys
+        outcome.conflicts.push(...resolved.conflicts)
+      } else if (isTransferFailure(error)) {
         const size = await this.source.call('MEMORY', 'USAGE', key).catch(() => null)
         throw new SlotctlError(`key ${printableKey(key)} (${size ?? '?'} bytes) could not be moved into ${owner.address}: ${errorMessage(error)}`, {
           code: 'E_LARGE_KEY',
           suggestions: ['raise --timeout for big keys, then continue with --resume JOURNAL'],
         })
+      } else {
+        throw migrateFailure(owner, error)
       }
     }
     return outcome
@@ -198,9 +228,12 @@ export async function compareValues(source: Redis, target: Redis, keys: readonly
     if (!atTarget[i]) return 'missing-at-target'
     return (atSource[i] as Buffer).equals(atTarget[i] as Buffer) ? 'equal' : 'different'
   })
-  const unsure = keys.filter((_, i) => verdicts[i] === 'different')
+  const unsure = keys.flatMap((_, i) => (verdicts[i] === 'different' ? [i] : []))
   if (unsure.length === 0) return verdicts
-  const [sourceValues, targetValues] = await Promise.all([fingerprints(source, unsure), fingerprints(target, unsure)])
+  // the payload names the type: the values are read at once, without asking TYPE first
+  const types = unsure.map((i) => typeOfDump(atSource[i] as Buffer))
+  const unsureKeys = unsure.map((i) => keys[i])
+  const [sourceValues, targetValues] = await Promise.all([fingerprints(source, unsureKeys, types), fingerprints(target, unsureKeys, types)])
   let next = 0
   return verdicts.map((verdict) => {
     if (verdict !== 'different') return verdict

@@ -5,6 +5,8 @@
  */
 import type {Redis} from 'ioredis'
 
+import {type NodeAddress, formatAddress} from '../cluster/address.js'
+import type {NodePool} from '../cluster/connection.js'
 import {SlotctlError, errorMessage, usageError} from '../errors.js'
 import {parseInfo} from '../cluster/topology.js'
 
@@ -51,11 +53,40 @@ export interface InspectOptions {
   move: boolean
 }
 
+function sourceAuthError(address: string, message: string): SlotctlError {
+  return new SlotctlError(`authentication failed at the source ${address}: ${/NOAUTH/.test(message) ? 'it requires a password' : 'wrong user name or password'}`, {
+    code: 'E_AUTH',
+    suggestions: ['give the source\'s password with --from-password (or SLOTCTL_FROM_AUTH, or in --from redis://:PASSWORD@HOST:PORT), its ACL user with --from-user'],
+  })
+}
+
+/**
+ * The source's client from the pool, authenticated by an explicit AUTH: ioredis's own AUTH at
+ * connect closes the connection on a wrong password, and the next command would only say
+ * "Stream isn't writeable".
+ */
+export async function connectSource(pool: NodePool, address: NodeAddress): Promise<Redis> {
+  const password = address.password ?? pool.settings.password
+  const username = address.username ?? pool.settings.username
+  const client = await pool.client({...address, password: '', username: ''})
+  if (!password) return client
+  try {
+    await client.call('AUTH', ...(username ? [username, password] : [password]))
+  } catch (error) {
+    const message = errorMessage(error)
+    // a password the source does not need (e.g. the cluster's, by default) is harmless
+    if (/without any password configured|no password is set/i.test(message)) return client
+    throw sourceAuthError(formatAddress(address), message)
+  }
+  return client
+}
+
 export async function inspectSource(client: Redis, address: string, options: InspectOptions): Promise<SourceInfo> {
   let info: Record<string, string>
   try {
     info = parseInfo(String(await client.info()))
   } catch (error) {
+    if (/NOAUTH|WRONGPASS|invalid password|invalid username-password/i.test(errorMessage(error))) throw sourceAuthError(address, errorMessage(error))
     throw new SlotctlError(`cannot read INFO from the source ${address}: ${errorMessage(error)}`, {code: 'E_UNREACHABLE'})
   }
   if (info.cluster_enabled === '1') {
