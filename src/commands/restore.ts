@@ -75,7 +75,6 @@ export default class Restore extends BaseCommand<typeof Restore> {
     const manifest = await readManifest(dir)
     const binary = requireServerBinary(this.flags['server-binary'])
     await verifyChecksums(dir, manifest)
-    this.note(`${manifest.files.length} file(s) in ${dir} match their checksums`)
     return this.flags.into ? this.restoreInto(dir, manifest, binary) : this.startLocal(dir, manifest, binary)
   }
 
@@ -94,7 +93,7 @@ export default class Restore extends BaseCommand<typeof Restore> {
       })
     }
     const total = manifest.files.reduce((sum, entry) => sum + (entry.keys ?? 0), 0)
-    this.log(`restore ${total > 0 ? `${total} key(s) from ` : ''}${manifest.files.length} file(s) (taken ${manifest.createdAt} from ${manifest.seed}) into ${mastersWithSlots(snapshot).length} masters of ${snapshot.seedAddress}`)
+    this.log(`restore ${total > 0 ? `${total} key(s) from ` : ''}${manifest.files.length} file(s) (taken ${manifest.createdAt} from ${manifest.seed}; checksums match) into ${mastersWithSlots(snapshot).length} masters of ${snapshot.seedAddress}`)
     if (!(await this.confirm('Restore the backup into this cluster now?'))) throw new SlotctlError('cancelled: nothing was changed', {code: 'E_CANCELLED'})
     // TODO(lock): take the cluster's one-run-at-a-time lock here (the CLIENT SETNAME marker the
     // migration verbs are getting), and release it in finally.
@@ -142,7 +141,7 @@ export default class Restore extends BaseCommand<typeof Restore> {
       throw usageError(`cannot use '${target}': ${errorMessage(error)}`)
     })
     if (entries.length > 0) throw usageError(`'${target}' is not empty`, ['--start needs an empty (or new) directory for the servers\' files'])
-    this.note(`starting ${manifest.files.length} local server(s) in ${target} from the backup...`)
+    this.note(`the checksums match; starting ${manifest.files.length} local server(s) in ${target} from the backup...`)
     const {nodes, state} = await startFromBackup(manifest, {dir, host: this.flags.host, serverBinary: binary, target, waitTimeoutMs: this.flags['wait-timeout'] * 1000})
     const stopCommand = `${this.config.bin} sandbox stop --dir ${target}`
     const result = this.emptyResult('start', dir, state.seed)
