@@ -68,12 +68,12 @@ export default class Backup extends BaseCommand<typeof Backup> {
     refuseUnsafeCluster(snapshot, 'back up')
     await this.prepareDir(dir)
     const pool = this.pool()
-    const {sources, warnings} = await chooseSources(pool, snapshot, this.flags['from-replicas'])
+    const {sources, warnings} = await chooseSources(pool, snapshot, Boolean(this.flags['from-replicas']))
     this.note(`taking ${sources.length} RDB file(s) from ${sources.map((source) => `${source.from.address}${source.from.role === 'replica' ? ' (replica)' : ''}`).join(', ')} into ${dir}`)
     const outcome = await runBackup(pool, snapshot, sources, {
       dir,
-      fromReplicas: this.flags['from-replicas'],
-      onFetched: (file) => this.note(`${file.takenFrom.address}: ${formatBytes(file.bytes)} in ${formatDuration(file.fetchMs)}`),
+      fromReplicas: Boolean(this.flags['from-replicas']),
+      onFetched: (file) => this.note(`${file.takenFrom.address}: ${formatBytes(file.bytes)} in ${formatDuration(file.elapsedMs)}`),
       parallel: this.flags.parallel,
       partialFiles: this.partialFiles,
       serverBinary: serverBinary.path,
@@ -90,7 +90,7 @@ export default class Backup extends BaseCommand<typeof Backup> {
       elapsedMs: Date.now() - started,
       errors: outcome.failures.map((failure) => ({code: failure.code, message: `${failure.node.address}: ${failure.message}`})),
       files: outcome.files,
-      fromReplicas: this.flags['from-replicas'],
+      fromReplicas: Boolean(this.flags['from-replicas']),
       manifest: outcome.manifest ? path.join(dir, MANIFEST_FILE) : null,
       nodesFile: outcome.manifest ? path.join(dir, NODES_FILE) : null,
       schemaVersion: 1,
@@ -100,8 +100,8 @@ export default class Backup extends BaseCommand<typeof Backup> {
     }
     this.render(result)
     if (!outcome.manifest) {
-      for (const error of result.errors) process.stderr.write(`slotctl: error: ${error.message}\n`)
-      process.stderr.write(`slotctl: error: the backup in ${dir} is incomplete (no ${MANIFEST_FILE} was written)\n`)
+      for (const error of result.errors) this.note(`slotctl: error: ${error.message}`)
+      this.note(`slotctl: error: the backup in ${dir} is incomplete (no ${MANIFEST_FILE} was written)`)
       this.resultExitCode = ExitCode.failed
     }
     return result
@@ -145,8 +145,8 @@ export default class Backup extends BaseCommand<typeof Backup> {
       file.slotCount,
       file.keys ?? '?',
       formatBytes(file.bytes),
-      formatDuration(file.fetchMs),
-      file.verifyMs === null ? '-' : formatDuration(file.verifyMs),
+      formatDuration(file.elapsedMs),
+      file.verifyElapsedMs === null ? '-' : formatDuration(file.verifyElapsedMs),
       file.file,
     ])
     if (rows.length > 0) this.log(table(['master', 'taken from', 'slots', 'keys', 'size', 'time', 'verify', 'file'], rows, ['left', 'left', 'right', 'right', 'right', 'right', 'right', 'left']))

@@ -137,8 +137,8 @@ export default class Import extends BaseCommand<typeof Import> {
   private finish(result: ImportResult, outcome: Awaited<ReturnType<typeof transferKeys>>, conflicts: Conflict[], resumeCommand: string): ImportResult {
     this.reportConflicts(conflicts, result)
     if (outcome.failure) {
-      process.stderr.write(`slotctl: error: ${outcome.failure.message}\n`)
-      for (const hint of outcome.failure.suggestions) process.stderr.write(`  hint: ${hint}\n`)
+      this.note(`slotctl: error: ${outcome.failure.message}`)
+      for (const hint of outcome.failure.suggestions) this.note(`  hint: ${hint}`)
       this.note(`after resolving it, continue with: ${resumeCommand}`)
       result.errors.push({code: outcome.failure.code, message: outcome.failure.message})
       this.resultExitCode = ExitCode.failed
@@ -161,12 +161,12 @@ export default class Import extends BaseCommand<typeof Import> {
     const where = result.mode === 'move' ? 'they stay on the source' : 'the cluster keeps its values'
     const message = `${conflicts.length} key(s) exist in the cluster with different values and were not overwritten (${where})`
     result.errors.push({code: 'E_CONFLICTS', message})
-    process.stderr.write(`${paint.bad(message)}:\n`)
+    this.note(`${paint.bad(message)}:`)
     for (const {key, owner} of conflicts.slice(0, 20)) {
       const name = keyName(key)
-      process.stderr.write(`  ${name.encoding === 'hex' ? `0x${name.key}` : name.key}  (at ${owner.address})\n`)
+      this.note(`  ${name.encoding === 'hex' ? `0x${name.key}` : name.key}  (at ${owner.address})`)
     }
-    if (conflicts.length > 20) process.stderr.write(`  ... and ${conflicts.length - 20} more (all of them in --json, up to 1000)\n`)
+    if (conflicts.length > 20) this.note(`  ... and ${conflicts.length - 20} more (all of them in --json, up to 1000)`)
     this.note('compare them, then run the import again with --replace to overwrite the cluster copies')
   }
 
@@ -194,12 +194,12 @@ export default class Import extends BaseCommand<typeof Import> {
   private settings(seed: string, source: NodeAddress, resumed?: ImportJournalState): ImportSettings {
     if (resumed) return resumed.settings
     return {
-      copy: this.flags.copy,
+      copy: Boolean(this.flags.copy),
       db: this.flags['from-db'] ?? 0,
       match: this.flags.match,
       maxKeysPerSec: this.flags['max-keys-per-sec'],
       pipeline: this.flags.pipeline,
-      replace: this.flags.replace,
+      replace: Boolean(this.flags.replace),
       seed,
       source: formatAddress(source),
       timeoutMs: this.flags.timeout,

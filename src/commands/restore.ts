@@ -43,7 +43,7 @@ export default class Restore extends BaseCommand<typeof Restore> {
   static description = BaseCommand.withExitCodes(
     [
       'Restore a backup made by slotctl backup. Every RDB is first checked against the SHA-256 in the manifest: a damaged file stops the restore before anything is loaded.',
-      '--into CLUSTER_NODE: load the keys into a new, empty cluster. Each file is loaded by a local throw-away server (--server-binary) and its keys move into the masters that own their slots, as import does, so the new cluster may have another number of masters or another layout. --force restores into a cluster that already holds keys (equal keys are skipped, different ones reported unless --replace).',
+      '--into CLUSTER_NODE: load the keys into a new, empty cluster. Each file is loaded by a local throw-away server (--server-binary) and its keys move into the masters that own their slots, as import does, so the new cluster may have another number of masters or another layout.',
       '--start DIR2: start one local server per file in DIR2, each loading its file, and form them into a cluster with the saved slot map, for a quick look. They keep running; stop them with `slotctl sandbox stop --dir DIR2`.',
       'Both end by comparing the key count and the content digest with the manifest, then run the check.',
     ].join('\n'),
@@ -57,8 +57,6 @@ export default class Restore extends BaseCommand<typeof Restore> {
   static flags = {
     into: Flags.string({description: 'any node of the (empty) cluster to restore into (HOST:PORT)', exclusive: ['start']}),
     start: Flags.string({description: 'start local servers from the files in this (empty) directory, with the saved slot map', exclusive: ['into']}),
-    force: Flags.boolean({description: '--into: restore into a cluster that already holds keys', dependsOn: ['into']}),
-    replace: Flags.boolean({description: '--into with --force: overwrite keys the cluster holds with different values', dependsOn: ['into']}),
     'server-binary': Flags.string({description: 'redis-server or valkey-server that loads the files (default: found on PATH); must read the backup\'s RDB version', env: 'SLOTCTL_SERVER_BINARY'}),
     host: Flags.string({default: '127.0.0.1', description: '--start: local address the servers bind and announce'}),
     'wait-timeout': Flags.integer({default: 60, description: '--start: seconds to wait for the cluster to form', min: 1}),
@@ -86,10 +84,10 @@ export default class Restore extends BaseCommand<typeof Restore> {
     const result = this.emptyResult('into', dir, snapshot.seedAddress)
     refuseUnsafeCluster(snapshot, 'restore into this cluster')
     const before = (await keysPerMaster(pool, snapshot)).reduce((sum, entry) => sum + entry.keys, 0)
-    if (before > 0 && !this.flags.force) {
+    if (before > 0) {
       throw new SlotctlError(`the cluster at ${snapshot.seedAddress} already holds ${before} key(s): restore --into fills an empty cluster`, {
         code: 'E_NOT_EMPTY',
-        suggestions: ['restore into a new cluster, or pass --force to add the backup\'s keys (equal keys are skipped, different ones reported unless --replace)'],
+        suggestions: ['restore into a new cluster (or empty this one: FLUSHALL on every master); to add keys to a cluster in use, restore --start a copy and import from its servers'],
       })
     }
     const total = manifest.files.reduce((sum, entry) => sum + (entry.keys ?? 0), 0)
@@ -106,7 +104,7 @@ export default class Restore extends BaseCommand<typeof Restore> {
         dir,
         onBatch: progress.add,
         onFile: (file) => this.note(`${file.file}: ${file.keysRestored} of ${file.keys} key(s) restored in ${formatDuration(file.elapsedMs)}`),
-        replace: this.flags.replace,
+        replace: false,
         serverBinary: binary,
         signal: this.stopRequest.signal,
         throttle: maxKeysPerSec ? new Throttle({maxKeysPerSec}) : undefined,
@@ -116,19 +114,14 @@ export default class Restore extends BaseCommand<typeof Restore> {
       progress.stop()
     }
     Object.assign(result, {conflicts: {count: outcome.conflicts.length, keys: conflictViews(outcome.conflicts)}, files: outcome.files})
-    const rerun = `${this.config.bin} restore ${dir} --into ${snapshot.seedAddress} --force --yes`
-    if (outcome.failure) {
-      result.errors.push({code: outcome.failure.code, message: outcome.failure.message})
-      this.note(`after resolving it, run it again with --force (restored keys are found equal and skipped): ${rerun}`)
-      throw new SlotctlError(outcome.failure.message, {code: outcome.failure.code, suggestions: outcome.failure.suggestions})
-    }
+    const again = 'the cluster holds part of the backup: empty it (FLUSHALL on every master) and run the restore again'
+    if (outcome.failure) throw new SlotctlError(outcome.failure.message, {code: outcome.failure.code, suggestions: [...outcome.failure.suggestions, again]})
     if (outcome.interrupted) {
-      this.note(paint.warn(`interrupted: the batches in flight finished; continue with: ${rerun}`))
+      this.note(paint.warn(`interrupted: the batches in flight finished; ${again}`))
       this.resultExitCode = ExitCode.interrupted
       return {...result, elapsedMs: Date.now() - started, status: 'interrupted'}
     }
-    if (before === 0) result.verification = await this.verify(pool, mastersWithSlots(snapshot), outcome.expected, result)
-    else result.warnings.push({code: 'NOT_VERIFIED', message: `the cluster held ${before} key(s) before the restore: key count and digest cannot be compared with the backup`})
+    result.verification = await this.verify(pool, mastersWithSlots(snapshot), outcome.expected, result)
     result.check = await this.checkAfter(pool, seed)
     return this.finish(result, started)
   }
@@ -185,8 +178,8 @@ export default class Restore extends BaseCommand<typeof Restore> {
 
   private finish(result: RestoreResult, started: number): RestoreResult {
     result.elapsedMs = Date.now() - started
-    if (result.conflicts.count > 0) result.errors.push({code: 'E_CONFLICTS', message: `${result.conflicts.count} key(s) exist in the cluster with different values and were not overwritten (--replace overwrites them)`})
-    for (const error of result.errors) process.stderr.write(`slotctl: error: ${error.message}\n`)
+    if (result.conflicts.count > 0) result.errors.push({code: 'E_CONFLICTS', message: `${result.conflicts.count} key(s) were written into the cluster by someone else during the restore, with other values: the backup's values were not written`})
+    for (const error of result.errors) this.note(`slotctl: error: ${error.message}`)
     if (result.errors.length > 0) {
       this.resultExitCode = ExitCode.failed
       return {...result, status: result.errors.some((error) => error.code.startsWith('E_VERIFY')) ? 'failed' : 'partial'}

@@ -42,8 +42,8 @@ export interface BackupOptions {
 }
 
 export interface BackupFileResult extends ManifestFile {
-  fetchMs: number
-  verifyMs: number | null
+  elapsedMs: number
+  verifyElapsedMs: number | null
 }
 
 export interface BackupOutcome {
@@ -127,7 +127,7 @@ async function fetchOne(pool: NodePool, source: BackupSource, options: BackupOpt
     return {
       bytes: fetched.bytes,
       digest: null,
-      fetchMs: fetched.elapsedMs,
+      elapsedMs: fetched.elapsedMs,
       file: name,
       format: fetched.format,
       keys: null,
@@ -138,7 +138,7 @@ async function fetchOne(pool: NodePool, source: BackupSource, options: BackupOpt
       slotCount: countSlots(source.master.slots),
       slots: source.master.slots,
       takenFrom: {...ref(source.from), role: source.from.role},
-      verifyMs: null,
+      verifyElapsedMs: null,
     }
   } finally {
     await removeQuietly(partial)
@@ -154,7 +154,7 @@ async function verifyOne(file: BackupFileResult, options: BackupOptions): Promis
     if (keys !== server.keys) throw new SlotctlError(`${file.file}: the local server reports ${server.keys} keys but ${keys} were read`, {code: 'E_VERIFY'})
     Object.assign(file, {digest, keys, keysWithExpiry: server.keysWithExpiry})
   })
-  file.verifyMs = Date.now() - started
+  file.verifyElapsedMs = Date.now() - started
 }
 
 export async function runBackup(pool: NodePool, snapshot: ClusterSnapshot, sources: readonly BackupSource[], options: BackupOptions): Promise<BackupOutcome> {
@@ -187,7 +187,7 @@ export async function runBackup(pool: NodePool, snapshot: ClusterSnapshot, sourc
   outcome.manifest = {
     createdAt: takenAt.toISOString(),
     digestAlgorithm: DIGEST_ALGORITHM,
-    files: outcome.files.map(({fetchMs: _fetch, verifyMs: _verify, ...entry}) => entry),
+    files: outcome.files.map(({elapsedMs: _fetch, verifyElapsedMs: _verify, ...entry}) => entry),
     fromReplicas: options.fromReplicas,
     kind: 'slotctl-backup',
     schemaVersion: 1,
