@@ -66,6 +66,9 @@ export default class Backup extends BaseCommand<typeof Backup> {
     const serverBinary = this.serverBinary()
     const snapshot = await this.loadCluster(seed)
     refuseUnsafeCluster(snapshot, 'back up')
+    // TODO(lock): hold the cluster's one-run-at-a-time lock (the CLIENT SETNAME marker the
+    // migration verbs are getting) while files are taken: a reshard meanwhile would move keys
+    // between files taken at different moments.
     await this.prepareDir(dir)
     const pool = this.pool()
     const {sources, warnings} = await chooseSources(pool, snapshot, Boolean(this.flags['from-replicas']))

@@ -119,6 +119,9 @@ describe('backup and restore', () => {
       await rm(path.join(damaged, 'manifest.json'))
       expectOneCleanLine(await runCli(['restore', damaged, '--into', target.seed, '--yes', ...serverFlag]), 2, /has no manifest\.json/)
       expectOneCleanLine(await runCli(['restore', backupDir, '--yes']), 2, /--into CLUSTER_NODE .* or --start DIR2/)
+      expectOneCleanLine(await runCli(['restore', backupDir, '--start', damaged]), 2, /is not empty/)
+      expectOneCleanLine(await runCli(['restore', backupDir, '--start', path.join(dir, 'never'), '--server-binary', '/nonexistent/redis-server']), 2, /server binary '\/nonexistent\/redis-server' does not exist/)
+      expectOneCleanLine(await runCli(['backup', cluster.seed, path.join(damaged, 'manifest-gone', '..', manifest.files[0].file)]), 2, /is a file, not a directory/)
     } finally {
       await target.stop()
     }

@@ -48,6 +48,12 @@ async function addTtls(client: Redis): Promise<Buffer[]> {
   return chosen
 }
 
+async function keysIn(clients: Redis[]): Promise<number> {
+  let total = 0
+  for (const client of clients) total += Number(await client.dbsize())
+  return total
+}
+
 function journalLines(file: string): number {
   try {
     return readFileSync(file, 'utf8').split('\n').filter((line) => line.includes('"checkpoint"')).length
@@ -142,14 +148,17 @@ describe('import: a standalone server into a cluster', () => {
 
   it('--dry-run counts the keys per master and those the cluster already has, and changes nothing', async () => {
     await sourceClient.set('only-at-source', 'x')
-    const before = await clusterDigest(cluster)
+    const keysBefore = await keysIn(await clusterClients())
     const {exitCode, json} = await runCliJson<ImportResult>(['import', cluster.seed, '--from', source.address, '--dry-run'])
     expect(exitCode).to.equal(0)
     expect(json.status).to.equal('planned')
     expect(json.keysPlanned).to.equal(KEYS + 2)
     expect(json.keysAlreadyInCluster).to.equal(KEYS + 1)
     expect(json.owners).to.have.length(3)
-    expect(await clusterDigest(cluster)).to.deep.equal(before)
+    expect(json.owners.reduce((sum, owner) => sum + owner.keys, 0)).to.equal(KEYS + 2)
+    expect(await keysIn(await clusterClients())).to.equal(keysBefore)
+    expect(await cluster.clusterClient().exists('only-at-source')).to.equal(0)
+    expect(Number(await sourceClient.dbsize())).to.equal(KEYS + 2)
     await sourceClient.del('only-at-source')
   })
 
@@ -226,6 +235,24 @@ describe('import: a standalone server into a cluster', () => {
         expect(result.stderr).to.include('slotctl fix')
       } finally {
         await client.call('CLUSTER', 'SETSLOT', slot, 'STABLE')
+      }
+    })
+
+    it('into a cluster with a password: the source presents it inside MIGRATE, and it is printed nowhere', async function () {
+      this.timeout(180_000)
+      const secured = await TestCluster.start({masters: 3, password: SECRET, replicas: 0})
+      const plain = await StandaloneServer.start()
+      try {
+        const client = plain.client()
+        await writeDataset(client, {keys: 2000})
+        const before = await serversDigest([client])
+        const result = await runCliJson<ImportResult>(['import', secured.seed, '--from', plain.address, '--copy', '--yes', '--journal', path.join(dir, 'secured.jsonl')], {env: {REDISCLI_AUTH: SECRET}})
+        expect(result.exitCode, result.stderr).to.equal(0)
+        expect(result.json.keysImported).to.equal(2000)
+        expect(await clusterDigest(secured)).to.deep.equal(before)
+        expect(result.stdout + result.stderr + readFileSync(path.join(dir, 'secured.jsonl'), 'utf8')).to.not.include(SECRET)
+      } finally {
+        await Promise.all([secured.stop(), plain.stop()])
       }
     })
 
