@@ -5,8 +5,9 @@ import path from 'node:path'
 import {Args, Flags} from '@oclif/core'
 
 import {BaseCommand} from '../lib/cli/base-command.js'
+import type {ClusterSnapshot} from '../lib/cluster/loader.js'
 import {formatBytes, formatDuration, paint, table} from '../lib/cli/render.js'
-import {ExitCode, errorMessage, usageError} from '../lib/errors.js'
+import {ExitCode, SlotctlError, errorMessage, usageError} from '../lib/errors.js'
 import {findServerBinary, requireServerBinary} from '../lib/local/servers.js'
 import {type BackupFileResult, chooseSources, runBackup} from '../lib/transfer/backup.js'
 import type {Problem} from '../lib/transfer/import.js'
@@ -65,10 +66,8 @@ export default class Backup extends BaseCommand<typeof Backup> {
     const seed = this.parseSeed([this.args.address])
     const serverBinary = this.serverBinary()
     const snapshot = await this.loadCluster(seed)
+    await this.refuseWhileChanging(snapshot)
     refuseUnsafeCluster(snapshot, 'back up')
-    // TODO(lock): hold the cluster's one-run-at-a-time lock (the CLIENT SETNAME marker the
-    // migration verbs are getting) while files are taken: a reshard meanwhile would move keys
-    // between files taken at different moments.
     await this.prepareDir(dir)
     const pool = this.pool()
     const {sources, warnings} = await chooseSources(pool, snapshot, Boolean(this.flags['from-replicas']))
@@ -108,6 +107,19 @@ export default class Backup extends BaseCommand<typeof Backup> {
       this.resultExitCode = ExitCode.failed
     }
     return result
+  }
+
+  /**
+   * A reshard while files are taken would move keys between files taken at different moments.
+   * Backup changes nothing, so when it cannot look (an ACL without CLIENT LIST) it only warns.
+   */
+  private async refuseWhileChanging(snapshot: ClusterSnapshot): Promise<void> {
+    try {
+      await this.refuseIfOtherRun(snapshot)
+    } catch (error) {
+      if (!(error instanceof SlotctlError) || !error.message.startsWith('cannot check for other slotctl runs')) throw error
+      this.note(paint.warn(`warning: ${error.message}`))
+    }
   }
 
   /** Ctrl-C: stop every transfer, remove the files in the making, exit 130. */

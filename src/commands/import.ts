@@ -1,6 +1,7 @@
 import {Args, Flags} from '@oclif/core'
 
 import {BaseCommand} from '../lib/cli/base-command.js'
+import {ProgressReporter} from '../lib/cli/progress.js'
 import {MigrationCommand, adminTimeoutMs} from '../lib/cli/migration-command.js'
 import {formatDuration, paint, table} from '../lib/cli/render.js'
 import {type NodeAddress, formatAddress, parseAddress} from '../lib/cluster/address.js'
@@ -11,7 +12,6 @@ import {type ImportResult, type Problem, conflictViews, keyName, surveySource} f
 import {ImportJournal, type ImportJournalState, type ImportSettings, readImportJournal} from '../lib/transfer/journal.js'
 import {type Conflict, transferKeys} from '../lib/transfer/mover.js'
 import {ownerTable, refuseUnsafeCluster} from '../lib/transfer/preconditions.js'
-import {KeyProgress} from '../lib/transfer/progress.js'
 import {type SourceInfo, connectSource, inspectSource, selectDb} from '../lib/transfer/source.js'
 
 export default class Import extends BaseCommand<typeof Import> {
@@ -46,12 +46,26 @@ export default class Import extends BaseCommand<typeof Import> {
     'max-keys-per-sec': MigrationCommand.migrationFlags['max-keys-per-sec'],
     pipeline: MigrationCommand.migrationFlags.pipeline,
     timeout: MigrationCommand.migrationFlags.timeout,
+    progress: MigrationCommand.migrationFlags.progress,
     journal: Flags.string({description: 'journal file (default: under ~/.local/state/slotctl/journals)'}),
     resume: Flags.string({description: 'continue an interrupted import from its journal, with its settings'}),
+    force: MigrationCommand.migrationFlags.force,
     'dry-run': Flags.boolean({description: 'count the keys per master and those the cluster already has; change nothing'}),
   }
 
   protected finishInFlightOnInterrupt = true
+  /** the progress display while keys move: interrupt messages go through it */
+  private progress?: ProgressReporter
+
+  private startProgress(keys: number): ProgressReporter {
+    this.progress = new ProgressReporter({keys, slots: 0}, ProgressReporter.modeFor(this.flags.progress, false))
+    return this.progress
+  }
+
+  protected tell(message: string): void {
+    if (this.progress) this.progress.say(message)
+    else super.tell(message)
+  }
 
   async run(): Promise<ImportResult> {
     this.refuseSettingsOnResume()
@@ -67,9 +81,8 @@ export default class Import extends BaseCommand<typeof Import> {
       this.log(`the import recorded in ${this.flags.resume} is complete: nothing to do`)
       return {...result, status: 'nothing-to-do'}
     }
+    await this.refuseIfOtherRun(snapshot, this.flags.force)
     refuseUnsafeCluster(snapshot, 'import')
-    // TODO(lock): take the cluster's one-run-at-a-time lock here (the CLIENT SETNAME marker the
-    // migration verbs are getting), and release it in finally.
     const owners = ownerTable(snapshot)
     const source = await connectSource(pool, sourceAddress)
     const info = await inspectSource(source, settings.source, {db: this.flags['from-db'] ?? resumed?.settings.db, move: !settings.copy})
@@ -90,12 +103,13 @@ export default class Import extends BaseCommand<typeof Import> {
       return {...result, keysAlreadyInCluster: survey.present, keysPlanned: survey.keys, owners: [...survey.perOwner].map(([node, keys]) => ({keys, node})), status: 'planned'}
     }
     if (!(await this.confirm(`${settings.copy ? 'Copy' : 'Move'} ${info.keys} key(s) into the cluster now?`))) throw new SlotctlError('cancelled: nothing was changed', {code: 'E_CANCELLED'})
+    await this.lockCluster(snapshot, this.flags.force)
 
     const journalPath = this.flags.resume ?? this.flags.journal ?? defaultJournalPath('import')
-    const resumeCommand = `${this.config.bin} import ${snapshot.seedAddress} --resume ${journalPath} --yes`
+    const resumeCommand = this.resumeCommand(snapshot.seedAddress, journalPath, sourceAddress)
     const journal = resumed ? ImportJournal.reopen(journalPath) : ImportJournal.create(journalPath, settings, resumeCommand)
     this.note(`journal: ${journalPath}`)
-    const progress = KeyProgress.forOutput(info.keys, this.jsonEnabled())
+    const progress = this.startProgress(info.keys)
     const maxKeysPerSec = this.flags['max-keys-per-sec'] ?? settings.maxKeysPerSec
     let outcome: Awaited<ReturnType<typeof transferKeys>>
     try {
@@ -104,7 +118,7 @@ export default class Import extends BaseCommand<typeof Import> {
         copy: settings.copy,
         cursor: resumed?.cursor,
         match: settings.match,
-        onBatch: progress.add,
+        onBatch: (keys) => progress.onEvent({bytes: 0, keys, slot: 0, type: 'batch'}),
         onCheckpoint: (checkpoint) => journal.checkpoint(checkpoint),
         replace: settings.replace,
         signal: this.stopRequest.signal,
@@ -113,6 +127,7 @@ export default class Import extends BaseCommand<typeof Import> {
       })
     } finally {
       progress.stop()
+      this.progress = undefined
     }
     if (outcome.complete) journal.complete()
     const conflicts: Conflict[] = [...(resumed?.conflicts ?? []), ...outcome.conflicts]
@@ -125,6 +140,13 @@ export default class Import extends BaseCommand<typeof Import> {
     })
     this.log(`${settings.copy ? 'copied' : 'moved'} ${outcome.keys} key(s) in ${formatDuration(outcome.elapsedMs)} (${Math.round(outcome.keys / Math.max(outcome.elapsedMs / 1000, 0.001))} keys/s)${resumed ? `, ${result.keysImported} in all` : ''}`)
     return this.finish(result, outcome, conflicts, resumeCommand)
+  }
+
+  /** The command that continues: connection flags as given, passwords through the environment. */
+  private resumeCommand(seed: string, journal: string, source: NodeAddress): string {
+    const sourceSecret = source.password && !process.env.SLOTCTL_FROM_AUTH ? 'SLOTCTL_FROM_AUTH=<source password> ' : ''
+    const user = source.username ? ` --from-user ${source.username}` : ''
+    return `${sourceSecret}${this.commandHint(`import ${seed} --resume ${journal} --yes${user}`)}`
   }
 
   /** A resumed import keeps the settings recorded in its journal. */

@@ -4,6 +4,7 @@ import path from 'node:path'
 import {Args, Flags} from '@oclif/core'
 
 import {BaseCommand} from '../lib/cli/base-command.js'
+import {ProgressReporter} from '../lib/cli/progress.js'
 import {MigrationCommand, adminTimeoutMs} from '../lib/cli/migration-command.js'
 import {formatDuration, paint, table} from '../lib/cli/render.js'
 import {runChecks} from '../lib/check/checks.js'
@@ -17,7 +18,6 @@ import {Throttle} from '../lib/migrate/throttle.js'
 import {type ConflictView, type Problem, conflictViews} from '../lib/transfer/import.js'
 import {type Manifest, readManifest, verifyChecksums} from '../lib/transfer/manifest.js'
 import {keysPerMaster, ownerTable, refuseUnsafeCluster} from '../lib/transfer/preconditions.js'
-import {KeyProgress} from '../lib/transfer/progress.js'
 import {type Expected, type RestoredFile, type StartedNode, type Verification, mastersWithSlots, restoreInto, startFromBackup, verifyCluster} from '../lib/transfer/restore.js'
 
 export interface RestoreResult {
@@ -57,15 +57,29 @@ export default class Restore extends BaseCommand<typeof Restore> {
   static flags = {
     into: Flags.string({description: 'any node of the (empty) cluster to restore into (HOST:PORT)', exclusive: ['start']}),
     start: Flags.string({description: 'start local servers from the files in this (empty) directory, with the saved slot map', exclusive: ['into']}),
+    force: MigrationCommand.migrationFlags.force,
     'server-binary': Flags.string({description: 'redis-server or valkey-server that loads the files (default: found on PATH); must read the backup\'s RDB version', env: 'SLOTCTL_SERVER_BINARY'}),
     host: Flags.string({default: '127.0.0.1', description: '--start: local address the servers bind and announce'}),
     'wait-timeout': Flags.integer({default: 60, description: '--start: seconds to wait for the cluster to form', min: 1}),
     'max-keys-per-sec': MigrationCommand.migrationFlags['max-keys-per-sec'],
     pipeline: MigrationCommand.migrationFlags.pipeline,
     timeout: MigrationCommand.migrationFlags.timeout,
+    progress: MigrationCommand.migrationFlags.progress,
   }
 
   protected finishInFlightOnInterrupt = true
+  /** the progress display while keys move: interrupt messages go through it */
+  private progress?: ProgressReporter
+
+  private startProgress(keys: number): ProgressReporter {
+    this.progress = new ProgressReporter({keys, slots: 0}, ProgressReporter.modeFor(this.flags.progress, false))
+    return this.progress
+  }
+
+  protected tell(message: string): void {
+    if (this.progress) this.progress.say(message)
+    else super.tell(message)
+  }
 
   async run(): Promise<RestoreResult> {
     if (!this.flags.into && !this.flags.start) throw usageError('say where to restore: --into CLUSTER_NODE (a running, empty cluster) or --start DIR2 (new local servers)')
@@ -82,6 +96,7 @@ export default class Restore extends BaseCommand<typeof Restore> {
     const pool = this.pool(seed, adminTimeoutMs(this.flags.timeout))
     const snapshot = await this.loadCluster(seed)
     const result = this.emptyResult('into', dir, snapshot.seedAddress)
+    await this.refuseIfOtherRun(snapshot, this.flags.force)
     refuseUnsafeCluster(snapshot, 'restore into this cluster')
     const before = (await keysPerMaster(pool, snapshot)).reduce((sum, entry) => sum + entry.keys, 0)
     if (before > 0) {
@@ -93,16 +108,15 @@ export default class Restore extends BaseCommand<typeof Restore> {
     const total = manifest.files.reduce((sum, entry) => sum + (entry.keys ?? 0), 0)
     this.log(`restore ${total > 0 ? `${total} key(s) from ` : ''}${manifest.files.length} file(s) (taken ${manifest.createdAt} from ${manifest.seed}; checksums match) into ${mastersWithSlots(snapshot).length} masters of ${snapshot.seedAddress}`)
     if (!(await this.confirm('Restore the backup into this cluster now?'))) throw new SlotctlError('cancelled: nothing was changed', {code: 'E_CANCELLED'})
-    // TODO(lock): take the cluster's one-run-at-a-time lock here (the CLIENT SETNAME marker the
-    // migration verbs are getting), and release it in finally.
-    const progress = KeyProgress.forOutput(total, this.jsonEnabled())
+    await this.lockCluster(snapshot, this.flags.force)
+    const progress = this.startProgress(total)
     const maxKeysPerSec = this.flags['max-keys-per-sec']
     let outcome: Awaited<ReturnType<typeof restoreInto>>
     try {
       outcome = await restoreInto(pool, ownerTable(snapshot), manifest, {
         batchKeys: this.flags.pipeline,
         dir,
-        onBatch: progress.add,
+        onBatch: (keys) => progress.onEvent({bytes: 0, keys, slot: 0, type: 'batch'}),
         onFile: (file) => this.note(`${file.file}: ${file.keysRestored} of ${file.keys} key(s) restored in ${formatDuration(file.elapsedMs)}`),
         replace: false,
         serverBinary: binary,
@@ -112,6 +126,7 @@ export default class Restore extends BaseCommand<typeof Restore> {
       })
     } finally {
       progress.stop()
+      this.progress = undefined
     }
     Object.assign(result, {conflicts: {count: outcome.conflicts.length, keys: conflictViews(outcome.conflicts)}, files: outcome.files})
     const again = 'the cluster holds part of the backup: empty it (FLUSHALL on every master) and run the restore again'

@@ -4,10 +4,10 @@
  * SCAN from the last checkpoint; keys of later pages that had already moved are gone from the
  * source (a move) or found equal in the cluster (a copy), so nothing is done twice.
  */
-import {appendFileSync, mkdirSync, readFileSync} from 'node:fs'
+import {appendFileSync, closeSync, mkdirSync, openSync, readFileSync, truncateSync, writeSync} from 'node:fs'
 import path from 'node:path'
 
-import {SlotctlError, usageError} from '../errors.js'
+import {SlotctlError, errorMessage, usageError} from '../errors.js'
 import type {Checkpoint} from './mover.js'
 
 export interface ImportSettings {
@@ -41,17 +41,31 @@ export interface ImportJournalState {
 export class ImportJournal {
   private constructor(readonly path: string) {}
 
+  /** A new file, private to the user (reusing one would merge two runs), created before anything moves. */
   static create(file: string, settings: ImportSettings, command: string): ImportJournal {
-    mkdirSync(path.dirname(file), {recursive: true})
-    const journal = new ImportJournal(file)
-    journal.append({command, createdAt: new Date().toISOString(), settings, type: 'import', version: 1})
-    return journal
+    const cannot = (error: unknown) => usageError(`cannot create journal '${file}': ${errorMessage(error)}`)
+    let fd: number
+    try {
+      mkdirSync(path.dirname(file), {mode: 0o700, recursive: true})
+      fd = openSync(file, 'wx', 0o600)
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code === 'EEXIST') throw usageError(`journal '${file}' already exists: give a new path, or continue that import with --resume ${file}`)
+      throw cannot(error)
+    }
+    try {
+      const line: JournalLine = {command, createdAt: new Date().toISOString(), settings, type: 'import', version: 1}
+      writeSync(fd, `${JSON.stringify(line)}\n`)
+    } finally {
+      closeSync(fd)
+    }
+    return new ImportJournal(file)
   }
 
   static reopen(file: string): ImportJournal {
-    // a crash mid-write leaves a torn last line: end it so the next one stays readable
+    // a crash mid-write leaves a torn last line (the reader skips it): cut it off, so the
+    // lines this run appends follow whole lines
     const text = readFileSync(file, 'utf8')
-    if (text.length > 0 && !text.endsWith('\n')) appendFileSync(file, '\n')
+    if (text.length > 0 && !text.endsWith('\n')) truncateSync(file, Buffer.byteLength(text.slice(0, text.lastIndexOf('\n') + 1)))
     return new ImportJournal(file)
   }
 
