@@ -51,7 +51,7 @@ type Phase = 'auth' | 'capa' | 'preamble' | 'payload' | 'rdb-only'
  * The conversation with the node: one command at a time (a node refuses SYNC while replies to
  * earlier commands are still pending), then the bulk header, then the payload.
  */
-class RdbReceiver {
+export class RdbReceiver {
   private phase: Phase
   private pending: Buffer = Buffer.alloc(0)
   private readonly hash = createHash('sha256')
