@@ -122,6 +122,10 @@ export default class Backup extends BaseCommand<typeof Backup> {
     }
   }
 
+  protected lastInterruptMessage(signal: NodeJS.Signals): string {
+    return `${super.lastInterruptMessage(signal)}: the backup in ${path.resolve(this.args.dir)} is incomplete (no ${MANIFEST_FILE} was written)`
+  }
+
   /** Ctrl-C: stop every transfer, remove the files in the making, exit 130. */
   protected async onInterrupt(signal: NodeJS.Signals): Promise<void> {
     this.abort.abort()

@@ -151,5 +151,6 @@ describe('small shapes', () => {
     const line = progressLine({bytesMoved: 0, elapsedMs: 2000, keysMoved: 500, slotsDone: 0}, {keys: 1000, slots: 0}, 200)
     expect(line).to.include(' 50%').and.include('500/1000 keys').and.include('250 keys/s').and.include('ETA 2.00 s')
     expect(line).to.not.include('slots')
+    expect(line).to.not.include(' B ')
   })
 })

@@ -64,7 +64,8 @@ export function progressLine(state: ProgressState, totals: ProgressTotals, width
     ['percent', 'eta'],
   ]
   for (const all of order) {
-    const fields = totals.slots > 0 ? all : all.filter((field) => field !== 'slots')
+    // import and restore count neither slots nor bytes
+    const fields = all.filter((field) => (field !== 'slots' || totals.slots > 0) && (field !== 'bytes' || state.bytesMoved > 0))
     const text = fields.filter((field) => field !== 'bar').map((field) => parts[field as keyof typeof parts]).join(' | ')
     if (!fields.includes('bar')) {
       if (text.length <= width) return text

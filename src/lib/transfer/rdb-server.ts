@@ -5,6 +5,7 @@
  * import. It runs in a temp dir on a link (or copy) of the file, saves nothing, and is stopped
  * with everything removed when done.
  */
+import {rmSync} from 'node:fs'
 import {copyFile, link, mkdtemp, rm} from 'node:fs/promises'
 import {tmpdir} from 'node:os'
 import path from 'node:path'
@@ -26,6 +27,12 @@ export interface RdbServer {
 }
 
 export const RDB_FILE_NAME = 'dump.rdb'
+
+/** Temp dirs in use: a second Ctrl-C exits at once, without running the finally blocks. */
+const inUse = new Set<string>()
+process.on('exit', () => {
+  for (const dir of inUse) rmSync(dir, {force: true, recursive: true})
+})
 
 /** A hard link costs nothing; across file systems the file is copied. */
 export async function placeRdb(rdb: string, dir: string, name = RDB_FILE_NAME): Promise<void> {
@@ -50,6 +57,7 @@ export async function waitLoaded(client: Redis, address: string, timeoutMs = 600
 
 export async function withRdbServer<T>(rdb: string, binary: string | undefined, fn: (server: RdbServer) => Promise<T>): Promise<T> {
   const dir = await mkdtemp(path.join(tmpdir(), 'slotctl-rdb-'))
+  inUse.add(dir)
   const pool = new NodePool({commandTimeoutMs: 60_000, connectTimeoutMs: 3000})
   let server: RunningServer | undefined
   try {
@@ -71,5 +79,6 @@ export async function withRdbServer<T>(rdb: string, binary: string | undefined, 
     await pool.closeAll()
     if (server) await stopServer(server)
     await rm(dir, {force: true, recursive: true})
+    inUse.delete(dir)
   }
 }
