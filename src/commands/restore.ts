@@ -117,7 +117,7 @@ export default class Restore extends BaseCommand<typeof Restore> {
         batchKeys: this.flags.pipeline,
         dir,
         onBatch: (keys) => progress.onEvent({bytes: 0, keys, slot: 0, type: 'batch'}),
-        onFile: (file) => this.note(`${file.file}: ${file.keysRestored} of ${file.keys} key(s) restored in ${formatDuration(file.elapsedMs)}`),
+        onFile: (file) => progress.say(`${file.file}: ${file.keysRestored} of ${file.keys} key(s) restored in ${formatDuration(file.elapsedMs)}`),
         replace: false,
         serverBinary: binary,
         signal: this.stopRequest.signal,
