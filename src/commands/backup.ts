@@ -10,24 +10,50 @@ import {formatBytes, formatDuration, paint, table} from '../lib/cli/render.js'
 import {ExitCode, SlotctlError, errorMessage, usageError} from '../lib/errors.js'
 import {findServerBinary, requireServerBinary} from '../lib/local/servers.js'
 import {type BackupFileResult, chooseSources, runBackup} from '../lib/transfer/backup.js'
-import type {Problem} from '../lib/transfer/import.js'
+import {type Issue, type NodeRef, byFirstSlot} from '../lib/cli/result.js'
 import {MANIFEST_FILE, NODES_FILE, removeQuietly} from '../lib/transfer/manifest.js'
 import {refuseUnsafeCluster} from '../lib/transfer/preconditions.js'
 
+/** One file of the backup: the master whose slots it holds, and the node it was taken from. */
+export interface BackupFileView {
+  file: string
+  masterId: string
+  masterAddress: string
+  sourceId: string
+  sourceAddress: string
+  sourceRole: string
+  slots: Array<[number, number]>
+  slotCount: number
+  bytes: number
+  sha256: string
+  format: string
+  keys: number | null
+  keysWithExpiry: number | null
+  digest: string | null
+  serverVersion: string | null
+  /** taking the file */
+  elapsedMs: number
+  /** loading, counting and digesting it locally; null when not verified */
+  verifyElapsedMs: number | null
+}
+
 export interface BackupResult {
-  schemaVersion: 1
-  status: 'done' | 'failed' | 'interrupted'
+  status: 'done' | 'failed'
   dir: string
-  cluster: {seed: string}
+  seed: NodeRef
   fromReplicas: boolean
   /** paths of the files written; null when the backup did not finish */
   manifest: string | null
   nodesFile: string | null
-  files: BackupFileResult[]
+  files: BackupFileView[]
   totals: {files: number; bytes: number; keys: number | null}
   elapsedMs: number
-  warnings: Problem[]
-  errors: Problem[]
+  warnings: Issue[]
+  errors: Issue[]
+}
+
+function fileView({master, takenFrom, ...file}: BackupFileResult): BackupFileView {
+  return {...file, masterAddress: master.address, masterId: master.id, sourceAddress: takenFrom.address, sourceId: takenFrom.id, sourceRole: takenFrom.role}
 }
 
 export default class Backup extends BaseCommand<typeof Backup> {
@@ -36,12 +62,20 @@ export default class Backup extends BaseCommand<typeof Backup> {
     dir: Args.string({description: 'directory to write the backup into (created if missing; must be empty unless --force)', required: true}),
   }
 
+  static summary = 'A point-in-time RDB of every master, with a manifest'
+
   static description = BaseCommand.withExitCodes(
     [
       'Back up a cluster: a point-in-time RDB of every master (or, with --from-replicas, of one healthy replica of each, to spare the masters), taken over the replication protocol as a replica would (SYNC), so remote nodes work too; several at once (--parallel).',
       'Writes <master-id>.rdb per master, nodes.json (every node: id, address, role, master, slot ranges, config epoch, server version) and, last, manifest.json with the SHA-256 of each file. Each file is written under a temp name and renamed when complete.',
       'Each file is then loaded by a local throw-away redis-server/valkey-server (--server-binary) to count and digest its keys, so restore can prove it restored everything. Each file is consistent in itself; files of different masters are taken seconds apart, so stop writers first for a cluster-wide consistent copy.',
     ].join('\n'),
+    {
+      0: 'every file taken (and verified), the manifest written',
+      1: 'a file could not be taken: no manifest was written',
+      2: 'bad input (bad address, a non-empty directory without --force)',
+      130: 'interrupted: the directory holds no finished backup',
+    },
   )
 
   static examples = [
@@ -67,7 +101,7 @@ export default class Backup extends BaseCommand<typeof Backup> {
     const serverBinary = this.serverBinary()
     const snapshot = await this.loadCluster(seed)
     await this.refuseWhileChanging(snapshot)
-    refuseUnsafeCluster(snapshot, 'back up')
+    refuseUnsafeCluster(snapshot, 'back up', (args) => this.commandHint(args))
     await this.prepareDir(dir)
     const pool = this.pool()
     const {sources, warnings} = await chooseSources(pool, snapshot, Boolean(this.flags['from-replicas']))
@@ -87,15 +121,14 @@ export default class Backup extends BaseCommand<typeof Backup> {
     for (const warning of allWarnings) this.note(paint.warn(`warning: ${warning.message}`))
     const keys = outcome.files.every((file) => file.keys !== null) ? outcome.files.reduce((sum, file) => sum + (file.keys ?? 0), 0) : null
     const result: BackupResult = {
-      cluster: {seed: snapshot.seedAddress},
+      seed: {address: snapshot.seedAddress, id: snapshot.seedId},
       dir,
       elapsedMs: Date.now() - started,
-      errors: outcome.failures.map((failure) => ({code: failure.code, message: `${failure.node.address}: ${failure.message}`})),
-      files: outcome.files,
+      errors: outcome.failures.map((failure) => ({code: failure.code, message: `${failure.node.address}: ${failure.message}`, nodes: [failure.node]})),
+      files: outcome.files.map((file) => fileView(file)).sort((a, b) => byFirstSlot({address: a.masterAddress, slots: a.slots}, {address: b.masterAddress, slots: b.slots})),
       fromReplicas: Boolean(this.flags['from-replicas']),
       manifest: outcome.manifest ? path.join(dir, MANIFEST_FILE) : null,
       nodesFile: outcome.manifest ? path.join(dir, NODES_FILE) : null,
-      schemaVersion: 1,
       status: outcome.manifest ? 'done' : 'failed',
       totals: {bytes: outcome.files.reduce((sum, file) => sum + file.bytes, 0), files: outcome.files.length, keys},
       warnings: allWarnings,
@@ -159,8 +192,8 @@ export default class Backup extends BaseCommand<typeof Backup> {
 
   private render(result: BackupResult): void {
     const rows = result.files.map((file) => [
-      file.master.address,
-      file.takenFrom.role === 'replica' ? file.takenFrom.address : 'master',
+      file.masterAddress,
+      file.sourceRole === 'replica' ? file.sourceAddress : 'master',
       file.slotCount,
       file.keys ?? '?',
       formatBytes(file.bytes),

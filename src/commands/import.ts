@@ -4,11 +4,12 @@ import {BaseCommand} from '../lib/cli/base-command.js'
 import {ProgressReporter} from '../lib/cli/progress.js'
 import {MigrationCommand, adminTimeoutMs} from '../lib/cli/migration-command.js'
 import {formatDuration, paint, table} from '../lib/cli/render.js'
+import {type Issue, byAddress} from '../lib/cli/result.js'
 import {type NodeAddress, formatAddress, parseAddress} from '../lib/cluster/address.js'
 import {ExitCode, SlotctlError, usageError} from '../lib/errors.js'
 import {defaultJournalPath} from '../lib/migrate/journal.js'
 import {Throttle} from '../lib/migrate/throttle.js'
-import {type ImportResult, type Problem, conflictViews, keyName, surveySource} from '../lib/transfer/import.js'
+import {type ImportResult, conflictViews, keyName, surveySource} from '../lib/transfer/import.js'
 import {ImportJournal, type ImportJournalState, type ImportSettings, readImportJournal} from '../lib/transfer/journal.js'
 import {type Conflict, transferKeys} from '../lib/transfer/mover.js'
 import {ownerTable, refuseUnsafeCluster} from '../lib/transfer/preconditions.js'
@@ -19,6 +20,8 @@ export default class Import extends BaseCommand<typeof Import> {
     address: Args.string({description: 'any node of the cluster to import into (HOST:PORT)', required: true}),
   }
 
+  static summary = 'Move or copy the keys of a standalone server into the cluster'
+
   static description = BaseCommand.withExitCodes(
     [
       'Import the keys of a standalone server into a cluster: SCAN the source (never KEYS), group the keys by the master owning their slot, and let the source MIGRATE them in batches straight into each master, pipelined and to every master at once. TTLs are kept; key names may be binary.',
@@ -26,6 +29,12 @@ export default class Import extends BaseCommand<typeof Import> {
       'Writes that land on the source during the import are your concern: a key written after it was moved stays behind. To switch over safely, import with --copy while the source is live, stop its writers, then run a second pass with --copy --replace (or without --copy to empty the source).',
       'Ctrl-C finishes the batches in flight, records where the SCAN got to in the journal, and exits 130; --resume JOURNAL continues, also after a crash.',
     ].join('\n'),
+    {
+      0: 'every key imported (with --dry-run: counted)',
+      1: 'failed (--resume continues), or conflicts were left alone',
+      4: 'a confirmation was needed, but there is no terminal and no --yes',
+      130: 'interrupted: batches in flight finished; --resume continues',
+    },
   )
 
   static examples = [
@@ -76,13 +85,13 @@ export default class Import extends BaseCommand<typeof Import> {
     const sourceAddress = this.sourceAddress(resumed)
     const snapshot = await this.loadCluster(seed)
     const settings = this.settings(snapshot.seedAddress, sourceAddress, resumed)
-    const result = this.emptyResult(settings, resumed)
+    const result = this.emptyResult(settings, snapshot.seedId, resumed)
     if (resumed?.complete) {
       this.log(`the import recorded in ${this.flags.resume} is complete: nothing to do`)
       return {...result, status: 'nothing-to-do'}
     }
     await this.refuseIfOtherRun(snapshot, this.flags.force)
-    refuseUnsafeCluster(snapshot, 'import')
+    refuseUnsafeCluster(snapshot, 'import', (args) => this.commandHint(args))
     const owners = ownerTable(snapshot)
     const source = await connectSource(pool, sourceAddress)
     const info = await inspectSource(source, settings.source, {db: this.flags['from-db'] ?? resumed?.settings.db, move: !settings.copy})
@@ -98,9 +107,9 @@ export default class Import extends BaseCommand<typeof Import> {
 
     if (this.flags['dry-run']) {
       const survey = await surveySource(source, pool, owners, settings.match)
-      this.log(table(['master', 'keys'], [...survey.perOwner].map(([owner, keys]) => [owner.address, keys]), ['left', 'right']))
+      this.log(table(['master', 'keys'], [...survey.perOwner].sort(([a], [b]) => byAddress(a, b)).map(([owner, keys]) => [owner.address, keys]), ['left', 'right']))
       this.log(`${survey.keys} key(s) would be imported; the cluster already has ${survey.present} of them (equal values are skipped, different ones are conflicts${settings.replace ? ' that --replace overwrites' : ''})`)
-      return {...result, keysAlreadyInCluster: survey.present, keysPlanned: survey.keys, owners: [...survey.perOwner].map(([node, keys]) => ({keys, node})), status: 'planned'}
+      return {...result, keysAlreadyInCluster: survey.present, keysPlanned: survey.keys, owners: [...survey.perOwner].map(([node, keys]) => ({...node, keys})).sort(byAddress), status: 'planned'}
     }
     if (!(await this.confirm(`${settings.copy ? 'Copy' : 'Move'} ${info.keys} key(s) into the cluster now?`))) throw new SlotctlError('cancelled: nothing was changed', {code: 'E_CANCELLED'})
     await this.lockCluster(snapshot, this.flags.force)
@@ -136,7 +145,7 @@ export default class Import extends BaseCommand<typeof Import> {
       elapsedMs: outcome.elapsedMs,
       journal: journalPath,
       keysImported: (resumed?.keys ?? 0) + outcome.keys,
-      owners: [...outcome.perOwner].map(([id, keys]) => ({keys, node: owners.find((owner) => owner.id === id) ?? {address: '', id}})),
+      owners: [...outcome.perOwner].map(([id, keys]) => ({address: owners.find((owner) => owner.id === id)?.address ?? '', id, keys})).sort(byAddress),
     })
     this.log(`${settings.copy ? 'copied' : 'moved'} ${outcome.keys} key(s) in ${formatDuration(outcome.elapsedMs)} (${Math.round(outcome.keys / Math.max(outcome.elapsedMs / 1000, 0.001))} keys/s)${resumed ? `, ${result.keysImported} in all` : ''}`)
     return this.finish(result, outcome, conflicts, resumeCommand)
@@ -192,7 +201,7 @@ export default class Import extends BaseCommand<typeof Import> {
     this.note('compare them, then run the import again with --replace to overwrite the cluster copies')
   }
 
-  private sourceWarnings(info: SourceInfo): Problem[] {
+  private sourceWarnings(info: SourceInfo): Issue[] {
     const others = info.dbs.filter((entry) => entry.db !== info.db)
     if (others.length === 0) return []
     const warning = {code: 'OTHER_DBS', message: `the source also has keys in ${others.map((entry) => `db ${entry.db} (${entry.keys})`).join(', ')}, not imported by this run`}
@@ -228,9 +237,9 @@ export default class Import extends BaseCommand<typeof Import> {
     }
   }
 
-  private emptyResult(settings: ImportSettings, resumed?: ImportJournalState): ImportResult {
+  private emptyResult(settings: ImportSettings, seedId: string, resumed?: ImportJournalState): ImportResult {
     return {
-      cluster: {seed: settings.seed},
+      seed: {address: settings.seed, id: seedId},
       conflicts: {count: 0, keys: []},
       elapsedMs: 0,
       errors: [],
@@ -239,7 +248,6 @@ export default class Import extends BaseCommand<typeof Import> {
       mode: settings.copy ? 'copy' : 'move',
       owners: [],
       replace: settings.replace,
-      schemaVersion: 1,
       source: {address: settings.source, db: settings.db, keys: 0, version: ''},
       status: 'done',
       warnings: [],

@@ -7,7 +7,9 @@ import {BaseCommand} from '../lib/cli/base-command.js'
 import {ProgressReporter} from '../lib/cli/progress.js'
 import {MigrationCommand, adminTimeoutMs} from '../lib/cli/migration-command.js'
 import {formatDuration, paint, table} from '../lib/cli/render.js'
-import {runChecks} from '../lib/check/checks.js'
+import {runChecks, splitFindings} from '../lib/check/checks.js'
+import {type Issue, type NodeRef, byAddress} from '../lib/cli/result.js'
+import {durationFlag} from '../lib/cli/duration.js'
 import {NodePool} from '../lib/cluster/connection.js'
 import {parseAddress} from '../lib/cluster/address.js'
 import {loadCluster} from '../lib/cluster/loader.js'
@@ -15,30 +17,61 @@ import {countSlots} from '../lib/cluster/slots.js'
 import {ExitCode, SlotctlError, errorMessage, usageError} from '../lib/errors.js'
 import {requireServerBinary} from '../lib/local/servers.js'
 import {Throttle} from '../lib/migrate/throttle.js'
-import {type ConflictView, type Problem, conflictViews} from '../lib/transfer/import.js'
+import {type ConflictView, conflictViews} from '../lib/transfer/import.js'
 import {type Manifest, readManifest, verifyChecksums} from '../lib/transfer/manifest.js'
 import {keysPerMaster, ownerTable, refuseUnsafeCluster} from '../lib/transfer/preconditions.js'
 import {type Expected, type RestoredFile, type StartedNode, type Verification, mastersWithSlots, restoreInto, startFromBackup, verifyCluster} from '../lib/transfer/restore.js'
 
+/** A local server restore --start runs: it holds the file and the slots of the backed-up master (source). */
+export interface StartedNodeView extends NodeRef {
+  pid: number
+  sourceId: string
+  sourceAddress: string
+  slots: Array<[number, number]>
+  slotCount: number
+}
+
+export interface RestoredFileView {
+  file: string
+  /** the backed-up master whose keys the file holds */
+  masterId: string
+  masterAddress: string
+  keys: number
+  keysRestored: number
+  elapsedMs: number
+}
+
 export interface RestoreResult {
-  schemaVersion: 1
   status: 'done' | 'failed' | 'interrupted' | 'partial'
   mode: 'into' | 'start'
   dir: string
-  target: {seed: string; dir?: string; nodes?: Array<Omit<StartedNode, 'slots'> & {slots: StartedNode['slots']; slotCount: number}>; stopCommand?: string}
-  files: RestoredFile[]
+  /** --into: the node given; --start: the first new server */
+  seed: NodeRef
+  /** --start: where the servers live, what they are, how to stop them */
+  started: {dir: string; stopCommand: string; nodes: StartedNodeView[]} | null
+  files: RestoredFileView[]
   verification: Verification | null
-  check: {healthy: boolean; errors: Problem[]; warnings: Problem[]} | null
+  check: {healthy: boolean; errors: Issue[]; warnings: Issue[]} | null
   conflicts: {count: number; keys: ConflictView[]}
   elapsedMs: number
-  warnings: Problem[]
-  errors: Problem[]
+  warnings: Issue[]
+  errors: Issue[]
+}
+
+function fileView({master, ...file}: RestoredFile): RestoredFileView {
+  return {...file, masterAddress: master.address, masterId: master.id}
+}
+
+function startedView(node: StartedNode): StartedNodeView {
+  return {address: node.address, id: node.id, pid: node.pid, slotCount: countSlots(node.slots), slots: node.slots, sourceAddress: node.from.address, sourceId: node.from.id}
 }
 
 export default class Restore extends BaseCommand<typeof Restore> {
   static args = {
     dir: Args.string({description: 'a backup written by slotctl backup', required: true}),
   }
+
+  static summary = 'Restore a backup into an empty cluster, or start it locally'
 
   static description = BaseCommand.withExitCodes(
     [
@@ -47,6 +80,13 @@ export default class Restore extends BaseCommand<typeof Restore> {
       '--start DIR2: start one local server per file in DIR2, each loading its file, and form them into a cluster with the saved slot map, for a quick look. They keep running; stop them with `slotctl sandbox stop --dir DIR2`.',
       'Both end by comparing the key count and the content digest with the manifest, then run the check.',
     ].join('\n'),
+    {
+      0: 'restored; key count and digest equal the backup\'s; check clean',
+      1: 'damaged backup (nothing loaded), refused cluster, or a mismatch',
+      3: 'restored and verified, but the check found problems',
+      4: 'a confirmation was needed, but there is no terminal and no --yes',
+      130: 'interrupted: the cluster holds part of the backup',
+    },
   )
 
   static examples = [
@@ -55,12 +95,12 @@ export default class Restore extends BaseCommand<typeof Restore> {
   ]
 
   static flags = {
-    into: Flags.string({description: 'any node of the (empty) cluster to restore into (HOST:PORT)', exclusive: ['start']}),
-    start: Flags.string({description: 'start local servers from the files in this (empty) directory, with the saved slot map', exclusive: ['into']}),
+    into: Flags.string({description: 'any node of the (empty) cluster to restore into (HOST:PORT)'}),
+    start: Flags.string({description: 'start local servers from the files in this (empty) directory, with the saved slot map'}),
     force: MigrationCommand.migrationFlags.force,
     'server-binary': Flags.string({description: 'redis-server or valkey-server that loads the files (default: found on PATH); must read the backup\'s RDB version', env: 'SLOTCTL_SERVER_BINARY'}),
     host: Flags.string({default: '127.0.0.1', description: '--start: local address the servers bind and announce'}),
-    'wait-timeout': Flags.integer({default: 60, description: '--start: seconds to wait for the cluster to form', min: 1}),
+    'wait-timeout': durationFlag({defaultMs: 60_000, description: '--start: how long to wait for the cluster to form', minMs: 1, plainUnit: 's'}),
     'max-keys-per-sec': MigrationCommand.migrationFlags['max-keys-per-sec'],
     pipeline: MigrationCommand.migrationFlags.pipeline,
     timeout: MigrationCommand.migrationFlags.timeout,
@@ -82,7 +122,7 @@ export default class Restore extends BaseCommand<typeof Restore> {
   }
 
   async run(): Promise<RestoreResult> {
-    if (!this.flags.into && !this.flags.start) throw usageError('say where to restore: --into CLUSTER_NODE (a running, empty cluster) or --start DIR2 (new local servers)')
+    if (!this.flags.into === !this.flags.start) throw usageError('say where to restore: --into CLUSTER_NODE (a running, empty cluster) or --start DIR2 (new local servers), one of them')
     const dir = path.resolve(this.args.dir)
     const manifest = await readManifest(dir)
     const binary = requireServerBinary(this.flags['server-binary'])
@@ -95,9 +135,9 @@ export default class Restore extends BaseCommand<typeof Restore> {
     const seed = this.parseSeed([this.flags.into as string])
     const pool = this.pool(seed, adminTimeoutMs(this.flags.timeout))
     const snapshot = await this.loadCluster(seed)
-    const result = this.emptyResult('into', dir, snapshot.seedAddress)
+    const result = this.emptyResult('into', dir, {address: snapshot.seedAddress, id: snapshot.seedId})
     await this.refuseIfOtherRun(snapshot, this.flags.force)
-    refuseUnsafeCluster(snapshot, 'restore into this cluster')
+    refuseUnsafeCluster(snapshot, 'restore into this cluster', (args) => this.commandHint(args))
     const before = (await keysPerMaster(pool, snapshot)).reduce((sum, entry) => sum + entry.keys, 0)
     if (before > 0) {
       throw new SlotctlError(`the cluster at ${snapshot.seedAddress} already holds ${before} key(s): restore --into fills an empty cluster`, {
@@ -128,7 +168,7 @@ export default class Restore extends BaseCommand<typeof Restore> {
       progress.stop()
       this.progress = undefined
     }
-    Object.assign(result, {conflicts: {count: outcome.conflicts.length, keys: conflictViews(outcome.conflicts)}, files: outcome.files})
+    Object.assign(result, {conflicts: {count: outcome.conflicts.length, keys: conflictViews(outcome.conflicts)}, files: outcome.files.map((file) => fileView(file))})
     const again = 'the cluster holds part of the backup: empty it (FLUSHALL on every master) and run the restore again'
     if (outcome.failure) throw new SlotctlError(outcome.failure.message, {code: outcome.failure.code, suggestions: [...outcome.failure.suggestions, again]})
     if (outcome.interrupted) {
@@ -150,10 +190,10 @@ export default class Restore extends BaseCommand<typeof Restore> {
     })
     if (entries.length > 0) throw usageError(`'${target}' is not empty`, ['--start needs an empty (or new) directory for the servers\' files'])
     this.note(`the checksums match; starting ${manifest.files.length} local server(s) in ${target} from the backup...`)
-    const {nodes, state} = await startFromBackup(manifest, {dir, host: this.flags.host, serverBinary: binary, target, waitTimeoutMs: this.flags['wait-timeout'] * 1000})
+    const {nodes, state} = await startFromBackup(manifest, {dir, host: this.flags.host, serverBinary: binary, target, waitTimeoutMs: this.flags['wait-timeout']})
     const stopCommand = `${this.config.bin} sandbox stop --dir ${target}`
-    const result = this.emptyResult('start', dir, state.seed)
-    result.target = {dir: target, nodes: nodes.map((node) => ({...node, slotCount: countSlots(node.slots)})), seed: state.seed, stopCommand}
+    const result = this.emptyResult('start', dir, {address: nodes[0].address, id: nodes[0].id})
+    result.started = {dir: target, nodes: nodes.map((node) => startedView(node)).sort(byAddress), stopCommand}
     // the new servers have no password, whatever the global flags say
     const local = new NodePool({commandTimeoutMs: 60_000, connectTimeoutMs: this.flags['connect-timeout']})
     try {
@@ -183,9 +223,8 @@ export default class Restore extends BaseCommand<typeof Restore> {
   }
 
   private async checkAfter(pool: NodePool, seed: Parameters<typeof loadCluster>[1]): Promise<RestoreResult['check']> {
-    const findings = runChecks(await loadCluster(pool, seed))
-    const as = (severity: string) => findings.filter((finding) => finding.severity === severity).map((finding) => ({code: finding.code, message: finding.message}))
-    const check = {errors: as('error'), healthy: as('error').length === 0, warnings: as('warning')}
+    const {errors, warnings} = splitFindings(runChecks(await loadCluster(pool, seed)))
+    const check = {errors, healthy: errors.length === 0, warnings}
     if (check.healthy) this.log(paint.good(`[OK] check: all 16384 slots covered, no open slots, all nodes agree${check.warnings.length > 0 ? ` (${check.warnings.length} warning(s))` : ''}`))
     else for (const error of check.errors) this.log(paint.bad(`  [ERR] ${error.message}`))
     return check
@@ -204,7 +243,7 @@ export default class Restore extends BaseCommand<typeof Restore> {
     return {...result, status: 'done'}
   }
 
-  private emptyResult(mode: RestoreResult['mode'], dir: string, seed: string): RestoreResult {
-    return {check: null, conflicts: {count: 0, keys: []}, dir, elapsedMs: 0, errors: [], files: [], mode, schemaVersion: 1, status: 'done', target: {seed}, verification: null, warnings: []}
+  private emptyResult(mode: RestoreResult['mode'], dir: string, seed: NodeRef): RestoreResult {
+    return {check: null, conflicts: {count: 0, keys: []}, dir, elapsedMs: 0, errors: [], files: [], mode, seed, started: null, status: 'done', verification: null, warnings: []}
   }
 }

@@ -22,6 +22,7 @@ import type {Manifest, NodesFile} from '../../src/lib/transfer/manifest.js'
 import {TestCluster, testServerBinary} from '../helpers/cluster-harness.js'
 import {expectOneCleanLine, runCli, runCliJson} from '../helpers/cli.js'
 import {clusterDigest, serversDigest, writeDataset} from '../helpers/dataset.js'
+import {expectContract} from '../helpers/schema.js'
 
 const KEYS = 200_000
 const BIG_HASH_FIELDS = 20_000
@@ -67,7 +68,9 @@ describe('backup and restore', () => {
   it('backup: one RDB per master, nodes.json and a manifest whose checksums, counts and digests match', async () => {
     const {exitCode, json, stderr} = await runCliJson<BackupResult>(['backup', cluster.seed, backupDir, ...serverFlag])
     expect(exitCode, stderr).to.equal(0)
+    expectContract('backup', json)
     expect(json).to.include({schemaVersion: 1, status: 'done'})
+    expect(json.files.map((file) => file.sourceRole)).to.deep.equal(['master', 'master', 'master'])
     expect(json.files).to.have.length(3)
     expect(json.totals.keys).to.equal(KEYS + 1)
     const manifest = JSON.parse(readFileSync(path.join(backupDir, 'manifest.json'), 'utf8')) as Manifest
@@ -90,16 +93,20 @@ describe('backup and restore', () => {
     // no temp file is left behind, and a second backup does not overwrite this one by accident
     expect((await readdir(backupDir)).filter((name) => name.endsWith('.partial'))).to.deep.equal([])
     expectOneCleanLine(await runCli(['backup', cluster.seed, backupDir]), 2, /is not empty/)
+    const refused = await runCliJson(['backup', cluster.seed, backupDir])
+    expectContract('backup', refused.json)
+    expect(refused.json).to.deep.include({status: 'error'})
   })
 
   it('backup --from-replicas --no-verify takes each file from a healthy replica, without counting its keys', async () => {
     const {exitCode, json, stderr} = await runCliJson<BackupResult>(['backup', cluster.seed, replicaDir, '--from-replicas', '--no-verify'])
     expect(exitCode, stderr).to.equal(0)
-    expect(json.files.map((file) => file.takenFrom.role)).to.deep.equal(['replica', 'replica', 'replica'])
+    expectContract('backup', json)
+    expect(json.files.map((file) => file.sourceRole)).to.deep.equal(['replica', 'replica', 'replica'])
     expect(json.files.map((file) => file.keys)).to.deep.equal([null, null, null])
     expect(json.warnings.map((warning) => warning.code)).to.deep.equal(['NOT_VERIFIED'])
     const nodes = JSON.parse(readFileSync(path.join(replicaDir, 'nodes.json'), 'utf8')) as NodesFile
-    for (const file of json.files) expect(nodes.nodes.find((node) => node.id === file.takenFrom.id)?.master?.id).to.equal(file.master.id)
+    for (const file of json.files) expect(nodes.nodes.find((node) => node.id === file.sourceId)?.master?.id).to.equal(file.masterId)
   })
 
   it('a damaged file is refused before anything is loaded; so is a directory without a manifest', async function () {
@@ -116,9 +123,13 @@ describe('backup and restore', () => {
       const result = await runCli(['restore', damaged, '--into', target.seed, '--yes', ...serverFlag])
       expectOneCleanLine(result, 1, new RegExp(`checksum mismatch: ${manifest.files[1].file}.*nothing was loaded`))
       expect(await keysIn(target)).to.equal(0)
+      const document = await runCliJson(['restore', damaged, '--into', target.seed, '--yes', ...serverFlag])
+      expectContract('restore', document.json)
+      expect(document.json).to.deep.include({error: {code: 'E_CHECKSUM', exitCode: 1, message: JSON.parse(document.stdout).error.message, suggestions: ['restore from another copy of the backup']}})
       await rm(path.join(damaged, 'manifest.json'))
       expectOneCleanLine(await runCli(['restore', damaged, '--into', target.seed, '--yes', ...serverFlag]), 2, /has no manifest\.json/)
       expectOneCleanLine(await runCli(['restore', backupDir, '--yes']), 2, /--into CLUSTER_NODE .* or --start DIR2/)
+      expectOneCleanLine(await runCli(['restore', backupDir, '--into', target.seed, '--start', path.join(dir, 'never')]), 2, /one of them/)
       expectOneCleanLine(await runCli(['restore', backupDir, '--start', damaged]), 2, /is not empty/)
       expectOneCleanLine(await runCli(['restore', backupDir, '--start', path.join(dir, 'never'), '--server-binary', '/nonexistent/redis-server']), 2, /server binary '\/nonexistent\/redis-server' does not exist/)
       expectOneCleanLine(await runCli(['backup', cluster.seed, path.join(damaged, 'manifest-gone', '..', manifest.files[0].file)]), 2, /is a file, not a directory/)
@@ -137,6 +148,7 @@ describe('backup and restore', () => {
         const source = from === 'masters' ? backupDir : replicaDir
         const {exitCode, json, stderr} = await runCliJson<RestoreResult>(['restore', source, '--into', target.seed, '--yes', ...serverFlag])
         expect(exitCode, stderr).to.equal(0)
+        expectContract('restore', json)
         expect(json).to.include({mode: 'into', schemaVersion: 1, status: 'done'})
         expect(json.verification).to.include({digestMatch: true, keysMatch: true})
         expect(json.check?.healthy).to.equal(true)
@@ -156,20 +168,23 @@ describe('backup and restore', () => {
     this.timeout(180_000)
     const target = path.join(dir, 'look')
     const {exitCode, json, stderr} = await runCliJson<RestoreResult>(['restore', backupDir, '--start', target, ...serverFlag])
-    const pids = (json.target?.nodes ?? []).map((node) => node.pid)
+    const pids = (json.started?.nodes ?? []).map((node) => node.pid)
     try {
       expect(exitCode, stderr).to.equal(0)
+      expectContract('restore', json)
       expect(json).to.include({mode: 'start', status: 'done'})
       expect(json.verification).to.include({digestMatch: true, keysMatch: true})
       const manifest = JSON.parse(readFileSync(path.join(backupDir, 'manifest.json'), 'utf8')) as Manifest
-      const clients = (json.target.nodes ?? []).map((node) => {
+      const started = json.started?.nodes ?? []
+      const clients = started.map((node) => {
         const [host, port] = node.address.split(':')
         return new Redis({host, port: Number(port)})
       })
       try {
         for (const [i, client] of clients.entries()) {
           const self = parseClusterNodes(String(await client.call('CLUSTER', 'NODES'))).find((node) => node.myself)
-          expect(self?.slots, json.target.nodes?.[i].address).to.deep.equal(manifest.files[i].slots)
+          const saved = manifest.files.find((file) => file.master.id === started[i].sourceId)
+          expect(self?.slots, started[i].address).to.deep.equal(saved?.slots)
         }
         expect(await serversDigest(clients)).to.deep.equal(original)
       } finally {

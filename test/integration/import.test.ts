@@ -16,6 +16,7 @@ import {parseClusterNodes, parseInfo} from '../../src/lib/cluster/topology.js'
 import {TestCluster} from '../helpers/cluster-harness.js'
 import {expectOneCleanLine, runCli, runCliJson, spawnCli} from '../helpers/cli.js'
 import {clusterDigest, serversDigest, writeDataset} from '../helpers/dataset.js'
+import {expectContract} from '../helpers/schema.js'
 import {StandaloneServer} from '../helpers/standalone.js'
 
 const KEYS = 100_000
@@ -101,6 +102,7 @@ describe('import: a standalone server into a cluster', () => {
   it('--copy: every key, value and TTL arrives (binary names, every type, a 50k-field hash); the source keeps its keys', async () => {
     const {exitCode, json, stderr} = await runCliJson<ImportResult>(['import', cluster.seed, '--from', source.address, '--copy', '--yes', '--journal', path.join(dir, 'copy.jsonl')])
     expect(exitCode, stderr).to.equal(0)
+    expectContract('import', json)
     expect(json).to.include({mode: 'copy', schemaVersion: 1, status: 'done'})
     expect(json.keysImported).to.equal(KEYS + 1)
     expect(json.owners.map((owner) => owner.keys).reduce((a, b) => a + b, 0)).to.equal(KEYS + 1)
@@ -129,6 +131,7 @@ describe('import: a standalone server into a cluster', () => {
 
     const second = await runCliJson<ImportResult>(['import', cluster.seed, '--from', source.address, '--copy', '--yes', '--journal', path.join(dir, 'second.jsonl')])
     expect(second.exitCode, second.stderr).to.equal(1)
+    expectContract('import', second.json)
     expect(second.json.status).to.equal('partial')
     expect(second.json.conflicts.count).to.equal(3)
     const listed = second.json.conflicts.keys.map((entry) => `${entry.encoding}:${entry.key}`).sort()
@@ -151,6 +154,7 @@ describe('import: a standalone server into a cluster', () => {
     const keysBefore = await keysIn(await clusterClients())
     const {exitCode, json} = await runCliJson<ImportResult>(['import', cluster.seed, '--from', source.address, '--dry-run'])
     expect(exitCode).to.equal(0)
+    expectContract('import', json)
     expect(json.status).to.equal('planned')
     expect(json.keysPlanned).to.equal(KEYS + 2)
     expect(json.keysAlreadyInCluster).to.equal(KEYS + 1)
@@ -166,12 +170,16 @@ describe('import: a standalone server into a cluster', () => {
     for (const client of await clusterClients()) await client.flushall()
     const volatileNow = await keysWithExpiry([sourceClient])
     const journal = path.join(dir, 'move.jsonl')
-    const child = spawnCli(['import', cluster.seed, '--from', source.address, '--max-keys-per-sec', '20000', '--pipeline', '500', '--yes', '--journal', journal])
+    const child = spawnCli(['import', cluster.seed, '--from', source.address, '--max-keys-per-sec', '20000', '--pipeline', '500', '--yes', '--journal', journal, '--json'])
     await waitForCheckpoints(journal, 3)
     child.kill('SIGINT')
     const outcome = await child
     expect(outcome.exitCode, String(outcome.stderr)).to.equal(130)
-    expect(String(outcome.stderr)).to.include(`--resume ${journal}`)
+    expect(String(outcome.stderr)).to.include('finishing the work in flight')
+    const interrupted = JSON.parse(String(outcome.stdout)) as ImportResult
+    expectContract('import', interrupted)
+    expect(interrupted.status).to.equal('interrupted')
+    expect(interrupted.resumeCommand).to.include(`import ${cluster.seed} --resume ${journal} --yes`)
     // every key is on exactly one side, with its value
     const left = Number(await sourceClient.dbsize())
     expect(left).to.be.greaterThan(0).and.lessThan(KEYS + 1)
@@ -180,6 +188,7 @@ describe('import: a standalone server into a cluster', () => {
 
     const resumed = await runCliJson<ImportResult>(['import', cluster.seed, '--resume', journal, '--yes'])
     expect(resumed.exitCode, resumed.stderr).to.equal(0)
+    expectContract('import', resumed.json)
     // the journal's throttle holds on --resume: no faster than 20000 keys/s on average
     expect(left / (resumed.json.elapsedMs / 1000)).to.be.at.most(20_000 * 1.1)
     expect(resumed.json.status).to.equal('done')
@@ -189,6 +198,7 @@ describe('import: a standalone server into a cluster', () => {
     expect(await clusterDigest(cluster)).to.deep.equal(original)
     expect(await keysWithExpiry(await clusterClients())).to.equal(volatileNow)
     const again = await runCliJson<ImportResult>(['import', cluster.seed, '--resume', journal, '--yes'])
+    expectContract('import', again.json)
     expect(again.json.status).to.equal('nothing-to-do')
   })
 
@@ -205,6 +215,10 @@ describe('import: a standalone server into a cluster', () => {
 
     it('refuses a cluster node as the source', async () => {
       expectOneCleanLine(await runCli(['import', cluster.seed, '--from', cluster.addresses[1], '--yes']), 1, /is a cluster node: import reads a standalone server/)
+      const document = await runCliJson(['import', cluster.seed, '--from', cluster.addresses[1], '--yes'])
+      expectContract('import', document.json)
+      expect(document.json).to.deep.include({status: 'error'})
+      expect((document.json as {error: {code: string}}).error.code).to.equal('E_SOURCE_IS_CLUSTER')
     })
 
     it('refuses a source with keys in another db unless --from-db names it; --from-db imports that db', async () => {

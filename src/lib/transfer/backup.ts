@@ -14,7 +14,7 @@ import {countSlots} from '../cluster/slots.js'
 import {type ClusterNode, mastersOf, parseInfo, replicasOf} from '../cluster/topology.js'
 import {SlotctlError, errorMessage} from '../errors.js'
 import {DIGEST_ALGORITHM, digestServer} from './digest.js'
-import type {Problem} from './import.js'
+import type {Issue} from '../cli/result.js'
 import {MANIFEST_FILE, type Manifest, type ManifestFile, NODES_FILE, type NodesFile, removeQuietly, writeJson} from './manifest.js'
 import {fetchRdb} from './rdb-fetch.js'
 import {withRdbServer} from './rdb-server.js'
@@ -49,7 +49,7 @@ export interface BackupFileResult extends ManifestFile {
 export interface BackupOutcome {
   files: BackupFileResult[]
   failures: Array<{node: {id: string; address: string}; code: string; message: string}>
-  warnings: Problem[]
+  warnings: Issue[]
   manifest?: Manifest
 }
 
@@ -68,16 +68,16 @@ async function linkUp(pool: NodePool, replica: ClusterNode): Promise<boolean> {
  * Per master: itself, or with fromReplicas the first healthy replica (reachable, not flagged,
  * link to the master up). A master without one is backed up from itself, with a warning.
  */
-export async function chooseSources(pool: NodePool, snapshot: ClusterSnapshot, fromReplicas: boolean): Promise<{sources: BackupSource[]; warnings: Problem[]}> {
+export async function chooseSources(pool: NodePool, snapshot: ClusterSnapshot, fromReplicas: boolean): Promise<{sources: BackupSource[]; warnings: Issue[]}> {
   const masters = mastersOf(snapshot.nodes).filter((node) => node.slots.length > 0).sort((a, b) => a.slots[0][0] - b.slots[0][0])
-  const warnings: Problem[] = []
+  const warnings: Issue[] = []
   const sources = await mapLimit(masters, NODE_PARALLELISM, async (master) => {
     if (!fromReplicas) return {from: master, master}
     const candidates = replicasOf(snapshot.nodes, master.id)
       .filter((replica) => replica.address && !replica.failed && !replica.suspectedFailed && snapshot.views[replica.id]?.reachable)
       .sort((a, b) => a.address.localeCompare(b.address))
     for (const replica of candidates) if (await linkUp(pool, replica)) return {from: replica, master}
-    warnings.push({code: 'NO_HEALTHY_REPLICA', message: `master ${master.address} has no healthy replica: its file is taken from the master itself`})
+    warnings.push({code: 'NO_HEALTHY_REPLICA', message: `master ${master.address} has no healthy replica: its file is taken from the master itself`, nodes: [ref(master)]})
     return {from: master, master}
   })
   return {sources, warnings}
@@ -152,7 +152,7 @@ async function verifyOne(file: BackupFileResult, options: BackupOptions): Promis
   await withRdbServer(path.join(options.dir, file.file), options.serverBinary ?? undefined, async (server) => {
     const {digest, keys} = await digestServer(server.client, options.signal)
     // keys with a TTL may expire while they are read: only without any is a difference an anomaly
-    if (keys !== server.keys && server.keysWithExpiry === 0) throw new SlotctlError(`${file.file}: the local server reports ${server.keys} keys but ${keys} were read`, {code: 'E_VERIFY'})
+    if (keys !== server.keys && server.keysWithExpiry === 0) throw new SlotctlError(`${file.file}: the local server reports ${server.keys} keys but ${keys} were read`, {code: 'E_BACKUP_MISMATCH'})
     Object.assign(file, {digest, keys, keysWithExpiry: server.keysWithExpiry})
   })
   file.verifyElapsedMs = Date.now() - started

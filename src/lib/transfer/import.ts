@@ -6,13 +6,8 @@ import type {Redis} from 'ioredis'
 
 import {type NodePool, mapLimit} from '../cluster/connection.js'
 import {keySlot} from '../cluster/slots.js'
-import type {NodeRef} from './preconditions.js'
+import type {Issue, NodeRef} from '../cli/result.js'
 import type {Conflict} from './mover.js'
-
-export interface Problem {
-  code: string
-  message: string
-}
 
 export interface KeyName {
   /** the name as text when it is valid UTF-8, else 0x-prefixed hex */
@@ -20,19 +15,20 @@ export interface KeyName {
   encoding: 'hex' | 'utf8'
 }
 
+/** A key both sides have with different values; the master holds the cluster's copy. */
 export interface ConflictView extends KeyName {
-  owner: NodeRef
+  masterId: string
+  masterAddress: string
 }
 
-export interface OwnerCount {
-  node: NodeRef
+/** A master and how many keys it received (or, in a dry run, would receive). */
+export interface OwnerCount extends NodeRef {
   keys: number
 }
 
 export interface ImportResult {
-  schemaVersion: 1
   status: 'done' | 'failed' | 'interrupted' | 'nothing-to-do' | 'partial' | 'planned'
-  cluster: {seed: string}
+  seed: NodeRef
   source: {address: string; db: number; keys: number; version: string}
   mode: 'copy' | 'move'
   replace: boolean
@@ -47,8 +43,8 @@ export interface ImportResult {
   elapsedMs: number
   journal?: string
   resumeCommand?: string
-  warnings: Problem[]
-  errors: Problem[]
+  warnings: Issue[]
+  errors: Issue[]
 }
 
 /** Conflicts listed in --json; the count is always complete. */
@@ -60,7 +56,7 @@ export function keyName(key: Buffer): KeyName {
 }
 
 export function conflictViews(conflicts: readonly Conflict[]): ConflictView[] {
-  return conflicts.slice(0, CONFLICTS_LISTED).map(({key, owner}) => ({...keyName(key), owner}))
+  return conflicts.slice(0, CONFLICTS_LISTED).map(({key, owner}) => ({...keyName(key), masterAddress: owner.address, masterId: owner.id}))
 }
 
 export interface Survey {

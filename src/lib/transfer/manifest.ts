@@ -11,7 +11,7 @@ import path from 'node:path'
 
 import {SlotctlError, errorMessage, usageError} from '../errors.js'
 import type {SlotRange} from '../cluster/slots.js'
-import type {NodeRef} from './preconditions.js'
+import type {NodeRef} from '../cli/result.js'
 
 export const MANIFEST_FILE = 'manifest.json'
 export const NODES_FILE = 'nodes.json'

@@ -18,7 +18,7 @@ import {keySlot} from '../cluster/slots.js'
 import {migrateAuthArgs} from '../migrate/key-mover.js'
 import type {Throttle} from '../migrate/throttle.js'
 import {fingerprints, sameValue, typeOfDump} from './digest.js'
-import type {NodeRef} from './preconditions.js'
+import type {NodeRef} from '../cli/result.js'
 
 export interface TransferOptions {
   /** keep the source's keys (MIGRATE COPY) */
@@ -108,7 +108,7 @@ function migrateFailure(owner: NodeRef, error: unknown): SlotctlError {
       suggestions: ['the cluster runs an older server version than the source; upgrade the cluster first'],
     })
   }
-  return new SlotctlError(`MIGRATE into ${owner.address} failed: ${message}`, {code: 'E_MIGRATE'})
+  return new SlotctlError(`MIGRATE into ${owner.address} failed: ${message}`, {code: 'E_MIGRATION'})
 }
 
 /**
@@ -316,7 +316,7 @@ export async function transferKeys(source: Redis, cluster: NodePool, owners: rea
         checkpoint()
       })
       .catch((error: unknown) => {
-        result.failure ??= error instanceof SlotctlError ? error : new SlotctlError(errorMessage(error), {code: 'E_MIGRATE'})
+        result.failure ??= error instanceof SlotctlError ? error : new SlotctlError(errorMessage(error), {code: 'E_MIGRATION'})
       })
       .finally(() => running.delete(task))
     running.add(task)

@@ -9,21 +9,18 @@ import {SlotctlError} from '../errors.js'
 import {mastersOf, slotOwners} from '../cluster/topology.js'
 import {SLOT_COUNT} from '../cluster/slots.js'
 
-export interface NodeRef {
-  id: string
-  address: string
-}
+import type {NodeRef} from '../cli/result.js'
 
 /**
  * The refusal of the migration verbs (open slots, failed or unreachable masters, uncovered
  * slots, nodes that disagree, cluster_state not ok), worded for a verb that writes keys.
  */
-export function refuseUnsafeCluster(snapshot: ClusterSnapshot, verb: string): void {
+export function refuseUnsafeCluster(snapshot: ClusterSnapshot, verb: string, commandHint: (args: string) => string): void {
   const problems = runChecks(snapshot).filter((finding) => BLOCKS_MIGRATION.has(finding.code))
   if (problems.length === 0) return
   throw new SlotctlError(`refusing to ${verb}: ${problems[0].message}${problems.length > 1 ? ` (and ${problems.length - 1} more problem(s))` : ''}`, {
     code: 'E_UNSAFE_CLUSTER',
-    suggestions: [`see: slotctl check ${snapshot.seedAddress}`, `repair it first: slotctl fix ${snapshot.seedAddress} --dry-run`],
+    suggestions: [`see: ${commandHint(`check ${snapshot.seedAddress}`)}`, `repair it first: ${commandHint(`fix ${snapshot.seedAddress} --dry-run`)}`],
   })
 }
 

@@ -198,7 +198,7 @@ export async function fetchRdb(address: NodeAddress, settings: ConnectionSetting
       socket.destroy()
       reject(error instanceof SlotctlError ? error : new SlotctlError(`cannot take an RDB from ${name}: ${errorMessage(error)}`, {code: 'E_SYNC'}))
     }
-    const abort = () => fail(new SlotctlError(`the RDB transfer from ${name} was interrupted`, {code: 'E_INTERRUPTED'}))
+    const abort = () => fail(new SlotctlError(`the RDB transfer from ${name} was interrupted`, {code: 'E_SYNC'}))
     if (options.signal?.aborted) return abort()
     options.signal?.addEventListener('abort', abort, {once: true})
     socket.setTimeout(options.idleTimeoutMs ?? DEFAULT_IDLE_TIMEOUT_MS, () => fail(new Error(`no data for ${Math.round((options.idleTimeoutMs ?? DEFAULT_IDLE_TIMEOUT_MS) / 1000)} s`)))

@@ -23,7 +23,7 @@ import type {Throttle} from '../migrate/throttle.js'
 import {combineDigests, digestServer} from './digest.js'
 import type {Manifest, ManifestFile} from './manifest.js'
 import {type Conflict, transferKeys} from './mover.js'
-import type {NodeRef} from './preconditions.js'
+import type {NodeRef} from '../cli/result.js'
 import {RDB_FILE_NAME, placeRdb, waitLoaded, withRdbServer} from './rdb-server.js'
 
 export interface Expected {
@@ -70,7 +70,7 @@ async function restoreFile(pool: NodePool, owners: readonly NodeRef[], entry: Ma
   const started = Date.now()
   await withRdbServer(path.join(options.dir, entry.file), options.serverBinary, async (server) => {
     if (entry.keys !== null && server.keys !== entry.keys && entry.keysWithExpiry === 0) {
-      throw new SlotctlError(`${entry.file} holds ${server.keys} keys once loaded, the manifest says ${entry.keys}`, {code: 'E_VERIFY'})
+      throw new SlotctlError(`${entry.file} holds ${server.keys} keys once loaded, the manifest says ${entry.keys}`, {code: 'E_BACKUP_MISMATCH'})
     }
     // without a digest in the manifest, the file itself is the reference
     const digest = entry.digest ?? (await digestServer(server.client)).digest
