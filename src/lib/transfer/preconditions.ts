@@ -8,7 +8,6 @@ import {NODE_PARALLELISM, type NodePool, mapLimit} from '../cluster/connection.j
 import {SlotctlError} from '../errors.js'
 import {mastersOf, slotOwners} from '../cluster/topology.js'
 import {SLOT_COUNT} from '../cluster/slots.js'
-
 import type {NodeRef} from '../cli/result.js'
 
 /**
