@@ -19,8 +19,8 @@ function binaryKey(i: number): Buffer {
   return Buffer.from([0xff, 0xfe, 0x80 + (i % 64), ...Buffer.from(String(i))])
 }
 
-/** Writes `keys` keys of mixed types through a cluster client, plus a big hash. */
-export async function writeDataset(client: Cluster, options: DatasetOptions): Promise<void> {
+/** Writes `keys` keys of mixed types through a cluster client (or to one standalone server), plus a big hash. */
+export async function writeDataset(client: Cluster | Redis, options: DatasetOptions): Promise<void> {
   const chunk = 500
   for (let start = 0; start < options.keys; start += chunk) {
     const writes: Array<Promise<unknown>> = []
@@ -51,7 +51,8 @@ async function masterAddresses(cluster: TestCluster): Promise<string[]> {
   return mastersOf(nodes).filter((node) => !node.failed && !node.suspectedFailed).map((node) => node.address)
 }
 
-async function nodeDigest(client: Redis): Promise<{digest: Buffer; keys: number}> {
+/** Key count and digest of one server's selected db (needs DEBUG, which test servers allow locally). */
+export async function nodeDigest(client: Redis): Promise<{digest: Buffer; keys: number}> {
   const digest = Buffer.alloc(20)
   let keys = 0
   let cursor = '0'
@@ -73,10 +74,15 @@ async function nodeDigest(client: Redis): Promise<{digest: Buffer; keys: number}
 
 /** Key count and an order-independent digest of every key and value on every master. */
 export async function clusterDigest(cluster: TestCluster): Promise<{digest: string; keys: number}> {
+  return serversDigest((await masterAddresses(cluster)).map((address) => cluster.client(address)))
+}
+
+/** The same digest over any servers (the masters of a cluster, or one standalone server). */
+export async function serversDigest(clients: Redis[]): Promise<{digest: string; keys: number}> {
   const total = Buffer.alloc(20)
   let keys = 0
-  for (const address of await masterAddresses(cluster)) {
-    const node = await nodeDigest(cluster.client(address))
+  for (const client of clients) {
+    const node = await nodeDigest(client)
     for (let b = 0; b < 20; b++) total[b] ^= node.digest[b]
     keys += node.keys
   }

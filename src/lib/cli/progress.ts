@@ -30,9 +30,10 @@ export interface ProgressState {
 export function estimate(state: ProgressState, totals: ProgressTotals): {percent: number; rate: number; etaMs?: number} {
   const rate = state.elapsedMs > 0 ? (state.keysMoved * 1000) / state.elapsedMs : 0
   const byKeys = totals.keys > 0 ? Math.min(state.keysMoved / totals.keys, 1) : undefined
-  const bySlots = totals.slots > 0 ? state.slotsDone / totals.slots : 1
-  // keys drive it while keys are known; slots alone finish it (a slot may have lost keys meanwhile)
-  const fraction = state.slotsDone >= totals.slots ? 1 : (byKeys ?? bySlots)
+  const bySlots = totals.slots > 0 ? state.slotsDone / totals.slots : 0
+  // keys drive it while keys are known; slots alone finish it (a slot may have lost keys
+  // meanwhile); without slots (import, restore) keys alone
+  const fraction = totals.slots > 0 && state.slotsDone >= totals.slots ? 1 : (byKeys ?? bySlots)
   const keysLeft = Math.max(totals.keys - state.keysMoved, 0)
   const etaMs = fraction >= 1 ? 0 : rate > 0 && totals.keys > 0 ? (keysLeft / rate) * 1000 : undefined
   return {etaMs, percent: Math.floor(fraction * 100), rate: Math.round(rate)}
@@ -62,7 +63,9 @@ export function progressLine(state: ProgressState, totals: ProgressTotals, width
     ['percent', 'keys', 'eta'],
     ['percent', 'eta'],
   ]
-  for (const fields of order) {
+  for (const all of order) {
+    // import and restore count neither slots nor bytes
+    const fields = all.filter((field) => (field !== 'slots' || totals.slots > 0) && (field !== 'bytes' || state.bytesMoved > 0))
     const text = fields.filter((field) => field !== 'bar').map((field) => parts[field as keyof typeof parts]).join(' | ')
     if (!fields.includes('bar')) {
       if (text.length <= width) return text

@@ -93,7 +93,7 @@ export function readSandboxState(dir: string): SandboxState | undefined {
 }
 
 /** Written to a temp file and renamed, so a crash never leaves half a state file. */
-async function writeSandboxState(state: SandboxState): Promise<void> {
+export async function writeSandboxState(state: SandboxState): Promise<void> {
   const temporary = `${stateFile(state.dir)}.tmp`
   await writeFile(temporary, `${JSON.stringify(state, null, 2)}\n`)
   await rename(temporary, stateFile(state.dir))

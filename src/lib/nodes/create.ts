@@ -31,7 +31,8 @@ async function call(client: Redis, address: string, ...args: Array<number | stri
 }
 
 async function assignSlots(pool: NodePool, plan: CreatePlan): Promise<void> {
-  await mapLimit(plan.masters, NODE_PARALLELISM, async (master) => {
+  // a master may own its slots already (restore --start: a node loading keys claims their slots)
+  await mapLimit(plan.masters.filter((master) => master.slots.length > 0), NODE_PARALLELISM, async (master) => {
     const client = await pool.client(master.address)
     await call(client, master.address, 'CLUSTER', 'ADDSLOTSRANGE', ...master.slots.flat())
   })
