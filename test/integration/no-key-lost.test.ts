@@ -229,7 +229,7 @@ describe('no key is ever lost (real servers)', () => {
       for (const node of head.plan.nodes) node.address = `127.0.0.1:${fakePort}`
       await writeFile(journal, [JSON.stringify(head), ...lines.slice(1)].join('\n'))
       const resumed = await runCliJson<MigrationResult>(['reshard', cluster.seed, '--resume', journal, '--yes'])
-      expect(resumed.exitCode, resumed.stderr).to.equal(0)
+      expect(resumed.exitCode, resumed.stdout).to.equal(0)
       expect(fakeConnections).to.equal(0)
       await expectHealthy(cluster)
       expect(await clusterDigest(cluster)).to.deep.equal(original)

@@ -151,12 +151,20 @@ describe('reshard and apply: the migration engine on a real cluster', () => {
     const target = nodes.find((m) => m.id !== source.id)!
     const migrateStats = async () => parseInfo(String(await cluster.client(source.address).info('commandstats'))).cmdstat_migrate ?? ''
     const failedBefore = Number(/failed_calls=(\d+)/.exec(await migrateStats())?.[1] ?? 0)
-    // A paused target answers no RESTORE: every MIGRATE into it times out, however small.
-    await cluster.client(target.address).call('CLIENT', 'PAUSE', 8000, 'WRITE')
+    // The run is a resume of a slot already open (a paused Valkey target would hold the
+    // opening SETSLOT too): a paused target answers no RESTORE, so every MIGRATE into it
+    // times out, however small.
     const journal = path.join(dir, 'timeout.jsonl')
+    const planFile = path.join(dir, 'timeout-plan.json')
+    const dry = await runCli(['reshard', cluster.seed, '--to', target.id, '--slot-range', String(slot), '--dry-run', '--out', planFile])
+    expect(dry.exitCode, dry.stderr).to.equal(0)
+    await writeFile(journal, `${JSON.stringify({plan: JSON.parse(readFileSync(planFile, 'utf8')), type: 'plan', verb: 'reshard'})}\n${JSON.stringify({slot, type: 'slot-start'})}\n`)
+    await cluster.client(target.address).call('CLUSTER', 'SETSLOT', slot, 'IMPORTING', source.id)
+    await cluster.client(source.address).call('CLUSTER', 'SETSLOT', slot, 'MIGRATING', target.id)
+    await cluster.client(target.address).call('CLIENT', 'PAUSE', 8000, 'WRITE')
     let run: Awaited<ReturnType<typeof runCliJson<MigrationResult>>>
     try {
-      run = await runCliJson<MigrationResult>(['reshard', cluster.seed, '--to', target.id, '--slot-range', String(slot), '--timeout', '100', '--yes', '--journal', journal])
+      run = await runCliJson<MigrationResult>(['reshard', cluster.seed, '--resume', journal, '--timeout', '100', '--legacy-migrate', '--yes'])
     } finally {
       await cluster.client(target.address).call('CLIENT', 'UNPAUSE')
     }
@@ -193,13 +201,14 @@ describe('reshard and apply: the migration engine on a real cluster', () => {
       await t.call('CLUSTER', 'SETSLOT', slot, 'STABLE')
     }
     await plantAtTarget('the value', target, source)
-    const equal = await runCliJson<MigrationResult>(['reshard', cluster.seed, '--to', target.id, '--slot-range', String(slot), '--yes', '--journal', path.join(dir, 'busy1.jsonl')])
+    // BUSYKEY is the MIGRATE protocol's business: Valkey 9 would otherwise migrate atomically
+    const equal = await runCliJson<MigrationResult>(['reshard', cluster.seed, '--to', target.id, '--slot-range', String(slot), '--legacy-migrate', '--yes', '--journal', path.join(dir, 'busy1.jsonl')])
     expect(equal.exitCode, equal.stderr).to.equal(0)
     expect(await writer.get(key)).to.equal('the value')
     // now a different value waits at the old owner
     await plantAtTarget('another value', source, target)
     const journal = path.join(dir, 'busy2.jsonl')
-    const different = await runCli(['reshard', cluster.seed, '--to', source.id, '--slot-range', String(slot), '--yes', '--journal', journal])
+    const different = await runCli(['reshard', cluster.seed, '--to', source.id, '--slot-range', String(slot), '--legacy-migrate', '--yes', '--journal', journal])
     expect(different.exitCode).to.equal(1)
     expect(different.stderr).to.match(/different values/)
     expect(different.stderr).to.include(key)

@@ -299,6 +299,7 @@ export abstract class MigrationCommand<T extends typeof Command> extends BaseCom
       result = await executePlan(mover, plan, {
         addresses,
         closeOnlySlots: closeOnly,
+        openSlots: options.resume ? alreadyOpen(snapshot, plan) : undefined,
         journal,
         masters: masters.map((node) => ({address: node.address, id: node.id})),
         onEvent,
@@ -485,6 +486,12 @@ export abstract class MigrationCommand<T extends typeof Command> extends BaseCom
     }
     this.note(`plan written to ${file}`)
   }
+}
+
+/** Planned slots the snapshot shows open between their own source and target. */
+function alreadyOpen(snapshot: ClusterSnapshot, plan: MigrationPlan): Set<number> {
+  const byId = new Map(snapshot.nodes.map((node) => [node.id, node]))
+  return new Set(plan.moves.filter((move) => byId.get(move.sourceId)?.migrating[move.slot] === move.targetId && byId.get(move.targetId)?.importing[move.slot] === move.sourceId).map((move) => move.slot))
 }
 
 interface ProtocolChoice {

@@ -22,6 +22,8 @@ export interface ExecuteOptions {
   skipSlots?: ReadonlySet<number>
   /** Slots whose target already owns them: only the closing step is left (resume). */
   closeOnlySlots?: ReadonlySet<number>
+  /** Slots open between their source and target already (resume): no SETSLOT to open them again. */
+  openSlots?: ReadonlySet<number>
   /** The live address of every node the plan names: resolved against the cluster, never read from a file. */
   addresses: ReadonlyMap<string, string>
   /** All masters at plan time, told about each new owner. */
@@ -150,7 +152,7 @@ export async function executePlan(mover: SlotMover, plan: MigrationPlan, options
     const others = options.masters.filter((master) => master.id !== wave[0].sourceId && master.id !== wave[0].targetId)
     options.journal?.slotsStarted(wave.map((move) => move.slot))
     for (const move of wave) options.onEvent?.({slot: move.slot, type: 'slot-start'})
-    const report = await mover.moveWave({closeOnly: options.closeOnlySlots ?? new Set(), moves, others})
+    const report = await mover.moveWave({alreadyOpen: options.openSlots ?? new Set(), closeOnly: options.closeOnlySlots ?? new Set(), moves, others})
     options.journal?.slotsDone(report.closed)
     for (const {bytes, keys, slot} of report.closed) {
       if (options.closeOnlySlots?.has(slot)) result.slotsFinished++

@@ -40,7 +40,8 @@ export class LegacyMover implements SlotMover {
   async moveWave(wave: WaveRequest): Promise<WaveReport> {
     const report: WaveReport = {batched: true, cancelled: [], closed: [], failed: [], fewerAtTarget: []}
     const toMove = wave.moves.filter((move) => !wave.closeOnly.has(move.slot))
-    await openSlots(this.pool, toMove, this.lanes)
+    // a resumed slot already open between the same pair needs no SETSLOT again
+    await openSlots(this.pool, toMove.filter((move) => !wave.alreadyOpen.has(move.slot)), this.lanes)
     const alone = await this.moveBigKeys(toMove)
     const moved = await this.moveKeys(toMove.filter((move) => !(alone.get(move.slot) instanceof Error)))
     for (const [slot, outcome] of alone) {

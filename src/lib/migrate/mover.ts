@@ -10,6 +10,8 @@ export interface WaveRequest {
   moves: SlotMoveTarget[]
   /** slots of the wave whose keys are already at the target: only closing is left (resume) */
   closeOnly: ReadonlySet<number>
+  /** slots already importing at the target from the source and migrating at the source to it (resume) */
+  alreadyOpen: ReadonlySet<number>
   /** every other master, told about the new owner */
   others: readonly SlotEndpoint[]
 }
