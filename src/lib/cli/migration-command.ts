@@ -108,6 +108,7 @@ export interface RunPlanOptions {
 }
 
 const SETTING_FLAGS: Record<keyof RunSettings, string> = {
+  legacyMigrate: 'legacy-migrate',
   maxBytesPerSec: 'max-bytes-per-sec',
   maxKeysPerSec: 'max-keys-per-sec',
   parallel: 'parallel',
@@ -173,6 +174,7 @@ export abstract class MigrationCommand<T extends typeof Command> extends BaseCom
       return (this.flagsGiven.has(flag) || recorded[key] === undefined ? (flag === 'timeout' ? f.timeout : f[flag]) : recorded[key]) as RunSettings[K]
     }
     return {
+      legacyMigrate: Boolean(pick('legacyMigrate')),
       maxBytesPerSec: pick('maxBytesPerSec'),
       maxKeysPerSec: pick('maxKeysPerSec'),
       parallel: pick('parallel') as number,
@@ -338,7 +340,7 @@ export abstract class MigrationCommand<T extends typeof Command> extends BaseCom
     const atomicIds = new Set([...addresses].filter(([, address]) => features.get(address)?.atomicSlotMigration === 'valkey-migrateslots').map(([id]) => id))
     const throttled = Boolean(settings.maxKeysPerSec || settings.maxBytesPerSec)
     const offered = plan.moves.some((move) => atomicIds.has(move.sourceId) && atomicIds.has(move.targetId))
-    const atomic = offered && !(this.flags as Record<string, unknown>)['legacy-migrate'] && !throttled
+    const atomic = offered && !settings.legacyMigrate && !throttled
     return {atomic, atomicIds, features, offered, throttled}
   }
 

@@ -154,12 +154,12 @@ export async function executePlan(mover: SlotMover, plan: MigrationPlan, options
     for (const move of wave) options.onEvent?.({slot: move.slot, type: 'slot-start'})
     const report = await mover.moveWave({alreadyOpen: options.openSlots ?? new Set(), closeOnly: options.closeOnlySlots ?? new Set(), moves, others})
     options.journal?.slotsDone(report.closed)
-    for (const {bytes, keys, slot} of report.closed) {
+    for (const {bytes, keys, slot, unannounced} of report.closed) {
       if (options.closeOnlySlots?.has(slot)) result.slotsFinished++
       else result.slotsMoved++
       result.keysMoved += keys
       result.bytesMoved += bytes
-      options.onEvent?.({keys, slot, type: 'slot-done', unreported: !report.batched})
+      options.onEvent?.({keys, slot, type: 'slot-done', unreported: unannounced})
     }
     fewer.push(...report.fewerAtTarget)
     if (report.cancelled.length > 0) cancelled = true

@@ -19,6 +19,8 @@ export interface RunSettings {
   maxKeysPerSec?: number
   maxBytesPerSec?: number
   replace?: boolean
+  /** the run used SETSLOT + MIGRATE even where atomic slot migration was offered */
+  legacyMigrate?: boolean
 }
 
 type JournalLine =

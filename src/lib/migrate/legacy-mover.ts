@@ -38,7 +38,7 @@ export class LegacyMover implements SlotMover {
   }
 
   async moveWave(wave: WaveRequest): Promise<WaveReport> {
-    const report: WaveReport = {batched: true, cancelled: [], closed: [], failed: [], fewerAtTarget: []}
+    const report: WaveReport = {cancelled: [], closed: [], failed: [], fewerAtTarget: []}
     const toMove = wave.moves.filter((move) => !wave.closeOnly.has(move.slot))
     // a resumed slot already open between the same pair needs no SETSLOT again
     await openSlots(this.pool, toMove.filter((move) => !wave.alreadyOpen.has(move.slot)), this.lanes)

@@ -17,16 +17,17 @@ export interface WaveRequest {
 }
 
 export interface WaveReport {
-  /** slots the target now owns in its own and the source's view, with the keys moved for each */
-  closed: Array<{slot: number; keys: number; bytes: number}>
+  /**
+   * slots the target now owns in its own and the source's view, with the keys moved for each;
+   * `unannounced` when those keys were not reported batch by batch (atomic migration)
+   */
+  closed: Array<{slot: number; keys: number; bytes: number; unannounced?: boolean}>
   /** slots left open (or never opened), with the reason */
   failed: Array<{slot: number; error: Error}>
   /** slots whose target holds fewer keys right after the close than were moved into it */
   fewerAtTarget: Array<{slot: number; moved: number; atTarget: number}>
   /** slots left as they were because the run was interrupted (a cancelled atomic migration) */
   cancelled: number[]
-  /** true when the keys of `closed` were already announced batch by batch (onBatch) */
-  batched: boolean
 }
 
 export interface SlotMover {
@@ -60,8 +61,22 @@ export class RoutingMover implements SlotMover {
     return this.moverFor(sourceId, targetId).waveSize(sourceId, targetId)
   }
 
-  moveWave(wave: WaveRequest): Promise<WaveReport> {
+  /**
+   * Slots a legacy run left open (importing/migrating) can only be finished by the legacy
+   * protocol: the servers refuse to migrate them atomically.
+   */
+  async moveWave(wave: WaveRequest): Promise<WaveReport> {
     const {source, target} = wave.moves[0]
-    return this.moverFor(source.id, target.id).moveWave(wave)
+    const mover = this.moverFor(source.id, target.id)
+    const open = wave.moves.filter((move) => wave.alreadyOpen.has(move.slot))
+    if (mover === this.legacy || open.length === 0) return mover.moveWave(wave)
+    const rest = wave.moves.filter((move) => !wave.alreadyOpen.has(move.slot))
+    const reports = await Promise.all([this.legacy.moveWave({...wave, moves: open}), ...(rest.length > 0 ? [mover.moveWave({...wave, moves: rest})] : [])])
+    return {
+      cancelled: reports.flatMap((report) => report.cancelled),
+      closed: reports.flatMap((report) => report.closed),
+      failed: reports.flatMap((report) => report.failed),
+      fewerAtTarget: reports.flatMap((report) => report.fewerAtTarget),
+    }
   }
 }

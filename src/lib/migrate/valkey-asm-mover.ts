@@ -43,7 +43,7 @@ export class ValkeyAsmMover implements SlotMover {
   }
 
   async moveWave(wave: WaveRequest): Promise<WaveReport> {
-    const report: WaveReport = {batched: false, cancelled: [], closed: [], failed: [], fewerAtTarget: []}
+    const report: WaveReport = {cancelled: [], closed: [], failed: [], fewerAtTarget: []}
     const {source, target} = wave.moves[0]
     const slots = wave.moves.map((move) => move.slot)
     // already owned by the target (a resumed run): only the verification is left
@@ -66,7 +66,7 @@ export class ValkeyAsmMover implements SlotMover {
     const atTarget = await verifyClose(this.pool, source, target, slots)
     for (const slot of slots) {
       const keys = keysBefore.get(slot) ?? 0
-      report.closed.push({bytes: 0, keys, slot})
+      report.closed.push({bytes: 0, keys, slot, unannounced: true})
       const there = atTarget.get(slot)
       if (there !== undefined && there < keys) report.fewerAtTarget.push({atTarget: there, moved: keys, slot})
     }
