@@ -202,4 +202,28 @@ describe('progress and Ctrl-C screens', () => {
     expect(resumed.json.slotsMoved! + resumed.json.slotsFinished!).to.equal(2000 - done)
     expect(await clusterDigest(cluster)).to.deep.equal(original)
   })
+
+  it('SIGTERM (a CI job cancelled, systemd stopping a unit) stops like Ctrl-C within a few seconds, leaving no slot open', async function () {
+    this.timeout(120_000)
+    const [source, target] = await pair()
+    const journal = path.join(dir, 'sigterm.jsonl')
+    const child = spawnCli(['reshard', cluster.seed, '--from', source.id, '--to', target.id, '--slots', '3000', '--max-keys-per-sec', '600', '--yes', '--journal', journal])
+    await waitForJournalLines(journal, 5)
+    const sent = Date.now()
+    child.kill('SIGTERM')
+    const run = await child
+    const stopMs = Date.now() - sent
+    expect(run.exitCode, String(run.stderr)).to.equal(130)
+    expect(String(run.stderr)).to.match(/slotctl: SIGTERM: finishing the \d+ slot\(s\) in flight, then stopping/)
+    // about a second of slots is open at a time under a throttle: the stop is quick
+    expect(stopMs, `stopped after ${stopMs} ms`).to.be.below(8000)
+    // each node shows its own markers only
+    for (const address of cluster.addresses) {
+      const self = parseClusterNodes(String(await cluster.client(address).call('CLUSTER', 'NODES'))).find((node) => node.myself)!
+      expect({...self.importing, ...self.migrating}, address).to.deep.equal({})
+    }
+    const resumed = await runCliJson<MigrationResult>(['reshard', cluster.seed, '--resume', journal, '--max-keys-per-sec', '50000', '--yes'])
+    expect(resumed.exitCode, resumed.stderr).to.equal(0)
+    expect(await clusterDigest(cluster)).to.deep.equal(original)
+  })
 })
