@@ -60,13 +60,17 @@ export async function runCliJson<T = unknown>(args: string[], options: CliOption
   return {...result, json}
 }
 
+/** The one warning a run may print before its error: a password typed on the command line. */
+export const AUTH_WARNING = /^slotctl: warning: a password on the command line shows in ps/
+
 /**
  * The error contract every verb keeps: the documented exit code, one `slotctl: error:` line
- * (plus optional `hint:` lines), no stack trace, and none of `secrets` anywhere.
+ * (plus optional `hint:` lines), no stack trace, and none of `secrets` anywhere. A password
+ * given with -a or in a URL may add the auth warning before it.
  */
 export function expectOneCleanLine(result: CliResult, exitCode: number, pattern: RegExp, secrets: string[] = []): void {
   expect(result.exitCode, `stderr: ${result.stderr}`).to.equal(exitCode)
-  const [first, ...rest] = result.stderr.trim().split('\n')
+  const [first, ...rest] = result.stderr.trim().split('\n').filter((line, index) => index > 0 || !AUTH_WARNING.test(line))
   expect(first).to.match(/^slotctl: error: /)
   expect(first).to.match(pattern)
   expect(rest.every((line) => line.startsWith('  hint: ')), result.stderr).to.equal(true)

@@ -5,12 +5,13 @@
 import {Command, Errors, Flags, type Interfaces} from '@oclif/core'
 
 import {type NodeAddress, isBareHost, parseAddress, parseAddressList} from '../cluster/address.js'
-import {type ClusterSnapshot, loadCluster} from '../cluster/loader.js'
+import {type ClusterSnapshot, type LoadOptions, loadCluster} from '../cluster/loader.js'
 import {type ConnectionSettings, NodePool} from '../cluster/connection.js'
 import {acquireRunLock, refuseIfOtherRun} from '../cluster/run-lock.js'
 import {mastersOf} from '../cluster/topology.js'
 import {ExitCode, SlotctlError, errorMessage, usageError} from '../errors.js'
-import {confirmOrFail} from './prompt.js'
+import {redactSecrets, registerSecret} from '../secrets.js'
+import {askSecretOrFail, confirmOrFail} from './prompt.js'
 import {type IssueView, applyColour, colourEnabled, renderIssues, wrapLine} from './render.js'
 import {type ErrorEnvelope, errorDocument, successDocument} from './result.js'
 import {durationFlag} from './duration.js'
@@ -25,6 +26,9 @@ const COMMON_EXIT_CODES: Record<number, string> = {
   2: 'bad input (malformed address, unknown node id, bad flag value)',
   130: 'interrupted (Ctrl-C / SIGTERM)',
 }
+
+/** A redis:// or rediss:// URL with a password in its user info. */
+const URL_WITH_PASSWORD = /^rediss?:\/\/[^@]*:[^@]*@/i
 
 function truthyEnv(value: string | undefined): boolean {
   return value !== undefined && !['', '0', 'false', 'no'].includes(value.toLowerCase())
@@ -44,14 +48,37 @@ function missingArgsMessage(err: {args: Array<{name: string; description?: strin
   return `missing required argument${names.length === 1 ? '' : 's'}: ${names.join(', ')}`
 }
 
+/**
+ * oclif spreads one reason over several lines ("Parsing --slots", a tab-indented reason,
+ * "See more help with --help"); errors here are one line, so the parts are joined.
+ */
+export function flattenOclifMessage(message: string): string {
+  const lines = message
+    .split('\n')
+    .map((line) => line.trim().replace(/^Error:\s*/, ''))
+    .filter((line) => line !== '' && !/^See more help with --help$/.test(line))
+    // "name  description" (an argument listing): keep the name, the description in brackets
+    .map((line, index) => (index > 0 ? line.replace(/^(\S+)\s{2,}(.+)$/, '$1 ($2)') : line))
+  return lines.reduce((text, line) => (text === '' ? line : `${text}${/:$/.test(text) ? ' ' : ': '}${line}`), '')
+}
+
 /** Reduces anything thrown to a stable, secret-free shape. Never serialises the error object. */
 export function toEnvelope(err: unknown): ErrorEnvelope {
+  const envelope = rawEnvelope(err)
+  return {
+    ...envelope,
+    message: redactSecrets(envelope.message),
+    ...(envelope.suggestions ? {suggestions: envelope.suggestions.map((hint) => redactSecrets(hint))} : {}),
+  }
+}
+
+function rawEnvelope(err: unknown): ErrorEnvelope {
   if (err instanceof SlotctlError) {
     return {code: err.code, exitCode: err.exitCode, message: unwrapFlagParseMessage(err.message), ...(err.suggestions.length > 0 ? {suggestions: err.suggestions} : {})}
   }
   if (err instanceof Errors.CLIError) {
     const args = (err as unknown as {args?: unknown}).args
-    const message = Array.isArray(args) ? missingArgsMessage(err as unknown as {args: Array<{name: string; description?: string}>}) : unwrapFlagParseMessage(err.message).split('\n')[0].replace(/^Error:\s*/, '')
+    const message = Array.isArray(args) ? missingArgsMessage(err as unknown as {args: Array<{name: string; description?: string}>}) : flattenOclifMessage(unwrapFlagParseMessage(err.message))
     const exitCode = typeof err.oclif?.exit === 'number' ? err.oclif.exit : ExitCode.usage
     return {code: 'E_USAGE', exitCode: exitCode === 1 ? ExitCode.usage : exitCode, message, suggestions: ['see --help']}
   }
@@ -66,15 +93,18 @@ function reachableMasters(snapshot: ClusterSnapshot): string[] {
 
 export abstract class BaseCommand<T extends typeof Command> extends Command {
   static baseFlags = {
-    password: Flags.string({char: 'a', description: 'password for AUTH (prefer the env var: a flag is visible in ps)', env: 'REDISCLI_AUTH', helpGroup: 'CONNECTION'}),
+    password: Flags.string({char: 'a', description: 'password for AUTH (prefer REDISCLI_AUTH or --askpass: a flag is visible in ps)', env: 'REDISCLI_AUTH', helpGroup: 'CONNECTION'}),
+    askpass: Flags.boolean({description: 'ask for the password on the terminal, without echo', helpGroup: 'CONNECTION'}),
+    'no-auth-warning': Flags.boolean({description: 'no warning when a password is given on the command line', helpGroup: 'CONNECTION'}),
     user: Flags.string({description: 'ACL user name for AUTH', helpGroup: 'CONNECTION'}),
-    tls: Flags.boolean({description: 'connect with TLS', helpGroup: 'CONNECTION'}),
-    cacert: Flags.string({description: 'CA certificate file to verify servers', helpGroup: 'CONNECTION'}),
-    cert: Flags.string({description: 'client certificate file', helpGroup: 'CONNECTION'}),
-    key: Flags.string({description: 'client private key file', helpGroup: 'CONNECTION'}),
-    sni: Flags.string({description: 'server name for TLS SNI', helpGroup: 'CONNECTION'}),
-    insecure: Flags.boolean({description: 'do not verify the server certificate', helpGroup: 'CONNECTION'}),
+    tls: Flags.boolean({description: 'connect with TLS (implied by every other TLS flag)', helpGroup: 'CONNECTION'}),
+    cacert: Flags.string({description: 'CA certificate file (PEM) to verify servers; implies --tls', helpGroup: 'CONNECTION'}),
+    cert: Flags.string({description: 'client certificate file (PEM); implies --tls', helpGroup: 'CONNECTION'}),
+    key: Flags.string({description: 'client private key file (PEM); implies --tls', helpGroup: 'CONNECTION'}),
+    sni: Flags.string({description: 'server name for TLS SNI; implies --tls', helpGroup: 'CONNECTION'}),
+    insecure: Flags.boolean({description: 'do not verify the server certificate; implies --tls', helpGroup: 'CONNECTION'}),
     'connect-timeout': durationFlag({defaultMs: 3000, description: 'connect timeout per node', helpGroup: 'CONNECTION', minMs: 1, plainUnit: 'ms'}),
+    'read-timeout': durationFlag({defaultMs: 5000, description: 'how long a node may take to answer a read before it is reported as hung', helpGroup: 'CONNECTION', minMs: 1, plainUnit: 'ms'}),
     yes: Flags.boolean({char: 'y', description: 'answer yes to confirmations (also SLOTCTL_YES=1 or REDISCLI_CLUSTER_YES=1)', env: 'SLOTCTL_YES', helpGroup: 'GLOBAL'}),
     'no-color': Flags.boolean({description: 'no colour (also NO_COLOR=1)', helpGroup: 'GLOBAL'}),
     quiet: Flags.boolean({char: 'q', description: 'print only results, warnings and errors: no progress or step notes', exclusive: ['verbose'], helpGroup: 'GLOBAL'}),
@@ -105,7 +135,7 @@ export abstract class BaseCommand<T extends typeof Command> extends Command {
 
   public async init(): Promise<void> {
     await super.init()
-    const {args, flags, metadata} = await this.parse({
+    const {args, flags, metadata, raw} = await this.parse({
       args: this.ctor.args,
       baseFlags: (super.ctor as typeof BaseCommand).baseFlags,
       enableJsonFlag: this.ctor.enableJsonFlag,
@@ -117,6 +147,25 @@ export abstract class BaseCommand<T extends typeof Command> extends Command {
     this.flagsGiven = new Set(Object.keys(flags).filter((name) => !(metadata.flags as Record<string, {setFromDefault?: boolean}>)[name]?.setFromDefault))
     applyColour(colourEnabled({json: this.jsonEnabled(), noColorFlag: this.flags['no-color']}))
     this.installSignalHandlers()
+    await this.settlePassword(raw)
+  }
+
+  /**
+   * Registers the password for redaction, warns (once, like redis-cli) when it was typed on
+   * the command line, where ps and shell history show it, and asks for it with --askpass.
+   */
+  private async settlePassword(raw: ReadonlyArray<{flag?: string; input: string; type: string}>): Promise<void> {
+    const f = this.flags
+    registerSecret(f.password)
+    const onCommandLine = raw.some((token) => token.type === 'flag' && token.flag === 'password') || raw.some((token) => token.type === 'arg' && URL_WITH_PASSWORD.test(token.input))
+    if (onCommandLine && !f['no-auth-warning']) {
+      process.stderr.write('slotctl: warning: a password on the command line shows in ps and in shell history; use REDISCLI_AUTH or --askpass instead\n')
+    }
+    if (f.askpass) {
+      const password = await askSecretOrFail('Password:', '--askpass')
+      registerSecret(password)
+      ;(f as {password?: string}).password = password
+    }
   }
 
   /** --yes, SLOTCTL_YES, or redis-cli's REDISCLI_CLUSTER_YES. */
@@ -126,11 +175,14 @@ export abstract class BaseCommand<T extends typeof Command> extends Command {
 
   protected connectionSettings(fromAddress?: NodeAddress, commandTimeoutMs = 15_000): ConnectionSettings {
     const f = this.flags
+    // A TLS option without --tls can only mean TLS: ignoring it would send plain text instead.
+    const tls = Boolean(f.tls || f.cacert || f.cert || f.key || f.sni || f.insecure || fromAddress?.tls)
     return {
       commandTimeoutMs,
       connectTimeoutMs: f['connect-timeout'],
       password: f.password ?? fromAddress?.password,
-      tls: {caFile: f.cacert, certFile: f.cert, enabled: Boolean(f.tls || fromAddress?.tls), insecure: f.insecure, keyFile: f.key, servername: f.sni},
+      readTimeoutMs: f['read-timeout'],
+      tls: {caFile: f.cacert, certFile: f.cert, enabled: tls, insecure: f.insecure, keyFile: f.key, servername: f.sni},
       username: f.user ?? fromAddress?.username,
     }
   }
@@ -172,8 +224,8 @@ export abstract class BaseCommand<T extends typeof Command> extends Command {
     return addresses[0]
   }
 
-  protected async loadCluster(seed: NodeAddress): Promise<ClusterSnapshot> {
-    return loadCluster(this.pool(seed), seed)
+  protected async loadCluster(seed: NodeAddress, options?: LoadOptions): Promise<ClusterSnapshot> {
+    return loadCluster(this.pool(seed), seed, options)
   }
 
   /**
@@ -195,7 +247,11 @@ export abstract class BaseCommand<T extends typeof Command> extends Command {
 
   /** Progress and notes go to stderr so stdout stays clean for --json and pipes; --quiet drops them. */
   protected note(message: string): void {
-    if (!this.jsonEnabled() && !this.flags?.quiet) process.stderr.write(`${message}\n`)
+    if (!this.jsonEnabled() && !this.flags?.quiet) process.stderr.write(`${redactSecrets(message)}\n`)
+  }
+
+  public log(message = '', ...args: unknown[]): void {
+    super.log(redactSecrets(message), ...args)
   }
 
   /** Errors and warnings on stderr (even with --quiet), same-code ones grouped unless --verbose. */
@@ -203,7 +259,7 @@ export abstract class BaseCommand<T extends typeof Command> extends Command {
     if (this.jsonEnabled()) return
     const options = {groupSummary, verbose: this.flags?.verbose}
     const lines = [...renderIssues('Errors', 'ERR', issues.errors ?? [], options), ...renderIssues('Warnings', 'WARN', issues.warnings ?? [], options)]
-    for (const line of lines) process.stderr.write(`${line}\n`)
+    for (const line of lines) process.stderr.write(`${redactSecrets(line)}\n`)
   }
 
   /** Every result gets schemaVersion (README "JSON output"). */
@@ -216,7 +272,7 @@ export abstract class BaseCommand<T extends typeof Command> extends Command {
    * and would colour it on a terminal, which no JSON consumer wants.
    */
   public logJson(json: unknown): void {
-    process.stdout.write(`${JSON.stringify(json, null, 2)}\n`)
+    process.stdout.write(`${redactSecrets(JSON.stringify(json, null, 2))}\n`)
   }
 
   protected async catch(err: Error & {exitCode?: number}): Promise<unknown> {
@@ -227,7 +283,7 @@ export abstract class BaseCommand<T extends typeof Command> extends Command {
     } else {
       process.stderr.write(`slotctl: error: ${envelope.message}\n`)
       for (const hint of envelope.suggestions ?? []) process.stderr.write(`  hint: ${hint}\n`)
-      if (this.flags?.verbose && err.stack) process.stderr.write(`${err.stack}\n`)
+      if (this.flags?.verbose && err.stack) process.stderr.write(`${redactSecrets(err.stack)}\n`)
     }
     return this.exit(envelope.exitCode)
   }

@@ -63,3 +63,12 @@ export async function checkboxOrFail<T>(message: string, flag: string, choices: 
   const {checkbox} = await import('@inquirer/prompts')
   return checkbox({choices, message, pageSize: 12, validate: (chosen) => (chosen.length > 0 ? true : 'choose at least one (space toggles)')}, {output: process.stderr}).catch(interruptedAtPrompt)
 }
+
+/** Asks for a secret on a TTY without echoing it; without one, asking is a usage error. */
+export async function askSecretOrFail(message: string, flag: string): Promise<string> {
+  if (!interactive()) {
+    throw new SlotctlError(`${flag} needs a terminal to ask on`, {code: 'E_USAGE', exitCode: ExitCode.usage, suggestions: ['pass the password in the REDISCLI_AUTH environment variable instead']})
+  }
+  const {password} = await import('@inquirer/prompts')
+  return password({message}, {output: process.stderr})
+}

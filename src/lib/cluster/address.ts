@@ -1,4 +1,5 @@
 import {usageError} from '../errors.js'
+import {redactUrls, registerSecret} from '../secrets.js'
 
 export interface NodeAddress {
   host: string
@@ -18,27 +19,56 @@ function parsePort(text: string, original: string): number {
   return port
 }
 
-function parseUrl(input: string): NodeAddress {
-  let url: URL
+/** Percent-decoding of URL credentials; a `%` that starts no valid escape is taken literally. */
+function decodeCredential(text: string): string {
   try {
-    url = new URL(input)
+    return decodeURIComponent(text)
   } catch {
-    throw usageError(`invalid address '${redactUrl(input)}': not a valid URL`)
+    return text
   }
-  if (!url.hostname) throw usageError(`invalid address '${redactUrl(input)}': no host`)
+}
+
+/**
+ * Parsed by hand rather than with URL: a password may hold `/`, `:`, `@` or stray `%` (the
+ * user info runs to the last `@`), and an invalid port must be named, not reported as
+ * "not a valid URL".
+ */
+function parseUrl(input: string): NodeAddress {
+  const scheme = /^(rediss?):\/\//i.exec(input) as RegExpExecArray
+  const rest = input.slice(scheme[0].length)
+  const at = rest.lastIndexOf('@')
+  const userinfo = at >= 0 ? rest.slice(0, at) : ''
+  const colon = userinfo.indexOf(':')
+  const username = decodeCredential(colon >= 0 ? userinfo.slice(0, colon) : userinfo)
+  const password = colon >= 0 ? decodeCredential(userinfo.slice(colon + 1)) : ''
+  registerSecret(password)
+  const shown = redactUrl(input)
+  // a path (a database number) or query after the address means nothing to a cluster
+  const hostPort = rest.slice(at + 1).split(/[/?#]/)[0]
+  if (!hostPort) throw usageError(`invalid address '${shown}': no host`)
+  const {host, port} = /^\[[^\]]*\]$|^[^:]*$/.test(hostPort) ? {host: hostPort, port: undefined} : splitHostPort(hostPort, shown)
+  if (!host || host === '[]') throw usageError(`invalid address '${shown}': no host`)
   const address: NodeAddress = {
-    host: url.hostname.replace(/^\[(.*)\]$/, '$1'),
-    port: url.port ? parsePort(url.port, redactUrl(input)) : 6379,
-    tls: url.protocol === 'rediss:',
+    host: host.replace(/^\[(.*)\]$/, '$1'),
+    port: port === undefined ? 6379 : parsePort(port, shown),
+    tls: scheme[1].toLowerCase() === 'rediss',
   }
-  if (url.username) address.username = decodeURIComponent(url.username)
-  if (url.password) address.password = decodeURIComponent(url.password)
+  if (username) address.username = username
+  if (password) address.password = password
   return address
 }
 
-/** Strips a password from a URL so it can be echoed in an error. */
+function splitHostPort(text: string, shown: string): {host: string; port: string} {
+  const bracketed = /^(\[[^\]]+\]):(.*)$/.exec(text)
+  if (bracketed) return {host: bracketed[1], port: bracketed[2]}
+  if (text.split(':').length > 2) throw usageError(`invalid address '${shown}': write IPv6 addresses in brackets`, ['e.g. redis://[::1]:7000'])
+  const [host, port] = text.split(':')
+  return {host, port}
+}
+
+/** Strips the credentials from a URL so it can be echoed in an error. */
 export function redactUrl(input: string): string {
-  return input.replace(/^(rediss?:\/\/[^:@/]*):[^@/]*@/, '$1:***@')
+  return redactUrls(input)
 }
 
 /**
