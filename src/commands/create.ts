@@ -1,12 +1,13 @@
 import {Args, Flags} from '@oclif/core'
 
 import {formatAddress, parseAddressList} from '../lib/cluster/address.js'
+import {type Need, PERMISSIONS, READ_CLUSTER, need, refuseMissingPermissions} from '../lib/acl/preflight.js'
 import {BaseCommand} from '../lib/cli/base-command.js'
 import {hasErrors, runChecks, splitFindings} from '../lib/check/checks.js'
 import {applyCreatePlan} from '../lib/nodes/create.js'
 import {ExitCode, SlotctlError, usageError} from '../lib/errors.js'
 import {type CandidateState, classifyForCreate, inspectNodes} from '../lib/nodes/membership.js'
-import {type CreateCandidate, type CreatePlan, MIN_MASTERS, masterCountFor, planCreate} from '../lib/plan/create.js'
+import {type CreateCandidate, type CreatePlan, MIN_MASTERS, MIN_MASTERS_FOR_FAILOVER, masterCountFor, planCreate} from '../lib/plan/create.js'
 import {formatDuration, paint, table} from '../lib/cli/render.js'
 import {type Issue, type VerbResult, byAddress, issue, rangeSet} from '../lib/cli/result.js'
 import {durationFlag} from '../lib/cli/duration.js'
@@ -32,6 +33,12 @@ function planView(plan: CreatePlan): CreatePlanView {
   return {masters: plan.masters.map(({slots, ...master}) => ({...master, ...rangeSet(slots)})), replicas: plan.replicas.map((replica) => ({...replica}))}
 }
 
+/** Fewer than 3 masters: the cluster works, but can never elect a replica in a master's place. */
+function failoverWarnings(plan: CreatePlan): Issue[] {
+  if (plan.masters.length >= MIN_MASTERS_FOR_FAILOVER) return []
+  return [issue('NO_FAILOVER', `${plan.masters.length} master(s) cannot fail over on their own: a replica needs the votes of a majority of the masters, and a failed master cannot vote (use at least ${MIN_MASTERS_FOR_FAILOVER} outside tests)`)]
+}
+
 /** Anti-affinity rules the nodes given could not meet. */
 function violationWarnings(plan: CreatePlan): Issue[] {
   return plan.violations.map((violation) => issue('ANTI_AFFINITY', `unavoidable with these nodes: ${violation}`))
@@ -46,9 +53,21 @@ const PHASES: Record<string, string> = {
   'wait-state': 'waiting for cluster_state:ok on every node',
 }
 
+/** Every node meets the others and gets its epoch; masters take slots, replicas replicate. */
+function createNeeds(plan: CreatePlan): Need[] {
+  const {clusterAddslotsrange, clusterMeet, clusterReplicate, clusterSetConfigEpoch, info} = PERMISSIONS
+  const masters = plan.masters.map((node) => node.address)
+  const replicas = plan.replicas.map((node) => node.address)
+  return [
+    need([...masters, ...replicas], READ_CLUSTER, info, clusterMeet, clusterSetConfigEpoch),
+    need(masters, clusterAddslotsrange),
+    need(replicas, clusterReplicate),
+  ]
+}
+
 export default class Create extends BaseCommand<typeof Create> {
   static args = {
-    nodes: Args.string({description: 'the empty, cluster-enabled nodes (HOST:PORT ...), at least 3 masters × (replicas + 1)', required: true}),
+    nodes: Args.string({description: 'the empty, cluster-enabled nodes (HOST:PORT ...): masters × (replicas + 1); fewer than 3 masters cannot fail over', required: true}),
   }
 
   static summary = 'Form a cluster from empty nodes, spread over hosts and zones'
@@ -105,10 +124,11 @@ export default class Create extends BaseCommand<typeof Create> {
     const unused = unusedZoneKeys(zones, candidates)
     const zoneWarnings = unused.length > 0 ? [issue('ZONE_UNUSED', `zone entries that match no node: ${unused.join(', ')}`)] : []
     const plan = planCreate(candidates, this.flags.replicas)
-    const warnings = [...zoneWarnings, ...violationWarnings(plan)]
+    const warnings = [...zoneWarnings, ...failoverWarnings(plan), ...violationWarnings(plan)]
     this.renderPlan(plan)
     this.reportIssues({warnings})
     if (this.flags['dry-run']) return {errors: [], message: 'dry run: nothing changed', plan: planView(plan), status: 'planned', warnings}
+    await refuseMissingPermissions(pool, createNeeds(plan))
     if (!(await this.confirm(`Create this cluster of ${plan.masters.length} masters and ${plan.replicas.length} replicas?`))) {
       this.resultExitCode = ExitCode.failed
       return {errors: [], message: 'aborted: nothing changed', plan: planView(plan), status: 'aborted', warnings}
@@ -146,7 +166,7 @@ export default class Create extends BaseCommand<typeof Create> {
     if (duplicates.length > 0) throw usageError(`node ${duplicates[0]} is given more than once`)
     const masters = masterCountFor(addresses.length, this.flags.replicas)
     if (masters < MIN_MASTERS) {
-      throw usageError(`${addresses.length} node(s) with --replicas ${this.flags.replicas} make ${masters} master(s); a cluster needs at least ${MIN_MASTERS}`, [
+      throw usageError(`${addresses.length} node(s) with --replicas ${this.flags.replicas} make no master; a cluster needs at least ${MIN_MASTERS}`, [
         `give at least ${MIN_MASTERS * (this.flags.replicas + 1)} nodes, or fewer --replicas`,
       ])
     }

@@ -1,5 +1,6 @@
 import {Args, Flags} from '@oclif/core'
 
+import {PERMISSIONS, READ_CLUSTER, RUN_LOCK, need, refuseMissingPermissions} from '../lib/acl/preflight.js'
 import {BaseCommand} from '../lib/cli/base-command.js'
 import {findNode} from '../lib/cluster/loader.js'
 import {SlotctlError, usageError} from '../lib/errors.js'
@@ -8,7 +9,7 @@ import {chooseReplica, type FailoverStep, planFromHost, stepForReplica} from '..
 import {formatDuration, table} from '../lib/cli/render.js'
 import {type VerbResult} from '../lib/cli/result.js'
 import {durationFlag} from '../lib/cli/duration.js'
-import {shortId} from '../lib/cluster/topology.js'
+import {type ClusterNode, resolveNodeId, shortId} from '../lib/cluster/topology.js'
 import {readZones, zoneLookup} from '../lib/nodes/zones.js'
 
 export interface FailoverResult extends VerbResult {
@@ -68,7 +69,8 @@ export default class Failover extends BaseCommand<typeof Failover> {
     if (!flags.master && !flags.replica && !flags['from-host']) throw usageError('say what to fail over: --master ID, --replica ID or --from-host HOST')
     const mode: FailoverMode = flags.takeover ? 'takeover' : flags.force ? 'force' : 'graceful'
     const seed = this.parseSeed([this.args.address])
-    const snapshot = await this.loadCluster(seed)
+    const load = mode === 'graceful' ? {} : {skipViews: (nodes: readonly ClusterNode[]) => this.bypassedMasters(nodes)}
+    const snapshot = await this.loadCluster(seed, load)
     const pool = this.pool()
     const healthOf = await readReplicaHealth(pool, snapshot)
 
@@ -83,18 +85,40 @@ export default class Failover extends BaseCommand<typeof Failover> {
     this.printPlan(steps, mode)
     const result: FailoverResult = {done: [], dryRun: Boolean(flags['dry-run']), elapsedMs: 0, errors: [], mode, status: 'planned', steps, warnings: []}
     if (flags['dry-run']) return result
+    const reachable = snapshot.nodes.filter((node) => snapshot.views[node.id]?.reachable && node.address).map((node) => node.address)
+    const reachableMasters = snapshot.nodes.filter((node) => node.role === 'master' && snapshot.views[node.id]?.reachable).map((node) => node.address)
+    await refuseMissingPermissions(pool, [
+      need(reachable, READ_CLUSTER, PERMISSIONS.info),
+      need(reachableMasters, RUN_LOCK),
+      need(steps.map((step) => step.replicaAddress), PERMISSIONS.clusterFailover),
+    ])
     const risk = `TAKEOVER promotes without any vote; if the old master's side comes back, two masters may serve the same slots. Continue?`
     if (mode === 'takeover' && !(await this.confirm(risk))) throw new SlotctlError('cancelled: nothing was changed', {code: 'E_CANCELLED'})
 
     for (const step of steps) {
       // Each step reloads the cluster, since the previous one changed who is master.
-      const current = steps.length > 1 ? await this.loadCluster(seed) : snapshot
+      const current = steps.length > 1 ? await this.loadCluster(seed, load) : snapshot
       this.note(`failing over ${step.masterAddress} -> ${step.replicaAddress} (${mode}) ...`)
       const outcome = await runFailover(pool, current, step, mode, flags.timeout)
       result.done.push(outcome)
       this.log(`${step.replicaAddress} is now master of ${step.slotCount} slots (was ${step.masterAddress}); agreed after ${formatDuration(outcome.elapsedMs)}`)
     }
     return {...result, elapsedMs: Date.now() - started, status: 'done'}
+  }
+
+  /**
+   * --force and --takeover exist for a master that does not answer: its own view is not
+   * read (and it is not polled), or every run would first wait out its read deadline.
+   */
+  private bypassedMasters(nodes: readonly ClusterNode[]): Set<string> {
+    const {flags} = this
+    try {
+      if (flags.replica) return new Set([resolveNodeId(nodes, flags.replica).masterId ?? ''])
+      if (flags.master) return new Set([resolveNodeId(nodes, flags.master).id])
+    } catch {
+      return new Set() // an unknown id is reported once the cluster is loaded
+    }
+    return new Set(nodes.filter((node) => node.role === 'master' && node.host === flags['from-host']).map((node) => node.id))
   }
 
   private printPlan(steps: FailoverStep[], mode: FailoverMode): void {

@@ -51,7 +51,7 @@ export default class Info extends BaseCommand<typeof Info> {
     const masters = snapshot.nodes.filter((node) => node.role === 'master' && !node.noAddress).sort(byFirstSlot)
     const pool = this.pool()
     // One round trip per master: keyspace and memory sections together.
-    const infos = await settleLimit(masters, NODE_PARALLELISM, async (node) => parseInfo(String(await (await pool.client(node.address)).call('INFO', 'keyspace', 'memory'))))
+    const infos = await settleLimit(masters, NODE_PARALLELISM, async (node) => parseInfo(String(await pool.read(node.address, (client) => client.call('INFO', 'keyspace', 'memory')))))
     const errors: Issue[] = []
     const rows: MasterInfo[] = masters.map((node, index) => {
       const info = infos[index].value

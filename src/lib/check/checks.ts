@@ -3,7 +3,7 @@
  * evidence gathered by scanMultipleOwners) go in, findings come out. `check` prints them;
  * fix, reshard and rebalance use them as preconditions.
  */
-import type {ClusterSnapshot} from '../cluster/loader.js'
+import type {ClusterSnapshot, NodeView} from '../cluster/loader.js'
 import {SLOT_COUNT, type SlotRange, formatSlots, parseSlotRanges} from '../cluster/slots.js'
 import {type ClusterNode, replicasOf, slotMapSignature, slotOwners} from '../cluster/topology.js'
 import {isTerminal} from '../cluster/slot-migrations.js'
@@ -62,6 +62,13 @@ function deadMasterHint(snapshot: ClusterSnapshot, node: ClusterNode): string {
   return `restart it: its keys exist only there. If it is lost for good: slotctl del-node ${seed} ${node.id} --accept-data-loss (its slots come back empty), then slotctl fix ${seed}`
 }
 
+/** Hung and refused-login nodes are named as such: "unreachable" would send the operator to the network. */
+function unreadableBecause(view: NodeView): string {
+  if (view.errorCode === 'E_HUNG') return `is hung: ${view.error?.replace(/^.*? is hung: /, '') ?? 'it answers nothing'}`
+  if (view.errorCode === 'E_AUTH') return `cannot be read: ${view.error}`
+  return `is unreachable: ${view.error ?? 'no answer'}`
+}
+
 function reachabilityFindings(snapshot: ClusterSnapshot): Finding[] {
   const findings: Finding[] = []
   const seed = snapshot.seedAddress
@@ -79,7 +86,7 @@ function reachabilityFindings(snapshot: ClusterSnapshot): Finding[] {
       findings.push(warning('NODE_SUSPECTED', `${label(node)} is suspected down (fail?) by ${seed}`, {nodes}))
     }
     if (view && !view.reachable) {
-      const message = `${isMaster ? 'master' : 'replica'} ${label(node)} is unreachable: ${view.error ?? 'no answer'}`
+      const message = `${isMaster ? 'master' : 'replica'} ${label(node)} ${unreadableBecause(view)}`
       findings.push(isMaster ? error('MASTER_UNREACHABLE', message, {hint: deadMasterHint(snapshot, node), nodes}) : warning('REPLICA_UNREACHABLE', message, {hint: removeHint, nodes}))
     }
     const forgetHint = `slotctl fix ${seed} --forget-failed`

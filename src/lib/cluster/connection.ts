@@ -3,7 +3,8 @@
  * admin work, bounded parallelism, and one place that closes everything.
  */
 import {readFileSync} from 'node:fs'
-import type {ConnectionOptions as TlsOptions} from 'node:tls'
+import {connect as connectTcp} from 'node:net'
+import {type ConnectionOptions as TlsOptions, connect as connectTls, createSecureContext} from 'node:tls'
 
 import {Redis, type RedisOptions} from 'ioredis'
 
@@ -26,25 +27,50 @@ export interface ConnectionSettings {
   connectTimeoutMs: number
   /** Must stay above any MIGRATE timeout sent over the connection. */
   commandTimeoutMs: number
+  /**
+   * Deadline for a connected node to finish the handshake and to answer a read (pool.read);
+   * a node that misses it is hung: it accepts connections but never answers.
+   */
+  readTimeoutMs?: number
 }
 
-export const DEFAULT_CONNECTION: ConnectionSettings = {connectTimeoutMs: 3000, commandTimeoutMs: 15_000}
+export const DEFAULT_READ_TIMEOUT_MS = 5000
 
-function readPem(file: string, what: string): Buffer {
+export const DEFAULT_CONNECTION: ConnectionSettings = {commandTimeoutMs: 15_000, connectTimeoutMs: 3000, readTimeoutMs: DEFAULT_READ_TIMEOUT_MS}
+
+/** Reads a PEM file given with a TLS flag; anything else is refused before connecting. */
+function readPem(file: string, flag: string): Buffer {
+  let content: Buffer
   try {
-    return readFileSync(file)
+    content = readFileSync(file)
   } catch (error) {
-    throw usageError(`cannot read ${what} file '${file}': ${errorMessage(error)}`)
+    throw usageError(`cannot read the ${flag} file '${file}': ${errorMessage(error)}`)
+  }
+  // OpenSSL would say "no start line", or, for a CA, nothing at all (the file is just ignored)
+  if (!content.includes('-----BEGIN ')) throw usageError(`the ${flag} file '${file}' is not a PEM file (no -----BEGIN line)`)
+  return content
+}
+
+/** A certificate and key that do not belong together fail every handshake: say so up front. */
+function checkKeyPair(options: TlsOptions, tls: TlsSettings): void {
+  if (Boolean(options.cert) !== Boolean(options.key)) throw usageError(options.cert ? '--cert needs --key (the private key of the certificate)' : '--key needs --cert (the certificate of the key)')
+  if (!options.cert) return
+  try {
+    createSecureContext({cert: options.cert, key: options.key})
+  } catch (error) {
+    if (/key values mismatch/i.test(errorMessage(error))) throw usageError(`the private key '${tls.keyFile}' does not match the certificate '${tls.certFile}'`)
+    throw usageError(`cannot use the certificate '${tls.certFile}' with the key '${tls.keyFile}': ${describeTlsReason(errorMessage(error))}`)
   }
 }
 
 export function buildTlsOptions(tls: TlsSettings | undefined, urlTls?: boolean): TlsOptions | undefined {
   if (!tls?.enabled && !urlTls) return undefined
   const options: TlsOptions = {rejectUnauthorized: !tls?.insecure}
-  if (tls?.caFile) options.ca = readPem(tls.caFile, 'CA certificate')
-  if (tls?.certFile) options.cert = readPem(tls.certFile, 'certificate')
-  if (tls?.keyFile) options.key = readPem(tls.keyFile, 'private key')
+  if (tls?.caFile) options.ca = readPem(tls.caFile, '--cacert')
+  if (tls?.certFile) options.cert = readPem(tls.certFile, '--cert')
+  if (tls?.keyFile) options.key = readPem(tls.keyFile, '--key')
   if (tls?.servername) options.servername = tls.servername
+  if (tls) checkKeyPair(options, tls)
   return options
 }
 
@@ -65,12 +91,42 @@ export function redisOptionsFor(address: NodeAddress, settings: ConnectionSettin
     retryStrategy: () => null,
     enableReadyCheck: false,
     connectionName: 'slotctl',
+    // CLIENT SETINFO: unknown before Redis 7.2, and one more ACL LOG entry for a restricted user
+    disableClientInfo: true,
   }
+}
+
+/** The reason in an OpenSSL string (`80EC...:error:0A00045C:SSL routines:fn:reason:file:line`). */
+function describeTlsReason(message: string): string {
+  const openssl = /error:[0-9A-F]{8}:[^:]*:[^:]*:([^:]+)/i.exec(message)
+  return (openssl ? openssl[1] : message).replace(/^tlsv1\d? alert /, '').trim()
+}
+
+/** OpenSSL and Node TLS failures, as sentences naming the flag that fixes them. */
+function describeTlsError(address: string, message: string): SlotctlError | undefined {
+  const tlsError = (text: string, suggestions: string[] = []) => new SlotctlError(text, {code: 'E_TLS', suggestions})
+  if (/alert certificate required/i.test(message)) return tlsError(`${address} requires a client certificate`, ['pass one with --cert FILE --key FILE'])
+  if (/alert (unknown ca|bad certificate|certificate unknown|certificate revoked|certificate expired)/i.test(message)) {
+    return tlsError(`${address} rejected the client certificate (${describeTlsReason(message)})`, ['use a certificate signed by a CA the server trusts (its tls-ca-cert-file)'])
+  }
+  if (/self[- ]signed certificate|unable to verify the first certificate|unable to get (local )?issuer certificate/i.test(message)) {
+    return tlsError(`cannot verify the certificate of ${address}: ${message}`, ['pass the CA that signed it with --cacert FILE (or skip verification with --insecure)'])
+  }
+  if (/certificate has expired|certificate is not yet valid/i.test(message)) return tlsError(`the certificate of ${address} ${/expired/i.test(message) ? 'has expired' : 'is not valid yet'}`)
+  if (/does not match certificate's altnames|ERR_TLS_CERT_ALTNAME_INVALID/i.test(message)) {
+    return tlsError(`the certificate of ${address} is not issued for the name slotctl connected to`, ['connect by a name the certificate lists, or give that name with --sni NAME'])
+  }
+  if (/wrong version number|packet length too long|unknown protocol/i.test(message)) return tlsError(`${address} does not speak TLS (a plain port?)`, ['leave out --tls and the other TLS flags'])
+  if (/SSL routines|error:[0-9A-F]{8}:/i.test(message)) return tlsError(`TLS handshake with ${address} failed: ${describeTlsReason(message)}`)
+  return undefined
 }
 
 /** Turns ioredis/socket failures into one line an operator can act on. */
 export function describeConnectError(address: string, error: unknown): SlotctlError {
+  if (error instanceof SlotctlError) return error
   const message = errorMessage(error)
+  const tls = describeTlsError(address, message)
+  if (tls) return tls
   if (/WRONGPASS|invalid password|invalid username-password/i.test(message)) {
     return new SlotctlError(`authentication failed at ${address}: wrong user name or password`, {
       code: 'E_AUTH',
@@ -106,16 +162,63 @@ interface PoolEntry {
   ready: Promise<Redis>
 }
 
+function hungError(address: string, ms: number): SlotctlError {
+  return new SlotctlError(`${address} is hung: it accepts connections but did not answer within ${ms} ms`, {
+    code: 'E_HUNG',
+    suggestions: ['raise --read-timeout if the node is only slow (a long-running script, a big DEL, swapping)'],
+  })
+}
+
+/** Waits at most `ms` for a TCP or TLS exchange; resolves false on any error or silence. */
+function probeWithin(ms: number, start: (finish: (result: boolean) => void) => {destroy(): void}): Promise<boolean> {
+  return new Promise((resolve) => {
+    let socket: {destroy(): void} | undefined
+    const finish = (result: boolean) => {
+      clearTimeout(timer)
+      socket?.destroy()
+      resolve(result)
+    }
+    const timer = setTimeout(() => finish(false), ms)
+    socket = start(finish)
+  })
+}
+
+/** Whether a TLS handshake gets an answer: the server at least speaks TLS. */
+function answersTls(host: string, port: number, ms: number): Promise<boolean> {
+  return probeWithin(ms, (finish) => {
+    const socket = connectTls({host, port, rejectUnauthorized: false})
+    socket.once('secureConnect', () => finish(true))
+    socket.once('error', (error) => finish(/alert|certificate/i.test(error.message)))
+    return socket
+  })
+}
+
+/** Whether a plain PING gets a RESP answer: the server speaks plain text there. */
+function answersPlain(host: string, port: number, ms: number): Promise<boolean> {
+  return probeWithin(ms, (finish) => {
+    const socket = connectTcp({host, port}, () => socket.write('PING\r\n'))
+    socket.once('data', (data) => finish(/^[+-]/.test(data.toString())))
+    socket.once('error', () => finish(false))
+    return socket
+  })
+}
+
 /**
  * Per-node clients for one command run. `client()` connects on first use and returns the
  * same client afterwards; `closeAll()` must run in the command's finally block, or the
- * open sockets keep the process alive.
+ * open sockets keep the process alive. A node that misses the read deadline (handshake or
+ * `read()`) is remembered as hung: every later use of it fails at once instead of waiting.
  */
 export class NodePool {
   private readonly entries = new Map<string, PoolEntry>()
+  private readonly hung = new Map<string, SlotctlError>()
   private closed = false
 
   constructor(readonly settings: ConnectionSettings = DEFAULT_CONNECTION) {}
+
+  get readTimeoutMs(): number {
+    return this.settings.readTimeoutMs ?? DEFAULT_READ_TIMEOUT_MS
+  }
 
   /**
    * The node's client. `lane` > 0 gives extra connections to the same node, for commands
@@ -125,13 +228,54 @@ export class NodePool {
   async client(address: NodeAddress | string, lane = 0): Promise<Redis> {
     if (this.closed) throw new SlotctlError('connection pool already closed', {code: 'E_INTERNAL'})
     const target = typeof address === 'string' ? addressFromString(address) : address
-    const key = lane === 0 ? formatAddress(target) : `${formatAddress(target)}#${lane}`
+    const node = formatAddress(target)
+    const hung = this.hung.get(node)
+    if (hung) throw hung
+    const key = lane === 0 ? node : `${node}#${lane}`
     let entry = this.entries.get(key)
     if (!entry) {
       entry = this.open(target, key)
       this.entries.set(key, entry)
     }
     return entry.ready
+  }
+
+  /** Whether a node missed a deadline in this run. */
+  isHung(address: string): boolean {
+    return this.hung.has(formatAddress(addressFromString(address)))
+  }
+
+  /**
+   * A read of a node's state (CLUSTER NODES, INFO, ...) within the read deadline: one node
+   * that accepts connections and never answers must not stall a whole check or fix.
+   */
+  async read<T>(address: string, read: (client: Redis) => Promise<T>): Promise<T> {
+    const key = formatAddress(addressFromString(address))
+    const client = await this.client(address)
+    return this.within(key, read(client))
+  }
+
+  private within<T>(key: string, work: Promise<T>): Promise<T> {
+    return new Promise<T>((resolve, reject) => {
+      const timer = setTimeout(() => reject(this.markHung(key)), this.readTimeoutMs)
+      work.then(
+        (value) => {
+          clearTimeout(timer)
+          resolve(value)
+        },
+        (error: unknown) => {
+          clearTimeout(timer)
+          reject(error)
+        },
+      )
+    })
+  }
+
+  private markHung(key: string): SlotctlError {
+    const error = hungError(key, this.readTimeoutMs)
+    this.hung.set(key, error)
+    this.forget(key)
+    return error
   }
 
   private open(address: NodeAddress, key: string): PoolEntry {
@@ -142,15 +286,53 @@ export class NodePool {
     client.on('error', (error) => {
       cause ??= error
     })
-    const ready = client.connect().then(
-      () => client,
-      (error: unknown) => {
-        this.entries.delete(key)
-        client.disconnect()
-        throw describeConnectError(formatAddress(address), cause ?? error)
-      },
-    )
+    // The TCP (and TLS) connect is bounded by connectTimeout; after it, AUTH and CLIENT SETNAME
+    // must be answered within the read deadline, which ioredis alone would wait out forever.
+    const node = formatAddress(address)
+    const handshake = new Promise<Redis>((resolve, reject) => {
+      let timer: NodeJS.Timeout | undefined
+      client.once('connect', () => {
+        timer = setTimeout(() => reject(this.markHung(node)), this.readTimeoutMs)
+      })
+      client.connect().then(
+        () => {
+          clearTimeout(timer)
+          // A failed AUTH still ends in 'ready' (ioredis flushes the handshake and goes on), and
+          // every command then fails with "Stream isn't writeable": report the AUTH error instead.
+          if (cause) reject(cause)
+          else resolve(client)
+        },
+        (error: unknown) => {
+          clearTimeout(timer)
+          reject(cause ?? error)
+        },
+      )
+    })
+    const ready = handshake.catch(async (error: unknown) => {
+      if (error instanceof SlotctlError && error.code === 'E_HUNG') throw error
+      this.entries.delete(key)
+      client.disconnect()
+      throw await this.describeFailure(address, node, error)
+    })
     return {client, ready}
+  }
+
+  /**
+   * A reset connection from a plain client often means a TLS port, and a silent one from a
+   * TLS client a plain port: one quick probe turns that guess into a clear message.
+   */
+  private async describeFailure(address: NodeAddress, node: string, error: unknown): Promise<SlotctlError> {
+    const described = describeConnectError(node, error)
+    if (described.code !== 'E_UNREACHABLE' || /refused|not found/.test(described.message)) return described
+    const probeMs = Math.min(this.settings.connectTimeoutMs, 2000)
+    const tlsOn = Boolean(this.settings.tls?.enabled || address.tls)
+    if (!tlsOn && (await answersTls(address.host, address.port, probeMs))) {
+      return new SlotctlError(`${node} looks like a TLS port: it closed the plain connection and answers a TLS handshake`, {code: 'E_TLS', suggestions: ['add --tls (with --cacert, --cert and --key as the server needs)']})
+    }
+    if (tlsOn && (await answersPlain(address.host, address.port, probeMs))) {
+      return new SlotctlError(`${node} does not speak TLS: it answers plain commands`, {code: 'E_TLS', suggestions: ['leave out --tls and the other TLS flags, or use the TLS port']})
+    }
+    return described
   }
 
   /** Drops a node's clients (every lane), e.g. after the node was killed or reset. */

@@ -15,6 +15,8 @@ export interface NodeView {
   address: string
   reachable: boolean
   error?: string
+  /** Why it could not be read: E_HUNG (answers nothing), E_AUTH, E_UNREACHABLE, ... */
+  errorCode?: string
   /** The node's own CLUSTER NODES. */
   nodes?: ClusterNode[]
   /** The node's CLUSTER INFO. */
@@ -45,6 +47,11 @@ function notClusterError(address: string): SlotctlError {
     code: 'E_NOT_CLUSTER',
     suggestions: ['start redis-server with --cluster-enabled yes, or point slotctl at a node of the cluster'],
   })
+}
+
+/** One node's state (see readNodeState) within the read deadline (see NodePool.read). */
+export async function readNodeStateOf(pool: NodePool, address: string): Promise<NodeState> {
+  return pool.read(address, (client) => readNodeState(client, address))
 }
 
 /**
@@ -86,31 +93,46 @@ function withOwnState(fromSeed: ClusterNode, view: NodeView): ClusterNode {
   }
 }
 
+function unreadView(node: ClusterNode, address: string, error: unknown): NodeView {
+  return {address, error: errorMessage(error), id: node.id, reachable: false, ...(error instanceof SlotctlError ? {errorCode: error.code} : {})}
+}
+
 async function readView(pool: NodePool, node: ClusterNode, address: string): Promise<NodeView> {
   try {
-    const client = await pool.client(address)
-    const state = await readNodeState(client, address)
+    const state = await readNodeStateOf(pool, address)
     return {address, clusterInfo: state.clusterInfo, id: node.id, nodes: state.nodes, reachable: true, slotMigrations: state.slotMigrations}
   } catch (error) {
-    return {address, error: errorMessage(error), id: node.id, reachable: false}
+    return unreadView(node, address, error)
   }
 }
 
-export async function loadCluster(pool: NodePool, seed: NodeAddress): Promise<ClusterSnapshot> {
+export interface LoadOptions {
+  /**
+   * Nodes (by id, given the seed's view) whose own view is not read: a failover --force is
+   * there to bypass an unresponsive master, so it must not first wait for it to answer.
+   */
+  skipViews?: (seedNodes: readonly ClusterNode[]) => ReadonlySet<string>
+}
+
+export async function loadCluster(pool: NodePool, seed: NodeAddress, options: LoadOptions = {}): Promise<ClusterSnapshot> {
   const seedAddress = formatAddress(seed)
-  const seedClient = await pool.client(seed)
-  const seedState = await readNodeState(seedClient, seedAddress)
+  await pool.client(seed) // a URL's own credentials and TLS apply to the seed's client
+  const seedState = await readNodeStateOf(pool, seedAddress)
   const seedSelf = myselfOf(seedState.nodes)
   if (!seedSelf) throw new SlotctlError(`${seedAddress} did not list itself in CLUSTER NODES`, {code: 'E_PROTOCOL'})
 
   const seedView: NodeView = {address: seedAddress, clusterInfo: seedState.clusterInfo, id: seedSelf.id, nodes: seedState.nodes, reachable: true, slotMigrations: seedState.slotMigrations}
-  const others = seedState.nodes.filter((node) => !node.myself && isDialable(node))
+  const skipped = options.skipViews?.(seedState.nodes) ?? new Set<string>()
+  const others = seedState.nodes.filter((node) => !node.myself && isDialable(node) && !skipped.has(node.id))
   const otherViews = await settleLimit(others, NODE_PARALLELISM, (node) => readView(pool, node, node.address))
 
   const views: Record<string, NodeView> = {[seedSelf.id]: seedView}
+  for (const node of seedState.nodes.filter((candidate) => !candidate.myself && skipped.has(candidate.id))) {
+    views[node.id] = {address: node.address, error: 'not contacted (bypassed)', errorCode: 'E_SKIPPED', id: node.id, reachable: false}
+  }
   for (const [index, result] of otherViews.entries()) {
     const node = others[index]
-    views[node.id] = result.value ?? {address: node.address, error: errorMessage(result.error), id: node.id, reachable: false}
+    views[node.id] = result.value ?? unreadView(node, node.address, result.error)
   }
 
   const nodes = seedState.nodes.map((node) => {

@@ -8,11 +8,11 @@ import {isIP} from 'node:net'
 import type {Redis} from 'ioredis'
 
 import {parseAddress} from '../cluster/address.js'
-import {readNodeState} from '../cluster/loader.js'
+import {readNodeStateOf} from '../cluster/loader.js'
 import {NODE_PARALLELISM, type NodePool, mapLimit} from '../cluster/connection.js'
 import {SlotctlError, errorMessage} from '../errors.js'
 import type {CreatePlan} from '../plan/create.js'
-import {parseInfo, slotMapSignature} from '../cluster/topology.js'
+import {myselfOf, parseInfo, slotMapSignature} from '../cluster/topology.js'
 import {waitUntil} from '../cluster/wait.js'
 
 export type CreateEvent = {phase: 'assign-slots' | 'meet' | 'replicate' | 'wait-join' | 'wait-replication' | 'wait-state'}
@@ -57,6 +57,35 @@ export async function resolveForMeet(host: string): Promise<string> {
 
 type Pair = [from: string, to: string]
 
+/** What a MEET needs to reach a node: its IP, port and cluster bus port. */
+interface Peer {
+  id: string
+  ip: string
+  port: number
+  busPort: number
+}
+
+/** Redis's default bus port; any other (cluster-port) must be named in CLUSTER MEET. */
+const DEFAULT_BUS_OFFSET = 10_000
+
+/** Each node's id and bus port from its own `myself` line, and its IP for CLUSTER MEET. */
+async function readPeers(pool: NodePool, addresses: readonly string[]): Promise<Map<string, Peer>> {
+  const ips = new Map<string, Promise<string>>()
+  const peers = await mapLimit(addresses, NODE_PARALLELISM, async (address): Promise<Peer> => {
+    const self = myselfOf((await readNodeStateOf(pool, address)).nodes)
+    if (!self) throw new SlotctlError(`${address} did not list itself in CLUSTER NODES`, {code: 'E_PROTOCOL'})
+    const {host, port} = parseAddress(address)
+    if (!ips.has(host)) ips.set(host, resolveForMeet(host))
+    return {busPort: self.busPort || port + DEFAULT_BUS_OFFSET, id: self.id, ip: await (ips.get(host) as Promise<string>), port}
+  })
+  return new Map(addresses.map((address, index) => [address, peers[index]]))
+}
+
+/** CLUSTER MEET arguments for a peer: the bus port only when it is not port+10000 (older servers take no third argument). */
+export function meetArgs(peer: {ip: string; port: number; busPort: number}): Array<number | string> {
+  return ['CLUSTER', 'MEET', peer.ip, peer.port, ...(peer.busPort && peer.busPort !== peer.port + DEFAULT_BUS_OFFSET ? [peer.busPort] : [])]
+}
+
 /** Every pair once, the later node meeting the earlier one. */
 function allPairs(addresses: readonly string[]): Pair[] {
   return addresses.flatMap((from, i) => addresses.slice(0, i).map((to): Pair => [from, to]))
@@ -66,15 +95,9 @@ function allPairs(addresses: readonly string[]): Pair[] {
  * MEETs each pair directly instead of one hub plus gossip: handshakes then happen at once
  * rather than over several gossip rounds.
  */
-async function meetPairs(pool: NodePool, pairs: readonly Pair[]): Promise<void> {
-  const ips = new Map<string, string>()
-  for (const [, to] of pairs) {
-    const {host} = parseAddress(to)
-    if (!ips.has(host)) ips.set(host, await resolveForMeet(host))
-  }
+async function meetPairs(pool: NodePool, peers: ReadonlyMap<string, Peer>, pairs: readonly Pair[]): Promise<void> {
   await mapLimit(pairs, NODE_PARALLELISM, async ([from, to]) => {
-    const target = parseAddress(to)
-    await call(await pool.client(from), from, 'CLUSTER', 'MEET', ips.get(target.host) as string, target.port)
+    await call(await pool.client(from), from, ...meetArgs(peers.get(to) as Peer))
   })
 }
 
@@ -83,8 +106,8 @@ async function meetPairs(pool: NodePool, pairs: readonly Pair[]): Promise<void> 
  * to a known node is such a packet (the handshake it starts is dropped on the reply), so it
  * spares waiting for the next heartbeat, which can be node-timeout/2 away.
  */
-async function poke(pool: NodePool, senders: readonly string[], addresses: readonly string[]): Promise<void> {
-  await meetPairs(pool, senders.flatMap((from) => addresses.filter((to) => to !== from).map((to): Pair => [from, to])))
+async function poke(pool: NodePool, peers: ReadonlyMap<string, Peer>, senders: readonly string[], addresses: readonly string[]): Promise<void> {
+  await meetPairs(pool, peers, senders.flatMap((from) => addresses.filter((to) => to !== from).map((to): Pair => [from, to])))
 }
 
 /** A replica can only REPLICATE a master it knows (handshake done). */
@@ -92,16 +115,11 @@ async function waitForMastersKnown(pool: NodePool, replicas: ReadonlyArray<{addr
   await waitUntil('every replica knows its master', timeoutMs, async () => {
     const lagging: string[] = []
     await mapLimit(replicas, NODE_PARALLELISM, async (replica) => {
-      const {nodes} = await readNodeState(await pool.client(replica.address), replica.address)
+      const {nodes} = await readNodeStateOf(pool, replica.address)
       if (!nodes.some((node) => node.id === replica.masterId && !node.handshake && node.role === 'master')) lagging.push(`${replica.address} does not know its master yet`)
     })
     return {done: lagging.length === 0, lagging: lagging.slice(0, 5).join('; ')}
   })
-}
-
-export async function nodeIds(pool: NodePool, addresses: string[]): Promise<Map<string, string>> {
-  const ids = await mapLimit(addresses, NODE_PARALLELISM, async (address) => String(await call(await pool.client(address), address, 'CLUSTER', 'MYID')))
-  return new Map(addresses.map((address, index) => [address, ids[index]]))
 }
 
 /** Every node knows all the others (no handshake left) and all report the same slot map. */
@@ -114,7 +132,7 @@ export async function waitForAgreement(
 ): Promise<void> {
   let nudged = false
   await waitUntil(what, timeoutMs, async () => {
-    const states = await mapLimit(addresses, NODE_PARALLELISM, async (address) => readNodeState(await pool.client(address), address))
+    const states = await mapLimit(addresses, NODE_PARALLELISM, async (address) => readNodeStateOf(pool, address))
     const signatures = new Set(states.map((state) => slotMapSignature(state.nodes)))
     const lagging = states.flatMap((state, index) => {
       const known = state.nodes.filter((node) => !node.handshake && !node.noAddress).length
@@ -140,10 +158,10 @@ export async function waitForReplication(pool: NodePool, replicas: Array<{addres
   await waitUntil('every replica is linked to its master', timeoutMs, async () => {
     const lagging: string[] = []
     await mapLimit(replicas, NODE_PARALLELISM, async (replica) => {
-      const info = parseInfo(String(await (await pool.client(replica.address)).info('replication')))
+      const info = parseInfo(String(await pool.read(replica.address, (client) => client.info('replication'))))
       if (info.master_link_status !== 'up') lagging.push(`${replica.address} link ${info.master_link_status ?? 'not set'}`)
     })
-    const states = await mapLimit(allAddresses, NODE_PARALLELISM, async (address) => readNodeState(await pool.client(address), address))
+    const states = await mapLimit(allAddresses, NODE_PARALLELISM, async (address) => readNodeStateOf(pool, address))
     for (const [index, state] of states.entries()) {
       const unseen = replicas.filter((replica) => !state.nodes.some((node) => node.role === 'replica' && node.masterId === replica.masterId && node.address === replica.address))
       if (unseen.length > 0) lagging.push(`${allAddresses[index]} does not yet see ${unseen.length} replica(s)`)
@@ -154,7 +172,7 @@ export async function waitForReplication(pool: NodePool, replicas: Array<{addres
 
 export async function waitForClusterOk(pool: NodePool, addresses: string[], timeoutMs: number): Promise<void> {
   await waitUntil('every node reports cluster_state:ok', timeoutMs, async () => {
-    const states = await mapLimit(addresses, NODE_PARALLELISM, async (address) => readNodeState(await pool.client(address), address))
+    const states = await mapLimit(addresses, NODE_PARALLELISM, async (address) => readNodeStateOf(pool, address))
     const lagging = states.flatMap((state, index) => (state.clusterInfo.cluster_state === 'ok' ? [] : [`${addresses[index]} is ${state.clusterInfo.cluster_state}`]))
     return {done: lagging.length === 0, lagging: lagging.join('; ')}
   })
@@ -170,14 +188,15 @@ export async function applyCreatePlan(pool: NodePool, plan: CreatePlan, options:
   const emit = (phase: CreateEvent['phase']) => options.onEvent?.({phase})
   const masterAddresses = plan.masters.map((node) => node.address)
   const addresses = [...masterAddresses, ...plan.replicas.map((node) => node.address)]
-  const ids = await nodeIds(pool, addresses)
+  const peers = await readPeers(pool, addresses)
+  const ids = new Map([...peers].map(([address, peer]) => [address, peer.id]))
   const replicas = plan.replicas.map((replica) => ({address: replica.address, masterId: ids.get(replica.masterAddress) as string}))
   emit('assign-slots')
   await assignSlots(pool, plan)
   await setEpochs(pool, addresses)
   emit('meet')
   const firstPairs: Pair[] = [...allPairs(masterAddresses), ...plan.replicas.map((replica): Pair => [replica.address, replica.masterAddress])]
-  await meetPairs(pool, firstPairs)
+  await meetPairs(pool, peers, firstPairs)
   if (replicas.length > 0) {
     await waitForMastersKnown(pool, replicas, options.waitTimeoutMs)
     emit('replicate')
@@ -190,14 +209,14 @@ export async function applyCreatePlan(pool: NodePool, plan: CreatePlan, options:
     ...addresses.flatMap((from) => masterAddresses.filter((to) => to !== from).map((to): Pair => [from, to])),
     ...allPairs(plan.replicas.map((replica) => replica.address)),
   ]
-  await meetPairs(pool, secondPairs.filter(([from, to]) => !met.has(`${from} ${to}`)))
+  await meetPairs(pool, peers, secondPairs.filter(([from, to]) => !met.has(`${from} ${to}`)))
   emit('wait-join')
   await waitForAgreement(pool, addresses, options.waitTimeoutMs, undefined, async () => {
     // Handshakes done but slots not yet everywhere: let the masters speak now (see poke).
-    await poke(pool, masterAddresses, addresses)
+    await poke(pool, peers, masterAddresses, addresses)
   })
   if (replicas.length > 0) {
-    await poke(pool, replicas.map((replica) => replica.address), addresses)
+    await poke(pool, peers, replicas.map((replica) => replica.address), addresses)
     emit('wait-replication')
     await waitForReplication(pool, replicas, addresses, options.waitTimeoutMs)
   }

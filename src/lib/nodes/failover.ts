@@ -1,4 +1,4 @@
-import {type ClusterSnapshot, readNodeState} from '../cluster/loader.js'
+import {type ClusterSnapshot, readNodeStateOf} from '../cluster/loader.js'
 import {type NodePool, NODE_PARALLELISM, settleLimit} from '../cluster/connection.js'
 import {errorMessage, failure, SlotctlError} from '../errors.js'
 import {type FailoverStep, type HealthOf, type ReplicaHealth} from '../plan/failover.js'
@@ -9,7 +9,7 @@ export type FailoverMode = 'graceful' | 'force' | 'takeover'
 
 async function replicationInfo(pool: NodePool, address: string): Promise<Record<string, string> | undefined> {
   try {
-    return parseInfo(String(await (await pool.client(address)).call('INFO', 'replication')))
+    return parseInfo(String(await pool.read(address, (client) => client.call('INFO', 'replication'))))
   } catch {
     return undefined
   }
@@ -54,24 +54,24 @@ function describeViews(states: Array<{address: string; nodes?: ClusterNode[]; er
     .join('; ')
 }
 
+/**
+ * Agreed means every reachable node's own view (replicas too, since clients may ask them):
+ * the promoted node is a master owning the old master's slots, the old master owns none,
+ * and the old master itself, if it answers, follows the new one.
+ */
 async function promotionProgress(pool: NodePool, addresses: string[], step: FailoverStep) {
-  const results = await settleLimit(addresses, NODE_PARALLELISM, async (address) => readNodeState(await pool.client(address), address))
+  const results = await settleLimit(addresses, NODE_PARALLELISM, async (address) => readNodeStateOf(pool, address))
   const states = results.map((result, index) => ({address: addresses[index], error: result.error ? errorMessage(result.error) : undefined, nodes: result.value?.nodes}))
-  let done = true
+  let done = states.some((state) => state.nodes)
   for (const state of states) {
     if (!state.nodes) continue
     const self = myselfOf(state.nodes)
     const promoted = state.nodes.find((n) => n.id === step.replicaId)
-    const isPromotedHere = self?.id === step.replicaId
-    if (promoted?.role !== 'master') done = false
-    if (isPromotedHere && slotCount(promoted ?? {slots: []}) < step.slotCount) done = false
-    // The old master, if it answers, must have turned into the new master's replica.
+    const old = state.nodes.find((n) => n.id === step.masterId)
+    if (promoted?.role !== 'master' || slotCount(promoted) < step.slotCount) done = false
+    if (old && slotCount(old) > 0) done = false
     if (self?.id === step.masterId && (self.role !== 'replica' || self.masterId !== step.replicaId)) done = false
-    // Every reachable master must agree (replicas follow what masters say).
-    if (self?.role === 'master' && self.id !== step.masterId && promoted?.role !== 'master') done = false
   }
-  const reachable = states.filter((s) => s.nodes).length
-  if (reachable === 0) done = false
   return {done, lagging: describeViews(states, step)}
 }
 
@@ -82,11 +82,17 @@ async function promotionProgress(pool: NodePool, addresses: string[], step: Fail
  */
 const FAILOVER_RETRY_MS = 6000
 
+/**
+ * A replica that is already master answers "You should send CLUSTER FAILOVER to a replica":
+ * the failover happened (this run's earlier ask, or the cluster's own election), and the
+ * wait that follows decides whether it owns the slots.
+ */
 async function sendFailover(pool: NodePool, step: FailoverStep, args: string[]): Promise<void> {
   const client = await pool.client(step.replicaAddress)
   try {
     await client.call('CLUSTER', 'FAILOVER', ...args)
   } catch (error) {
+    if (/to a replica/i.test(errorMessage(error))) return
     throw failure(`${step.replicaAddress} refused CLUSTER FAILOVER${args.length > 0 ? ` ${args[0]}` : ''}: ${errorMessage(error)}`, 'E_FAILOVER')
   }
 }

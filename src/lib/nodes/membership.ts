@@ -4,7 +4,7 @@
  */
 import {type ClusterSnapshot, findNode} from '../cluster/loader.js'
 import {NODE_PARALLELISM, type NodePool, mapLimit, settleLimit} from '../cluster/connection.js'
-import {resolveForMeet, waitForClusterOk, waitForReplication} from './create.js'
+import {meetArgs, resolveForMeet, waitForClusterOk, waitForReplication} from './create.js'
 import {SlotctlError, errorMessage, usageError} from '../errors.js'
 import {type ReplicaMove, type ZoneOf, chooseMasterFor, noZones, placementWarnings, planReplicaMoves} from '../plan/placement.js'
 import {formatRanges} from '../cluster/slots.js'
@@ -31,8 +31,7 @@ const isFresh = (state: CandidateState) => state.nodes.length === 1 && state.key
 export async function inspectNode(pool: NodePool, address: string): Promise<CandidateState> {
   const state: CandidateState = {address, clusterEnabled: false, keys: 0, nodes: [], reachable: false}
   try {
-    const client = await pool.client(address)
-    const replies = (await client.pipeline().info('cluster').info('keyspace').call('CLUSTER', 'NODES').call('CLUSTER', 'INFO').exec()) ?? []
+    const replies = (await pool.read(address, (client) => client.pipeline().info('cluster').info('keyspace').call('CLUSTER', 'NODES').call('CLUSTER', 'INFO').exec())) ?? []
     const [[infoError, clusterSection], [keysError, keyspace], [nodesError, nodesText], [, clusterInfo]] = replies
     if (infoError || keysError) throw infoError ?? keysError
     state.reachable = true
@@ -181,7 +180,7 @@ async function waitForJoin(pool: NodePool, snapshot: ClusterSnapshot, newAddress
     const lagging: string[] = []
     const views = await mapLimit([...members.map((node) => node.address), newAddress], NODE_PARALLELISM, async (address) => ({
       address,
-      nodes: parseClusterNodes(String(await (await pool.client(address)).call('CLUSTER', 'NODES'))),
+      nodes: parseClusterNodes(String(await pool.read(address, (client) => client.call('CLUSTER', 'NODES')))),
     }))
     for (const view of views.slice(0, -1)) {
       const entry = view.nodes.find((node) => node.id === newId)
@@ -196,26 +195,55 @@ async function waitForJoin(pool: NodePool, snapshot: ClusterSnapshot, newAddress
   await waitForClusterOk(pool, [newAddress], timeoutMs)
 }
 
+/** Function library name → code on a node; undefined where functions do not exist (before Redis 7). */
+async function functionLibraries(pool: NodePool, address: string): Promise<Map<string, string> | undefined> {
+  let reply: unknown[]
+  try {
+    reply = (await pool.read(address, (client) => client.call('FUNCTION', 'LIST', 'WITHCODE'))) as unknown[]
+  } catch (error) {
+    if (/unknown command/i.test(errorMessage(error))) return undefined
+    throw new SlotctlError(`cannot list the function libraries of ${address}: ${errorMessage(error)}`, {code: 'E_FUNCTIONS'})
+  }
+  const libraries = new Map<string, string>()
+  for (const entry of reply as unknown[][]) {
+    const fields = new Map<string, unknown>()
+    for (let i = 0; i + 1 < entry.length; i += 2) fields.set(String(entry[i]), entry[i + 1])
+    libraries.set(String(fields.get('library_name')), String(fields.get('library_code')))
+  }
+  return libraries
+}
+
 /**
  * Functions are not replicated between masters: a new master without the cluster's libraries
- * would fail FCALLs for the slots it later receives (redis-cli copies them the same way).
+ * would fail FCALLs for the slots it later receives, so they are copied (as redis-cli does).
+ * A node that already has a library the cluster lacks, or another version of one, is
+ * refused: which version its keys are used with is not slotctl's to decide.
  */
-async function copyFunctions(pool: NodePool, fromAddress: string, toAddress: string): Promise<void> {
-  const from = await pool.client(fromAddress)
-  let libraries: unknown[]
-  try {
-    libraries = (await from.call('FUNCTION', 'LIST')) as unknown[]
-  } catch {
-    return // before Redis 7 there are no functions to copy
+export async function copyFunctions(pool: NodePool, fromAddress: string, toAddress: string): Promise<void> {
+  const cluster = await functionLibraries(pool, fromAddress)
+  if (!cluster || cluster.size === 0) {
+    const own = cluster && (await functionLibraries(pool, toAddress))
+    if (own && own.size > 0) refuseForeignLibraries(toAddress, [...own.keys()])
+    return
   }
-  if (libraries.length === 0) return
-  const dump = await from.callBuffer('FUNCTION', 'DUMP')
+  const own = (await functionLibraries(pool, toAddress)) ?? new Map<string, string>()
+  const differing = [...own].filter(([name, code]) => cluster.get(name) !== code).map(([name]) => name)
+  if (differing.length > 0) refuseForeignLibraries(toAddress, differing)
+  if ([...cluster.keys()].every((name) => own.has(name))) return
   try {
-    // REPLACE: for a library both have, the cluster's version is the one its keys are used with
+    const dump = await (await pool.client(fromAddress)).callBuffer('FUNCTION', 'DUMP')
+    // REPLACE only rewrites libraries found equal above; the missing ones are added
     await (await pool.client(toAddress)).callBuffer('FUNCTION', 'RESTORE', dump as Buffer, 'REPLACE')
   } catch (error) {
     throw new SlotctlError(`cannot copy the cluster's functions to ${toAddress}: ${errorMessage(error)}`, {code: 'E_FUNCTIONS'})
   }
+}
+
+function refuseForeignLibraries(address: string, names: string[]): never {
+  throw new SlotctlError(`${address} has function libraries that differ from the cluster's: ${names.join(', ')}`, {
+    code: 'E_FUNCTIONS',
+    suggestions: [`delete them on the new node (FUNCTION DELETE name, or FUNCTION FLUSH) so it takes the cluster's, or load the same versions on the cluster`],
+  })
 }
 
 export async function addNode(pool: NodePool, snapshot: ClusterSnapshot, newAddress: string, host: string, options: AddNodeOptions): Promise<AddNodeResult> {
@@ -231,10 +259,8 @@ export async function addNode(pool: NodePool, snapshot: ClusterSnapshot, newAddr
   const master = options.replica ? chooseMaster(snapshot, newAddress, host, options) : undefined
   if (!master) await copyFunctions(pool, snapshot.seedAddress, newAddress)
   const seed = snapshot.nodes.find((node) => node.id === snapshot.seedId)!
-  const meetArgs: Array<number | string> = ['CLUSTER', 'MEET', await resolveForMeet(seed.host), seed.port]
-  if (seed.busPort && seed.busPort !== seed.port + 10_000) meetArgs.push(seed.busPort)
   options.onEvent?.(`meeting ${snapshot.seedAddress}`)
-  await run(pool, newAddress, ...meetArgs)
+  await run(pool, newAddress, ...meetArgs({busPort: seed.busPort, ip: await resolveForMeet(seed.host), port: seed.port}))
   options.onEvent?.('waiting until every node knows the new node and it knows the slot map')
   await waitForJoin(pool, snapshot, newAddress, id, options.waitTimeoutMs)
   if (!master) return {address: newAddress, alreadyMember: false, id, role: 'master', warnings: []}
@@ -294,7 +320,7 @@ async function moveReplicas(pool: NodePool, moves: readonly ReplicaMove[], timeo
   await waitUntil('the moved replicas follow their new masters', timeoutMs, async () => {
     const lagging: string[] = []
     await mapLimit(moves, NODE_PARALLELISM, async (move) => {
-      const self = myselfOf(parseClusterNodes(String(await (await pool.client(move.replicaAddress)).call('CLUSTER', 'NODES'))))
+      const self = myselfOf(parseClusterNodes(String(await pool.read(move.replicaAddress, (client) => client.call('CLUSTER', 'NODES')))))
       if (self?.masterId !== move.masterId) lagging.push(`${move.replicaAddress} still follows ${self?.masterId?.slice(0, 8) ?? 'nobody'}`)
     })
     return {done: lagging.length === 0, lagging: lagging.join('; ')}

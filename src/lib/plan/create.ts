@@ -26,8 +26,14 @@ export interface CreatePlan {
   violations: string[]
 }
 
-/** Redis Cluster refuses to elect with fewer, and redis-cli enforces the same floor. */
-export const MIN_MASTERS = 3
+/** A cluster needs one master; newer servers' own test setups use one or two. */
+export const MIN_MASTERS = 1
+
+/**
+ * Promoting a replica takes the votes of a majority of masters other than the failed one:
+ * with fewer than 3 masters no failover can ever be elected.
+ */
+export const MIN_MASTERS_FOR_FAILOVER = 3
 
 export function domainOf(node: CreateCandidate): string {
   return node.zone ?? node.host
