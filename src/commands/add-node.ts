@@ -1,7 +1,9 @@
 import {Args, Flags} from '@oclif/core'
 
 import {formatAddress, parseAddress} from '../lib/cluster/address.js'
+import {type Need, PERMISSIONS, READ_CLUSTER, RUN_LOCK, need, refuseMissingPermissions} from '../lib/acl/preflight.js'
 import {BaseCommand} from '../lib/cli/base-command.js'
+import type {ClusterSnapshot} from '../lib/cluster/loader.js'
 import {hasErrors, runChecks} from '../lib/check/checks.js'
 import {SlotctlError, usageError} from '../lib/errors.js'
 import {type AddNodeResult, addNode} from '../lib/nodes/membership.js'
@@ -60,6 +62,7 @@ export default class AddNode extends BaseCommand<typeof AddNode> {
       })
     }
     const zoneOf = zoneLookup(readZones(this.flags.zone ?? [], this.flags['zones-file']))
+    await refuseMissingPermissions(this.pool(), this.permissionsNeeded(snapshot, newAddress))
     const result = await addNode(this.pool(), snapshot, newAddress, newNode.host, {
       masterId: this.flags['master-id'],
       onEvent: (message) => this.note(`>>> ${message}`),
@@ -73,5 +76,16 @@ export default class AddNode extends BaseCommand<typeof AddNode> {
     else this.log(paint.good(`[OK] ${newAddress} (${result.id.slice(0, 8)}) added as a master without slots; every node knows it and it knows the slot map`))
     const {alreadyMember, ...rest} = result
     return {...rest, elapsedMs: Date.now() - started, errors: [], status: alreadyMember ? 'already-member' : 'added'}
+  }
+
+  /** The new node meets the cluster (and replicates, or takes the cluster's functions); the seed gives its functions. */
+  private permissionsNeeded(snapshot: ClusterSnapshot, newAddress: string): Need[] {
+    const {clusterMeet, clusterReplicate, functionList, info} = PERMISSIONS
+    const masters = snapshot.nodes.filter((node) => node.role === 'master' && snapshot.views[node.id]?.reachable).map((node) => node.address)
+    return [
+      need([newAddress], READ_CLUSTER, info, clusterMeet, this.flags.replica ? clusterReplicate : functionList),
+      need(masters, READ_CLUSTER, RUN_LOCK),
+      need(this.flags.replica ? [] : [snapshot.seedAddress], functionList),
+    ]
   }
 }

@@ -3,7 +3,8 @@ import {Args, Flags} from '@oclif/core'
 import {BaseCommand} from '../lib/cli/base-command.js'
 import {type ClusterNode} from '../lib/cluster/topology.js'
 import {NODE_PARALLELISM, settleLimit} from '../lib/cluster/connection.js'
-import {ExitCode, usageError} from '../lib/errors.js'
+import {ExitCode, SlotctlError, usageError} from '../lib/errors.js'
+import {describeChange} from '../lib/cluster/command-info.js'
 import {table} from '../lib/cli/render.js'
 import {type Issue, type VerbResult, byAddress, issue, nodeRef} from '../lib/cli/result.js'
 
@@ -43,14 +44,20 @@ export default class Call extends BaseCommand<typeof Call> {
 
   static summary = 'Run one command on every node and show each reply'
 
-  static description = BaseCommand.withExitCodes('Run one command on every node of the cluster in parallel and show each reply (a table, or `host:port: reply` lines with --lines).', {
-    1: 'the cluster could not be read, or a node answered with an error',
-  })
+  static description = BaseCommand.withExitCodes(
+    'Run one command on every node of the cluster in parallel and show each reply (a table, or `host:port: reply` lines with --lines).\n' +
+      'A command that may change data or configuration (by the server\'s own command flags: write, admin, dangerous, scripting) asks for confirmation first (--yes answers it).',
+    {
+      1: 'the cluster could not be read, a node could not be reached, or a node answered with an error',
+      4: 'the command may change data or configuration, and there is no terminal and no --yes',
+    },
+  )
 
   static examples = [
     '<%= config.bin %> call 127.0.0.1:7000 INFO memory --masters',
     '<%= config.bin %> call 127.0.0.1:7000 CLUSTER INFO --lines | grep cluster_state',
     '<%= config.bin %> call 127.0.0.1:7000 CONFIG GET maxmemory --json',
+    '<%= config.bin %> call 127.0.0.1:7000 CONFIG SET maxmemory 2gb --yes',
   ]
 
   static flags = {
@@ -62,11 +69,17 @@ export default class Call extends BaseCommand<typeof Call> {
   static strict = false
 
   async run(): Promise<CallResult> {
-    const {address, command} = this.splitArgv()
+    const {address, command} = await this.addressAndCommand()
     if (command.length === 0) throw usageError('missing command to run', [`e.g. ${this.config.bin} call ${address ?? 'HOST:PORT'} PING`])
     const snapshot = await this.loadCluster(this.parseSeed([address]))
-    const targets = snapshot.nodes.filter((node) => this.selected(node) && snapshot.views[node.id]?.reachable)
+    const selected = snapshot.nodes.filter((node) => this.selected(node) && snapshot.views[node.id])
+    const targets = selected.filter((node) => snapshot.views[node.id]?.reachable)
+    // a node that cannot be read (down, hung, refusing the login) is named, not silently left out
+    const skipped = selected.filter((node) => !targets.includes(node))
+    if (!this.jsonEnabled()) for (const node of skipped) process.stderr.write(`slotctl: not run on ${node.address}: ${snapshot.views[node.id]?.error ?? 'not reachable'}\n`)
     const pool = this.pool()
+    const change = await describeChange(pool, snapshot.seedAddress, command)
+    if (change && !(await this.confirm(`${change}: running it on ${targets.length} node(s)?`))) throw new SlotctlError('cancelled: nothing was run', {code: 'E_CANCELLED'})
     const results = await settleLimit(targets, NODE_PARALLELISM, async (node) => (await pool.client(node.address)).call(command[0], ...command.slice(1)))
     const replies: CallReply[] = targets
       .map((node, index) => ({
@@ -77,10 +90,14 @@ export default class Call extends BaseCommand<typeof Call> {
         ...(results[index].error ? {error: results[index].error?.message} : {reply: results[index].value}),
       }))
       .sort(byAddress)
-    const errors: Issue[] = replies.filter((reply) => !reply.ok).map((reply) => issue('E_REPLY', `${reply.address}: ${reply.error}`, {nodes: [nodeRef(reply)]}))
+    const errors: Issue[] = [
+      ...skipped.map((node) => issue('E_UNREACHABLE', `${node.address}: not run: ${snapshot.views[node.id]?.error ?? 'not reachable'}`, {nodes: [nodeRef(node)]})),
+      ...replies.filter((reply) => !reply.ok).map((reply) => issue('E_REPLY', `${reply.address}: ${reply.error}`, {nodes: [nodeRef(reply)]})),
+    ]
     if (this.flags.lines) for (const reply of replies) for (const line of replyLines(reply)) this.log(line)
     else this.log(table(['node', 'role', 'reply'], replies.map((r) => [r.address, r.role, r.ok ? printable(r.reply) : `(error) ${r.error}`])))
-    if (errors.length > 0 && !this.jsonEnabled()) process.stderr.write(`slotctl: ${errors.length} of ${replies.length} node(s) answered with an error\n`)
+    const failed = replies.filter((reply) => !reply.ok).length
+    if (failed > 0 && !this.jsonEnabled()) process.stderr.write(`slotctl: ${failed} of ${replies.length} node(s) answered with an error\n`)
     if (errors.length > 0) this.resultExitCode = ExitCode.failed
     return {command, errors, replies, status: errors.length > 0 ? 'partial' : 'ok', warnings: []}
   }
@@ -91,27 +108,14 @@ export default class Call extends BaseCommand<typeof Call> {
     return true
   }
 
-  /** Positional words after the address are the command, flags included verbatim after `--`. */
-  private splitArgv(): {address: string; command: string[]} {
-    const raw = this.argv
-    const dashdash = raw.indexOf('--')
-    const own = new Set(['--masters', '--replicas', '--lines', '--json', '--yes', '-y', '--no-color', '--verbose', '--quiet', '-q', '--tls', '--insecure'])
-    const withValue = new Set(['-a', '--password', '--user', '--cacert', '--cert', '--key', '--sni', '--connect-timeout'])
-    const positional: string[] = []
-    for (let i = 0; i < raw.length; i++) {
-      if (i === dashdash) {
-        positional.push(...raw.slice(i + 1))
-        break
-      }
-      const word = raw[i]
-      if (own.has(word)) continue
-      if (withValue.has(word)) {
-        i++
-        continue
-      }
-      if (word.startsWith('--') && word.includes('=')) continue
-      positional.push(word)
-    }
-    return {address: positional[0], command: positional.slice(1)}
+  /**
+   * The positional words as oclif parsed them: every slotctl flag (`-aSECRET`, `--password=x`
+   * included) is taken out, so none can reach the nodes as a command argument; words after
+   * `--` are the command's verbatim.
+   */
+  private async addressAndCommand(): Promise<{address: string; command: string[]}> {
+    const {argv} = await this.parse({args: Call.args, baseFlags: BaseCommand.baseFlags, enableJsonFlag: true, flags: Call.flags, strict: false})
+    const words = argv as string[]
+    return {address: words[0], command: words.slice(1)}
   }
 }

@@ -1,5 +1,6 @@
 import {Args, Flags} from '@oclif/core'
 
+import {type Need, PERMISSIONS, READ_CLUSTER, RUN_LOCK, need, refuseMissingPermissions} from '../lib/acl/preflight.js'
 import {type ClusterSnapshot, findNode} from '../lib/cluster/loader.js'
 import {ExitCode} from '../lib/errors.js'
 import {MigrationCommand, type MigrationResult} from '../lib/cli/migration-command.js'
@@ -17,6 +18,19 @@ export interface DelNodeResult extends VerbResult, Partial<Omit<RemoveNodeResult
   status: 'aborted' | 'drain-incomplete' | 'planned' | 'removed'
   drain?: MigrationResult
   elapsedMs: number
+}
+
+/** Every other node forgets it, its replicas replicate another master, and it is reset. */
+function delNodeNeeds(snapshot: ClusterSnapshot, id: string): Need[] {
+  const reachable = (node: ClusterNode) => Boolean(snapshot.views[node.id]?.reachable && node.address)
+  const others = snapshot.nodes.filter((node) => node.id !== id && reachable(node))
+  const {clusterForget, clusterReplicate, clusterReset} = PERMISSIONS
+  return [
+    need(others.map((node) => node.address), READ_CLUSTER, clusterForget),
+    need(others.filter((node) => node.role === 'master').map((node) => node.address), RUN_LOCK),
+    need(others.filter((node) => node.masterId === id).map((node) => node.address), clusterReplicate),
+    need(snapshot.nodes.filter((node) => node.id === id && reachable(node)).map((node) => node.address), clusterReset),
+  ]
 }
 
 export default class DelNode extends MigrationCommand<typeof DelNode> {
@@ -77,6 +91,7 @@ export default class DelNode extends MigrationCommand<typeof DelNode> {
       this.log('aborted: nothing changed')
       return this.outcome({drain, status: 'aborted'})
     }
+    await refuseMissingPermissions(this.pool(), delNodeNeeds(snapshot, node.id))
     await this.lockCluster(snapshot, this.flags.force)
     const {warnings, ...result} = await removeNode(this.pool(), snapshot, node.id, {
       forceDeadWithSlots: this.flags['accept-data-loss'],

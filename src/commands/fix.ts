@@ -1,5 +1,6 @@
 import {Args, Flags} from '@oclif/core'
 
+import {MIGRATION_SOURCE, MIGRATION_TARGET, type Need, PERMISSIONS, READ_CLUSTER, RUN_LOCK, describeMissing, findMissingPermissions, need, refuseMissingPermissions} from '../lib/acl/preflight.js'
 import {BaseCommand} from '../lib/cli/base-command.js'
 import type {NodeAddress} from '../lib/cluster/address.js'
 import type {ClusterSnapshot} from '../lib/cluster/loader.js'
@@ -68,6 +69,19 @@ function refuseRunningSlotMigrations(snapshot: ClusterSnapshot): void {
     code: 'E_SLOT_MIGRATION_RUNNING',
     suggestions: ['wait for it to end (slotctl check shows it), or cancel it with CLUSTER CANCELSLOTMIGRATIONS on its source'],
   })
+}
+
+/** fix may move keys between any live masters, claim slots, and (with --forget-failed) forget nodes anywhere. */
+function fixNeeds(liveMasters: string[], forgetters: string[]): Need[] {
+  const {clusterAddslots, clusterBumpepoch, clusterCountkeysinslot, clusterForget} = PERMISSIONS
+  return [
+    need(liveMasters, READ_CLUSTER, RUN_LOCK, MIGRATION_SOURCE, MIGRATION_TARGET, clusterCountkeysinslot, clusterAddslots, clusterBumpepoch),
+    need(forgetters, clusterForget),
+  ]
+}
+
+function reachableAddresses(snapshot: ClusterSnapshot): string[] {
+  return snapshot.nodes.filter((node) => snapshot.views[node.id]?.reachable && node.address).map((node) => node.address)
 }
 
 export default class Fix extends BaseCommand<typeof Fix> {
@@ -155,14 +169,18 @@ export default class Fix extends BaseCommand<typeof Fix> {
     const strangers = this.flags['forget-failed'] && Object.values(snapshot.views).some((view) => view.nodes?.some((node) => isStranger(node)))
     const actionable = fixes.filter((fix) => fix.action !== 'skip')
     if (actionable.length === 0 && !strangers) return this.finishClean(result)
+    const needs = fixNeeds(evidence.masters.filter((master) => master.live).map((master) => master.address), this.flags['forget-failed'] ? reachableAddresses(snapshot) : [])
     if (this.flags['dry-run']) {
       if (evidence.unreachableOwners.length > 0 && !this.flags.force) this.note(paint.warn('fix would refuse: masters owning slots are unreachable (see the errors above); --force acts without them'))
+      const missing = await findMissingPermissions(pool, needs)
+      if (missing.length > 0) this.note(paint.warn(`fix would refuse: ${describeMissing(pool.settings.username ?? 'default', missing).message}`))
       this.log(`dry run: ${actionable.length} slot fix(es)${strangers ? ' and forgetting stuck nodes' : ''} would be applied; nothing changed`)
       // like terraform's -detailed-exitcode: 3 means "would change something"
       this.resultExitCode = ExitCode.checkProblems
       return this.done(result)
     }
     if (!this.flags.force) refuseUnreachableOwners(evidence.unreachableOwners)
+    await refuseMissingPermissions(pool, needs)
     if (!(await this.confirm(`Apply ${actionable.length} slot fix(es)${strangers ? ' and forget stuck nodes' : ''}?`))) throw new SlotctlError('cancelled: nothing was changed', {code: 'E_CANCELLED'})
 
     await this.lockCluster(snapshot, this.flags.force)

@@ -3,16 +3,16 @@
  * shared flags, the safety preconditions, confirmation, the run lock, the journal,
  * progress, Ctrl-C handling and the result. Verbs only build a plan and call runPlan().
  */
-import {writeFile} from 'node:fs/promises'
-
 import {Command, Flags} from '@oclif/core'
 
+import {migrationNeeds, refuseMissingPermissions} from '../acl/preflight.js'
 import {BaseCommand} from './base-command.js'
 import {BLOCKS_MIGRATION, runChecks} from '../check/checks.js'
 import {type ClusterSnapshot, loadCluster} from '../cluster/loader.js'
 import {parseAddress} from '../cluster/address.js'
 import {delay} from '../cluster/connection.js'
 import {ExitCode, SlotctlError, usageError} from '../errors.js'
+import {writePrivateFile} from '../files.js'
 import {type ExecuteResult, type ExecuteWarning, type MigrationEvent, executePlan} from '../migrate/executor.js'
 import {Journal, type JournalState, type RunSettings, defaultJournalPath} from '../migrate/journal.js'
 import {LegacyMover, throttledWaveSize} from '../migrate/legacy-mover.js'
@@ -254,6 +254,7 @@ export abstract class MigrationCommand<T extends typeof Command> extends BaseCom
     const done = options.resume?.state.doneSlots ?? new Set<number>()
     await this.refuseIfOtherRun(snapshot, Boolean(f.force))
     this.refuseUnsafeCluster(snapshot, options.resume?.state.inFlight)
+    if (!f['dry-run']) await refuseMissingPermissions(this.pool(), migrationNeeds(snapshot, plan))
     const warnings: ExecuteWarning[] = []
     const addresses = this.liveAddresses(snapshot, plan, warnings)
     const closeOnly = this.refuseStalePlan(snapshot, plan, options.resume?.state)
@@ -482,7 +483,7 @@ export abstract class MigrationCommand<T extends typeof Command> extends BaseCom
 
   private async writePlan(plan: MigrationPlan, file: string): Promise<void> {
     try {
-      await writeFile(file, `${JSON.stringify(plan, null, 2)}\n`, {mode: 0o600})
+      await writePrivateFile(file, `${JSON.stringify(plan, null, 2)}\n`)
     } catch (error) {
       throw usageError(`cannot write the plan to '${file}': ${(error as Error).message}`)
     }

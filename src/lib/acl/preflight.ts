@@ -1,0 +1,209 @@
+/**
+ * Least privilege: before a change, checks that the connected user may run every command the
+ * change needs on every node it touches, so a missing ACL right stops the run before the
+ * first SETSLOT instead of between a MIGRATE and its SETSLOT.
+ *
+ * Each right is checked with ACL DRYRUN (Redis 7.0+, Valkey) where the user may run it, and
+ * otherwise with a harmless probe: the command itself, with arguments that pass its arity
+ * check and that the command rejects once the server's ACL check has let it through (an
+ * out-of-range slot, an unknown node id, a bad payload). NOPERM then means the right is
+ * missing; any other answer means it is there; nothing changes either way. A denied probe
+ * leaves an entry in ACL LOG, as the real command would.
+ */
+import type {Redis} from 'ioredis'
+
+import type {ClusterSnapshot} from '../cluster/loader.js'
+import {NODE_PARALLELISM, type NodePool, settleLimit} from '../cluster/connection.js'
+import {SlotctlError} from '../errors.js'
+import type {MigrationPlan} from '../plan/types.js'
+import {mastersOf} from '../cluster/topology.js'
+
+export interface Permission {
+  /** As the operator reads it: `CLUSTER SETSLOT`. */
+  command: string
+  /** The ACL rule that grants it: `+cluster|setslot`, `+migrate ~*`. */
+  rule: string
+  /** Arguments that pass the arity and ACL checks and then fail (or only read); undefined: no such arguments exist, only ACL DRYRUN can tell. */
+  probe?: Array<number | string>
+  /** Arguments for ACL DRYRUN (default: the probe). */
+  dryrun?: Array<number | string>
+}
+
+/** A key name no narrow key pattern is likely to grant: the rights below need every key (`~*`). */
+const PROBE_KEY = 'slotctl:acl-probe'
+const UNKNOWN_NODE = '0'.repeat(40)
+
+const permission = (command: string, rule: string, probe?: Array<number | string>, dryrun?: Array<number | string>): Permission => ({command, dryrun, probe, rule})
+
+export const PERMISSIONS = {
+  asking: permission('ASKING', '+asking', ['ASKING']),
+  clientList: permission('CLIENT LIST', '+client|list', ['CLIENT', 'LIST', 'TYPE', 'pubsub']),
+  clientSetname: permission('CLIENT SETNAME', '+client|setname', ['CLIENT', 'SETNAME', 'slotctl']),
+  clusterAddslots: permission('CLUSTER ADDSLOTS', '+cluster|addslots', ['CLUSTER', 'ADDSLOTS', 16_384]),
+  clusterAddslotsrange: permission('CLUSTER ADDSLOTSRANGE', '+cluster|addslotsrange', ['CLUSTER', 'ADDSLOTSRANGE', 16_384, 16_384]),
+  // BUMPEPOCH takes no argument that could make it fail: only ACL DRYRUN checks it
+  clusterBumpepoch: permission('CLUSTER BUMPEPOCH', '+cluster|bumpepoch', undefined, ['CLUSTER', 'BUMPEPOCH']),
+  clusterCountkeysinslot: permission('CLUSTER COUNTKEYSINSLOT', '+cluster|countkeysinslot', ['CLUSTER', 'COUNTKEYSINSLOT', 0]),
+  clusterFailover: permission('CLUSTER FAILOVER', '+cluster|failover', ['CLUSTER', 'FAILOVER', 'slotctl-acl-probe'], ['CLUSTER', 'FAILOVER']),
+  clusterForget: permission('CLUSTER FORGET', '+cluster|forget', ['CLUSTER', 'FORGET', UNKNOWN_NODE]),
+  clusterGetkeysinslot: permission('CLUSTER GETKEYSINSLOT', '+cluster|getkeysinslot', ['CLUSTER', 'GETKEYSINSLOT', 0, 0]),
+  clusterInfo: permission('CLUSTER INFO', '+cluster|info', ['CLUSTER', 'INFO']),
+  clusterMeet: permission('CLUSTER MEET', '+cluster|meet', ['CLUSTER', 'MEET', '256.256.256.256', 1]),
+  clusterNodes: permission('CLUSTER NODES', '+cluster|nodes', ['CLUSTER', 'NODES']),
+  clusterReplicate: permission('CLUSTER REPLICATE', '+cluster|replicate', ['CLUSTER', 'REPLICATE', UNKNOWN_NODE]),
+  clusterReset: permission('CLUSTER RESET', '+cluster|reset', ['CLUSTER', 'RESET', 'slotctl-acl-probe'], ['CLUSTER', 'RESET', 'HARD']),
+  clusterSetConfigEpoch: permission('CLUSTER SET-CONFIG-EPOCH', '+cluster|set-config-epoch', ['CLUSTER', 'SET-CONFIG-EPOCH', -1]),
+  clusterSetslot: permission('CLUSTER SETSLOT', '+cluster|setslot', ['CLUSTER', 'SETSLOT', 16_384, 'STABLE']),
+  dump: permission('DUMP', '+dump ~*', ['DUMP', PROBE_KEY]),
+  functionDump: permission('FUNCTION DUMP', '+function|dump', ['FUNCTION', 'DUMP']),
+  functionList: permission('FUNCTION LIST', '+function|list', ['FUNCTION', 'LIST', 'LIBRARYNAME', 'slotctl-acl-probe']),
+  functionRestore: permission('FUNCTION RESTORE', '+function|restore', ['FUNCTION', 'RESTORE', 'not-a-payload']),
+  info: permission('INFO', '+info', ['INFO', 'server']),
+  // the key must be missing: MIGRATE then answers NOKEY without connecting anywhere
+  migrate: permission('MIGRATE', '+migrate ~*', ['MIGRATE', '127.0.0.1', 1, PROBE_KEY, 0, 1]),
+  restoreAsking: permission('RESTORE-ASKING', '+restore-asking ~*', ['RESTORE-ASKING', PROBE_KEY, 0, 'not-a-payload']),
+  select: permission('SELECT', '+select', ['SELECT', 0]),
+} as const
+
+/** What every verb reads to load the cluster. */
+export const READ_CLUSTER: readonly Permission[] = [PERMISSIONS.clusterNodes, PERMISSIONS.clusterInfo]
+/** A mutating run names its connections and reads who else is connected (the run lock). */
+export const RUN_LOCK: readonly Permission[] = [PERMISSIONS.clientSetname, PERMISSIONS.clientList]
+/**
+ * A migration source: opens and closes the slot, lists its keys, sends them; DUMP and ASKING
+ * compare a key that exists on both sides (BUSYKEY) and read a source that only imports the
+ * slot (fix).
+ */
+export const MIGRATION_SOURCE: readonly Permission[] = [PERMISSIONS.clusterSetslot, PERMISSIONS.clusterGetkeysinslot, PERMISSIONS.migrate, PERMISSIONS.dump, PERMISSIONS.asking]
+/** A migration target: MIGRATE logs in as the same user and sends SELECT and RESTORE-ASKING; BUSYKEY compares with DUMP. */
+export const MIGRATION_TARGET: readonly Permission[] = [PERMISSIONS.clusterSetslot, PERMISSIONS.restoreAsking, PERMISSIONS.select, PERMISSIONS.dump, PERMISSIONS.asking]
+/** Every master is told the new owner of each moved slot. */
+export const EVERY_MASTER_OF_A_MIGRATION: readonly Permission[] = [PERMISSIONS.clusterSetslot]
+
+/** Permissions needed on some nodes. */
+export interface Need {
+  addresses: readonly string[]
+  permissions: readonly Permission[]
+}
+
+export interface MissingPermissions {
+  address: string
+  /** Commands the user may not run there, with the rule that grants each. */
+  missing: Array<{command: string; rule: string; reason: string}>
+  /** Rights only ACL DRYRUN could check, and it was not available to this user. */
+  unchecked: string[]
+}
+
+/** What a migration plan needs: sources, targets, and every master that learns the new owners. */
+export function migrationNeeds(snapshot: ClusterSnapshot, plan: MigrationPlan): Need[] {
+  const address = (id: string) => plan.nodes.find((node) => node.id === id)?.address ?? snapshot.nodes.find((node) => node.id === id)?.address ?? ''
+  const masters = mastersOf(snapshot.nodes).filter((node) => !node.failed && snapshot.views[node.id]?.reachable).map((node) => node.address)
+  return [
+    {addresses: masters, permissions: [...READ_CLUSTER, ...EVERY_MASTER_OF_A_MIGRATION, ...RUN_LOCK]},
+    {addresses: [...new Set(plan.moves.map((move) => address(move.sourceId)))].filter(Boolean), permissions: MIGRATION_SOURCE},
+    {addresses: [...new Set(plan.moves.map((move) => address(move.targetId)))].filter(Boolean), permissions: MIGRATION_TARGET},
+  ]
+}
+
+function byNode(needs: readonly Need[]): Map<string, Permission[]> {
+  const nodes = new Map<string, Permission[]>()
+  for (const need of needs) {
+    for (const address of need.addresses) {
+      const list = nodes.get(address) ?? []
+      for (const wanted of need.permissions) if (!list.some((known) => known.command === wanted.command)) list.push(wanted)
+      nodes.set(address, list)
+    }
+  }
+  return nodes
+}
+
+const isDenied = (message: string) => /^NOPERM|unknown command|unknown subcommand/i.test(message)
+
+/** One pipeline of ACL DRYRUNs; undefined when the user may not use ACL DRYRUN (or the server has none). */
+async function dryRun(client: Redis, user: string, permissions: readonly Permission[]): Promise<Array<string | undefined> | undefined> {
+  const checked = permissions.filter((p) => p.dryrun ?? p.probe)
+  const pipeline = client.pipeline().call('ACL', 'DRYRUN', user, 'PING')
+  for (const p of checked) pipeline.call('ACL', 'DRYRUN', user, ...((p.dryrun ?? p.probe) as Array<number | string>))
+  const [[gate], ...replies] = (await pipeline.exec()) ?? [[new Error('no reply')]]
+  if (gate) return undefined
+  // "OK", or a sentence saying what is denied; an error means DRYRUN could not judge it
+  const verdicts = new Map(checked.map((p, index) => {
+    const [error, reply] = replies[index]
+    return [p.command, error ? 'probe' : String(reply) === 'OK' ? 'ok' : String(reply)] as const
+  }))
+  return permissions.map((p) => {
+    const verdict = verdicts.get(p.command)
+    return verdict === undefined ? 'unchecked' : verdict === 'ok' ? undefined : verdict
+  })
+}
+
+/** Harmless probes, pipelined: the denial reason, undefined when allowed, 'unchecked' without a probe. */
+async function probe(client: Redis, permissions: readonly Permission[]): Promise<Array<string | undefined>> {
+  const probed = permissions.filter((p) => p.probe)
+  const pipeline = client.pipeline()
+  for (const p of probed) pipeline.call(String((p.probe as Array<number | string>)[0]), ...(p.probe as Array<number | string>).slice(1))
+  const replies = (await pipeline.exec()) ?? []
+  const verdicts = new Map(probed.map((p, index) => {
+    const error = replies[index]?.[0]
+    return [p.command, error && isDenied(error.message) ? error.message : undefined] as const
+  }))
+  return permissions.map((p) => (p.probe ? verdicts.get(p.command) : 'unchecked'))
+}
+
+async function checkNode(pool: NodePool, user: string, address: string, permissions: readonly Permission[]): Promise<MissingPermissions> {
+  const client = await pool.client(address)
+  const viaDryRun = await dryRun(client, user, permissions).catch(() => undefined)
+  let verdicts = viaDryRun
+  if (!verdicts) verdicts = await probe(client, permissions)
+  else if (verdicts.includes('probe')) {
+    // DRYRUN could not judge some (e.g. an unknown subcommand): their probes decide
+    const probed = await probe(client, permissions)
+    verdicts = verdicts.map((verdict, index) => (verdict === 'probe' ? probed[index] : verdict))
+  }
+  const result: MissingPermissions = {address, missing: [], unchecked: []}
+  for (const [index, verdict] of verdicts.entries()) {
+    const {command, rule} = permissions[index]
+    if (verdict === 'unchecked') result.unchecked.push(command)
+    else if (verdict !== undefined) result.missing.push({command, reason: verdict, rule})
+  }
+  return result
+}
+
+/**
+ * Checks every need on every reachable node; returns the nodes where something is missing
+ * (an unreachable node is left to the verb, which reports it in its own words).
+ */
+export async function findMissingPermissions(pool: NodePool, needs: readonly Need[]): Promise<MissingPermissions[]> {
+  const user = pool.settings.username ?? 'default'
+  const nodes = [...byNode(needs)]
+  const results = await settleLimit(nodes, NODE_PARALLELISM, ([address, permissions]) => checkNode(pool, user, address, permissions))
+  return results.flatMap((result) => (result.value && result.value.missing.length > 0 ? [result.value] : []))
+}
+
+/** One line for all of it: the same missing commands on several nodes are listed once. */
+export function describeMissing(user: string, missing: readonly MissingPermissions[]): SlotctlError {
+  const groups = new Map<string, {addresses: string[]; rules: string[]}>()
+  for (const node of missing) {
+    const key = node.missing.map((m) => m.command).join(', ')
+    const group = groups.get(key) ?? {addresses: [], rules: node.missing.map((m) => m.rule)}
+    group.addresses.push(node.address)
+    groups.set(key, group)
+  }
+  const parts = [...groups].map(([commands, group]) => `${commands} on ${group.addresses.join(', ')}`)
+  const rules = [...new Set([...groups.values()].flatMap((group) => group.rules.flatMap((rule) => rule.split(' '))))]
+  return new SlotctlError(`user '${user}' may not run what this needs: ${parts.join('; ')}`, {
+    code: 'E_NOPERM',
+    suggestions: [`grant it on those nodes, e.g. ACL SETUSER ${user} ${rules.join(' ')} (the README's "Least privilege" lists the rules per verb); nothing was changed`],
+  })
+}
+
+/** Refuses up front (exit 1) when the user lacks any right the run needs. */
+export async function refuseMissingPermissions(pool: NodePool, needs: readonly Need[]): Promise<void> {
+  const missing = await findMissingPermissions(pool, needs)
+  if (missing.length > 0) throw describeMissing(pool.settings.username ?? 'default', missing)
+}
+
+/** Shorthand for callers that know the nodes: the same permissions on each. */
+export function need(addresses: readonly string[], ...permissions: ReadonlyArray<Permission | readonly Permission[]>): Need {
+  return {addresses, permissions: permissions.flat() as Permission[]}
+}
