@@ -274,7 +274,10 @@ export class NodePool {
   private markHung(key: string): SlotctlError {
     const error = hungError(key, this.readTimeoutMs)
     this.hung.set(key, error)
+    const entry = this.entries.get(key)
     this.forget(key)
+    // a hung peer never answers the close either: ioredis would keep the socket 2 s more
+    entry?.client.stream?.destroy()
     return error
   }
 
