@@ -59,6 +59,7 @@ export const PERMISSIONS = {
   functionList: permission('FUNCTION LIST', '+function|list', ['FUNCTION', 'LIST', 'LIBRARYNAME', 'slotctl-acl-probe']),
   functionRestore: permission('FUNCTION RESTORE', '+function|restore', ['FUNCTION', 'RESTORE', 'not-a-payload']),
   info: permission('INFO', '+info', ['INFO', 'server']),
+  memoryUsage: permission('MEMORY USAGE', '+memory|usage ~*', ['MEMORY', 'USAGE', PROBE_KEY]),
   // the key must be missing: MIGRATE then answers NOKEY without connecting anywhere
   migrate: permission('MIGRATE', '+migrate ~*', ['MIGRATE', '127.0.0.1', 1, PROBE_KEY, 0, 1]),
   restoreAsking: permission('RESTORE-ASKING', '+restore-asking ~*', ['RESTORE-ASKING', PROBE_KEY, 0, 'not-a-payload']),
@@ -70,11 +71,11 @@ export const READ_CLUSTER: readonly Permission[] = [PERMISSIONS.clusterNodes, PE
 /** A mutating run names its connections and reads who else is connected (the run lock). */
 export const RUN_LOCK: readonly Permission[] = [PERMISSIONS.clientSetname, PERMISSIONS.clientList]
 /**
- * A migration source: opens and closes the slot, lists its keys, sends them; DUMP and ASKING
- * compare a key that exists on both sides (BUSYKEY) and read a source that only imports the
- * slot (fix).
+ * A migration source: opens and closes the slot, lists its keys, sends them, samples their
+ * size (MEMORY USAGE: byte counts and --max-bytes-per-sec); DUMP and ASKING compare a key that
+ * exists on both sides (BUSYKEY) and read a source that only imports the slot (fix).
  */
-export const MIGRATION_SOURCE: readonly Permission[] = [PERMISSIONS.clusterSetslot, PERMISSIONS.clusterGetkeysinslot, PERMISSIONS.migrate, PERMISSIONS.dump, PERMISSIONS.asking]
+export const MIGRATION_SOURCE: readonly Permission[] = [PERMISSIONS.clusterSetslot, PERMISSIONS.clusterGetkeysinslot, PERMISSIONS.migrate, PERMISSIONS.memoryUsage, PERMISSIONS.dump, PERMISSIONS.asking]
 /** A migration target: MIGRATE logs in as the same user and sends SELECT and RESTORE-ASKING; BUSYKEY compares with DUMP. */
 export const MIGRATION_TARGET: readonly Permission[] = [PERMISSIONS.clusterSetslot, PERMISSIONS.restoreAsking, PERMISSIONS.select, PERMISSIONS.dump, PERMISSIONS.asking]
 /** Every master is told the new owner of each moved slot. */
@@ -150,9 +151,9 @@ async function probe(client: Redis, permissions: readonly Permission[]): Promise
   return permissions.map((p) => (p.probe ? verdicts.get(p.command) : 'unchecked'))
 }
 
-async function checkNode(pool: NodePool, user: string, address: string, permissions: readonly Permission[]): Promise<MissingPermissions> {
+async function checkNode(pool: NodePool, user: string, address: string, permissions: readonly Permission[], tryDryRun: boolean): Promise<MissingPermissions & {viaDryRun: boolean}> {
   const client = await pool.client(address)
-  const viaDryRun = await dryRun(client, user, permissions).catch(() => undefined)
+  const viaDryRun = tryDryRun ? await dryRun(client, user, permissions).catch(() => undefined) : undefined
   let verdicts = viaDryRun
   if (!verdicts) verdicts = await probe(client, permissions)
   else if (verdicts.includes('probe')) {
@@ -160,7 +161,7 @@ async function checkNode(pool: NodePool, user: string, address: string, permissi
     const probed = await probe(client, permissions)
     verdicts = verdicts.map((verdict, index) => (verdict === 'probe' ? probed[index] : verdict))
   }
-  const result: MissingPermissions = {address, missing: [], unchecked: []}
+  const result = {address, missing: [] as MissingPermissions['missing'], unchecked: [] as string[], viaDryRun: Boolean(viaDryRun)}
   for (const [index, verdict] of verdicts.entries()) {
     const {command, rule} = permissions[index]
     if (verdict === 'unchecked') result.unchecked.push(command)
@@ -171,13 +172,18 @@ async function checkNode(pool: NodePool, user: string, address: string, permissi
 
 /**
  * Checks every need on every reachable node; returns the nodes where something is missing
- * (an unreachable node is left to the verb, which reports it in its own words).
+ * (an unreachable node is left to the verb, which reports it in its own words). ACL DRYRUN
+ * is tried on the first node only: a user refused it there is refused everywhere, and each
+ * refusal is an ACL LOG entry.
  */
 export async function findMissingPermissions(pool: NodePool, needs: readonly Need[]): Promise<MissingPermissions[]> {
   const user = pool.settings.username ?? 'default'
   const nodes = [...byNode(needs)]
-  const results = await settleLimit(nodes, NODE_PARALLELISM, ([address, permissions]) => checkNode(pool, user, address, permissions))
-  return results.flatMap((result) => (result.value && result.value.missing.length > 0 ? [result.value] : []))
+  if (nodes.length === 0) return []
+  const [[firstAddress, firstPermissions], ...rest] = nodes
+  const first = await checkNode(pool, user, firstAddress, firstPermissions, true).catch(() => undefined)
+  const results = await settleLimit(rest, NODE_PARALLELISM, ([address, permissions]) => checkNode(pool, user, address, permissions, Boolean(first?.viaDryRun)))
+  return [first, ...results.map((result) => result.value)].flatMap((result) => (result && result.missing.length > 0 ? [{address: result.address, missing: result.missing, unchecked: result.unchecked}] : []))
 }
 
 /** One line for all of it: the same missing commands on several nodes are listed once. */

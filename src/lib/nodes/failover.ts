@@ -56,21 +56,21 @@ function describeViews(states: Array<{address: string; nodes?: ClusterNode[]; er
 
 /**
  * Agreed means every reachable node's own view (replicas too, since clients may ask them):
- * the promoted node is a master owning the old master's slots, the old master owns none,
- * and the old master itself, if it answers, follows the new one.
+ * the promoted node is a master owning the old master's slots, and the old master owns none
+ * and, when it answers, is the new master's replica.
  */
 async function promotionProgress(pool: NodePool, addresses: string[], step: FailoverStep) {
   const results = await settleLimit(addresses, NODE_PARALLELISM, async (address) => readNodeStateOf(pool, address))
   const states = results.map((result, index) => ({address: addresses[index], error: result.error ? errorMessage(result.error) : undefined, nodes: result.value?.nodes}))
+  const oldAnswers = states.some((state) => state.nodes && myselfOf(state.nodes)?.id === step.masterId)
   let done = states.some((state) => state.nodes)
   for (const state of states) {
     if (!state.nodes) continue
-    const self = myselfOf(state.nodes)
     const promoted = state.nodes.find((n) => n.id === step.replicaId)
     const old = state.nodes.find((n) => n.id === step.masterId)
     if (promoted?.role !== 'master' || slotCount(promoted) < step.slotCount) done = false
     if (old && slotCount(old) > 0) done = false
-    if (self?.id === step.masterId && (self.role !== 'replica' || self.masterId !== step.replicaId)) done = false
+    if (oldAnswers && old && (old.role !== 'replica' || old.masterId !== step.replicaId)) done = false
   }
   return {done, lagging: describeViews(states, step)}
 }
