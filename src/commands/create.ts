@@ -1,6 +1,6 @@
 import {Args, Flags} from '@oclif/core'
 
-import {formatAddress, parseAddressList} from '../lib/cluster/address.js'
+import {type NodeAddress, formatAddress, parseAddressList} from '../lib/cluster/address.js'
 import {type Need, PERMISSIONS, READ_CLUSTER, need, refuseMissingPermissions} from '../lib/acl/preflight.js'
 import {BaseCommand} from '../lib/cli/base-command.js'
 import {hasErrors, runChecks, splitFindings} from '../lib/check/checks.js'
@@ -101,10 +101,10 @@ export default class Create extends BaseCommand<typeof Create> {
   private readonly started = Date.now()
 
   async run(): Promise<CreateResult> {
-    const addresses = await this.nodeAddresses()
+    const {addresses, credentials} = await this.nodeAddresses()
     const zones = readZones(this.flags.zone ?? [], this.flags['zones-file'])
     const zoneOf = zoneLookup(zones)
-    const pool = this.pool(undefined, 15_000)
+    const pool = this.pool(credentials, 15_000)
     const states = await inspectNodes(pool, addresses)
     this.refuseDuplicateNodes(states)
 
@@ -159,9 +159,12 @@ export default class Create extends BaseCommand<typeof Create> {
     return {elapsedMs, errors, message, nodes, plan: planView(plan), status: 'created', warnings: [...planWarnings, ...warnings]}
   }
 
-  private async nodeAddresses(): Promise<string[]> {
+  /** The node addresses, and the first one given as a URL with credentials or TLS (they apply to all). */
+  private async nodeAddresses(): Promise<{addresses: string[]; credentials?: NodeAddress}> {
     const {argv} = await this.parse({args: Create.args, baseFlags: BaseCommand.baseFlags, enableJsonFlag: true, flags: Create.flags, strict: false})
-    const addresses = parseAddressList(argv as string[]).map((address) => formatAddress(address))
+    const parsed = parseAddressList(argv as string[])
+    const credentials = parsed.find((address) => address.password || address.username || address.tls)
+    const addresses = parsed.map((address) => formatAddress(address))
     const duplicates = addresses.filter((address, index) => addresses.indexOf(address) !== index)
     if (duplicates.length > 0) throw usageError(`node ${duplicates[0]} is given more than once`)
     const masters = masterCountFor(addresses.length, this.flags.replicas)
@@ -170,7 +173,7 @@ export default class Create extends BaseCommand<typeof Create> {
         `give at least ${MIN_MASTERS * (this.flags.replicas + 1)} nodes, or fewer --replicas`,
       ])
     }
-    return addresses
+    return {addresses, credentials}
   }
 
   /** localhost:7000 and 127.0.0.1:7000 are one node; planning it twice would break create. */

@@ -157,7 +157,7 @@ export abstract class BaseCommand<T extends typeof Command> extends Command {
   private async settlePassword(raw: ReadonlyArray<{flag?: string; input: string; type: string}>): Promise<void> {
     const f = this.flags
     registerSecret(f.password)
-    const onCommandLine = raw.some((token) => token.type === 'flag' && token.flag === 'password') || raw.some((token) => token.type === 'arg' && URL_WITH_PASSWORD.test(token.input))
+    const onCommandLine = raw.some((token) => (token.type === 'flag' && token.flag === 'password') || URL_WITH_PASSWORD.test(token.input))
     if (onCommandLine && !f['no-auth-warning']) {
       process.stderr.write('slotctl: warning: a password on the command line shows in ps and in shell history; use REDISCLI_AUTH or --askpass instead\n')
     }
