@@ -64,5 +64,8 @@ describe('oclif messages in one line', () => {
       'Missing 1 required arg: address (any node of the cluster (HOST:PORT))',
     )
     expect(flattenOclifMessage('Unexpected argument: x\nSee more help with --help')).to.equal('Unexpected argument: x')
+    expect(flattenOclifMessage('The following errors occurred:\n  --a=true cannot also be provided when using --b\n  --b=true cannot also be provided when using --a\nSee more help with --help')).to.equal(
+      'The following errors occurred: --a=true cannot also be provided when using --b; --b=true cannot also be provided when using --a',
+    )
   })
 })

@@ -59,7 +59,14 @@ export function flattenOclifMessage(message: string): string {
     .filter((line) => line !== '' && !/^See more help with --help$/.test(line))
     // "name  description" (an argument listing): keep the name, the description in brackets
     .map((line, index) => (index > 0 ? line.replace(/^(\S+)\s{2,}(.+)$/, '$1 ($2)') : line))
-  return lines.reduce((text, line) => (text === '' ? line : `${text}${/:$/.test(text) ? ' ' : ': '}${line}`), '')
+  const [head = '', ...reasons] = lines
+  if (reasons.length === 0) return head
+  return `${head}${head.endsWith(':') ? ' ' : ': '}${reasons.join('; ')}`
+}
+
+/** Whatever a message holds (a file's content quoted by JSON.parse, a server's reply), it is shown as one line. */
+function oneLine(text: string): string {
+  return text.replace(/\s*[\r\n]+\s*/g, ' ').trim()
 }
 
 /** Reduces anything thrown to a stable, secret-free shape. Never serialises the error object. */
@@ -67,8 +74,8 @@ export function toEnvelope(err: unknown): ErrorEnvelope {
   const envelope = rawEnvelope(err)
   return {
     ...envelope,
-    message: redactSecrets(envelope.message),
-    ...(envelope.suggestions ? {suggestions: envelope.suggestions.map((hint) => redactSecrets(hint))} : {}),
+    message: oneLine(redactSecrets(envelope.message)),
+    ...(envelope.suggestions ? {suggestions: envelope.suggestions.map((hint) => oneLine(redactSecrets(hint)))} : {}),
   }
 }
 
