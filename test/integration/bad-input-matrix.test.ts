@@ -156,6 +156,20 @@ describe('bad-input matrix: one clean line, the documented exit code, the cluste
     })
   }
 
+  it('call: reads run without asking; a change runs with --yes, on every node', async () => {
+    for (const command of [['CONFIG', 'GET', 'maxmemory'], ['INFO', 'server'], ['ROLE'], ['CLUSTER', 'NODES'], ['DBSIZE']]) {
+      const result = await runCli(['call', seed(), ...command])
+      expect(result.exitCode, `${command.join(' ')}: ${result.stderr}`).to.equal(0)
+    }
+    const changed = await runCli(['call', seed(), 'CONFIG', 'SET', 'maxmemory-samples', '7', '--yes'])
+    expect(changed.exitCode, changed.stderr).to.equal(0)
+    try {
+      for (const address of cluster.addresses) expect(await cluster.client(address).call('CONFIG', 'GET', 'maxmemory-samples'), address).to.deep.equal(['maxmemory-samples', '7'])
+    } finally {
+      for (const address of cluster.addresses) await cluster.client(address).call('CONFIG', 'SET', 'maxmemory-samples', '5')
+    }
+  })
+
   it('the spare node was not touched either', async () => {
     expect(parseClusterNodes(String(await spare.client().call('CLUSTER', 'NODES')))).to.have.length(1)
   })
