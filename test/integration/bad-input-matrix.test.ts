@@ -150,7 +150,7 @@ describe('bad-input matrix: one clean line, the documented exit code, the cluste
 
   for (const c of cases) {
     it(`${c.name}: exit ${c.exitCode}`, async () => {
-      const result = await runCli([...c.args(), '--no-auth-warning'], {env: {REDISCLI_AUTH: PASSWORD}})
+      const result = await runCli(c.args(), {env: {REDISCLI_AUTH: PASSWORD}})
       expectOneCleanLine(result, c.exitCode, c.message, [PASSWORD, 'PASS/WORD'])
       expect(await fingerprint()).to.deep.equal(unchanged)
     })
