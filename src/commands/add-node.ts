@@ -1,7 +1,7 @@
 import {Args, Flags} from '@oclif/core'
 
 import {formatAddress, parseAddress} from '../lib/cluster/address.js'
-import {type Need, PERMISSIONS, READ_CLUSTER, RUN_LOCK, need, refuseMissingPermissions} from '../lib/acl/preflight.js'
+import {type Need, PERMISSIONS, READ_CLUSTER, need, refuseMissingPermissions} from '../lib/acl/preflight.js'
 import {BaseCommand} from '../lib/cli/base-command.js'
 import type {ClusterSnapshot} from '../lib/cluster/loader.js'
 import {hasErrors, runChecks} from '../lib/check/checks.js'
@@ -81,10 +81,8 @@ export default class AddNode extends BaseCommand<typeof AddNode> {
   /** The new node meets the cluster (and replicates, or takes the cluster's functions); the seed gives its functions. */
   private permissionsNeeded(snapshot: ClusterSnapshot, newAddress: string): Need[] {
     const {clusterMeet, clusterReplicate, functionList, info} = PERMISSIONS
-    const masters = snapshot.nodes.filter((node) => node.role === 'master' && snapshot.views[node.id]?.reachable).map((node) => node.address)
     return [
       need([newAddress], READ_CLUSTER, info, clusterMeet, this.flags.replica ? clusterReplicate : functionList),
-      need(masters, READ_CLUSTER, RUN_LOCK),
       need(this.flags.replica ? [] : [snapshot.seedAddress], functionList),
     ]
   }

@@ -1,6 +1,6 @@
 import {Args, Flags} from '@oclif/core'
 
-import {PERMISSIONS, READ_CLUSTER, RUN_LOCK, need, refuseMissingPermissions} from '../lib/acl/preflight.js'
+import {PERMISSIONS, READ_CLUSTER, need, refuseMissingPermissions} from '../lib/acl/preflight.js'
 import {BaseCommand} from '../lib/cli/base-command.js'
 import {findNode} from '../lib/cluster/loader.js'
 import {SlotctlError, usageError} from '../lib/errors.js'
@@ -86,12 +86,7 @@ export default class Failover extends BaseCommand<typeof Failover> {
     const result: FailoverResult = {done: [], dryRun: Boolean(flags['dry-run']), elapsedMs: 0, errors: [], mode, status: 'planned', steps, warnings: []}
     if (flags['dry-run']) return result
     const reachable = snapshot.nodes.filter((node) => snapshot.views[node.id]?.reachable && node.address).map((node) => node.address)
-    const reachableMasters = snapshot.nodes.filter((node) => node.role === 'master' && snapshot.views[node.id]?.reachable).map((node) => node.address)
-    await refuseMissingPermissions(pool, [
-      need(reachable, READ_CLUSTER, PERMISSIONS.info),
-      need(reachableMasters, RUN_LOCK),
-      need(steps.map((step) => step.replicaAddress), PERMISSIONS.clusterFailover),
-    ])
+    await refuseMissingPermissions(pool, [need(reachable, READ_CLUSTER, PERMISSIONS.info), need(steps.map((step) => step.replicaAddress), PERMISSIONS.clusterFailover)])
     const risk = `TAKEOVER promotes without any vote; if the old master's side comes back, two masters may serve the same slots. Continue?`
     if (mode === 'takeover' && !(await this.confirm(risk))) throw new SlotctlError('cancelled: nothing was changed', {code: 'E_CANCELLED'})
 

@@ -68,7 +68,7 @@ export const PERMISSIONS = {
 
 /** What every verb reads to load the cluster. */
 export const READ_CLUSTER: readonly Permission[] = [PERMISSIONS.clusterNodes, PERMISSIONS.clusterInfo]
-/** A mutating run names its connections and reads who else is connected (the run lock). */
+/** A run that takes the run lock (fix, del-node, moving slots) names its connections and reads who else is connected (run-lock.ts). */
 export const RUN_LOCK: readonly Permission[] = [PERMISSIONS.clientSetname, PERMISSIONS.clientList]
 /**
  * A migration source: opens and closes the slot, lists its keys, sends them, samples their
