@@ -16,7 +16,7 @@ import {clusterDigest, writeDataset} from '../helpers/dataset.js'
 /** The README's rules, word for word: read-only use (check, info). */
 const READ_RULES = '+cluster|nodes +cluster|info +info +client|setname'
 /** The README's rules for changes (reshard, rebalance, apply, fix, failover, create, add-node, del-node). */
-const CHANGE_RULES = `${READ_RULES} +client|list +cluster|setslot +cluster|getkeysinslot +cluster|countkeysinslot +migrate +restore-asking +select +dump +asking +memory|usage`
+const CHANGE_RULES = `${READ_RULES} +client|list +command|info +cluster|setslot +cluster|getkeysinslot +cluster|countkeysinslot +migrate +restore-asking +select +dump +asking +memory|usage`
   + ' +cluster|addslots +cluster|bumpepoch +cluster|failover +cluster|replicate +cluster|forget +cluster|reset +cluster|meet +cluster|addslotsrange +cluster|set-config-epoch'
   + ' +function|list +function|dump +function|restore ~*'
 

@@ -39,6 +39,7 @@ export const PERMISSIONS = {
   asking: permission('ASKING', '+asking', ['ASKING']),
   clientList: permission('CLIENT LIST', '+client|list', ['CLIENT', 'LIST', 'TYPE', 'pubsub']),
   clientSetname: permission('CLIENT SETNAME', '+client|setname', ['CLIENT', 'SETNAME', 'slotctl']),
+  commandInfo: permission('COMMAND INFO', '+command|info', ['COMMAND', 'INFO', 'get']),
   clusterAddslots: permission('CLUSTER ADDSLOTS', '+cluster|addslots', ['CLUSTER', 'ADDSLOTS', 16_384]),
   clusterAddslotsrange: permission('CLUSTER ADDSLOTSRANGE', '+cluster|addslotsrange', ['CLUSTER', 'ADDSLOTSRANGE', 16_384, 16_384]),
   // BUMPEPOCH takes no argument that could make it fail: only ACL DRYRUN checks it
@@ -78,8 +79,8 @@ export const RUN_LOCK: readonly Permission[] = [PERMISSIONS.clientSetname, PERMI
 export const MIGRATION_SOURCE: readonly Permission[] = [PERMISSIONS.clusterSetslot, PERMISSIONS.clusterGetkeysinslot, PERMISSIONS.migrate, PERMISSIONS.memoryUsage, PERMISSIONS.dump, PERMISSIONS.asking]
 /** A migration target: MIGRATE logs in as the same user and sends SELECT and RESTORE-ASKING; BUSYKEY compares with DUMP. */
 export const MIGRATION_TARGET: readonly Permission[] = [PERMISSIONS.clusterSetslot, PERMISSIONS.restoreAsking, PERMISSIONS.select, PERMISSIONS.dump, PERMISSIONS.asking]
-/** Every master is told the new owner of each moved slot. */
-export const EVERY_MASTER_OF_A_MIGRATION: readonly Permission[] = [PERMISSIONS.clusterSetslot]
+/** Every master is told the new owner of each moved slot; its command table says which way slots can move (server-info.ts). */
+export const EVERY_MASTER_OF_A_MIGRATION: readonly Permission[] = [PERMISSIONS.clusterSetslot, PERMISSIONS.commandInfo]
 
 /** Permissions needed on some nodes. */
 export interface Need {
