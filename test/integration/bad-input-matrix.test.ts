@@ -135,11 +135,12 @@ describe('bad-input matrix: one clean line, the documented exit code, the cluste
     {args: () => ['check', seed(), '--tls', '--connect-timeout', '500'], exitCode: 1, message: /does not speak TLS/, name: 'TLS to a plain port'},
     {args: () => ['check', seed(), '--askpass'], exitCode: 2, message: /--askpass needs a terminal to ask on/, name: '--askpass without a terminal'},
     // files
-    {args: () => ['apply', file('missing.json'), '--yes'], exitCode: 2, message: /cannot read plan '.*missing\.json'/, name: 'apply a missing plan'},
-    {args: () => ['apply', file('not-a-plan.json'), '--yes'], exitCode: 2, message: /is not a slotctl plan/, name: 'apply a JSON file that is no plan'},
-    {args: () => ['apply', file('not-json.json'), '--yes'], exitCode: 2, message: /cannot read plan/, name: 'apply a file that is not JSON'},
+    {args: () => ['apply', file('missing.json'), '--seed', seed(), '--yes'], exitCode: 2, message: /cannot read plan '.*missing\.json'/, name: 'apply a missing plan'},
+    {args: () => ['apply', file('not-a-plan.json'), '--seed', seed(), '--yes'], exitCode: 2, message: /is not a valid slotctl plan/, name: 'apply a JSON file that is no plan'},
+    {args: () => ['apply', file('not-json.json'), '--seed', seed(), '--yes'], exitCode: 2, message: /not-json\.json is not JSON: .* is not valid JSON$/, name: 'apply a file that is not JSON (its content quoted in one line)'},
+    {args: () => ['apply', file('not-a-plan.json'), '--yes'], exitCode: 2, message: /apply needs --seed/, name: 'apply without --seed'},
     {args: () => ['fix', seed(), '--journal', file('missing.jsonl'), '--yes'], exitCode: 2, message: /cannot read journal/, name: 'fix with a missing journal'},
-    {args: () => ['reshard', seed(), '--resume', file('not-a-plan.json'), '--yes'], exitCode: 2, message: /is not a slotctl journal/, name: 'reshard --resume of a file that is no journal'},
+    {args: () => ['reshard', seed(), '--resume', file('not-a-plan.json'), '--yes'], exitCode: 2, message: /is not a valid slotctl journal line/, name: 'reshard --resume of a file that is no journal'},
     {args: () => ['reshard', seed(), '--from', 'all', '--to', master.id, '--slots', '5', '--dry-run', '--out', path.join(dir, 'no-such-dir', 'plan.json')], exitCode: 2, message: /cannot write the plan to/, name: 'a plan file in a missing directory'},
   ]
 
