@@ -7,7 +7,10 @@ import {expect} from 'chai'
 
 import type {CheckResult} from '../../src/commands/check.js'
 import type {InfoResult} from '../../src/commands/info.js'
+import {DEFAULT_CONNECTION, NodePool} from '../../src/lib/cluster/connection.js'
+import {countKeysInSlots} from '../../src/lib/cluster/slot-stats.js'
 import {type ClusterNode, parseClusterNodes} from '../../src/lib/cluster/topology.js'
+import {SlotctlError} from '../../src/lib/errors.js'
 import {TestCluster} from '../helpers/cluster-harness.js'
 import {expectOneCleanLine, runCli, runCliJson} from '../helpers/cli.js'
 
@@ -106,6 +109,37 @@ describe('a hung node: accepts connections, never answers', function () {
     const {ms, value: result} = await timed(() => runCli(['check', hung.address]))
     expect(ms).to.be.lessThan(BOUND_MS)
     expectOneCleanLine(result, 1, new RegExp(`${hung.address} is hung: it accepts connections but did not answer within 5000 ms`))
+  })
+})
+
+describe('a node that stops answering after slotctl connected to it', function () {
+  this.timeout(60_000)
+  let cluster: TestCluster
+
+  before(async () => {
+    cluster = await TestCluster.start({masters: 1, nodeTimeoutMs: 60_000, replicas: 0})
+  })
+
+  after(async () => {
+    process.kill(cluster.server(cluster.seed).pid, 'SIGCONT')
+    await cluster?.stop()
+  })
+
+  it('the next read gives up at the read deadline (COUNTKEYSINSLOT included), and every later use fails at once', async () => {
+    const pool = new NodePool({...DEFAULT_CONNECTION, readTimeoutMs: 1000})
+    try {
+      expect(await countKeysInSlots(pool, cluster.seed, [0, 1, 2])).to.deep.equal([0, 0, 0])
+      process.kill(cluster.server(cluster.seed).pid, 'SIGSTOP')
+      const {ms, value: error} = await timed(() => countKeysInSlots(pool, cluster.seed, [0, 1, 2]).catch((caught: unknown) => caught as SlotctlError))
+      expect(error).to.be.instanceOf(SlotctlError)
+      expect(error).to.include({code: 'E_HUNG'})
+      expect(ms).to.be.within(900, 10_000)
+      const again = await timed(() => pool.client(cluster.seed).catch((caught: unknown) => caught as SlotctlError))
+      expect(again.value).to.include({code: 'E_HUNG'})
+      expect(again.ms).to.be.lessThan(500)
+    } finally {
+      await pool.closeAll()
+    }
   })
 })
 

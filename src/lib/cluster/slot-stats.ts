@@ -22,14 +22,16 @@ export interface SlotStatsMaster {
 /** Commands per pipeline round trip: bounded so one huge reply never stalls a node. */
 const PIPELINE_CHUNK = 2000
 
-/** COUNTKEYSINSLOT of each slot on one node, in order, in chunked pipelines. */
+/** COUNTKEYSINSLOT of each slot on one node, in order, in chunked pipelines (each a read with the read deadline). */
 export async function countKeysInSlots(pool: NodePool, address: string, slots: readonly number[]): Promise<number[]> {
-  const client = await pool.client(address)
   const counts: number[] = []
   for (let start = 0; start < slots.length; start += PIPELINE_CHUNK) {
-    const pipeline = client.pipeline()
-    for (const slot of slots.slice(start, start + PIPELINE_CHUNK)) pipeline.call('CLUSTER', 'COUNTKEYSINSLOT', slot)
-    const replies = (await pipeline.exec()) ?? []
+    const chunk = slots.slice(start, start + PIPELINE_CHUNK)
+    const replies = (await pool.read(address, (client) => {
+      const pipeline = client.pipeline()
+      for (const slot of chunk) pipeline.call('CLUSTER', 'COUNTKEYSINSLOT', slot)
+      return pipeline.exec()
+    })) ?? []
     for (const [error, value] of replies) {
       if (error) throw new SlotctlError(`${address} answered CLUSTER COUNTKEYSINSLOT with: ${error.message}`, {code: 'E_PROTOCOL'})
       counts.push(Number(value))
