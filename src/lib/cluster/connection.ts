@@ -271,13 +271,14 @@ export class NodePool {
     })
   }
 
-  private markHung(key: string): SlotctlError {
-    const error = hungError(key, this.readTimeoutMs)
-    this.hung.set(key, error)
-    const entry = this.entries.get(key)
-    this.forget(key)
-    // a hung peer never answers the close either: ioredis would keep the socket 2 s more
-    entry?.client.stream?.destroy()
+  /** `node`: host:port, for every lane of it. */
+  private markHung(node: string): SlotctlError {
+    const error = hungError(node, this.readTimeoutMs)
+    this.hung.set(node, error)
+    const clients = [...this.entries].filter(([key]) => key === node || key.startsWith(`${node}#`)).map(([, entry]) => entry.client)
+    this.forget(node)
+    // a hung peer never answers the close either: ioredis would keep each socket 2 s more
+    for (const client of clients) client.stream?.destroy()
     return error
   }
 
