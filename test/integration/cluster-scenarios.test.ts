@@ -88,7 +88,7 @@ describe('create: custom cluster-port, and clusters of 1 or 2 masters', function
   it('one master: created with a warning that it cannot fail over', async () => {
     const result = await runCli(['create', single.seed, '--yes'])
     expect(result.exitCode, result.stderr).to.equal(0)
-    expect(result.stderr).to.match(/\[WARNING\] 1 master\(s\) cannot fail over on their own/)
+    expect(result.stderr).to.match(/\[WARN\] 1 master\(s\) cannot fail over on their own/)
     const self = myselfOf(await nodesOf(single.seed)) as ClusterNode
     expect(slotCount(self)).to.equal(16_384)
     expect(await clusterInfo(single.seed)).to.include('cluster_state:ok')
@@ -97,7 +97,7 @@ describe('create: custom cluster-port, and clusters of 1 or 2 masters', function
   it('two masters with a replica each: created with the same warning', async () => {
     const result = await runCli(['create', ...pair.addresses, '--replicas', '1', '--yes'])
     expect(result.exitCode, result.stderr).to.equal(0)
-    expect(result.stderr).to.match(/\[WARNING\] 2 master\(s\) cannot fail over on their own/)
+    expect(result.stderr).to.match(/\[WARN\] 2 master\(s\) cannot fail over on their own/)
     const nodes = await nodesOf(pair.seed)
     expect(nodes.filter((node) => node.role === 'master').map((node) => slotCount(node)).sort()).to.deep.equal([8192, 8192])
     expect(nodes.filter((node) => node.role === 'replica')).to.have.length(2)

@@ -47,7 +47,7 @@ describe('a hung node: accepts connections, never answers', function () {
     const {ms, value: result} = await timed(() => runCliJson<CheckResult>(['check', cluster.seed]))
     expect(ms).to.be.lessThan(BOUND_MS)
     expect(result.exitCode, result.stderr).to.equal(3)
-    const finding = result.json.findings.find((f) => f.code === 'MASTER_UNREACHABLE')
+    const finding = result.json.errors.find((f) => f.code === 'MASTER_UNREACHABLE')
     expect(finding?.message).to.match(new RegExp(`master ${hung.address} \\(${hung.id.slice(0, 8)}\\) is hung: .*did not answer within 5000 ms`))
     expect(result.json.nodes.filter((node) => node.reachable)).to.have.length(5)
     const human = await runCli(['check', cluster.seed, ...FAST])
@@ -60,7 +60,7 @@ describe('a hung node: accepts connections, never answers', function () {
     expect(result.exitCode).to.equal(1)
     const row = result.json.masters.find((master) => master.id === hung.id)
     expect(row?.reachable).to.equal(false)
-    expect(row?.error).to.match(/is hung/)
+    expect(result.json.errors.map((issue) => issue.message).join('\n')).to.match(new RegExp(`${hung.address}.*is hung`))
     expect(result.json.masters.filter((master) => master.reachable)).to.have.length(2)
   })
 
@@ -163,7 +163,7 @@ describe('a node whose password differs (a rotation in progress)', function () {
   it('check says authentication failed at that node, never "Stream isn\'t writeable"', async () => {
     const result = await runCliJson<CheckResult>(['check', cluster.seed], {env: {REDISCLI_AUTH: PASSWORD}})
     expect(result.exitCode).to.equal(3)
-    const finding = result.json.findings.find((f) => f.nodes?.includes(rotated.id))
+    const finding = result.json.errors.find((f) => f.nodes?.some((node) => node.id === rotated.id))
     expect(finding?.message).to.equal(`master ${rotated.address} (${rotated.id.slice(0, 8)}) cannot be read: authentication failed at ${rotated.address}: wrong user name or password`)
     expect(result.stdout + result.stderr).to.not.match(/Stream isn't writeable/)
     expect(result.stdout + result.stderr).to.not.include(PASSWORD)

@@ -84,8 +84,9 @@ function rawEnvelope(err: unknown): ErrorEnvelope {
     return {code: err.code, exitCode: err.exitCode, message: unwrapFlagParseMessage(err.message), ...(err.suggestions.length > 0 ? {suggestions: err.suggestions} : {})}
   }
   if (err instanceof Errors.CLIError) {
-    const args = (err as unknown as {args?: unknown}).args
-    const message = Array.isArray(args) ? missingArgsMessage(err as unknown as {args: Array<{name: string; description?: string}>}) : flattenOclifMessage(unwrapFlagParseMessage(err.message))
+    // UnexpectedArgsError carries `args` too (the unexpected words): only a missing argument is named from them
+    const missing = Array.isArray((err as unknown as {args?: unknown}).args) && /^Missing \d+ required arg/.test(err.message)
+    const message = missing ? missingArgsMessage(err as unknown as {args: Array<{name: string; description?: string}>}) : flattenOclifMessage(unwrapFlagParseMessage(err.message))
     const exitCode = typeof err.oclif?.exit === 'number' ? err.oclif.exit : ExitCode.usage
     return {code: 'E_USAGE', exitCode: exitCode === 1 ? ExitCode.usage : exitCode, message, suggestions: ['see --help']}
   }
