@@ -48,8 +48,8 @@ export default class Call extends BaseCommand<typeof Call> {
     'Run one command on every node of the cluster in parallel and show each reply (a table, or `host:port: reply` lines with --lines).\n' +
       'A command that may change data or configuration (by the server\'s own command flags: write, admin, dangerous, scripting) asks for confirmation first (--yes answers it).',
     {
-      1: 'the cluster could not be read, a node could not be reached, or a node answered with an error',
-      4: 'the command may change data or configuration, and there is no terminal and no --yes',
+      1: 'a node could not be reached or answered with an error',
+      4: 'a confirmation was needed, but there is no terminal and no --yes',
     },
   )
 
