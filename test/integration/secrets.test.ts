@@ -11,12 +11,12 @@ import {fileURLToPath} from 'node:url'
 
 import {expect} from 'chai'
 import {execa} from 'execa'
-import type {Redis} from 'ioredis'
+import {Redis} from 'ioredis'
 
 import {mapLimit} from '../../src/lib/cluster/connection.js'
-import {findFreePorts} from '../../src/lib/local/servers.js'
+import {type RunningServer, findFreePorts, startServer, stopServer} from '../../src/lib/local/servers.js'
 import {type ClusterNode, mastersOf, parseClusterNodes} from '../../src/lib/cluster/topology.js'
-import {TestCluster} from '../helpers/cluster-harness.js'
+import {TestCluster, testServerBinary} from '../helpers/cluster-harness.js'
 import {AUTH_WARNING, type CliResult, runCli, stateHome} from '../helpers/cli.js'
 
 /** `/`, `:` and `@` make it a hard case for URLs too. */
@@ -66,6 +66,9 @@ describe('secrets: the password appears nowhere, whatever the verb, path, output
   this.timeout(600_000)
   let cluster: TestCluster
   let spare: TestCluster
+  /** A standalone server with the same password, for import. */
+  let source: RunningServer
+  let sourceClient: Redis
   let dir: string
   let refused: string
   const monitors: Redis[] = []
@@ -74,8 +77,8 @@ describe('secrets: the password appears nowhere, whatever the verb, path, output
 
   const nodes = async () => parseClusterNodes(String(await cluster.client().call('CLUSTER', 'NODES')))
   const masters = async () => mastersOf(await nodes()).filter((node) => node.slots.length > 0)
-  const allServers = () => [...cluster.addresses, ...spare.addresses]
-  const clientOf = (address: string) => (spare.addresses.includes(address) ? spare.client(address) : cluster.client(address))
+  const allServers = () => [...cluster.addresses, ...spare.addresses, source.address]
+  const clientOf = (address: string) => (address === source.address ? sourceClient : spare.addresses.includes(address) ? spare.client(address) : cluster.client(address))
 
   /** Runs one verb with the password given `combo.way`, and checks its output right away. */
   async function run(combo: Combo, args: Arg[], exitCodes: number[]): Promise<CliResult> {
@@ -108,7 +111,11 @@ describe('secrets: the password appears nowhere, whatever the verb, path, output
     dir = await mkdtemp(path.join(tmpdir(), 'slotctl-secrets-'))
     cluster = await TestCluster.start({masters: 3, password: PASSWORD, replicas: 1})
     spare = await TestCluster.start({form: false, nodes: 2, password: PASSWORD})
-    ;[refused] = (await findFreePorts(1)).map((port) => `127.0.0.1:${port}`)
+    const [refusedPort, sourcePort] = await findFreePorts(2)
+    refused = `127.0.0.1:${refusedPort}`
+    source = await startServer({binary: testServerBinary, cluster: false, dir: path.join(dir, 'source'), extraArgs: ['--requirepass', PASSWORD], password: PASSWORD, port: sourcePort})
+    sourceClient = new Redis({host: source.host, password: PASSWORD, port: source.port})
+    for (let i = 0; i < 50; i++) await sourceClient.set(`imported:${i}`, `value ${i}`)
     const client = cluster.clusterClient()
     for (let i = 0; i < 500; i++) await client.set(`secret-test:${i}`, `value ${i}`)
     for (const address of allServers()) {
@@ -123,6 +130,8 @@ describe('secrets: the password appears nowhere, whatever the verb, path, output
 
   after(async () => {
     for (const monitor of monitors) monitor.disconnect()
+    sourceClient?.disconnect()
+    if (source) await stopServer(source)
     await cluster?.stop()
     await spare?.stop()
     await rm(dir, {force: true, recursive: true})
@@ -153,7 +162,7 @@ describe('secrets: the password appears nowhere, whatever the verb, path, output
     }
   })
 
-  it('changes succeed each way: reshard, apply, failover, add-node, del-node, create', async () => {
+  it('changes succeed each way: reshard, apply, failover, add-node, del-node, create, import, backup', async () => {
     for (const [index, way] of WAYS.entries()) {
       const combo = {json: index % 2 === 0, verbose: index !== 1, way}
       const [target] = await masters()
@@ -172,6 +181,10 @@ describe('secrets: the password appears nowhere, whatever the verb, path, output
 
       await run(combo, ['create', {address: fresh}, '--yes'], [0])
       await spare.client(fresh).call('CLUSTER', 'RESET', 'HARD')
+
+      // the source presents the cluster's password inside MIGRATE; --copy keeps it for the next way
+      await run(combo, ['import', {address: cluster.seed}, '--from', source.address, '--copy', '--yes', '--journal', path.join(dir, 'journals', `import-${way}.jsonl`)], [0])
+      await run(combo, ['backup', {address: cluster.seed}, path.join(dir, `backup-${way}`)], [0])
     }
   })
 
@@ -192,6 +205,9 @@ describe('secrets: the password appears nowhere, whatever the verb, path, output
     await everyCombo(() => ['add-node', refused, seed], [1])
     await everyCombo(() => ['del-node', seed, master.id, '--yes'], [1])
     await everyCombo(() => ['create', {address: master.address}, refused, '--yes'], [1])
+    await everyCombo(() => ['import', seed, '--from', refused, '--copy', '--yes'], [1])
+    await everyCombo(() => ['backup', {address: refused}, path.join(dir, 'no-backup')], [1])
+    await everyCombo(() => ['restore', path.join(dir, 'no-such-backup'), '--into', seed, '--yes'], [1, 2])
     await everyCombo(() => ['check', seed, '--bogus'], [2])
     // oclif's own "Unexpected argument" message quotes the argument
     await everyCombo(() => ['check', seed, '7000', url(cluster.seed)], [2])

@@ -164,8 +164,9 @@ export abstract class BaseCommand<T extends typeof Command> extends Command {
    */
   private async settlePassword(raw: ReadonlyArray<{flag?: string; input: string; type: string}>): Promise<void> {
     const f = this.flags
-    registerSecret(f.password)
-    const onCommandLine = raw.some((token) => (token.type === 'flag' && token.flag === 'password') || URL_WITH_PASSWORD.test(token.input))
+    // --password and any other password flag a verb has (import's --from-password)
+    for (const [name, value] of Object.entries(f)) if (/password/.test(name) && typeof value === 'string') registerSecret(value)
+    const onCommandLine = raw.some((token) => (token.type === 'flag' && /password/.test(token.flag ?? '')) || URL_WITH_PASSWORD.test(token.input))
     if (onCommandLine && !f['no-auth-warning']) {
       process.stderr.write('slotctl: warning: a password on the command line shows in ps and in shell history; use REDISCLI_AUTH or --askpass instead\n')
     }
