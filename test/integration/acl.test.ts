@@ -18,7 +18,7 @@ const READ_RULES = '+cluster|nodes +cluster|info +info +client|setname'
 /** The README's rules for changes (reshard, rebalance, apply, fix, failover, create, add-node, del-node). */
 const CHANGE_RULES = `${READ_RULES} +client|list +command|info +cluster|setslot +cluster|getkeysinslot +cluster|countkeysinslot +migrate +restore-asking +select +dump +asking +memory|usage`
   + ' +cluster|addslots +cluster|bumpepoch +cluster|failover +cluster|replicate +cluster|forget +cluster|reset +cluster|meet +cluster|addslotsrange +cluster|set-config-epoch'
-  + ' +function|list +function|dump +function|restore ~*'
+  + ' +function|list +function|dump +function|restore +script|load +evalsha ~*'
 
 const USERS: Record<string, string> = {
   changer: CHANGE_RULES,
@@ -180,8 +180,11 @@ describe('least privilege: documented ACL rules, refused up front when short', f
     await run('create', ...fresh.addresses, '--yes')
     expect(await clusterDigest(cluster)).to.deep.equal(original)
     const denied = [...(await aclLog(cluster)), ...(await aclLog(spare)), ...(await aclLog(fresh))]
-    // without +acl|dryrun the pre-flight probes instead, after one refused try (README: Least privilege)
-    expect(denied.filter((entry) => !entry.endsWith(' changer command acl|dryrun'))).to.deep.equal([])
-    expect(denied.length).to.be.at.most(runs)
+    // without +acl|dryrun the pre-flight probes instead, after one refused try; +config|get is
+    // not granted on purpose (it would show the passwords): the big-key check assumes the
+    // default node timeout then (README: Least privilege)
+    const expected = (entry: string) => entry.endsWith(' changer command acl|dryrun') || entry.endsWith(' changer command config|get')
+    expect(denied.filter((entry) => !expected(entry))).to.deep.equal([])
+    expect(denied.filter((entry) => entry.endsWith('acl|dryrun')).length).to.be.at.most(runs)
   })
 })
