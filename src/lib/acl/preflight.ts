@@ -76,9 +76,10 @@ export const RUN_LOCK: readonly Permission[] = [PERMISSIONS.clientSetname, PERMI
  * size (MEMORY USAGE: byte counts and --max-bytes-per-sec); DUMP and ASKING compare a key that
  * exists on both sides (BUSYKEY) and read a source that only imports the slot (fix).
  */
-export const MIGRATION_SOURCE: readonly Permission[] = [PERMISSIONS.clusterSetslot, PERMISSIONS.clusterGetkeysinslot, PERMISSIONS.migrate, PERMISSIONS.memoryUsage, PERMISSIONS.dump, PERMISSIONS.asking]
+export const MIGRATION_SOURCE: readonly Permission[] = [PERMISSIONS.clusterSetslot, PERMISSIONS.clusterGetkeysinslot, PERMISSIONS.clusterCountkeysinslot, PERMISSIONS.migrate, PERMISSIONS.memoryUsage, PERMISSIONS.dump, PERMISSIONS.asking]
 /** A migration target: MIGRATE logs in as the same user and sends SELECT and RESTORE-ASKING; BUSYKEY compares with DUMP. */
-export const MIGRATION_TARGET: readonly Permission[] = [PERMISSIONS.clusterSetslot, PERMISSIONS.restoreAsking, PERMISSIONS.select, PERMISSIONS.dump, PERMISSIONS.asking]
+/** The close counts the source's keys (0 before the target claims) and raises the target's epoch first (slot-protocol.ts). */
+export const MIGRATION_TARGET: readonly Permission[] = [PERMISSIONS.clusterSetslot, PERMISSIONS.clusterBumpepoch, PERMISSIONS.clusterCountkeysinslot, PERMISSIONS.restoreAsking, PERMISSIONS.select, PERMISSIONS.dump, PERMISSIONS.asking]
 /** Every master is told the new owner of each moved slot; its command table says which way slots can move (server-info.ts). */
 export const EVERY_MASTER_OF_A_MIGRATION: readonly Permission[] = [PERMISSIONS.clusterSetslot, PERMISSIONS.commandInfo]
 
@@ -98,7 +99,8 @@ export interface MissingPermissions {
 
 /** What a migration plan needs: sources, targets, and every master that learns the new owners. */
 export function migrationNeeds(snapshot: ClusterSnapshot, plan: MigrationPlan): Need[] {
-  const address = (id: string) => plan.nodes.find((node) => node.id === id)?.address ?? snapshot.nodes.find((node) => node.id === id)?.address ?? ''
+  // live addresses only: an address written in a plan file is never connected to
+  const address = (id: string) => snapshot.nodes.find((node) => node.id === id)?.address ?? ''
   const masters = mastersOf(snapshot.nodes).filter((node) => !node.failed && snapshot.views[node.id]?.reachable).map((node) => node.address)
   return [
     {addresses: masters, permissions: [...READ_CLUSTER, ...EVERY_MASTER_OF_A_MIGRATION, ...RUN_LOCK]},
