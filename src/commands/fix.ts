@@ -6,7 +6,7 @@ import type {NodeAddress} from '../lib/cluster/address.js'
 import type {ClusterSnapshot} from '../lib/cluster/loader.js'
 import {groupSummary, runChecks, splitFindings} from '../lib/check/checks.js'
 import {ExitCode, SlotctlError} from '../lib/errors.js'
-import {gatherFixEvidence} from '../lib/fix/evidence.js'
+import {findStrayKeys, gatherFixEvidence} from '../lib/fix/evidence.js'
 import {type FixFailure, type ForgottenNode, applyFixes, forgetStrangers, isStranger, refuseUnreachableOwners, settledSnapshot} from '../lib/fix/apply.js'
 import {findJournalFor, readJournal} from '../lib/migrate/journal.js'
 import {MigrationCommand, adminTimeoutMs} from '../lib/cli/migration-command.js'
@@ -14,7 +14,6 @@ import {type FixGroup, groupFixes, planFix} from '../lib/plan/fix.js'
 import {paint, renderIssues, table} from '../lib/cli/render.js'
 import {type Issue, type NodeRef, type VerbResult, issue, slotSet} from '../lib/cli/result.js'
 import {durationFlag} from '../lib/cli/duration.js'
-import {scanStrayKeys} from '../lib/check/scan.js'
 import {type SlotRange, formatRanges, formatSlots} from '../lib/cluster/slots.js'
 import {openSlotsOf} from '../lib/cluster/topology.js'
 
@@ -116,7 +115,7 @@ export default class Fix extends BaseCommand<typeof Fix> {
   static flags = {
     'dry-run': Flags.boolean({description: 'list each finding and the action that would fix it; change nothing'}),
     journal: Flags.string({description: 'journal of an interrupted slotctl run: its intended targets decide where open slots go (default: the newest recent one in ~/.local/state/slotctl/journals with those slots in flight)'}),
-    'search-multiple-owners': Flags.boolean({description: 'also find keys on masters that do not own their slot (one COUNTKEYSINSLOT per slot per master)'}),
+    'search-multiple-owners': Flags.boolean({description: 'count the keys of every slot a master does not own, on every master (without it, only on masters whose DBSIZE exceeds the keys of their own slots)'}),
     replace: Flags.boolean({description: 'when a key exists on two nodes with different values, overwrite the copy on the node keeping the slot'}),
     force: Flags.boolean({description: 'act even while masters that own slots are unreachable (their slots are left alone), or while another slotctl run seems to be changing the cluster'}),
     'forget-failed': Flags.boolean({description: 'also CLUSTER FORGET nodes stuck in handshake or without address (noaddr)'}),
@@ -217,7 +216,8 @@ export default class Fix extends BaseCommand<typeof Fix> {
 
   private async checkAfter(seed: NodeAddress, result: FixResult): Promise<void> {
     const after = await settledSnapshot(this.pool(), seed, this.flags['wait-timeout'])
-    const strayKeys = this.flags['search-multiple-owners'] ? await scanStrayKeys(this.pool(), after) : undefined
+    // not "clean" while keys sit outside their owner, searched for or not
+    const strayKeys = await findStrayKeys(this.pool(), after, this.flags['search-multiple-owners'])
     const {errors, warnings} = splitFindings(runChecks(after, {strayKeys}))
     const failed = result.errors.length > 0
     result.after = {errors, healthy: errors.length === 0, warnings}

@@ -1,6 +1,6 @@
 import {expect} from 'chai'
 
-import {type MasterEvidence, type SlotEvidence, classifySlot, groupFixes, planFix} from '../../src/lib/plan/fix.js'
+import {type MasterEvidence, type SlotEvidence, classifySlot, effectiveClaimants, groupFixes, planFix} from '../../src/lib/plan/fix.js'
 
 const A = 'a'.repeat(40)
 const B = 'b'.repeat(40)
@@ -8,8 +8,8 @@ const C = 'c'.repeat(40)
 const DEAD = 'd'.repeat(40)
 
 const masters = (counts: Record<string, number> = {[A]: 5461, [B]: 5461, [C]: 5462}, dead: string[] = []): MasterEvidence[] => [
-  ...Object.entries(counts).map(([id, slotCount]) => ({address: `10.0.0.${id[0]}:6379`, id, live: true, slotCount})),
-  ...dead.map((id) => ({address: '10.0.0.9:6379', id, live: false, slotCount: 0})),
+  ...Object.entries(counts).map(([id, slotCount]) => ({address: `10.0.0.${id[0]}:6379`, configEpoch: 1, id, live: true, slotCount})),
+  ...dead.map((id) => ({address: '10.0.0.9:6379', configEpoch: 1, id, live: false, nextStep: `promote its replica: slotctl failover 10.0.0.9:6380 --replica ${'e'.repeat(40)} --force`, slotCount: 0})),
 ]
 
 /** A slot owned by `owner` in every live view, no markers, keys only at the owner. */
@@ -103,10 +103,39 @@ describe('fix planner', () => {
     expect(disagree).to.include({action: 'reassert-owner', claimsSlot: true, destination: A, problem: 'views-disagree'})
   })
 
-  it('skips a slot whose owner is unreachable, saying why', () => {
+  it('skips a slot whose owner is down, naming the command that deals with it', () => {
     const [fix] = planFix(masters({[A]: 5000}, [DEAD]), [{claimants: [DEAD], importing: {[A]: DEAD}, keys: {[A]: 1}, migrating: {}, slot: 2, viewOwner: {[A]: DEAD}}])
     expect(fix.action).to.equal('skip')
-    expect(fix.reason).to.match(/unreachable or failed/)
+    expect(fix.reason).to.equal(`its owner 10.0.0.9:6379 (dddddddd) is down: promote its replica: slotctl failover 10.0.0.9:6380 --replica ${'e'.repeat(40)} --force`)
+  })
+
+  describe('whose claim counts (the same from every seed)', () => {
+    const live = new Set([A, B, C])
+    const epochs: Record<string, number> = {[A]: 1, [B]: 7, [C]: 9, [DEAD]: 3}
+    const epochOf = (id: string) => epochs[id]
+
+    it('a live master claims what its own view lists', () => {
+      expect(effectiveClaimants([C], [C, C, C], live, epochOf)).to.deep.equal([C])
+    })
+
+    it('a master that is down and that a stale view still names gives way to a live claimant with a newer epoch', () => {
+      // Redis 7: B imports the slot and ignores the promoted replica C's claim, so it names the dead source
+      expect(effectiveClaimants([C], [C, DEAD, C], live, epochOf)).to.deep.equal([C])
+    })
+
+    it('a master that is down keeps its claim while no live master claims the slot, or none with a newer epoch', () => {
+      expect(effectiveClaimants([], [DEAD, DEAD, DEAD], live, epochOf)).to.deep.equal([DEAD])
+      expect(effectiveClaimants([A], [A, DEAD, DEAD], live, epochOf)).to.deep.equal([A, DEAD])
+    })
+
+    it('nobody claims and nobody is named: uncovered', () => {
+      expect(effectiveClaimants([], [], live, epochOf)).to.deep.equal([])
+    })
+  })
+
+  it('migrating to a node that is no live master: the reason names it', () => {
+    const [fix] = planFix(masters(), [slot(3, A, {migrating: {[A]: DEAD}})])
+    expect(fix.reason).to.equal('its target dddddddd is no live master any more: the slot stays with its owner')
   })
 
   it('groups consecutive slots with the same decision', () => {

@@ -55,8 +55,13 @@ function label(node: ClusterNode): string {
 }
 
 function deadMasterHint(snapshot: ClusterSnapshot, node: ClusterNode): string {
+  if (node.slots.length === 0) return `restart it (it rejoins), or remove it for good: slotctl del-node ${snapshot.seedAddress} ${node.id}`
+  return deadOwnerHint(snapshot, node)
+}
+
+/** The next step for a master that is down while it owns slots: promote its replica, or remove it. */
+export function deadOwnerHint(snapshot: ClusterSnapshot, node: ClusterNode): string {
   const seed = snapshot.seedAddress
-  if (node.slots.length === 0) return `restart it (it rejoins), or remove it for good: slotctl del-node ${seed} ${node.id}`
   const replica = replicasOf(snapshot.nodes, node.id).find((candidate) => !candidate.failed && snapshot.views[candidate.id]?.reachable)
   if (replica) return `promote its replica: slotctl failover ${seed} --replica ${replica.id} --force`
   return `restart it: its keys exist only there. If it is lost for good: slotctl del-node ${seed} ${node.id} --accept-data-loss (its slots come back empty), then slotctl fix ${seed}`

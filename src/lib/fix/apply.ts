@@ -46,6 +46,8 @@ type Setslot = Array<number | string>
 class FixRunner {
   private readonly evidence: Map<number, SlotEvidence>
   private readonly addresses: Map<string, string>
+  /** the newest config epoch live masters have heard of for a master that is down */
+  private readonly downEpoch: number
 
   constructor(
     private readonly pool: NodePool,
@@ -55,6 +57,7 @@ class FixRunner {
   ) {
     this.evidence = new Map(slots.map((slot) => [slot.slot, slot]))
     this.addresses = new Map(masters.map((master) => [master.id, master.address]))
+    this.downEpoch = Math.max(0, ...masters.filter((master) => !master.live).map((master) => master.configEpoch))
   }
 
   endpoint(id: string): SlotEndpoint {
@@ -66,10 +69,18 @@ class FixRunner {
     return client.call('CLUSTER', ...args)
   }
 
-  /** The destination must own or import the slot, or RESTORE-ASKING from the sources bounces. */
+  /**
+   * The destination must own or import the slot, or RESTORE-ASKING from the sources bounces.
+   * An owner that still migrates the slot (to a target that is gone, or one fix passed over)
+   * answers ASK for every key it lacks, RESTORE-ASKING included: it stops migrating first.
+   */
   async prepareDestination(fix: SlotFix, added: string[]): Promise<void> {
     const slot = this.evidence.get(fix.slot)!
     const seen = slot.viewOwner[fix.destination]
+    if (seen === fix.destination && slot.migrating[fix.destination]) {
+      await this.command(fix.destination, 'SETSLOT', fix.slot, 'STABLE')
+      delete slot.migrating[fix.destination]
+    }
     if (seen === fix.destination || slot.importing[fix.destination]) return
     if (seen === null) {
       await this.command(fix.destination, 'ADDSLOTS', fix.slot)
@@ -148,7 +159,8 @@ class FixRunner {
     const byDestination = new Map<string, SlotFix[]>()
     for (const fix of fixes) byDestination.set(fix.destination, [...(byDestination.get(fix.destination) ?? []), fix])
     const epochs = [...byDestination.values()].some((own) => own.some((fix) => fix.claimsSlot)) ? await this.epochs(liveMasters) : new Map<string, number>()
-    const floorFor = (id: string) => Math.max(0, ...[...epochs].filter(([other]) => other !== id).map(([, epoch]) => epoch))
+    // masters that are down count too: one that comes back must not win the slot back
+    const floorFor = (id: string) => Math.max(this.downEpoch, ...[...epochs].filter(([other]) => other !== id).map(([, epoch]) => epoch))
     await mapLimit([...byDestination.entries()], NODE_PARALLELISM, async ([id, own]) => {
       try {
         if (own.some((fix) => fix.claimsSlot)) await raiseEpochAbove(this.pool, this.endpoint(id), floorFor(id))
@@ -196,9 +208,11 @@ async function coverUncovered(runner: FixRunner, fixes: readonly SlotFix[], mast
 }
 
 /**
- * A node importing a slot ignores gossip about that slot's owner, so after a failover it may
- * still name the dead master, count the slot as unserved and answer CLUSTERDOWN to every
- * MIGRATE. Such views are pointed at the live owner first.
+ * Redis 7 lets a node importing a slot ignore gossip about that slot's owner, so after a
+ * failover it may still name the dead master, or nobody once the old master came back as a
+ * replica: it counts the slot as unserved and answers CLUSTERDOWN to every MIGRATE and
+ * RESTORE. Such views are pointed at the live owner first (SETSLOT NODE of another node keeps
+ * the importing marker).
  */
 async function repointStaleViews(runner: FixRunner, fixes: readonly SlotFix[], masters: readonly MasterEvidence[], slots: readonly SlotEvidence[]): Promise<void> {
   const live = new Set(masters.filter((master) => master.live).map((master) => master.id))
@@ -209,7 +223,7 @@ async function repointStaleViews(runner: FixRunner, fixes: readonly SlotFix[], m
     const owners = evidence?.claimants.filter((id) => live.has(id)) ?? []
     if (!evidence || owners.length !== 1) continue
     for (const [id, seen] of Object.entries(evidence.viewOwner)) {
-      if (seen === null || live.has(seen)) continue
+      if (seen !== null && live.has(seen)) continue
       commands.set(id, [...(commands.get(id) ?? []), ['SETSLOT', fix.slot, 'NODE', owners[0]]])
       evidence.viewOwner[id] = owners[0]
     }

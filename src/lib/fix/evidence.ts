@@ -2,51 +2,84 @@
  * Gathers what fix decides from: the suspicious slots of a loaded cluster, with the key
  * counts every live master holds for them and each master's own idea of the owner.
  * Read-only: nothing here changes the cluster.
+ *
+ * Everything is read from the live masters' own views, never from the seed's beliefs about
+ * other nodes, so fix decides the same whichever node it is asked.
  */
 import type {ClusterSnapshot} from '../cluster/loader.js'
 import {NODE_PARALLELISM, type NodePool, mapLimit} from '../cluster/connection.js'
 import type {JournalState} from '../migrate/journal.js'
-import type {MasterEvidence, SlotEvidence} from '../plan/fix.js'
-import {scanStrayKeys} from '../check/scan.js'
+import {type MasterEvidence, type SlotEvidence, effectiveClaimants} from '../plan/fix.js'
+import {deadOwnerHint} from '../check/checks.js'
 import {countKeysInSlots} from '../cluster/slot-stats.js'
-import {SLOT_COUNT} from '../cluster/slots.js'
-import {type ClusterNode, mastersOf, openSlotsOf, slotCount, slotOwners} from '../cluster/topology.js'
+import {SLOT_COUNT, expandRanges} from '../cluster/slots.js'
+import {type ClusterNode, openSlotsOf, slotCount, slotOwners} from '../cluster/topology.js'
+import {SlotctlError, errorMessage} from '../errors.js'
 
 export interface FixEvidence {
   masters: MasterEvidence[]
   slots: SlotEvidence[]
-  /** masters that own slots but cannot be read: fix refuses to act without --force */
+  /** masters whose claims count but that cannot be read: fix refuses to act without --force */
   unreachableOwners: ClusterNode[]
-  /** slot → masters holding keys for it without owning it (only with the full scan) */
-  strayKeys?: Map<number, string[]>
+  /** slot → live masters holding keys for it without claiming it */
+  strayKeys: Map<number, string[]>
 }
 
 export interface EvidenceOptions {
+  /** count every foreign slot on every master, not only on masters whose key count shows strays */
   searchMultipleOwners: boolean
   journal?: JournalState
 }
 
-function isLive(snapshot: ClusterSnapshot, node: ClusterNode): boolean {
-  return node.role === 'master' && !node.failed && Boolean(snapshot.views[node.id]?.reachable)
+/**
+ * Masters fix reads from and writes to: those that answer and are masters in their own view.
+ * A fail flag is left out on purpose: views flag a node that came back at different times.
+ */
+export function liveMasters(snapshot: ClusterSnapshot): ClusterNode[] {
+  return snapshot.nodes.filter((node) => node.role === 'master' && snapshot.views[node.id]?.reachable)
 }
 
-/** Owner maps of every live master's own view: the nodes fix will talk to. */
-function viewOwnerMaps(snapshot: ClusterSnapshot, live: readonly ClusterNode[]): Map<string, Map<number, string>> {
-  return new Map(live.map((node) => [node.id, slotOwners(snapshot.views[node.id]?.nodes ?? [])]))
+/** What the live masters see: their own claims, whom each names as owner, and the newest epoch each has heard of per node. */
+interface LiveViews {
+  live: ClusterNode[]
+  liveIds: Set<string>
+  /** live master id → slot → owner in its own view */
+  owners: Map<string, Map<number, string>>
+  /** slot → live masters listing it in their own view */
+  ownClaims: Map<number, string[]>
+  epochs: Map<string, number>
 }
 
-/** Slots that CLUSTER NODES alone shows to be wrong: open, unowned, claimed twice, or seen differently. */
-function suspiciousSlots(snapshot: ClusterSnapshot, viewOwners: Map<string, Map<number, string>>): Set<number> {
-  const suspicious = new Set<number>()
-  const claims = new Map<number, number>()
-  for (const node of mastersOf(snapshot.nodes)) {
-    for (const slot of openSlotsOf(node)) suspicious.add(slot)
-    for (const [start, end] of node.slots) for (let s = start; s <= end; s++) claims.set(s, (claims.get(s) ?? 0) + 1)
+function readLiveViews(snapshot: ClusterSnapshot): LiveViews {
+  const live = liveMasters(snapshot)
+  const owners = new Map(live.map((node) => [node.id, slotOwners(snapshot.views[node.id]?.nodes ?? [])]))
+  const ownClaims = new Map<number, string[]>()
+  for (const node of live) for (const slot of expandRanges(node.slots)) ownClaims.set(slot, [...(ownClaims.get(slot) ?? []), node.id])
+  const liveIds = new Set(live.map((node) => node.id))
+  const epochs = new Map<string, number>()
+  for (const node of live) {
+    for (const seen of snapshot.views[node.id]?.nodes ?? []) {
+      // a live master's own epoch is the truth about it; of the others, the newest one heard of
+      if (seen.myself) epochs.set(seen.id, seen.configEpoch)
+      else if (!liveIds.has(seen.id)) epochs.set(seen.id, Math.max(seen.configEpoch, epochs.get(seen.id) ?? 0))
+    }
   }
-  const owners = slotOwners(snapshot.nodes)
+  return {epochs, live, liveIds, ownClaims, owners}
+}
+
+function claimantsOf(views: LiveViews, slot: number): string[] {
+  const named = [...views.owners.values()].flatMap((owners) => owners.get(slot) ?? [])
+  return effectiveClaimants(views.ownClaims.get(slot) ?? [], named, views.liveIds, (id) => views.epochs.get(id) ?? 0)
+}
+
+/** Slots CLUSTER NODES alone shows to be wrong: open, not claimed by exactly one live master, or named otherwise by a view. */
+function suspiciousSlots(views: LiveViews): Set<number> {
+  const suspicious = new Set<number>()
+  for (const node of views.live) for (const slot of openSlotsOf(node)) suspicious.add(slot)
   for (let slot = 0; slot < SLOT_COUNT; slot++) {
-    if ((claims.get(slot) ?? 0) !== 1) suspicious.add(slot)
-    else for (const view of viewOwners.values()) if (view.get(slot) !== owners.get(slot)) suspicious.add(slot)
+    const claims = views.ownClaims.get(slot) ?? []
+    if (claims.length !== 1) suspicious.add(slot)
+    else for (const owners of views.owners.values()) if (owners.get(slot) !== claims[0]) suspicious.add(slot)
   }
   return suspicious
 }
@@ -61,6 +94,44 @@ async function countKeys(pool: NodePool, live: readonly ClusterNode[], slots: re
   return counts
 }
 
+/**
+ * Whether a master holds keys outside the slots it claims: its DBSIZE against the keys of
+ * its own slots, read in one MULTI so that writes in between cannot hide a stray key.
+ */
+async function holdsForeignKeys(pool: NodePool, master: ClusterNode, own: readonly number[]): Promise<boolean> {
+  const client = await pool.client(master.address)
+  const transaction = client.multi().call('DBSIZE')
+  for (const slot of own) transaction.call('CLUSTER', 'COUNTKEYSINSLOT', slot)
+  let replies: Array<[Error | null, unknown]> | null
+  try {
+    replies = await transaction.exec()
+  } catch (error) {
+    throw new SlotctlError(`${master.address} could not count its keys: ${errorMessage(error)}`, {code: 'E_PROTOCOL'})
+  }
+  const failed = (replies ?? []).find(([error]) => error)
+  if (!replies || failed) throw new SlotctlError(`${master.address} could not count its keys: ${failed?.[0]?.message ?? 'transaction aborted'}`, {code: 'E_PROTOCOL'})
+  const [[, total], ...counts] = replies
+  return Number(total) > counts.reduce((sum, [, count]) => sum + Number(count), 0)
+}
+
+/**
+ * slot → live masters holding keys for it without claiming it in their own view. A master
+ * whose key count adds up is not searched further unless `everywhere`; the others have
+ * every foreign slot counted.
+ */
+export async function findStrayKeys(pool: NodePool, snapshot: ClusterSnapshot, everywhere: boolean): Promise<Map<number, string[]>> {
+  const stray = new Map<number, string[]>()
+  await mapLimit(liveMasters(snapshot), NODE_PARALLELISM, async (master) => {
+    const own = expandRanges(master.slots)
+    if (!everywhere && !(await holdsForeignKeys(pool, master, own))) return
+    const mine = new Set(own)
+    const foreign = Array.from({length: SLOT_COUNT}, (_, slot) => slot).filter((slot) => !mine.has(slot))
+    const counts = await countKeysInSlots(pool, master.address, foreign)
+    for (const [index, count] of counts.entries()) if (count > 0) stray.set(foreign[index], [...(stray.get(foreign[index]) ?? []), master.id])
+  })
+  return stray
+}
+
 function intendedTargets(journal: JournalState | undefined): Map<number, string> {
   if (!journal) return new Map()
   return new Map(journal.plan.moves.filter((move) => !journal.doneSlots.has(move.slot)).map((move) => [move.slot, move.targetId]))
@@ -72,29 +143,45 @@ function openMarkers(masters: readonly ClusterNode[], slot: number, kind: 'impor
   return markers
 }
 
+/** Every master fix may name: the live ones, and any node a live view names as an owner. */
+function masterEvidence(snapshot: ClusterSnapshot, views: LiveViews, named: ReadonlySet<string>): MasterEvidence[] {
+  const nodes = snapshot.nodes.filter((node) => views.liveIds.has(node.id) || (node.role === 'master' && !snapshot.views[node.id]?.reachable) || named.has(node.id))
+  return nodes.map((node) => {
+    const live = views.liveIds.has(node.id)
+    return {
+      address: node.address,
+      configEpoch: views.epochs.get(node.id) ?? node.configEpoch,
+      id: node.id,
+      live,
+      slotCount: live ? slotCount(node) : 0,
+      ...(live ? {} : {nextStep: deadOwnerHint(snapshot, node)}),
+    }
+  })
+}
+
 export async function gatherFixEvidence(pool: NodePool, snapshot: ClusterSnapshot, options: EvidenceOptions): Promise<FixEvidence> {
-  const masters = mastersOf(snapshot.nodes)
-  const live = masters.filter((node) => isLive(snapshot, node))
-  const viewOwners = viewOwnerMaps(snapshot, live)
-  const suspicious = suspiciousSlots(snapshot, viewOwners)
-  const strayKeys = options.searchMultipleOwners ? await scanStrayKeys(pool, snapshot) : undefined
-  for (const slot of strayKeys?.keys() ?? []) suspicious.add(slot)
+  const views = readLiveViews(snapshot)
+  const suspicious = suspiciousSlots(views)
+  const strayKeys = await findStrayKeys(pool, snapshot, options.searchMultipleOwners)
+  for (const slot of strayKeys.keys()) suspicious.add(slot)
   const slots = [...suspicious].sort((a, b) => a - b)
-  const counts = await countKeys(pool, live, slots)
+  const counts = await countKeys(pool, views.live, slots)
   const intended = intendedTargets(options.journal)
-  const claimants = (slot: number) => masters.filter((node) => node.slots.some(([a, b]) => slot >= a && slot <= b)).map((node) => node.id)
+  const evidence = slots.map((slot): SlotEvidence => ({
+    claimants: claimantsOf(views, slot),
+    importing: openMarkers(views.live, slot, 'importing'),
+    intendedTarget: intended.get(slot),
+    keys: Object.fromEntries(views.live.map((node) => [node.id, counts.get(node.id)?.get(slot) ?? 0])),
+    migrating: openMarkers(views.live, slot, 'migrating'),
+    slot,
+    viewOwner: Object.fromEntries(views.live.map((node) => [node.id, views.owners.get(node.id)?.get(slot) ?? null])),
+  }))
+  const downOwners = new Set(evidence.flatMap((slot) => slot.claimants.filter((id) => !views.liveIds.has(id))))
+  const named = new Set(evidence.flatMap((slot) => Object.values(slot.viewOwner).filter((id): id is string => id !== null)))
   return {
-    masters: masters.map((node) => ({address: node.address, id: node.id, live: isLive(snapshot, node), slotCount: slotCount(node)})),
-    slots: slots.map((slot) => ({
-      claimants: claimants(slot),
-      importing: openMarkers(masters, slot, 'importing'),
-      intendedTarget: intended.get(slot),
-      keys: Object.fromEntries(live.map((node) => [node.id, counts.get(node.id)?.get(slot) ?? 0])),
-      migrating: openMarkers(masters, slot, 'migrating'),
-      slot,
-      viewOwner: Object.fromEntries(live.map((node) => [node.id, viewOwners.get(node.id)?.get(slot) ?? null])),
-    })),
+    masters: masterEvidence(snapshot, views, new Set([...named, ...downOwners])),
+    slots: evidence,
     strayKeys,
-    unreachableOwners: masters.filter((node) => node.slots.length > 0 && !isLive(snapshot, node)),
+    unreachableOwners: snapshot.nodes.filter((node) => downOwners.has(node.id)),
   }
 }

@@ -9,14 +9,22 @@
 export interface MasterEvidence {
   id: string
   address: string
-  /** reachable and not flagged fail: the only masters fix reads from or writes to */
+  /** reachable and a master in its own view: the only masters fix reads from or writes to */
   live: boolean
   slotCount: number
+  /** its config epoch: its own for a live master, the highest any live master has heard of otherwise */
+  configEpoch: number
+  /** for a master that is down: the command that deals with it (promote its replica, or remove it) */
+  nextStep?: string
 }
 
 export interface SlotEvidence {
   slot: number
-  /** masters whose own configuration lists the slot (the seed's belief for unreachable ones) */
+  /**
+   * masters whose claim on the slot counts (see effectiveClaimants): live masters that list it
+   * in their own view, and a master that is down if live views name it and no live claimant
+   * has a newer config epoch
+   */
   claimants: string[]
   /** master id → the node id it migrates the slot to */
   migrating: Record<string, string>
@@ -67,6 +75,19 @@ function liveSet(masters: readonly MasterEvidence[]): Set<string> {
 }
 
 const keysOn = (slot: SlotEvidence, id: string) => slot.keys[id] ?? 0
+
+/**
+ * Whose claim on a slot counts, the same whichever node fix is asked. A live master's own view
+ * says what it claims. A master that is down cannot be asked, so its claim is what live views
+ * name; it counts only while no live claimant has a greater config epoch: a greater epoch wins
+ * the slot in every view (Redis 7 leaves a node that imports the slot naming the old owner, but
+ * that is a stale view, not a claim). A claim that counts keeps its slot from being given away
+ * while its keys are out of reach.
+ */
+export function effectiveClaimants(ownClaims: readonly string[], namedByViews: readonly string[], live: ReadonlySet<string>, epochOf: (id: string) => number): string[] {
+  const down = [...new Set(namedByViews)].filter((id) => !live.has(id) && !ownClaims.some((claimant) => epochOf(claimant) > epochOf(id)))
+  return [...ownClaims, ...down.sort()]
+}
 
 export function classifySlot(slot: SlotEvidence, live: ReadonlySet<string>): SlotProblem | null {
   const migrating = Object.values(slot.migrating)
@@ -135,9 +156,14 @@ function skip(slot: SlotEvidence, problem: SlotProblem, reason: string): SlotFix
   return {action: 'skip', claimsSlot: false, destination: '', problem, reason, slot: slot.slot, sources: []}
 }
 
-function decide(slot: SlotEvidence, problem: SlotProblem, live: ReadonlySet<string>, spreader: Spreader): SlotFix {
+function downOwnerReason(master: MasterEvidence | undefined, id: string): string {
+  const name = master?.address ? `${master.address} (${id.slice(0, 8)})` : id.slice(0, 8)
+  return `its owner ${name} is down: ${master?.nextStep ?? 'bring it back or fail it over first'}`
+}
+
+function decide(slot: SlotEvidence, problem: SlotProblem, live: ReadonlySet<string>, spreader: Spreader, masters: ReadonlyMap<string, MasterEvidence>): SlotFix {
   const deadClaimant = slot.claimants.find((id) => !live.has(id))
-  if (deadClaimant) return skip(slot, problem, `owner ${deadClaimant.slice(0, 8)} is unreachable or failed: bring it back or fail it over first`)
+  if (deadClaimant) return skip(slot, problem, downOwnerReason(masters.get(deadClaimant), deadClaimant))
   const liveClaimants = slot.claimants.filter((id) => live.has(id))
   const forward = problem === 'open-migration' || problem === 'migrating-only' || problem === 'importing-only' ? rollForwardTarget(slot, live) : undefined
 
@@ -149,7 +175,7 @@ function decide(slot: SlotEvidence, problem: SlotProblem, live: ReadonlySet<stri
   } else if (liveClaimants.length === 1) {
     destination = liveClaimants[0]
     action = problem === 'stray-keys' ? 'merge-keys' : problem === 'views-disagree' ? 'reassert-owner' : 'close-back'
-    reason = action === 'close-back' ? 'the migration never got going (no keys at its target)' : action === 'merge-keys' ? 'keys belong with the slot owner' : 'some masters name another owner'
+    reason = action === 'close-back' ? closeBackReason(slot, problem) : action === 'merge-keys' ? 'keys belong with the slot owner' : 'some masters name another owner'
   } else if (liveClaimants.length > 1) {
     ;[destination, action, reason] = [pickClaimant(slot, liveClaimants), 'settle-owner', `${liveClaimants.length} masters claim the slot; the one with most keys keeps it`]
   } else {
@@ -164,6 +190,12 @@ function decide(slot: SlotEvidence, problem: SlotProblem, live: ReadonlySet<stri
   return {action, claimsSlot: contested || slot.viewOwner[destination] !== destination, destination, problem, reason, slot: slot.slot, sources}
 }
 
+function closeBackReason(slot: SlotEvidence, problem: SlotProblem): string {
+  if (problem !== 'migrating-to-gone') return 'the migration never got going (no keys at its target)'
+  const gone = [...new Set(Object.values(slot.migrating))].map((id) => id.slice(0, 8)).join(', ')
+  return `its target ${gone} is no live master any more: the slot stays with its owner`
+}
+
 function forwardReason(slot: SlotEvidence, target: string): string {
   if (slot.intendedTarget === target) return 'the journal names this target'
   if (keysOn(slot, target) > 0) return 'its target already holds keys of the slot'
@@ -175,7 +207,8 @@ export function planFix(masters: readonly MasterEvidence[], slots: readonly Slot
   const problems = [...slots].sort((a, b) => a.slot - b.slot).map((slot) => ({problem: classifySlot(slot, live), slot}))
   const empty = problems.filter(({problem, slot}) => problem === 'uncovered' && !mostKeys(slot, live)).length
   const spreader = new Spreader(masters, empty)
-  return problems.flatMap(({problem, slot}) => (problem ? [decide(slot, problem, live, spreader)] : []))
+  const byId = new Map(masters.map((master) => [master.id, master]))
+  return problems.flatMap(({problem, slot}) => (problem ? [decide(slot, problem, live, spreader, byId)] : []))
 }
 
 export interface FixGroup {

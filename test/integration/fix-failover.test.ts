@@ -1,0 +1,169 @@
+/**
+ * fix after a master of a slot migration fails over in the middle of the move (CLUSTER
+ * FAILOVER on its replica, not a kill), and after a killed source comes back as a replica of
+ * the node that replaced it. Each case leaves a slot migrating on one side and importing on
+ * the other, with half its keys moved; fix --dry-run must decide alike from every master,
+ * and fix must leave every slot covered, none open, no key outside its owner, and the key
+ * count and every value as before. One cluster serves the cases in turn: each leaves it
+ * healthy, with roles swapped.
+ */
+import {expect} from 'chai'
+
+import type {CheckResult} from '../../src/commands/check.js'
+import type {FixResult} from '../../src/commands/fix.js'
+import {expandRanges, keySlot} from '../../src/lib/cluster/slots.js'
+import {type ClusterNode, mastersOf, parseClusterNodes} from '../../src/lib/cluster/topology.js'
+import {TestCluster} from '../helpers/cluster-harness.js'
+import {runCliJson} from '../helpers/cli.js'
+import {clusterDigest, writeDataset} from '../helpers/dataset.js'
+
+const delay = (ms: number) =>
+  new Promise((resolve) => {
+    setTimeout(resolve, ms)
+  })
+
+/** Keys per slot the cases move; half of them reach the target before the failover. */
+const KEYS_PER_SLOT = 100
+const SLOTS_PER_CASE = 3
+
+describe('fix after a failover in the middle of a slot migration', () => {
+  let cluster: TestCluster
+
+  const viewOf = async (address: string): Promise<ClusterNode[]> => parseClusterNodes(String(await cluster.client(address).call('CLUSTER', 'NODES')))
+  const liveMasters = async (): Promise<ClusterNode[]> => mastersOf(await viewOf(cluster.seed)).filter((node) => !node.failed)
+  const replicaOf = async (master: ClusterNode): Promise<ClusterNode> => (await viewOf(cluster.seed)).find((node) => node.masterId === master.id && !node.failed)!
+
+  /** Until `check` passes: each case starts from a settled, healthy cluster. */
+  const waitUntilHealthy = async () => {
+    for (let i = 0; i < 200; i++) {
+      const {json} = await runCliJson<CheckResult>(['check', cluster.seed])
+      if (json.errors.length === 0) return
+      await delay(250)
+    }
+    throw new Error('the cluster did not settle')
+  }
+
+  /** A hash tag whose keys hash to `slot`. */
+  const tagFor = (slot: number): string => {
+    for (let i = 0; ; i++) if (keySlot(`t${i}`) === slot) return `t${i}`
+  }
+
+  /** Fills slots of `source` with keys, then opens them towards `target` and moves half of each slot's keys. */
+  const openMidMove = async (source: ClusterNode, target: ClusterNode, slots: number[]) => {
+    const client = cluster.clusterClient()
+    for (const slot of slots) {
+      const tag = tagFor(slot)
+      await Promise.all(Array.from({length: KEYS_PER_SLOT}, (_, i) => client.set(`{${tag}}:${i}`, `value-${slot}-${i}`)))
+    }
+    const from = cluster.client(source.address)
+    const to = cluster.client(target.address)
+    for (const slot of slots) {
+      await to.call('CLUSTER', 'SETSLOT', slot, 'IMPORTING', source.id)
+      await from.call('CLUSTER', 'SETSLOT', slot, 'MIGRATING', target.id)
+      const keys = (await from.callBuffer('CLUSTER', 'GETKEYSINSLOT', slot, KEYS_PER_SLOT / 2)) as Buffer[]
+      await from.callBuffer('MIGRATE', target.host, target.port, '', 0, 5000, 'KEYS', ...keys)
+    }
+    // every key a test counts is on a replica too: a failover must not lose any by itself
+    for (const node of [from, to]) expect(await node.call('WAIT', 1, 10_000)).to.equal(1)
+  }
+
+  /** Slots `master` owns, away from those earlier cases moved. */
+  const slotsOf = (master: ClusterNode, offset: number): number[] => {
+    const owned = expandRanges(master.slots)
+    return Array.from({length: SLOTS_PER_CASE}, (_, i) => owned[offset + i * 100])
+  }
+
+  /** Until every node that answers sees `promoted` as a master and `demoted` (if it answers) calls itself a replica. */
+  const waitForRoles = async (promoted: ClusterNode, demoted: ClusterNode) => {
+    for (let i = 0; i < 300; i++) {
+      const views = await Promise.all(cluster.addresses.map(async (address) => viewOf(address).catch(() => undefined)))
+      const settled = views.every((view) => !view || (view.find((node) => node.id === promoted.id)?.role === 'master' && view.find((node) => node.id === demoted.id)?.role === 'replica'))
+      if (settled) return
+      await delay(100)
+    }
+    throw new Error(`${promoted.address} did not take over from ${demoted.address} in every view`)
+  }
+
+  const failover = async (master: ClusterNode): Promise<ClusterNode> => {
+    const replica = await replicaOf(master)
+    await cluster.client(replica.address).call('CLUSTER', 'FAILOVER')
+    await waitForRoles(replica, master)
+    return replica
+  }
+
+  /** fix --dry-run from every live master decides the same per slot; then fix repairs it all, losing nothing. */
+  const expectFixedFromAnySeed = async (before: {digest: string; keys: number}) => {
+    const seeds = (await liveMasters()).map((node) => node.address)
+    const plans = await Promise.all(
+      seeds.map(async (seed) => {
+        const {json} = await runCliJson<FixResult>(['fix', seed, '--dry-run'])
+        return JSON.stringify(json.fixes.flatMap((group) => group.slots.flatMap(([start, end]) => Array.from({length: end - start + 1}, (_, i) => `${start + i} ${group.problem} ${group.action} ${group.targetId}`))).sort())
+      }),
+    )
+    expect(plans[0]).to.not.equal('[]')
+    for (const [i, plan] of plans.entries()) expect(plan, `fix --dry-run from ${seeds[i]}`).to.equal(plans[0])
+    const fixed = await runCliJson<FixResult>(['fix', seeds.at(-1)!, '--yes'])
+    expect(fixed.exitCode, fixed.stdout + fixed.stderr).to.equal(0)
+    expect(fixed.json.status).to.equal('fixed')
+    const {json} = await runCliJson<CheckResult>(['check', seeds[0], '--search-multiple-owners'])
+    expect(json.errors, JSON.stringify(json.errors)).to.deep.equal([])
+    expect(await clusterDigest(cluster)).to.deep.equal(before)
+  }
+
+  before(async function () {
+    this.timeout(120_000)
+    cluster = await TestCluster.start({masters: 3, replicas: 1})
+    await writeDataset(cluster.clusterClient(), {keys: 5000})
+  })
+
+  after(async () => {
+    await cluster?.stop()
+  })
+
+  beforeEach(async function () {
+    this.timeout(60_000)
+    await waitUntilHealthy()
+  })
+
+  it('the target fails over: keys that reached it come back from its promoted replica', async function () {
+    this.timeout(180_000)
+    const [source, target] = await liveMasters()
+    await openMidMove(source, target, slotsOf(source, 10))
+    const before = await clusterDigest(cluster)
+    await failover(target)
+    await expectFixedFromAnySeed(before)
+  })
+
+  it('the source fails over: the importing target is pointed at the promoted replica and the migration completes', async function () {
+    this.timeout(180_000)
+    const [, source, target] = await liveMasters()
+    await openMidMove(source, target, slotsOf(source, 20))
+    const before = await clusterDigest(cluster)
+    await failover(source)
+    await expectFixedFromAnySeed(before)
+  })
+
+  it('the source is killed, its replica takes over, and it comes back as a replica', async function () {
+    this.timeout(180_000)
+    const [target, , source] = await liveMasters()
+    await openMidMove(source, target, slotsOf(source, 30))
+    const before = await clusterDigest(cluster)
+    const replica = await replicaOf(source)
+    cluster.kill(source.address)
+    for (let i = 0; i < 300 && (await viewOf(replica.address)).find((node) => node.myself)?.role !== 'master'; i++) await delay(100)
+    await cluster.restart(source.address)
+    await waitForRoles(replica, source)
+    await expectFixedFromAnySeed(before)
+  })
+
+  it('the target fails over and the owner is closed by hand (STABLE): fix still finds the keys on the promoted replica', async function () {
+    this.timeout(180_000)
+    const [source, target] = await liveMasters()
+    const slots = slotsOf(source, 40)
+    await openMidMove(source, target, slots)
+    const before = await clusterDigest(cluster)
+    await failover(target)
+    for (const slot of slots) await cluster.client(source.address).call('CLUSTER', 'SETSLOT', slot, 'STABLE')
+    await expectFixedFromAnySeed(before)
+  })
+})
