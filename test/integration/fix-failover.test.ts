@@ -13,7 +13,7 @@ import type {CheckResult} from '../../src/commands/check.js'
 import type {FixResult} from '../../src/commands/fix.js'
 import {expandRanges, keySlot} from '../../src/lib/cluster/slots.js'
 import {type ClusterNode, mastersOf, parseClusterNodes} from '../../src/lib/cluster/topology.js'
-import {TestCluster} from '../helpers/cluster-harness.js'
+import {TestCluster, serverUnderTest} from '../helpers/cluster-harness.js'
 import {runCliJson} from '../helpers/cli.js'
 import {clusterDigest, writeDataset} from '../helpers/dataset.js'
 
@@ -125,7 +125,7 @@ describe('fix after a failover in the middle of a slot migration', () => {
     await waitUntilHealthy()
   })
 
-  it('the target fails over: keys that reached it come back from its promoted replica', async function () {
+  it('the target fails over mid-move: the slot is repaired from any seed, nothing lost', async function () {
     this.timeout(180_000)
     const [source, target] = await liveMasters()
     await openMidMove(source, target, slotsOf(source, 10))
@@ -134,16 +134,18 @@ describe('fix after a failover in the middle of a slot migration', () => {
     await expectFixedFromAnySeed(before)
   })
 
-  it('the source fails over: the importing target is pointed at the promoted replica and the migration completes', async function () {
+  it('the source fails over mid-move (Redis 7: the importing target sees no owner and goes cluster_state:fail): repaired from any seed, nothing lost', async function () {
     this.timeout(180_000)
     const [, source, target] = await liveMasters()
     await openMidMove(source, target, slotsOf(source, 20))
     const before = await clusterDigest(cluster)
     await failover(source)
+    // the state of the issue: Redis 7 ignores the promoted replica's claim on a slot it imports
+    if (serverUnderTest().product === 'redis') expect(String(await cluster.client(target.address).call('CLUSTER', 'INFO'))).to.match(/cluster_state:fail/)
     await expectFixedFromAnySeed(before)
   })
 
-  it('the source is killed, its replica takes over, and it comes back as a replica', async function () {
+  it('the source is killed mid-move, its replica takes over, and it comes back as a replica: repaired from any seed, nothing lost', async function () {
     this.timeout(180_000)
     const [target, , source] = await liveMasters()
     await openMidMove(source, target, slotsOf(source, 30))
@@ -156,7 +158,7 @@ describe('fix after a failover in the middle of a slot migration', () => {
     await expectFixedFromAnySeed(before)
   })
 
-  it('the target fails over and the owner is closed by hand (STABLE): fix still finds the keys on the promoted replica', async function () {
+  it('the target fails over mid-move and the owner is closed by hand (STABLE): fix still finds the keys on the promoted replica', async function () {
     this.timeout(180_000)
     const [source, target] = await liveMasters()
     const slots = slotsOf(source, 40)
