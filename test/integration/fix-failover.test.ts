@@ -1,7 +1,7 @@
 /**
  * fix after a master of a slot migration fails over in the middle of the move (CLUSTER
- * FAILOVER on its replica, not a kill), and after a killed source comes back as a replica of
- * the node that replaced it. Each case leaves a slot migrating on one side and importing on
+ * FAILOVER on its replica, not a kill), after a killed source comes back as a replica of the
+ * node that replaced it, and after a source dies with no replica left to take over. Each case leaves a slot migrating on one side and importing on
  * the other, with half its keys moved; fix --dry-run must decide alike from every master,
  * and fix must leave every slot covered, none open, no key outside its owner, and the key
  * count and every value as before. One cluster serves the cases in turn: each leaves it
@@ -112,7 +112,8 @@ describe('fix after a failover in the middle of a slot migration', () => {
 
   before(async function () {
     this.timeout(120_000)
-    cluster = await TestCluster.start({masters: 3, replicas: 1})
+    // an append-only file lets a killed node come back with its keys (the last case)
+    cluster = await TestCluster.start({extraArgs: ['--appendonly', 'yes'], masters: 3, replicas: 1})
     await writeDataset(cluster.clusterClient(), {keys: 5000})
   })
 
@@ -166,6 +167,38 @@ describe('fix after a failover in the middle of a slot migration', () => {
     const before = await clusterDigest(cluster)
     await failover(target)
     for (const slot of slots) await cluster.client(source.address).call('CLUSTER', 'SETSLOT', slot, 'STABLE')
+    await expectFixedFromAnySeed(before)
+  })
+
+  it('the source dies mid-move with no replica left: every seed names the next command, fix changes nothing, and once it is back fix completes', async function () {
+    this.timeout(180_000)
+    const [source, target] = await liveMasters()
+    const replica = await replicaOf(source)
+    await openMidMove(source, target, slotsOf(source, 50))
+    const before = await clusterDigest(cluster)
+    cluster.kill(replica.address)
+    cluster.kill(source.address)
+    const seeds = (await liveMasters()).filter((node) => node.id !== source.id).map((node) => node.address)
+    for (let i = 0; i < 300; i++) {
+      const views = await Promise.all(seeds.map(async (seed) => viewOf(seed)))
+      if (views.every((view) => view.find((node) => node.id === source.id)?.failed)) break
+      await delay(100)
+    }
+    const plans = await Promise.all(seeds.map(async (seed) => (await runCliJson<FixResult>(['fix', seed, '--dry-run', '--force'])).json.fixes))
+    for (const [i, fixes] of plans.entries()) {
+      expect(fixes.map((group) => [group.action, group.slotCount]), `fix --dry-run from ${seeds[i]}`).to.deep.equal([['skip', SLOTS_PER_CASE]])
+      // restart it, or remove it knowing its keys are lost: the command is spelled out
+      expect(fixes[0].reason).to.include(`slotctl del-node ${seeds[i]} ${source.id} --accept-data-loss`)
+    }
+    // nothing it may do: exit 3, the dead master among the problems, nothing changed
+    const refused = await runCliJson<FixResult>(['fix', seeds[0], '--yes'])
+    expect(refused.exitCode, refused.stderr).to.equal(3)
+    expect(refused.json.status).to.equal('partial')
+    expect(refused.json.keysMoved).to.equal(0)
+    expect(refused.json.errors.some((finding) => finding.nodes?.some((node) => node.id === source.id))).to.equal(true)
+    await cluster.restart(source.address)
+    await cluster.restart(replica.address)
+    await waitForRoles(source, replica)
     await expectFixedFromAnySeed(before)
   })
 })
