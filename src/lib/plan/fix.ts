@@ -86,7 +86,7 @@ const keysOn = (slot: SlotEvidence, id: string) => slot.keys[id] ?? 0
  */
 export function effectiveClaimants(ownClaims: readonly string[], namedByViews: readonly string[], live: ReadonlySet<string>, epochOf: (id: string) => number): string[] {
   const down = [...new Set(namedByViews)].filter((id) => !live.has(id) && !ownClaims.some((claimant) => epochOf(claimant) > epochOf(id)))
-  return [...ownClaims, ...down.sort()]
+  return [...[...ownClaims].sort(), ...down.sort()]
 }
 
 export function classifySlot(slot: SlotEvidence, live: ReadonlySet<string>): SlotProblem | null {
