@@ -5,7 +5,7 @@
  * processes it started.
  */
 import {readFileSync} from 'node:fs'
-import {mkdtemp, rm} from 'node:fs/promises'
+import {cp, mkdtemp, rm} from 'node:fs/promises'
 import {tmpdir} from 'node:os'
 import path from 'node:path'
 
@@ -190,6 +190,8 @@ export class TestCluster {
         started.delete(server)
       }),
     )
+    // SLOTCTL_TEST_KEEP_LOGS=DIR keeps every server's log for a look after the run
+    if (process.env.SLOTCTL_TEST_KEEP_LOGS) await cp(this.dir, path.join(process.env.SLOTCTL_TEST_KEEP_LOGS, path.basename(this.dir)), {filter: (file) => !/\.(rdb|aof)$/.test(file), recursive: true}).catch(() => undefined)
     await rm(this.dir, {force: true, recursive: true})
   }
 }

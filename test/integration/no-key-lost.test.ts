@@ -94,19 +94,32 @@ describe('no key is ever lost (real servers)', () => {
 
     const mastersNow = async () => mastersOf(parseClusterNodes(String(await cluster.client().call('CLUSTER', 'NODES'))))
 
-    it('an ACL user without cluster|getkeysinslot: the run stops with the slots open, nothing is lost, fix completes', async function () {
+    it('an ACL user without cluster|getkeysinslot is refused up front; one that loses it mid-run stops with the slots open, nothing lost, fix completes', async function () {
       this.timeout(300_000)
-      for (const address of cluster.addresses) {
-        await cluster.client(address).call('ACL', 'SETUSER', 'mover', 'on', '>mover-pw-1', '+@all', '-cluster|getkeysinslot', '~*', '&*')
+      const setUser = async (...rules: string[]) => {
+        for (const address of cluster.addresses) await cluster.client(address).call('ACL', 'SETUSER', 'mover', 'on', '>mover-pw-1', '+@all', '~*', '&*', ...rules)
       }
       const [source, target] = await mastersNow()
-      const run = await runCliJson<MigrationResult>(['reshard', cluster.seed, '--user', 'mover', '-a', 'mover-pw-1', '--from', source.id, '--to', target.id, '--slots', '20', '--legacy-migrate', '--yes', '--journal', path.join(dir, 'acl.jsonl')])
-      expect(run.exitCode, run.stderr).to.equal(1)
-      expect(run.json.status).to.equal('failed')
-      expect(run.json.slotsMoved).to.equal(0)
-      expect(run.json.errors[0].message).to.match(/GETKEYSINSLOT/)
+      const asMover = ['--user', 'mover', '-a', 'mover-pw-1', '--no-auth-warning']
+      // the pre-flight sees the missing right before anything changes
+      await setUser('-cluster|getkeysinslot')
+      const refused = await runCliJson<MigrationResult>(['reshard', cluster.seed, ...asMover, '--from', source.id, '--to', target.id, '--slots', '20', '--legacy-migrate', '--yes', '--journal', path.join(dir, 'acl-refused.jsonl')])
+      expect(refused.exitCode, refused.stdout).to.equal(1)
+      expect(refused.stdout).to.match(/getkeysinslot/i)
+      // a right taken away mid-run (the engine's own guarantee): every listing that fails fails its slot
+      await setUser()
+      const journal = path.join(dir, 'acl.jsonl')
+      const child = spawnCli(['reshard', cluster.seed, ...asMover, '--from', source.id, '--to', target.id, '--slots', '3000', '--legacy-migrate', '--max-keys-per-sec', '4000', '--yes', '--journal', journal, '--json'])
+      await waitForJournalLines(journal, 1)
+      await setUser('-cluster|getkeysinslot')
+      const run = await child
+      expect(run.exitCode, String(run.stderr)).to.equal(1)
+      const json = JSON.parse(String(run.stdout)) as MigrationResult
+      expect(json.status).to.equal('failed')
+      expect(json.slotsMoved).to.be.below(3000)
+      expect(json.errors.map((error) => error.message).join('\n')).to.match(/GETKEYSINSLOT/)
       expect(await clusterDigest(cluster)).to.deep.equal(original)
-      const fixed = await runCli(['fix', cluster.seed, ...auth, '--yes', '--journal', path.join(dir, 'acl.jsonl')])
+      const fixed = await runCli(['fix', cluster.seed, ...auth, '--yes', '--journal', journal])
       expect(fixed.exitCode, fixed.stderr + fixed.stdout).to.equal(0)
       await expectHealthy(cluster, auth)
       expect(await clusterDigest(cluster)).to.deep.equal(original)

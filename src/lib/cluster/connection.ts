@@ -418,26 +418,10 @@ export async function pipelineCalls(pool: NodePool, address: string, commands: R
  * Commands keep their order within a lane only, so callers split where order does not matter.
  */
 export async function spreadCalls(pool: NodePool, address: string, commands: ReadonlyArray<ReadonlyArray<number | string>>, lanes: number): Promise<Reply[]> {
-  return (await spreadGroups(pool, address, commands.map((command) => [command]), lanes)).flat()
-}
-
-/** spreadCalls for groups of commands that must stay in order on one connection; replies per group. */
-export async function spreadGroups(pool: NodePool, address: string, groups: ReadonlyArray<ReadonlyArray<ReadonlyArray<number | string>>>, lanes: number): Promise<Reply[][]> {
-  if (lanes <= 1 || groups.length <= 1) {
-    const replies = await pipelineCalls(pool, address, groups.flat())
-    let next = 0
-    return groups.map((group) => replies.slice(next, (next += group.length)))
-  }
-  const size = Math.ceil(groups.length / lanes)
-  const chunks = Array.from({length: Math.ceil(groups.length / size)}, (_, i) => groups.slice(i * size, (i + 1) * size))
-  const perChunk = await Promise.all(
-    chunks.map(async (chunk, i) => {
-      const replies = await pipelineCalls(pool, address, chunk.flat(), i + 1)
-      let next = 0
-      return chunk.map((group) => replies.slice(next, (next += group.length)))
-    }),
-  )
-  return perChunk.flat()
+  if (lanes <= 1 || commands.length <= 1) return pipelineCalls(pool, address, commands)
+  const size = Math.ceil(commands.length / lanes)
+  const chunks = Array.from({length: Math.ceil(commands.length / size)}, (_, i) => commands.slice(i * size, (i + 1) * size))
+  return (await Promise.all(chunks.map((chunk, i) => pipelineCalls(pool, address, chunk, i + 1)))).flat()
 }
 
 /**

@@ -6,8 +6,9 @@
  *   move    MIGRATE ... KEYS (key-mover.ts)
  *   close   1. source: COUNTKEYSINSLOT s = 0 for every slot, and its configEpoch eS
  *           2. target: its configEpoch raised above eS (CLUSTER BUMPEPOCH, then re-read)
- *           3. target: SETSLOT s STABLE + SETSLOT s NODE target for all but the last slot,
- *              SETSLOT s NODE target for the last (one epoch bump, one PONG broadcast)
+ *           3. target: SETSLOT s NODE target for every slot (importing cleared and the
+ *              slot assigned in one command: no moment with keys in a slot neither owned
+ *              nor imported)
  *           4. source and every other master: SETSLOT s NODE target
  *   verify  the target's own view owns every slot, the source's does not
  *
@@ -38,6 +39,12 @@
  *   target keeps the slots, however the pipeline of step 3 is split over event-loop turns
  *   (Valkey >= 8 blocks each SETSLOT until the replicas acknowledge it). The collision rule
  *   cannot lower the target's epoch either: it only ever increments.
+ * - A node holding keys of a slot it neither owns nor imports deletes them when it checks its
+ *   data against its config (at start-up; on Valkey 9 also when it wins a failover). Step 3
+ *   never creates that state: each slot leaves "importing" and becomes "owned" in one command,
+ *   which Valkey also hands to the replicas as one command. (An earlier version made slots
+ *   STABLE and then assigned them, to save broadcasts; a target replica promoted between the
+ *   two, or a target restarted between them, deleted the slot's keys.)
  * - Nothing is deleted at the source: step 1 counted 0 keys in every slot it closes (a
  *   failed or refused count leaves the slot open), and a migrating source cannot gain keys
  *   in the slot (a command for a key it lacks is redirected with ASK to the target). Step 4
@@ -46,7 +53,7 @@
  *   accepts a claim on a slot whose owner no longer claims it; neither can revive the
  *   source's claim.
  */
-import {type NodePool, type Reply, delay, mapLimit, pipelineCalls, spreadCalls, spreadGroups} from '../cluster/connection.js'
+import {type NodePool, type Reply, delay, mapLimit, pipelineCalls, spreadCalls} from '../cluster/connection.js'
 import {parseClusterNodes, parseInfo} from '../cluster/topology.js'
 import {SlotctlError, errorMessage, isConnectionLost, nodeFailure} from '../errors.js'
 import {formatSlots} from '../cluster/slots.js'
@@ -78,29 +85,20 @@ function protocolError(node: SlotEndpoint, what: string, error: unknown, slot: n
 }
 
 /**
- * Runs SETSLOTs (or other CLUSTER subcommands) on one node in one pipeline; those answered
- * NOREPLICAS (Valkey: a replica did not acknowledge in time, and the primary did not apply
- * it) are sent again. Returns each command's final [error, value].
+ * Runs SETSLOTs (or other CLUSTER subcommands) on one node, pipelined, spread over `lanes`
+ * connections (Valkey holds each SETSLOT until the replicas acknowledge it; clients waiting
+ * at once share an acknowledgement round). Those answered NOREPLICAS (a replica did not
+ * acknowledge in time, and the primary did not apply it) are sent again. Returns each
+ * command's final [error, value].
  */
 async function clusterCalls(pool: NodePool, node: SlotEndpoint, commands: readonly Command[], lanes = 1): Promise<Reply[]> {
-  return (await clusterGroups(pool, node, commands.map((command) => [command]), lanes)).flat()
-}
-
-/**
- * Groups of CLUSTER subcommands, each group in order on one connection, the groups spread
- * over `lanes` connections (Valkey holds each SETSLOT until the replicas acknowledge it;
- * clients waiting at once share an acknowledgement round). Commands answered NOREPLICAS
- * are sent again.
- */
-async function clusterGroups(pool: NodePool, node: SlotEndpoint, groups: readonly Command[][], lanes = 1): Promise<Reply[][]> {
-  const asCluster = (group: readonly Command[]) => group.map((args) => ['CLUSTER', ...args])
-  const replies = await spreadGroups(pool, node.address, groups.map(asCluster), lanes)
+  const replies = await spreadCalls(pool, node.address, commands.map((args) => ['CLUSTER', ...args]), lanes)
   for (let attempt = 0; attempt < NOREPLICAS_RETRIES; attempt++) {
-    const again = groups.flatMap((group, g) => group.flatMap((_, c) => (replies[g][c][0] && /NOREPLICAS/.test((replies[g][c][0] as Error).message) ? [[g, c]] : [])))
+    const again = replies.flatMap(([error], i) => (error && /NOREPLICAS/.test(error.message) ? [i] : []))
     if (again.length === 0) break
     await delay(100 * (attempt + 1))
-    const retried = await spreadCalls(pool, node.address, again.map(([g, c]) => ['CLUSTER', ...groups[g][c]]), lanes)
-    for (const [j, [g, c]] of again.entries()) replies[g][c] = retried[j]
+    const retried = await spreadCalls(pool, node.address, again.map((i) => ['CLUSTER', ...commands[i]]), lanes)
+    for (const [j, i] of again.entries()) replies[i] = retried[j]
   }
   return replies
 }
@@ -178,19 +176,18 @@ export async function raiseEpochAbove(pool: NodePool, node: SlotEndpoint, floor:
 }
 
 /**
- * Step 3: the target takes the slots with one broadcast instead of one per slot (SETSLOT
- * NODE on an importing slot broadcasts a PONG to every node, each of which walks all 16384
- * slots to apply it). All but the last slot are made STABLE, then assigned; the last one
- * takes the importing path, whose broadcast carries the target's whole slot map.
+ * Step 3: the target takes the slots, each with SETSLOT NODE on the importing slot: one
+ * command that clears the importing marker and assigns the slot together, on the target and
+ * (Valkey >= 8) on its replicas. There is never a moment in which the target (or a replica
+ * that may be promoted, or the target restarted from its nodes.conf) holds the slot's keys
+ * neither importing nor owning it: a node in that state deletes them (verifyClusterConfigWithData,
+ * at start-up, and on Valkey 9 also when a replica wins a failover). Each such SETSLOT
+ * broadcasts a PONG; measured, that costs about as much as the STABLE + NODE pairs that once
+ * saved it, and those pairs had exactly that window between their two commands.
  */
 async function takeSlotsOnTarget(pool: NodePool, target: SlotEndpoint, slots: readonly number[], lanes: number): Promise<void> {
-  const allButLast = slots.slice(0, -1)
-  const last = slots.at(-1) as number
-  const replies = await clusterGroups(pool, target, allButLast.map((slot) => [['SETSLOT', slot, 'STABLE'], ['SETSLOT', slot, 'NODE', target.id]]), lanes)
-  const failed = replies.findIndex((group) => group.some(([error]) => error))
-  if (failed !== -1) throw protocolError(target, 'SETSLOT NODE', replies[failed].find(([error]) => error)?.[0], allButLast[failed])
-  // after the others, so that its broadcast carries every slot of the wave
-  throwFirst(await clusterCalls(pool, target, [['SETSLOT', last, 'NODE', target.id]]), [last], target, 'SETSLOT NODE')
+  const replies = await clusterCalls(pool, target, slots.map((slot) => ['SETSLOT', slot, 'NODE', target.id]), lanes)
+  throwFirst(replies, slots, target, 'SETSLOT NODE')
 }
 
 /** Step 4: the source, then every other master (they would learn by gossip; told, they redirect at once). */
