@@ -60,7 +60,7 @@ export function isValkeyAtLeast(major: number, minor = 0): boolean {
 export function skipUnlessValkey(context: Mocha.Context, major: number, minor = 0): void {
   if (isValkeyAtLeast(major, minor)) return
   const server = serverUnderTest()
-  const reason = ` [skipped: needs Valkey >= ${major}.${minor}; SLOTCTL_TEST_SERVER is ${server.product} ${server.version}]`
+  const reason = ` [skipped: needs Valkey >= ${major}.${minor}; the server under test is ${server.product} ${server.version}]`
   for (const test of context.test?.parent?.tests ?? []) test.title += reason
   context.skip()
 }

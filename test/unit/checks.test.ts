@@ -146,4 +146,13 @@ describe('checks', () => {
     expect(uncoveredSlots(parseClusterNodes(healthy))).to.deep.equal([])
     expect(uncoveredSlots(parseClusterNodes(healthy.replace('10923-16383', '10923-16380')))).to.deep.equal([16_381, 16_382, 16_383])
   })
+
+  it('every error of a troubled topology names the next step in its hint, cluster_state included', () => {
+    const snapshot = snapshotOf(troubled, {[B]: {error: 'connection refused', reachable: false}, [C]: {clusterInfo: {cluster_state: 'fail'}}})
+    delete snapshot.views[R2]
+    delete snapshot.views[R3]
+    const findings = runChecks(snapshot, {strayKeys: new Map([[42, [A]]])})
+    expect(codes(findings)).to.include.members(['error:CLUSTER_STATE', 'error:MULTIPLE_OWNERS', 'error:SLOTS_UNCOVERED', 'error:OPEN_SLOT', 'error:MASTER_UNREACHABLE'])
+    for (const finding of findings.filter((f) => f.severity === 'error')) expect(finding.hint, finding.code).to.be.a('string').and.match(/slotctl /).and.not.include('\n')
+  })
 })

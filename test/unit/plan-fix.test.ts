@@ -138,6 +138,31 @@ describe('fix planner', () => {
     expect(fix.reason).to.equal('its target dddddddd is no live master any more: the slot stays with its owner')
   })
 
+  it('a marker only a replica shows: SETSLOT STABLE on its master, which passes it on; no key moves', () => {
+    const REPLICA = 'e'.repeat(40)
+    const replicating = masters().map((master) => ({...master, replicatesSetslot: true}))
+    const evidence = slot(300, A, {keys: {[A]: 4, [B]: 0, [C]: 0}, replicaMarkers: {[REPLICA]: A}})
+    expect(classifySlot(evidence, new Set([A, B, C]))).to.equal('replica-marker')
+    const [fix] = planFix(replicating, [evidence])
+    expect(fix).to.include({action: 'clear-replica-marker', claimsSlot: false, destination: A, problem: 'replica-marker'})
+    expect(fix.sources).to.deep.equal([])
+  })
+
+  it('a replica marker is skipped, saying why, when its master is down or does not replicate SETSLOT', () => {
+    const REPLICA = 'e'.repeat(40)
+    const down = planFix(masters({[B]: 5461, [C]: 5462}, [A]).map((master) => ({...master, replicatesSetslot: true})), [slot(300, B, {replicaMarkers: {[REPLICA]: A}})])[0]
+    expect(down).to.include({action: 'skip', problem: 'replica-marker'})
+    expect(down.reason).to.match(/that master is down: bring it back/)
+    const redis = planFix(masters(), [slot(300, A, {replicaMarkers: {[REPLICA]: A}})])[0]
+    expect(redis).to.include({action: 'skip', problem: 'replica-marker'})
+    expect(redis.reason).to.match(/does not pass SETSLOT on/).and.match(/CLUSTER REPLICATE/)
+  })
+
+  it('a master\'s own problem wins over its replica\'s marker (closing it reaches the replica too)', () => {
+    const [fix] = planFix(masters(), [slot(7, A, {importing: {[B]: A}, migrating: {[A]: B}, replicaMarkers: {['e'.repeat(40)]: A}})])
+    expect(fix).to.include({action: 'close-back', problem: 'open-migration'})
+  })
+
   it('groups consecutive slots with the same decision', () => {
     const fixes = planFix(masters(), [slot(1, A, {importing: {[B]: A}}), slot(2, A, {importing: {[B]: A}}), slot(3, A, {migrating: {[A]: B}})])
     expect(groupFixes(fixes).map((group) => [group.slots, group.problem])).to.deep.equal([[[1, 2], 'importing-only'], [[3], 'migrating-only']])

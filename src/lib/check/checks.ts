@@ -5,7 +5,7 @@
  */
 import type {ClusterSnapshot, NodeView} from '../cluster/loader.js'
 import {SLOT_COUNT, type SlotRange, formatSlots, parseSlotRanges} from '../cluster/slots.js'
-import {type ClusterNode, replicasOf, slotMapSignature, slotOwners} from '../cluster/topology.js'
+import {type ClusterNode, type MarkerKind, markersNotOn, replicasOf, slotMapSignature, slotOwners} from '../cluster/topology.js'
 import {isTerminal} from '../cluster/slot-migrations.js'
 import {type Issue, type NodeRef, nodeRef, rangeSet, slotSet} from '../cli/result.js'
 
@@ -104,7 +104,11 @@ function reachabilityFindings(snapshot: ClusterSnapshot): Finding[] {
 function stateFindings(snapshot: ClusterSnapshot): Finding[] {
   return Object.values(snapshot.views)
     .filter((view) => view.reachable && view.clusterInfo && view.clusterInfo.cluster_state !== 'ok')
-    .map((view) => error('CLUSTER_STATE', `${view.address} reports cluster_state:${view.clusterInfo?.cluster_state ?? 'unknown'}`, {nodes: [nodeRef(view)]}))
+    .map((view) => error('CLUSTER_STATE', `${view.address} reports cluster_state:${view.clusterInfo?.cluster_state ?? 'unknown'}`, {
+      // it follows from the other errors (an uncovered slot, a failed master) and clears by itself with them
+      hint: `deal with the other errors; cluster_state turns ok once every slot has a live owner (slotctl check ${snapshot.seedAddress})`,
+      nodes: [nodeRef(view)],
+    }))
 }
 
 function agreementFindings(snapshot: ClusterSnapshot): Finding[] {
@@ -119,15 +123,6 @@ function agreementFindings(snapshot: ClusterSnapshot): Finding[] {
   const outliers = groups.slice(1).flat().map((id) => nodeRef(snapshot.views[id]))
   const names = outliers.map((node) => node.address).join(', ')
   return [error('SLOTS_DISAGREE', `nodes do not agree on the slot map: ${names} differ from the majority`, {hint: `slotctl fix ${snapshot.seedAddress} --dry-run`, nodes: outliers})]
-}
-
-type MarkerKind = 'importing' | 'migrating'
-
-/** A node's open slots of one kind; with `except`, only those that node does not mark the same way. */
-function markedSlots(node: ClusterNode, kind: MarkerKind, except?: ClusterNode): number[] {
-  return Object.entries(node[kind])
-    .filter(([slot, peer]) => except?.[kind][Number(slot)] !== peer)
-    .map(([slot]) => Number(slot))
 }
 
 function openSlotFinding(snapshot: ClusterSnapshot, node: ClusterNode, kind: MarkerKind, slots: number[], suffix = ''): Finding {
@@ -148,8 +143,9 @@ function openSlotFindings(snapshot: ClusterSnapshot): Finding[] {
     const master = node.role === 'replica' && node.masterId ? byId.get(node.masterId) : undefined
     // an unreachable master's own markers are unknown: its replica's are reported as they are
     const knownMaster = master && snapshot.views[master.id]?.reachable ? master : undefined
+    const markers = markersNotOn(node, knownMaster)
     for (const kind of ['migrating', 'importing'] as const) {
-      const slots = markedSlots(node, kind, knownMaster)
+      const slots = markers.filter((marker) => marker.kind === kind).map((marker) => marker.slot)
       if (slots.length === 0) continue
       const suffix = knownMaster ? ` (only the replica: its master ${label(knownMaster)} does not)` : ''
       findings.push(openSlotFinding(snapshot, node, kind, slots, suffix))

@@ -159,6 +159,28 @@ export function replicasOf(nodes: readonly ClusterNode[], masterId: string): Clu
   return nodes.filter((node) => node.role === 'replica' && node.masterId === masterId)
 }
 
+export type MarkerKind = 'importing' | 'migrating'
+
+export interface SlotMarker {
+  slot: number
+  kind: MarkerKind
+  /** the node the slot migrates to, or is imported from */
+  peer: string
+}
+
+/**
+ * Open-slot markers `node` shows that `other` does not show the same way (same slot, kind
+ * and peer); all of them without `other`. Used to tell a replica's copy of its master's
+ * markers (Valkey replicates SETSLOT) from a marker only the replica still has.
+ */
+export function markersNotOn(node: Pick<ClusterNode, 'importing' | 'migrating'>, other?: Pick<ClusterNode, 'importing' | 'migrating'>): SlotMarker[] {
+  const markers: SlotMarker[] = []
+  for (const kind of ['migrating', 'importing'] as const) {
+    for (const [slot, peer] of Object.entries(node[kind])) if (other?.[kind][Number(slot)] !== peer) markers.push({kind, peer, slot: Number(slot)})
+  }
+  return markers
+}
+
 /** Slots a node marks migrating or importing, in the order it lists them. */
 export function openSlotsOf(node: Pick<ClusterNode, 'importing' | 'migrating'>): number[] {
   return [...Object.keys(node.migrating), ...Object.keys(node.importing)].map(Number)

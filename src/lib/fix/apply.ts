@@ -131,6 +131,29 @@ class FixRunner {
     }
   }
 
+  /**
+   * SETSLOT STABLE on the master of each replica that still shows a marker its master does
+   * not: a no-op for the master, which passes it on to its replicas (Valkey ≥ 8).
+   */
+  async clearReplicaMarkers(fixes: readonly SlotFix[]): Promise<FixFailure[]> {
+    const byMaster = new Map<string, number[]>()
+    for (const fix of fixes) {
+      for (const master of new Set(Object.values(this.evidence.get(fix.slot)?.replicaMarkers ?? {}))) byMaster.set(master, [...(byMaster.get(master) ?? []), fix.slot])
+    }
+    const failures: FixFailure[] = []
+    await mapLimit([...byMaster.entries()], NODE_PARALLELISM, async ([id, slots]) => {
+      const errors = await this.pipeline(id, slots.map((slot) => ['SETSLOT', slot, 'STABLE']))
+      for (const [i, slot] of slots.entries()) {
+        const error = errors[i]
+        if (!error) continue
+        // the replicas get the STABLE anyway once they catch up; only the wait for them ran out
+        const why = /NOREPLICAS/.test(error.message) ? ' (its replicas did not acknowledge in time; run fix again once they are in sync)' : ''
+        failures.push({error: `${this.endpoint(id).address}: ${error.message}${why}`, slot})
+      }
+    })
+    return failures
+  }
+
   async pipeline(id: string, commands: Setslot[]): Promise<Array<Error | null>> {
     return clusterPipeline(this.pool, this.endpoint(id).address, commands)
   }
@@ -234,9 +257,11 @@ async function repointStaleViews(runner: FixRunner, fixes: readonly SlotFix[], m
 export async function applyFixes(pool: NodePool, masters: readonly MasterEvidence[], slots: readonly SlotEvidence[], fixes: readonly SlotFix[], options: FixApplyOptions): Promise<FixOutcome> {
   const ownSlots = structuredClone(slots) as SlotEvidence[]
   const runner = new FixRunner(pool, masters, ownSlots, options)
-  const actionable = fixes.filter((fix) => fix.action !== 'skip')
+  const replicaOnly = fixes.filter((fix) => fix.action === 'clear-replica-marker')
+  const actionable = fixes.filter((fix) => fix.action !== 'skip' && fix.action !== 'clear-replica-marker')
   await repointStaleViews(runner, actionable, masters, ownSlots)
   const failures = await coverUncovered(runner, actionable, masters, ownSlots)
+  failures.push(...(await runner.clearReplicaMarkers(replicaOnly)))
   const failedSlots = () => new Set(failures.map((failure) => failure.slot))
   const live = masters.filter((master) => master.live)
   let keysMoved = 0
@@ -265,7 +290,7 @@ export async function applyFixes(pool: NodePool, masters: readonly MasterEvidenc
   const failed = failedSlots()
   return {
     failures: failures.sort((a, b) => a.slot - b.slot),
-    fixedSlots: moved.map((fix) => fix.slot).filter((slot) => !failed.has(slot)),
+    fixedSlots: [...moved, ...replicaOnly].map((fix) => fix.slot).filter((slot) => !failed.has(slot)).sort((a, b) => a - b),
     keysMoved,
     skippedSlots: [...skipped].sort((a, b) => a - b),
   }

@@ -13,7 +13,8 @@ import {type MasterEvidence, type SlotEvidence, effectiveClaimants} from '../pla
 import {deadOwnerHint} from '../check/checks.js'
 import {countKeysInSlots} from '../cluster/slot-stats.js'
 import {SLOT_COUNT, expandRanges} from '../cluster/slots.js'
-import {type ClusterNode, openSlotsOf, slotCount, slotOwners} from '../cluster/topology.js'
+import {readServerFeaturesOf} from '../cluster/server-info.js'
+import {type ClusterNode, markersNotOn, openSlotsOf, slotCount, slotOwners} from '../cluster/topology.js'
 import {SlotctlError, errorMessage} from '../errors.js'
 
 export interface FixEvidence {
@@ -132,6 +133,30 @@ export async function findStrayKeys(pool: NodePool, snapshot: ClusterSnapshot, e
   return stray
 }
 
+/**
+ * slot → replica id → master id, for every marker a reachable replica shows that its master
+ * does not show the same way. Valkey replicates SETSLOT to replicas before running it on the
+ * master, so a replica keeps a marker its master never set or already cleared when the
+ * master answered NOREPLICAS, or when it missed the master's STABLE while disconnected.
+ */
+function replicaOnlyMarkers(snapshot: ClusterSnapshot): Map<number, Record<string, string>> {
+  const byId = new Map(snapshot.nodes.map((node) => [node.id, node]))
+  const markers = new Map<number, Record<string, string>>()
+  for (const replica of snapshot.nodes) {
+    if (replica.role !== 'replica' || !replica.masterId || !snapshot.views[replica.id]?.reachable) continue
+    for (const {slot} of markersNotOn(replica, byId.get(replica.masterId))) markers.set(slot, {...markers.get(slot), [replica.id]: replica.masterId})
+  }
+  return markers
+}
+
+/** Whether each live master behind such a replica passes SETSLOT on (one INFO server each). */
+async function setslotReplication(pool: NodePool, live: readonly ClusterNode[], replicaMarkers: Map<number, Record<string, string>>): Promise<Map<string, boolean>> {
+  const involved = new Set([...replicaMarkers.values()].flatMap((byReplica) => Object.values(byReplica)))
+  const asked = live.filter((master) => involved.has(master.id))
+  const features = await readServerFeaturesOf(pool, asked.map((master) => master.address))
+  return new Map(asked.map((master) => [master.id, features.get(master.address)?.replicatedSetslot ?? false]))
+}
+
 function intendedTargets(journal: JournalState | undefined): Map<number, string> {
   if (!journal) return new Map()
   return new Map(journal.plan.moves.filter((move) => !journal.doneSlots.has(move.slot)).map((move) => [move.slot, move.targetId]))
@@ -144,7 +169,7 @@ function openMarkers(masters: readonly ClusterNode[], slot: number, kind: 'impor
 }
 
 /** Every master fix may name: the live ones, and any node a live view names as an owner. */
-function masterEvidence(snapshot: ClusterSnapshot, views: LiveViews, named: ReadonlySet<string>): MasterEvidence[] {
+function masterEvidence(snapshot: ClusterSnapshot, views: LiveViews, named: ReadonlySet<string>, replicatesSetslot: ReadonlyMap<string, boolean>): MasterEvidence[] {
   const nodes = snapshot.nodes.filter((node) => views.liveIds.has(node.id) || (node.role === 'master' && !snapshot.views[node.id]?.reachable) || named.has(node.id))
   return nodes.map((node) => {
     const live = views.liveIds.has(node.id)
@@ -154,6 +179,7 @@ function masterEvidence(snapshot: ClusterSnapshot, views: LiveViews, named: Read
       id: node.id,
       live,
       slotCount: live ? slotCount(node) : 0,
+      ...(replicatesSetslot.has(node.id) ? {replicatesSetslot: replicatesSetslot.get(node.id)} : {}),
       ...(live ? {} : {nextStep: deadOwnerHint(snapshot, node)}),
     }
   })
@@ -164,6 +190,9 @@ export async function gatherFixEvidence(pool: NodePool, snapshot: ClusterSnapsho
   const suspicious = suspiciousSlots(views)
   const strayKeys = await findStrayKeys(pool, snapshot, options.searchMultipleOwners)
   for (const slot of strayKeys.keys()) suspicious.add(slot)
+  const replicaMarkers = replicaOnlyMarkers(snapshot)
+  for (const slot of replicaMarkers.keys()) suspicious.add(slot)
+  const replicatesSetslot = await setslotReplication(pool, views.live, replicaMarkers)
   const slots = [...suspicious].sort((a, b) => a - b)
   const counts = await countKeys(pool, views.live, slots)
   const intended = intendedTargets(options.journal)
@@ -173,13 +202,14 @@ export async function gatherFixEvidence(pool: NodePool, snapshot: ClusterSnapsho
     intendedTarget: intended.get(slot),
     keys: Object.fromEntries(views.live.map((node) => [node.id, counts.get(node.id)?.get(slot) ?? 0])),
     migrating: openMarkers(views.live, slot, 'migrating'),
+    ...(replicaMarkers.has(slot) ? {replicaMarkers: replicaMarkers.get(slot)} : {}),
     slot,
     viewOwner: Object.fromEntries(views.live.map((node) => [node.id, views.owners.get(node.id)?.get(slot) ?? null])),
   }))
   const downOwners = new Set(evidence.flatMap((slot) => slot.claimants.filter((id) => !views.liveIds.has(id))))
   const named = new Set(evidence.flatMap((slot) => Object.values(slot.viewOwner).filter((id): id is string => id !== null)))
   return {
-    masters: masterEvidence(snapshot, views, new Set([...named, ...downOwners])),
+    masters: masterEvidence(snapshot, views, new Set([...named, ...downOwners]), replicatesSetslot),
     slots: evidence,
     strayKeys,
     unreachableOwners: snapshot.nodes.filter((node) => downOwners.has(node.id)),

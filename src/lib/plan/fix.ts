@@ -16,6 +16,11 @@ export interface MasterEvidence {
   configEpoch: number
   /** for a master that is down: the command that deals with it (promote its replica, or remove it) */
   nextStep?: string
+  /**
+   * The master sends CLUSTER SETSLOT on to its replicas (Valkey ≥ 8), so a SETSLOT STABLE
+   * on it clears a marker one of its replicas still shows. Only read when a replica does.
+   */
+  replicatesSetslot?: boolean
 }
 
 export interface SlotEvidence {
@@ -36,6 +41,8 @@ export interface SlotEvidence {
   viewOwner: Record<string, null | string>
   /** where an interrupted slotctl run meant to move the slot (from its journal) */
   intendedTarget?: string
+  /** replica id → its master's id, for replicas showing a marker for the slot their master does not */
+  replicaMarkers?: Record<string, string>
 }
 
 export type SlotProblem =
@@ -44,12 +51,14 @@ export type SlotProblem =
   | 'migrating-to-gone'
   | 'multiple-owners'
   | 'open-migration'
+  | 'replica-marker'
   | 'stray-keys'
   | 'uncovered'
   | 'views-disagree'
 
 export type FixAction =
   | 'assign' // an uncovered slot gets an owner
+  | 'clear-replica-marker' // SETSLOT STABLE on a master, which passes it on to the replica still showing a marker
   | 'close-back' // an open slot goes back to its owner
   | 'merge-keys' // keys outside the owner move into it
   | 'reassert-owner' // masters that disagree are told the owner
@@ -100,6 +109,7 @@ export function classifySlot(slot: SlotEvidence, live: ReadonlySet<string>): Slo
   const owner = slot.claimants[0]
   if (Object.entries(slot.keys).some(([id, count]) => id !== owner && count > 0)) return 'stray-keys'
   if (Object.values(slot.viewOwner).some((seen) => seen !== owner)) return 'views-disagree'
+  if (Object.keys(slot.replicaMarkers ?? {}).length > 0) return 'replica-marker'
   return null
 }
 
@@ -161,9 +171,25 @@ function downOwnerReason(master: MasterEvidence | undefined, id: string): string
   return `its owner ${name} is down: ${master?.nextStep ?? 'bring it back or fail it over first'}`
 }
 
+/**
+ * Only a replica still marks the slot open (its master closed it while the replica missed
+ * the SETSLOT): the master's own SETSLOT STABLE is a no-op for the master and reaches the
+ * replica through replication. A replica refuses SETSLOT from clients, so there is no other way.
+ */
+function clearReplicaMarker(slot: SlotEvidence, masters: ReadonlyMap<string, MasterEvidence>): SlotFix {
+  const owner = slot.claimants[0]
+  for (const id of new Set(Object.values(slot.replicaMarkers ?? {}))) {
+    const master = masters.get(id)
+    if (!master?.live) return skip(slot, 'replica-marker', `only a replica of ${id.slice(0, 8)} still shows it open, and that master is down: bring it back (or fail it over), then run fix again`)
+    if (!master.replicatesSetslot) return skip(slot, 'replica-marker', `only a replica of ${master.address} still shows it open, and that master does not pass SETSLOT on to its replicas (not Valkey 8 or newer): run CLUSTER REPLICATE ${id} on the replica to resync it`)
+  }
+  return {action: 'clear-replica-marker', claimsSlot: false, destination: owner, problem: 'replica-marker', reason: 'only a replica still shows it open: SETSLOT STABLE on its master reaches it', slot: slot.slot, sources: []}
+}
+
 function decide(slot: SlotEvidence, problem: SlotProblem, live: ReadonlySet<string>, spreader: Spreader, masters: ReadonlyMap<string, MasterEvidence>): SlotFix {
   const deadClaimant = slot.claimants.find((id) => !live.has(id))
   if (deadClaimant) return skip(slot, problem, downOwnerReason(masters.get(deadClaimant), deadClaimant))
+  if (problem === 'replica-marker') return clearReplicaMarker(slot, masters)
   const liveClaimants = slot.claimants.filter((id) => live.has(id))
   const forward = problem === 'open-migration' || problem === 'migrating-only' || problem === 'importing-only' ? rollForwardTarget(slot, live) : undefined
 
