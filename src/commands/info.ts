@@ -1,12 +1,13 @@
 import {Args} from '@oclif/core'
 
 import {BaseCommand} from '../lib/cli/base-command.js'
-import {NODE_PARALLELISM, settleLimit} from '../lib/cluster/connection.js'
+import {NODE_PARALLELISM, type NodePool, settleLimit} from '../lib/cluster/connection.js'
+import {masterSlotKeyCounts} from '../lib/cluster/slot-stats.js'
 import {ExitCode} from '../lib/errors.js'
 import {formatBytes, paint, renderIssues, table} from '../lib/cli/render.js'
 import {type Issue, type NodeRef, type VerbResult, byFirstSlot, issue, nodeRef, rangeSet} from '../lib/cli/result.js'
-import {SLOT_COUNT, type SlotRange, formatRanges} from '../lib/cluster/slots.js'
-import {keyCountFromInfo, parseInfo, replicasOf} from '../lib/cluster/topology.js'
+import {SLOT_COUNT, type SlotRange, expandRanges, formatRanges} from '../lib/cluster/slots.js'
+import {type ClusterNode, keyCountFromInfo, parseInfo, replicasOf} from '../lib/cluster/topology.js'
 
 export interface MasterInfo {
   id: string
@@ -16,7 +17,19 @@ export interface MasterInfo {
   keys: number | null
   replicaCount: number
   usedMemory: number | null
+  /** the master's slot holding most keys (CLUSTER SLOT-STATS, or COUNTKEYSINSLOT where the server lacks it) */
+  largestSlot: {keys: number; slot: number} | null
   reachable: boolean
+}
+
+/** Keyspace and memory (one round trip), and the slot holding most keys. */
+async function readMasterInfo(pool: NodePool, node: ClusterNode): Promise<{info: Record<string, string>; largestSlot: MasterInfo['largestSlot']}> {
+  const info = parseInfo(String(await pool.read(node.address, (client) => client.call('INFO', 'keyspace', 'memory'))))
+  const slots = expandRanges(node.slots)
+  const counts = await masterSlotKeyCounts(pool, node.address, slots)
+  let largest: MasterInfo['largestSlot'] = null
+  for (const [index, keys] of counts.entries()) if (keys > (largest?.keys ?? 0)) largest = {keys, slot: slots[index]}
+  return {info, largestSlot: largest}
 }
 
 export interface InfoResult extends VerbResult {
@@ -50,16 +63,16 @@ export default class Info extends BaseCommand<typeof Info> {
     const snapshot = await this.loadCluster(this.parseSeed([this.args.address, ...(this.args.port ? [this.args.port] : [])]))
     const masters = snapshot.nodes.filter((node) => node.role === 'master' && !node.noAddress).sort(byFirstSlot)
     const pool = this.pool()
-    // One round trip per master: keyspace and memory sections together.
-    const infos = await settleLimit(masters, NODE_PARALLELISM, async (node) => parseInfo(String(await pool.read(node.address, (client) => client.call('INFO', 'keyspace', 'memory')))))
+    const infos = await settleLimit(masters, NODE_PARALLELISM, async (node) => readMasterInfo(pool, node))
     const errors: Issue[] = []
     const rows: MasterInfo[] = masters.map((node, index) => {
-      const info = infos[index].value
+      const info = infos[index].value?.info
       if (!info) errors.push(issue('E_UNREACHABLE', `could not read ${node.address}: ${infos[index].error?.message ?? 'no answer'}`, {nodes: [nodeRef(node)]}))
       return {
         address: node.address,
         id: node.id,
         keys: info ? keyCountFromInfo(info) : null,
+        largestSlot: infos[index].value?.largestSlot ?? null,
         reachable: Boolean(info),
         replicaCount: replicasOf(snapshot.nodes, node.id).length,
         usedMemory: info ? Number(info.used_memory) : null,
@@ -91,10 +104,11 @@ export default class Info extends BaseCommand<typeof Info> {
       m.slotCount,
       formatRanges(m.slots) || '-',
       m.keys ?? paint.bad('unreachable'),
+      m.largestSlot ? `${m.largestSlot.slot} (${m.largestSlot.keys} keys)` : '-',
       m.replicaCount,
       m.usedMemory === null ? '-' : formatBytes(m.usedMemory),
     ])
-    this.log(table(['master', 'id', 'slots', 'ranges', 'keys', 'replicas', 'memory'], rows, ['left', 'left', 'right', 'left', 'right', 'right', 'right']))
+    this.log(table(['master', 'id', 'slots', 'ranges', 'keys', 'largest slot', 'replicas', 'memory'], rows, ['left', 'left', 'right', 'left', 'right', 'right', 'right', 'right']))
     this.log(`${result.totalKeys} keys in ${result.masters.length} masters, ${result.totalSlots} slots assigned, ${result.keysPerSlot.toFixed(2)} keys per slot on average, ${formatBytes(result.usedMemory)} used.`)
   }
 }

@@ -1,6 +1,7 @@
 /**
- * Per-slot load for `rebalance --by keys|memory`: key counts from CLUSTER COUNTKEYSINSLOT
- * (each master asked about its own slots, pipelined), and a byte estimate per slot.
+ * Per-slot load for `rebalance --by keys|memory` and `info`: key counts of each master's own
+ * slots, from one CLUSTER SLOT-STATS call where the master has it (Valkey ≥ 8), else from
+ * CLUSTER COUNTKEYSINSLOT per slot (pipelined); and a byte estimate per slot.
  *
  * The byte estimate: a master's dataset memory (INFO memory `used_memory_dataset`, i.e.
  * used_memory minus the server's own overhead) is shared among its slots in proportion to
@@ -11,6 +12,7 @@
 import {NODE_PARALLELISM, type NodePool, mapLimit} from './connection.js'
 import {SlotctlError, errorMessage} from '../errors.js'
 import {SLOT_COUNT, type SlotRange, expandRanges} from './slots.js'
+import {readServerFeatures} from './server-info.js'
 import {parseInfo} from './topology.js'
 
 export interface SlotStatsMaster {
@@ -40,15 +42,49 @@ export async function countKeysInSlots(pool: NodePool, address: string, slots: r
   return counts
 }
 
+/**
+ * Pure: slot → key-count from a CLUSTER SLOT-STATS reply, [[slot, [field, value, ...]], ...]
+ * (other fields, such as cpu-usec, are ignored).
+ */
+export function parseSlotStats(reply: unknown): Map<number, number> {
+  const counts = new Map<number, number>()
+  if (!Array.isArray(reply)) return counts
+  for (const entry of reply) {
+    if (!Array.isArray(entry) || !Array.isArray(entry[1])) continue
+    const fields = entry[1] as unknown[]
+    for (let i = 0; i + 1 < fields.length; i += 2) if (String(fields[i]) === 'key-count') counts.set(Number(entry[0]), Number(fields[i + 1]))
+  }
+  return counts
+}
+
+/** Key counts of every slot a node owns, in one call: the node answers for its own slots only. */
+async function slotStatsKeyCounts(pool: NodePool, address: string): Promise<Map<number, number>> {
+  return parseSlotStats(await pool.read(address, (client) => client.call('CLUSTER', 'SLOT-STATS', 'SLOTSRANGE', 0, SLOT_COUNT - 1)))
+}
+
+/**
+ * Key counts of one master's own slots, in the order of `slots`. SLOT-STATS where the master
+ * has it; slots it did not answer for (its view of its slots differs from ours) and masters
+ * without it are counted one COUNTKEYSINSLOT each.
+ */
+export async function masterSlotKeyCounts(pool: NodePool, address: string, slots: readonly number[]): Promise<number[]> {
+  if (slots.length === 0) return []
+  const features = await readServerFeatures(pool, address).catch(() => undefined)
+  const stats = features?.slotStats ? await slotStatsKeyCounts(pool, address).catch(() => undefined) : undefined
+  const missing = slots.filter((slot) => stats?.get(slot) === undefined)
+  const counted = missing.length > 0 ? await countKeysInSlots(pool, address, missing) : []
+  const fallback = new Map(missing.map((slot, i) => [slot, counted[i]]))
+  return slots.map((slot) => stats?.get(slot) ?? (fallback.get(slot) as number))
+}
+
 /** Key count of every slot (index = slot), each read from the master that owns it. */
 export async function slotKeyCounts(pool: NodePool, masters: readonly SlotStatsMaster[]): Promise<number[]> {
   const keys = Array.from({length: SLOT_COUNT}, () => 0)
   await mapLimit(masters, NODE_PARALLELISM, async (master) => {
     const slots = expandRanges(master.slots)
-    if (slots.length === 0) return
     let counts: number[]
     try {
-      counts = await countKeysInSlots(pool, master.address, slots)
+      counts = await masterSlotKeyCounts(pool, master.address, slots)
     } catch (error) {
       if (error instanceof SlotctlError) throw error
       throw new SlotctlError(`cannot count keys per slot on ${master.address}: ${errorMessage(error)}`, {code: 'E_UNREACHABLE'})
