@@ -10,7 +10,7 @@ import {type AddNodeResult, addNode} from '../lib/nodes/membership.js'
 import {paint} from '../lib/cli/render.js'
 import {type VerbResult} from '../lib/cli/result.js'
 import {durationFlag} from '../lib/cli/duration.js'
-import {readZones, zoneLookup} from '../lib/nodes/zones.js'
+import {readZones, reportedZones, zoneLookupWithReported} from '../lib/nodes/zones.js'
 
 export interface AddNodeCommandResult extends VerbResult, Omit<AddNodeResult, 'alreadyMember' | 'warnings'> {
   /** already-member: the node was in the cluster already, nothing was changed. */
@@ -61,7 +61,9 @@ export default class AddNode extends BaseCommand<typeof AddNode> {
         suggestions: [`see them all with: slotctl check ${snapshot.seedAddress}`],
       })
     }
-    const zoneOf = zoneLookup(readZones(this.flags.zone ?? [], this.flags['zones-file']))
+    const zones = readZones(this.flags.zone ?? [], this.flags['zones-file'])
+    const members = snapshot.nodes.filter((node) => snapshot.views[node.id]?.reachable).map((node) => node.address)
+    const zoneOf = zoneLookupWithReported(zones, await reportedZones(this.pool(), [...members, newAddress]))
     await refuseMissingPermissions(this.pool(), this.permissionsNeeded(snapshot, newAddress))
     const result = await addNode(this.pool(), snapshot, newAddress, newNode.host, {
       masterId: this.flags['master-id'],

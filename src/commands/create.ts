@@ -13,7 +13,7 @@ import {type Issue, type VerbResult, byAddress, issue, rangeSet} from '../lib/cl
 import {durationFlag} from '../lib/cli/duration.js'
 import type {SlotRange} from '../lib/cluster/slots.js'
 import {formatRanges} from '../lib/cluster/slots.js'
-import {readZones, unusedZoneKeys, zoneLookup} from '../lib/nodes/zones.js'
+import {readZones, reportedZones, unusedZoneKeys, zoneLookupWithReported} from '../lib/nodes/zones.js'
 
 export interface CreatePlanView {
   masters: Array<{address: string; host: string; zone?: string; slots: SlotRange[]; slotCount: number}>
@@ -103,10 +103,10 @@ export default class Create extends BaseCommand<typeof Create> {
   async run(): Promise<CreateResult> {
     const {addresses, credentials} = await this.nodeAddresses()
     const zones = readZones(this.flags.zone ?? [], this.flags['zones-file'])
-    const zoneOf = zoneLookup(zones)
     const pool = this.pool(credentials, 15_000)
     const states = await inspectNodes(pool, addresses)
     this.refuseDuplicateNodes(states)
+    const zoneOf = zoneLookupWithReported(zones, await reportedZones(pool, addresses))
 
     const readiness = classifyForCreate(states)
     if (readiness.kind === 'exists') {

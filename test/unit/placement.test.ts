@@ -2,7 +2,7 @@ import {expect} from 'chai'
 
 import {chooseMasterFor, planReplicaMoves} from '../../src/lib/plan/placement.js'
 import {type ClusterNode, parseClusterNodes} from '../../src/lib/cluster/topology.js'
-import {parseZoneText, readZones, unusedZoneKeys, zoneLookup} from '../../src/lib/nodes/zones.js'
+import {parseZoneText, readZones, unusedZoneKeys, zoneLookup, zoneLookupWithReported} from '../../src/lib/nodes/zones.js'
 
 const id = (n: number) => String(n).repeat(40).slice(0, 40)
 
@@ -97,5 +97,12 @@ describe('zones', () => {
     expect(() => readZones(['10.0.0.1'])).to.throw(/expected HOST_OR_ADDR=ZONE/)
     expect(() => readZones(['10.0.0.1=a', '10.0.0.1=b'])).to.throw(/two zones/)
     expect(() => readZones([], '/nonexistent/zones.txt')).to.throw(/cannot read --zones-file/)
+  })
+
+  it('a node the operator names no zone for takes the zone its server reports; the operator\'s wins', () => {
+    const zoneOf = zoneLookupWithReported(parseZoneText('10.0.0.1=operator\n'), new Map([['10.0.0.1:7000', 'reported-1'], ['10.0.0.2:7000', 'reported-2']]))
+    expect(zoneOf({address: '10.0.0.1:7000', host: '10.0.0.1'})).to.equal('operator')
+    expect(zoneOf({address: '10.0.0.2:7000', host: '10.0.0.2'})).to.equal('reported-2')
+    expect(zoneOf({address: '10.0.0.3:7000', host: '10.0.0.3'})).to.equal(undefined)
   })
 })

@@ -1,10 +1,13 @@
 /**
  * Zones (failure domains above hosts) as the operator declares them: `--zone HOST_OR_ADDR=ZONE`
  * flags and a `--zones-file` with one `HOST_OR_ADDR=ZONE` per line (# comments allowed).
- * An exact HOST:PORT entry wins over a host entry.
+ * An exact HOST:PORT entry wins over a host entry. A node the operator names no zone for
+ * takes the `availability_zone` its server reports (Valkey ≥ 8, config availability-zone).
  */
 import {readFileSync} from 'node:fs'
 
+import type {NodePool} from '../cluster/connection.js'
+import {readServerFeaturesOf} from '../cluster/server-info.js'
 import {errorMessage, usageError} from '../errors.js'
 import type {ZoneOf} from '../plan/placement.js'
 
@@ -50,6 +53,20 @@ export function readZones(flags: readonly string[] = [], file?: string): ZoneMap
 
 export function zoneLookup(map: ZoneMap): ZoneOf {
   return (node) => map.get(node.address) ?? map.get(node.host)
+}
+
+/** address → the availability_zone each server reports, for those that report one. */
+export async function reportedZones(pool: NodePool, addresses: readonly string[]): Promise<Map<string, string>> {
+  const features = await readServerFeaturesOf(pool, addresses)
+  const zones = new Map<string, string>()
+  for (const [address, node] of features) if (node.availabilityZone) zones.set(address, node.availabilityZone)
+  return zones
+}
+
+/** The operator's zones first; a node without one falls back to the zone its server reports. */
+export function zoneLookupWithReported(map: ZoneMap, reported: ReadonlyMap<string, string>): ZoneOf {
+  const explicit = zoneLookup(map)
+  return (node) => explicit(node) ?? reported.get(node.address)
 }
 
 /** Entries that matched none of the nodes: almost always a typo the operator wants to hear about. */
