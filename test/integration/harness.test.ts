@@ -5,7 +5,7 @@ import {NodePool} from '../../src/lib/cluster/connection.js'
 import {parseInfo} from '../../src/lib/cluster/topology.js'
 import {TestCluster} from '../helpers/cluster-harness.js'
 
-describe('test harness (real redis-server)', () => {
+describe('test harness (real servers)', () => {
   let cluster: TestCluster
 
   before(async () => {

@@ -1,6 +1,6 @@
 import {expect} from 'chai'
-import {existsSync} from 'node:fs'
-import {mkdtemp, rm} from 'node:fs/promises'
+import {existsSync, readFileSync} from 'node:fs'
+import {mkdtemp, readFile, rm, symlink, writeFile} from 'node:fs/promises'
 import {tmpdir} from 'node:os'
 import path from 'node:path'
 
@@ -9,7 +9,8 @@ import {NodePool} from '../../src/lib/cluster/connection.js'
 import {isAlive, stopServer} from '../../src/lib/local/servers.js'
 import type {SandboxState} from '../../src/lib/local/sandbox.js'
 import {parseInfo} from '../../src/lib/cluster/topology.js'
-import {runCli, runCliJson} from '../helpers/cli.js'
+import {TestCluster, serverUnderTest} from '../helpers/cluster-harness.js'
+import {expectOneCleanLine, runCli, runCliJson} from '../helpers/cli.js'
 
 interface StatusJson {
   running: boolean
@@ -20,13 +21,13 @@ interface StatusJson {
 
 const KEYS = 1000
 
-describe('sandbox start / status / stop (real redis-server)', () => {
+describe('sandbox start / status / stop (real servers)', () => {
   let dir: string
   let state: SandboxState | undefined
 
   before(async () => {
     dir = await mkdtemp(path.join(tmpdir(), 'slotctl-sandbox-test-'))
-    const started = await runCliJson<SandboxState>(['sandbox', 'start', '--masters', '3', '--replicas', '1', '--keys', String(KEYS), '--dir', dir])
+    const started = await runCliJson<SandboxState>(['sandbox', 'start', '--masters', '3', '--replicas', '1', '--keys', String(KEYS), '--dir', dir, '--server', serverUnderTest().path])
     expect(started.exitCode, started.stderr).to.equal(0)
     state = started.json
   })
@@ -118,5 +119,147 @@ describe('sandbox start: bad input', () => {
     } finally {
       await rm(dir, {force: true, recursive: true})
     }
+  })
+})
+
+describe('sandbox --server: any redis-server or valkey-server, named in messages, stopped whatever its file is called', () => {
+  let dir: string
+  let state: SandboxState | undefined
+
+  before(async () => {
+    dir = await mkdtemp(path.join(tmpdir(), 'slotctl-sandbox-server-'))
+  })
+
+  after(async () => {
+    await Promise.all((state?.nodes ?? []).map((node) => stopServer({...node, binary: state?.server?.path})))
+    await rm(dir, {force: true, recursive: true})
+  })
+
+  it('starts and stops the given binary under an unusual name, naming the server found', async () => {
+    const server = serverUnderTest()
+    // a name that is neither redis-server nor valkey-server: stop must still recognise it
+    const renamed = path.join(dir, 'kv-sandbox-binary')
+    await symlink(server.path, renamed)
+    const sandboxDir = path.join(dir, 'sandbox')
+    const started = await runCli(['sandbox', 'start', '--masters', '3', '--replicas', '0', '--dir', sandboxDir, '--server', renamed])
+    expect(started.exitCode, started.stderr).to.equal(0)
+    expect(started.stderr).to.include(`starting 3 ${server.name} ${server.version} processes`)
+    expect(started.stdout).to.include(`on ${server.name} ${server.version}`)
+    state = JSON.parse(readFileSync(path.join(sandboxDir, 'sandbox.json'), 'utf8')) as SandboxState
+    expect(state.server).to.include({name: server.name, path: renamed, version: server.version})
+    for (const node of state.nodes) expect(isAlive(node.pid), node.address).to.equal(true)
+
+    const status = await runCli(['sandbox', 'status', '--dir', sandboxDir])
+    expect(status.stdout).to.include(`server: ${server.name} ${server.version}`)
+
+    const stopped = await runCli(['sandbox', 'stop', '--dir', sandboxDir])
+    expect(stopped.exitCode, stopped.stderr).to.equal(0)
+    expect(stopped.stdout).to.include(`stopped 3 ${server.name} process(es)`)
+    for (const node of state.nodes) expect(isAlive(node.pid), `pid ${node.pid}`).to.equal(false)
+  })
+
+  it('refuses a --server that is not a server, with exit 2 and one line', async () => {
+    expectOneCleanLine(await runCli(['sandbox', 'start', '--dir', path.join(dir, 'x'), '--server', '/bin/true']), 2, /is not a redis-server or valkey-server/)
+    expectOneCleanLine(await runCli(['sandbox', 'start', '--dir', path.join(dir, 'x'), '--server', path.join(dir, 'missing')]), 2, /does not exist/)
+    expect(existsSync(path.join(dir, 'x', 'sandbox.json'))).to.equal(false)
+  })
+})
+
+describe('sandbox: a state file naming what slotctl did not create is refused, and nothing outside is touched', () => {
+  let dir: string
+  let state: SandboxState
+  let original: string
+  let foreign: TestCluster
+  let foreignDir: string
+  const stateFile = () => path.join(dir, 'sandbox.json')
+  const tamper = async (change: (copy: SandboxState) => void) => {
+    const copy = JSON.parse(original) as SandboxState
+    change(copy)
+    await writeFile(stateFile(), JSON.stringify(copy))
+  }
+
+  before(async function () {
+    this.timeout(120_000)
+    dir = await mkdtemp(path.join(tmpdir(), 'slotctl-sandbox-tamper-'))
+    const started = await runCliJson<SandboxState>(['sandbox', 'start', '--masters', '3', '--replicas', '0', '--dir', dir, '--server', serverUnderTest().path])
+    expect(started.exitCode, started.stderr).to.equal(0)
+    state = started.json
+    original = await readFile(stateFile(), 'utf8')
+    // a server slotctl's sandbox did not start, and a directory it did not create
+    foreign = await TestCluster.start({form: false, nodes: 1})
+    foreignDir = await mkdtemp(path.join(tmpdir(), 'slotctl-not-a-sandbox-'))
+    await writeFile(path.join(foreignDir, 'precious.txt'), 'keep me')
+  })
+
+  after(async () => {
+    await Promise.all((state?.nodes ?? []).map((node) => stopServer(node)))
+    await foreign?.stop()
+    await rm(dir, {force: true, recursive: true})
+    await rm(foreignDir, {force: true, recursive: true})
+  })
+
+  const sandboxUntouched = () => {
+    for (const node of state.nodes) {
+      expect(isAlive(node.pid), `sandbox pid ${node.pid}`).to.equal(true)
+      expect(existsSync(node.dir), node.dir).to.equal(true)
+    }
+  }
+
+  it('a foreign directory: stop and start refuse, the directory and every server stay', async () => {
+    await tamper((copy) => {
+      copy.nodes[1].dir = foreignDir
+    })
+    expectOneCleanLine(await runCli(['sandbox', 'stop', '--dir', dir]), 1, /refusing to use the sandbox state file .*not a directory slotctl creates/)
+    expectOneCleanLine(await runCli(['sandbox', 'start', '--masters', '3', '--replicas', '0', '--dir', dir]), 1, /refusing to use the sandbox state file/)
+    expect(readFileSync(path.join(foreignDir, 'precious.txt'), 'utf8')).to.equal('keep me')
+    sandboxUntouched()
+  })
+
+  it('a directory of the right name without slotctl\'s marker is refused too', async () => {
+    await rm(path.join(state.nodes[2].dir, '.slotctl-sandbox-node'))
+    await writeFile(stateFile(), original)
+    try {
+      expectOneCleanLine(await runCli(['sandbox', 'stop', '--dir', dir]), 1, /lacks the marker/)
+      sandboxUntouched()
+    } finally {
+      await writeFile(path.join(state.nodes[2].dir, '.slotctl-sandbox-node'), JSON.stringify({port: state.nodes[2].port}))
+    }
+  })
+
+  it('a foreign server\'s pid and port: refused, the foreign server keeps running', async () => {
+    const stranger = foreign.servers[0]
+    await tamper((copy) => {
+      copy.nodes[0].pid = stranger.pid
+      copy.nodes[0].port = stranger.port
+      copy.nodes[0].dir = path.join(dir, `node-${stranger.port}`)
+    })
+    expectOneCleanLine(await runCli(['sandbox', 'stop', '--dir', dir]), 1, new RegExp(`pid ${stranger.pid} is a server on port ${stranger.port} that does not run in`))
+    expect(isAlive(stranger.pid)).to.equal(true)
+    expect(Number(parseInfo(String(await foreign.client().info('server'))).process_id)).to.equal(stranger.pid)
+    sandboxUntouched()
+  })
+
+  it('malformed state is one clear line, never a crash', async () => {
+    await writeFile(stateFile(), JSON.stringify({nodes: 'all of them'}))
+    expectOneCleanLine(await runCli(['sandbox', 'stop', '--dir', dir]), 1, /has no list of nodes/)
+    await writeFile(stateFile(), JSON.stringify({nodes: [{pid: 'x'}]}))
+    expectOneCleanLine(await runCli(['sandbox', 'stop', '--dir', dir]), 1, /node 1 is malformed/)
+    sandboxUntouched()
+  })
+
+  it('a pid reused by an unrelated process (the server died, e.g. at a reboot) is left alone; the rest stops', async () => {
+    await stopServer(state.nodes[0])
+    await tamper((copy) => {
+      copy.nodes[0].pid = process.pid
+    })
+    const stopped = await runCliJson<{stopped: number}>(['sandbox', 'stop', '--dir', dir])
+    expect(stopped.exitCode, stopped.stderr).to.equal(0)
+    expect(stopped.json.stopped).to.equal(2)
+    expect(isAlive(process.pid)).to.equal(true)
+    for (const node of state.nodes) {
+      expect(isAlive(node.pid), `pid ${node.pid}`).to.equal(false)
+      expect(existsSync(node.dir), node.dir).to.equal(false)
+    }
+    expect(existsSync(stateFile())).to.equal(false)
   })
 })

@@ -6,7 +6,7 @@ import {paint} from '../../lib/cli/render.js'
 import {type VerbResult} from '../../lib/cli/result.js'
 import {durationFlag} from '../../lib/cli/duration.js'
 import {commandName} from '../../lib/cli/invocation.js'
-import {type SandboxNode, defaultSandboxDir, dirFlag, resolveSandboxDir, startSandbox, stopSandbox} from '../../lib/local/sandbox.js'
+import {type SandboxNode, defaultSandboxDir, dirFlag, resolveSandboxDir, sandboxServer, startSandbox, stopSandbox, verifiedSandboxState} from '../../lib/local/sandbox.js'
 
 export interface SandboxStartResult extends VerbResult {
   status: 'started'
@@ -26,12 +26,12 @@ export default class SandboxStart extends BaseCommand<typeof SandboxStart> {
   static summary = 'Start a local cluster of real servers to try slotctl on'
 
   static description = BaseCommand.withExitCodes(
-    'Start a local cluster of real redis-server processes to try slotctl on. The servers keep running after this command; stop them with `slotctl sandbox stop`.\n' +
+    'Start a local cluster of real redis-server or valkey-server processes (--server, else the first found on PATH) to try slotctl on. The servers keep running after this command; stop them with `slotctl sandbox stop`.\n' +
       'With -a/--password (or REDISCLI_AUTH) every server requires that password; the sandbox never stores it, so pass it again to the other verbs. TLS and ACL users are not supported (refused).',
-    {1: 'a sandbox runs already, no redis-server, or the cluster did not form', 2: 'bad input (too few masters, ports in use, unsupported flags)'},
+    {1: 'a sandbox runs already, no server binary, a sandbox.json naming what the sandbox did not create, or the cluster did not form', 2: 'bad input (too few masters, ports in use, unsupported flags)'},
   )
 
-  static examples = ['<%= config.bin %> sandbox start', '<%= config.bin %> sandbox start --masters 4 --replicas 1 --keys 100000 --port 17000', 'REDISCLI_AUTH=s3cret <%= config.bin %> sandbox start']
+  static examples = ['<%= config.bin %> sandbox start', '<%= config.bin %> sandbox start --masters 4 --replicas 1 --keys 100000 --port 17000', 'REDISCLI_AUTH=s3cret <%= config.bin %> sandbox start', '<%= config.bin %> sandbox start --server /usr/bin/valkey-server']
 
   static flags = {
     masters: Flags.integer({default: 3, description: 'number of masters (at least 3)', min: 1}),
@@ -41,13 +41,16 @@ export default class SandboxStart extends BaseCommand<typeof SandboxStart> {
     dir: Flags.string({description: 'where the servers keep their files and the sandbox its state', defaultHelp: async () => defaultSandboxDir()}),
     keys: Flags.integer({default: 0, description: 'demo keys to load (demo:0 ... demo:N-1), spread over the slots', min: 0}),
     'wait-timeout': durationFlag({defaultMs: 60_000, description: 'how long to wait for the cluster to form', minMs: 1, plainUnit: 's'}),
+    server: Flags.string({description: 'the redis-server or valkey-server binary to run (default: redis-server, else valkey-server, from PATH)'}),
   }
 
   async run(): Promise<SandboxStartResult> {
     if (this.flags.masters < 3) throw usageError('a cluster needs at least 3 masters', ['use --masters 3 or more'])
     const given = UNSUPPORTED.filter((name) => this.flags[name] !== undefined && this.flags[name] !== false)
     if (given.length > 0) throw usageError(`sandbox start does not support --${given.join(', --')}: the sandbox servers run locally without TLS or ACL users`, ['-a/--password (or REDISCLI_AUTH) is supported: every server then requires it'])
-    this.note(`starting ${this.flags.masters * (this.flags.replicas + 1)} redis-server processes...`)
+    const server = sandboxServer(this.flags.server)
+    verifiedSandboxState(this.sandboxDir())
+    this.note(`starting ${this.flags.masters * (this.flags.replicas + 1)} ${server.name} ${server.version} processes (${server.path})...`)
     const state = await startSandbox({
       basePort: this.flags.port,
       dir: this.sandboxDir(),
@@ -56,11 +59,12 @@ export default class SandboxStart extends BaseCommand<typeof SandboxStart> {
       masters: this.flags.masters,
       password: this.flags.password,
       replicas: this.flags.replicas,
+      server,
       waitTimeoutMs: this.flags['wait-timeout'],
     })
     const slotctl = commandName(this.config.bin)
     const protectedNote = state.passwordProtected ? ' (password required: pass -a or set REDISCLI_AUTH)' : ''
-    this.log(paint.good(`sandbox cluster ready: ${state.masters} masters, ${state.replicas} replica(s) each, ${state.keys} demo keys${protectedNote}`))
+    this.log(paint.good(`sandbox cluster ready: ${state.masters} masters, ${state.replicas} replica(s) each, ${state.keys} demo keys, on ${server.name} ${server.version}${protectedNote}`))
     this.log(`seed: ${state.seed}`)
     this.log(`try:  ${slotctl} check ${state.seed}`)
     this.log(`stop: ${slotctl} sandbox stop${dirFlag(state.dir)}`)

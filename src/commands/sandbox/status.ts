@@ -41,6 +41,7 @@ export default class SandboxStatus extends BaseCommand<typeof SandboxStatus> {
     const nodes = (await sandboxStatus(state, this.flags.password)).sort(byAddress)
     this.log(table(['address', 'pid', 'alive', 'role'], nodes.map((node) => [node.address, node.pid, node.alive ? 'yes' : paint.bad('no'), node.role])))
     this.log(`seed: ${state.seed}${state.ready ? '' : paint.warn(' (the cluster never finished forming: stop and start again)')}`)
+    if (state.server) this.log(`server: ${state.server.name} ${state.server.version} (${state.server.path})`)
     const running = nodes.some((node) => node.alive)
     return {dir, errors: [], nodes, ready: Boolean(state.ready), running, seed: state.seed, status: running ? 'running' : 'stopped', warnings: []}
   }

@@ -15,8 +15,8 @@ export default class SandboxStop extends BaseCommand<typeof SandboxStop> {
   static summary = 'Stop exactly the servers sandbox start recorded'
 
   static description = BaseCommand.withExitCodes(
-    'Stop the sandbox: ends exactly the redis-server processes `sandbox start` recorded, and removes their files. Stopping when nothing runs is not an error.',
-    {0: 'stopped (or nothing was running)'},
+    'Stop the sandbox: ends exactly the server processes `sandbox start` recorded and started, and removes the directories it created. A state file naming anything else is refused. Stopping when nothing runs is not an error.',
+    {0: 'stopped (or nothing was running)', 1: 'the state file names a directory or process the sandbox did not create (nothing was touched)'},
   )
 
   static examples = ['<%= config.bin %> sandbox stop', '<%= config.bin %> sandbox stop --dir ./my-sandbox --json']
@@ -28,7 +28,7 @@ export default class SandboxStop extends BaseCommand<typeof SandboxStop> {
   async run(): Promise<SandboxStopResult> {
     const dir = resolveSandboxDir(this.flags.dir)
     const {state, stopped} = await stopSandbox(dir)
-    this.log(state ? `stopped ${stopped} redis-server process(es) of the sandbox in ${dir}` : `no sandbox recorded in ${dir}: nothing to stop`)
+    this.log(state ? `stopped ${stopped} ${state.server?.name ?? 'redis-server'} process(es) of the sandbox in ${dir}` : `no sandbox recorded in ${dir}: nothing to stop`)
     return {dir, errors: [], status: state ? 'stopped' : 'none', stopped, warnings: []}
   }
 }

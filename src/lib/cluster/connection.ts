@@ -136,7 +136,7 @@ export function describeConnectError(address: string, error: unknown): SlotctlEr
   if (/NOAUTH/i.test(message)) {
     return new SlotctlError(`${address} requires a password`, {code: 'E_AUTH', suggestions: ['pass it with -a/--password or REDISCLI_AUTH']})
   }
-  if (/ECONNREFUSED/.test(message)) return new SlotctlError(`cannot connect to ${address}: connection refused (is redis-server running there?)`, {code: 'E_UNREACHABLE'})
+  if (/ECONNREFUSED/.test(message)) return new SlotctlError(`cannot connect to ${address}: connection refused (is the server running there?)`, {code: 'E_UNREACHABLE'})
   if (/ENOTFOUND|EAI_AGAIN/.test(message)) return new SlotctlError(`cannot connect to ${address}: host name not found`, {code: 'E_UNREACHABLE'})
   if (/ETIMEDOUT|timed? ?out/i.test(message)) return new SlotctlError(`cannot connect to ${address}: connection timed out`, {code: 'E_UNREACHABLE', suggestions: ['raise --connect-timeout if the node is slow to answer']})
   return new SlotctlError(`cannot connect to ${address}: ${message}`, {code: 'E_UNREACHABLE'})

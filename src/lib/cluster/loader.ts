@@ -45,7 +45,7 @@ export interface NodeState {
 function notClusterError(address: string): SlotctlError {
   return new SlotctlError(`${address} is not a cluster node (cluster support is disabled there)`, {
     code: 'E_NOT_CLUSTER',
-    suggestions: ['start redis-server with --cluster-enabled yes, or point slotctl at a node of the cluster'],
+    suggestions: ['start the server (redis-server or valkey-server) with --cluster-enabled yes, or point slotctl at a node of the cluster'],
   })
 }
 

@@ -1,8 +1,13 @@
 /**
- * The sandbox: a real local cluster of detached redis-server processes for trying slotctl.
- * Its state file records exactly which processes it started, so `stop` ends only those.
- * The state is written as soon as the servers run (before the cluster forms), so that a
- * failed or interrupted start can still be cleaned up with `sandbox stop`.
+ * The sandbox: a real local cluster of detached redis-server or valkey-server processes for
+ * trying slotctl. Its state file records exactly which processes it started, so `stop` ends
+ * only those. The state is written as soon as the servers run (before the cluster forms), so
+ * that a failed or interrupted start can still be cleaned up with `sandbox stop`.
+ *
+ * The state file is not trusted: a directory is removed only when it is DIR/node-PORT and
+ * holds the marker file slotctl wrote when it created it, and a process is signalled only
+ * when it is a server on the recorded port running in that directory. An entry naming
+ * anything else makes start and stop refuse before they touch anything.
  */
 import {existsSync, readFileSync} from 'node:fs'
 import {mkdir, rename, rm, writeFile} from 'node:fs/promises'
@@ -12,7 +17,7 @@ import path from 'node:path'
 import {DEFAULT_CONNECTION, NODE_PARALLELISM, NodePool, mapLimit, settleLimit} from '../cluster/connection.js'
 import {applyCreatePlan} from '../nodes/create.js'
 import {SlotctlError, usageError} from '../errors.js'
-import {type RunningServer, findFreePorts, isAlive, isOurServer, requireServerBinary, startServer, stopServer} from './servers.js'
+import {type RunningServer, type ServerBinary, describeServerBinary, findFreePorts, isAlive, isOurServer, isServerOnPort, requireServerBinary, startServer, stopServer} from './servers.js'
 import {planCreate} from '../plan/create.js'
 import {keySlot} from '../cluster/slots.js'
 import {parseClusterNodes, parseInfo, slotOwners} from '../cluster/topology.js'
@@ -37,6 +42,8 @@ export interface SandboxState {
   /** The servers require a password (never stored here: pass it again with -a or REDISCLI_AUTH). */
   passwordProtected?: boolean
   nodes: SandboxNode[]
+  /** the server binary the nodes run (absent in state files of older versions: redis-server) */
+  server?: ServerBinary
 }
 
 export interface SandboxOptions {
@@ -49,6 +56,8 @@ export interface SandboxOptions {
   waitTimeoutMs: number
   /** requirepass and masterauth on every server. */
   password?: string
+  /** the server binary to run (see sandboxServer) */
+  server: ServerBinary
 }
 
 export type SandboxRole = 'down' | 'master' | 'replica' | 'unknown'
@@ -75,23 +84,27 @@ export function resolveSandboxDir(dir: string | undefined): string {
 
 const stateFile = (dir: string) => path.join(dir, 'sandbox.json')
 
+/** Written into every node directory slotctl creates: only such a directory is ever removed. */
+const NODE_MARKER = '.slotctl-sandbox-node'
+
+const nodeDirOf = (dir: string, port: number) => path.join(dir, `node-${port}`)
+
 /** The flag to repeat in hints, empty for the default location. */
 export function dirFlag(dir: string): string {
   return dir === resolveSandboxDir(undefined) ? '' : ` --dir ${dir}`
 }
 
-export function readSandboxState(dir: string): SandboxState | undefined {
-  if (!existsSync(stateFile(dir))) return undefined
-  try {
-    return JSON.parse(readFileSync(stateFile(dir), 'utf8')) as SandboxState
-  } catch {
-    throw new SlotctlError(`the sandbox state file ${stateFile(dir)} is unreadable`, {
-      code: 'E_SANDBOX_STATE',
-      suggestions: ['remove it after stopping any redis-server processes it named'],
-    })
-  }
+function stateError(dir: string, problem: string): SlotctlError {
+  return new SlotctlError(`refusing to use the sandbox state file ${stateFile(dir)}: ${problem}`, {
+    code: 'E_SANDBOX_STATE',
+    suggestions: ['slotctl only touches the node directories and processes it started itself; stop any servers it names yourself, then remove the file'],
+  })
 }
 
+const isPort = (value: unknown): value is number => Number.isInteger(value) && (value as number) > 0 && (value as number) < 65_536
+const isPid = (value: unknown): value is number => Number.isInteger(value) && (value as number) > 1
+
+/** The state's shape, so that a hand-edited or truncated file is refused and never crashes. */
 /** Written to a temp file and renamed, so a crash never leaves half a state file. */
 export async function writeSandboxState(state: SandboxState): Promise<void> {
   const temporary = `${stateFile(state.dir)}.tmp`
@@ -99,8 +112,66 @@ export async function writeSandboxState(state: SandboxState): Promise<void> {
   await rename(temporary, stateFile(state.dir))
 }
 
-export function nodeAlive(node: SandboxNode): boolean {
-  return isAlive(node.pid) && isOurServer(node.pid, node.port)
+function checkShape(dir: string, state: unknown): SandboxState {
+  const value = state as Partial<SandboxState> | null
+  if (!value || typeof value !== 'object' || !Array.isArray(value.nodes)) throw stateError(dir, 'it has no list of nodes')
+  for (const [index, node] of value.nodes.entries()) {
+    const entry = node as Partial<SandboxNode> | null
+    if (!entry || !isPort(entry.port) || !isPid(entry.pid) || typeof entry.dir !== 'string' || typeof entry.address !== 'string') throw stateError(dir, `node ${index + 1} is malformed (it needs address, port, pid and dir)`)
+  }
+  return value as SandboxState
+}
+
+export function readSandboxState(dir: string): SandboxState | undefined {
+  if (!existsSync(stateFile(dir))) return undefined
+  let parsed: unknown
+  try {
+    parsed = JSON.parse(readFileSync(stateFile(dir), 'utf8'))
+  } catch {
+    throw new SlotctlError(`the sandbox state file ${stateFile(dir)} is unreadable`, {
+      code: 'E_SANDBOX_STATE',
+      suggestions: ['remove it after stopping any server processes it named'],
+    })
+  }
+  // the file may have been moved: what it says its directory is does not count
+  return {...checkShape(dir, parsed), dir}
+}
+
+function hasNodeMarker(nodeDir: string, port: number): boolean {
+  try {
+    return (JSON.parse(readFileSync(path.join(nodeDir, NODE_MARKER), 'utf8')) as {port?: unknown}).port === port
+  } catch {
+    return false
+  }
+}
+
+async function createNodeDir(dir: string, port: number): Promise<string> {
+  const nodeDir = nodeDirOf(dir, port)
+  await mkdir(nodeDir, {recursive: true})
+  await writeFile(path.join(nodeDir, NODE_MARKER), `${JSON.stringify({createdBy: 'slotctl sandbox', port})}\n`)
+  return nodeDir
+}
+
+/** Our process: a server on the recorded port, running in the node's own directory. */
+export function nodeAlive(node: SandboxNode, server?: ServerBinary): boolean {
+  return isAlive(node.pid) && isOurServer(node.pid, node.port, {binary: server?.path, dir: node.dir})
+}
+
+/**
+ * Checks every entry before anything is touched: its directory must be the one slotctl
+ * creates for that port, with the marker (or already gone), and a live pid must not be
+ * another server on that port. A pid that now belongs to an unrelated process (the machine
+ * restarted) is simply left alone.
+ */
+function verifyNodes(state: SandboxState): void {
+  for (const node of state.nodes) {
+    const expected = nodeDirOf(state.dir, node.port)
+    if (path.resolve(node.dir) !== expected) throw stateError(state.dir, `it names ${node.dir} for port ${node.port}, which is not a directory slotctl creates (${expected})`)
+    if (existsSync(node.dir) && !hasNodeMarker(node.dir, node.port)) throw stateError(state.dir, `${node.dir} lacks the marker slotctl writes into the node directories it creates`)
+    if (!nodeAlive(node, state.server) && isServerOnPort(node.pid, node.port, state.server?.path)) {
+      throw stateError(state.dir, `pid ${node.pid} is a server on port ${node.port} that does not run in ${node.dir}: this sandbox did not start it`)
+    }
+  }
 }
 
 async function choosePorts(options: SandboxOptions, count: number): Promise<number[]> {
@@ -155,7 +226,8 @@ export async function loadDemoKeys(pool: NodePool, seed: string, count: number):
 /** Starts every server, keeping those that did start even when another one failed. */
 async function startServers(options: SandboxOptions, ports: number[]): Promise<{servers: RunningServer[]; error?: Error}> {
   const auth = options.password ? {extraArgs: ['--requirepass', options.password, '--masterauth', options.password], password: options.password} : {}
-  const results = await settleLimit(ports, NODE_PARALLELISM, (port) => startServer({detached: true, dir: path.join(options.dir, `node-${port}`), host: options.host, port, ...auth}))
+  const binary = options.server.path
+  const results = await settleLimit(ports, NODE_PARALLELISM, async (port) => startServer({binary, detached: true, dir: await createNodeDir(options.dir, port), host: options.host, port, ...auth}))
   const servers = results.flatMap((result) => (result.value ? [result.value] : []))
   return {error: results.find((result) => result.error)?.error, servers}
 }
@@ -164,15 +236,29 @@ function toSandboxNode(server: RunningServer): SandboxNode {
   return {address: server.address, dir: server.dir, host: server.host, pid: server.pid, port: server.port}
 }
 
+/** Only what verifyNodes accepted: DIR/node-PORT with our marker, and the state file itself. */
 async function removeSandboxFiles(state: SandboxState): Promise<void> {
-  await Promise.all(state.nodes.map((node) => rm(node.dir, {force: true, recursive: true})))
+  const ours = state.nodes.filter((node) => path.resolve(node.dir) === nodeDirOf(state.dir, node.port) && hasNodeMarker(node.dir, node.port))
+  await Promise.all(ours.map((node) => rm(node.dir, {force: true, recursive: true})))
   await rm(stateFile(state.dir), {force: true})
 }
 
+/** The server binary a sandbox runs: the given one, else redis-server or valkey-server from PATH. */
+export function sandboxServer(explicit?: string): ServerBinary {
+  return describeServerBinary(path.resolve(requireServerBinary(explicit)))
+}
+
+/** The recorded state of a sandbox dir, checked entry by entry (see verifyNodes); undefined when there is none. */
+export function verifiedSandboxState(dir: string): SandboxState | undefined {
+  const state = readSandboxState(dir)
+  if (state) verifyNodes(state)
+  return state
+}
+
 export async function startSandbox(options: SandboxOptions): Promise<SandboxState> {
-  requireServerBinary()
-  const existing = readSandboxState(options.dir)
-  if (existing?.nodes.some((node) => nodeAlive(node))) {
+  const {server} = options
+  const existing = verifiedSandboxState(options.dir)
+  if (existing?.nodes.some((node) => nodeAlive(node, existing.server))) {
     throw new SlotctlError(`a sandbox is already running from ${options.dir} (seed ${existing.seed})`, {
       code: 'E_SANDBOX_RUNNING',
       suggestions: [`stop it first: slotctl sandbox stop${dirFlag(options.dir)}`],
@@ -188,17 +274,18 @@ export async function startSandbox(options: SandboxOptions): Promise<SandboxStat
     dir: options.dir,
     keys: options.keys,
     masters: options.masters,
-    nodes: servers.map((server) => toSandboxNode(server)),
+    nodes: servers.map((running) => toSandboxNode(running)),
     ...(options.password ? {passwordProtected: true} : {}),
     ready: false,
     replicas: options.replicas,
     seed: servers[0]?.address ?? '',
+    server,
   }
   const pool = new NodePool({...DEFAULT_CONNECTION, password: options.password})
   try {
     if (startError) throw startError
     await writeSandboxState(state)
-    const plan = planCreate(servers.map((server) => ({address: server.address, host: server.host})), options.replicas)
+    const plan = planCreate(servers.map((running) => ({address: running.address, host: running.host})), options.replicas)
     await applyCreatePlan(pool, plan, {waitTimeoutMs: options.waitTimeoutMs})
     await loadDemoKeys(pool, state.seed, options.keys)
   } catch (error) {
@@ -213,14 +300,15 @@ export async function startSandbox(options: SandboxOptions): Promise<SandboxStat
 }
 
 async function stopSandboxNodes(state: SandboxState): Promise<number> {
-  const running = state.nodes.filter((node) => nodeAlive(node))
-  await Promise.all(running.map((node) => stopServer(node)))
+  const running = state.nodes.filter((node) => nodeAlive(node, state.server))
+  await Promise.all(running.map((node) => stopServer({...node, binary: state.server?.path})))
   await removeSandboxFiles(state)
   return running.length
 }
 
+/** Stops exactly the servers the state names and slotctl started; refuses a state naming anything else. */
 export async function stopSandbox(dir: string): Promise<{stopped: number; state?: SandboxState}> {
-  const state = readSandboxState(dir)
+  const state = verifiedSandboxState(dir)
   if (!state) return {stopped: 0}
   return {state, stopped: await stopSandboxNodes(state)}
 }
@@ -236,7 +324,7 @@ async function roleOf(pool: NodePool, node: SandboxNode): Promise<SandboxRole> {
 export async function sandboxStatus(state: SandboxState, password?: string): Promise<SandboxNodeStatus[]> {
   const pool = new NodePool({commandTimeoutMs: 2000, connectTimeoutMs: 1000, password})
   try {
-    const roles = await settleLimit(state.nodes, NODE_PARALLELISM, async (node) => (nodeAlive(node) ? roleOf(pool, node) : ('down' as const)))
+    const roles = await settleLimit(state.nodes, NODE_PARALLELISM, async (node) => (nodeAlive(node, state.server) ? roleOf(pool, node) : ('down' as const)))
     return state.nodes.map((node, index) => {
       const role = roles[index].value ?? 'unknown'
       return {...node, alive: role !== 'down', role}

@@ -6,7 +6,7 @@
  * its own pid, so a stranger already listening on the port is never mistaken for ours.
  */
 import {execFileSync} from 'node:child_process'
-import {existsSync, readFileSync} from 'node:fs'
+import {existsSync, readFileSync, readlinkSync, realpathSync} from 'node:fs'
 import {mkdir, writeFile} from 'node:fs/promises'
 import {createServer} from 'node:net'
 import path from 'node:path'
@@ -40,6 +40,8 @@ export interface RunningServer {
   pid: number
   address: string
   dir: string
+  /** the server binary it runs */
+  binary: string
 }
 
 /** Cluster bus ports (port+10000) must stay below the kernel's ephemeral range. */
@@ -190,15 +192,69 @@ export function isAlive(pid: number): boolean {
   }
 }
 
-/** True when pid is still the redis-server/valkey-server we started on that port (pids get reused). */
-export function isOurServer(pid: number, port: number): boolean {
+/** The process's command line (the server rewrites it to "<binary> <bind>:<port> [cluster]"), or undefined. */
+function commandLine(pid: number): string | undefined {
   try {
-    // the server rewrites its title to "<binary> <bind>:<port> [cluster]"
-    const cmdline = readFileSync(`/proc/${pid}/cmdline`, 'utf8')
-    return SERVER_NAMES.some((name) => cmdline.includes(name)) && cmdline.includes(`:${port}`)
+    return readFileSync(`/proc/${pid}/cmdline`, 'utf8').replaceAll('\0', ' ')
   } catch {
-    return isAlive(pid)
+    if (existsSync('/proc/self')) return undefined
   }
+  try {
+    // no /proc (macOS): ps shows the same rewritten title
+    return execFileSync('ps', ['-o', 'command=', '-p', String(pid)], {encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore']})
+  } catch {
+    return undefined
+  }
+}
+
+/**
+ * The process's working directory (a server chdir()s to its --dir), or undefined where it
+ * cannot be read. A directory removed under the running server still names the process's
+ * place: Linux shows it as "PATH (deleted)".
+ */
+function workingDirectory(pid: number): string | undefined {
+  try {
+    return readlinkSync(`/proc/${pid}/cwd`).replace(/ \(deleted\)$/, '')
+  } catch {
+    return undefined
+  }
+}
+
+function samePath(a: string, b: string): boolean {
+  try {
+    return realpathSync(a) === realpathSync(b)
+  } catch {
+    return path.resolve(a) === path.resolve(b)
+  }
+}
+
+export interface ServerIdentity {
+  pid: number
+  port: number
+  /** the --dir it was started with: where it runs, checked where the system shows it (/proc) */
+  dir?: string
+  /** the binary it was started from, when it is not called redis-server or valkey-server */
+  binary?: string
+}
+
+/** A redis-server/valkey-server (or the given binary) serving `port`, whoever started it. */
+export function isServerOnPort(pid: number, port: number, binary?: string): boolean {
+  const cmdline = commandLine(pid)
+  if (cmdline === undefined) return false
+  const names = binary ? [...SERVER_NAMES, path.basename(binary)] : SERVER_NAMES
+  return names.some((name) => cmdline.includes(name)) && new RegExp(`:${port}(?!\\d)`).test(cmdline)
+}
+
+/**
+ * True when pid is still the server we started: a server on that port (pids get reused) and,
+ * given its dir, running in it, so a stranger's server whose pid and port were written into
+ * a state file is never taken for ours.
+ */
+export function isOurServer(pid: number, port: number, identity: Omit<ServerIdentity, 'pid' | 'port'> = {}): boolean {
+  if (!isAlive(pid) || !isServerOnPort(pid, port, identity.binary)) return false
+  if (identity.dir === undefined) return true
+  const cwd = workingDirectory(pid)
+  return cwd === undefined ? !existsSync('/proc/self') : samePath(cwd, identity.dir)
 }
 
 function readLogTail(spec: ServerSpec): string {
@@ -232,7 +288,7 @@ export async function startServer(spec: ServerSpec, timeoutMs = 10_000): Promise
   const deadline = Date.now() + timeoutMs
   while (Date.now() < deadline) {
     if (exited) break
-    if ((await answeringPid(host, spec.port, spec.password)) === pid) return {address: `${host}:${spec.port}`, dir: spec.dir, host, pid, port: spec.port}
+    if ((await answeringPid(host, spec.port, spec.password)) === pid) return {address: `${host}:${spec.port}`, binary, dir: spec.dir, host, pid, port: spec.port}
     await delay(25)
   }
   if (!exited) child.kill('SIGKILL')
@@ -241,12 +297,12 @@ export async function startServer(spec: ServerSpec, timeoutMs = 10_000): Promise
 }
 
 /** Stops one server we started: SIGTERM, then SIGKILL if it lingers. Only ever our pid. */
-export async function stopServer(server: Pick<RunningServer, 'pid' | 'port'>, graceMs = 3000): Promise<void> {
-  if (!isAlive(server.pid) || !isOurServer(server.pid, server.port)) return
+export async function stopServer(server: ServerIdentity, graceMs = 3000): Promise<void> {
+  if (!isOurServer(server.pid, server.port, server)) return
   try {
     process.kill(server.pid, 'SIGTERM')
   } catch (error) {
-    throw new SlotctlError(`could not stop redis-server pid ${server.pid}: ${errorMessage(error)}`)
+    throw new SlotctlError(`could not stop the server with pid ${server.pid}: ${errorMessage(error)}`)
   }
   const deadline = Date.now() + graceMs
   while (Date.now() < deadline && isAlive(server.pid)) {
