@@ -104,11 +104,12 @@ export default class Info extends BaseCommand<typeof Info> {
       m.slotCount,
       formatRanges(m.slots) || '-',
       m.keys ?? paint.bad('unreachable'),
-      m.largestSlot ? `${m.largestSlot.slot} (${m.largestSlot.keys} keys)` : '-',
       m.replicaCount,
       m.usedMemory === null ? '-' : formatBytes(m.usedMemory),
     ])
-    this.log(table(['master', 'id', 'slots', 'ranges', 'keys', 'largest slot', 'replicas', 'memory'], rows, ['left', 'left', 'right', 'left', 'right', 'right', 'right', 'right']))
+    this.log(table(['master', 'id', 'slots', 'ranges', 'keys', 'replicas', 'memory'], rows, ['left', 'left', 'right', 'left', 'right', 'right', 'right']))
+    const largest = result.masters.filter((m) => m.largestSlot).sort((a, b) => (b.largestSlot?.keys ?? 0) - (a.largestSlot?.keys ?? 0))[0]
+    if (largest?.largestSlot) this.log(`most keys in one slot: ${largest.largestSlot.keys} (slot ${largest.largestSlot.slot} on ${largest.address}); --json has each master's largest slot`)
     this.log(`${result.totalKeys} keys in ${result.masters.length} masters, ${result.totalSlots} slots assigned, ${result.keysPerSlot.toFixed(2)} keys per slot on average, ${formatBytes(result.usedMemory)} used.`)
   }
 }

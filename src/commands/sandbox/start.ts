@@ -28,7 +28,7 @@ export default class SandboxStart extends BaseCommand<typeof SandboxStart> {
   static description = BaseCommand.withExitCodes(
     'Start a local cluster of real redis-server or valkey-server processes (--server, else the first found on PATH) to try slotctl on. The servers keep running after this command; stop them with `slotctl sandbox stop`.\n' +
       'With -a/--password (or REDISCLI_AUTH) every server requires that password; the sandbox never stores it, so pass it again to the other verbs. TLS and ACL users are not supported (refused).',
-    {1: 'a sandbox runs already, no server binary, a sandbox.json naming what the sandbox did not create, or the cluster did not form', 2: 'bad input (too few masters, ports in use, unsupported flags)'},
+    {1: 'a sandbox runs already, no server, or the cluster did not form', 2: 'bad input (too few masters, ports in use, unsupported flags)'},
   )
 
   static examples = ['<%= config.bin %> sandbox start', '<%= config.bin %> sandbox start --masters 4 --replicas 1 --keys 100000 --port 17000', 'REDISCLI_AUTH=s3cret <%= config.bin %> sandbox start', '<%= config.bin %> sandbox start --server /usr/bin/valkey-server']

@@ -16,7 +16,7 @@ export default class SandboxStop extends BaseCommand<typeof SandboxStop> {
 
   static description = BaseCommand.withExitCodes(
     'Stop the sandbox: ends exactly the server processes `sandbox start` recorded and started, and removes the directories it created. A state file naming anything else is refused. Stopping when nothing runs is not an error.',
-    {0: 'stopped (or nothing was running)', 1: 'the state file names a directory or process the sandbox did not create (nothing was touched)'},
+    {0: 'stopped (or nothing was running)', 1: 'sandbox.json names what the sandbox did not create'},
   )
 
   static examples = ['<%= config.bin %> sandbox stop', '<%= config.bin %> sandbox stop --dir ./my-sandbox --json']
