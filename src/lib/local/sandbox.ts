@@ -104,7 +104,6 @@ function stateError(dir: string, problem: string): SlotctlError {
 const isPort = (value: unknown): value is number => Number.isInteger(value) && (value as number) > 0 && (value as number) < 65_536
 const isPid = (value: unknown): value is number => Number.isInteger(value) && (value as number) > 1
 
-/** The state's shape, so that a hand-edited or truncated file is refused and never crashes. */
 /** Written to a temp file and renamed, so a crash never leaves half a state file. */
 export async function writeSandboxState(state: SandboxState): Promise<void> {
   const temporary = `${stateFile(state.dir)}.tmp`
@@ -112,6 +111,7 @@ export async function writeSandboxState(state: SandboxState): Promise<void> {
   await rename(temporary, stateFile(state.dir))
 }
 
+/** The state's shape, so that a hand-edited or truncated file is refused and never crashes. */
 function checkShape(dir: string, state: unknown): SandboxState {
   const value = state as Partial<SandboxState> | null
   if (!value || typeof value !== 'object' || !Array.isArray(value.nodes)) throw stateError(dir, 'it has no list of nodes')
@@ -145,7 +145,8 @@ function hasNodeMarker(nodeDir: string, port: number): boolean {
   }
 }
 
-async function createNodeDir(dir: string, port: number): Promise<string> {
+/** DIR/node-PORT with slotctl's marker: the only kind of directory sandbox stop removes (restore --start uses it too). */
+export async function createNodeDir(dir: string, port: number): Promise<string> {
   const nodeDir = nodeDirOf(dir, port)
   await mkdir(nodeDir, {recursive: true})
   await writeFile(path.join(nodeDir, NODE_MARKER), `${JSON.stringify({createdBy: 'slotctl sandbox', port})}\n`)

@@ -16,8 +16,8 @@ import {type SlotRange, expandRanges, formatSlots, toRanges} from '../cluster/sl
 import {mastersOf, myselfOf, parseClusterNodes} from '../cluster/topology.js'
 import {SlotctlError, errorMessage} from '../errors.js'
 import type {SandboxState} from '../local/sandbox.js'
-import {writeSandboxState} from '../local/sandbox.js'
-import {type RunningServer, findFreePorts, startServer, stopServer} from '../local/servers.js'
+import {createNodeDir, writeSandboxState} from '../local/sandbox.js'
+import {type RunningServer, describeServerBinary, findFreePorts, startServer, stopServer} from '../local/servers.js'
 import {applyCreatePlan} from '../nodes/create.js'
 import type {Throttle} from '../migrate/throttle.js'
 import {combineDigests, digestServer} from './digest.js'
@@ -168,11 +168,12 @@ export async function startFromBackup(manifest: Manifest, options: StartOptions)
   const pool = new NodePool({commandTimeoutMs: 60_000, connectTimeoutMs: 3000})
   try {
     for (const [i, entry] of manifest.files.entries()) {
-      const dir = path.join(options.target, `node-${ports[i]}`)
-      await mkdir(dir, {recursive: true})
+      // marked as the sandbox marks its node dirs, or sandbox stop would refuse to remove it
+      const dir = await createNodeDir(options.target, ports[i])
       await placeRdb(path.join(options.dir, entry.file), dir)
       const server = await startServer({binary: options.serverBinary, detached: true, dir, extraArgs: ['--dbfilename', RDB_FILE_NAME], host: options.host, port: ports[i]}, 60_000)
       servers.push(server)
+      state.server ??= describeServerBinary(server.binary)
       state.nodes.push({address: server.address, dir: server.dir, host: server.host, pid: server.pid, port: server.port})
       state.seed ||= server.address
       await writeSandboxState(state)
