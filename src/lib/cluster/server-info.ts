@@ -104,8 +104,7 @@ function presentCommands(reply: unknown): Set<ProbedCommand> {
 export async function readServerFeatures(pool: NodePool, address: string): Promise<ServerFeatures> {
   let replies: Array<[Error | null, unknown]>
   try {
-    const client = await pool.client(address)
-    replies = (await client.pipeline().call('INFO', 'server').call('COMMAND', 'INFO', ...PROBED_COMMANDS).exec()) ?? []
+    replies = (await pool.read(address, (client) => client.pipeline().call('INFO', 'server').call('COMMAND', 'INFO', ...PROBED_COMMANDS).exec())) ?? []
   } catch (error) {
     throw new SlotctlError(`cannot read INFO server from ${address}: ${errorMessage(error)}`, {code: 'E_UNREACHABLE'})
   }
