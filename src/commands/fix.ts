@@ -72,9 +72,10 @@ function refuseRunningSlotMigrations(snapshot: ClusterSnapshot): void {
 
 /** fix may move keys between any live masters, claim slots, and (with --forget-failed) forget nodes anywhere. */
 function fixNeeds(liveMasters: string[], forgetters: string[]): Need[] {
-  const {clusterAddslots, clusterBumpepoch, clusterCountkeysinslot, clusterForget} = PERMISSIONS
+  const {clusterAddslots, clusterBumpepoch, clusterCountkeysinslot, clusterForget, dbsize, exec, multi} = PERMISSIONS
   return [
-    need(liveMasters, READ_CLUSTER, RUN_LOCK, MIGRATION_SOURCE, MIGRATION_TARGET, clusterCountkeysinslot, clusterAddslots, clusterBumpepoch),
+    // DBSIZE in MULTI: each master's keys against those of its own slots (stray keys anywhere)
+    need(liveMasters, READ_CLUSTER, RUN_LOCK, MIGRATION_SOURCE, MIGRATION_TARGET, clusterCountkeysinslot, clusterAddslots, clusterBumpepoch, dbsize, multi, exec),
     need(forgetters, clusterForget),
   ]
 }

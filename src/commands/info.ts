@@ -26,7 +26,11 @@ export interface MasterInfo {
 async function readMasterInfo(pool: NodePool, node: ClusterNode): Promise<{info: Record<string, string>; largestSlot: MasterInfo['largestSlot']}> {
   const info = parseInfo(String(await pool.read(node.address, (client) => client.call('INFO', 'keyspace', 'memory'))))
   const slots = expandRanges(node.slots)
-  const counts = await masterSlotKeyCounts(pool, node.address, slots)
+  // the largest slot is extra: a read-only user without per-slot counts still gets the rest
+  const counts = await masterSlotKeyCounts(pool, node.address, slots).catch((error: Error) => {
+    if (/NOPERM/.test(error.message)) return []
+    throw error
+  })
   let largest: MasterInfo['largestSlot'] = null
   for (const [index, keys] of counts.entries()) if (keys > (largest?.keys ?? 0)) largest = {keys, slot: slots[index]}
   return {info, largestSlot: largest}

@@ -60,6 +60,11 @@ export const PERMISSIONS = {
   functionList: permission('FUNCTION LIST', '+function|list', ['FUNCTION', 'LIST', 'LIBRARYNAME', 'slotctl-acl-probe']),
   functionRestore: permission('FUNCTION RESTORE', '+function|restore', ['FUNCTION', 'RESTORE', 'not-a-payload']),
   info: permission('INFO', '+info', ['INFO', 'server']),
+  dbsize: permission('DBSIZE', '+dbsize', ['DBSIZE']),
+  // MULTI alone changes nothing; EXEC without MULTI is refused after the ACL check
+  multi: permission('MULTI', '+multi', undefined, ['MULTI']),
+  // EXEC outside MULTI is answered before its ACL check: only ACL DRYRUN can tell
+  exec: permission('EXEC', '+exec', undefined, ['EXEC']),
   memoryUsage: permission('MEMORY USAGE', '+memory|usage ~*', ['MEMORY', 'USAGE', PROBE_KEY]),
   // the key must be missing: MIGRATE then answers NOKEY without connecting anywhere
   migrate: permission('MIGRATE', '+migrate ~*', ['MIGRATE', '127.0.0.1', 1, PROBE_KEY, 0, 1]),
@@ -77,8 +82,11 @@ export const RUN_LOCK: readonly Permission[] = [PERMISSIONS.clientSetname, PERMI
  * exists on both sides (BUSYKEY) and read a source that only imports the slot (fix).
  */
 export const MIGRATION_SOURCE: readonly Permission[] = [PERMISSIONS.clusterSetslot, PERMISSIONS.clusterGetkeysinslot, PERMISSIONS.clusterCountkeysinslot, PERMISSIONS.migrate, PERMISSIONS.memoryUsage, PERMISSIONS.dump, PERMISSIONS.asking]
-/** A migration target: MIGRATE logs in as the same user and sends SELECT and RESTORE-ASKING; BUSYKEY compares with DUMP. */
-/** The close counts the source's keys (0 before the target claims) and raises the target's epoch first (slot-protocol.ts). */
+/**
+ * A migration target: MIGRATE logs in as the same user and sends SELECT and RESTORE-ASKING;
+ * BUSYKEY compares with DUMP; the close counts keys and raises the target's epoch before it
+ * claims a slot (slot-protocol.ts).
+ */
 export const MIGRATION_TARGET: readonly Permission[] = [PERMISSIONS.clusterSetslot, PERMISSIONS.clusterBumpepoch, PERMISSIONS.clusterCountkeysinslot, PERMISSIONS.restoreAsking, PERMISSIONS.select, PERMISSIONS.dump, PERMISSIONS.asking]
 /** Every master is told the new owner of each moved slot; its command table says which way slots can move (server-info.ts). */
 export const EVERY_MASTER_OF_A_MIGRATION: readonly Permission[] = [PERMISSIONS.clusterSetslot, PERMISSIONS.commandInfo]
