@@ -4,7 +4,7 @@
  */
 import {formatAddress} from './address.js'
 import {SlotctlError, usageError} from '../errors.js'
-import {type SlotRange, countSlots, toRanges} from './slots.js'
+import {type SlotRange, countSlots, mergeRanges} from './slots.js'
 
 export type NodeRole = 'master' | 'replica' | 'unknown'
 
@@ -66,24 +66,43 @@ interface SlotFields {
   slots: SlotRange[]
 }
 
+/** A plain `N` or `N-M` field as a range; undefined for anything else. */
+function parseRangeField(field: string): SlotRange | undefined {
+  // hand-rolled instead of a regex: a fragmented slot map has 16384 fields in every view
+  let start = 0
+  let end = -1
+  let digits = 0
+  for (let i = 0; i < field.length; i++) {
+    const code = field.charCodeAt(i)
+    if (code >= 48 && code <= 57) {
+      if (end === -1) start = start * 10 + code - 48
+      else end = end * 10 + code - 48
+      digits++
+    } else if (code === 45 && end === -1 && digits > 0) {
+      end = 0
+      digits = 0
+    } else {
+      return undefined
+    }
+  }
+  if (digits === 0) return undefined
+  return end === -1 ? [start, start] : [start, end]
+}
+
 function parseSlotFields(fields: string[]): SlotFields {
-  const owned: number[] = []
+  const owned: SlotRange[] = []
   const migrating: Record<number, string> = {}
   const importing: Record<number, string> = {}
   for (const field of fields) {
-    const open = /^\[(\d+)-([<>])-([0-9a-f]+)\]$/i.exec(field)
-    if (open) {
-      const target = open[2] === '>' ? migrating : importing
-      target[Number(open[1])] = open[3]
+    if (field.startsWith('[')) {
+      const open = /^\[(\d+)-([<>])-([0-9a-f]+)\]$/i.exec(field)
+      if (open) (open[2] === '>' ? migrating : importing)[Number(open[1])] = open[3]
       continue
     }
-    const range = /^(\d+)(?:-(\d+))?$/.exec(field)
-    if (!range) continue
-    const start = Number(range[1])
-    const end = range[2] === undefined ? start : Number(range[2])
-    for (let s = start; s <= end; s++) owned.push(s)
+    const range = parseRangeField(field)
+    if (range && range[1] >= range[0]) owned.push(range)
   }
-  return {importing, migrating, slots: toRanges(owned)}
+  return {importing, migrating, slots: mergeRanges(owned)}
 }
 
 export function parseNodeLine(line: string): ClusterNode {
