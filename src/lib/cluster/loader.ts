@@ -7,7 +7,7 @@ import type {Redis} from 'ioredis'
 import {type NodeAddress, formatAddress} from './address.js'
 import {NODE_PARALLELISM, type NodePool, describeConnectError, settleLimit} from './connection.js'
 import {SlotctlError, errorMessage} from '../errors.js'
-import {type ClusterNode, myselfOf, parseClusterNodes, parseInfo, resolveNodeId} from './topology.js'
+import {type ClusterNode, type SlotFieldCache, myselfOf, parseClusterNodes, parseInfo, resolveNodeId} from './topology.js'
 import {type SlotMigrationJob, parseSlotMigrations} from './slot-migrations.js'
 
 export interface NodeView {
@@ -51,7 +51,7 @@ function notClusterError(address: string): SlotctlError {
  * One node's CLUSTER NODES, CLUSTER INFO and slot-migration jobs, read in one round trip.
  * Servers without atomic slot migration answer GETSLOTMIGRATIONS with an error: no jobs.
  */
-export async function readNodeState(client: Redis, address: string): Promise<NodeState> {
+export async function readNodeState(client: Redis, address: string, cache?: SlotFieldCache): Promise<NodeState> {
   let replies: Array<[Error | null, unknown]> | null
   try {
     replies = await client.pipeline().call('CLUSTER', 'NODES').call('CLUSTER', 'INFO').call('CLUSTER', 'GETSLOTMIGRATIONS').exec()
@@ -65,7 +65,7 @@ export async function readNodeState(client: Redis, address: string): Promise<Nod
     if (/NOAUTH|WRONGPASS/.test(failure.message)) throw describeConnectError(address, failure)
     throw new SlotctlError(`${address} answered CLUSTER NODES with: ${failure.message}`, {code: 'E_PROTOCOL'})
   }
-  return {clusterInfo: parseInfo(String(infoText)), nodes: parseClusterNodes(String(nodesText)), ...(jobsError ? {} : {slotMigrations: parseSlotMigrations(jobs)})}
+  return {clusterInfo: parseInfo(String(infoText)), nodes: parseClusterNodes(String(nodesText), cache), ...(jobsError ? {} : {slotMigrations: parseSlotMigrations(jobs)})}
 }
 
 function isDialable(node: ClusterNode): boolean {
@@ -86,10 +86,10 @@ function withOwnState(fromSeed: ClusterNode, view: NodeView): ClusterNode {
   }
 }
 
-async function readView(pool: NodePool, node: ClusterNode, address: string): Promise<NodeView> {
+async function readView(pool: NodePool, node: ClusterNode, address: string, cache: SlotFieldCache): Promise<NodeView> {
   try {
     const client = await pool.client(address)
-    const state = await readNodeState(client, address)
+    const state = await readNodeState(client, address, cache)
     return {address, clusterInfo: state.clusterInfo, id: node.id, nodes: state.nodes, reachable: true, slotMigrations: state.slotMigrations}
   } catch (error) {
     return {address, error: errorMessage(error), id: node.id, reachable: false}
@@ -99,13 +99,15 @@ async function readView(pool: NodePool, node: ClusterNode, address: string): Pro
 export async function loadCluster(pool: NodePool, seed: NodeAddress): Promise<ClusterSnapshot> {
   const seedAddress = formatAddress(seed)
   const seedClient = await pool.client(seed)
-  const seedState = await readNodeState(seedClient, seedAddress)
+  // the views of one load share parsed slot ranges: each master's are parsed once
+  const cache: SlotFieldCache = new Map()
+  const seedState = await readNodeState(seedClient, seedAddress, cache)
   const seedSelf = myselfOf(seedState.nodes)
   if (!seedSelf) throw new SlotctlError(`${seedAddress} did not list itself in CLUSTER NODES`, {code: 'E_PROTOCOL'})
 
   const seedView: NodeView = {address: seedAddress, clusterInfo: seedState.clusterInfo, id: seedSelf.id, nodes: seedState.nodes, reachable: true, slotMigrations: seedState.slotMigrations}
   const others = seedState.nodes.filter((node) => !node.myself && isDialable(node))
-  const otherViews = await settleLimit(others, NODE_PARALLELISM, (node) => readView(pool, node, node.address))
+  const otherViews = await settleLimit(others, NODE_PARALLELISM, (node) => readView(pool, node, node.address, cache))
 
   const views: Record<string, NodeView> = {[seedSelf.id]: seedView}
   for (const [index, result] of otherViews.entries()) {

@@ -60,55 +60,95 @@ function parseAddressField(field: string): Pick<ClusterNode, 'aux' | 'busPort' |
   return {aux, busPort, host, hostname, port}
 }
 
-interface SlotFields {
+export interface SlotFields {
   importing: Record<number, string>
   migrating: Record<number, string>
   slots: SlotRange[]
 }
 
-/** A plain `N` or `N-M` field as a range; undefined for anything else. */
-function parseRangeField(field: string): SlotRange | undefined {
-  // hand-rolled instead of a regex: a fragmented slot map has 16384 fields in every view
-  let start = 0
-  let end = -1
-  let digits = 0
-  for (let i = 0; i < field.length; i++) {
-    const code = field.charCodeAt(i)
-    if (code >= 48 && code <= 57) {
-      if (end === -1) start = start * 10 + code - 48
-      else end = end * 10 + code - 48
-      digits++
-    } else if (code === 45 && end === -1 && digits > 0) {
-      end = 0
-      digits = 0
-    } else {
-      return undefined
-    }
-  }
-  if (digits === 0) return undefined
-  return end === -1 ? [start, start] : [start, end]
+function isBlank(code: number): boolean {
+  return code === 32 || code === 9 || code === 10 || code === 13
 }
 
-function parseSlotFields(fields: string[]): SlotFields {
+/** The first `count` blank-separated fields of `line`, and the index where the rest begins. */
+function leadingFields(line: string, count: number): {fields: string[]; rest: number} {
+  const fields: string[] = []
+  let index = 0
+  while (fields.length < count) {
+    while (index < line.length && isBlank(line.charCodeAt(index))) index++
+    if (index >= line.length) break
+    const start = index
+    while (index < line.length && !isBlank(line.charCodeAt(index))) index++
+    fields.push(line.slice(start, index))
+  }
+  return {fields, rest: index}
+}
+
+/**
+ * The slot fields from `from` to the end of a CLUSTER NODES line: `N`, `N-M` and open-slot
+ * markers (anything else is ignored). Scanned in place, without a split or a regex per
+ * field: a fragmented slot map has 16384 fields in every node's view, and check reads the
+ * view of every node.
+ */
+function parseSlotFields(line: string, from: number): SlotFields {
   const owned: SlotRange[] = []
   const migrating: Record<number, string> = {}
   const importing: Record<number, string> = {}
-  for (const field of fields) {
-    if (field.startsWith('[')) {
-      const open = /^\[(\d+)-([<>])-([0-9a-f]+)\]$/i.exec(field)
-      if (open) (open[2] === '>' ? migrating : importing)[Number(open[1])] = open[3]
+  let index = from
+  while (index < line.length) {
+    if (isBlank(line.charCodeAt(index))) {
+      index++
       continue
     }
-    const range = parseRangeField(field)
-    if (range && range[1] >= range[0]) owned.push(range)
+    const start = index
+    let first = 0
+    let last = -1
+    let digits = 0
+    let plain = true
+    for (; index < line.length; index++) {
+      const code = line.charCodeAt(index)
+      if (isBlank(code)) break
+      if (code >= 48 && code <= 57) {
+        if (last === -1) first = first * 10 + code - 48
+        else last = last * 10 + code - 48
+        digits++
+      } else if (code === 45 && last === -1 && digits > 0) {
+        last = 0
+        digits = 0
+      } else {
+        plain = false
+      }
+    }
+    if (plain && digits > 0) {
+      if (last === -1) owned.push([first, first])
+      else if (last >= first) owned.push([first, last])
+    } else if (!plain && line.charCodeAt(start) === 91) {
+      const open = /^\[(\d+)-([<>])-([0-9a-f]+)\]$/i.exec(line.slice(start, index))
+      if (open) (open[2] === '>' ? migrating : importing)[Number(open[1])] = open[3]
+    }
   }
   return {importing, migrating, slots: mergeRanges(owned)}
 }
 
-export function parseNodeLine(line: string): ClusterNode {
-  const fields = line.trim().split(/\s+/)
+/**
+ * Parsed slot fields by their text, shared by the views of one load: every node lists the
+ * same slots for a given master, so a 60-node cluster's views need each master's slots
+ * parsed once, not 60 times. The parsed ranges are then shared: treat them as read-only.
+ */
+export type SlotFieldCache = Map<string, SlotFields>
+
+function cachedSlotFields(line: string, from: number, cache: SlotFieldCache | undefined): SlotFields {
+  if (!cache || from >= line.length) return parseSlotFields(line, from)
+  const text = line.slice(from)
+  let fields = cache.get(text)
+  if (!fields) cache.set(text, (fields = parseSlotFields(line, from)))
+  return fields
+}
+
+export function parseNodeLine(line: string, cache?: SlotFieldCache): ClusterNode {
+  const {fields, rest} = leadingFields(line, 8)
   if (fields.length < 8) throw new SlotctlError(`unexpected CLUSTER NODES line: '${line.trim()}'`, {code: 'E_PROTOCOL'})
-  const [id, addressField, flagField, master, pingSent, pongReceived, configEpoch, linkState, ...slotFields] = fields
+  const [id, addressField, flagField, master, pingSent, pongReceived, configEpoch, linkState] = fields
   const endpoint = parseAddressField(addressField)
   const flags = flagField === 'noflags' ? [] : flagField.split(',')
   const has = (flag: string) => flags.includes(flag)
@@ -131,16 +171,16 @@ export function parseNodeLine(line: string): ClusterNode {
     pongReceived: Number(pongReceived) || 0,
     role,
     suspectedFailed: has('fail?'),
-    ...parseSlotFields(slotFields),
+    ...cachedSlotFields(line, rest, cache),
   }
 }
 
-export function parseClusterNodes(text: string): ClusterNode[] {
+export function parseClusterNodes(text: string, cache?: SlotFieldCache): ClusterNode[] {
   return text
     .split('\n')
     .map((line) => line.trim())
     .filter((line) => line.length > 0)
-    .map((line) => parseNodeLine(line))
+    .map((line) => parseNodeLine(line, cache))
 }
 
 /** Parses `key:value` lines as returned by INFO and CLUSTER INFO. */
@@ -204,9 +244,18 @@ export function slotOwners(nodes: readonly ClusterNode[]): Map<number, string> {
 export function slotMapSignature(nodes: readonly ClusterNode[]): string {
   return nodes
     .filter((node) => node.slots.length > 0)
-    .map((node) => `${node.id}:${node.slots.map(([a, b]) => `${a}-${b}`).join(',')}`)
+    .map((node) => `${node.id}:${rangesText(node.slots)}`)
     .sort()
     .join('|')
+}
+
+/** Views loaded together share their parsed ranges (SlotFieldCache): each is printed once. */
+const printedRanges = new WeakMap<readonly SlotRange[], string>()
+
+function rangesText(slots: readonly SlotRange[]): string {
+  let text = printedRanges.get(slots)
+  if (text === undefined) printedRanges.set(slots, (text = slots.map(([a, b]) => `${a}-${b}`).join(',')))
+  return text
 }
 
 /**
