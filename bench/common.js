@@ -70,11 +70,11 @@ export function median(values) {
  * Runs a command; returns its wall ms and, under /usr/bin/time, its peak RSS in MB. A non-zero
  * exit is an error unless it is one of `okExitCodes` (check exits 3 on problems, for instance).
  */
-export async function timed(command, args, {env = {}, measureRss = false, okExitCodes = [0], timeoutMs = 900_000} = {}) {
+export async function timed(command, args, {cwd, env = {}, measureRss = false, okExitCodes = [0], timeoutMs = 900_000} = {}) {
   const useTime = measureRss && existsSync(TIME_BIN)
   const [bin, argv] = useTime ? [TIME_BIN, ['-f', 'PEAK_RSS_KB=%M', command, ...args]] : [command, args]
   const started = process.hrtime.bigint()
-  const result = await execa(bin, argv, {env: {NO_COLOR: '1', ...env}, input: '', reject: false, timeout: timeoutMs})
+  const result = await execa(bin, argv, {cwd, env: {NO_COLOR: '1', ...env}, input: '', reject: false, timeout: timeoutMs})
   const ms = Number(process.hrtime.bigint() - started) / 1e6
   if (!okExitCodes.includes(result.exitCode)) {
     throw new Error(`${path.basename(command)} ${args.slice(0, 3).join(' ')} failed (exit ${result.exitCode}): ${String(result.stderr || result.stdout).slice(-800)}`)

@@ -70,18 +70,12 @@ function isBlank(code: number): boolean {
   return code === 32 || code === 9 || code === 10 || code === 13
 }
 
-/** The first `count` blank-separated fields of `line`, and the index where the rest begins. */
-function leadingFields(line: string, count: number): {fields: string[]; rest: number} {
-  const fields: string[] = []
-  let index = 0
-  while (fields.length < count) {
-    while (index < line.length && isBlank(line.charCodeAt(index))) index++
-    if (index >= line.length) break
-    const start = index
-    while (index < line.length && !isBlank(line.charCodeAt(index))) index++
-    fields.push(line.slice(start, index))
-  }
-  return {fields, rest: index}
+/** The eight fields before the slots, and where the slots begin (a native regex: fast even before the JIT warms up). */
+const LEADING_FIELDS = /^\s*(\S+)\s+(\S+)\s+(\S+)\s+(\S+)\s+(\S+)\s+(\S+)\s+(\S+)\s+(\S+)/
+
+function leadingFields(line: string): {fields: string[]; rest: number} | undefined {
+  const match = LEADING_FIELDS.exec(line)
+  return match ? {fields: match.slice(1), rest: match[0].length} : undefined
 }
 
 /**
@@ -146,8 +140,9 @@ function cachedSlotFields(line: string, from: number, cache: SlotFieldCache | un
 }
 
 export function parseNodeLine(line: string, cache?: SlotFieldCache): ClusterNode {
-  const {fields, rest} = leadingFields(line, 8)
-  if (fields.length < 8) throw new SlotctlError(`unexpected CLUSTER NODES line: '${line.trim()}'`, {code: 'E_PROTOCOL'})
+  const leading = leadingFields(line)
+  if (!leading) throw new SlotctlError(`unexpected CLUSTER NODES line: '${line.trim()}'`, {code: 'E_PROTOCOL'})
+  const {fields, rest} = leading
   const [id, addressField, flagField, master, pingSent, pongReceived, configEpoch, linkState] = fields
   const endpoint = parseAddressField(addressField)
   const flags = flagField === 'noflags' ? [] : flagField.split(',')
