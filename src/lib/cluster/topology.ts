@@ -246,10 +246,12 @@ export function slotOwners(nodes: readonly ClusterNode[]): Map<number, string> {
  * Open-slot markers are left out on purpose: they are local state, not configuration.
  */
 export function slotMapSignature(nodes: readonly ClusterNode[]): string {
+  // sorted by id before the (long) range texts are joined in: ids are unique, so this is the
+  // order of the whole strings, without comparing them
   return nodes
     .filter((node) => node.slots.length > 0)
+    .sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0))
     .map((node) => `${node.id}:${rangesText(node.slots)}`)
-    .sort()
     .join('|')
 }
 
