@@ -215,7 +215,7 @@ export default async function benchRebalance() {
   try {
     const slotctl = await withCluster(dir, 'slotctl', (c) => runSlotctl(bin, c))
     // slotctl's own measure of the moving phase, without process start-up and planning
-    const movingMs = (JSON.parse(slotctl.stdout).seconds ?? Number.NaN) * 1000
+    const movingMs = JSON.parse(slotctl.stdout).elapsedMs ?? Number.NaN
     console.log(`slotctl rebalance: ${(slotctl.ms / 1000).toFixed(2)} s (moving ${(movingMs / 1000).toFixed(2)} s), peak RSS ${slotctl.peakRssMb?.toFixed(0) ?? '?'} MB`)
     if (process.env.BENCH_ONLY === 'slotctl') return {slotctlMovingMs: movingMs, slotctlMs: slotctl.ms}
     const cliRebalance = await withCluster(dir, 'cli-rebalance', (c) => timed('redis-cli', ['--cluster', 'rebalance', c.seed, '--cluster-use-empty-masters', '--cluster-yes']))
