@@ -32,6 +32,7 @@ export interface ClusterNode {
   pongReceived: number
   configEpoch: number
   linkConnected: boolean
+  /** Read-only: views loaded together share these arrays (SlotFieldCache), and their printed form is memoized. */
   slots: SlotRange[]
   /** Open slots this node reports about itself: slot → node id. */
   migrating: Record<number, string>
