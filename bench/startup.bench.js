@@ -42,8 +42,9 @@ function contenders(seed) {
   const node = (label, args, options = {}) => ({label, run: () => timed(process.execPath, args, {measureRss: true, ...options}), tool: 'node'})
   const slotctl = (label, args) => node(label, [bin, ...args])
   const redisCli = (label, args) => ({label, run: () => timed('redis-cli', args, {measureRss: true}), tool: 'redis-cli'})
-  // resolved from the project, as bin/run.js resolves them
-  const load = (name) => node(`load ${name}`, ['--input-type=module', '-e', `await import(${JSON.stringify(name)})`], {cwd: root})
+  // resolved from the project and required, as slotctl loads them (an ESM import of a
+  // CommonJS package costs more: Node first scans it for export names)
+  const load = (name) => node(`load ${name}`, ['-e', `require(${JSON.stringify(name)})`], {cwd: root, env: {OCLIF_DISABLE_ENGINE_WARNING: '1'}})
   return [
     node('node -e 0', ['-e', '0']),
     load('@oclif/core'),
