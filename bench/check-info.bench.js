@@ -40,11 +40,11 @@ async function requireRedisCli() {
 
 /** Starts and forms the cluster with slotctl's own planner and applier, then loads demo keys. */
 async function startCluster(dir, servers) {
-  const {findFreePorts, startServer} = await lib('local-servers')
-  const {NodePool, mapLimit} = await lib('connection')
-  const {applyCreatePlan} = await lib('create')
+  const {findFreePorts, startServer} = await lib('local/servers')
+  const {NodePool, mapLimit} = await lib('cluster/connection')
+  const {applyCreatePlan} = await lib('nodes/create')
   const {planCreate} = await lib('plan/create')
-  const {loadDemoKeys} = await lib('sandbox')
+  const {loadDemoKeys} = await lib('local/sandbox')
   const ports = await findFreePorts(MASTERS * (REPLICAS_PER_MASTER + 1), '127.0.0.1')
   // pushed one by one, so the caller can stop whatever started even if a later one fails
   await mapLimit(ports, 8, async (port) => {
@@ -114,7 +114,7 @@ function report(verbs, medians, startupMs) {
 
 export default async function benchCheckInfo() {
   await requireRedisCli()
-  const {stopServer} = await lib('local-servers')
+  const {stopServer} = await lib('local/servers')
   const dir = await mkdtemp(path.join(tmpdir(), 'slotctl-bench-check-info-'))
   const servers = []
   try {

@@ -76,7 +76,7 @@ function slotctlCommand() {
 }
 
 export default async function benchCreate() {
-  const localServers = await import(path.join(root, 'dist', 'lib', 'local-servers.js'))
+  const localServers = await import(path.join(root, 'dist', 'lib', 'local', 'servers.js'))
   const dir = await mkdtemp(path.join(tmpdir(), 'slotctl-bench-create-'))
   const servers = []
   try {

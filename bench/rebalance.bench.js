@@ -40,10 +40,10 @@ function slotctlBin() {
 
 /** 3 formed masters plus one empty master that has joined and sees cluster_state:ok. */
 async function freshCluster(dir, label) {
-  const {findFreePorts, startServer} = await lib('local-servers')
-  const {applyCreatePlan, waitForAgreement, waitForClusterOk} = await lib('create')
+  const {findFreePorts, startServer} = await lib('local/servers')
+  const {applyCreatePlan, waitForAgreement, waitForClusterOk} = await lib('nodes/create')
   const {planCreate} = await lib('plan/create')
-  const {NodePool} = await lib('connection')
+  const {NodePool} = await lib('cluster/connection')
   const ports = await findFreePorts(4, '127.0.0.1')
   const servers = await Promise.all(ports.map((port) => startServer({dir: path.join(dir, `${label}-${port}`), host: '127.0.0.1', nodeTimeoutMs: 15_000, port})))
   const pool = new NodePool()
@@ -64,7 +64,7 @@ async function freshCluster(dir, label) {
 
 /** Loads KEYS keys, each SET pipelined straight to the master that owns its slot. */
 async function loadKeys(cluster) {
-  const {keySlot} = await lib('slots')
+  const {keySlot} = await lib('cluster/slots')
   const clients = cluster.servers.slice(0, 3).map((s) => new Redis({host: s.host, port: s.port}))
   try {
     const ranges = await clients[0].call('CLUSTER', 'SLOTS')
@@ -99,7 +99,7 @@ async function totalKeys(cluster) {
 
 async function stopCluster(cluster) {
   if (!cluster) return
-  const {stopServer} = await lib('local-servers')
+  const {stopServer} = await lib('local/servers')
   await Promise.all(cluster.servers.map((server) => stopServer(server)))
 }
 
@@ -135,7 +135,7 @@ async function rawCeiling(dir) {
   const clients = []
   try {
     cluster = await freshCluster(dir, 'raw')
-    const {keySlot} = await lib('slots')
+    const {keySlot} = await lib('cluster/slots')
     const count = Math.round(KEYS / 4)
     const tag = '{raw}'
     const slot = keySlot(tag + ':0')
@@ -215,7 +215,7 @@ export default async function benchRebalance() {
   try {
     const slotctl = await withCluster(dir, 'slotctl', (c) => runSlotctl(bin, c))
     // slotctl's own measure of the moving phase, without process start-up and planning
-    const movingMs = (JSON.parse(slotctl.stdout).seconds ?? Number.NaN) * 1000
+    const movingMs = JSON.parse(slotctl.stdout).elapsedMs ?? Number.NaN
     console.log(`slotctl rebalance: ${(slotctl.ms / 1000).toFixed(2)} s (moving ${(movingMs / 1000).toFixed(2)} s), peak RSS ${slotctl.peakRssMb?.toFixed(0) ?? '?'} MB`)
     if (process.env.BENCH_ONLY === 'slotctl') return {slotctlMovingMs: movingMs, slotctlMs: slotctl.ms}
     const cliRebalance = await withCluster(dir, 'cli-rebalance', (c) => timed('redis-cli', ['--cluster', 'rebalance', c.seed, '--cluster-use-empty-masters', '--cluster-yes']))

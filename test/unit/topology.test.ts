@@ -34,6 +34,24 @@ describe('topology: CLUSTER NODES parsing', () => {
     expect(c.slots).to.deep.equal([[10_923, 15_999], [16_001, 16_383]])
   })
 
+  it('reads single slots, ranges, markers and stray fields in any mix, tabs and CR included, and merges touching ranges', () => {
+    const line = `${A} 10.0.0.1:7000@17000 myself,master - 0 0 1 connected 7\t9-12 13 [14->-${B}] 200-100 x 5-\t-3 1-2-3 [15-<-${C}] 100-120 121\r`
+    const [a] = parseClusterNodes(line)
+    expect(a.slots).to.deep.equal([[7, 7], [9, 13], [100, 121]])
+    expect(a.migrating).to.deep.equal({14: B})
+    expect(a.importing).to.deep.equal({15: C})
+  })
+
+  it('parses the views of one load through a shared cache: equal slot fields become the very same ranges', () => {
+    const cache = new Map()
+    const first = parseClusterNodes(healthy, cache)
+    const second = parseClusterNodes(healthy.replace('myself,master', 'master').replace(`${B} 10.0.0.2:7001@17001,node-b.example master`, `${B} 10.0.0.2:7001@17001,node-b.example myself,master`), cache)
+    expect(second[1].slots).to.equal(first[1].slots)
+    expect(second.map((node) => node.slots)).to.deep.equal(first.map((node) => node.slots))
+    expect(second[1].myself).to.equal(true)
+    expect(slotMapSignature(second)).to.equal(slotMapSignature(parseClusterNodes(healthy)))
+  })
+
   it('keeps a replica whose master is unknown', () => {
     const nodes = parseClusterNodes(troubled)
     const orphan = nodes.find((node) => node.id === R1)

@@ -155,9 +155,15 @@ function openSlotFindings(snapshot: ClusterSnapshot): Finding[] {
 }
 
 export function uncoveredSlots(nodes: readonly ClusterNode[]): number[] {
-  const owners = slotOwners(nodes)
+  // from the masters' ranges, not slot by slot: a healthy cluster has no gap to walk
+  const ranges = nodes.filter((node) => node.role === 'master').flatMap((node) => node.slots)
   const missing: number[] = []
-  for (let slot = 0; slot < SLOT_COUNT; slot++) if (!owners.has(slot)) missing.push(slot)
+  let next = 0
+  for (const [start, end] of [...ranges].sort((a, b) => a[0] - b[0])) {
+    for (let slot = next; slot < Math.min(start, SLOT_COUNT); slot++) missing.push(slot)
+    next = Math.max(next, end + 1)
+  }
+  for (let slot = next; slot < SLOT_COUNT; slot++) missing.push(slot)
   return missing
 }
 

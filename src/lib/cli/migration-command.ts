@@ -22,7 +22,7 @@ import {type ServerFeatures, readServerFeaturesOf} from '../cluster/server-info.
 import {Throttle} from '../migrate/throttle.js'
 import type {BigKey, MigrationPlan} from '../plan/types.js'
 import {ProgressReporter} from './progress.js'
-import {formatBytes, formatDuration, paint, table} from './render.js'
+import {formatBytes, formatDuration, paint, planTable} from './render.js'
 import {type Issue, type VerbResult, issue, slotSet} from './result.js'
 import {durationFlag} from './duration.js'
 import {sizeFlag} from './size.js'
@@ -468,17 +468,7 @@ export abstract class MigrationCommand<T extends typeof Command> extends BaseCom
 
   private showPlan(snapshot: ClusterSnapshot, plan: MigrationPlan, done: ReadonlySet<number>): void {
     const address = (id: string) => snapshot.nodes.find((node) => node.id === id)?.address ?? id.slice(0, 8)
-    const pairs = new Map<string, number[]>()
-    for (const move of plan.moves) {
-      if (done.has(move.slot)) continue
-      const key = `${move.sourceId} ${move.targetId}`
-      pairs.set(key, [...(pairs.get(key) ?? []), move.slot])
-    }
-    const rows = [...pairs.entries()].map(([key, slots]) => {
-      const [source, target] = key.split(' ')
-      return [address(source), address(target), slots.length, formatSlots(slots).slice(0, 60)]
-    })
-    this.log(table(['from', 'to', 'slots', 'which'], rows, ['left', 'left', 'right', 'left']))
+    this.log(planTable(plan, address, done))
   }
 
   private async writePlan(plan: MigrationPlan, file: string): Promise<void> {

@@ -4,6 +4,9 @@
  */
 import chalk from 'chalk'
 
+import {formatSlots} from '../cluster/slots.js'
+import type {MigrationPlan} from '../plan/types.js'
+
 export interface ColourDecision {
   noColorFlag?: boolean
   json?: boolean
@@ -187,4 +190,22 @@ export function renderIssues(heading: string, tag: 'ERR' | 'WARN', issues: reado
     if (item.hint) lines.push(`    hint: ${item.hint}`)
   }
   return lines
+}
+
+/**
+ * A migration plan as operators review it: one row per source → target pair with its slot
+ * count and the start of its slot list. Linear in the plan's moves (a 16384-slot plan is
+ * grouped in one pass).
+ */
+export function planTable(plan: Pick<MigrationPlan, 'moves'>, addressOf: (id: string) => string, skip: ReadonlySet<number> = new Set()): string {
+  const pairs = new Map<string, {sourceId: string; targetId: string; slots: number[]}>()
+  for (const move of plan.moves) {
+    if (skip.has(move.slot)) continue
+    const key = `${move.sourceId} ${move.targetId}`
+    let pair = pairs.get(key)
+    if (!pair) pairs.set(key, (pair = {slots: [], sourceId: move.sourceId, targetId: move.targetId}))
+    pair.slots.push(move.slot)
+  }
+  const rows = [...pairs.values()].map((pair) => [addressOf(pair.sourceId), addressOf(pair.targetId), pair.slots.length, formatSlots(pair.slots).slice(0, 60)])
+  return table(['from', 'to', 'slots', 'which'], rows, ['left', 'left', 'right', 'left'])
 }

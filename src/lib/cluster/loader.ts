@@ -7,7 +7,7 @@ import type {Redis} from 'ioredis'
 import {type NodeAddress, formatAddress} from './address.js'
 import {NODE_PARALLELISM, type NodePool, describeConnectError, settleLimit} from './connection.js'
 import {SlotctlError, errorMessage} from '../errors.js'
-import {type ClusterNode, myselfOf, parseClusterNodes, parseInfo, resolveNodeId} from './topology.js'
+import {type ClusterNode, type SlotFieldCache, myselfOf, parseClusterNodes, parseInfo, resolveNodeId} from './topology.js'
 import {type SlotMigrationJob, parseSlotMigrations} from './slot-migrations.js'
 
 export interface NodeView {
@@ -50,15 +50,15 @@ function notClusterError(address: string): SlotctlError {
 }
 
 /** One node's state (see readNodeState) within the read deadline (see NodePool.read). */
-export async function readNodeStateOf(pool: NodePool, address: string): Promise<NodeState> {
-  return pool.read(address, (client) => readNodeState(client, address))
+export async function readNodeStateOf(pool: NodePool, address: string, cache?: SlotFieldCache): Promise<NodeState> {
+  return pool.read(address, (client) => readNodeState(client, address, cache))
 }
 
 /**
  * One node's CLUSTER NODES, CLUSTER INFO and slot-migration jobs, read in one round trip.
  * Servers without atomic slot migration answer GETSLOTMIGRATIONS with an error: no jobs.
  */
-export async function readNodeState(client: Redis, address: string): Promise<NodeState> {
+export async function readNodeState(client: Redis, address: string, cache?: SlotFieldCache): Promise<NodeState> {
   let replies: Array<[Error | null, unknown]> | null
   try {
     replies = await client.pipeline().call('CLUSTER', 'NODES').call('CLUSTER', 'INFO').call('CLUSTER', 'GETSLOTMIGRATIONS').exec()
@@ -72,7 +72,7 @@ export async function readNodeState(client: Redis, address: string): Promise<Nod
     if (/NOAUTH|WRONGPASS/.test(failure.message)) throw describeConnectError(address, failure)
     throw new SlotctlError(`${address} answered CLUSTER NODES with: ${failure.message}`, {code: 'E_PROTOCOL'})
   }
-  return {clusterInfo: parseInfo(String(infoText)), nodes: parseClusterNodes(String(nodesText)), ...(jobsError ? {} : {slotMigrations: parseSlotMigrations(jobs)})}
+  return {clusterInfo: parseInfo(String(infoText)), nodes: parseClusterNodes(String(nodesText), cache), ...(jobsError ? {} : {slotMigrations: parseSlotMigrations(jobs)})}
 }
 
 function isDialable(node: ClusterNode): boolean {
@@ -97,9 +97,9 @@ function unreadView(node: ClusterNode, address: string, error: unknown): NodeVie
   return {address, error: errorMessage(error), id: node.id, reachable: false, ...(error instanceof SlotctlError ? {errorCode: error.code} : {})}
 }
 
-async function readView(pool: NodePool, node: ClusterNode, address: string): Promise<NodeView> {
+async function readView(pool: NodePool, node: ClusterNode, address: string, cache: SlotFieldCache): Promise<NodeView> {
   try {
-    const state = await readNodeStateOf(pool, address)
+    const state = await readNodeStateOf(pool, address, cache)
     return {address, clusterInfo: state.clusterInfo, id: node.id, nodes: state.nodes, reachable: true, slotMigrations: state.slotMigrations}
   } catch (error) {
     return unreadView(node, address, error)
@@ -117,14 +117,16 @@ export interface LoadOptions {
 export async function loadCluster(pool: NodePool, seed: NodeAddress, options: LoadOptions = {}): Promise<ClusterSnapshot> {
   const seedAddress = formatAddress(seed)
   await pool.client(seed) // a URL's own credentials and TLS apply to the seed's client
-  const seedState = await readNodeStateOf(pool, seedAddress)
+  // the views of one load share parsed slot ranges: each master's are parsed once
+  const cache: SlotFieldCache = new Map()
+  const seedState = await readNodeStateOf(pool, seedAddress, cache)
   const seedSelf = myselfOf(seedState.nodes)
   if (!seedSelf) throw new SlotctlError(`${seedAddress} did not list itself in CLUSTER NODES`, {code: 'E_PROTOCOL'})
 
   const seedView: NodeView = {address: seedAddress, clusterInfo: seedState.clusterInfo, id: seedSelf.id, nodes: seedState.nodes, reachable: true, slotMigrations: seedState.slotMigrations}
   const skipped = options.skipViews?.(seedState.nodes) ?? new Set<string>()
   const others = seedState.nodes.filter((node) => !node.myself && isDialable(node) && !skipped.has(node.id))
-  const otherViews = await settleLimit(others, NODE_PARALLELISM, (node) => readView(pool, node, node.address))
+  const otherViews = await settleLimit(others, NODE_PARALLELISM, (node) => readView(pool, node, node.address, cache))
 
   const views: Record<string, NodeView> = {[seedSelf.id]: seedView}
   for (const node of seedState.nodes.filter((candidate) => !candidate.myself && skipped.has(candidate.id))) {

@@ -39,14 +39,33 @@ export function keySlot(key: Buffer | string): number {
 
 /** Compacts slot numbers (any order, duplicates allowed) into sorted inclusive ranges. */
 export function toRanges(slots: Iterable<number>): SlotRange[] {
-  const sorted = [...new Set(slots)].sort((a, b) => a - b)
+  // a typed array sorts numerically without a comparator: this runs on every slot of a view
+  const sorted = Float64Array.from(slots).sort()
   const ranges: SlotRange[] = []
+  let last: SlotRange | undefined
   for (const slot of sorted) {
-    const last = ranges.at(-1)
-    if (last && slot === last[1] + 1) last[1] = slot
-    else ranges.push([slot, slot])
+    if (last && slot <= last[1] + 1) last[1] = Math.max(last[1], slot)
+    else ranges.push((last = [slot, slot]))
   }
   return ranges
+}
+
+/**
+ * Sorted, non-overlapping ranges from ranges in any order that may overlap or touch. Takes
+ * ownership of `ranges`: it is returned as it is when already sorted and apart (as CLUSTER
+ * NODES lists them), so the common case allocates nothing.
+ */
+export function mergeRanges(ranges: SlotRange[]): SlotRange[] {
+  let normal = true
+  for (let i = 1; i < ranges.length && normal; i++) normal = ranges[i][0] > ranges[i - 1][1] + 1
+  if (normal) return ranges
+  const merged: SlotRange[] = []
+  for (const [start, end] of ranges.sort((a, b) => a[0] - b[0])) {
+    const last = merged.at(-1)
+    if (last && start <= last[1] + 1) last[1] = Math.max(last[1], end)
+    else merged.push([start, end])
+  }
+  return merged
 }
 
 export function expandRanges(ranges: readonly SlotRange[]): number[] {

@@ -16,8 +16,9 @@
  * result is the same for the same input whatever the input order.
  */
 import {type SlotRange, countSlots, expandRanges} from '../cluster/slots.js'
-import type {MigrationPlan, SlotMove} from './types.js'
+import {type MigrationPlan, type SlotMove, movedNodeIds} from './types.js'
 import type {Issue} from '../cli/result.js'
+import {Heap} from './heap.js'
 
 export type BalanceBy = 'keys' | 'memory' | 'slots'
 
@@ -126,6 +127,10 @@ class MoveList {
   readonly moves: SlotMove[] = []
   private readonly moved = new Set<number>()
 
+  has(slot: number): boolean {
+    return this.moved.has(slot)
+  }
+
   add(slot: number, source: Participant, target: Participant, load: number): void {
     if (this.moved.has(slot)) throw new Error(`planner bug: slot ${slot} moved twice`)
     this.moved.add(slot)
@@ -175,19 +180,60 @@ function largestAtMost(sorted: number[], loadOf: (slot: number) => number, limit
 /**
  * A weight-0 master gives every slot it owns. Loaded slots go heaviest first to whichever
  * receiver is furthest below its target; empty slots are dealt to the receivers with the
- * fewest slots so the slot map stays even.
+ * fewest slots so the slot map stays even. Each pick pops a heap (only the receiver just
+ * served changes), rather than sorting every receiver for every slot.
  */
 function drainZeroWeight(donor: Participant, receivers: Participant[], loadOf: (slot: number) => number, moves: MoveList): void {
   const slots = [...donor.slots].sort((a, b) => loadOf(b) - loadOf(a) || a - b)
   donor.slots.length = 0
+  const furthestBelow = new Heap<Participant>((a, b) => b.target - b.load - (a.target - a.load) || byId(a, b), receivers)
+  let fewestSlots: Heap<Participant> | undefined
   for (const slot of slots) {
     const load = loadOf(slot)
-    const receiver =
-      load > 0
-        ? [...receivers].sort((a, b) => b.target - b.load - (a.target - a.load) || byId(a, b))[0]
-        : [...receivers].sort((a, b) => a.slots.length - b.slots.length || byId(a, b))[0]
+    // the loaded slots all come first: the other heap is built once they are dealt
+    const heap = load > 0 ? furthestBelow : (fewestSlots ??= new Heap<Participant>((a, b) => a.slots.length - b.slots.length || byId(a, b), receivers))
+    const receiver = heap.pop() as Participant
     moves.add(slot, donor, receiver, load)
     receiver.slots.push(slot)
+    heap.push(receiver)
+  }
+}
+
+/**
+ * The receivers (in plan order) by how far each is below its target, as a max segment tree:
+ * the largest deficit, and the first receiver whose deficit reaches a value, in O(log n).
+ */
+class Deficits {
+  private readonly width: number
+  private readonly tree: Float64Array
+  private readonly position = new Map<Participant, number>()
+
+  constructor(private readonly receivers: readonly Participant[]) {
+    this.width = 2 ** Math.ceil(Math.log2(Math.max(1, receivers.length)))
+    this.tree = new Float64Array(2 * this.width).fill(Number.NEGATIVE_INFINITY)
+    for (const [index, receiver] of receivers.entries()) {
+      this.position.set(receiver, index)
+      this.tree[this.width + index] = receiver.target - receiver.load
+    }
+    for (let node = this.width - 1; node >= 1; node--) this.tree[node] = Math.max(this.tree[2 * node], this.tree[2 * node + 1])
+  }
+
+  largest(): number {
+    return this.tree[1]
+  }
+
+  /** The first receiver (in plan order) at least `amount` below its target. */
+  firstAtLeast(amount: number): Participant | undefined {
+    if (!(this.tree[1] >= amount)) return undefined
+    let node = 1
+    while (node < this.width) node = this.tree[2 * node] >= amount ? 2 * node : 2 * node + 1
+    return this.receivers[node - this.width]
+  }
+
+  update(receiver: Participant): void {
+    let node = this.width + (this.position.get(receiver) as number)
+    this.tree[node] = receiver.target - receiver.load
+    for (node >>= 1; node >= 1; node >>= 1) this.tree[node] = Math.max(this.tree[2 * node], this.tree[2 * node + 1])
   }
 }
 
@@ -195,36 +241,54 @@ function drainZeroWeight(donor: Participant, receivers: Participant[], loadOf: (
  * Load balancing (keys or bytes): whole slots move from above-target to below-target masters.
  * Each step moves the heaviest slot that fits the smaller of the donor's surplus and the
  * receiver's deficit, so nobody overshoots: donors stay donors, receivers stay receivers,
- * and no slot moves twice. It stops when no slot fits any pair.
+ * and no slot moves twice. It stops when no slot fits any pair. Ties go to the first donor,
+ * then the first receiver, in plan order.
+ *
+ * The heaviest slot a donor can give is its largest that fits min(its surplus, the largest
+ * deficit), and the receiver is then the first whose deficit reaches it. Surpluses and
+ * deficits only shrink, so a donor's best only shrinks too: donors wait in a heap under
+ * their last known best (an upper bound), re-checked when on top. Each move thus costs a
+ * few logarithmic steps instead of a scan of every donor × receiver pair.
  */
 function balanceLoad(participants: Participant[], loadOf: (slot: number) => number, moves: MoveList): void {
   const drained = participants.filter((p) => p.weight === 0 && p.slots.length > 0)
   const live = participants.filter((p) => p.weight > 0)
   for (const donor of drained) drainZeroWeight(donor, live, loadOf, moves)
 
-  // Per donor, its non-empty slots sorted by load (then slot number) for a best-fit search.
-  const available = new Map<string, number[]>()
-  for (const p of live) available.set(p.id, p.slots.filter((slot) => loadOf(slot) > 0).sort((a, b) => loadOf(a) - loadOf(b) || a - b))
-  for (;;) {
-    const donors = live.filter((p) => p.load > p.target)
-    const receivers = live.filter((p) => p.load < p.target)
-    let best: {donor: Participant; index: number; load: number; receiver: Participant} | undefined
-    for (const donor of donors) {
-      const candidates = available.get(donor.id)!
-      for (const receiver of receivers) {
-        const room = Math.min(donor.load - donor.target, receiver.target - receiver.load)
-        const index = largestAtMost(candidates, loadOf, room)
-        if (index === -1) continue
-        const load = loadOf(candidates[index])
-        if (!best || load > best.load) best = {donor, index, load, receiver}
-      }
-    }
-    if (!best) return
-    const [slot] = available.get(best.donor.id)!.splice(best.index, 1)
-    best.donor.slots.splice(best.donor.slots.indexOf(slot), 1)
-    best.receiver.slots.push(slot)
-    moves.add(slot, best.donor, best.receiver, best.load)
+  const donors = live.filter((p) => p.load > p.target)
+  const deficits = new Deficits(live.filter((p) => p.load < p.target))
+  // Per donor, its non-empty slots sorted by load (then slot number) for a best-fit search;
+  // a slot it received from a drained master has moved once already
+  const available = donors.map((p) => p.slots.filter((slot) => loadOf(slot) > 0 && !moves.has(slot)).sort((a, b) => loadOf(a) - loadOf(b) || a - b))
+  const bestOf = (donor: number): {index: number; load: number} | undefined => {
+    const room = Math.min(donors[donor].load - donors[donor].target, deficits.largest())
+    const index = largestAtMost(available[donor], loadOf, room)
+    return index === -1 ? undefined : {index, load: loadOf(available[donor][index])}
   }
+  const waiting = new Heap<{donor: number; load: number}>((a, b) => b.load - a.load || a.donor - b.donor)
+  for (const donor of donors.keys()) {
+    const best = bestOf(donor)
+    if (best) waiting.push({donor, load: best.load})
+  }
+  const given = new Set<number>()
+  for (let top = waiting.pop(); top; top = waiting.pop()) {
+    const best = bestOf(top.donor)
+    if (!best) continue
+    if (best.load < top.load) {
+      waiting.push({donor: top.donor, load: best.load})
+      continue
+    }
+    const donor = donors[top.donor]
+    const receiver = deficits.firstAtLeast(best.load) as Participant
+    const [slot] = available[top.donor].splice(best.index, 1)
+    given.add(slot)
+    receiver.slots.push(slot)
+    moves.add(slot, donor, receiver, best.load)
+    deficits.update(receiver)
+    const next = bestOf(top.donor)
+    if (next) waiting.push({donor: top.donor, load: next.load})
+  }
+  for (const donor of donors) donor.slots = donor.slots.filter((slot) => !given.has(slot))
 }
 
 /** Groups moves by (source, target) pair and orders slots within a pair, for readable plans. */
@@ -233,7 +297,7 @@ function orderMoves(moves: SlotMove[]): SlotMove[] {
 }
 
 function planNodes(moves: SlotMove[], masters: readonly RebalanceMaster[]): MigrationPlan['nodes'] {
-  const ids = new Set(moves.flatMap((move) => [move.sourceId, move.targetId]))
+  const ids = movedNodeIds(moves)
   return masters
     .filter((master) => ids.has(master.id))
     .map((master) => ({address: master.address, id: master.id}))

@@ -6,7 +6,7 @@
 import {usageError} from '../errors.js'
 import {SLOT_COUNT, expandRanges} from '../cluster/slots.js'
 import {type ClusterNode, slotCount as countSlotsOf} from '../cluster/topology.js'
-import type {MigrationPlan, SlotMove} from './types.js'
+import {type MigrationPlan, type SlotMove, movedNodeIds} from './types.js'
 
 export interface ReshardRequest {
   /** Source node ids, or 'all' for every master but the target. */
@@ -19,7 +19,7 @@ export interface ReshardRequest {
 }
 
 function planNodes(masters: readonly ClusterNode[], moves: SlotMove[]): MigrationPlan['nodes'] {
-  const ids = new Set(moves.flatMap((move) => [move.sourceId, move.targetId]))
+  const ids = movedNodeIds(moves)
   return masters.filter((node) => ids.has(node.id)).map((node) => ({address: node.address, id: node.id}))
 }
 
@@ -60,11 +60,13 @@ export function planReshard(masters: readonly ClusterNode[], request: ReshardReq
     if (!Number.isInteger(wanted) || wanted < 1 || wanted > SLOT_COUNT) throw usageError(`--slots must be a whole number from 1 to ${SLOT_COUNT}`)
     const fromIds = request.from === 'all' ? masters.filter((node) => node.id !== target.id).map((node) => node.id) : request.from
     if (fromIds.includes(target.id)) throw usageError('the target is also listed as a source')
+    const byId = new Map(masters.map((node) => [node.id, node]))
+    const owned = new Map(masters.map((node) => [node.id, countSlotsOf(node)]))
     const sources = fromIds
-      .map((id) => masters.find((node) => node.id === id) ?? (() => { throw usageError(`source ${id} is not a master of this cluster`) })())
-      .filter((node) => countSlotsOf(node) > 0)
-      .sort((a, b) => countSlotsOf(b) - countSlotsOf(a) || a.id.localeCompare(b.id))
-    const available = sources.reduce((sum, node) => sum + countSlotsOf(node), 0)
+      .map((id) => byId.get(id) ?? (() => { throw usageError(`source ${id} is not a master of this cluster`) })())
+      .filter((node) => (owned.get(node.id) as number) > 0)
+      .sort((a, b) => (owned.get(b.id) as number) - (owned.get(a.id) as number) || a.id.localeCompare(b.id))
+    const available = sources.reduce((sum, node) => sum + (owned.get(node.id) as number), 0)
     if (wanted > available) throw usageError(`the sources own only ${available} slots, fewer than the ${wanted} asked for`)
     const counts = shares(sources, wanted)
     moves = sources.flatMap((node, i) => expandRanges(node.slots).slice(0, counts[i]).map((slot) => ({slot, sourceId: node.id, targetId: target.id})))

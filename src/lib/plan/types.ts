@@ -37,3 +37,10 @@ export interface MigrationPlan {
   /** Big keys in the slots to move, found when the plan was shown (informational). */
   bigKeys?: BigKey[]
 }
+
+/** The ids of every node a plan's moves name (as source or target). */
+export function movedNodeIds(moves: readonly SlotMove[]): Set<string> {
+  const ids = new Set<string>()
+  for (const move of moves) ids.add(move.sourceId).add(move.targetId)
+  return ids
+}
