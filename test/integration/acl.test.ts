@@ -13,12 +13,14 @@ import {TestCluster, isValkeyAtLeast} from '../helpers/cluster-harness.js'
 import {expectOneCleanLine, runCli, runCliJson} from '../helpers/cli.js'
 import {clusterDigest, writeDataset} from '../helpers/dataset.js'
 
-/** The README's rules, word for word: read-only use (check, info); Valkey >= 8 adds its SLOT-STATS. */
-const READ_RULES = `+cluster|nodes +cluster|info +info +client|setname +command|info +cluster|countkeysinslot${isValkeyAtLeast(8) ? ' +cluster|slot-stats' : ''}`
+const ATOMIC = isValkeyAtLeast(9)
+/** The README's rules, word for word: read-only use (check, info); Valkey >= 8 adds its SLOT-STATS, Valkey >= 9 its slot-migration jobs. */
+const READ_RULES = `+cluster|nodes +cluster|info +info +client|setname +command|info +cluster|countkeysinslot${isValkeyAtLeast(8) ? ' +cluster|slot-stats' : ''}${ATOMIC ? ' +cluster|getslotmigrations' : ''}`
 /** The README's rules for changes (reshard, rebalance, apply, fix, failover, create, add-node, del-node). */
 const CHANGE_RULES = `${READ_RULES} +client|list +command|info +cluster|setslot +cluster|getkeysinslot +cluster|countkeysinslot +migrate +restore-asking +select +dump +asking +memory|usage`
   + ' +cluster|addslots +cluster|bumpepoch +cluster|failover +cluster|replicate +cluster|forget +cluster|reset +cluster|meet +cluster|addslotsrange +cluster|set-config-epoch'
   + ' +function|list +function|dump +function|restore +script|load +evalsha +dbsize +multi +exec ~*'
+  + (ATOMIC ? ' +cluster|migrateslots +cluster|cancelslotmigrations' : '')
 
 const USERS: Record<string, string> = {
   changer: CHANGE_RULES,
@@ -26,6 +28,8 @@ const USERS: Record<string, string> = {
   'no-restore': CHANGE_RULES.replace(' +restore-asking', ''),
   'no-restore-dry': `${CHANGE_RULES.replace(' +restore-asking', '')} +acl|dryrun`,
   'narrow-keys': CHANGE_RULES.replace('~*', '~app:*'),
+  // Valkey 9: everything but atomic slot migration
+  ...(ATOMIC ? {'no-atomic': CHANGE_RULES.replace(' +cluster|migrateslots', '')} : {}),
   nothing: '+client|setname',
   reader: READ_RULES,
 }
@@ -89,7 +93,9 @@ describe('least privilege: documented ACL rules, refused up front when short', f
   it('the probes: a user without rights is denied each one, a user with all of them is not, and nothing changes', async () => {
     const before = await shape()
     const withRights = (user: string) => new NodePool({commandTimeoutMs: 5000, connectTimeoutMs: 2000, password: PASSWORD, username: user})
-    const all = Object.values(PERMISSIONS).filter((permission) => permission.probe)
+    // servers without atomic slot migration do not know its subcommands: nobody may run them there
+    const atomicOnly = new Set<unknown>([PERMISSIONS.clusterGetslotmigrations, PERMISSIONS.clusterMigrateslots])
+    const all = Object.values(PERMISSIONS).filter((permission) => permission.probe && (ATOMIC || !atomicOnly.has(permission)))
     const address = cluster.seed
     const allButSetname = all.filter((permission) => permission !== PERMISSIONS.clientSetname).map((permission) => permission.command).sort()
     for (const [user, expected] of [['nothing', allButSetname], ['changer', []]] as const) {
@@ -150,6 +156,22 @@ describe('least privilege: documented ACL rules, refused up front when short', f
     expect(result.stderr).to.match(new RegExp(`RESTORE-ASKING, DUMP on ${target.address}`))
     expect(result.stderr).to.match(/MIGRATE, MEMORY USAGE, DUMP on /)
     expect(await shape()).to.deep.equal(before)
+    await resetAclLog(cluster)
+  })
+
+  it('Valkey 9: a user without CLUSTER MIGRATESLOTS is refused up front for an atomic move, and --legacy-migrate moves without it', async function () {
+    if (!ATOMIC) this.skip()
+    const [target] = await masters()
+    const before = await shape()
+    const refused = await runCli(['reshard', cluster.seed, '--from', 'all', '--to', target.id, '--slots', '200', '--yes', ...as('no-atomic')])
+    expectOneCleanLine(refused, 1, /user 'no-atomic' may not run what this needs: CLUSTER MIGRATESLOTS on /, [PASSWORD])
+    expect(refused.stderr).to.match(/\+cluster\|migrateslots/)
+    expect(refused.stderr).to.match(/--legacy-migrate/)
+    expect(await shape()).to.deep.equal(before)
+    const legacy = await runCli(['reshard', cluster.seed, '--from', 'all', '--to', target.id, '--slots', '200', '--yes', '--legacy-migrate', ...as('no-atomic')])
+    expect(legacy.exitCode, legacy.stderr).to.equal(0)
+    expect(legacy.stderr).to.not.match(/MIGRATESLOTS \(atomic/)
+    expect(await clusterDigest(cluster)).to.deep.equal(original)
     await resetAclLog(cluster)
   })
 

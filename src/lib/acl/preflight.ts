@@ -47,6 +47,12 @@ export const PERMISSIONS = {
   clusterCountkeysinslot: permission('CLUSTER COUNTKEYSINSLOT', '+cluster|countkeysinslot', ['CLUSTER', 'COUNTKEYSINSLOT', 0]),
   clusterFailover: permission('CLUSTER FAILOVER', '+cluster|failover', ['CLUSTER', 'FAILOVER', 'slotctl-acl-probe'], ['CLUSTER', 'FAILOVER']),
   clusterForget: permission('CLUSTER FORGET', '+cluster|forget', ['CLUSTER', 'FORGET', UNKNOWN_NODE]),
+  // Valkey >= 9 only (atomic slot migration): the loader reads the jobs from every node
+  clusterGetslotmigrations: permission('CLUSTER GETSLOTMIGRATIONS', '+cluster|getslotmigrations', ['CLUSTER', 'GETSLOTMIGRATIONS']),
+  // slot 16384 does not exist: the job is refused after the ACL check
+  clusterMigrateslots: permission('CLUSTER MIGRATESLOTS', '+cluster|migrateslots', ['CLUSTER', 'MIGRATESLOTS', 'SLOTSRANGE', 16_384, 16_384, 'NODE', UNKNOWN_NODE]),
+  // a probe would cancel real jobs: only ACL DRYRUN can tell
+  clusterCancelslotmigrations: permission('CLUSTER CANCELSLOTMIGRATIONS', '+cluster|cancelslotmigrations', undefined, ['CLUSTER', 'CANCELSLOTMIGRATIONS']),
   clusterGetkeysinslot: permission('CLUSTER GETKEYSINSLOT', '+cluster|getkeysinslot', ['CLUSTER', 'GETKEYSINSLOT', 0, 0]),
   clusterInfo: permission('CLUSTER INFO', '+cluster|info', ['CLUSTER', 'INFO']),
   clusterMeet: permission('CLUSTER MEET', '+cluster|meet', ['CLUSTER', 'MEET', '256.256.256.256', 1]),
@@ -91,6 +97,9 @@ export const MIGRATION_TARGET: readonly Permission[] = [PERMISSIONS.clusterSetsl
 /** Every master is told the new owner of each moved slot; its command table says which way slots can move (server-info.ts). */
 export const EVERY_MASTER_OF_A_MIGRATION: readonly Permission[] = [PERMISSIONS.clusterSetslot, PERMISSIONS.commandInfo]
 
+/** A source that migrates atomically (Valkey >= 9): starts, watches and, on Ctrl-C, cancels its jobs. */
+export const ATOMIC_MIGRATION_SOURCE: readonly Permission[] = [PERMISSIONS.clusterMigrateslots, PERMISSIONS.clusterGetslotmigrations, PERMISSIONS.clusterCancelslotmigrations]
+
 /** Permissions needed on some nodes. */
 export interface Need {
   addresses: readonly string[]
@@ -105,8 +114,20 @@ export interface MissingPermissions {
   unchecked: string[]
 }
 
-/** What a migration plan needs: sources, targets, and every master that learns the new owners. */
-export function migrationNeeds(snapshot: ClusterSnapshot, plan: MigrationPlan): Need[] {
+/** Which nodes can migrate atomically, and which moves will. */
+export interface AtomicMigration {
+  /** node ids of servers with atomic slot migration (every read of them asks for its jobs) */
+  capableIds: ReadonlySet<string>
+  /** the moves of the plan that go through CLUSTER MIGRATESLOTS */
+  moves: MigrationPlan['moves']
+}
+
+/**
+ * What a migration plan needs: sources, targets, and every master that learns the new owners.
+ * Atomic moves need their source's MIGRATESLOTS rights on top: a run can still fall back to
+ * SETSLOT + MIGRATE for a slot that is already open, so the legacy rights stay.
+ */
+export function migrationNeeds(snapshot: ClusterSnapshot, plan: MigrationPlan, atomic: AtomicMigration = {capableIds: new Set(), moves: []}): Need[] {
   // live addresses only: an address written in a plan file is never connected to
   const address = (id: string) => snapshot.nodes.find((node) => node.id === id)?.address ?? ''
   const masters = mastersOf(snapshot.nodes).filter((node) => !node.failed && snapshot.views[node.id]?.reachable).map((node) => node.address)
@@ -114,6 +135,8 @@ export function migrationNeeds(snapshot: ClusterSnapshot, plan: MigrationPlan): 
     {addresses: masters, permissions: [...READ_CLUSTER, ...EVERY_MASTER_OF_A_MIGRATION, ...RUN_LOCK]},
     {addresses: [...new Set(plan.moves.map((move) => address(move.sourceId)))].filter(Boolean), permissions: MIGRATION_SOURCE},
     {addresses: [...new Set(plan.moves.map((move) => address(move.targetId)))].filter(Boolean), permissions: MIGRATION_TARGET},
+    {addresses: [...atomic.capableIds].map((id) => address(id)).filter(Boolean), permissions: [PERMISSIONS.clusterGetslotmigrations]},
+    {addresses: [...new Set(atomic.moves.map((move) => address(move.sourceId)))].filter(Boolean), permissions: ATOMIC_MIGRATION_SOURCE},
   ]
 }
 
@@ -208,9 +231,13 @@ export function describeMissing(user: string, missing: readonly MissingPermissio
   }
   const parts = [...groups].map(([commands, group]) => `${commands} on ${group.addresses.join(', ')}`)
   const rules = [...new Set([...groups.values()].flatMap((group) => group.rules.flatMap((rule) => rule.split(' '))))]
+  const atomicOnly = missing.some((node) => node.missing.some((m) => ATOMIC_MIGRATION_SOURCE.some((p) => p.command === m.command)))
   return new SlotctlError(`user '${user}' may not run what this needs: ${parts.join('; ')}`, {
     code: 'E_NOPERM',
-    suggestions: [`grant it on those nodes, e.g. ACL SETUSER ${user} ${rules.join(' ')} (the README's "Least privilege" lists the rules per verb); nothing was changed`],
+    suggestions: [
+      `grant it on those nodes, e.g. ACL SETUSER ${user} ${rules.join(' ')} (the README's "Least privilege" lists the rules per verb); nothing was changed`,
+      ...(atomicOnly ? ['or move with SETSLOT + MIGRATE instead of atomic slot migration: --legacy-migrate'] : []),
+    ],
   })
 }
 

@@ -254,14 +254,16 @@ export abstract class MigrationCommand<T extends typeof Command> extends BaseCom
     const done = options.resume?.state.doneSlots ?? new Set<number>()
     await this.refuseIfOtherRun(snapshot, Boolean(f.force))
     this.refuseUnsafeCluster(snapshot, options.resume?.state.inFlight)
-    if (!f['dry-run']) await refuseMissingPermissions(this.pool(), migrationNeeds(snapshot, plan))
     const warnings: ExecuteWarning[] = []
     const addresses = this.liveAddresses(snapshot, plan, warnings)
     const closeOnly = this.refuseStalePlan(snapshot, plan, options.resume?.state)
     this.showPlan(snapshot, plan, done)
     const remainingMoves = plan.moves.filter((move) => !done.has(move.slot))
     const choice = await this.chooseProtocol(plan, addresses, this.runSettings(options.resume?.state.settings))
-    await this.preflightBigKeys(plan, this.legacyMoves(choice, remainingMoves), addresses, Boolean(f['dry-run']))
+    const legacyMoves = this.legacyMoves(choice, remainingMoves)
+    const atomicMoves = remainingMoves.filter((move) => !legacyMoves.includes(move))
+    if (!f['dry-run']) await refuseMissingPermissions(this.pool(), migrationNeeds(snapshot, plan, {capableIds: choice.atomicIds, moves: atomicMoves}))
+    await this.preflightBigKeys(plan, legacyMoves, addresses, Boolean(f['dry-run']))
     if (f.out) await this.writePlan(plan, f.out as string)
     const unmoved = {...unmovedResult(plan, done), warnings: warnings.map((warning) => issue(warning.code, warning.message))}
     const remaining = plan.moves.filter((move) => !done.has(move.slot))
