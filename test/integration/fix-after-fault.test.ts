@@ -41,7 +41,10 @@ async function waitForFailover(cluster: TestCluster, dead: ClusterNode, replicaI
     const views = await Promise.all(others.map(async (address) => viewOf(cluster, address)))
     const flagged = views.every((view) => view.find((node) => node.id === dead.id)?.failed)
     const promoted = views.map((view) => view.find((node) => node.myself)!).find((self) => self.role === 'master' && replicaIds.includes(self.id))
-    if (flagged && promoted) return mastersOf(views[others.indexOf(promoted.address)]).filter((node) => !node.failed).map((node) => node.address)
+    // the promotion has reached every node: none still gives the dead master a slot (until
+    // then fix rightly refuses: a master owning slots is down)
+    const handedOver = views.every((view) => (view.find((node) => node.id === dead.id)?.slots.length ?? 0) === 0)
+    if (flagged && promoted && handedOver) return mastersOf(views[others.indexOf(promoted.address)]).filter((node) => !node.failed).map((node) => node.address)
     await delay(100)
   }
   throw new Error(`${dead.address} was not failed over`)

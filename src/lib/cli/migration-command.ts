@@ -189,10 +189,34 @@ export abstract class MigrationCommand<T extends typeof Command> extends BaseCom
     return adminTimeoutMs(this.runSettings(recorded).timeoutMs)
   }
 
-  protected refuseUnsafeCluster(snapshot: ClusterSnapshot, allowedOpenSlots: ReadonlySet<number> = new Set()): void {
+  private unsafeProblems(snapshot: ClusterSnapshot, allowedOpenSlots: ReadonlySet<number>) {
     const blocking = runChecks(snapshot).filter((finding) => BLOCKS_MIGRATION.has(finding.code))
     const unexpectedOpen = snapshot.nodes.flatMap((node) => openSlotsOf(node)).filter((slot) => !allowedOpenSlots.has(slot))
-    const problems = blocking.filter((finding) => finding.code !== 'OPEN_SLOT' || unexpectedOpen.length > 0)
+    return blocking.filter((finding) => finding.code !== 'OPEN_SLOT' || unexpectedOpen.length > 0)
+  }
+
+  /**
+   * A run interrupted in the middle of a close (kill -9, a lost terminal) can leave some nodes
+   * not yet told a slot's new owner; the cluster bus carries the owner's higher epoch to them
+   * within a few pings. Views that only disagree are read again for a few seconds before the
+   * run is refused; anything else is refused at once.
+   */
+  protected async settledSnapshot(snapshot: ClusterSnapshot, allowedOpenSlots: ReadonlySet<number> = new Set()): Promise<ClusterSnapshot> {
+    let current = snapshot
+    const deadline = Date.now() + SETTLE_VIEWS_MS
+    for (;;) {
+      const problems = this.unsafeProblems(current, allowedOpenSlots)
+      const onlyDisagreement = problems.length > 0 && problems.every((finding) => finding.code === 'SLOTS_DISAGREE')
+      if (!onlyDisagreement || Date.now() >= deadline) break
+      await delay(250)
+      current = await loadCluster(this.pool(), parseAddress(snapshot.seedAddress))
+    }
+    this.refuseUnsafeCluster(current, allowedOpenSlots)
+    return current
+  }
+
+  protected refuseUnsafeCluster(snapshot: ClusterSnapshot, allowedOpenSlots: ReadonlySet<number> = new Set()): void {
+    const problems = this.unsafeProblems(snapshot, allowedOpenSlots)
     if (problems.length === 0) return
     throw new SlotctlError(`refusing to move slots: ${problems[0].message}${problems.length > 1 ? ` (and ${problems.length - 1} more problem(s))` : ''}`, {
       code: 'E_UNSAFE_CLUSTER',
@@ -249,11 +273,11 @@ export abstract class MigrationCommand<T extends typeof Command> extends BaseCom
     return closeOnly
   }
 
-  protected async runPlan(snapshot: ClusterSnapshot, plan: MigrationPlan, options: RunPlanOptions): Promise<MigrationResult> {
+  protected async runPlan(loaded: ClusterSnapshot, plan: MigrationPlan, options: RunPlanOptions): Promise<MigrationResult> {
     const f = this.flags as Record<string, unknown>
     const done = options.resume?.state.doneSlots ?? new Set<number>()
-    await this.refuseIfOtherRun(snapshot, Boolean(f.force))
-    this.refuseUnsafeCluster(snapshot, options.resume?.state.inFlight)
+    await this.refuseIfOtherRun(loaded, Boolean(f.force))
+    const snapshot = await this.settledSnapshot(loaded, options.resume?.state.inFlight)
     const warnings: ExecuteWarning[] = []
     const addresses = this.liveAddresses(snapshot, plan, warnings)
     const closeOnly = this.refuseStalePlan(snapshot, plan, options.resume?.state)
@@ -488,6 +512,9 @@ function alreadyOpen(snapshot: ClusterSnapshot, plan: MigrationPlan): Set<number
   const byId = new Map(snapshot.nodes.map((node) => [node.id, node]))
   return new Set(plan.moves.filter((move) => byId.get(move.sourceId)?.migrating[move.slot] === move.targetId && byId.get(move.targetId)?.importing[move.slot] === move.sourceId).map((move) => move.slot))
 }
+
+/** How long views that only disagree on the slot map get to settle before a run is refused. */
+const SETTLE_VIEWS_MS = 10_000
 
 interface ProtocolChoice {
   features: Map<string, ServerFeatures>
