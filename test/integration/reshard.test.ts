@@ -227,6 +227,37 @@ describe('reshard and apply: the migration engine on a real cluster', () => {
     await expectDataIntact()
   })
 
+  it('BUSYKEY: a set and a hash equal to the target copy in value but not in DUMP payload (members in another order) count as equal', async () => {
+    const setKey = 'busy:{order}:set'
+    const hashKey = 'busy:{order}:hash'
+    const slot = keySlot(setKey)
+    const owners = (await healthy()).nodes.filter((n) => n.role === 'master')
+    const source = owners.find((m) => m.slots.some(([a, b]) => slot >= a && slot <= b))!
+    const target = owners.find((m) => m.id !== source.id)!
+    const members = Array.from({length: 300}, (_, i) => `member-${i}`)
+    const writer = cluster.clusterClient()
+    await writer.sadd(setKey, ...members)
+    await writer.hset(hashKey, Object.fromEntries(members.map((m) => [m, `value-of-${m}`])))
+    // the same values at the target, written in the reverse order
+    const t = cluster.client(target.address)
+    await t.call('CLUSTER', 'SETSLOT', slot, 'IMPORTING', source.id)
+    const reversed = [...members].reverse()
+    await t.pipeline().call('ASKING').sadd(setKey, ...reversed).call('ASKING').hset(hashKey, ...reversed.flatMap((m) => [m, `value-of-${m}`])).exec()
+    const dumpAt = async (client: typeof t, key: string) => (await client.pipeline().call('ASKING').dumpBuffer(key).exec())![1][1] as Buffer
+    // the precondition that makes this test mean something: the payloads differ
+    expect((await dumpAt(t, setKey)).equals(await cluster.client(source.address).dumpBuffer(setKey))).to.equal(false)
+    expect((await dumpAt(t, hashKey)).equals(await cluster.client(source.address).dumpBuffer(hashKey))).to.equal(false)
+    await t.call('CLUSTER', 'SETSLOT', slot, 'STABLE')
+    const run = await runCliJson<MigrationResult>(['reshard', cluster.seed, '--to', target.id, '--slot-range', String(slot), '--legacy-migrate', '--yes', '--journal', path.join(dir, 'busy-order.jsonl')])
+    expect(run.exitCode, run.stderr).to.equal(0)
+    expect((await writer.smembers(setKey)).sort()).to.deep.equal([...members].sort())
+    expect(await writer.hlen(hashKey)).to.equal(300)
+    expect(await writer.hget(hashKey, 'member-7')).to.equal('value-of-member-7')
+    await writer.del(setKey, hashKey)
+    await healthy()
+    await expectDataIntact()
+  })
+
   it('apply runs a saved plan, and refuses one the cluster has moved away from', async () => {
     const planFile = path.join(dir, 'plan.json')
     const nodes = (await healthy()).nodes.filter((n) => n.role === 'master')

@@ -14,6 +14,7 @@ import type {Redis} from 'ioredis'
 import {parseAddress} from '../cluster/address.js'
 import {type ConnectionSettings, type NodePool, delay} from '../cluster/connection.js'
 import {SlotctlError, errorMessage, isConnectionLost, nodeFailure} from '../errors.js'
+import {fingerprints, sameValue} from '../transfer/digest.js'
 import {printableKey} from './big-keys.js'
 import type {SlotMoveTarget} from './slot-protocol.js'
 import type {Throttle} from './throttle.js'
@@ -83,7 +84,7 @@ interface BusyKeyReport {
   conflicting: Buffer[]
 }
 
-/** Compares DUMP payloads; the target is read with ASKING because the slot is importing there. */
+/** Compares values (DUMP payloads first); the target is read with ASKING because the slot is importing there. */
 async function compareWithTarget(source: Redis, target: Redis, keys: Buffer[], asking: boolean): Promise<BusyKeyReport> {
   const sourcePipeline = source.pipeline()
   for (const key of keys) (asking ? sourcePipeline.call('ASKING') : sourcePipeline).dumpBuffer(key)
@@ -100,14 +101,33 @@ async function compareWithTarget(source: Redis, target: Redis, keys: Buffer[], a
   for (const key of keys) targetPipeline.call('ASKING').dumpBuffer(key)
   const targetReplies = (await targetPipeline.exec()) ?? []
   const report: BusyKeyReport = {conflicting: [], remaining: []}
+  const payloadsDiffer: Buffer[] = []
   for (const [i, key] of keys.entries()) {
     const atSource = sourceDumps[i]
     if (!atSource) continue
     report.remaining.push(key)
     const [error, atTarget] = targetReplies[i * 2 + 1] ?? [null, null]
-    if (error || (atTarget && !atSource.equals(atTarget as Buffer))) report.conflicting.push(key)
+    if (error) report.conflicting.push(key)
+    else if (atTarget && !atSource.equals(atTarget as Buffer)) payloadsDiffer.push(key)
   }
+  report.conflicting.push(...(await differentValues(source, target, payloadsDiffer, asking)))
   return report
+}
+
+/**
+ * DUMP payloads are not canonical: a set or hash restored from one lists its members in
+ * another order (and a server may pick another encoding), so equal values can have different
+ * payloads. Keys whose payloads differ are compared by their canonical value digest; a key
+ * that cannot be read on both sides counts as different (its slot stays open, reported).
+ */
+async function differentValues(source: Redis, target: Redis, keys: Buffer[], asking: boolean): Promise<Buffer[]> {
+  if (keys.length === 0) return []
+  try {
+    const [atSource, atTarget] = await Promise.all([fingerprints(source, keys, [], asking), fingerprints(target, keys, [], true)])
+    return keys.filter((_, i) => !sameValue(atSource[i], atTarget[i]))
+  } catch {
+    return keys
+  }
 }
 
 class KeyMover {

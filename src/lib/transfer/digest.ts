@@ -144,11 +144,23 @@ export function typeOfDump(payload: Buffer): string | undefined {
 /** A key read with a type it no longer has: certainly not the value it is compared with. */
 const ANOTHER_TYPE = Buffer.from('(another type)')
 
-async function typesOf(client: Redis, keys: readonly Buffer[]): Promise<string[]> {
-  if (keys.length === 0) return []
+/**
+ * One pipeline with ASKING before each command when the node only imports the slot (it serves
+ * the keys of an importing slot to ASKING connections only); the replies of the commands.
+ */
+async function execEach(client: Redis, asking: boolean, commands: ReadonlyArray<[string, ...Array<Buffer | string>]>): Promise<Array<[Error | null, unknown]>> {
   const pipeline = client.pipeline()
-  for (const key of keys) pipeline.type(key)
-  return ((await pipeline.exec()) ?? []).map(([error, type]) => {
+  for (const [command, ...args] of commands) {
+    if (asking) pipeline.call('ASKING')
+    pipeline.callBuffer(command, ...args)
+  }
+  const replies = (await pipeline.exec()) ?? []
+  return asking ? replies.filter((_, i) => i % 2 === 1) : replies
+}
+
+async function typesOf(client: Redis, keys: readonly Buffer[], asking: boolean): Promise<string[]> {
+  if (keys.length === 0) return []
+  return (await execEach(client, asking, keys.map((key) => ['TYPE', key]))).map(([error, type]) => {
     if (error) throw error
     return String(type)
   })
@@ -158,19 +170,18 @@ async function typesOf(client: Redis, keys: readonly Buffer[]): Promise<string[]
  * keyHash of each key, null for a key that does not exist. One pipeline of reads, preceded by
  * one of TYPE for the keys whose type is not given.
  */
-export async function fingerprints(client: Redis, keys: readonly Buffer[], knownTypes: ReadonlyArray<string | undefined> = []): Promise<Array<Buffer | null>> {
+export async function fingerprints(client: Redis, keys: readonly Buffer[], knownTypes: ReadonlyArray<string | undefined> = [], asking = false): Promise<Array<Buffer | null>> {
   if (keys.length === 0) return []
   const unknown = keys.flatMap((_, i) => (knownTypes[i] === undefined ? [i] : []))
-  const asked = await typesOf(client, unknown.map((i) => keys[i]))
+  const asked = await typesOf(client, unknown.map((i) => keys[i]), asking)
   const types = keys.map((_, i) => knownTypes[i] as string)
   for (const [j, i] of unknown.entries()) types[i] = asked[j]
-  const reading = client.pipeline()
-  for (const [i, key] of keys.entries()) {
-    if (types[i] === 'none') continue
+  const reads = keys.flatMap((key, i): Array<[string, ...Array<Buffer | string>]> => {
+    if (types[i] === 'none') return []
     const [command, ...args] = readCommand(types[i])
-    reading.callBuffer(command, key, ...args)
-  }
-  const replies = (await reading.exec()) ?? []
+    return [[command, key, ...args]]
+  })
+  const replies = await execEach(client, asking, reads)
   let next = 0
   return keys.map((key, i) => {
     if (types[i] === 'none') return null
