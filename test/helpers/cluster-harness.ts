@@ -65,6 +65,27 @@ export function skipUnlessValkey(context: Mocha.Context, major: number, minor = 
   context.skip()
 }
 
+/**
+ * Starts servers on ports found free. Test files may run in parallel workers (mocha
+ * --parallel), so a port can be taken between the check and the bind: a batch that fails to
+ * start is stopped and tried again on other ports.
+ */
+async function startOnFreePorts(count: number, specOf: (port: number) => ServerSpec): Promise<RunningServer[]> {
+  for (let attempt = 1; ; attempt++) {
+    const ports = await findFreePorts(count, specOf(0).host ?? '127.0.0.1')
+    const results = await Promise.allSettled(ports.map((port) => startServer(specOf(port))))
+    const batch = results.flatMap((result) => (result.status === 'fulfilled' ? [result.value] : []))
+    for (const server of batch) started.add(server)
+    const failure = results.find((result): result is PromiseRejectedResult => result.status === 'rejected')
+    if (!failure) return batch
+    await Promise.all(batch.map(async (server) => {
+      await stopServer(server)
+      started.delete(server)
+    }))
+    if (attempt >= 3) throw failure.reason
+  }
+}
+
 export class TestCluster {
   private readonly clients: Array<Cluster | Redis> = []
   private readonly killed = new Set<string>()
@@ -83,11 +104,7 @@ export class TestCluster {
     try {
       for (const [hostIndex, host] of hosts.entries()) {
         const here = Array.from({length: count}, (_, i) => i).filter((i) => i % hosts.length === hostIndex)
-        const ports = await findFreePorts(here.length, host)
-        const batch = await Promise.all(
-          ports.map((port) => startServer(specFor(dir, host, port, [...auth, ...(options.extraArgs ?? [])], options))),
-        )
-        for (const server of batch) started.add(server)
+        const batch = await startOnFreePorts(here.length, (port) => specFor(dir, host, port, [...auth, ...(options.extraArgs ?? [])], options))
         servers.push(...batch)
       }
       // Keep the caller's node order stable: dealt round-robin across hosts.

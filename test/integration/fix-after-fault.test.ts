@@ -42,8 +42,13 @@ async function waitForFailover(cluster: TestCluster, dead: ClusterNode, replicaI
     const flagged = views.every((view) => view.find((node) => node.id === dead.id)?.failed)
     const promoted = views.map((view) => view.find((node) => node.myself)!).find((self) => self.role === 'master' && replicaIds.includes(self.id))
     // the promotion has reached every node: none still gives the dead master a slot (until
-    // then fix rightly refuses: a master owning slots is down)
-    const handedOver = views.every((view) => (view.find((node) => node.id === dead.id)?.slots.length ?? 0) === 0)
+    // then fix rightly refuses: a master owning slots is down), except a slot the node imports
+    // from it: a node keeps the owner of a slot it imports (that open slot is fix's to close)
+    const handedOver = views.every((view) => {
+      const importing = new Set(Object.keys(view.find((node) => node.myself)?.importing ?? {}).map(Number))
+      const deadSlots = view.find((node) => node.id === dead.id)?.slots ?? []
+      return deadSlots.every(([start, end]) => Array.from({length: end - start + 1}, (_, i) => start + i).every((slot) => importing.has(slot)))
+    })
     if (flagged && promoted && handedOver) return mastersOf(views[others.indexOf(promoted.address)]).filter((node) => !node.failed).map((node) => node.address)
     await delay(100)
   }
