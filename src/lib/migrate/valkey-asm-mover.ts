@@ -99,12 +99,21 @@ export class ValkeyAsmMover implements SlotMover {
     return job.name
   }
 
+  /**
+   * Source and target list a job under the same name. A source that gave away its last slot
+   * becomes a replica of the node that took it (cluster-allow-replica-migration, a drain) and
+   * forgets its jobs then; the target's import entry still says how the job ended.
+   */
+  private async jobOnTarget(target: SlotEndpoint, name: string): Promise<SlotMigrationJob | undefined> {
+    return (await this.jobs(target).catch(() => [])).find((entry) => entry.name === name)
+  }
+
   /** Polls the job until it ends; Ctrl-C cancels it (the servers roll back) and waits for that. */
   private async watch(source: SlotEndpoint, target: SlotEndpoint, name: string, slots: number): Promise<SlotMigrationJob> {
     let cancelling = false
     let lastState = ''
     for (;;) {
-      const job = (await this.jobs(source)).find((entry) => entry.name === name)
+      const job = (await this.jobs(source)).find((entry) => entry.name === name) ?? (await this.jobOnTarget(target, name))
       if (!job) throw new SlotctlError(`the slot migration job ${name} on ${source.address} disappeared`, {code: 'E_MIGRATION'})
       if (job.state !== lastState) {
         lastState = job.state
