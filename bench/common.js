@@ -11,6 +11,7 @@ import path from 'node:path'
 import {fileURLToPath} from 'node:url'
 
 import {execa} from 'execa'
+import {Redis} from 'ioredis'
 
 export const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..')
 export const SLOT_COUNT = 16_384
@@ -184,4 +185,42 @@ export function formatMs(ms) {
 
 export function isMain(moduleUrl) {
   return Boolean(process.argv[1]) && path.resolve(process.argv[1]) === fileURLToPath(moduleUrl)
+}
+
+/**
+ * Loads `count` keys (key:0, key:1, ...) of `value`, each SET pipelined straight to the master
+ * that owns its slot. `masters` are the addresses CLUSTER SLOTS reports (host:port).
+ */
+export async function loadKeysByOwner(masters, count, value, batch = 10_000) {
+  const {keySlot} = await lib('cluster/slots')
+  const clients = masters.map((address) => new Redis({host: address.split(':')[0], port: Number(address.split(':')[1])}))
+  try {
+    const ranges = await clients[0].call('CLUSTER', 'SLOTS')
+    const ownerOf = new Int8Array(SLOT_COUNT)
+    for (const [start, end, [, port]] of ranges) ownerOf.fill(masters.findIndex((address) => address.endsWith(`:${port}`)), start, end + 1)
+    for (let first = 0; first < count; first += batch) {
+      const pipelines = clients.map((client) => client.pipeline())
+      for (let i = first; i < Math.min(count, first + batch); i++) {
+        const key = `key:${i}`
+        pipelines[ownerOf[keySlot(key)]].set(key, value)
+      }
+      await Promise.all(pipelines.map((p) => p.exec()))
+    }
+  } finally {
+    for (const client of clients) client.disconnect()
+  }
+}
+
+/** The keys every master holds, added up (servers: {host, port}). */
+export async function totalKeys(servers) {
+  let total = 0
+  for (const server of servers) {
+    const client = new Redis({host: server.host, port: server.port})
+    try {
+      if (String(await client.call('ROLE')).startsWith('master')) total += Number(await client.dbsize())
+    } finally {
+      client.disconnect()
+    }
+  }
+  return total
 }

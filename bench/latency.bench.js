@@ -42,6 +42,8 @@ import {
   startServers,
   stopServers,
   timed,
+  totalKeys,
+  loadKeysByOwner,
   waitForQuietMachine,
 } from './common.js'
 
@@ -126,40 +128,6 @@ async function stopCluster(cluster) {
   await stopServers(cluster.servers)
 }
 
-/** Loads KEYS keys, each SET pipelined straight to the master that owns its slot. */
-async function loadKeys(cluster) {
-  const {keySlot} = await lib('cluster/slots')
-  const clients = cluster.addresses.slice(0, MASTERS).map((address) => new Redis({host: '127.0.0.1', port: Number(address.split(':')[1])}))
-  try {
-    const ranges = await clients[0].call('CLUSTER', 'SLOTS')
-    const ownerOf = new Int8Array(16_384)
-    for (const [start, end, [, port]] of ranges) ownerOf.fill(cluster.addresses.indexOf(`127.0.0.1:${port}`), start, end + 1)
-    for (let first = 0; first < KEYS; first += LOAD_BATCH) {
-      const pipelines = clients.map((client) => client.pipeline())
-      for (let i = first; i < Math.min(KEYS, first + LOAD_BATCH); i++) {
-        const key = `key:${i}`
-        pipelines[ownerOf[keySlot(key)]].set(key, VALUE)
-      }
-      await Promise.all(pipelines.map((p) => p.exec()))
-    }
-  } finally {
-    for (const client of clients) client.disconnect()
-  }
-}
-
-async function totalKeys(cluster) {
-  let total = 0
-  for (const server of cluster.servers) {
-    const client = new Redis({host: server.host, port: server.port})
-    try {
-      if (String(await client.call('ROLE')).startsWith('master')) total += Number(await client.dbsize())
-    } finally {
-      client.disconnect()
-    }
-  }
-  return total
-}
-
 /** Median PING round trip (ms) to the first master, through the proxy and directly. */
 async function roundTrips(cluster, count = 200) {
   const sample = async (port) => {
@@ -185,12 +153,12 @@ async function onFreshCluster(dir, label, delayMs, run) {
   let cluster
   try {
     cluster = await proxiedCluster(dir, label)
-    await loadKeys(cluster)
+    await loadKeysByOwner(cluster.addresses.slice(0, MASTERS), KEYS, VALUE, LOAD_BATCH)
     await cluster.proxy.setDelay(delayMs)
     const rtt = await roundTrips(cluster)
     const result = await run(cluster)
     await cluster.proxy.setDelay(0)
-    const after = await totalKeys(cluster)
+    const after = await totalKeys(cluster.servers)
     if (after !== KEYS) throw new Error(`${label}: ${after} keys after the run, expected ${KEYS}`)
     return {...result, rtt}
   } finally {

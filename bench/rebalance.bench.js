@@ -23,6 +23,8 @@ import {fileURLToPath} from 'node:url'
 import {execa} from 'execa'
 import {Redis} from 'ioredis'
 
+import {loadKeysByOwner, totalKeys} from './common.js'
+
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..')
 const KEYS = Number(process.env.BENCH_REBALANCE_KEYS ?? 1_000_000)
 const VALUE = 'v'.repeat(64)
@@ -62,41 +64,6 @@ async function freshCluster(dir, label) {
   }
 }
 
-/** Loads KEYS keys, each SET pipelined straight to the master that owns its slot. */
-async function loadKeys(cluster) {
-  const {keySlot} = await lib('cluster/slots')
-  const clients = cluster.servers.slice(0, 3).map((s) => new Redis({host: s.host, port: s.port}))
-  try {
-    const ranges = await clients[0].call('CLUSTER', 'SLOTS')
-    const ownerOf = new Int8Array(16_384)
-    for (const [start, end, [, port]] of ranges) ownerOf.fill(cluster.servers.findIndex((s) => s.port === port), start, end + 1)
-    for (let first = 0; first < KEYS; first += LOAD_BATCH) {
-      const pipelines = clients.map((client) => client.pipeline())
-      for (let i = first; i < Math.min(KEYS, first + LOAD_BATCH); i++) {
-        const key = `key:${i}`
-        pipelines[ownerOf[keySlot(key)]].set(key, VALUE)
-      }
-      await Promise.all(pipelines.map((p) => p.exec()))
-    }
-  } finally {
-    for (const client of clients) client.disconnect()
-  }
-}
-
-async function totalKeys(cluster) {
-  let total = 0
-  for (const server of cluster.servers) {
-    const client = new Redis({host: server.host, port: server.port})
-    try {
-      const role = String(await client.call('ROLE'))
-      if (role.startsWith('master')) total += Number(await client.dbsize())
-    } finally {
-      client.disconnect()
-    }
-  }
-  return total
-}
-
 async function stopCluster(cluster) {
   if (!cluster) return
   const {stopServer} = await lib('local/servers')
@@ -119,9 +86,9 @@ async function withCluster(dir, label, run) {
   let cluster
   try {
     cluster = await freshCluster(dir, label)
-    await loadKeys(cluster)
+    await loadKeysByOwner(cluster.servers.slice(0, 3).map((s) => `${s.host}:${s.port}`), KEYS, VALUE, LOAD_BATCH)
     const result = await run(cluster)
-    const after = await totalKeys(cluster)
+    const after = await totalKeys(cluster.servers)
     if (after !== KEYS) throw new Error(`${label}: ${after} keys after the run, expected ${KEYS}`)
     return result
   } finally {
