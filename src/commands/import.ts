@@ -63,17 +63,10 @@ export default class Import extends BaseCommand<typeof Import> {
   }
 
   protected finishInFlightOnInterrupt = true
-  /** the progress display while keys move: interrupt messages go through it */
-  private progress?: ProgressReporter
 
   private startProgress(keys: number): ProgressReporter {
     this.progress = new ProgressReporter({keys, slots: 0}, ProgressReporter.modeFor(this.flags.progress, false))
     return this.progress
-  }
-
-  protected tell(message: string): void {
-    if (this.progress) this.progress.say(message)
-    else super.tell(message)
   }
 
   async run(): Promise<ImportResult> {

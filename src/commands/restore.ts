@@ -108,17 +108,10 @@ export default class Restore extends BaseCommand<typeof Restore> {
   }
 
   protected finishInFlightOnInterrupt = true
-  /** the progress display while keys move: interrupt messages go through it */
-  private progress?: ProgressReporter
 
   private startProgress(keys: number): ProgressReporter {
     this.progress = new ProgressReporter({keys, slots: 0}, ProgressReporter.modeFor(this.flags.progress, false))
     return this.progress
-  }
-
-  protected tell(message: string): void {
-    if (this.progress) this.progress.say(message)
-    else super.tell(message)
   }
 
   async run(): Promise<RestoreResult> {

@@ -12,6 +12,7 @@ import {mastersOf} from '../cluster/topology.js'
 import {ExitCode, SlotctlError, errorMessage, usageError} from '../errors.js'
 import {redactSecrets, registerSecret} from '../secrets.js'
 import {askSecretOrFail, confirmOrFail} from './prompt.js'
+import type {ProgressReporter} from './progress.js'
 import {type IssueView, applyColour, colourEnabled, renderIssues, wrapLine} from './render.js'
 import {type ErrorEnvelope, errorDocument, successDocument} from './result.js'
 import {durationFlag} from './duration.js'
@@ -324,9 +325,13 @@ export abstract class BaseCommand<T extends typeof Command> extends Command {
     process.exit(ExitCode.interrupted)
   }
 
+  /** The progress display while data moves; lines said meanwhile go through it (not over it). */
+  protected progress?: ProgressReporter
+
   /** Writes a line to stderr in every mode (--json included): an interrupt must be explained. */
   protected tell(message: string): void {
-    process.stderr.write(`${message}\n`)
+    if (this.progress) this.progress.say(message)
+    else process.stderr.write(`${message}\n`)
   }
 
   protected firstInterruptMessage(signal: NodeJS.Signals): string {

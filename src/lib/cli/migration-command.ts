@@ -137,16 +137,9 @@ export abstract class MigrationCommand<T extends typeof Command> extends BaseCom
   }
 
   protected finishInFlightOnInterrupt = true
-  /** the run's progress display while slots move (interrupt messages go through it) */
-  private progress?: ProgressReporter
   /** slots opened and not closed yet: what a second Ctrl-C leaves behind */
   private readonly openSlots = new Set<number>()
   private resumeHint?: string
-
-  protected tell(message: string): void {
-    if (this.progress) this.progress.say(message)
-    else super.tell(message)
-  }
 
   protected firstInterruptMessage(signal: NodeJS.Signals): string {
     if (!this.progress) return super.firstInterruptMessage(signal)
