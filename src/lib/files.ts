@@ -3,9 +3,11 @@
  * they are created readable by their owner only (0600), in directories slotctl creates as
  * 0700. Async versions for commands, sync ones for the journal (appended synchronously).
  */
-import {chmodSync, closeSync, mkdirSync, openSync, writeFileSync} from 'node:fs'
+import {chmodSync, closeSync, mkdirSync, openSync, readFileSync, truncateSync, writeFileSync} from 'node:fs'
 import {mkdir, open} from 'node:fs/promises'
 import path from 'node:path'
+
+import {errorMessage, usageError} from './errors.js'
 
 export const PRIVATE_FILE_MODE = 0o600
 export const PRIVATE_DIR_MODE = 0o700
@@ -54,4 +56,34 @@ export function writePrivateFileSync(file: string, content: string, options: Pri
   } finally {
     closeSync(fd)
   }
+}
+
+/**
+ * Creates a journal with its first line, before anything moves: a new file private to the
+ * user, in a private directory. An existing file is refused: appending to it would merge two
+ * runs. `what` names the run in that message ("continue that <what> with --resume").
+ */
+export function createJournalFile(file: string, firstLine: unknown, what: string): void {
+  const cannot = (error: unknown) => usageError(`cannot create journal '${file}': ${errorMessage(error)}`)
+  try {
+    ensurePrivateDirSync(path.dirname(file))
+  } catch (error) {
+    // EEXIST here is a file where a directory should be, not the journal itself
+    throw cannot(error)
+  }
+  try {
+    writePrivateFileSync(file, `${JSON.stringify(firstLine)}\n`, {flag: 'wx'})
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === 'EEXIST') throw usageError(`journal '${file}' already exists: give a new path, or continue that ${what} with --resume ${file}`)
+    throw cannot(error)
+  }
+}
+
+/**
+ * Before a resumed run appends to a journal: a crash mid-write leaves a torn last line (the
+ * readers skip it); cutting it off keeps the new lines whole, so a torn line read later is damage.
+ */
+export function cutTornLastLine(file: string): void {
+  const text = readFileSync(file, 'utf8')
+  if (text.length > 0 && !text.endsWith('\n')) truncateSync(file, Buffer.byteLength(text.slice(0, text.lastIndexOf('\n') + 1)))
 }

@@ -3,11 +3,12 @@
  * lines, appended synchronously), so an interrupted run — even by kill -9 — can be resumed,
  * and fix can roll an open slot forward to its intended target.
  */
-import {appendFileSync, closeSync, mkdirSync, openSync, readFileSync, readdirSync, statSync, truncateSync, writeSync} from 'node:fs'
+import {appendFileSync, readFileSync, readdirSync, statSync} from 'node:fs'
 import {homedir} from 'node:os'
 import path from 'node:path'
 
-import {SlotctlError, errorMessage, usageError} from '../errors.js'
+import {SlotctlError, usageError} from '../errors.js'
+import {createJournalFile, cutTornLastLine} from '../files.js'
 import {validateJournalLine} from '../plan/plan-file.js'
 import type {MigrationPlan} from '../plan/types.js'
 
@@ -90,33 +91,13 @@ export class Journal {
    * one would merge two runs), and it is created before anything moves, private to the user.
    */
   static create(file: string, plan: MigrationPlan, header: {command?: string; verb?: string; settings?: RunSettings} = {}): Journal {
-    const cannot = (error: unknown) => usageError(`cannot create journal '${file}': ${errorMessage(error)}`)
-    try {
-      mkdirSync(path.dirname(file), {mode: 0o700, recursive: true})
-    } catch (error) {
-      throw cannot(error)
-    }
-    let fd: number
-    try {
-      fd = openSync(file, 'wx', 0o600)
-    } catch (error) {
-      if ((error as NodeJS.ErrnoException).code === 'EEXIST') throw usageError(`journal '${file}' already exists: give a new path, or continue that run with --resume ${file}`)
-      throw cannot(error)
-    }
-    try {
-      writeSync(fd, `${JSON.stringify({...header, plan, type: 'plan'} satisfies JournalLine)}\n`)
-    } finally {
-      closeSync(fd)
-    }
+    createJournalFile(file, {...header, plan, type: 'plan'} satisfies JournalLine, 'run')
     return new Journal(file)
   }
 
   /** Continues an existing journal (resume). */
   static reopen(file: string): Journal {
-    // A crash mid-write leaves a torn last line (readJournal skips it): cut it off, so that
-    // the lines this run appends follow whole lines and any torn line read later is damage.
-    const text = readFileSync(file, 'utf8')
-    if (text.length > 0 && !text.endsWith('\n')) truncateSync(file, Buffer.byteLength(text.slice(0, text.lastIndexOf('\n') + 1)))
+    cutTornLastLine(file)
     return new Journal(file)
   }
 

@@ -4,10 +4,10 @@
  * SCAN from the last checkpoint; keys of later pages that had already moved are gone from the
  * source (a move) or found equal in the cluster (a copy), so nothing is done twice.
  */
-import {appendFileSync, closeSync, mkdirSync, openSync, readFileSync, truncateSync, writeSync} from 'node:fs'
-import path from 'node:path'
+import {appendFileSync, readFileSync} from 'node:fs'
 
-import {SlotctlError, errorMessage, usageError} from '../errors.js'
+import {SlotctlError, usageError} from '../errors.js'
+import {createJournalFile, cutTornLastLine} from '../files.js'
 import type {Checkpoint} from './mover.js'
 
 export interface ImportSettings {
@@ -43,29 +43,13 @@ export class ImportJournal {
 
   /** A new file, private to the user (reusing one would merge two runs), created before anything moves. */
   static create(file: string, settings: ImportSettings, command: string): ImportJournal {
-    const cannot = (error: unknown) => usageError(`cannot create journal '${file}': ${errorMessage(error)}`)
-    let fd: number
-    try {
-      mkdirSync(path.dirname(file), {mode: 0o700, recursive: true})
-      fd = openSync(file, 'wx', 0o600)
-    } catch (error) {
-      if ((error as NodeJS.ErrnoException).code === 'EEXIST') throw usageError(`journal '${file}' already exists: give a new path, or continue that import with --resume ${file}`)
-      throw cannot(error)
-    }
-    try {
-      const line: JournalLine = {command, createdAt: new Date().toISOString(), settings, type: 'import', version: 1}
-      writeSync(fd, `${JSON.stringify(line)}\n`)
-    } finally {
-      closeSync(fd)
-    }
+    const line: JournalLine = {command, createdAt: new Date().toISOString(), settings, type: 'import', version: 1}
+    createJournalFile(file, line, 'import')
     return new ImportJournal(file)
   }
 
   static reopen(file: string): ImportJournal {
-    // a crash mid-write leaves a torn last line (the reader skips it): cut it off, so the
-    // lines this run appends follow whole lines
-    const text = readFileSync(file, 'utf8')
-    if (text.length > 0 && !text.endsWith('\n')) truncateSync(file, Buffer.byteLength(text.slice(0, text.lastIndexOf('\n') + 1)))
+    cutTornLastLine(file)
     return new ImportJournal(file)
   }
 
