@@ -8,9 +8,8 @@ import {Command, Flags} from '@oclif/core'
 import {migrationNeeds, refuseMissingPermissions} from '../acl/preflight.js'
 import {BaseCommand} from './base-command.js'
 import {BLOCKS_MIGRATION, runChecks} from '../check/checks.js'
-import {type ClusterSnapshot, loadCluster} from '../cluster/loader.js'
+import {type ClusterSnapshot, reloadUntil} from '../cluster/loader.js'
 import {parseAddress} from '../cluster/address.js'
-import {delay} from '../cluster/connection.js'
 import {ExitCode, SlotctlError, usageError} from '../errors.js'
 import {writePrivateFile} from '../files.js'
 import {type ExecuteResult, type ExecuteWarning, type MigrationEvent, executePlan} from '../migrate/executor.js'
@@ -195,15 +194,11 @@ export abstract class MigrationCommand<T extends typeof Command> extends BaseCom
    * run is refused; anything else is refused at once.
    */
   protected async settledSnapshot(snapshot: ClusterSnapshot, allowedOpenSlots: ReadonlySet<number> = new Set()): Promise<ClusterSnapshot> {
-    let current = snapshot
-    const deadline = Date.now() + SETTLE_VIEWS_MS
-    for (;;) {
+    const onlyDisagreement = (current: ClusterSnapshot) => {
       const problems = this.unsafeProblems(current, allowedOpenSlots)
-      const onlyDisagreement = problems.length > 0 && problems.every((finding) => finding.code === 'SLOTS_DISAGREE')
-      if (!onlyDisagreement || Date.now() >= deadline) break
-      await delay(250)
-      current = await loadCluster(this.pool(), parseAddress(snapshot.seedAddress))
+      return problems.length > 0 && problems.every((finding) => finding.code === 'SLOTS_DISAGREE')
     }
+    const current = await reloadUntil(this.pool(), parseAddress(snapshot.seedAddress), SETTLE_VIEWS_MS, (candidate) => !onlyDisagreement(candidate), snapshot)
     this.refuseUnsafeCluster(current, allowedOpenSlots)
     return current
   }
@@ -435,22 +430,15 @@ export abstract class MigrationCommand<T extends typeof Command> extends BaseCom
    */
   private async verifyAgreement(snapshot: ClusterSnapshot, plan: MigrationPlan, closed: ReadonlySet<number>, result: ExecuteResult): Promise<void> {
     const moved = plan.moves.filter((move) => closed.has(move.slot))
-    const deadline = Date.now() + AGREEMENT_WAIT_MS
-    for (;;) {
-      const now = await loadCluster(this.pool(), parseAddress(snapshot.seedAddress))
-      const disagreeing = disagreements(now, moved)
-      if (disagreeing.length === 0) return
-      if (Date.now() >= deadline) {
-        const [first] = disagreeing
-        result.failures.push({
-          code: 'E_VERIFY',
-          error: `verification failed: ${disagreeing.length} node view(s) do not give the moved slots to their targets after ${AGREEMENT_WAIT_MS / 1000} s (${first.address}: slot ${first.slot} → ${first.owner ?? 'no owner'})`,
-          slot: first.slot,
-        })
-        return
-      }
-      await delay(250)
-    }
+    const now = await reloadUntil(this.pool(), parseAddress(snapshot.seedAddress), AGREEMENT_WAIT_MS, (candidate) => disagreements(candidate, moved).length === 0)
+    const disagreeing = disagreements(now, moved)
+    if (disagreeing.length === 0) return
+    const [first] = disagreeing
+    result.failures.push({
+      code: 'E_VERIFY',
+      error: `verification failed: ${disagreeing.length} node view(s) do not give the moved slots to their targets after ${AGREEMENT_WAIT_MS / 1000} s (${first.address}: slot ${first.slot} → ${first.owner ?? 'no owner'})`,
+      slot: first.slot,
+    })
   }
 
   private finish(snapshot: ClusterSnapshot, plan: MigrationPlan, result: ExecuteResult, journal: string, resumeCommand: string, moves: PairMoves[]): MigrationResult {

@@ -5,7 +5,7 @@
 import type {Redis} from 'ioredis'
 
 import {type NodeAddress, formatAddress} from './address.js'
-import {NODE_PARALLELISM, type NodePool, describeConnectError, settleLimit} from './connection.js'
+import {NODE_PARALLELISM, type NodePool, delay, describeConnectError, settleLimit} from './connection.js'
 import {SlotctlError, errorMessage} from '../errors.js'
 import {type ClusterNode, type SlotFieldCache, myselfOf, parseClusterNodes, parseInfo, resolveNodeId} from './topology.js'
 import {type SlotMigrationJob, parseSlotMigrations} from './slot-migrations.js'
@@ -144,6 +144,21 @@ export async function loadCluster(pool: NodePool, seed: NodeAddress, options: Lo
     return view ? withOwnState(seen, view) : seen
   })
   return {nodes, seedAddress, seedId: seedSelf.id, views}
+}
+
+/**
+ * Reloads the cluster until `settled` holds (gossip carrying new owners everywhere takes a
+ * few pings) or the time is up; returns the last snapshot either way: the caller judges it.
+ * `first`, when given, is judged before anything is read again.
+ */
+export async function reloadUntil(pool: NodePool, seed: NodeAddress, timeoutMs: number, settled: (snapshot: ClusterSnapshot) => boolean, first?: ClusterSnapshot): Promise<ClusterSnapshot> {
+  const deadline = Date.now() + timeoutMs
+  let snapshot = first ?? (await loadCluster(pool, seed))
+  while (!settled(snapshot) && Date.now() < deadline) {
+    await delay(200)
+    snapshot = await loadCluster(pool, seed)
+  }
+  return snapshot
 }
 
 export function nodeById(snapshot: ClusterSnapshot, id: string): ClusterNode | undefined {

@@ -6,8 +6,8 @@
  */
 import type {NodeAddress} from '../cluster/address.js'
 import {runChecks} from '../check/checks.js'
-import {type ClusterSnapshot, loadCluster} from '../cluster/loader.js'
-import {NODE_PARALLELISM, type NodePool, clusterPipeline, delay, mapLimit} from '../cluster/connection.js'
+import {type ClusterSnapshot, reloadUntil} from '../cluster/loader.js'
+import {NODE_PARALLELISM, type NodePool, clusterPipeline, mapLimit} from '../cluster/connection.js'
 import {waitForClusterOk} from '../nodes/create.js'
 import {SlotctlError, errorMessage} from '../errors.js'
 import {moveSlotKeys} from '../migrate/key-mover.js'
@@ -341,11 +341,5 @@ const SETTLING: ReadonlySet<string> = new Set(['CLUSTER_STATE', 'OPEN_SLOT', 'SL
  * because the check that follows reports whatever is still wrong.
  */
 export async function settledSnapshot(pool: NodePool, seed: NodeAddress, timeoutMs: number): Promise<ClusterSnapshot> {
-  const deadline = Date.now() + timeoutMs
-  for (;;) {
-    const snapshot = await loadCluster(pool, seed)
-    const unsettled = runChecks(snapshot).some((finding) => SETTLING.has(finding.code))
-    if (!unsettled || Date.now() >= deadline) return snapshot
-    await delay(200)
-  }
+  return reloadUntil(pool, seed, timeoutMs, (snapshot) => !runChecks(snapshot).some((finding) => SETTLING.has(finding.code)))
 }
