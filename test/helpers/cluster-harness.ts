@@ -70,9 +70,9 @@ export function skipUnlessValkey(context: Mocha.Context, major: number, minor = 
  * --parallel), so a port can be taken between the check and the bind: a batch that fails to
  * start is stopped and tried again on other ports.
  */
-async function startOnFreePorts(count: number, specOf: (port: number) => ServerSpec): Promise<RunningServer[]> {
+async function startOnFreePorts(count: number, host: string, specOf: (port: number) => ServerSpec): Promise<RunningServer[]> {
   for (let attempt = 1; ; attempt++) {
-    const ports = await findFreePorts(count, specOf(0).host ?? '127.0.0.1')
+    const ports = await findFreePorts(count, host)
     const results = await Promise.allSettled(ports.map((port) => startServer(specOf(port))))
     const batch = results.flatMap((result) => (result.status === 'fulfilled' ? [result.value] : []))
     for (const server of batch) started.add(server)
@@ -104,7 +104,7 @@ export class TestCluster {
     try {
       for (const [hostIndex, host] of hosts.entries()) {
         const here = Array.from({length: count}, (_, i) => i).filter((i) => i % hosts.length === hostIndex)
-        const batch = await startOnFreePorts(here.length, (port) => specFor(dir, host, port, [...auth, ...(options.extraArgs ?? [])], options))
+        const batch = await startOnFreePorts(here.length, host, (port) => specFor(dir, host, port, [...auth, ...(options.extraArgs ?? [])], options))
         servers.push(...batch)
       }
       // Keep the caller's node order stable: dealt round-robin across hosts.

@@ -55,7 +55,7 @@
  */
 import {type NodePool, type Reply, delay, mapLimit, pipelineCalls, spreadCalls} from '../cluster/connection.js'
 import {parseClusterNodes, parseInfo} from '../cluster/topology.js'
-import {SlotctlError, errorMessage, isConnectionLost, nodeFailure} from '../errors.js'
+import {SlotctlError, isConnectionLost, nodeFailure} from '../errors.js'
 import {formatSlots} from '../cluster/slots.js'
 
 export interface SlotEndpoint {
