@@ -193,8 +193,11 @@ async function takeSlotsOnTarget(pool: NodePool, target: SlotEndpoint, slots: re
 /** Step 4: the source, then every other master (they would learn by gossip; told, they redirect at once). */
 async function tellOthers(pool: NodePool, source: SlotEndpoint, target: SlotEndpoint, slots: readonly number[], others: readonly SlotEndpoint[], lanes: Lanes): Promise<void> {
   const assign = slots.map((slot): Command => ['SETSLOT', slot, 'NODE', target.id])
-  // Redis 7 may already have turned a source that lost its last slot into a replica.
-  const atSource = clusterCalls(pool, source, assign, lanes(source.id)).then((replies) => throwFirst(replies, slots, source, 'SETSLOT NODE', /only with masters/i))
+  // A source that lost its last slot may already be a replica of the target (gossip was
+  // faster): Redis 7 then refuses SETSLOT ("only with masters"); Valkey >= 8 unblocks a SETSLOT
+  // waiting for replica acks with "UNBLOCKED ... (master -> replica?)". Either way verifyClose
+  // next reads the source's own view, which must give the slots to the target.
+  const atSource = clusterCalls(pool, source, assign, lanes(source.id)).then((replies) => throwFirst(replies, slots, source, 'SETSLOT NODE', /only with masters|^UNBLOCKED .*master -> replica/i))
   await Promise.all([atSource, mapLimit(others, 16, (other) => clusterCalls(pool, other, assign, lanes(other.id)).catch(() => []))])
 }
 
