@@ -19,7 +19,7 @@ const READ_RULES = `+cluster|nodes +cluster|info +info +client|setname +command|
 /** The README's rules for changes (reshard, rebalance, apply, fix, failover, create, add-node, del-node). */
 const CHANGE_RULES = `${READ_RULES} +client|list +command|info +cluster|setslot +cluster|getkeysinslot +cluster|countkeysinslot +migrate +restore-asking +select +dump +asking +memory|usage`
   + ' +cluster|addslots +cluster|bumpepoch +cluster|failover +cluster|replicate +cluster|forget +cluster|reset +cluster|meet +cluster|addslotsrange +cluster|set-config-epoch'
-  + ' +function|list +function|dump +function|restore +script|load +evalsha +dbsize +multi +exec ~*'
+  + ' +function|list +function|dump +function|restore +script|load +evalsha +dbsize +multi +exec +watch +unwatch +del +set +wait ~*'
   + (ATOMIC ? ' +cluster|migrateslots +cluster|cancelslotmigrations' : '')
 
 const USERS: Record<string, string> = {
@@ -163,7 +163,7 @@ describe('least privilege: documented ACL rules, refused up front when short', f
     if (!ATOMIC) this.skip()
     const [target] = await masters()
     const before = await shape()
-    const refused = await runCli(['reshard', cluster.seed, '--from', 'all', '--to', target.id, '--slots', '200', '--yes', ...as('no-atomic')])
+    const refused = await runCli(['reshard', cluster.seed, '--from', 'all', '--to', target.id, '--slots', '200', '--yes', '--durability', 'server', ...as('no-atomic')])
     expectOneCleanLine(refused, 1, /user 'no-atomic' may not run what this needs: CLUSTER MIGRATESLOTS on /, [PASSWORD])
     expect(refused.stderr).to.match(/\+cluster\|migrateslots/)
     expect(refused.stderr).to.match(/--legacy-migrate/)

@@ -64,7 +64,7 @@ describe('atomic slot migration (Valkey >= 9)', () => {
   it('reshard uses CLUSTER MIGRATESLOTS by default, says so, and moves every key', async function () {
     this.timeout(300_000)
     const [source, target] = await largestAndSmallest()
-    const run = await runCli(['reshard', cluster.seed, '--from', source.id, '--to', target.id, '--slots', '2000', '--yes', '--journal', path.join(dir, 'asm.jsonl')])
+    const run = await runCli(['reshard', cluster.seed, '--from', source.id, '--to', target.id, '--slots', '2000', '--yes', '--journal', path.join(dir, 'asm.jsonl'), '--durability', 'server'])
     expect(run.exitCode, run.stderr).to.equal(0)
     expect(run.stderr).to.match(/moving with CLUSTER MIGRATESLOTS \(atomic slot migration\)/)
     expect(run.stderr).to.match(/atomic migration .* \(2000 slot\(s\)\): success/)
@@ -91,7 +91,7 @@ describe('atomic slot migration (Valkey >= 9)', () => {
     const [source, target] = await largestAndSmallest()
     const before = slotCount(target)
     const journal = path.join(dir, 'cancel.jsonl')
-    const child = spawnCli(['reshard', cluster.seed, '--from', source.id, '--to', target.id, '--slots', '3000', '--yes', '--journal', journal])
+    const child = spawnCli(['reshard', cluster.seed, '--from', source.id, '--to', target.id, '--slots', '3000', '--yes', '--journal', journal, '--durability', 'server'])
     await waitForOutput(child, /atomic migration .*: /)
     // hold the target still so the job is surely in flight when Ctrl-C arrives
     void cluster.client(target.address).call('DEBUG', 'SLEEP', 3)
@@ -114,7 +114,7 @@ describe('atomic slot migration (Valkey >= 9)', () => {
     this.timeout(300_000)
     const [source, target] = await largestAndSmallest()
     const journal = path.join(dir, 'kill.jsonl')
-    const child = spawnCli(['reshard', cluster.seed, '--from', source.id, '--to', target.id, '--slots', '2500', '--yes', '--journal', journal])
+    const child = spawnCli(['reshard', cluster.seed, '--from', source.id, '--to', target.id, '--slots', '2500', '--yes', '--journal', journal, '--durability', 'server'])
     await waitForOutput(child, /atomic migration .*: /)
     child.kill('SIGKILL')
     await child
@@ -137,7 +137,7 @@ describe('atomic slot migration (Valkey >= 9)', () => {
     for (const victim of ['target', 'source'] as const) {
       const [source, target] = await largestAndSmallest()
       const killed = victim === 'source' ? source : target
-      const child = spawnCli(['reshard', cluster.seed, '--from', source.id, '--to', target.id, '--slots', '2500', '--yes', '--journal', path.join(dir, `killed-${victim}.jsonl`)])
+      const child = spawnCli(['reshard', cluster.seed, '--from', source.id, '--to', target.id, '--slots', '2500', '--yes', '--journal', path.join(dir, `killed-${victim}.jsonl`), '--durability', 'server'])
       await waitForOutput(child, /atomic migration .*: /)
       cluster.kill(killed.address)
       const run = await child

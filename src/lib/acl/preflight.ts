@@ -76,6 +76,13 @@ export const PERMISSIONS = {
   migrate: permission('MIGRATE', '+migrate ~*', ['MIGRATE', '127.0.0.1', 1, PROBE_KEY, 0, 1]),
   restoreAsking: permission('RESTORE-ASKING', '+restore-asking ~*', ['RESTORE-ASKING', PROBE_KEY, 0, 'not-a-payload']),
   select: permission('SELECT', '+select', ['SELECT', 0]),
+  // WATCH would stay on the connection, DEL and SET would write: only ACL DRYRUN checks them
+  watch: permission('WATCH', '+watch ~*', undefined, ['WATCH', PROBE_KEY]),
+  unwatch: permission('UNWATCH', '+unwatch', ['UNWATCH']),
+  del: permission('DEL', '+del ~*', undefined, ['DEL', PROBE_KEY]),
+  set: permission('SET', '+set ~*', undefined, ['SET', PROBE_KEY, '1']),
+  // no replica to wait for: answers at once
+  wait: permission('WAIT', '+wait', ['WAIT', 0, 1]),
 } as const
 
 /** What every verb reads to load the cluster. */
@@ -96,6 +103,11 @@ export const MIGRATION_SOURCE: readonly Permission[] = [PERMISSIONS.clusterSetsl
 export const MIGRATION_TARGET: readonly Permission[] = [PERMISSIONS.clusterSetslot, PERMISSIONS.clusterBumpepoch, PERMISSIONS.clusterCountkeysinslot, PERMISSIONS.restoreAsking, PERMISSIONS.select, PERMISSIONS.dump, PERMISSIONS.asking]
 /** Every master is told the new owner of each moved slot; its command table says which way slots can move (server-info.ts). */
 export const EVERY_MASTER_OF_A_MIGRATION: readonly Permission[] = [PERMISSIONS.clusterSetslot, PERMISSIONS.commandInfo]
+
+/** Durable moves (durable.ts): the source copies under WATCH and deletes in MULTI/EXEC. */
+export const DURABLE_SOURCE: readonly Permission[] = [PERMISSIONS.watch, PERMISSIONS.unwatch, PERMISSIONS.multi, PERMISSIONS.exec, PERMISSIONS.del]
+/** ... the target writes a key of slotctl's own and WAITs for its replicas, whose health INFO shows. */
+export const DURABLE_TARGET: readonly Permission[] = [PERMISSIONS.multi, PERMISSIONS.exec, PERMISSIONS.set, PERMISSIONS.del, PERMISSIONS.wait, PERMISSIONS.info]
 
 /** A source that migrates atomically (Valkey >= 9): starts, watches and, on Ctrl-C, cancels its jobs. */
 export const ATOMIC_MIGRATION_SOURCE: readonly Permission[] = [PERMISSIONS.clusterMigrateslots, PERMISSIONS.clusterGetslotmigrations, PERMISSIONS.clusterCancelslotmigrations]
@@ -127,7 +139,7 @@ export interface AtomicMigration {
  * Atomic moves need their source's MIGRATESLOTS rights on top: a run can still fall back to
  * SETSLOT + MIGRATE for a slot that is already open, so the legacy rights stay.
  */
-export function migrationNeeds(snapshot: ClusterSnapshot, plan: MigrationPlan, atomic: AtomicMigration = {capableIds: new Set(), moves: []}): Need[] {
+export function migrationNeeds(snapshot: ClusterSnapshot, plan: MigrationPlan, atomic: AtomicMigration = {capableIds: new Set(), moves: []}, durable = false): Need[] {
   // live addresses only: an address written in a plan file is never connected to
   const address = (id: string) => snapshot.nodes.find((node) => node.id === id)?.address ?? ''
   const masters = mastersOf(snapshot.nodes).filter((node) => !node.failed && snapshot.views[node.id]?.reachable).map((node) => node.address)
@@ -137,6 +149,12 @@ export function migrationNeeds(snapshot: ClusterSnapshot, plan: MigrationPlan, a
     {addresses: [...new Set(plan.moves.map((move) => address(move.targetId)))].filter(Boolean), permissions: MIGRATION_TARGET},
     {addresses: [...atomic.capableIds].map((id) => address(id)).filter(Boolean), permissions: [PERMISSIONS.clusterGetslotmigrations]},
     {addresses: [...new Set(atomic.moves.map((move) => address(move.sourceId)))].filter(Boolean), permissions: ATOMIC_MIGRATION_SOURCE},
+    ...(durable
+      ? [
+          {addresses: [...new Set(plan.moves.map((move) => address(move.sourceId)))].filter(Boolean), permissions: DURABLE_SOURCE},
+          {addresses: [...new Set(plan.moves.map((move) => address(move.targetId)))].filter(Boolean), permissions: DURABLE_TARGET},
+        ]
+      : []),
   ]
 }
 

@@ -31,6 +31,7 @@ import {type ClusterNode, mastersOf, openSlotsOf, slotOwners} from '../cluster/t
 import {countKeysInSlots} from '../cluster/slot-stats.js'
 
 export const DEFAULT_MIGRATE_TIMEOUT_MS = 60_000
+export const DEFAULT_REPLICA_WAIT_MS = 10_000
 
 /** Exit codes of the verbs that move slots (their help lists them). */
 export const MIGRATION_EXIT_CODES: Record<number, string> = {
@@ -77,6 +78,8 @@ export interface MigrationResult extends VerbResult {
   journal?: string
   planFile?: string
   resumeCommand?: string
+  /** durable moves: per target, the replicas that acknowledged every key moved to it */
+  heldBy?: Array<{target: string; replicas: number}>
 }
 
 /** The result of a run that moved nothing (yet): dry runs, nothing to do, balanced. */
@@ -107,12 +110,15 @@ export interface RunPlanOptions {
 }
 
 const SETTING_FLAGS: Record<keyof RunSettings, string> = {
+  durability: 'durability',
   legacyMigrate: 'legacy-migrate',
   maxBytesPerSec: 'max-bytes-per-sec',
   maxKeysPerSec: 'max-keys-per-sec',
+  minReplicaAcks: 'min-replica-acks',
   parallel: 'parallel',
   pipeline: 'pipeline',
   replace: 'replace',
+  replicaWaitMs: 'replica-wait',
   timeoutMs: 'timeout',
 }
 
@@ -129,6 +135,14 @@ export abstract class MigrationCommand<T extends typeof Command> extends BaseCom
     'big-key-bytes': sizeFlag({defaultBytes: DEFAULT_BIG_KEY_BYTES, defaultHelp: '64mb', description: 'keys at least this big are found before moving, and refused if moving one would block its master longer than half of cluster-node-timeout (0: do not look)', helpGroup: 'MIGRATION'}),
     'allow-big-keys': Flags.boolean({description: 'move big keys that would block their master for long anyway: each alone, with its own timeout', helpGroup: 'MIGRATION'}),
     'assumed-migrate-rate': sizeFlag({defaultBytes: DEFAULT_MIGRATE_RATE, defaultHelp: '100mb', description: 'MIGRATE throughput per second assumed when estimating how long a big key blocks its master', helpGroup: 'MIGRATION'}),
+    durability: Flags.option({
+      default: 'replicas',
+      description: "when a key may leave its source. replicas: once the target's replicas acknowledged its copy (copy, WAIT, delete). server: where both ends migrate atomically (Valkey >= 9), when the servers hand the slots over, which does not wait for the target's replicas (slotctl checks them before each job and waits for them after); replicas elsewhere. none: as soon as the target has it (plain MIGRATE, or atomic migration where offered); a target that dies before its replicas catch up loses those keys",
+      helpGroup: 'MIGRATION',
+      options: ['replicas', 'server', 'none'] as const,
+    })(),
+    'min-replica-acks': Flags.integer({description: "replica acknowledgements each batch waits for (default: every replica the target has)", helpGroup: 'MIGRATION', min: 0}),
+    'replica-wait': durationFlag({defaultMs: DEFAULT_REPLICA_WAIT_MS, description: "how long a batch waits for the target's replicas to acknowledge, and a wave for unhealthy replicas to recover, before the run stops", helpGroup: 'MIGRATION', minMs: 100, plainUnit: 'ms'}),
     'legacy-migrate': Flags.boolean({description: 'use SETSLOT + MIGRATE even where both nodes offer atomic slot migration (Valkey >= 9)', helpGroup: 'MIGRATION'}),
     progress: Flags.option({default: 'auto', description: 'progress on stderr: a bar on a terminal, a line every few seconds elsewhere (auto), NDJSON events (json), or none', helpGroup: 'MIGRATION', options: ['auto', 'bar', 'lines', 'json', 'none'] as const})(),
     'dry-run': Flags.boolean({description: 'show the plan and change nothing'}),
@@ -159,19 +173,22 @@ export abstract class MigrationCommand<T extends typeof Command> extends BaseCom
   }
 
   /** The run's settings: flags given now win, then what the resumed journal recorded, then defaults. */
-  protected runSettings(recorded: RunSettings = {}): Required<Omit<RunSettings, 'maxBytesPerSec' | 'maxKeysPerSec'>> & RunSettings {
+  protected runSettings(recorded: RunSettings = {}): Required<Omit<RunSettings, 'maxBytesPerSec' | 'maxKeysPerSec' | 'minReplicaAcks'>> & RunSettings {
     const f = this.flags as Record<string, unknown>
     const pick = <K extends keyof RunSettings>(key: K): RunSettings[K] => {
       const flag = SETTING_FLAGS[key]
       return (this.flagsGiven.has(flag) || recorded[key] === undefined ? (flag === 'timeout' ? f.timeout : f[flag]) : recorded[key]) as RunSettings[K]
     }
     return {
+      durability: pick('durability') as string,
       legacyMigrate: Boolean(pick('legacyMigrate')),
       maxBytesPerSec: pick('maxBytesPerSec'),
       maxKeysPerSec: pick('maxKeysPerSec'),
+      minReplicaAcks: pick('minReplicaAcks'),
       parallel: pick('parallel') as number,
       pipeline: pick('pipeline') as number,
       replace: Boolean(pick('replace')),
+      replicaWaitMs: pick('replicaWaitMs') as number,
       timeoutMs: pick('timeoutMs') as number,
     }
   }
@@ -275,7 +292,7 @@ export abstract class MigrationCommand<T extends typeof Command> extends BaseCom
     const legacyMoves = this.legacyMoves(choice, remainingMoves)
     const legacySet = new Set(legacyMoves)
     const atomicMoves = remainingMoves.filter((move) => !legacySet.has(move))
-    if (!f['dry-run']) await refuseMissingPermissions(this.pool(), migrationNeeds(snapshot, plan, {capableIds: choice.atomicIds, moves: atomicMoves}))
+    if (!f['dry-run']) await refuseMissingPermissions(this.pool(), migrationNeeds(snapshot, plan, {capableIds: choice.atomicIds, moves: atomicMoves}, this.runSettings(options.resume?.state.settings).durability !== 'none'))
     await this.preflightBigKeys(plan, legacyMoves, addresses, Boolean(f['dry-run']))
     if (f.out) await this.writePlan(plan, f.out as string)
     const unmoved = {...unmovedResult(plan, done), warnings: warnings.map((warning) => issue(warning.code, warning.message))}
@@ -314,6 +331,7 @@ export abstract class MigrationCommand<T extends typeof Command> extends BaseCom
     let result: ExecuteResult
     try {
       const mover = await this.chooseMover(plan, addresses, settings, plannedKeys / remaining.length, choice, onEvent)
+      if (settings.durability !== 'none') this.noteUnreplicatedTargets(snapshot, remaining)
       result = await executePlan(mover, plan, {
         addresses,
         closeOnlySlots: closeOnly,
@@ -333,6 +351,15 @@ export abstract class MigrationCommand<T extends typeof Command> extends BaseCom
     if (closed.size > 0 && result.failures.length === 0) await this.verifyAgreement(snapshot, plan, closed, result)
     result.warnings.unshift(...warnings)
     return this.finish(snapshot, plan, result, journalPath, resumeCommand, unmoved.moves)
+  }
+
+  /** Durable moves wait for the target's replicas: a target without any has nothing to wait for, said once. */
+  private noteUnreplicatedTargets(snapshot: ClusterSnapshot, moves: MigrationPlan['moves']): void {
+    const targets = new Set(moves.map((move) => move.targetId))
+    const alone = snapshot.nodes.filter((node) => targets.has(node.id) && !snapshot.nodes.some((other) => other.masterId === node.id))
+    if (alone.length === 0) return
+    const names = alone.map((node) => node.address || node.id.slice(0, 8))
+    this.note(`note: ${names.join(', ')} ${alone.length === 1 ? 'has' : 'have'} no replicas: nothing to wait for, a key moved there is held by that node alone`)
   }
 
   /** ", about 5m at 20000 keys/s" when a throttle is set (keys < 0: only the limits). */
@@ -356,8 +383,10 @@ export abstract class MigrationCommand<T extends typeof Command> extends BaseCom
     const atomicIds = new Set([...addresses].filter(([, address]) => features.get(address)?.atomicSlotMigration === 'valkey-migrateslots').map(([id]) => id))
     const throttled = Boolean(settings.maxKeysPerSec || settings.maxBytesPerSec)
     const offered = plan.moves.some((move) => atomicIds.has(move.sourceId) && atomicIds.has(move.targetId))
-    const atomic = offered && !settings.legacyMigrate && !throttled
-    return {atomic, atomicIds, features, offered, throttled}
+    // the servers' handoff does not wait for the target's replicas: only when the operator says so
+    const durableOnly = (settings.durability ?? 'replicas') === 'replicas'
+    const atomic = offered && !settings.legacyMigrate && !throttled && !durableOnly
+    return {atomic, atomicIds, durableOnly, features, offered, throttled}
   }
 
   /** Moves that go through MIGRATE (every move unless both ends migrate atomically). */
@@ -395,7 +424,7 @@ export abstract class MigrationCommand<T extends typeof Command> extends BaseCom
     })
   }
 
-  private async chooseMover(plan: MigrationPlan, addresses: ReadonlyMap<string, string>, settings: RunSettings & {parallel: number; pipeline: number; timeoutMs: number; replace: boolean}, keysPerSlot: number, choice: ProtocolChoice, onEvent: (event: MigrationEvent) => void): Promise<SlotMover> {
+  private async chooseMover(plan: MigrationPlan, addresses: ReadonlyMap<string, string>, settings: RunSettings & {parallel: number; pipeline: number; timeoutMs: number; replace: boolean; durability: string}, keysPerSlot: number, choice: ProtocolChoice, onEvent: (event: MigrationEvent) => void): Promise<SlotMover> {
     const {features, throttled} = choice
     const keyOptions = {
       onBatch: (keys: number, bytes: number, slot: number) => onEvent({bytes, keys, slot, type: 'batch'}),
@@ -408,15 +437,17 @@ export abstract class MigrationCommand<T extends typeof Command> extends BaseCom
     const waveSize = settings.maxKeysPerSec ? throttledWaveSize(settings.maxKeysPerSec, keysPerSlot, settings.parallel) : settings.maxBytesPerSec ? 16 : undefined
     // Valkey holds each SETSLOT until the replicas acknowledge it: spread them over connections
     const lanes = (id: string) => (features.get(addresses.get(id) ?? '')?.replicatedSetslot ? SETSLOT_LANES : 1)
-    const legacy = new LegacyMover(this.pool(), keyOptions, waveSize, lanes, bigKeysAlone(plan.bigKeys ?? [], settings.timeoutMs, this.pool().settings.commandTimeoutMs))
+    const durability = settings.durability === 'none' ? undefined : {minReplicaAcks: settings.minReplicaAcks, signal: this.stopRequest.signal, waitMs: settings.replicaWaitMs ?? DEFAULT_REPLICA_WAIT_MS}
+    const legacy = new LegacyMover(this.pool(), keyOptions, waveSize, lanes, bigKeysAlone(plan.bigKeys ?? [], settings.timeoutMs, this.pool().settings.commandTimeoutMs), durability)
     const {atomicIds} = choice
     const atomicPairs = plan.moves.filter((move) => atomicIds.has(move.sourceId) && atomicIds.has(move.targetId)).length
     if (!choice.atomic) {
       if (choice.offered && throttled) this.note('note: a throttle needs the legacy protocol (atomic slot migration moves at the servers\' pace): moving with SETSLOT + MIGRATE')
+      else if (choice.offered && choice.durableOnly && !settings.legacyMigrate) this.note("note: atomic slot migration is not used: its handoff does not wait for the target's replicas (--durability server uses it)")
       this.note(`moving with ${legacy.protocol}`)
       return legacy
     }
-    const atomic = new ValkeyAsmMover(this.pool(), {onState: (progress) => onEvent({...progress, type: 'job'}), signal: this.stopRequest.signal})
+    const atomic = new ValkeyAsmMover(this.pool(), {durability: settings.durability === 'server' ? durability : undefined, onState: (progress) => onEvent({...progress, type: 'job'}), signal: this.stopRequest.signal})
     const unused = ['pipeline', 'replace'].filter((flag) => this.flagsGiven.has(flag))
     if (unused.length > 0) this.note(`note: ${unused.map((flag) => `--${flag}`).join(' and ')} do not apply to atomic slot migration`)
     this.note(`moving with ${atomicPairs === plan.moves.length ? atomic.protocol : `${atomic.protocol} for ${atomicPairs} of ${plan.moves.length} slot(s), ${legacy.protocol} for the rest`}`)
@@ -443,7 +474,7 @@ export abstract class MigrationCommand<T extends typeof Command> extends BaseCom
 
   private finish(snapshot: ClusterSnapshot, plan: MigrationPlan, result: ExecuteResult, journal: string, resumeCommand: string, moves: PairMoves[]): MigrationResult {
     const rate = result.seconds > 0 ? Math.round(result.keysMoved / result.seconds) : result.keysMoved
-    this.log(`${result.slotsMoved} slot(s) and ${result.keysMoved} key(s) (${formatBytes(result.bytesMoved)}) moved in ${formatDuration(result.seconds * 1000)} (${rate} keys/s)`)
+    this.log(`${result.slotsMoved} slot(s) and ${result.keysMoved} key(s) (${formatBytes(result.bytesMoved)}) moved in ${formatDuration(result.seconds * 1000)} (${rate} keys/s)${describeHeld(result.held)}`)
     for (const warning of result.warnings) this.note(paint.warn(`warning: ${warning.message}`))
     if (result.slotsFinished > 0) this.log(`${result.slotsFinished} more slot(s) had been moved by an earlier run (or fix); this run only closed them`)
     const base = {
@@ -458,6 +489,7 @@ export abstract class MigrationCommand<T extends typeof Command> extends BaseCom
       slotsMoved: result.slotsMoved,
       slotsPlanned: result.slotsPlanned,
       warnings: result.warnings.map((warning) => issue(warning.code, warning.message)),
+      ...(result.held.size > 0 ? {heldBy: [...result.held].map(([target, replicas]) => ({replicas, target}))} : {}),
     }
     if (result.failures.length > 0) {
       for (const line of groupFailures(result.failures)) process.stderr.write(`slotctl: error: ${line}\n`)
@@ -489,6 +521,17 @@ export abstract class MigrationCommand<T extends typeof Command> extends BaseCom
   }
 }
 
+/** "; held by the target and 1 replica" (every target the same), or the fewest over targets. */
+function describeHeld(held: ReadonlyMap<string, number>): string {
+  if (held.size === 0) return ''
+  const counts = new Set(held.values())
+  const fewest = Math.min(...counts)
+  const replicas = (n: number) => `${n} replica${n === 1 ? '' : 's'}`
+  if (fewest === 0 && counts.size === 1) return `; held by the ${held.size === 1 ? 'target' : 'targets'} alone (no replicas)`
+  const subject = held.size === 1 ? 'the target' : 'each target'
+  return counts.size === 1 ? `; held by ${subject} and ${replicas(fewest)}` : `; held by ${subject} and at least ${replicas(fewest)}`
+}
+
 /** Planned slots the snapshot shows open between their own source and target. */
 function alreadyOpen(snapshot: ClusterSnapshot, plan: MigrationPlan): Set<number> {
   const byId = new Map(snapshot.nodes.map((node) => [node.id, node]))
@@ -506,6 +549,8 @@ interface ProtocolChoice {
   offered: boolean
   /** ... and will (not turned off, no throttle) */
   atomic: boolean
+  /** --durability replicas: every key waits for the target's replicas, which atomic migration cannot promise */
+  durableOnly: boolean
   throttled: boolean
 }
 

@@ -219,6 +219,8 @@ export class NodePool {
   private readonly entries = new Map<string, PoolEntry>()
   private readonly hung = new Map<string, SlotctlError>()
   private closed = false
+  private readonly idleLeases = new Map<string, string[]>()
+  private leaseCount = 0
 
   constructor(readonly settings: ConnectionSettings = DEFAULT_CONNECTION) {}
 
@@ -231,7 +233,7 @@ export class NodePool {
    * that block their client server-side (Valkey holds each SETSLOT until the replicas
    * acknowledge it): several clients waiting at once share one acknowledgement round.
    */
-  async client(address: NodeAddress | string, lane = 0): Promise<Redis> {
+  async client(address: NodeAddress | string, lane: number | string = 0): Promise<Redis> {
     if (this.closed) throw new SlotctlError('connection pool already closed', {code: 'E_INTERNAL'})
     const target = typeof address === 'string' ? addressFromString(address) : address
     const node = formatAddress(target)
@@ -343,6 +345,30 @@ export class NodePool {
       return new SlotctlError(`${node} does not speak TLS: it answers plain commands`, {code: 'E_TLS', suggestions: ['leave out --tls and the other TLS flags, or use the TLS port']})
     }
     return described
+  }
+
+  /**
+   * A connection of the node that no one else uses until it is released: WATCH, MULTI and
+   * WAIT hold state (or block) per connection. `release(false)` drops it (after an error its
+   * state is unknown).
+   */
+  async lease(address: string): Promise<{client: Redis; release: (reuse?: boolean) => void}> {
+    const idle = this.idleLeases.get(address) ?? []
+    const lane = idle.pop() ?? `lease${++this.leaseCount}`
+    this.idleLeases.set(address, idle)
+    const client = await this.client(address, lane)
+    return {
+      client,
+      release: (reuse = true) => {
+        if (reuse) {
+          idle.push(lane)
+          return
+        }
+        const key = `${formatAddress(addressFromString(address))}#${lane}`
+        this.entries.get(key)?.client.disconnect()
+        this.entries.delete(key)
+      },
+    }
   }
 
   /** Drops a node's clients (every lane), e.g. after the node was killed or reset. */

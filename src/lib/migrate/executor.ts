@@ -57,6 +57,8 @@ export interface ExecuteResult {
   interrupted: boolean
   failures: Array<{slot: number; error: string; code: string}>
   warnings: ExecuteWarning[]
+  /** durable moves: per target address, the replicas that acknowledged its keys (the fewest over its waves) */
+  held: Map<string, number>
 }
 
 /**
@@ -133,7 +135,7 @@ function fewerKeysWarning(slots: Array<{slot: number; moved: number; atTarget: n
 export async function executePlan(mover: SlotMover, plan: MigrationPlan, options: ExecuteOptions): Promise<ExecuteResult> {
   const started = Date.now()
   const pending = plan.moves.filter((move) => !options.skipSlots?.has(move.slot))
-  const result: ExecuteResult = {bytesMoved: 0, failures: [], interrupted: false, keysMoved: 0, seconds: 0, slotsFinished: 0, slotsMoved: 0, slotsPlanned: plan.moves.length, warnings: []}
+  const result: ExecuteResult = {bytesMoved: 0, failures: [], interrupted: false, keysMoved: 0, seconds: 0, slotsFinished: 0, slotsMoved: 0, slotsPlanned: plan.moves.length, warnings: [], held: new Map()}
   const fewer: Array<{slot: number; moved: number; atTarget: number}> = []
   const inFlight = new InFlight(options.perNodeLimit)
   const running = new Set<Promise<void>>()
@@ -161,6 +163,7 @@ export async function executePlan(mover: SlotMover, plan: MigrationPlan, options
       result.bytesMoved += bytes
       options.onEvent?.({keys, slot, type: 'slot-done', unreported: unannounced})
     }
+    if (report.held && report.closed.length > 0) result.held.set(report.held.target, Math.min(report.held.acks, result.held.get(report.held.target) ?? Infinity))
     fewer.push(...report.fewerAtTarget)
     if (report.cancelled.length > 0) cancelled = true
     for (const {error, slot} of report.failed) fail(slot, error)
@@ -168,8 +171,11 @@ export async function executePlan(mover: SlotMover, plan: MigrationPlan, options
 
   const launch = (wave: SlotMove[]) => {
     inFlight.add(wave[0], 1)
+    // a wave that failed as a whole may have left every one of its slots open: name them all
     const task = moveWave(wave)
-      .catch((error: unknown) => fail(wave[0].slot, error))
+      .catch((error: unknown) => {
+        for (const move of wave) fail(move.slot, error)
+      })
       .finally(() => {
         inFlight.add(wave[0], -1)
         running.delete(task)

@@ -22,6 +22,10 @@ export interface RunSettings {
   replace?: boolean
   /** the run used SETSLOT + MIGRATE even where atomic slot migration was offered */
   legacyMigrate?: boolean
+  /** 'replicas' (the default) or 'none' */
+  durability?: string
+  minReplicaAcks?: number
+  replicaWaitMs?: number
 }
 
 type JournalLine =

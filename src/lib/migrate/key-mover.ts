@@ -16,6 +16,7 @@ import {type ConnectionSettings, type NodePool, delay} from '../cluster/connecti
 import {SlotctlError, errorMessage, isConnectionLost, nodeFailure} from '../errors.js'
 import {fingerprints, sameValue} from '../transfer/digest.js'
 import {printableKey} from './big-keys.js'
+import {type CopyGroup, type Durability, copyWaitDelete} from './durable.js'
 import type {SlotMoveTarget} from './slot-protocol.js'
 import type {Throttle} from './throttle.js'
 
@@ -31,6 +32,8 @@ export interface MoveKeysOptions {
    */
   asking?: boolean
   throttle?: Throttle
+  /** slots whose target may hold older copies of ours (a resumed durable run): copied with REPLACE */
+  replaceSlots?: ReadonlySet<number>
   onBatch?: (keys: number, bytes: number, slot: number) => void
 }
 
@@ -164,7 +167,7 @@ class KeyMover {
     }
   }
 
-  private async requireTargetAnswers(cause: unknown): Promise<void> {
+  async requireTargetAnswers(cause: unknown): Promise<void> {
     const answers = await Promise.race([this.target.ping().then(() => true, () => false), delay(TARGET_PING_MS).then(() => false)])
     if (answers) return
     throw new SlotctlError(`slot ${this.move.slot}: the target ${this.move.target.address} does not answer (MIGRATE: ${errorMessage(cause)}); the slot is left migrating/importing`, {
@@ -368,13 +371,207 @@ export async function moveWaveKeys(pool: NodePool, moves: readonly SlotMoveTarge
  * Moves one (big) key alone with its own MIGRATE timeout, before the rest of its slot. A key
  * gone since it was found (expired, deleted) has nothing to move.
  */
-export async function moveKeyAlone(pool: NodePool, move: SlotMoveTarget, key: Buffer, bytes: number, timeoutMs: number, options: MoveKeysOptions): Promise<MovedKeys> {
+export async function moveKeyAlone(pool: NodePool, move: SlotMoveTarget, key: Buffer, bytes: number, timeoutMs: number, options: MoveKeysOptions, durability?: Durability): Promise<MovedKeys> {
+  if (durability && durability.acks > 0) {
+    const moved = (await moveKeysDurably(pool, [move], {...options, timeoutMs}, durability, [key])).get(move.slot)
+    if (moved instanceof Error) throw moved
+    return {bytes: moved?.keys ? bytes : 0, keys: moved?.keys ?? 0}
+  }
   const source = await pool.client(move.source.address)
   const target = await pool.client(move.target.address)
-  const present = await source.exists(key).catch(() => 0)
+  // a failed check is the slot's error ("not there" must be an answer, not a guess); a
+  // migrating source answers ASK for a key it no longer has
+  const present = await source.exists(key).catch((error: unknown) => {
+    if (/^ASK /.test(errorMessage(error))) return 0
+    throw keyError(move, 'EXISTS', error)
+  })
   if (!present) return {bytes: 0, keys: 0}
   await options.throttle?.take(1, bytes)
   await new KeyMover(source, target, move, migrateAuthArgs(pool.settings), {...options, timeoutMs}).moveBatch([key])
   options.onBatch?.(1, bytes, move.slot)
   return {bytes, keys: 1}
+}
+
+/** What a slot of a durable wave needs in its next round. */
+interface SlotState {
+  move: SlotMoveTarget
+  /** copy with REPLACE: the target may hold an older copy of ours (an earlier round, a resumed run) or --replace */
+  replace: boolean
+  /** keys per round; halved after a round whose keys clients kept changing */
+  batch: number
+  /** a batch timed out: keys go one at a time with four times the MIGRATE timeout */
+  slow: boolean
+  /** moves alone, not pipelined with other slots: an earlier round with it was aborted or slow */
+  alone: boolean
+  aborts: number
+}
+
+/** A single key that clients change faster than it can be copied and acknowledged. */
+const MAX_ABORTS_PER_SLOT = 12
+
+/**
+ * Moves the keys of a wave (or of one slot) durably: rounds of copy, WAIT for the target's
+ * replicas, then delete at the source (durable.ts), until each slot is empty at the source.
+ * Per slot, the keys moved or the error that stopped the slot (its keys stay at the source).
+ * A round a client's write interrupted deletes nothing and is repeated, its slots one at a
+ * time with smaller batches, so a hot key slows its own slot only.
+ */
+export async function moveKeysDurably(pool: NodePool, moves: readonly SlotMoveTarget[], options: MoveKeysOptions, durability: Durability, onlyKeys?: Buffer[]): Promise<WaveOutcome> {
+  const outcome: WaveOutcome = new Map(moves.map((move) => [move.slot, {bytes: 0, keys: 0}]))
+  if (moves.length === 0) return outcome
+  const {source, target} = moves[0]
+  const sourceLease = await pool.lease(source.address)
+  const targetLease = await pool.lease(target.address).catch((error: unknown) => {
+    sourceLease.release()
+    throw error
+  })
+  let clean = false
+  try {
+    const states = moves.map((move): SlotState => ({aborts: 0, alone: false, batch: options.pipeline, move, replace: options.replace || Boolean(options.replaceSlots?.has(move.slot)), slow: false}))
+    const mover = new DurableRound(pool, sourceLease.client, targetLease.client, moves[0], options, durability, outcome, onlyKeys)
+    let remaining = states
+    while (remaining.length > 0) {
+      const careful = remaining.find((state) => state.alone)
+      remaining = await mover.run(careful ? [careful] : remaining, remaining)
+    }
+    clean = true
+  } finally {
+    sourceLease.release(clean)
+    targetLease.release(clean)
+  }
+  return outcome
+}
+
+class DurableRound {
+  private readonly target: {host: string; port: number; address: string}
+  private readonly auth: string[]
+
+  constructor(
+    private readonly pool: NodePool,
+    private readonly source: Redis,
+    private readonly targetClient: Redis,
+    private readonly pair: SlotMoveTarget,
+    private readonly options: MoveKeysOptions,
+    private readonly durability: Durability,
+    private readonly outcome: WaveOutcome,
+    /** a big key moved alone: these keys of the (single) slot, not a listing of it */
+    private readonly onlyKeys?: Buffer[],
+  ) {
+    this.target = {...parseAddress(pair.target.address), address: pair.target.address}
+    this.auth = migrateAuthArgs(pool.settings)
+  }
+
+  /** One round over `round`; returns the slots of `all` that still have keys to move. */
+  async run(round: SlotState[], all: SlotState[]): Promise<SlotState[]> {
+    const done = new Set<SlotState>()
+    const listed = await this.list(round)
+    const groups: Array<{state: SlotState; keys: Buffer[]}> = []
+    for (const [i, state] of round.entries()) {
+      const keys = listed[i]
+      if (keys instanceof Error) {
+        this.outcome.set(state.move.slot, keyError(state.move, 'CLUSTER GETKEYSINSLOT', keys))
+        done.add(state)
+      } else if (keys.length === 0) done.add(state)
+      else groups.push({keys, state})
+    }
+    if (groups.length > 0) await this.copyRound(groups, done)
+    return all.filter((state) => !done.has(state))
+  }
+
+  private async list(round: SlotState[]): Promise<Array<Buffer[] | Error>> {
+    if (this.onlyKeys) return [await this.presentKeys(this.onlyKeys)]
+    const listing = this.source.pipeline()
+    for (const state of round) listing.callBuffer('CLUSTER', 'GETKEYSINSLOT', state.move.slot, state.slow ? 1 : state.batch)
+    const replies = (await listing.exec()) ?? []
+    return round.map((_, i) => (replies[i]?.[0] ?? (replies[i] ? (replies[i][1] as Buffer[]) : new Error('no reply'))) as Buffer[] | Error)
+  }
+
+  /** The keys still at the source (a migrating source answers ASK for a key it lacks). */
+  private async presentKeys(keys: Buffer[]): Promise<Buffer[] | Error> {
+    const checking = this.source.pipeline()
+    for (const key of keys) checking.callBuffer('EXISTS', key)
+    const replies = (await checking.exec()) ?? []
+    const present: Buffer[] = []
+    for (const [i, key] of keys.entries()) {
+      const [error, value] = replies[i] ?? [new Error('no reply'), 0]
+      if (error && !/^ASK /.test(error.message)) return error
+      if (!error && Number(value) > 0) present.push(key)
+    }
+    return present
+  }
+
+  private async copyRound(groups: Array<{state: SlotState; keys: Buffer[]}>, done: Set<SlotState>): Promise<void> {
+    const total = groups.reduce((sum, group) => sum + group.keys.length, 0)
+    const sample = Number((await this.source.callBuffer('MEMORY', 'USAGE', groups[0].keys[0]).catch(() => 0)) ?? 0)
+    await this.options.throttle?.take(total, sample * total)
+    const slow = groups.some((group) => group.state.slow)
+    const migrateArgs = [this.target.host, this.target.port, '', 0, this.options.timeoutMs * (slow ? 4 : 1), ...this.auth]
+    const copyGroups = groups.map(({keys, state}): CopyGroup => ({keys, replace: state.replace, slot: state.move.slot}))
+    const result = await copyWaitDelete(this.source, this.targetClient, this.target.address, migrateArgs, copyGroups, this.durability)
+    for (const {keys, state} of groups) {
+      const error = result.failed.get(state.move.slot)
+      if (error) {
+        await this.onCopyFailure(state, keys, error, done)
+        continue
+      }
+      const deleted = result.deleted.get(state.move.slot)
+      if (deleted === undefined) {
+        if (result.aborted) this.onAbort(state, done)
+        continue
+      }
+      // a copied round may repeat: from now on the target can hold our older copy
+      state.replace = true
+      state.aborts = 0
+      const moved = this.outcome.get(state.move.slot) as MovedKeys
+      moved.keys += deleted
+      moved.bytes += sample * deleted
+      this.options.onBatch?.(deleted, sample * deleted, state.move.slot)
+      // a short batch was the rest of the slot: while it is migrating, new keys go to the target
+      if (!state.slow && keys.length < state.batch) done.add(state)
+    }
+  }
+
+  private onAbort(state: SlotState, done: Set<SlotState>): void {
+    // the copies may be at the target now: later copies of these keys replace them
+    state.replace = true
+    state.alone = true
+    state.batch = Math.max(1, Math.floor(state.batch / 2))
+    if (++state.aborts < MAX_ABORTS_PER_SLOT) return
+    this.outcome.set(state.move.slot, new SlotctlError(`slot ${state.move.slot}: clients changed its keys during every one of ${MAX_ABORTS_PER_SLOT} copies; nothing of those keys was deleted at the source; the slot is left migrating/importing`, {
+      code: 'E_HOT_KEYS',
+      suggestions: ['resume the run when the writes to that slot calm down (--resume JOURNAL)'],
+    }))
+    done.add(state)
+  }
+
+  private async onCopyFailure(state: SlotState, keys: Buffer[], error: Error, done: Set<SlotState>): Promise<void> {
+    const move = state.move
+    if (isBusyKey(error) && !state.replace) {
+      const {conflicting} = await compareWithTarget(this.source, this.targetClient, keys, false)
+      if (conflicting.length === 0) {
+        state.replace = true
+        return
+      }
+      const names = conflicting.slice(0, 10).map(printableKey).join(', ')
+      this.outcome.set(move.slot, new SlotctlError(`slot ${move.slot}: ${conflicting.length} key(s) exist on ${move.target.address} with different values (${names}${conflicting.length > 10 ? ', ...' : ''}); the slot is left migrating/importing`, {
+        code: 'E_BUSYKEY',
+        suggestions: ['compare the values, then resume the run with --replace to overwrite the target copies'],
+      }))
+    } else if (isTransferFailure(error) && !state.slow) {
+      // a dead target fails every batch the same way: say so, instead of blaming each key
+      await new KeyMover(this.source, this.targetClient, move, this.auth, this.options).requireTargetAnswers(error)
+      state.slow = true
+      state.alone = true
+      return
+    } else {
+      const size = state.slow ? await this.source.callBuffer('MEMORY', 'USAGE', keys[0]).catch(() => null) : null
+      this.outcome.set(
+        move.slot,
+        state.slow
+          ? new SlotctlError(`slot ${move.slot}: key ${printableKey(keys[0])} (${size ?? '?'} bytes) could not be copied: ${errorMessage(error)}; the slot is left migrating/importing`, {code: 'E_LARGE_KEY', suggestions: ['raise --timeout for big keys, then resume the run (--resume JOURNAL)']})
+          : keyError(move, 'MIGRATE', error),
+      )
+    }
+    done.add(state)
+  }
 }

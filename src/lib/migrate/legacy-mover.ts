@@ -3,9 +3,20 @@
  * and the verified close of slot-protocol.ts.
  */
 import {type NodePool, mapLimit} from '../cluster/connection.js'
-import {type MoveKeysOptions, type MovedKeys, moveKeyAlone, moveSlotKeys, moveWaveKeys} from './key-mover.js'
+import type {Durability} from './durable.js'
+import {type MoveKeysOptions, type MovedKeys, type WaveOutcome, moveKeyAlone, moveKeysDurably, moveSlotKeys, moveWaveKeys} from './key-mover.js'
 import type {SlotMover, WaveReport, WaveRequest} from './mover.js'
+import {awaitReplicaViews, requireHealthyReplicas} from './replicas.js'
 import {type Lanes, type SlotMoveTarget, closeSlots, openSlots} from './slot-protocol.js'
+
+/** How a run protects moved keys: undefined moves with plain MIGRATE (--durability none). */
+export interface DurabilitySettings {
+  /** acknowledgements each batch needs; undefined: every replica the target has */
+  minReplicaAcks?: number
+  /** how long a batch (and the check before a wave) waits for the replicas, ms */
+  waitMs: number
+  signal?: AbortSignal
+}
 
 const DEFAULT_WAVE_SIZE = 128
 
@@ -30,6 +41,7 @@ export class LegacyMover implements SlotMover {
     private readonly lanes: Lanes = () => 1,
     /** big keys the operator allowed: moved alone, each with its own timeout, before their slot */
     private readonly bigKeys: ReadonlyMap<number, ReadonlyArray<{key: Buffer; bytes: number; timeoutMs: number}>> = new Map(),
+    private readonly durability?: DurabilitySettings,
   ) {}
 
   /** Slots of one pair opened and closed together: one nodes.conf save and one broadcast per wave. */
@@ -40,10 +52,15 @@ export class LegacyMover implements SlotMover {
   async moveWave(wave: WaveRequest): Promise<WaveReport> {
     const report: WaveReport = {cancelled: [], closed: [], failed: [], fewerAtTarget: []}
     const toMove = wave.moves.filter((move) => !wave.closeOnly.has(move.slot))
+    const {target} = wave.moves[0]
+    // before anything opens: the replicas every batch will wait for must be there
+    const gate = this.durability ? await requireHealthyReplicas(this.pool, target, this.durability.minReplicaAcks, this.durability.waitMs, this.durability.signal) : undefined
+    const durability: Durability | undefined = gate && this.durability ? {acks: gate.acks, replicas: gate.replicas, waitMs: this.durability.waitMs} : undefined
+    if (gate) report.held = {acks: gate.acks, target: target.address}
     // a resumed slot already open between the same pair needs no SETSLOT again
     await openSlots(this.pool, toMove.filter((move) => !wave.alreadyOpen.has(move.slot)), this.lanes)
-    const alone = await this.moveBigKeys(toMove)
-    const moved = await this.moveKeys(toMove.filter((move) => !(alone.get(move.slot) instanceof Error)))
+    const alone = await this.moveBigKeys(toMove, durability)
+    const moved = await this.moveKeys(toMove.filter((move) => !(alone.get(move.slot) instanceof Error)), durability, wave.alreadyOpen)
     for (const [slot, outcome] of alone) {
       const rest = moved.get(slot)
       if (outcome instanceof Error || rest === undefined) moved.set(slot, outcome)
@@ -56,6 +73,13 @@ export class LegacyMover implements SlotMover {
     })
     const closing = await closeSlots(this.pool, ready, wave.others, this.lanes)
     for (const {error, slot} of closing.open) report.failed.push({error: new Error(error), slot})
+    // a wave counts as moved once the replicas that hold its keys also give its slots to the
+    // target; until then its slots stay in flight in the journal (a resume verifies them again)
+    const unseen = gate && gate.replicas.length > 0 && this.durability ? await awaitReplicaViews(this.pool, target, gate.replicas, closing.closed, this.durability.waitMs).catch((error: Error) => error) : undefined
+    if (unseen) {
+      for (const slot of closing.closed) report.failed.push({error: unseen, slot})
+      return report
+    }
     for (const slot of closing.closed) {
       const {bytes, keys} = (moved.get(slot) as MovedKeys | undefined) ?? {bytes: 0, keys: 0}
       report.closed.push({bytes, keys, slot})
@@ -65,13 +89,13 @@ export class LegacyMover implements SlotMover {
     return report
   }
 
-  private async moveBigKeys(targets: SlotMoveTarget[]): Promise<Map<number, Error | MovedKeys>> {
+  private async moveBigKeys(targets: SlotMoveTarget[], durability?: Durability): Promise<Map<number, Error | MovedKeys>> {
     const outcomes = new Map<number, Error | MovedKeys>()
     for (const target of targets) {
       for (const big of this.bigKeys.get(target.slot) ?? []) {
         const before = outcomes.get(target.slot)
         if (before instanceof Error) break
-        const moved = await moveKeyAlone(this.pool, target, big.key, big.bytes, big.timeoutMs, this.keyOptions).catch((error: Error) => error)
+        const moved = await moveKeyAlone(this.pool, target, big.key, big.bytes, big.timeoutMs, this.keyOptions, durability).catch((error: Error) => error)
         outcomes.set(target.slot, moved instanceof Error ? moved : {bytes: (before?.bytes ?? 0) + moved.bytes, keys: (before?.keys ?? 0) + moved.keys})
       }
     }
@@ -82,7 +106,14 @@ export class LegacyMover implements SlotMover {
    * Per slot, the keys moved, or the error that stopped them. Throttled runs go slot by slot
    * so the limiter sees every batch; others pipeline the whole wave.
    */
-  private async moveKeys(targets: SlotMoveTarget[]): Promise<Map<number, Error | MovedKeys>> {
+  private async moveKeys(targets: SlotMoveTarget[], durability: Durability | undefined, resumed: ReadonlySet<number>): Promise<WaveOutcome> {
+    if (durability && durability.acks > 0) {
+      // slots a crashed run left open may have our copies at the target already
+      const options = {...this.keyOptions, replaceSlots: resumed}
+      if (!options.throttle) return moveKeysDurably(this.pool, targets, options, durability)
+      const outcomes = await mapLimit(targets, KEY_MOVES_PER_WAVE, async (target) => (await moveKeysDurably(this.pool, [target], options, durability)).get(target.slot) as Error | MovedKeys)
+      return new Map(targets.map((target, i) => [target.slot, outcomes[i]]))
+    }
     if (!this.keyOptions.throttle) return moveWaveKeys(this.pool, targets, this.keyOptions)
     const outcomes = await mapLimit(targets, KEY_MOVES_PER_WAVE, (target) => moveSlotKeys(this.pool, target, this.keyOptions).catch((error: Error) => error))
     return new Map(targets.map((target, i) => [target.slot, outcomes[i]]))

@@ -28,6 +28,8 @@ export interface WaveReport {
   fewerAtTarget: Array<{slot: number; moved: number; atTarget: number}>
   /** slots left as they were because the run was interrupted (a cancelled atomic migration) */
   cancelled: number[]
+  /** durable moves: the replicas of the target that acknowledged every moved key */
+  held?: {target: string; acks: number}
 }
 
 export interface SlotMover {
@@ -77,6 +79,7 @@ export class RoutingMover implements SlotMover {
       closed: reports.flatMap((report) => report.closed),
       failed: reports.flatMap((report) => report.failed),
       fewerAtTarget: reports.flatMap((report) => report.fewerAtTarget),
+      held: reports.find((report) => report.held)?.held,
     }
   }
 }

@@ -11,6 +11,9 @@ import {toRanges} from '../cluster/slots.js'
 import {type SlotMigrationJob, isTerminal, parseSlotMigrations} from '../cluster/slot-migrations.js'
 import {SlotctlError, errorMessage} from '../errors.js'
 import type {SlotMover, WaveReport, WaveRequest} from './mover.js'
+import {waitForReplicas} from './durable.js'
+import type {DurabilitySettings} from './legacy-mover.js'
+import {awaitReplicaViews, requireHealthyReplicas} from './replicas.js'
 
 const POLL_MS = 100
 import {type SlotEndpoint, verifyClose} from './slot-protocol.js'
@@ -34,7 +37,7 @@ export class ValkeyAsmMover implements SlotMover {
 
   constructor(
     private readonly pool: NodePool,
-    private readonly options: {signal?: AbortSignal; onState?: (progress: AsmProgress) => void} = {},
+    private readonly options: {signal?: AbortSignal; onState?: (progress: AsmProgress) => void; durability?: DurabilitySettings} = {},
   ) {}
 
   /** A job carries every slot of its pair: one snapshot, one handoff. */
@@ -48,6 +51,9 @@ export class ValkeyAsmMover implements SlotMover {
     const slots = wave.moves.map((move) => move.slot)
     // already owned by the target (a resumed run): only the verification is left
     const toMove = slots.filter((slot) => !wave.closeOnly.has(slot))
+    const durability = this.options.durability
+    // the servers stream the slots to the target and its replicas: they must be there first
+    const gate = durability ? await requireHealthyReplicas(this.pool, target, durability.minReplicaAcks, durability.waitMs, durability.signal) : undefined
     const keysBefore = await this.countKeys(source, toMove)
     if (toMove.length > 0) {
       const job = await this.start(source, target, toMove)
@@ -58,12 +64,20 @@ export class ValkeyAsmMover implements SlotMover {
         return report
       }
       if (final.state !== 'success') {
-        const error = new SlotctlError(`atomic slot migration ${source.address} → ${target.address} ended ${final.state}${final.message ? `: ${final.message}` : ''}; the servers rolled it back, the slots stay with the source`, {code: 'E_MIGRATION'})
+        const error = new SlotctlError(`atomic slot migration ${source.address} → ${target.address} ended ${final.state}${final.message ? `: ${final.message}` : ''}; the servers roll a failed job back, but one that failed during its handoff may have applied part of it: see where the slots and their keys are with slotctl check`, {code: 'E_MIGRATION'})
         for (const slot of slots) report.failed.push({error, slot})
         return report
       }
     }
     const atTarget = await verifyClose(this.pool, source, target, slots)
+    if (gate && durability && gate.acks > 0) {
+      const unprotected = await this.awaitReplicas(target, slots, gate, durability.waitMs).catch((error: Error) => error)
+      if (unprotected) {
+        for (const slot of slots) report.failed.push({error: unprotected, slot})
+        return report
+      }
+      report.held = {acks: gate.acks, target: target.address}
+    } else if (gate) report.held = {acks: 0, target: target.address}
     for (const slot of slots) {
       const keys = keysBefore.get(slot) ?? 0
       report.closed.push({bytes: 0, keys, slot, unannounced: true})
@@ -71,6 +85,25 @@ export class ValkeyAsmMover implements SlotMover {
       if (there !== undefined && there < keys) report.fewerAtTarget.push({atTarget: there, moved: keys, slot})
     }
     return report
+  }
+
+  /**
+   * After the handoff: the target's replicas must acknowledge everything the target holds
+   * (WAIT after a write of our own, see durable.ts) and give the slots to it in their views.
+   * The source has already deleted its keys: a shortfall is reported, not undone.
+   */
+  private async awaitReplicas(target: SlotEndpoint, slots: readonly number[], gate: {acks: number; replicas: string[]}, waitMs: number): Promise<void> {
+    const lease = await this.pool.lease(target.address)
+    let clean = false
+    try {
+      await waitForReplicas(lease.client, target.address, slots[0], {acks: gate.acks, replicas: gate.replicas, waitMs}).catch((error: Error) => {
+        throw new SlotctlError(`the servers moved the slots to ${target.address}, but ${error.message.replace(/; those keys stay.*$/, '')}`, {code: 'E_REPLICA_ACK', suggestions: ['look at the replicas (INFO replication on the target); if the target fails now, keys its replicas lack are lost']})
+      })
+      clean = true
+    } finally {
+      lease.release(clean)
+    }
+    await awaitReplicaViews(this.pool, target, gate.replicas, slots, waitMs)
   }
 
   private async countKeys(node: SlotEndpoint, slots: readonly number[]): Promise<Map<number, number>> {
