@@ -568,7 +568,7 @@ class DurableRound {
       this.outcome.set(
         move.slot,
         state.slow
-          ? new SlotctlError(`slot ${move.slot}: key ${printableKey(keys[0])} (${size ?? '?'} bytes) could not be copied: ${errorMessage(error)}; the slot is left migrating/importing`, {code: 'E_LARGE_KEY', suggestions: ['raise --timeout for big keys, then resume the run (--resume JOURNAL)']})
+          ? new SlotctlError(`slot ${move.slot}: key ${printableKey(keys[0])} (${size ?? '?'} bytes) could not be moved: ${errorMessage(error)}; the slot is left migrating/importing`, {code: 'E_LARGE_KEY', suggestions: ['raise --timeout for big keys, then resume the run (--resume JOURNAL)']})
           : keyError(move, 'MIGRATE', error),
       )
     }

@@ -3,14 +3,17 @@
  * source/target pair opened, emptied and closed together.
  *
  *   open    target: SETSLOT s IMPORTING source      source: SETSLOT s MIGRATING target
- *   move    MIGRATE ... KEYS (key-mover.ts)
- *   close   1. source: COUNTKEYSINSLOT s = 0 for every slot, and its configEpoch eS
+ *   move    durable (default): WATCH + MIGRATE COPY, WAIT for the target's replicas, then
+ *           DEL in MULTI/EXEC (durable.ts); --durability none: MIGRATE ... KEYS (key-mover.ts)
+ *   close   1. source: COUNTKEYSINSLOT s = 0 for every slot, and its configEpoch eS once
+ *              no other master shares it
  *           2. target: its configEpoch raised above eS (CLUSTER BUMPEPOCH, then re-read)
  *           3. target: SETSLOT s NODE target for every slot (importing cleared and the
  *              slot assigned in one command: no moment with keys in a slot neither owned
  *              nor imported)
  *           4. source and every other master: SETSLOT s NODE target
- *   verify  the target's own view owns every slot, the source's does not
+ *   verify  the target's own view owns every slot, the source's does not; durable moves
+ *           also wait until every replica of the target gives it the slots (replicas.ts)
  *
  * Why no interleaving of cluster-bus messages can hand a closed slot back or drop its keys
  * (checked against redis 7.0 src/cluster.c and valkey 8.0 src/cluster_legacy.c):
@@ -25,20 +28,28 @@
  *   cluster whose views disagree), so the source is the only node any message can claim them
  *   for: its own headers, and UPDATEs that other nodes send naming it. Both carry at most the
  *   source's real configEpoch.
- * - The source's configEpoch does not change while its wave closes: a node's epoch rises
- *   only when it takes slots (its own close as a target, BUMPEPOCH), by a failover in its
- *   shard, or by collision handling, which only moves the node whose id is smaller among two
- *   equal epochs. The executor never lets a node close as a target while it is the source of
- *   another wave in flight (and never runs a node as source and target at once, which also
- *   rules out MIGRATE cycles). A failover of the source's shard during the close is outside
- *   what any client-side protocol controls; the verification after the wave and the final
- *   agreement check report it.
+ * - The source's configEpoch can rise while its wave closes, and a claim it then makes for
+ *   the slots would win at the target: by epoch-collision handling (clusterHandleConfigEpoch
+ *   Collision: of two masters with the same configEpoch, the one with the smaller id takes
+ *   currentEpoch + 1, which after step 2 is above the target's), by BUMPEPOCH sent by someone
+ *   else, or by a failover in its shard (a replica that wins, or a TAKEOVER, claims the slots
+ *   its view gives its master, with a new, highest epoch). Step 1 therefore waits until no
+ *   other master in the source's view shares its configEpoch (bounded; the slots stay open
+ *   otherwise), and takes the epoch read then as eS. The executor never lets a node close as a
+ *   target while it is the source of another wave in flight (and never runs a node as source
+ *   and target at once, which also rules out MIGRATE cycles). What no client-side protocol can
+ *   rule out is a failover or an operator's BUMPEPOCH in the source's shard between step 2
+ *   and step 4: the verification after the wave and the final agreement check report it, and
+ *   README "Known limitations" names it.
  * - Step 2 makes the target's configEpoch greater than eS before the target claims any of
- *   the slots (all still importing there, and a node ignores claims on slots it imports), so
- *   from step 3 on every claim for the source carries an epoch below the target's: the
- *   target keeps the slots, however the pipeline of step 3 is split over event-loop turns
- *   (Valkey >= 8 blocks each SETSLOT until the replicas acknowledge it). The collision rule
- *   cannot lower the target's epoch either: it only ever increments.
+ *   the slots, so from step 3 on a claim for the source carries an epoch below the target's
+ *   and changes nothing there, however the pipeline of step 3 is split over event-loop turns
+ *   (Valkey >= 8 blocks each SETSLOT until the replicas acknowledge it). While the slots are
+ *   still importing, the target's owner for them is the source, and a claim by the source
+ *   with eS is not above the source's own epoch either. (Redis 7.0 skips importing slots in
+ *   clusterUpdateSlotsConfigWith; Valkey rebinds them like any other slot: the argument does
+ *   not rely on either.) The collision rule cannot lower the target's epoch: it only
+ *   increments.
  * - A node holding keys of a slot it neither owns nor imports deletes them when it checks its
  *   data against its config (at start-up; on Valkey 9 also when it wins a failover). Step 3
  *   never creates that state: each slot leaves "importing" and becomes "owned" in one command,
@@ -47,16 +58,19 @@
  *   two, or a target restarted between them, deleted the slot's keys.)
  * - Nothing is deleted at the source: step 1 counted 0 keys in every slot it closes (a
  *   failed or refused count leaves the slot open), and a migrating source cannot gain keys
- *   in the slot (a command for a key it lacks is redirected with ASK to the target). Step 4
- *   at the source would be refused by the server itself if a key were left.
+ *   in the slot (a command for a key it lacks is redirected with ASK to the target). That
+ *   count is the only guard: step 4 is no backstop, because the source usually learns the new
+ *   owner from the PONG the target broadcasts in step 3 before step 4 reaches it, and a node
+ *   that loses a slot that way deletes any keys it still has there (dirty slot).
  * - UPDATE messages never advertise slots their owner stopped claiming, and every node
  *   accepts a claim on a slot whose owner no longer claims it; neither can revive the
  *   source's claim.
  */
 import {type NodePool, type Reply, delay, mapLimit, pipelineCalls, spreadCalls} from '../cluster/connection.js'
 import {parseClusterNodes, parseInfo} from '../cluster/topology.js'
-import {SlotctlError, isConnectionLost, nodeFailure} from '../errors.js'
+import {SlotctlError, errorMessage, isConnectionLost, nodeFailure} from '../errors.js'
 import {formatSlots} from '../cluster/slots.js'
+import {readReplicaStates} from './replicas.js'
 
 export interface SlotEndpoint {
   id: string
@@ -96,11 +110,24 @@ async function clusterCalls(pool: NodePool, node: SlotEndpoint, commands: readon
   for (let attempt = 0; attempt < NOREPLICAS_RETRIES; attempt++) {
     const again = replies.flatMap(([error], i) => (error && /NOREPLICAS/.test(error.message) ? [i] : []))
     if (again.length === 0) break
+    // Sent again only while every replica is attached and keeping up: a primary that dropped a
+    // hung replica would then apply it without that replica, which could later be promoted
+    // without knowing it (and, on Valkey, delete the keys of a slot it does not own).
+    await refuseUnprotectedRetry(pool, node, again.length)
     await delay(100 * (attempt + 1))
     const retried = await spreadCalls(pool, node.address, again.map((i) => ['CLUSTER', ...commands[i]]), lanes)
     for (const [j, i] of again.entries()) replies[i] = retried[j]
   }
   return replies
+}
+
+async function refuseUnprotectedRetry(pool: NodePool, node: SlotEndpoint, count: number): Promise<void> {
+  const sick = (await readReplicaStates(pool, node).catch((error: unknown) => [{address: node.address, problem: `replicas unreadable: ${errorMessage(error)}`}])).filter((state) => state.problem)
+  if (sick.length === 0) return
+  throw new SlotctlError(`${node.address} answered NOREPLICAS for ${count} SETSLOT(s): its replica(s) ${sick.map((state) => `${state.address} (${state.problem})`).join(', ')} did not acknowledge; the slot(s) are left as they are (open slots stay open and journaled)`, {
+    code: 'E_REPLICAS',
+    suggestions: ['bring the replica back (or remove it with del-node), then resume the run (--resume JOURNAL) or let fix finish it'],
+  })
 }
 
 function throwFirst(replies: Reply[], slots: readonly number[], node: SlotEndpoint, what: string, tolerate?: RegExp): void {
@@ -143,6 +170,29 @@ async function readSource(pool: NodePool, source: SlotEndpoint, slots: readonly 
   if (infoError) throw protocolError(source, 'CLUSTER INFO', infoError, slots[0])
   const counts = new Map(slots.map((slot, i): [number, Error | number] => [slot, replies[i][0] ?? Number(replies[i][1])]))
   return {counts, epoch: Number(parseInfo(String(info)).cluster_my_epoch)}
+}
+
+/** How long an epoch collision at the source may take to resolve (one ping exchange, normally). */
+const COLLISION_WAIT_MS = 10_000
+
+/**
+ * The source's configEpoch once no other master in its view shares it (see the header: a
+ * collision would raise it above the target's in the middle of the close).
+ */
+async function uniqueSourceEpoch(pool: NodePool, source: SlotEndpoint, epoch: number): Promise<number> {
+  const deadline = Date.now() + COLLISION_WAIT_MS
+  for (;;) {
+    const [[error, text]] = await pipelineCalls(pool, source.address, [['CLUSTER', 'NODES']])
+    if (error) throw protocolError(source, 'CLUSTER NODES', error, -1)
+    const view = parseClusterNodes(String(text))
+    const mine = view.find((node) => node.myself)?.configEpoch ?? epoch
+    const twin = view.find((node) => !node.myself && node.role === 'master' && node.configEpoch === mine)
+    if (!twin) return mine
+    if (Date.now() >= deadline) {
+      throw new SlotctlError(`the source ${source.address} shares its config epoch ${mine} with ${twin.address || twin.id} after ${COLLISION_WAIT_MS / 1000} s; its slots stay migrating/importing`, {code: 'E_MIGRATION'})
+    }
+    await delay(100)
+  }
 }
 
 async function readEpochs(pool: NodePool, node: SlotEndpoint): Promise<{current: number; mine: number}> {
@@ -242,6 +292,7 @@ export async function closeSlots(pool: NodePool, moves: readonly SlotMoveTarget[
   if (moves.length === 0) return outcome
   const {source, target} = moves[0]
   const state = await readSource(pool, source, moves.map((move) => move.slot))
+  state.epoch = await uniqueSourceEpoch(pool, source, state.epoch)
   const empty: number[] = []
   for (const [slot, count] of state.counts) {
     if (count === 0) empty.push(slot)
