@@ -8,6 +8,11 @@
  *   - the raw ceiling: MIGRATE of 250k keys of one slot in batches of 10000, no tool at all.
  * Prints ratios and appends a dated line to bench/RESULTS.md.
  *
+ * slotctl runs twice: with its default, durable moves (a key leaves its source once the
+ * target's replicas acknowledged it), and with --durability none (plain MIGRATE).
+ * BENCH_REPLICAS=1 gives every master one replica (3+3 → 4+4); without it there are none, so
+ * the durable default has nothing to wait for.
+ *
  * Run with `npm run bench -- rebalance` (builds first), or `node bench/rebalance.bench.js`
  * after `npm run build`. BENCH_REBALANCE_KEYS overrides the key count for a quick try;
  * BENCH_ONLY=slotctl runs slotctl alone and records nothing (for tuning); BENCH_PROFILE=1
@@ -16,7 +21,7 @@
  */
 import {existsSync, readFileSync} from 'node:fs'
 import {appendFile, mkdtemp, rm} from 'node:fs/promises'
-import {cpus, tmpdir} from 'node:os'
+import {cpus, loadavg, tmpdir} from 'node:os'
 import path from 'node:path'
 import {fileURLToPath} from 'node:url'
 
@@ -31,6 +36,7 @@ const VALUE = 'v'.repeat(64)
 const LOAD_BATCH = 10_000
 const RAW_BATCH = 10_000
 const TIME_BIN = '/usr/bin/time'
+const REPLICAS = process.env.BENCH_REPLICAS === '1' ? 1 : 0
 
 const lib = async (name) => import(path.join(root, 'dist', 'lib', `${name}.js`))
 
@@ -40,25 +46,34 @@ function slotctlBin() {
   return path.join(root, 'bin', 'run.js')
 }
 
-/** 3 formed masters plus one empty master that has joined and sees cluster_state:ok. */
+/**
+ * 3 formed masters plus one empty master that has joined and sees cluster_state:ok; with
+ * BENCH_REPLICAS=1 each of the four has a replica whose link is up.
+ */
 async function freshCluster(dir, label) {
   const {findFreePorts, startServer} = await lib('local/servers')
-  const {applyCreatePlan, waitForAgreement, waitForClusterOk} = await lib('nodes/create')
+  const {applyCreatePlan, waitForAgreement, waitForClusterOk, waitForReplication} = await lib('nodes/create')
   const {planCreate} = await lib('plan/create')
   const {NodePool} = await lib('cluster/connection')
-  const ports = await findFreePorts(4, '127.0.0.1')
+  const ports = await findFreePorts(4 * (1 + REPLICAS), '127.0.0.1')
   const servers = await Promise.all(ports.map((port) => startServer({dir: path.join(dir, `${label}-${port}`), host: '127.0.0.1', nodeTimeoutMs: 15_000, port})))
   const pool = new NodePool()
   try {
-    const masters = servers.slice(0, 3)
-    const ids = await applyCreatePlan(pool, planCreate(masters.map((s) => ({address: s.address, host: s.host})), 0), {waitTimeoutMs: 60_000})
-    const extra = servers[3]
-    await (await pool.client(extra.address)).call('CLUSTER', 'MEET', '127.0.0.1', masters[0].port)
+    const formed = servers.slice(0, 3 * (1 + REPLICAS))
+    const ids = await applyCreatePlan(pool, planCreate(formed.map((s) => ({address: s.address, host: s.host})), REPLICAS), {waitTimeoutMs: 60_000})
+    const [extra, extraReplica] = servers.slice(formed.length)
+    for (const joining of [extra, extraReplica].filter(Boolean)) await (await pool.client(joining.address)).call('CLUSTER', 'MEET', '127.0.0.1', formed[0].port)
     const all = servers.map((s) => s.address)
     await waitForAgreement(pool, all, 60_000)
-    await waitForClusterOk(pool, all, 60_000)
     const newId = String(await (await pool.client(extra.address)).call('CLUSTER', 'MYID'))
-    return {masterIds: masters.map((s) => ids.get(s.address)), newAddress: extra.address, newId, seed: masters[0].address, servers}
+    if (extraReplica) {
+      await (await pool.client(extraReplica.address)).call('CLUSTER', 'REPLICATE', newId)
+      await waitForAgreement(pool, all, 60_000)
+      await waitForReplication(pool, [{address: extraReplica.address, masterId: newId}], all, 60_000)
+    }
+    await waitForClusterOk(pool, all, 60_000)
+    const owners = slotOwners(String(await (await pool.client(formed[0].address)).call('CLUSTER', 'NODES')))
+    return {masterAddresses: owners.map((node) => node.address), masterIds: owners.map((node) => node.id), newAddress: extra.address, newId, seed: owners[0].address, servers}
   } finally {
     await pool.closeAll()
   }
@@ -86,7 +101,7 @@ async function withCluster(dir, label, run) {
   let cluster
   try {
     cluster = await freshCluster(dir, label)
-    await loadKeysByOwner(cluster.servers.slice(0, 3).map((s) => `${s.host}:${s.port}`), KEYS, VALUE, LOAD_BATCH)
+    await loadKeysByOwner(cluster.masterAddresses, KEYS, VALUE, LOAD_BATCH)
     const result = await run(cluster)
     const after = await totalKeys(cluster.servers)
     if (after !== KEYS) throw new Error(`${label}: ${after} keys after the run, expected ${KEYS}`)
@@ -94,6 +109,16 @@ async function withCluster(dir, label, run) {
   } finally {
     await stopCluster(cluster)
   }
+}
+
+/** The masters that own slots, from CLUSTER NODES (with replicas, planCreate deals the roles). */
+function slotOwners(text) {
+  return text
+    .trim()
+    .split('\n')
+    .map((line) => line.split(' '))
+    .filter((fields) => fields[2].includes('master') && fields.length > 8)
+    .map((fields) => ({address: fields[1].split('@')[0], id: fields[0]}))
 }
 
 /** MIGRATE of KEYS/4 keys of one slot, batches of RAW_BATCH: what the wire and servers allow. */
@@ -113,7 +138,7 @@ async function rawCeiling(dir) {
     }
     const sourceServer = await ownerServer(cluster, slot)
     const source = connect(sourceServer)
-    const target = connect(cluster.servers[3])
+    const target = connect(cluster.servers.find((server) => server.address === cluster.newAddress))
     for (let first = 0; first < count; first += LOAD_BATCH) {
       const pipeline = source.pipeline()
       for (let i = first; i < Math.min(count, first + LOAD_BATCH); i++) pipeline.set(`${tag}:${i}`, VALUE)
@@ -127,7 +152,7 @@ async function rawCeiling(dir) {
     for (;;) {
       const keys = await source.call('CLUSTER', 'GETKEYSINSLOT', slot, RAW_BATCH)
       if (keys.length === 0) break
-      await source.call('MIGRATE', '127.0.0.1', cluster.servers[3].port, '', 0, 60_000, 'KEYS', ...keys)
+      await source.call('MIGRATE', '127.0.0.1', Number(cluster.newAddress.split(':')[1]), '', 0, 60_000, 'KEYS', ...keys)
       moved += keys.length
     }
     const ms = Number(process.hrtime.bigint() - started) / 1e6
@@ -164,10 +189,10 @@ function cpuSeconds(pid) {
   }
 }
 
-async function runSlotctl(bin, cluster) {
+async function runSlotctl(bin, cluster, extra = []) {
   const profile = process.env.BENCH_CPU_PROF ? ['--cpu-prof', `--cpu-prof-dir=${process.env.BENCH_CPU_PROF}`] : []
   const before = cluster.servers.map((server) => cpuSeconds(server.pid))
-  const run = await timed(process.execPath, [...profile, bin, 'rebalance', cluster.seed, '--use-empty-masters', '--yes', '--json'], {measureRss: true})
+  const run = await timed(process.execPath, [...profile, bin, 'rebalance', cluster.seed, '--use-empty-masters', '--yes', '--json', ...extra], {measureRss: true})
   if (process.env.BENCH_PROFILE) {
     console.log(`slotctl CPU: ${/CPU_USER=\S+ CPU_SYS=\S+/.exec(run.stderr)?.[0] ?? '?'}`)
     console.log(`redis-server CPU s: ${cluster.servers.map((server, i) => (cpuSeconds(server.pid) - before[i]).toFixed(2)).join(' ')}`)
@@ -184,7 +209,11 @@ export default async function benchRebalance() {
     // slotctl's own measure of the moving phase, without process start-up and planning
     const movingMs = JSON.parse(slotctl.stdout).elapsedMs ?? Number.NaN
     console.log(`slotctl rebalance: ${(slotctl.ms / 1000).toFixed(2)} s (moving ${(movingMs / 1000).toFixed(2)} s), peak RSS ${slotctl.peakRssMb?.toFixed(0) ?? '?'} MB`)
+    const held = JSON.parse(slotctl.stdout).heldBy?.map((entry) => entry.replicas).join('/') ?? '-'
     if (process.env.BENCH_ONLY === 'slotctl') return {slotctlMovingMs: movingMs, slotctlMs: slotctl.ms}
+    const plain = await withCluster(dir, 'slotctl-plain', (c) => runSlotctl(bin, c, ['--durability', 'none']))
+    const plainMovingMs = JSON.parse(plain.stdout).elapsedMs ?? Number.NaN
+    console.log(`slotctl rebalance --durability none: ${(plain.ms / 1000).toFixed(2)} s (moving ${(plainMovingMs / 1000).toFixed(2)} s)`)
     const cliRebalance = await withCluster(dir, 'cli-rebalance', (c) => timed('redis-cli', ['--cluster', 'rebalance', c.seed, '--cluster-use-empty-masters', '--cluster-yes']))
     console.log(`redis-cli rebalance (pipeline 10): ${(cliRebalance.ms / 1000).toFixed(2)} s`)
     const cliReshard = await withCluster(dir, 'cli-reshard', (c) =>
@@ -210,11 +239,14 @@ export default async function benchRebalance() {
       slotctlMs: slotctl.ms,
       vsRedisCliDefault: cliRebalance.ms / slotctl.ms,
       vsRedisCliPipeline1000: cliReshard.ms / slotctl.ms,
+      plainMs: plain.ms,
+      durableCost: slotctl.ms / plain.ms,
     }
     const version = (await execa('redis-server', ['--version'], {reject: false})).stdout.match(/v=(\S+)/)?.[1] ?? '?'
     const line =
-      `- ${new Date().toISOString()} rebalance 3→4 masters, ${KEYS} keys × 64 B (${movedKeys} keys, 4096 slots move), ${machine()}, redis ${version}: ` +
-      `slotctl ${(slotctl.ms / 1000).toFixed(2)} s wall, ${(movingMs / 1000).toFixed(2)} s moving (${Math.round(slotctlRate)} keys/s over the wall time, peak RSS ${slotctl.peakRssMb?.toFixed(0) ?? '?'} MB); ` +
+      `- ${new Date().toISOString()} rebalance ${REPLICAS ? '3+3→4+4' : '3→4 masters'}, ${KEYS} keys × 64 B (${movedKeys} keys, 4096 slots move), ${machine()}, redis ${version}, load ${loadavg()[0].toFixed(1)}: ` +
+      `slotctl (durable default, held by target + ${held} replica(s)) ${(slotctl.ms / 1000).toFixed(2)} s wall, ${(movingMs / 1000).toFixed(2)} s moving (${Math.round(slotctlRate)} keys/s over the wall time, peak RSS ${slotctl.peakRssMb?.toFixed(0) ?? '?'} MB); ` +
+      `slotctl --durability none ${(plain.ms / 1000).toFixed(2)} s wall (durable costs ${result.durableCost.toFixed(2)}x); ` +
       `redis-cli rebalance ${(cliRebalance.ms / 1000).toFixed(2)} s → ${result.vsRedisCliDefault.toFixed(2)}x; ` +
       `redis-cli reshard --cluster-pipeline 1000 ${(cliReshard.ms / 1000).toFixed(2)} s → ${result.vsRedisCliPipeline1000.toFixed(2)}x; ` +
       `raw MIGRATE ceiling ${Math.round(raw.keysPerSec)} keys/s → slotctl at ${(result.ceilingShare * 100).toFixed(0)}% of it over the wall time, ${(result.movingCeilingShare * 100).toFixed(0)}% over its moving phase ` +
