@@ -1,9 +1,9 @@
 /**
- * A recording writer for fault tests: writes unique values to its own keys, through plain
- * connections that follow ASK/MOVED by hand, and records only the writes a client may count
- * on. A write the source acknowledged counts (the source is never killed by these tests); a
- * write another node acknowledged counts only with a WAIT confirmation from one replica, the
- * usual meaning of an acknowledged write under Redis's asynchronous replication.
+ * A recording writer for fault tests: writes unique, increasing values to its own keys,
+ * through plain connections that follow ASK/MOVED by hand, and records only the writes a
+ * client may count on: those a master acknowledged together with a WAIT confirmation from
+ * one of its replicas (the usual meaning of an acknowledged write under Redis's asynchronous
+ * replication: without it, a master's last writes die with it whatever a tool does).
  */
 import {Redis} from 'ioredis'
 
@@ -21,32 +21,40 @@ function connect(address: string, password?: string): Redis {
   return client
 }
 
-/** Follows one redirection; true when the write counts as acknowledged. */
+/** Follows up to three redirections (MOVED to the owner, then ASK to an importing target); true when the write counts as acknowledged. */
 async function writeOnce(clients: Map<string, Redis>, home: string, key: string, value: string, password?: string): Promise<boolean> {
-  const client = clients.get(home) ?? connect(home, password)
-  clients.set(home, client)
-  try {
-    await client.set(key, value)
-    return true
-  } catch (error) {
-    const redirect = /^(ASK|MOVED) \d+ (\S+)/.exec((error as Error).message)
-    if (!redirect) return false
-    const other = clients.get(redirect[2]) ?? connect(redirect[2], password)
-    clients.set(redirect[2], other)
-    const pipeline = other.pipeline()
-    if (redirect[1] === 'ASK') pipeline.call('ASKING')
-    const replies = (await pipeline.set(key, value).call('WAIT', 1, 200).exec().catch(() => null)) ?? []
-    const [setError] = replies.at(-2) ?? [new Error('no reply')]
-    const [, acked] = replies.at(-1) ?? [null, 0]
-    return !setError && Number(acked) >= 1
+  let address = home
+  let asking = false
+  for (let hop = 0; hop < 4; hop++) {
+    const reply = await confirmedSet(clients, address, key, value, asking, password)
+    const redirect = typeof reply === 'string' ? /^(ASK|MOVED) \d+ (\S+)/.exec(reply) : null
+    if (!redirect) return reply === true
+    address = redirect[2]
+    asking = redirect[1] === 'ASK'
   }
+  return false
+}
+
+/** SET then WAIT 1 on one node: true when a replica confirmed it, else the error text (or false). */
+async function confirmedSet(clients: Map<string, Redis>, address: string, key: string, value: string, asking: boolean, password?: string): Promise<boolean | string> {
+  const client = clients.get(address) ?? connect(address, password)
+  clients.set(address, client)
+  const pipeline = client.pipeline()
+  if (asking) pipeline.call('ASKING')
+  const replies = (await pipeline.set(key, value).call('WAIT', 1, 200).exec().catch(() => null)) ?? []
+  const [setError] = replies.at(-2) ?? [new Error('no reply')]
+  if (setError) return setError.message
+  const [, acked] = replies.at(-1) ?? [null, 0]
+  return Number(acked) >= 1
 }
 
 /**
- * Writes `keys` (names the caller chose, e.g. in the slots that move) one after another
- * through `home` (the source master), until stopped or `maxWrites`/`maxMs` run out.
+ * Writes `keys` (names the caller chose, e.g. in the slots that move) one after another,
+ * entering through the nodes of `homes` in turn (a dead one only fails its own writes),
+ * until stopped or `maxWrites`/`maxMs` run out.
  */
-export function startRecordingWriter(home: string, keys: readonly string[], options: {password?: string; maxWrites?: number; maxMs?: number} = {}): RecordingWriter {
+export function startRecordingWriter(homes: string | readonly string[], keys: readonly string[], options: {password?: string; maxWrites?: number; maxMs?: number} = {}): RecordingWriter {
+  const entries = typeof homes === 'string' ? [homes] : homes
   const clients = new Map<string, Redis>()
   const state: RecordingWriter = {acknowledged: new Map(), stop: async () => {}, writes: 0}
   let stopped = false
@@ -55,7 +63,7 @@ export function startRecordingWriter(home: string, keys: readonly string[], opti
     for (let n = 0; !stopped && n < (options.maxWrites ?? 1_000_000) && Date.now() < deadline; n++) {
       const key = keys[n % keys.length]
       const value = `v${n}`
-      if (await writeOnce(clients, home, key, value, options.password)) state.acknowledged.set(key, value)
+      if (await writeOnce(clients, entries[n % entries.length], key, value, options.password)) state.acknowledged.set(key, value)
       state.writes++
     }
   })()

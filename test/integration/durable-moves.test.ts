@@ -7,7 +7,6 @@
  * slotctl's own hints are followed. Every key and value, and every write a client saw
  * acknowledged, must be there afterwards; and the run never exits 0 unprotected.
  */
-import {randomBytes} from 'node:crypto'
 import {mkdtemp, rm} from 'node:fs/promises'
 import {tmpdir} from 'node:os'
 import path from 'node:path'
@@ -15,90 +14,12 @@ import path from 'node:path'
 import {expect} from 'chai'
 
 import type {MigrationResult} from '../../src/lib/cli/migration-command.js'
-import {delay} from '../../src/lib/cluster/connection.js'
 import {parseClusterNodes, parseInfo} from '../../src/lib/cluster/topology.js'
 import {tagForSlot} from '../../src/lib/migrate/durable.js'
 import {TestCluster, isValkeyAtLeast} from '../helpers/cluster-harness.js'
 import {runCli, runCliJson, spawnCli, waitForJournalLines} from '../helpers/cli.js'
-import {type RecordingWriter, startRecordingWriter} from '../helpers/writer.js'
-
-const KEYS = 3000
-const SLOTS = 1024
-
-interface Layout {
-  source: string
-  sourceId: string
-  target: string
-  targetId: string
-  replica: string
-}
-
-async function layout(cluster: TestCluster): Promise<Layout> {
-  const nodes = parseClusterNodes(String(await cluster.client().call('CLUSTER', 'NODES')))
-  const source = nodes.find((node) => node.role === 'master' && node.slots.some(([start]) => start === 0))
-  const target = nodes.find((node) => node.role === 'master' && node !== source)
-  const replica = nodes.find((node) => node.masterId === target?.id)
-  if (!source || !target || !replica) throw new Error('unexpected layout')
-  return {replica: replica.address, source: source.address, sourceId: source.id, target: target.address, targetId: target.id}
-}
-
-/** 3000 keys of 2 KB, spread over slots 0-1023 (each named into its slot with a hash tag). */
-async function writeKeys(cluster: TestCluster): Promise<Map<string, Buffer>> {
-  const client = cluster.clusterClient()
-  const expected = new Map<string, Buffer>()
-  for (let start = 0; start < KEYS; start += 500) {
-    const writes: Array<Promise<unknown>> = []
-    for (let i = start; i < start + 500; i++) {
-      const key = `k:${i}:{${tagForSlot(i % SLOTS)}}`
-      const value = randomBytes(2048)
-      expected.set(key, value)
-      writes.push(client.set(key, value))
-    }
-    await Promise.all(writes)
-  }
-  return expected
-}
-
-/** Every key with its value, read from whichever master serves it now. */
-async function expectAllKeys(cluster: TestCluster, expected: Map<string, Buffer>): Promise<void> {
-  const client = cluster.clusterClient()
-  const keys = [...expected.keys()]
-  const missing: string[] = []
-  const changed: string[] = []
-  for (let start = 0; start < keys.length; start += 200) {
-    const batch = keys.slice(start, start + 200)
-    const values = await Promise.all(batch.map((key) => client.getBuffer(key)))
-    for (const [i, key] of batch.entries()) {
-      if (values[i] === null) missing.push(key)
-      else if (!values[i]?.equals(expected.get(key) as Buffer)) changed.push(key)
-    }
-  }
-  expect({changed: changed.length, missing: missing.length, sample: missing.slice(0, 3)}).to.deep.equal({changed: 0, missing: 0, sample: []})
-}
-
-/** Every acknowledged write is there with its value or a later one of the same writer. */
-async function expectAcknowledgedWrites(cluster: TestCluster, writer: RecordingWriter): Promise<void> {
-  const client = cluster.clusterClient()
-  const lost: string[] = []
-  for (const [key, value] of writer.acknowledged) {
-    const now = await client.get(key)
-    if (now === null || Number(now.slice(1)) < Number(value.slice(1))) lost.push(`${key}: ${value} → ${now}`)
-  }
-  expect(writer.acknowledged.size, 'the writer saw writes acknowledged').to.be.greaterThan(0)
-  expect(lost, `${lost.length} of ${writer.acknowledged.size} acknowledged writes lost`).to.deep.equal([])
-}
-
-async function waitUntil(what: string, check: () => Promise<boolean>, timeoutMs = 60_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs
-  while (!(await check().catch(() => false))) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`)
-    await delay(200)
-  }
-}
-
-async function isMaster(cluster: TestCluster, address: string): Promise<boolean> {
-  return parseInfo(String(await cluster.client(address).info('replication'))).role === 'master'
-}
+import {KEYS, type Layout, SLOTS, expectAcknowledgedWrites, expectAllKeys, isMaster, layout, waitUntil, writeKeys} from '../helpers/moves.js'
+import {startRecordingWriter} from '../helpers/writer.js'
 
 /** kill -9 of the target, the stalled replica resumed and promoted, then slotctl's fix as its hints say. */
 async function killTargetAndRepair(cluster: TestCluster, nodes: Layout): Promise<void> {

@@ -179,11 +179,11 @@ const COLLISION_WAIT_MS = 10_000
  * The source's configEpoch once no other master in its view shares it (see the header: a
  * collision would raise it above the target's in the middle of the close).
  */
-async function uniqueSourceEpoch(pool: NodePool, source: SlotEndpoint, epoch: number): Promise<number> {
+async function uniqueSourceEpoch(pool: NodePool, source: SlotEndpoint, epoch: number, slots: readonly number[]): Promise<number> {
   const deadline = Date.now() + COLLISION_WAIT_MS
   for (;;) {
     const [[error, text]] = await pipelineCalls(pool, source.address, [['CLUSTER', 'NODES']])
-    if (error) throw protocolError(source, 'CLUSTER NODES', error, -1)
+    if (error) throw protocolError(source, 'CLUSTER NODES', error, slots[0])
     const view = parseClusterNodes(String(text))
     const mine = view.find((node) => node.myself)?.configEpoch ?? epoch
     const twin = view.find((node) => !node.myself && node.role === 'master' && node.configEpoch === mine)
@@ -292,7 +292,7 @@ export async function closeSlots(pool: NodePool, moves: readonly SlotMoveTarget[
   if (moves.length === 0) return outcome
   const {source, target} = moves[0]
   const state = await readSource(pool, source, moves.map((move) => move.slot))
-  state.epoch = await uniqueSourceEpoch(pool, source, state.epoch)
+  state.epoch = await uniqueSourceEpoch(pool, source, state.epoch, moves.map((move) => move.slot))
   const empty: number[] = []
   for (const [slot, count] of state.counts) {
     if (count === 0) empty.push(slot)
