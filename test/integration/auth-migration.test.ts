@@ -34,7 +34,7 @@ describe('migration on a password-protected cluster', () => {
 
   it('reshard moves every key with MIGRATE ... AUTH, and the password appears in no SLOWLOG entry', async () => {
     const [target] = await masters()
-    // MIGRATE is what this is about: on Valkey >= 9 the default would be atomic slot migration
+    // MIGRATE is what this is about: --legacy-migrate keeps it so whatever --durability says
     const {exitCode, json, stderr} = await runCliJson<MigrationResult>(['reshard', cluster.seed, '--from', 'all', '--to', target.id, '--slots', '2000', '--yes', '--legacy-migrate', '--journal', `${cluster.dir}/auth.jsonl`], withPassword)
     expect(exitCode, stderr).to.equal(0)
     expect(json.keysMoved).to.be.greaterThan(500)

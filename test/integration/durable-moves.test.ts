@@ -87,23 +87,39 @@ describe('durable moves: a key leaves its source only when the target\'s replica
     await expectAllKeys(cluster, expected)
   })
 
-  for (const protocol of ['legacy', 'atomic'] as const) {
-    it(`the replica stalls once slots are importing (${protocol}), a writer writes throughout, then the target dies: no key and no acknowledged write is lost, and the run exits non-zero`, async function () {
-      if (protocol === 'atomic' && !isValkeyAtLeast(9)) this.skip()
-      const writerKeys = Array.from({length: 400}, (_, i) => `w:${i}:{${tagForSlot((i * 7) % SLOTS)}}`)
-      const writer = startRecordingWriter(nodes.source, writerKeys, {maxMs: 120_000})
-      const journal = path.join(dir, `stall-${protocol}-${Date.now()}.journal`)
-      const throttle = protocol === 'legacy' ? ['--legacy-migrate', '--max-keys-per-sec', '1500'] : []
-      const run = spawnCli(['reshard', nodes.source, '--from', nodes.sourceId, '--to', nodes.targetId, '--slot-range', `0-${SLOTS - 1}`, '--yes', '--journal', journal, '--replica-wait', '3s', ...throttle])
-      if (protocol === 'legacy') await waitForJournalLines(journal, 3)
-      else await waitUntil('the atomic job to start', async () => String(await cluster.client(nodes.source).call('CLUSTER', 'GETSLOTMIGRATIONS')).length > 0, 30_000).catch(() => undefined)
-      process.kill(cluster.server(nodes.replica).pid, 'SIGSTOP')
-      const result = await run
-      expect(result.exitCode, `${result.stdout}\n${result.stderr}`).to.not.equal(0)
-      await killTargetAndRepair(cluster, nodes)
-      await writer.stop()
-      await expectAllKeys(cluster, expected)
-      await expectAcknowledgedWrites(cluster, writer)
-    })
-  }
+  it('the replica stalls once slots are importing, a writer writes throughout, then the target dies: no key and no acknowledged write is lost, and the run exits non-zero', async () => {
+    const writerKeys = Array.from({length: 400}, (_, i) => `w:${i}:{${tagForSlot((i * 7) % SLOTS)}}`)
+    const writer = startRecordingWriter(cluster.addresses, writerKeys, {maxMs: 120_000})
+    const journal = path.join(dir, `stall-${Date.now()}.journal`)
+    const run = spawnCli(['reshard', nodes.source, '--from', nodes.sourceId, '--to', nodes.targetId, '--slot-range', `0-${SLOTS - 1}`, '--yes', '--journal', journal, '--replica-wait', '3s', '--legacy-migrate', '--max-keys-per-sec', '1500'])
+    await waitForJournalLines(journal, 3)
+    process.kill(cluster.server(nodes.replica).pid, 'SIGSTOP')
+    const result = await run
+    expect(result.exitCode, `${result.stdout}\n${result.stderr}`).to.equal(1)
+    expect(result.stderr).to.match(/replica/)
+    await killTargetAndRepair(cluster, nodes)
+    await writer.stop()
+    await expectAllKeys(cluster, expected)
+    await expectAcknowledgedWrites(cluster, writer)
+  })
+
+  it('Valkey 9, --durability server (atomic migration): a stalled replica is reported, never a success', async function () {
+    if (!isValkeyAtLeast(9)) this.skip()
+    const run = spawnCli(['reshard', nodes.source, '--from', nodes.sourceId, '--to', nodes.targetId, '--slot-range', `0-${SLOTS - 1}`, '--yes', '--replica-wait', '2s', '--durability', 'server'])
+    await waitUntil('the atomic job to start', async () => String(await cluster.client(nodes.source).call('CLUSTER', 'GETSLOTMIGRATIONS')).length > 0, 30_000).catch(() => undefined)
+    process.kill(cluster.server(nodes.replica).pid, 'SIGSTOP')
+    const result = await run
+    expect(result.exitCode, `${result.stdout}\n${result.stderr}`).to.equal(1)
+    expect(result.stderr).to.match(/replica/)
+    expect(result.stderr).not.to.match(/at .*\.js:\d+/)
+  })
+
+  it('the default on Valkey 9 does not migrate atomically (its handoff does not wait for replicas), and says so', async function () {
+    if (!isValkeyAtLeast(9)) this.skip()
+    const run = await runCliJson<MigrationResult>(['reshard', nodes.source, '--from', nodes.sourceId, '--to', nodes.targetId, '--slot-range', '0-99', '--yes'])
+    expect(run.exitCode, run.stderr).to.equal(0)
+    expect(run.stderr).to.match(/atomic slot migration is not used/)
+    expect(run.stderr).to.match(/moving with MIGRATE/)
+    expect(run.json.heldBy).to.deep.equal([{replicas: 1, target: nodes.target}])
+  })
 })

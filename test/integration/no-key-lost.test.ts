@@ -64,7 +64,7 @@ describe('no key is ever lost (real servers)', () => {
         await cluster.client(source.address).call('CLUSTER', 'BUMPEPOCH')
         expect(await configEpoch(cluster, source.address)).to.be.greaterThan(await configEpoch(cluster, target.address))
         const {exitCode, json, stderr} = await runCliJson<MigrationResult>([
-          // the SETSLOT protocol on every server (Valkey 9 would otherwise migrate atomically)
+          // the SETSLOT protocol on every server, whatever --durability says
           'reshard', cluster.seed, '--from', source.id, '--to', target.id, '--slots', '4096', '--legacy-migrate', '--yes', '--journal', path.join(dir, `race-${round}.jsonl`),
         ])
         expect(exitCode, stderr).to.equal(0)

@@ -194,7 +194,7 @@ describe('reshard and apply: the migration engine on a real cluster', () => {
       await t.call('CLUSTER', 'SETSLOT', slot, 'STABLE')
     }
     await plantAtTarget('the value', target, source)
-    // BUSYKEY is the MIGRATE protocol's business: Valkey 9 would otherwise migrate atomically
+    // BUSYKEY is the MIGRATE protocol's business: --legacy-migrate keeps it so whatever --durability says
     const equal = await runCliJson<MigrationResult>(['reshard', cluster.seed, '--to', target.id, '--slot-range', String(slot), '--legacy-migrate', '--yes', '--journal', path.join(dir, 'busy1.jsonl')])
     expect(equal.exitCode, equal.stderr).to.equal(0)
     expect(await writer.get(key)).to.equal('the value')

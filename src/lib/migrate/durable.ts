@@ -3,10 +3,11 @@
  * target must have (see replicas.ts) hold it. Per round of batches (keys of one or more
  * slots of one source/target pair), on connections of its own:
  *
- *   1. source: WATCH the listed keys, then MIGRATE ... COPY of the same keys
+ *   1. source: WATCH the listed keys, then MIGRATE ... COPY of the same keys (a slot's
+ *      batch per connection: a cluster transaction may not span slots)
  *   2. target: a write of our own (ASKING MULTI SET+DEL EXEC on a key of one of the slots),
- *      then WAIT acks timeout
- *   3. source: MULTI, DEL the keys, EXEC
+ *      then WAIT acks timeout, once for the whole round
+ *   3. source: MULTI, DEL the keys, EXEC, on each batch's connection
  *
  * Why no acknowledged write is lost (redis 7.0 src/cluster.c, src/multi.c, src/replication.c;
  * valkey 8.0 src/cluster_legacy.c, src/cluster.c, the same code paths):
@@ -115,51 +116,48 @@ export interface RoundOutcome {
   deleted: Map<number, number>
   /** slots whose batch MIGRATE refused, with the error: nothing of theirs was deleted */
   failed: Map<number, Error>
-  /** a key changed (or vanished) between the copy and the delete: nothing was deleted */
-  aborted: boolean
+  /** slots a client's write (or a vanished key) interrupted between copy and delete: nothing of theirs was deleted */
+  aborted: Set<number>
   /** replicas that acknowledged the round */
   acked: number
 }
 
+type Replies = Array<[Error | null, unknown]>
+
 /**
- * One round (steps 1-3 of the header) for `groups`, on `source` and `target` connections no
- * one else uses (WATCH and MULTI are per connection). `migrateArgs`: MIGRATE's arguments up
- * to COPY (host port "" 0 timeout [AUTH ...]).
+ * One round (steps 1-3 of the header) for `groups`, each group (one slot) on a source
+ * connection of its own, `sources[i]` for `groups[i]`: WATCH and MULTI are per connection,
+ * EXEC drops every WATCH of its connection, and a cluster transaction may not span slots.
+ * The copies of every group are covered by one WAIT. No one else may use these connections.
+ * `migrateArgs`: MIGRATE's arguments up to COPY (host port "" 0 timeout [AUTH ...]).
  */
-export async function copyWaitDelete(source: Redis, target: Redis, targetAddress: string, migrateArgs: ReadonlyArray<number | string>, groups: readonly CopyGroup[], durability: Durability): Promise<RoundOutcome> {
-  const outcome: RoundOutcome = {aborted: false, acked: 0, deleted: new Map(), failed: new Map()}
-  const copying = source.pipeline()
-  for (const group of groups) copying.callBuffer('WATCH', ...group.keys)
-  for (const group of groups) copying.callBuffer('MIGRATE', ...migrateArgs, 'COPY', ...(group.replace ? ['REPLACE'] : []), 'KEYS', ...group.keys)
-  const replies = (await copying.exec()) ?? []
-  const deletable: CopyGroup[] = []
+export async function copyWaitDelete(sources: readonly Redis[], target: Redis, targetAddress: string, migrateArgs: ReadonlyArray<number | string>, groups: readonly CopyGroup[], durability: Durability): Promise<RoundOutcome> {
+  const outcome: RoundOutcome = {aborted: new Set(), acked: 0, deleted: new Map(), failed: new Map()}
+  const copied = await Promise.all(groups.map(async (group, i) => ((await sources[i].pipeline().callBuffer('WATCH', ...group.keys).callBuffer('MIGRATE', ...migrateArgs, 'COPY', ...(group.replace ? ['REPLACE'] : []), 'KEYS', ...group.keys).exec()) ?? []) as Replies))
+  const deletable: number[] = []
   for (const [i, group] of groups.entries()) {
-    const [watchError] = replies[i] ?? [new Error('no reply')]
-    const [migrateError, migrated] = replies[groups.length + i] ?? [new Error('no reply'), null]
+    const [watchError] = copied[i][0] ?? [new Error('no reply')]
+    const [migrateError, migrated] = copied[i][1] ?? [new Error('no reply'), null]
     // NOKEY: every listed key went away since the listing; nothing to copy or delete
     if (migrateError && !/NOKEY/.test(migrateError.message)) outcome.failed.set(group.slot, migrateError)
-    else if (watchError) outcome.aborted = true
-    else if (!migrateError && String(migrated) === 'OK') deletable.push(group)
+    else if (watchError) outcome.aborted.add(group.slot)
+    else if (!migrateError && String(migrated) === 'OK') deletable.push(i)
   }
-  if (deletable.length === 0) {
-    await source.call('UNWATCH')
-    return outcome
-  }
+  const unwatch = (indexes: number[]) => Promise.all(indexes.map((i) => sources[i].call('UNWATCH').catch(() => undefined)))
+  await unwatch(groups.map((_, i) => i).filter((i) => !deletable.includes(i)))
+  if (deletable.length === 0) return outcome
   try {
-    outcome.acked = durability.acks > 0 ? await waitForReplicas(target, targetAddress, deletable[0].slot, durability) : 0
+    outcome.acked = durability.acks > 0 ? await waitForReplicas(target, targetAddress, groups[deletable[0]].slot, durability) : 0
   } catch (error) {
-    await source.call('UNWATCH').catch(() => undefined)
+    await unwatch(deletable)
     throw error
   }
-  const deleting = source.pipeline().call('MULTI')
-  for (const group of deletable) deleting.callBuffer('DEL', ...group.keys)
-  const deleted = (await deleting.call('EXEC').exec()) ?? []
-  const [execError, counts] = deleted.at(-1) ?? [new Error('no reply'), null]
-  // EXEC answers nil (watched key touched) or EXECABORT (a DEL was redirected): nothing deleted
-  if (execError || !Array.isArray(counts)) {
-    outcome.aborted = true
-    return outcome
+  const deleted = await Promise.all(deletable.map(async (i) => ((await sources[i].pipeline().call('MULTI').callBuffer('DEL', ...groups[i].keys).call('EXEC').exec()) ?? []) as Replies))
+  for (const [n, i] of deletable.entries()) {
+    const [execError, counts] = deleted[n].at(-1) ?? [new Error('no reply'), null]
+    // EXEC answers nil (a watched key was touched) or EXECABORT (the DEL was redirected): nothing deleted
+    if (execError || !Array.isArray(counts)) outcome.aborted.add(groups[i].slot)
+    else outcome.deleted.set(groups[i].slot, Number(counts[0]))
   }
-  for (const [i, group] of deletable.entries()) outcome.deleted.set(group.slot, Number(counts[i]))
   return outcome
 }

@@ -401,10 +401,11 @@ interface SlotState {
   batch: number
   /** a batch timed out: keys go one at a time with four times the MIGRATE timeout */
   slow: boolean
-  /** moves alone, not pipelined with other slots: an earlier round with it was aborted or slow */
-  alone: boolean
   aborts: number
 }
+
+/** Source connections of a durable wave: one slot's batch in flight on each (durable.ts). */
+const DURABLE_LANES = 64
 
 /** A single key that clients change faster than it can be copied and acknowledged. */
 const MAX_ABORTS_PER_SLOT = 12
@@ -413,42 +414,45 @@ const MAX_ABORTS_PER_SLOT = 12
  * Moves the keys of a wave (or of one slot) durably: rounds of copy, WAIT for the target's
  * replicas, then delete at the source (durable.ts), until each slot is empty at the source.
  * Per slot, the keys moved or the error that stopped the slot (its keys stay at the source).
- * A round a client's write interrupted deletes nothing and is repeated, its slots one at a
- * time with smaller batches, so a hot key slows its own slot only.
+ * Up to DURABLE_LANES slots go per round, each on a connection of its own. A slot whose
+ * batch a client's write interrupted deletes nothing of it and goes again with half the
+ * batch, so a hot key slows its own slot only.
  */
 export async function moveKeysDurably(pool: NodePool, moves: readonly SlotMoveTarget[], options: MoveKeysOptions, durability: Durability, onlyKeys?: Buffer[]): Promise<WaveOutcome> {
   const outcome: WaveOutcome = new Map(moves.map((move) => [move.slot, {bytes: 0, keys: 0}]))
   if (moves.length === 0) return outcome
   const {source, target} = moves[0]
-  const sourceLease = await pool.lease(source.address)
-  const targetLease = await pool.lease(target.address).catch((error: unknown) => {
-    sourceLease.release()
-    throw error
-  })
+  const lanes = Math.min(DURABLE_LANES, moves.length)
+  const leases: Array<Awaited<ReturnType<NodePool['lease']>>> = []
   let clean = false
   try {
-    const states = moves.map((move): SlotState => ({aborts: 0, alone: false, batch: options.pipeline, move, replace: options.replace || Boolean(options.replaceSlots?.has(move.slot)), slow: false}))
-    const mover = new DurableRound(pool, sourceLease.client, targetLease.client, moves[0], options, durability, outcome, onlyKeys)
+    for (let i = 0; i < lanes; i++) leases.push(await pool.lease(source.address))
+    const targetLease = await pool.lease(target.address)
+    leases.push(targetLease)
+    const states = moves.map((move): SlotState => ({aborts: 0, batch: options.pipeline, move, replace: options.replace || Boolean(options.replaceSlots?.has(move.slot)), slow: false}))
+    const mover = new DurableRound(pool, leases.slice(0, lanes).map((lease) => lease.client), targetLease.client, moves[0], options, durability, outcome, onlyKeys)
     let remaining = states
     while (remaining.length > 0) {
-      const careful = remaining.find((state) => state.alone)
-      remaining = await mover.run(careful ? [careful] : remaining, remaining)
+      // a batch that timed out goes alone, key by key, with the longer timeout
+      const slow = remaining.find((state) => state.slow)
+      remaining = await mover.run(slow ? [slow] : remaining.slice(0, lanes), remaining)
     }
     clean = true
   } finally {
-    sourceLease.release(clean)
-    targetLease.release(clean)
+    for (const lease of leases) lease.release(clean)
   }
   return outcome
 }
 
 class DurableRound {
+  /** listings, size samples and comparisons: never while a batch of its is between copy and delete */
+  private readonly source: Redis
   private readonly target: {host: string; port: number; address: string}
   private readonly auth: string[]
 
   constructor(
     private readonly pool: NodePool,
-    private readonly source: Redis,
+    private readonly sources: Redis[],
     private readonly targetClient: Redis,
     private readonly pair: SlotMoveTarget,
     private readonly options: MoveKeysOptions,
@@ -457,6 +461,7 @@ class DurableRound {
     /** a big key moved alone: these keys of the (single) slot, not a listing of it */
     private readonly onlyKeys?: Buffer[],
   ) {
+    this.source = sources[0]
     this.target = {...parseAddress(pair.target.address), address: pair.target.address}
     this.auth = migrateAuthArgs(pool.settings)
   }
@@ -507,7 +512,7 @@ class DurableRound {
     const slow = groups.some((group) => group.state.slow)
     const migrateArgs = [this.target.host, this.target.port, '', 0, this.options.timeoutMs * (slow ? 4 : 1), ...this.auth]
     const copyGroups = groups.map(({keys, state}): CopyGroup => ({keys, replace: state.replace, slot: state.move.slot}))
-    const result = await copyWaitDelete(this.source, this.targetClient, this.target.address, migrateArgs, copyGroups, this.durability)
+    const result = await copyWaitDelete(this.sources, this.targetClient, this.target.address, migrateArgs, copyGroups, this.durability)
     for (const {keys, state} of groups) {
       const error = result.failed.get(state.move.slot)
       if (error) {
@@ -516,7 +521,7 @@ class DurableRound {
       }
       const deleted = result.deleted.get(state.move.slot)
       if (deleted === undefined) {
-        if (result.aborted) this.onAbort(state, done)
+        if (result.aborted.has(state.move.slot)) this.onAbort(state, done)
         continue
       }
       // a copied round may repeat: from now on the target can hold our older copy
@@ -534,7 +539,6 @@ class DurableRound {
   private onAbort(state: SlotState, done: Set<SlotState>): void {
     // the copies may be at the target now: later copies of these keys replace them
     state.replace = true
-    state.alone = true
     state.batch = Math.max(1, Math.floor(state.batch / 2))
     if (++state.aborts < MAX_ABORTS_PER_SLOT) return
     this.outcome.set(state.move.slot, new SlotctlError(`slot ${state.move.slot}: clients changed its keys during every one of ${MAX_ABORTS_PER_SLOT} copies; nothing of those keys was deleted at the source; the slot is left migrating/importing`, {
@@ -561,7 +565,6 @@ class DurableRound {
       // a dead target fails every batch the same way: say so, instead of blaming each key
       await new KeyMover(this.source, this.targetClient, move, this.auth, this.options).requireTargetAnswers(error)
       state.slow = true
-      state.alone = true
       return
     } else {
       const size = state.slow ? await this.source.callBuffer('MEMORY', 'USAGE', keys[0]).catch(() => null) : null
