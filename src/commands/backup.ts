@@ -4,7 +4,7 @@ import path from 'node:path'
 
 import {Args, Flags} from '@oclif/core'
 
-import {BaseCommand} from '../lib/cli/base-command.js'
+import {BaseCommand, ignoreLockFlag} from '../lib/cli/base-command.js'
 import type {ClusterSnapshot} from '../lib/cluster/loader.js'
 import {formatBytes, formatDuration, paint, table} from '../lib/cli/render.js'
 import {ExitCode, SlotctlError, errorMessage, usageError} from '../lib/errors.js'
@@ -86,6 +86,7 @@ export default class Backup extends BaseCommand<typeof Backup> {
 
   static flags = {
     'from-replicas': Flags.boolean({description: 'take each file from a healthy replica of the master (the master itself when it has none)'}),
+    'ignore-lock': ignoreLockFlag,
     force: Flags.boolean({description: 'write into a non-empty directory (files of the same name are replaced; an old manifest is removed first)'}),
     parallel: Flags.integer({default: 4, description: 'files taken at once', min: 1}),
     verify: Flags.boolean({allowNo: true, default: true, description: 'load each file locally to count and digest its keys (--no-verify skips it)'}),
