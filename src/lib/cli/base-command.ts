@@ -345,17 +345,25 @@ export abstract class BaseCommand<T extends typeof Command> extends Command {
     return super.finally(err)
   }
 
-  /** Verbs that move data set this: the first Ctrl-C then only requests a stop (stopRequest). */
+  /** Verbs that move data set this: the first Ctrl-C then only requests a stop (stopRequest) while work is in flight. */
   protected finishInFlightOnInterrupt = false
+  /** Set by verbs whose changes run without a progress display (fix), while they run. */
+  protected applyingChanges = false
   /** Aborted by the first Ctrl-C of such a verb: start no new work, finish what is in flight. */
   protected readonly stopRequest = new AbortController()
 
+  /** Changes under way that the first Ctrl-C lets finish: data moving (a progress display), or fix applying. */
+  private get workInFlight(): boolean {
+    return this.progress !== undefined || this.applyingChanges
+  }
+
   /**
    * Ctrl-C: close every client and exit 130, except the first one in a verb that finishes
-   * its in-flight work (a second Ctrl-C then exits at once).
+   * its in-flight work (a second Ctrl-C then exits at once). Before any change has started
+   * (loading, planning, asking, locking) there is nothing to finish: the first one exits.
    */
   protected async onInterrupt(signal: NodeJS.Signals): Promise<void> {
-    if (this.finishInFlightOnInterrupt && !this.stopRequest.signal.aborted) {
+    if (this.finishInFlightOnInterrupt && this.workInFlight && !this.stopRequest.signal.aborted) {
       this.stopRequest.abort()
       this.tell(this.firstInterruptMessage(signal))
       return
