@@ -11,7 +11,8 @@
  * A dead run holds no connection, so its name is gone with it; nothing is left to unlock.
  *
  * A name alone proves nothing: any client may call itself slotctl:reshard:... So a run
- * renews its marker (a PING on that connection) every second, and a marker whose
+ * renews its marker (CLIENT SETNAME again on that connection: the lock needs that right
+ * anyway, where a PING may be denied by an ACL) every second, and a marker whose
  * connection has been idle for LIVE_IDLE_SECONDS is no live run's: it is stale (a stopped
  * or hung slotctl) or forged. It still refuses, because a stopped run may wake up and go on
  * moving slots; the message says what it is and how to go on (--ignore-lock, CLIENT KILL).
@@ -176,7 +177,7 @@ export class RunLock {
       if (this.pending.has(client)) continue
       this.pending.add(client)
       client
-        .ping()
+        .call('CLIENT', 'SETNAME', this.name)
         .catch(() => {
           // a lost master: its marker is gone with the connection, the others still hold
         })
