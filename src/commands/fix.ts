@@ -82,12 +82,14 @@ function fixNeeds(liveMasters: string[], forgetters: string[]): Need[] {
   ]
 }
 
-/** The fixes that differ between two plans (by slot), for the refusal's message; empty when the same. */
-function changedFixes(before: readonly SlotFix[], after: readonly SlotFix[]): number[] {
+/**
+ * Slots whose fix in `after` was not shown in `before` (new, or another action, destination or
+ * source). A fix shown that is no longer needed (the problem went away meanwhile) is not one.
+ */
+function unshownFixes(before: readonly SlotFix[], after: readonly SlotFix[]): number[] {
   const key = (fix: SlotFix) => `${fix.problem} ${fix.action} ${fix.destination} ${[...fix.sources].sort().join(',')} ${fix.claimsSlot}`
-  const was = new Map(before.map((fix) => [fix.slot, key(fix)]))
-  const now = new Map(after.map((fix) => [fix.slot, key(fix)]))
-  return [...new Set([...was.keys(), ...now.keys()])].filter((slot) => was.get(slot) !== now.get(slot)).sort((a, b) => a - b)
+  const shown = new Map(before.map((fix) => [fix.slot, key(fix)]))
+  return after.filter((fix) => shown.get(fix.slot) !== key(fix)).map((fix) => fix.slot)
 }
 
 function reachableAddresses(snapshot: ClusterSnapshot): string[] {
@@ -198,7 +200,7 @@ export default class Fix extends BaseCommand<typeof Fix> {
     const current = await this.evidenceUnderLock(seed, fixes, journal)
     if (this.flags['forget-failed']) result.forgotten = (await forgetStrangers(pool, current.snapshot)).map((entry) => ({id: entry.id, onAddress: entry.on, reason: entry.reason}))
     this.applyingChanges = true
-    const outcome = await applyFixes(pool, current.evidence.masters, current.evidence.slots, fixes, {
+    const outcome = await applyFixes(pool, current.evidence.masters, current.evidence.slots, current.fixes, {
       // one line per slot only on request: a repair of 400 slots must not print 400 lines
       onSlotMoved: (fix, keys) => {
         if (this.flags.verbose) this.note(`slot ${fix.slot}: ${keys} key(s) moved into ${address(fix.destination)}`)
@@ -226,22 +228,23 @@ export default class Fix extends BaseCommand<typeof Fix> {
 
   /**
    * The evidence was gathered before the lock, and another run may have changed the cluster
-   * while this one waited for its yes: it is read again under the lock, and fix goes on only
-   * if it plans the same fixes.
+   * while this one waited for its yes: it is read again under the lock, and fix applies what
+   * it plans now only if each of those fixes is one it showed.
    */
   private async evidenceUnderLock(seed: NodeAddress, fixes: readonly SlotFix[], journal?: JournalState) {
     const snapshot = await this.loadCluster(seed)
     refuseRunningSlotMigrations(snapshot)
     const evidence = await gatherFixEvidence(this.pool(), snapshot, {journal, searchMultipleOwners: this.flags['search-multiple-owners']})
-    const changed = changedFixes(fixes, planFix(evidence.masters, evidence.slots))
-    if (changed.length > 0) {
-      throw new SlotctlError(`the cluster changed since fix read it (another run?): the fixes for slot(s) ${shorten(formatSlots(changed))} are no longer the ones shown; nothing was changed`, {
+    const current = planFix(evidence.masters, evidence.slots)
+    const unshown = unshownFixes(fixes, current)
+    if (unshown.length > 0) {
+      throw new SlotctlError(`the cluster changed since fix read it (another run?): slot(s) ${shorten(formatSlots(unshown))} now need fixes that were not shown; nothing was changed`, {
         code: 'E_CLUSTER_CHANGED',
         suggestions: ['run fix again: it plans on the cluster as it is now'],
       })
     }
     if (!this.flags.force) refuseUnreachableOwners(evidence.unreachableOwners)
-    return {evidence, snapshot}
+    return {evidence, fixes: current, snapshot}
   }
 
   private done(result: FixResult): FixResult {

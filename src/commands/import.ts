@@ -7,6 +7,7 @@ import {formatDuration, paint, table} from '../lib/cli/render.js'
 import {type Issue, byAddress} from '../lib/cli/result.js'
 import {type NodeAddress, formatAddress, parseAddress} from '../lib/cluster/address.js'
 import {ExitCode, SlotctlError, usageError} from '../lib/errors.js'
+import {refuseKernelPath} from '../lib/files.js'
 import {defaultJournalPath} from '../lib/migrate/journal.js'
 import {Throttle} from '../lib/migrate/throttle.js'
 import {type ImportResult, conflictViews, keyName, surveySource} from '../lib/transfer/import.js'
@@ -105,6 +106,8 @@ export default class Import extends BaseCommand<typeof Import> {
       this.log(`${survey.keys} key(s) would be imported; the cluster already has ${survey.present} of them (equal values are skipped, different ones are conflicts${settings.replace ? ' that --replace overwrites' : ''})`)
       return {...result, keysAlreadyInCluster: survey.present, keysPlanned: survey.keys, owners: [...survey.perOwner].map(([node, keys]) => ({...node, keys})).sort(byAddress), status: 'planned'}
     }
+    // before the question: a journal that cannot be created must not wait for a yes
+    if (!resumed) refuseKernelPath(this.flags.journal ?? defaultJournalPath('import'))
     if (!(await this.confirm(`${settings.copy ? 'Copy' : 'Move'} ${info.keys} key(s) into the cluster now?`))) throw new SlotctlError('cancelled: nothing was changed', {code: 'E_CANCELLED'})
     await this.lockUnchanged(snapshot)
 

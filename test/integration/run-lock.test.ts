@@ -137,6 +137,27 @@ describe('the run lock: decisions re-checked under it, every changing verb behin
     expect(back.exitCode, back.stderr).to.equal(0)
   })
 
+  it('a fix confirmed after the cluster changed refuses fixes it did not show; nothing changes', async function () {
+    this.timeout(180_000)
+    const [a, b, c] = await masters()
+    const owned = [...slotOwners(await nodes())].filter(([, id]) => id === a.id).map(([slot]) => slot)
+    const [shownSlot, laterSlot] = [owned[500], owned[600]]
+    await cluster.client(b.address).call('CLUSTER', 'SETSLOT', String(shownSlot), 'IMPORTING', a.id)
+    try {
+      const late = await confirmedLate(['fix', cluster.seed], /slot fix\(es\)\?/, async () => {
+        await cluster.client(c.address).call('CLUSTER', 'SETSLOT', String(laterSlot), 'IMPORTING', a.id)
+      })
+      expect(late.exitCode, late.screen).to.equal(1)
+      expect(late.screen, late.screen).to.match(new RegExp(`slotctl: error: the cluster changed since fix read it \\(another run\\?\\): slot\\(s\\) ${laterSlot} now need fixes that were not shown; nothing was changed`))
+      const after = await nodes(b.address)
+      expect(after.find((node) => node.myself)?.importing[shownSlot], 'the fix shown was not applied either').to.equal(a.id)
+    } finally {
+      await cluster.client(b.address).call('CLUSTER', 'SETSLOT', String(shownSlot), 'STABLE')
+      await cluster.client(c.address).call('CLUSTER', 'SETSLOT', String(laterSlot), 'STABLE')
+    }
+    await expectHealthy()
+  })
+
   it('failover, add-node, del-node and set-timeout respect the lock; --force does not pass it, --ignore-lock does', async function () {
     this.timeout(240_000)
     const [newNode] = spare.addresses
