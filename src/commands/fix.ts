@@ -198,7 +198,7 @@ export default class Fix extends BaseCommand<typeof Fix> {
 
     await this.lockCluster(snapshot)
     const current = await this.evidenceUnderLock(seed, fixes, journal)
-    if (this.flags['forget-failed']) result.forgotten = (await forgetStrangers(pool, current.snapshot)).map((entry) => ({id: entry.id, onAddress: entry.on, reason: entry.reason}))
+    if (this.flags['forget-failed']) result.forgotten = (await forgetStrangers(pool, snapshot)).map((entry) => ({id: entry.id, onAddress: entry.on, reason: entry.reason}))
     this.applyingChanges = true
     const outcome = await applyFixes(pool, current.evidence.masters, current.evidence.slots, current.fixes, {
       // one line per slot only on request: a repair of 400 slots must not print 400 lines
