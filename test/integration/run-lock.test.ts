@@ -256,10 +256,13 @@ describe('the run lock: decisions re-checked under it, every changing verb behin
 
   describe('SIGTERM', () => {
     let silent: Server
+    let connected: Promise<void>
 
     before(async () => {
       // accepts connections and never answers: a run waits on it with nothing in flight
-      silent = createServer(() => {})
+      connected = new Promise((resolve) => {
+        silent = createServer(() => resolve())
+      })
       await new Promise<void>((resolve) => {
         silent.listen(0, '127.0.0.1', resolve)
       })
@@ -273,8 +276,10 @@ describe('the run lock: decisions re-checked under it, every changing verb behin
       this.timeout(120_000)
       const {port} = silent.address() as {port: number}
       const child = spawnCli(['reshard', `127.0.0.1:${port}`, '--slot-range', '0-9', '--to', 'abcd', '--yes', '--read-timeout', '90s'])
+      // connected: the run is past its start (signal handlers installed) and waits on the node
+      await connected
       await new Promise((resolve) => {
-        setTimeout(resolve, 3000)
+        setTimeout(resolve, 500)
       })
       const sent = Date.now()
       child.kill('SIGTERM')
