@@ -205,12 +205,19 @@ describe('the run lock: decisions re-checked under it, every changing verb behin
         setTimeout(resolve, 11_500)
       })
       const stale = new RegExp(`a stale or forged slotctl lock marker holds this cluster: client ${clientId} \\(\\S+\\) on ${a.address} is named '${FORGED}' but has been idle for \\d+ s`)
-      for (const args of [['reshard', cluster.seed, '--slot-range', '0-9', '--to', b.id, '--dry-run'], ['fix', cluster.seed, '--dry-run'], ['set-timeout', cluster.seed, '15s']]) {
+      for (const args of [['reshard', cluster.seed, '--slot-range', '0-9', '--to', b.id, '--yes'], ['fix', cluster.seed, '--yes'], ['set-timeout', cluster.seed, '15s']]) {
         const refused = await runCli(args)
         expectOneCleanLine(refused, 1, stale)
         expect(refused.stderr).to.include(`hint: if no slotctl run is active (a stopped one may wake up and go on), go on with --ignore-lock, or remove the marker: CLIENT KILL ID ${clientId} on ${a.address}`)
       }
-      const passed = await runCli(['reshard', cluster.seed, '--slot-range', '0-9', '--to', b.id, '--dry-run', '--ignore-lock'])
+      // a dry run changes nothing: it plans, and says what a real run will meet
+      for (const args of [['reshard', cluster.seed, '--slot-range', '0-9', '--to', b.id, '--dry-run'], ['fix', cluster.seed, '--dry-run']]) {
+        const planned = await runCli(args)
+        expect(planned.exitCode, planned.stderr).to.equal(0)
+        expect(planned.stderr).to.match(/warning: a stale or forged slotctl lock marker .*; a run that changes the cluster refuses until it is gone \(or --ignore-lock\)/)
+      }
+      const timeout = (await cluster.client().config('GET', 'cluster-node-timeout'))[1]
+      const passed = await runCli(['set-timeout', cluster.seed, timeout, '--no-persist', '--ignore-lock'])
       expect(passed.exitCode, passed.stderr).to.equal(0)
       expect(passed.stderr).to.match(/warning: a stale or forged slotctl lock marker .*; going on because of --ignore-lock/)
     } finally {

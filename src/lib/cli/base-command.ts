@@ -285,9 +285,13 @@ export abstract class BaseCommand<T extends typeof Command> extends Command {
     })
   }
 
-  /** Read-only, before planning: another slotctl run changing the cluster is the reason to stop, not its open slots. */
+  /**
+   * Read-only, before planning: another slotctl run changing the cluster is the reason to stop,
+   * not its open slots. A --dry-run is not stopped by a marker no live run holds (it warns).
+   */
   protected async refuseIfOtherRun(snapshot: ClusterSnapshot): Promise<void> {
-    await refuseIfOtherRun(this.pool(), reachableMasters(snapshot), this.lockOptions, this.runLock?.name)
+    const readOnly = Boolean((this.flags as Record<string, unknown>)['dry-run'])
+    await refuseIfOtherRun(this.pool(), reachableMasters(snapshot), {...this.lockOptions, readOnly}, this.runLock?.name)
   }
 
   protected async confirm(message: string): Promise<boolean> {

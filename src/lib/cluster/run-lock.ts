@@ -102,6 +102,8 @@ export function isLive(run: OtherRun): boolean {
 export interface LockOptions {
   /** --ignore-lock: go on past other markers, with a warning */
   ignoreLock?: boolean
+  /** a look that changes nothing (--dry-run): a marker no live run holds only warns */
+  readOnly?: boolean
   warn?: (message: string) => void
 }
 
@@ -118,7 +120,7 @@ async function onEveryMaster(pool: NodePool, masters: readonly string[], args: s
 }
 
 function liveRunError(run: OtherRun): SlotctlError {
-  return new SlotctlError(`another slotctl run is changing this cluster: '${run.verb}' from pid ${run.pid} on ${run.host}, started ${run.startedAt} (seen on ${run.seenOn})`, {
+  return new SlotctlError(`another slotctl run is changing this cluster: '${run.verb}' from pid ${run.pid} on ${run.host}, started ${run.startedAt} (client ${run.clientId} at ${run.clientAddress}, seen on ${run.seenOn})`, {
     code: 'E_LOCKED',
     suggestions: ['wait for it to finish; if that process is stuck, stop it. Only when no other slotctl run is active: --ignore-lock'],
   })
@@ -139,6 +141,10 @@ function refuseOthers(others: OtherRun[], options: LockOptions): void {
   if (others.length === 0) return
   const live = others.find((run) => isLive(run))
   const error = live ? liveRunError(live) : staleMarkerError(others[0])
+  if (!live && options.readOnly && !options.ignoreLock) {
+    options.warn?.(`warning: ${error.message}; a run that changes the cluster refuses until it is gone (or --ignore-lock)`)
+    return
+  }
   if (!options.ignoreLock) throw error
   options.warn?.(`warning: ${error.message}; going on because of --ignore-lock`)
 }
