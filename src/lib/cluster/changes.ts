@@ -60,7 +60,10 @@ function openSlotChange(before: Map<string, ClusterNode>, after: Map<string, Clu
   return undefined
 }
 
-/** The first difference that could make a decision taken on `before` wrong, in words; undefined when none. */
+/**
+ * The first difference that could make a decision taken on `before` wrong, in words; undefined
+ * when none. Membership comes first: the later checks assume both reads hold the same nodes.
+ */
 export function clusterChange(before: ClusterSnapshot, after: ClusterSnapshot): string | undefined {
   const was = members(before)
   const now = members(after)
