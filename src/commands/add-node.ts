@@ -1,8 +1,8 @@
 import {Args, Flags} from '@oclif/core'
 
 import {formatAddress, parseAddress} from '../lib/cluster/address.js'
-import {type Need, PERMISSIONS, READ_CLUSTER, need, refuseMissingPermissions} from '../lib/acl/preflight.js'
-import {BaseCommand} from '../lib/cli/base-command.js'
+import {type Need, PERMISSIONS, READ_CLUSTER, RUN_LOCK, need, refuseMissingPermissions} from '../lib/acl/preflight.js'
+import {BaseCommand, ignoreLockFlag} from '../lib/cli/base-command.js'
 import type {ClusterSnapshot} from '../lib/cluster/loader.js'
 import {hasErrors, runChecks} from '../lib/check/checks.js'
 import {SlotctlError, usageError} from '../lib/errors.js'
@@ -11,6 +11,7 @@ import {paint} from '../lib/cli/render.js'
 import {type VerbResult} from '../lib/cli/result.js'
 import {durationFlag} from '../lib/cli/duration.js'
 import {readZones, reportedZones, zoneLookupWithReported} from '../lib/nodes/zones.js'
+import {mastersOf} from '../lib/cluster/topology.js'
 
 export interface AddNodeCommandResult extends VerbResult, Omit<AddNodeResult, 'alreadyMember' | 'warnings'> {
   /** already-member: the node was in the cluster already, nothing was changed. */
@@ -43,6 +44,7 @@ export default class AddNode extends BaseCommand<typeof AddNode> {
     'master-id': Flags.string({description: 'master to replicate (id or unique prefix); needs --replica'}),
     zone: Flags.string({description: 'zone of a host or node: HOST_OR_ADDR=ZONE (repeatable), to choose a master in another zone', multiple: true, multipleNonGreedy: true}),
     'zones-file': Flags.string({description: 'file with one HOST_OR_ADDR=ZONE per line'}),
+    'ignore-lock': ignoreLockFlag,
     'wait-timeout': durationFlag({defaultMs: 60_000, description: 'how long to wait for the join and for the replica link', minMs: 1, plainUnit: 's'}),
   }
 
@@ -65,7 +67,9 @@ export default class AddNode extends BaseCommand<typeof AddNode> {
     const members = snapshot.nodes.filter((node) => snapshot.views[node.id]?.reachable).map((node) => node.address)
     const zoneOf = zoneLookupWithReported(zones, await reportedZones(this.pool(), [...members, newAddress]))
     await refuseMissingPermissions(this.pool(), this.permissionsNeeded(snapshot, newAddress))
-    const result = await addNode(this.pool(), snapshot, newAddress, newNode.host, {
+    // the master a new replica follows was chosen on a read taken before the lock
+    const current = await this.lockUnchanged(snapshot)
+    const result = await addNode(this.pool(), current, newAddress, newNode.host, {
       masterId: this.flags['master-id'],
       onEvent: (message) => this.note(`>>> ${message}`),
       replica: this.flags.replica,
@@ -86,6 +90,7 @@ export default class AddNode extends BaseCommand<typeof AddNode> {
     return [
       need([newAddress], READ_CLUSTER, info, clusterMeet, this.flags.replica ? clusterReplicate : functionList),
       need(this.flags.replica ? [] : [snapshot.seedAddress], functionList),
+      need(mastersOf(snapshot.nodes).filter((node) => snapshot.views[node.id]?.reachable && node.address).map((node) => node.address), RUN_LOCK),
     ]
   }
 }

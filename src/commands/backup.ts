@@ -1,13 +1,14 @@
 import {rmSync} from 'node:fs'
-import {mkdir, readdir, stat} from 'node:fs/promises'
+import {readdir, stat} from 'node:fs/promises'
 import path from 'node:path'
 
 import {Args, Flags} from '@oclif/core'
 
-import {BaseCommand} from '../lib/cli/base-command.js'
+import {BaseCommand, ignoreLockFlag} from '../lib/cli/base-command.js'
 import type {ClusterSnapshot} from '../lib/cluster/loader.js'
 import {formatBytes, formatDuration, paint, table} from '../lib/cli/render.js'
 import {ExitCode, SlotctlError, errorMessage, usageError} from '../lib/errors.js'
+import {ensurePrivateDir, refuseKernelPath} from '../lib/files.js'
 import {findServerBinary, requireServerBinary} from '../lib/local/servers.js'
 import {type BackupFileResult, chooseSources, runBackup} from '../lib/transfer/backup.js'
 import {type Issue, type NodeRef, byFirstSlot} from '../lib/cli/result.js'
@@ -85,6 +86,7 @@ export default class Backup extends BaseCommand<typeof Backup> {
 
   static flags = {
     'from-replicas': Flags.boolean({description: 'take each file from a healthy replica of the master (the master itself when it has none)'}),
+    'ignore-lock': ignoreLockFlag,
     force: Flags.boolean({description: 'write into a non-empty directory (files of the same name are replaced; an old manifest is removed first)'}),
     parallel: Flags.integer({default: 4, description: 'files taken at once', min: 1}),
     verify: Flags.boolean({allowNo: true, default: true, description: 'load each file locally to count and digest its keys (--no-verify skips it)'}),
@@ -97,6 +99,7 @@ export default class Backup extends BaseCommand<typeof Backup> {
   async run(): Promise<BackupResult> {
     const started = Date.now()
     const dir = path.resolve(this.args.dir)
+    refuseKernelPath(dir)
     const seed = this.parseSeed([this.args.address])
     const serverBinary = this.serverBinary()
     const snapshot = await this.loadCluster(seed)
@@ -181,7 +184,7 @@ export default class Backup extends BaseCommand<typeof Backup> {
     })
     if (entries.length > 0 && !this.flags.force) throw usageError(`'${dir}' is not empty`, ['choose an empty directory, or pass --force to write into it'])
     try {
-      await mkdir(dir, {recursive: true})
+      await ensurePrivateDir(dir)
       if (!(await stat(dir)).isDirectory()) throw new Error('not a directory')
     } catch (error) {
       throw usageError(`cannot create '${dir}': ${errorMessage(error)}`)

@@ -43,7 +43,7 @@ export default class DelNode extends MigrationCommand<typeof DelNode> {
 
   static description = MigrationCommand.withExitCodes(
     'Remove a node that owns no slots (with --drain, first move its slots evenly to the other masters): its replicas are re-pointed to other masters, every other node forgets it at once, and the node itself is reset (when reachable) so it can be reused. Works for dead nodes too.\n' +
-      'A dead master that still owns slots (no replica took over) goes only with --force: its keys are lost, and `slotctl fix` then gives its slots, empty, to the other masters. --dry-run shows what would happen and asks nothing.',
+      'A dead master that still owns slots (no replica took over) goes only with --accept-data-loss: its keys are lost, and `slotctl fix` then gives its slots, empty, to the other masters. --dry-run shows what would happen and asks nothing.',
     {
       0: 'removed (or --dry-run)',
       1: 'refused (owns slots: --drain; dead: --accept-data-loss), or no',
@@ -92,7 +92,8 @@ export default class DelNode extends MigrationCommand<typeof DelNode> {
       return this.outcome({drain, status: 'aborted'})
     }
     await refuseMissingPermissions(this.pool(), delNodeNeeds(snapshot, node.id))
-    await this.lockCluster(snapshot, this.flags.force)
+    // its checks (owns no slots, who replicates it) were made before the lock
+    snapshot = await this.lockUnchanged(snapshot)
     const {warnings, ...result} = await removeNode(this.pool(), snapshot, node.id, {
       forceDeadWithSlots: this.flags['accept-data-loss'],
       onEvent: (message) => this.note(`>>> ${message}`),

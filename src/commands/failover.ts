@@ -1,7 +1,7 @@
 import {Args, Flags} from '@oclif/core'
 
-import {PERMISSIONS, READ_CLUSTER, need, refuseMissingPermissions} from '../lib/acl/preflight.js'
-import {BaseCommand} from '../lib/cli/base-command.js'
+import {PERMISSIONS, READ_CLUSTER, RUN_LOCK, need, refuseMissingPermissions} from '../lib/acl/preflight.js'
+import {BaseCommand, ignoreLockFlag} from '../lib/cli/base-command.js'
 import {findNode} from '../lib/cluster/loader.js'
 import {SlotctlError, usageError} from '../lib/errors.js'
 import {type FailoverMode, type FailoverOutcome, readReplicaHealth, runFailover} from '../lib/nodes/failover.js'
@@ -51,6 +51,7 @@ export default class Failover extends BaseCommand<typeof Failover> {
       description: 'master unreachable: promote without its agreement (writes the replica had not received are lost)',
       exclusive: ['takeover'],
     }),
+    'ignore-lock': ignoreLockFlag,
     'from-host': Flags.string({description: 'maintenance: move every master on HOST to a replica on another host, one at a time', exclusive: ['master', 'replica']}),
     master: Flags.string({description: 'promote the best replica of this master (id or prefix)', exclusive: ['replica']}),
     replica: Flags.string({description: 'promote this replica (id or prefix)'}),
@@ -85,14 +86,18 @@ export default class Failover extends BaseCommand<typeof Failover> {
     this.printPlan(steps, mode)
     const result: FailoverResult = {done: [], dryRun: Boolean(flags['dry-run']), elapsedMs: 0, errors: [], mode, status: 'planned', steps, warnings: []}
     if (flags['dry-run']) return result
-    const reachable = snapshot.nodes.filter((node) => snapshot.views[node.id]?.reachable && node.address).map((node) => node.address)
-    await refuseMissingPermissions(pool, [need(reachable, READ_CLUSTER, PERMISSIONS.info), need(steps.map((step) => step.replicaAddress), PERMISSIONS.clusterFailover)])
+    const reachableNodes = snapshot.nodes.filter((node) => snapshot.views[node.id]?.reachable && node.address)
+    const reachable = reachableNodes.map((node) => node.address)
+    const masters = reachableNodes.filter((node) => node.role === 'master').map((node) => node.address)
+    await refuseMissingPermissions(pool, [need(reachable, READ_CLUSTER, PERMISSIONS.info), need(masters, RUN_LOCK), need(steps.map((step) => step.replicaAddress), PERMISSIONS.clusterFailover)])
     const risk = `TAKEOVER promotes without any vote; if the old master's side comes back, two masters may serve the same slots. Continue?`
     if (mode === 'takeover' && !(await this.confirm(risk))) throw new SlotctlError('cancelled: nothing was changed', {code: 'E_CANCELLED'})
+    // the replicas were chosen on a read taken before the lock
+    const locked = await this.lockUnchanged(snapshot, load)
 
     for (const step of steps) {
       // Each step reloads the cluster, since the previous one changed who is master.
-      const current = steps.length > 1 ? await this.loadCluster(seed, load) : snapshot
+      const current = steps.length > 1 ? await this.loadCluster(seed, load) : locked
       this.note(`failing over ${step.masterAddress} -> ${step.replicaAddress} (${mode}) ...`)
       const outcome = await runFailover(pool, current, step, mode, flags.timeout)
       result.done.push(outcome)

@@ -1,16 +1,18 @@
 import {Args, Flags} from '@oclif/core'
 
 import {MIGRATION_SOURCE, MIGRATION_TARGET, type Need, PERMISSIONS, READ_CLUSTER, RUN_LOCK, describeMissing, findMissingPermissions, need, refuseMissingPermissions} from '../lib/acl/preflight.js'
-import {BaseCommand} from '../lib/cli/base-command.js'
+import {BaseCommand, ignoreLockFlag} from '../lib/cli/base-command.js'
 import type {NodeAddress} from '../lib/cluster/address.js'
+import {shorten} from '../lib/cluster/changes.js'
 import type {ClusterSnapshot} from '../lib/cluster/loader.js'
+import type {JournalState} from '../lib/migrate/journal.js'
 import {groupSummary, runChecks, splitFindings} from '../lib/check/checks.js'
 import {ExitCode, SlotctlError} from '../lib/errors.js'
 import {findStrayKeys, gatherFixEvidence} from '../lib/fix/evidence.js'
 import {type FixFailure, type ForgottenNode, applyFixes, forgetStrangers, isStranger, refuseUnreachableOwners, settledSnapshot} from '../lib/fix/apply.js'
 import {findJournalFor, readJournal} from '../lib/migrate/journal.js'
 import {MigrationCommand, adminTimeoutMs} from '../lib/cli/migration-command.js'
-import {type FixGroup, groupFixes, planFix} from '../lib/plan/fix.js'
+import {type FixGroup, type SlotFix, groupFixes, planFix} from '../lib/plan/fix.js'
 import {paint, renderIssues, table} from '../lib/cli/render.js'
 import {type Issue, type NodeRef, type VerbResult, issue, slotSet} from '../lib/cli/result.js'
 import {durationFlag} from '../lib/cli/duration.js'
@@ -80,6 +82,16 @@ function fixNeeds(liveMasters: string[], forgetters: string[]): Need[] {
   ]
 }
 
+/**
+ * Slots whose fix in `after` was not shown in `before` (new, or another action, destination or
+ * source). A fix shown that is no longer needed (the problem went away meanwhile) is not one.
+ */
+function unshownFixes(before: readonly SlotFix[], after: readonly SlotFix[]): number[] {
+  const key = (fix: SlotFix) => `${fix.problem} ${fix.action} ${fix.destination} ${[...fix.sources].sort().join(',')} ${fix.claimsSlot}`
+  const shown = new Map(before.map((fix) => [fix.slot, key(fix)]))
+  return after.filter((fix) => shown.get(fix.slot) !== key(fix)).map((fix) => fix.slot)
+}
+
 function reachableAddresses(snapshot: ClusterSnapshot): string[] {
   return snapshot.nodes.filter((node) => snapshot.views[node.id]?.reachable && node.address).map((node) => node.address)
 }
@@ -118,7 +130,8 @@ export default class Fix extends BaseCommand<typeof Fix> {
     journal: Flags.string({description: 'journal of an interrupted slotctl run: its intended targets decide where open slots go (default: the newest recent one in ~/.local/state/slotctl/journals with those slots in flight)'}),
     'search-multiple-owners': Flags.boolean({description: 'count the keys of every slot a master does not own, on every master (without it, only on masters whose DBSIZE exceeds the keys of their own slots)'}),
     replace: Flags.boolean({description: 'when a key exists on two nodes with different values, overwrite the copy on the node keeping the slot'}),
-    force: Flags.boolean({description: 'act even while masters that own slots are unreachable (their slots are left alone), or while another slotctl run seems to be changing the cluster'}),
+    force: Flags.boolean({description: 'act even while masters that own slots are unreachable (their slots are left alone)'}),
+    'ignore-lock': ignoreLockFlag,
     'forget-failed': Flags.boolean({description: 'also CLUSTER FORGET nodes stuck in handshake or without address (noaddr)'}),
     pipeline: MigrationCommand.migrationFlags.pipeline,
     timeout: MigrationCommand.migrationFlags.timeout,
@@ -137,7 +150,7 @@ export default class Fix extends BaseCommand<typeof Fix> {
     const given = this.flags.journal ? readJournal(this.flags.journal) : undefined
     const snapshot = await this.loadCluster(seed)
     // a live run's open slots are its own business: fix must not "repair" them under it
-    await this.refuseIfOtherRun(snapshot, this.flags.force)
+    await this.refuseIfOtherRun(snapshot)
     refuseRunningSlotMigrations(snapshot)
     const found = given ? undefined : this.discoverJournal(snapshot)
     const journal = given ?? found?.state
@@ -183,9 +196,11 @@ export default class Fix extends BaseCommand<typeof Fix> {
     await refuseMissingPermissions(pool, needs)
     if (!(await this.confirm(`Apply ${actionable.length} slot fix(es)${strangers ? ' and forget stuck nodes' : ''}?`))) throw new SlotctlError('cancelled: nothing was changed', {code: 'E_CANCELLED'})
 
-    await this.lockCluster(snapshot, this.flags.force)
+    await this.lockCluster(snapshot)
+    const current = await this.evidenceUnderLock(seed, fixes, journal)
     if (this.flags['forget-failed']) result.forgotten = (await forgetStrangers(pool, snapshot)).map((entry) => ({id: entry.id, onAddress: entry.on, reason: entry.reason}))
-    const outcome = await applyFixes(pool, evidence.masters, evidence.slots, fixes, {
+    this.applyingChanges = true
+    const outcome = await applyFixes(pool, current.evidence.masters, current.evidence.slots, current.fixes, {
       // one line per slot only on request: a repair of 400 slots must not print 400 lines
       onSlotMoved: (fix, keys) => {
         if (this.flags.verbose) this.note(`slot ${fix.slot}: ${keys} key(s) moved into ${address(fix.destination)}`)
@@ -209,6 +224,27 @@ export default class Fix extends BaseCommand<typeof Fix> {
     }
     await this.checkAfter(seed, result)
     return this.done(result)
+  }
+
+  /**
+   * The evidence was gathered before the lock, and another run may have changed the cluster
+   * while this one waited for its yes: it is read again under the lock, and fix applies what
+   * it plans now only if each of those fixes is one it showed.
+   */
+  private async evidenceUnderLock(seed: NodeAddress, fixes: readonly SlotFix[], journal?: JournalState) {
+    const snapshot = await this.loadCluster(seed)
+    refuseRunningSlotMigrations(snapshot)
+    const evidence = await gatherFixEvidence(this.pool(), snapshot, {journal, searchMultipleOwners: this.flags['search-multiple-owners']})
+    const current = planFix(evidence.masters, evidence.slots)
+    const unshown = unshownFixes(fixes, current)
+    if (unshown.length > 0) {
+      throw new SlotctlError(`the cluster changed since fix read it (another run?): slot(s) ${shorten(formatSlots(unshown))} now need fixes that were not shown; nothing was changed`, {
+        code: 'E_CLUSTER_CHANGED',
+        suggestions: ['run fix again: it plans on the cluster as it is now'],
+      })
+    }
+    if (!this.flags.force) refuseUnreachableOwners(evidence.unreachableOwners)
+    return {evidence, fixes: current, snapshot}
   }
 
   private done(result: FixResult): FixResult {

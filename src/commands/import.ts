@@ -7,6 +7,7 @@ import {formatDuration, paint, table} from '../lib/cli/render.js'
 import {type Issue, byAddress} from '../lib/cli/result.js'
 import {type NodeAddress, formatAddress, parseAddress} from '../lib/cluster/address.js'
 import {ExitCode, SlotctlError, usageError} from '../lib/errors.js'
+import {refuseKernelPath} from '../lib/files.js'
 import {defaultJournalPath} from '../lib/migrate/journal.js'
 import {Throttle} from '../lib/migrate/throttle.js'
 import {type ImportResult, conflictViews, keyName, surveySource} from '../lib/transfer/import.js'
@@ -58,6 +59,7 @@ export default class Import extends BaseCommand<typeof Import> {
     progress: MigrationCommand.migrationFlags.progress,
     journal: Flags.string({description: 'journal file (default: under ~/.local/state/slotctl/journals)'}),
     resume: Flags.string({description: 'continue an interrupted import from its journal, with its settings'}),
+    'ignore-lock': MigrationCommand.migrationFlags['ignore-lock'],
     force: MigrationCommand.migrationFlags.force,
     'dry-run': Flags.boolean({description: 'count the keys per master and those the cluster already has; change nothing'}),
   }
@@ -83,7 +85,7 @@ export default class Import extends BaseCommand<typeof Import> {
       this.log(`the import recorded in ${this.flags.resume} is complete: nothing to do`)
       return {...result, status: 'nothing-to-do'}
     }
-    await this.refuseIfOtherRun(snapshot, this.flags.force)
+    await this.refuseIfOtherRun(snapshot)
     refuseUnsafeCluster(snapshot, 'import', (args) => this.commandHint(args))
     const owners = ownerTable(snapshot)
     const source = await connectSource(pool, sourceAddress)
@@ -104,8 +106,10 @@ export default class Import extends BaseCommand<typeof Import> {
       this.log(`${survey.keys} key(s) would be imported; the cluster already has ${survey.present} of them (equal values are skipped, different ones are conflicts${settings.replace ? ' that --replace overwrites' : ''})`)
       return {...result, keysAlreadyInCluster: survey.present, keysPlanned: survey.keys, owners: [...survey.perOwner].map(([node, keys]) => ({...node, keys})).sort(byAddress), status: 'planned'}
     }
+    // before the question: a journal that cannot be created must not wait for a yes
+    if (!resumed) refuseKernelPath(this.flags.journal ?? defaultJournalPath('import'))
     if (!(await this.confirm(`${settings.copy ? 'Copy' : 'Move'} ${info.keys} key(s) into the cluster now?`))) throw new SlotctlError('cancelled: nothing was changed', {code: 'E_CANCELLED'})
-    await this.lockCluster(snapshot, this.flags.force)
+    await this.lockUnchanged(snapshot)
 
     const journalPath = this.flags.resume ?? this.flags.journal ?? defaultJournalPath('import')
     const resumeCommand = this.resumeCommand(snapshot.seedAddress, journalPath, sourceAddress)

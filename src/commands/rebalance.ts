@@ -85,7 +85,7 @@ export default class Rebalance extends MigrationCommand<typeof Rebalance> {
       return {...migration, by: this.flags.by, nodes: [], slotsToMove: resumed.state.plan.moves.length, thresholdPct}
     }
     // Key counts and a plan are meaningless on a cluster with open slots or failed masters.
-    await this.refuseIfOtherRun(snapshot, this.flags.force)
+    await this.refuseIfOtherRun(snapshot)
     this.refuseUnsafeCluster(snapshot)
     const weights = parseWeights(this.flags.weight ?? [], snapshot.nodes)
     const by = this.flags.by

@@ -97,6 +97,7 @@ export default class Restore extends BaseCommand<typeof Restore> {
   static flags = {
     into: Flags.string({description: 'any node of the (empty) cluster to restore into (HOST:PORT)'}),
     start: Flags.string({description: 'start local servers from the files in this (empty) directory, with the saved slot map'}),
+    'ignore-lock': MigrationCommand.migrationFlags['ignore-lock'],
     force: MigrationCommand.migrationFlags.force,
     'server-binary': Flags.string({description: 'redis-server or valkey-server that loads the files (default: found on PATH); must read the backup\'s RDB version', env: 'SLOTCTL_SERVER_BINARY'}),
     host: Flags.string({default: '127.0.0.1', description: '--start: local address the servers bind and announce'}),
@@ -129,7 +130,7 @@ export default class Restore extends BaseCommand<typeof Restore> {
     const pool = this.pool(seed, adminTimeoutMs(this.flags.timeout))
     const snapshot = await this.loadCluster(seed)
     const result = this.emptyResult('into', dir, {address: snapshot.seedAddress, id: snapshot.seedId})
-    await this.refuseIfOtherRun(snapshot, this.flags.force)
+    await this.refuseIfOtherRun(snapshot)
     refuseUnsafeCluster(snapshot, 'restore into this cluster', (args) => this.commandHint(args))
     const before = (await keysPerMaster(pool, snapshot)).reduce((sum, entry) => sum + entry.keys, 0)
     if (before > 0) {
@@ -141,7 +142,7 @@ export default class Restore extends BaseCommand<typeof Restore> {
     const total = manifest.files.reduce((sum, entry) => sum + (entry.keys ?? 0), 0)
     this.log(`restore ${total > 0 ? `${total} key(s) from ` : ''}${manifest.files.length} file(s) (taken ${manifest.createdAt} from ${manifest.seed}; checksums match) into ${mastersWithSlots(snapshot).length} masters of ${snapshot.seedAddress}`)
     if (!(await this.confirm('Restore the backup into this cluster now?'))) throw new SlotctlError('cancelled: nothing was changed', {code: 'E_CANCELLED'})
-    await this.lockCluster(snapshot, this.flags.force)
+    await this.lockUnchanged(snapshot)
     const progress = this.startProgress(total)
     const maxKeysPerSec = this.flags['max-keys-per-sec']
     let outcome: Awaited<ReturnType<typeof restoreInto>>

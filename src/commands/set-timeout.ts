@@ -1,7 +1,7 @@
 import {Args, Flags} from '@oclif/core'
 import type {Redis} from 'ioredis'
 
-import {BaseCommand} from '../lib/cli/base-command.js'
+import {BaseCommand, ignoreLockFlag} from '../lib/cli/base-command.js'
 import {NODE_PARALLELISM, type NodePool, settleLimit} from '../lib/cluster/connection.js'
 import {ExitCode, errorMessage, usageError} from '../lib/errors.js'
 import {paint, table} from '../lib/cli/render.js'
@@ -75,6 +75,7 @@ export default class SetTimeout extends BaseCommand<typeof SetTimeout> {
 
   static flags = {
     persist: Flags.boolean({allowNo: true, default: true, description: 'run CONFIG REWRITE on every node so the value survives a restart'}),
+    'ignore-lock': ignoreLockFlag,
   }
 
   async run(): Promise<SetTimeoutResult> {
@@ -83,6 +84,8 @@ export default class SetTimeout extends BaseCommand<typeof SetTimeout> {
     const snapshot = await this.loadCluster(this.parseSeed([this.args.address]))
     const targets = snapshot.nodes.filter((node) => !node.noAddress && !node.handshake).sort(byAddress)
     const pool = this.pool()
+    // a migration's timing (big keys, SETSLOT waits) was judged against the timeout it started with
+    await this.lockCluster(snapshot)
     const outcomes = await settleLimit(targets, NODE_PARALLELISM, (node) => applyTimeout(pool, node, timeoutMs, persist))
     const nodes = outcomes.map((outcome, index) => outcome.value ?? {address: targets[index].address, error: errorMessage(outcome.error), id: targets[index].id, rewritten: false, set: false})
     const errors: Issue[] = nodes.filter((node) => node.error).map((node) => issue(node.set ? 'E_NOT_PERSISTED' : 'E_NOT_SET', `${node.address}: ${node.error}`, {nodes: [nodeRef(node)]}))

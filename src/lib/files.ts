@@ -3,8 +3,8 @@
  * they are created readable by their owner only (0600), in directories slotctl creates as
  * 0700. Async versions for commands, sync ones for the journal (appended synchronously).
  */
-import {chmodSync, closeSync, mkdirSync, openSync, readFileSync, truncateSync, writeFileSync} from 'node:fs'
-import {mkdir, open} from 'node:fs/promises'
+import {chmodSync, closeSync, mkdirSync, openSync, readFileSync, realpathSync, statSync, statfsSync, truncateSync, writeFileSync} from 'node:fs'
+import {open} from 'node:fs/promises'
 import path from 'node:path'
 
 import {errorMessage, usageError} from './errors.js'
@@ -12,16 +12,90 @@ import {errorMessage, usageError} from './errors.js'
 export const PRIVATE_FILE_MODE = 0o600
 export const PRIVATE_DIR_MODE = 0o700
 
-/**
- * Creates `dir` and its missing parents as 0700. A directory that already exists keeps its
- * mode: it may be the operator's own (a home or project directory).
- */
-export async function ensurePrivateDir(dir: string): Promise<void> {
-  await mkdir(dir, {mode: PRIVATE_DIR_MODE, recursive: true})
+/** Kernel filesystems by path: nothing slotctl writes belongs there (/dev/shm is an ordinary tmpfs). */
+const KERNEL_ROOTS = ['/proc', '/sys', '/dev']
+const KERNEL_ROOT_EXCEPTIONS = ['/dev/shm']
+
+/** statfs magic numbers of kernel filesystems mounted elsewhere (a bind mount, a symlink into one). */
+const KERNEL_FS_TYPES = new Map<number, string>([
+  [0x9f_a0, 'proc'],
+  [0x62_65_65_72, 'sysfs'],
+  [0x1c_d1, 'devpts'],
+  [0x64_62_67_20, 'debugfs'],
+  [0x74_72_61_63, 'tracefs'],
+  [0x73_63_66_73, 'securityfs'],
+  [0x27_e0_eb, 'cgroup'],
+  [0x63_67_72_70, 'cgroup2'],
+  [0x42_49_4e_4d, 'binfmt_misc'],
+  [0xca_fe_4a_11, 'bpf'],
+])
+
+const isUnder = (file: string, root: string) => file === root || file.startsWith(`${root}/`)
+
+/** The deepest part of `target` that exists, with symlinks resolved, and what is left to create. */
+function existingAncestor(target: string): {real: string; missing: string[]} {
+  const missing: string[] = []
+  let current = target
+  // bounded: one step per path component
+  for (;;) {
+    try {
+      return {missing, real: realpathSync(current)}
+    } catch {
+      const parent = path.dirname(current)
+      if (parent === current) return {missing, real: current}
+      missing.unshift(path.basename(current))
+      current = parent
+    }
+  }
 }
 
+/**
+ * Refuses a path under a kernel filesystem (/proc, /sys, /dev, or one of their types mounted
+ * elsewhere): Node 20's recursive mkdir spins forever under /proc, and files written there
+ * are not files at all. Checked on the resolved path, so a symlink into /proc is refused too.
+ */
+export function refuseKernelPath(target: string): void {
+  const {missing, real} = existingAncestor(path.resolve(target))
+  const resolved = path.join(real, ...missing)
+  const root = KERNEL_ROOTS.find((candidate) => isUnder(resolved, candidate) && !KERNEL_ROOT_EXCEPTIONS.some((exception) => isUnder(resolved, exception)))
+  let fsType: string | undefined
+  try {
+    fsType = KERNEL_FS_TYPES.get(statfsSync(real).type)
+  } catch {
+    // statfs unsupported (not Linux): the path check above stands alone
+  }
+  if (!root && !fsType) return
+  throw usageError(`'${target}' is on a kernel filesystem (${root ?? fsType}), not a place for slotctl's files`, ['give a path on an ordinary disk'])
+}
+
+/**
+ * Creates `dir` and its missing parents as 0700, one level at a time (never Node's recursive
+ * mkdir, which loops forever under /proc). A directory that already exists keeps its mode:
+ * it may be the operator's own (a home or project directory).
+ */
 export function ensurePrivateDirSync(dir: string): void {
-  mkdirSync(dir, {mode: PRIVATE_DIR_MODE, recursive: true})
+  refuseKernelPath(dir)
+  const absolute = path.resolve(dir)
+  const parts = absolute.split(path.sep).filter(Boolean)
+  let current = path.parse(absolute).root
+  for (const part of parts) {
+    current = path.join(current, part)
+    createOneLevel(current)
+  }
+}
+
+function createOneLevel(dir: string): void {
+  try {
+    mkdirSync(dir, {mode: PRIVATE_DIR_MODE})
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code !== 'EEXIST') throw error
+    if (!statSync(dir).isDirectory()) throw new Error(`'${dir}' exists and is not a directory`)
+  }
+}
+
+/** The async commands use the same bounded creation: a handful of mkdir calls, no waiting on the network. */
+export async function ensurePrivateDir(dir: string): Promise<void> {
+  ensurePrivateDirSync(dir)
 }
 
 export interface PrivateFileOptions {
@@ -65,6 +139,7 @@ export function writePrivateFileSync(file: string, content: string, options: Pri
  */
 export function createJournalFile(file: string, firstLine: unknown, what: string): void {
   const cannot = (error: unknown) => usageError(`cannot create journal '${file}': ${errorMessage(error)}`)
+  refuseKernelPath(file)
   try {
     ensurePrivateDirSync(path.dirname(file))
   } catch (error) {

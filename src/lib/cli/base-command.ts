@@ -5,9 +5,10 @@
 import {Command, Errors, Flags, type Interfaces} from '@oclif/core'
 
 import {type NodeAddress, isBareHost, parseAddress, parseAddressList} from '../cluster/address.js'
+import {clusterChange} from '../cluster/changes.js'
 import {type ClusterSnapshot, type LoadOptions, loadCluster} from '../cluster/loader.js'
 import {type ConnectionSettings, NodePool} from '../cluster/connection.js'
-import {acquireRunLock, refuseIfOtherRun} from '../cluster/run-lock.js'
+import {type RunLock, acquireRunLock, refuseIfOtherRun} from '../cluster/run-lock.js'
 import {mastersOf} from '../cluster/topology.js'
 import {ExitCode, SlotctlError, errorMessage, usageError} from '../errors.js'
 import {redactSecrets, registerSecret} from '../secrets.js'
@@ -94,6 +95,17 @@ function rawEnvelope(err: unknown): ErrorEnvelope {
   return {code: 'E_FAILED', exitCode: ExitCode.failed, message: errorMessage(err)}
 }
 
+/** Every verb that changes a cluster takes the run lock; this is the only way past it. */
+export const ignoreLockFlag = Flags.boolean({
+  description: 'go on although another slotctl run (or a stale or forged lock marker) seems to hold the cluster; only when you know no other slotctl run is active',
+})
+
+/**
+ * --force once also bypassed the run lock; on verbs where that was its only meaning it is
+ * kept, hidden, to say so instead of silently doing something else.
+ */
+export const retiredForceFlag = Flags.boolean({description: 'replaced by --ignore-lock', hidden: true})
+
 function reachableMasters(snapshot: ClusterSnapshot): string[] {
   return mastersOf(snapshot.nodes)
     .filter((node) => node.address && snapshot.views[node.id]?.reachable)
@@ -155,6 +167,9 @@ export abstract class BaseCommand<T extends typeof Command> extends Command {
     this.args = args as BaseArgs<T>
     this.flagsGiven = new Set(Object.keys(flags).filter((name) => !(metadata.flags as Record<string, {setFromDefault?: boolean}>)[name]?.setFromDefault))
     applyColour(colourEnabled({json: this.jsonEnabled(), noColorFlag: this.flags['no-color']}))
+    if ((this.ctor.flags as Record<string, unknown> | undefined)?.force === retiredForceFlag && (this.flags as Record<string, unknown>).force) {
+      throw usageError('--force no longer overrides the run lock: use --ignore-lock (only when no other slotctl run is active)')
+    }
     this.installSignalHandlers()
     await this.settlePassword(raw)
   }
@@ -238,17 +253,45 @@ export abstract class BaseCommand<T extends typeof Command> extends Command {
     return loadCluster(this.pool(seed), seed, options)
   }
 
-  /**
-   * Marks this run on every reachable master and refuses if another slotctl run is changing
-   * the cluster (run-lock.ts); `force` goes on with a warning.
-   */
-  protected async lockCluster(snapshot: ClusterSnapshot, force = false): Promise<void> {
-    await acquireRunLock(this.pool(), reachableMasters(snapshot), this.id ?? 'slotctl', {force, warn: (message) => this.note(message)})
+  private runLock?: RunLock
+
+  private get lockOptions() {
+    return {ignoreLock: Boolean((this.flags as Record<string, unknown>)['ignore-lock']), warn: (message: string) => this.note(message)}
   }
 
-  /** Read-only, before planning: another slotctl run changing the cluster is the reason to stop, not its open slots. */
-  protected async refuseIfOtherRun(snapshot: ClusterSnapshot, force = false): Promise<void> {
-    await refuseIfOtherRun(this.pool(), reachableMasters(snapshot), {force, warn: (message) => this.note(message)})
+  /**
+   * Marks this run on every reachable master and refuses if another slotctl run is changing
+   * the cluster (run-lock.ts); --ignore-lock goes on with a warning.
+   */
+  protected async lockCluster(snapshot: ClusterSnapshot): Promise<void> {
+    this.runLock?.release()
+    this.runLock = await acquireRunLock(this.pool(), reachableMasters(snapshot), this.id ?? 'slotctl', this.lockOptions)
+  }
+
+  /**
+   * Takes the run lock, then reads the cluster again and refuses if it is not the one
+   * `snapshot` showed. Whatever the run decided (its plan, its checks) was decided on that
+   * read, before the lock: another run may have changed the cluster since, while this one
+   * waited for its confirmation. Returns the read taken under the lock.
+   */
+  protected async lockUnchanged(snapshot: ClusterSnapshot, options?: LoadOptions): Promise<ClusterSnapshot> {
+    await this.lockCluster(snapshot)
+    const now = await this.loadCluster(parseAddress(snapshot.seedAddress), options)
+    const change = clusterChange(snapshot, now)
+    if (!change) return now
+    throw new SlotctlError(`the cluster changed since this run read it (another run?): ${change}; nothing was changed`, {
+      code: 'E_CLUSTER_CHANGED',
+      suggestions: ['run the command again: it decides on the cluster as it is now'],
+    })
+  }
+
+  /**
+   * Read-only, before planning: another slotctl run changing the cluster is the reason to stop,
+   * not its open slots. A --dry-run is not stopped by a marker no live run holds (it warns).
+   */
+  protected async refuseIfOtherRun(snapshot: ClusterSnapshot): Promise<void> {
+    const readOnly = Boolean((this.flags as Record<string, unknown>)['dry-run'])
+    await refuseIfOtherRun(this.pool(), reachableMasters(snapshot), {...this.lockOptions, readOnly}, this.runLock?.name)
   }
 
   protected async confirm(message: string): Promise<boolean> {
@@ -300,22 +343,31 @@ export abstract class BaseCommand<T extends typeof Command> extends Command {
 
   protected async finally(err: Error | undefined): Promise<unknown> {
     this.removeSignalHandlers()
+    this.runLock?.release()
     await this.poolInstance?.closeAll()
     if (!err && this.resultExitCode !== ExitCode.ok) process.exitCode = this.resultExitCode
     return super.finally(err)
   }
 
-  /** Verbs that move data set this: the first Ctrl-C then only requests a stop (stopRequest). */
+  /** Verbs that move data set this: the first Ctrl-C then only requests a stop (stopRequest) while work is in flight. */
   protected finishInFlightOnInterrupt = false
+  /** Set by verbs whose changes run without a progress display (fix), while they run. */
+  protected applyingChanges = false
   /** Aborted by the first Ctrl-C of such a verb: start no new work, finish what is in flight. */
   protected readonly stopRequest = new AbortController()
 
+  /** Changes under way that the first Ctrl-C lets finish: data moving (a progress display), or fix applying. */
+  private get workInFlight(): boolean {
+    return this.progress !== undefined || this.applyingChanges
+  }
+
   /**
    * Ctrl-C: close every client and exit 130, except the first one in a verb that finishes
-   * its in-flight work (a second Ctrl-C then exits at once).
+   * its in-flight work (a second Ctrl-C then exits at once). Before any change has started
+   * (loading, planning, asking, locking) there is nothing to finish: the first one exits.
    */
   protected async onInterrupt(signal: NodeJS.Signals): Promise<void> {
-    if (this.finishInFlightOnInterrupt && !this.stopRequest.signal.aborted) {
+    if (this.finishInFlightOnInterrupt && this.workInFlight && !this.stopRequest.signal.aborted) {
       this.stopRequest.abort()
       this.tell(this.firstInterruptMessage(signal))
       return

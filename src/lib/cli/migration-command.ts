@@ -6,14 +6,14 @@
 import {Command, Flags} from '@oclif/core'
 
 import {migrationNeeds, refuseMissingPermissions} from '../acl/preflight.js'
-import {BaseCommand} from './base-command.js'
+import {BaseCommand, ignoreLockFlag, retiredForceFlag} from './base-command.js'
 import {BLOCKS_MIGRATION, runChecks} from '../check/checks.js'
 import {type ClusterSnapshot, reloadUntil} from '../cluster/loader.js'
 import {parseAddress} from '../cluster/address.js'
 import {ExitCode, SlotctlError, usageError} from '../errors.js'
-import {writePrivateFile} from '../files.js'
+import {refuseKernelPath, writePrivateFile} from '../files.js'
 import {type ExecuteResult, type ExecuteWarning, type MigrationEvent, executePlan} from '../migrate/executor.js'
-import {Journal, type JournalState, type RunSettings, defaultJournalPath} from '../migrate/journal.js'
+import {Journal, type JournalState, type RunSettings, defaultJournalPath, journalDir} from '../migrate/journal.js'
 import {LegacyMover, throttledWaveSize} from '../migrate/legacy-mover.js'
 import {RoutingMover, type SlotMover} from '../migrate/mover.js'
 import {ValkeyAsmMover} from '../migrate/valkey-asm-mover.js'
@@ -131,7 +131,8 @@ export abstract class MigrationCommand<T extends typeof Command> extends BaseCom
     'max-bytes-per-sec': Flags.integer({description: 'limit the migration to about this many bytes per second (sampled MEMORY USAGE)', helpGroup: 'MIGRATION', min: 1}),
     replace: Flags.boolean({description: 'overwrite keys that already exist at the target with different values', helpGroup: 'MIGRATION'}),
     journal: Flags.string({description: 'journal file (default: under ~/.local/state/slotctl/journals); must not exist yet', helpGroup: 'MIGRATION'}),
-    force: Flags.boolean({description: 'go on even if another slotctl run seems to be changing the cluster', helpGroup: 'MIGRATION'}),
+    'ignore-lock': ignoreLockFlag,
+    force: retiredForceFlag,
     'big-key-bytes': sizeFlag({defaultBytes: DEFAULT_BIG_KEY_BYTES, defaultHelp: '64mb', description: 'keys at least this big are found before moving, and refused if moving one would block its master longer than half of cluster-node-timeout (0: do not look)', helpGroup: 'MIGRATION'}),
     'allow-big-keys': Flags.boolean({description: 'move big keys that would block their master for long anyway: each alone, with its own timeout', helpGroup: 'MIGRATION'}),
     'assumed-migrate-rate': sizeFlag({defaultBytes: DEFAULT_MIGRATE_RATE, defaultHelp: '100mb', description: 'MIGRATE throughput per second assumed when estimating how long a big key blocks its master', helpGroup: 'MIGRATION'}),
@@ -281,7 +282,7 @@ export abstract class MigrationCommand<T extends typeof Command> extends BaseCom
   protected async runPlan(loaded: ClusterSnapshot, plan: MigrationPlan, options: RunPlanOptions): Promise<MigrationResult> {
     const f = this.flags as Record<string, unknown>
     const done = options.resume?.state.doneSlots ?? new Set<number>()
-    await this.refuseIfOtherRun(loaded, Boolean(f.force))
+    await this.refuseIfOtherRun(loaded)
     const snapshot = await this.settledSnapshot(loaded, options.resume?.state.inFlight)
     const warnings: ExecuteWarning[] = []
     const addresses = this.liveAddresses(snapshot, plan, warnings)
@@ -305,11 +306,14 @@ export abstract class MigrationCommand<T extends typeof Command> extends BaseCom
       this.log('nothing to move')
       return {...unmoved, status: 'nothing-to-do'}
     }
+    // before the question: a journal that cannot be created must not wait for a yes
+    if (!options.resume) refuseKernelPath((f.journal as string | undefined) ?? journalDir())
     const plannedKeys = await this.countPlannedKeys(remaining, addresses)
     if (!(await this.confirm(`Move ${remaining.length} slot(s) holding ${plannedKeys} key(s) now${this.throttleEstimate(plannedKeys)}?`))) throw new SlotctlError('cancelled: nothing was changed', {code: 'E_CANCELLED'})
 
     const settings = this.runSettings(options.resume?.state.settings)
-    await this.lockCluster(snapshot, Boolean(f.force))
+    // the plan was checked on a read taken before the lock: it holds only if the cluster is still that one
+    await this.lockUnchanged(snapshot)
     const masters = mastersOf(snapshot.nodes).filter((node) => node.address && snapshot.views[node.id]?.reachable)
     const journalPath = options.resume?.path ?? (f.journal as string | undefined) ?? defaultJournalPath(plan.kind)
     const resumeCommand = this.commandHint(options.resumeArgs(journalPath))

@@ -1,7 +1,7 @@
 /**
- * One changing run per cluster. Every run that changes a cluster names its connection on
- * every master (CLIENT SETNAME slotctl:<verb>:<host>:<pid>:<start>:<nonce>) and only then
- * reads CLIENT LIST on every master; another run's name there means another live run.
+ * One changing run per cluster. Every run that changes a cluster names a connection of its
+ * own on every master (CLIENT SETNAME slotctl:<verb>:<host>:<pid>:<start>:<nonce>) and only
+ * then reads CLIENT LIST on every master; another run's name there means another run.
  *
  * Why two runs cannot both pass: each names itself everywhere before it looks anywhere. If
  * run B sees no name of run A on some master M, B's look at M came before A named itself
@@ -9,14 +9,29 @@
  * every master and refuses. (Both may refuse; then the operator retries one.)
  *
  * A dead run holds no connection, so its name is gone with it; nothing is left to unlock.
+ *
+ * A name alone proves nothing: any client may call itself slotctl:reshard:... So a run
+ * renews its marker (CLIENT SETNAME again on that connection: the lock needs that right
+ * anyway, where a PING may be denied by an ACL) every second, and a marker whose
+ * connection has been idle for LIVE_IDLE_SECONDS is no live run's: it is stale (a stopped
+ * or hung slotctl) or forged. It still refuses, because a stopped run may wake up and go on
+ * moving slots; the message says what it is and how to go on (--ignore-lock, CLIENT KILL).
  */
 import {hostname} from 'node:os'
+
+import type {Redis} from 'ioredis'
 
 import type {NodePool} from './connection.js'
 import {NODE_PARALLELISM, settleLimit} from './connection.js'
 import {SlotctlError, errorMessage} from '../errors.js'
 
 const PREFIX = 'slotctl:'
+
+/** The pool lane of the lock connection: it does nothing but hold the name and renew it. */
+const LOCK_LANE = 1000
+const RENEW_EVERY_MS = 1000
+/** Ten missed renewals: far more than an event-loop pause, far less than any real run. */
+export const LIVE_IDLE_SECONDS = 10
 
 export interface RunMarker {
   verb: string
@@ -30,6 +45,13 @@ export interface OtherRun extends RunMarker {
   seenOn: string
   /** how long that connection has been open, seconds */
   ageSeconds: number
+  /** seconds since that connection last sent a command: a live run renews every second */
+  idleSeconds: number
+  /** the server's client id, for CLIENT KILL ID */
+  clientId: string
+  /** the client's address as the server sees it */
+  clientAddress: string
+  name: string
 }
 
 /** A CLIENT SETNAME value: no spaces or newlines, so host names are reduced to [A-Za-z0-9._-]. */
@@ -45,47 +67,86 @@ export function parseMarkerName(name: string): (RunMarker & {nonce: string}) | u
   return {host, nonce, pid: Number(pid), startedAt, verb}
 }
 
-/** The other slotctl runs named in one CLIENT LIST reply. */
+function field(line: string, name: string): string | undefined {
+  return new RegExp(`(?:^| )${name}=(\\S*)`).exec(line)?.[1]
+}
+
+/** The other slotctl markers in one CLIENT LIST reply. */
 export function otherRunsIn(clientList: string, ownName: string, seenOn: string): OtherRun[] {
   const runs: OtherRun[] = []
   for (const line of clientList.split('\n')) {
-    const name = /(?:^| )name=(\S*)/.exec(line)?.[1]
+    const name = field(line, 'name')
     if (!name || name === ownName) continue
     const marker = parseMarkerName(name)
     if (!marker) continue
-    const ageSeconds = Number(/(?:^| )age=(\d+)/.exec(line)?.[1] ?? 0)
-    runs.push({ageSeconds, host: marker.host, pid: marker.pid, seenOn, startedAt: marker.startedAt, verb: marker.verb})
+    runs.push({
+      ageSeconds: Number(field(line, 'age') ?? 0),
+      clientAddress: field(line, 'addr') ?? '?',
+      clientId: field(line, 'id') ?? '?',
+      host: marker.host,
+      idleSeconds: Number(field(line, 'idle') ?? 0),
+      name,
+      pid: marker.pid,
+      seenOn,
+      startedAt: marker.startedAt,
+      verb: marker.verb,
+    })
   }
   return runs
 }
 
-function lockError(message: string, suggestions: string[]): SlotctlError {
-  return new SlotctlError(message, {code: 'E_LOCKED', suggestions})
+export function isLive(run: OtherRun): boolean {
+  return run.idleSeconds < LIVE_IDLE_SECONDS
 }
 
 export interface LockOptions {
-  force?: boolean
+  /** --ignore-lock: go on past other markers, with a warning */
+  ignoreLock?: boolean
+  /** a look that changes nothing (--dry-run): a marker no live run holds only warns */
+  readOnly?: boolean
   warn?: (message: string) => void
 }
 
-/** Runs one command on every master; the first refusal becomes a lock error (the lock cannot be checked). */
-async function onEveryMaster(pool: NodePool, masters: readonly string[], args: string[]): Promise<unknown[]> {
-  const replies = await settleLimit(masters, NODE_PARALLELISM, async (address) => (await pool.client(address)).call(...(args as [string, ...string[]])))
+/** Runs one command on every master (on `lane`); the first refusal becomes a lock error (the lock cannot be checked). */
+async function onEveryMaster(pool: NodePool, masters: readonly string[], args: string[], lane = 0): Promise<unknown[]> {
+  const replies = await settleLimit(masters, NODE_PARALLELISM, async (address) => (await pool.client(address, lane)).call(...(args as [string, ...string[]])))
   const refused = replies.findIndex((entry) => entry.error)
   if (refused === -1) return replies.map((entry) => entry.value)
   const cause = errorMessage(replies[refused].error)
-  throw lockError(`cannot check for other slotctl runs on ${masters[refused]}: ${cause}`, [
-    /NOPERM|no permissions/i.test(cause) ? 'the ACL user needs +client|setname and +client|list to change the cluster' : 'check the node, then run again',
-  ])
+  throw new SlotctlError(`cannot check for other slotctl runs on ${masters[refused]}: ${cause}`, {
+    code: 'E_LOCKED',
+    suggestions: [/NOPERM|no permissions/i.test(cause) ? 'the ACL user needs +client|setname and +client|list to change the cluster' : 'check the node, then run again'],
+  })
 }
 
-/** Refuses (E_LOCKED) when `others` is not empty, unless forced (then `warn`s). */
+function liveRunError(run: OtherRun): SlotctlError {
+  return new SlotctlError(`another slotctl run is changing this cluster: '${run.verb}' from pid ${run.pid} on ${run.host}, started ${run.startedAt} (client ${run.clientId} at ${run.clientAddress}, seen on ${run.seenOn})`, {
+    code: 'E_LOCKED',
+    suggestions: ['wait for it to finish; if that process is stuck, stop it. Only when no other slotctl run is active: --ignore-lock'],
+  })
+}
+
+function staleMarkerError(run: OtherRun): SlotctlError {
+  return new SlotctlError(
+    `a stale or forged slotctl lock marker holds this cluster: client ${run.clientId} (${run.clientAddress}) on ${run.seenOn} is named '${run.name}' but has been idle for ${run.idleSeconds} s; a live slotctl run renews its marker every second`,
+    {
+      code: 'E_LOCK_STALE',
+      suggestions: [`if no slotctl run is active (a stopped one may wake up and go on), go on with --ignore-lock, or remove the marker: CLIENT KILL ID ${run.clientId} on ${run.seenOn}`],
+    },
+  )
+}
+
+/** Refuses when `others` is not empty, naming a live run first; with --ignore-lock only `warn`s. */
 function refuseOthers(others: OtherRun[], options: LockOptions): void {
   if (others.length === 0) return
-  const other = others[0]
-  const what = `another slotctl run is changing this cluster: '${other.verb}' from pid ${other.pid} on ${other.host}, started ${other.startedAt} (seen on ${other.seenOn})`
-  if (!options.force) throw lockError(what, ['wait for it to finish; if that process is stuck, stop it, or pass --force to go on anyway'])
-  options.warn?.(`warning: ${what}; going on because of --force`)
+  const live = others.find((run) => isLive(run))
+  const error = live ? liveRunError(live) : staleMarkerError(others[0])
+  if (!live && options.readOnly && !options.ignoreLock) {
+    options.warn?.(`warning: ${error.message}; a run that changes the cluster refuses until it is gone (or --ignore-lock)`)
+    return
+  }
+  if (!options.ignoreLock) throw error
+  options.warn?.(`warning: ${error.message}; going on because of --ignore-lock`)
 }
 
 async function otherRuns(pool: NodePool, masters: readonly string[], ownName: string): Promise<OtherRun[]> {
@@ -94,17 +155,57 @@ async function otherRuns(pool: NodePool, masters: readonly string[], ownName: st
 }
 
 /** Read-only: refuses early, with the real reason, while another slotctl run changes the cluster. */
-export async function refuseIfOtherRun(pool: NodePool, masters: readonly string[], options: LockOptions = {}): Promise<void> {
-  refuseOthers(await otherRuns(pool, masters, ''), options)
+export async function refuseIfOtherRun(pool: NodePool, masters: readonly string[], options: LockOptions = {}, ownName = ''): Promise<void> {
+  refuseOthers(await otherRuns(pool, masters, ownName), options)
+}
+
+/** A held lock: renewed every second until released (or the process ends, which closes its connections). */
+export class RunLock {
+  private readonly timer: NodeJS.Timeout
+  private readonly pending = new Set<Redis>()
+
+  constructor(
+    readonly name: string,
+    private readonly clients: Redis[],
+  ) {
+    this.timer = setInterval(() => this.renew(), RENEW_EVERY_MS)
+    // the renewal must never be what keeps a finished run alive
+    this.timer.unref()
+  }
+
+  release(): void {
+    clearInterval(this.timer)
+  }
+
+  private renew(): void {
+    for (const client of this.clients) {
+      // a master busy with a long command: one PING waiting is enough
+      if (this.pending.has(client)) continue
+      this.pending.add(client)
+      client
+        .call('CLIENT', 'SETNAME', this.name)
+        .catch(() => {
+          // a lost master: its marker is gone with the connection, the others still hold
+        })
+        .finally(() => this.pending.delete(client))
+    }
+  }
 }
 
 /**
- * Names this run on every master, then refuses (E_LOCKED) if any master shows another
- * slotctl run. With `force`, another run is reported through `warn` instead.
+ * Names this run on a connection of its own on every master, then refuses if any master
+ * shows another slotctl marker (live, or stale/forged). With ignoreLock, another marker is
+ * reported through `warn` instead.
  */
-export async function acquireRunLock(pool: NodePool, masters: readonly string[], verb: string, options: LockOptions = {}): Promise<string> {
+export async function acquireRunLock(pool: NodePool, masters: readonly string[], verb: string, options: LockOptions = {}): Promise<RunLock> {
   const name = markerName({host: hostname(), pid: process.pid, startedAt: new Date().toISOString(), verb}, Math.random().toString(36).slice(2, 8))
-  await onEveryMaster(pool, masters, ['CLIENT', 'SETNAME', name])
-  refuseOthers(await otherRuns(pool, masters, name), options)
-  return name
+  await onEveryMaster(pool, masters, ['CLIENT', 'SETNAME', name], LOCK_LANE)
+  const lock = new RunLock(name, await Promise.all(masters.map((address) => pool.client(address, LOCK_LANE))))
+  try {
+    refuseOthers(await otherRuns(pool, masters, name), options)
+  } catch (error) {
+    lock.release()
+    throw error
+  }
+  return lock
 }

@@ -10,13 +10,14 @@
  * anything else makes start and stop refuse before they touch anything.
  */
 import {existsSync, readFileSync} from 'node:fs'
-import {mkdir, rename, rm, writeFile} from 'node:fs/promises'
+import {rename, rm, writeFile} from 'node:fs/promises'
 import {homedir} from 'node:os'
 import path from 'node:path'
 
 import {DEFAULT_CONNECTION, NODE_PARALLELISM, NodePool, mapLimit, settleLimit} from '../cluster/connection.js'
 import {applyCreatePlan} from '../nodes/create.js'
 import {SlotctlError, usageError} from '../errors.js'
+import {ensurePrivateDir} from '../files.js'
 import {type RunningServer, type ServerBinary, describeServerBinary, findFreePorts, isAlive, isOurServer, isServerOnPort, requireServerBinary, startServer, stopServer} from './servers.js'
 import {planCreate} from '../plan/create.js'
 import {keySlot} from '../cluster/slots.js'
@@ -148,7 +149,7 @@ function hasNodeMarker(nodeDir: string, port: number): boolean {
 /** DIR/node-PORT with slotctl's marker: the only kind of directory sandbox stop removes (restore --start uses it too). */
 export async function createNodeDir(dir: string, port: number): Promise<string> {
   const nodeDir = nodeDirOf(dir, port)
-  await mkdir(nodeDir, {recursive: true})
+  await ensurePrivateDir(nodeDir)
   await writeFile(path.join(nodeDir, NODE_MARKER), `${JSON.stringify({createdBy: 'slotctl sandbox', port})}\n`)
   return nodeDir
 }
@@ -267,7 +268,7 @@ export async function startSandbox(options: SandboxOptions): Promise<SandboxStat
   }
   // a dead sandbox leaves node dirs behind whose old cluster configs would break a new create
   if (existing) await removeSandboxFiles(existing)
-  await mkdir(options.dir, {recursive: true})
+  await ensurePrivateDir(options.dir)
   const ports = await choosePorts(options, options.masters * (options.replicas + 1))
   const {error: startError, servers} = await startServers(options, ports)
   const state: SandboxState = {

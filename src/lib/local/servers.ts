@@ -7,7 +7,7 @@
  */
 import {execFileSync} from 'node:child_process'
 import {existsSync, readFileSync, readlinkSync, realpathSync} from 'node:fs'
-import {mkdir, writeFile} from 'node:fs/promises'
+import {writeFile} from 'node:fs/promises'
 import {createServer} from 'node:net'
 import path from 'node:path'
 
@@ -16,6 +16,7 @@ import {Redis} from 'ioredis'
 
 import {delay} from '../cluster/connection.js'
 import {SlotctlError, errorMessage} from '../errors.js'
+import {ensurePrivateDir} from '../files.js'
 import {parseInfo} from '../cluster/topology.js'
 
 export interface ServerSpec {
@@ -269,7 +270,7 @@ function readLogTail(spec: ServerSpec): string {
 export async function startServer(spec: ServerSpec, timeoutMs = 10_000): Promise<RunningServer> {
   const binary = requireServerBinary(spec.binary)
   const host = spec.host ?? '127.0.0.1'
-  await mkdir(spec.dir, {recursive: true})
+  await ensurePrivateDir(spec.dir)
   await writeFile(configFile(spec), '# written by slotctl; CONFIG REWRITE appends here\n')
   const child = execa(binary, serverArgs(spec), {
     cleanup: !spec.detached,

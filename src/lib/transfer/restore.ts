@@ -7,7 +7,6 @@
  * its file, given the saved slot map. Both end by comparing the key count and the content
  * digest with the manifest.
  */
-import {mkdir} from 'node:fs/promises'
 import path from 'node:path'
 
 import type {ClusterSnapshot} from '../cluster/loader.js'
@@ -15,6 +14,7 @@ import {NODE_PARALLELISM, NodePool, mapLimit} from '../cluster/connection.js'
 import {type SlotRange, expandRanges, formatSlots, toRanges} from '../cluster/slots.js'
 import {mastersOf, myselfOf, parseClusterNodes} from '../cluster/topology.js'
 import {SlotctlError, errorMessage} from '../errors.js'
+import {ensurePrivateDir} from '../files.js'
 import type {SandboxState} from '../local/sandbox.js'
 import {createNodeDir, writeSandboxState} from '../local/sandbox.js'
 import {type RunningServer, describeServerBinary, findFreePorts, startServer, stopServer} from '../local/servers.js'
@@ -161,7 +161,7 @@ async function ownSlots(pool: NodePool, address: string): Promise<number[]> {
  * file, then forms them into a cluster with the saved slot map.
  */
 export async function startFromBackup(manifest: Manifest, options: StartOptions): Promise<{state: SandboxState; nodes: StartedNode[]}> {
-  await mkdir(options.target, {recursive: true})
+  await ensurePrivateDir(options.target)
   const ports = await findFreePorts(manifest.files.length, options.host)
   const servers: RunningServer[] = []
   const state: SandboxState = {createdAt: new Date().toISOString(), dir: options.target, keys: 0, masters: manifest.files.length, nodes: [], ready: false, replicas: 0, seed: ''}
