@@ -38,6 +38,20 @@ describe('content digest: canonical forms', () => {
     expect(keyHash(b('k'), 'string', b('1'))).to.not.deep.equal(keyHash(b('k'), 'list', [b('1')]))
   })
 
+  it('hash field expiry times count (a field without one counts as before); vector set elements are order-free, each with its embedding and attributes', () => {
+    const fields = [b('f1'), b('v1'), b('f2'), b('v2')]
+    expect(keyHash(b('h'), 'hash', fields, [-1, -1])).to.deep.equal(keyHash(b('h'), 'hash', fields))
+    expect(keyHash(b('h'), 'hash', fields, [1_796_568_442_527, -1])).to.not.deep.equal(keyHash(b('h'), 'hash', fields))
+    expect(keyHash(b('h'), 'hash', fields, [1_796_568_442_527, -1])).to.not.deep.equal(keyHash(b('h'), 'hash', fields, [1_796_568_442_528, -1]))
+    expect(keyHash(b('h'), 'hash', fields, [5, -1])).to.deep.equal(keyHash(b('h'), 'hash', [b('f2'), b('v2'), b('f1'), b('v1')], [-1, 5]))
+    const vemb = (blob: string) => [b('int8'), b(blob), b('3.2'), b('0.6')]
+    const elements = [b('a'), b('b')]
+    const details = [[vemb('xy'), b('{"i":1}')], [vemb('zw'), null]]
+    expect(keyHash(b('v'), 'vectorset', elements, details)).to.deep.equal(keyHash(b('v'), 'vectorset', [b('b'), b('a')], [details[1], details[0]]))
+    expect(keyHash(b('v'), 'vectorset', elements, details)).to.not.deep.equal(keyHash(b('v'), 'vectorset', elements, [details[0], [vemb('zz'), null]]))
+    expect(keyHash(b('v'), 'vectorset', elements, details)).to.not.deep.equal(keyHash(b('v'), 'vectorset', elements, [details[0], [vemb('zw'), b('{}')]]))
+  })
+
   it('digests combine by XOR: order-free, and a digest cancels itself', () => {
     const [x, y] = ['0123456789abcdef0123456789abcdef01234567', 'ffffffffffffffffffff00000000000000000000']
     expect(combineDigests([x, y])).to.equal(combineDigests([y, x]))
