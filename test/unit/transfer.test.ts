@@ -80,9 +80,9 @@ const RDB = Buffer.concat([Buffer.from('REDIS0011\u00fa\u0005hello'), Buffer.fro
 const MARK = 'a'.repeat(20) + 'b'.repeat(20)
 
 describe('RDB over the replication protocol', () => {
-  it('asks one thing at a time (AUTH, rdb-only, capa eof, SYNC), then takes a bulk of the announced length', () => {
-    const {done, payload, result, sent} = receive(['+OK\r\n', '+OK\r\n', '-ERR unknown option\r\n', '\n', '\n', `$${RDB.length}\r\n`, RDB.subarray(0, 5), Buffer.concat([RDB.subarray(5), Buffer.from('*1\r\n$4\r\nPING\r\n')])], ['secret'])
-    expect(sent).to.equal('*2\r\n$4\r\nAUTH\r\n$6\r\nsecret\r\n*3\r\n$8\r\nREPLCONF\r\n$8\r\nrdb-only\r\n$1\r\n1\r\n*3\r\n$8\r\nREPLCONF\r\n$4\r\ncapa\r\n$3\r\neof\r\n*1\r\n$4\r\nSYNC\r\n')
+  it('asks one thing at a time (AUTH, rdb-only, capa eof, version, SYNC), then takes a bulk of the announced length', () => {
+    const {done, payload, result, sent} = receive(['+OK\r\n', '+OK\r\n', '-ERR unknown option\r\n', '-ERR Unrecognized REPLCONF option: version\r\n', '\n', '\n', `$${RDB.length}\r\n`, RDB.subarray(0, 5), Buffer.concat([RDB.subarray(5), Buffer.from('*1\r\n$4\r\nPING\r\n')])], ['secret'])
+    expect(sent).to.equal('*2\r\n$4\r\nAUTH\r\n$6\r\nsecret\r\n*3\r\n$8\r\nREPLCONF\r\n$8\r\nrdb-only\r\n$1\r\n1\r\n*3\r\n$8\r\nREPLCONF\r\n$4\r\ncapa\r\n$3\r\neof\r\n*3\r\n$8\r\nREPLCONF\r\n$7\r\nversion\r\n$11\r\n255.255.255\r\n*1\r\n$4\r\nSYNC\r\n')
     expect(done).to.equal(true)
     expect(payload).to.deep.equal(RDB)
     expect(rdbFormat(result.head)).to.equal('REDIS0011')
@@ -92,7 +92,7 @@ describe('RDB over the replication protocol', () => {
   it('EOF-mark mode: the payload ends at the mark, even when the mark arrives split over chunks', () => {
     const stream = Buffer.concat([Buffer.from(`$EOF:${MARK}\r\n`), RDB, Buffer.from(MARK)])
     for (let cut = 1; cut < stream.length; cut += 7) {
-      const {done, payload} = receive(['+OK\r\n', '+OK\r\n', stream.subarray(0, cut), stream.subarray(cut)])
+      const {done, payload} = receive(['+OK\r\n', '+OK\r\n', '+OK\r\n', stream.subarray(0, cut), stream.subarray(cut)])
       expect(done, `cut at ${cut}`).to.equal(true)
       expect(payload, `cut at ${cut}`).to.deep.equal(RDB)
     }
@@ -100,7 +100,7 @@ describe('RDB over the replication protocol', () => {
 
   it('a refused AUTH or SYNC is an error naming the node', () => {
     expect(() => receive(['-WRONGPASS invalid username-password pair\r\n'], ['x'])).to.throw(/authentication failed at node:1/)
-    expect(() => receive(['+OK\r\n', '+OK\r\n', "-NOPERM this user has no permissions to run the 'sync' command\r\n"])).to.throw(/node:1 refused SYNC/)
+    expect(() => receive(['+OK\r\n', '+OK\r\n', '+OK\r\n', "-NOPERM this user has no permissions to run the 'sync' command\r\n"])).to.throw(/node:1 refused SYNC/)
   })
 
   it('recognizes Redis and Valkey file headers only', () => {
