@@ -232,7 +232,7 @@ export async function fingerprints(client: Redis, keys: readonly Buffer[], known
 /** Servers known to lack HPEXPIRETIME (before Redis 7.4 / Valkey 9): no hash there has field TTLs. */
 const withoutFieldTtls = new WeakSet<Redis>()
 
-/** The commands that read a key's detail (see Detail), and how to gather their replies. */
+/** The commands that read a key's detail (see Detail): none for most types. */
 function detailReads(client: Redis, key: Buffer, type: string, reply: Reply): Array<[string, ...Array<Buffer | string>]> {
   const elements = reply as Buffer[]
   if (type === 'hash' && elements.length > 0 && !withoutFieldTtls.has(client)) {
