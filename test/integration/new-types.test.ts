@@ -18,6 +18,7 @@ import type {Cluster, Redis} from 'ioredis'
 import type {BackupResult} from '../../src/commands/backup.js'
 import type {RestoreResult} from '../../src/commands/restore.js'
 import type {MigrationResult} from '../../src/lib/cli/migration-command.js'
+import {expandRanges, formatSlots} from '../../src/lib/cluster/slots.js'
 import {mastersOf, parseClusterNodes} from '../../src/lib/cluster/topology.js'
 import {combineDigests, digestServer} from '../../src/lib/transfer/digest.js'
 import type {ImportResult} from '../../src/lib/transfer/import.js'
@@ -164,10 +165,11 @@ function describeType(typeCase: TypeCase): void {
     })
 
     const reshard = async (legacy: boolean) => {
-      // all of one master's slots: about a third of the keys move
+      // half of one master's slots: not all, or Redis turns the emptied master into a replica
+      // of the one that took its last slot, and the masters read here would change under us
       const [from, to] = mastersOf(parseClusterNodes(String(await cluster.client().call('CLUSTER', 'NODES')))).filter((node) => node.slots.length > 0)
-      const slots = from.slots.map(([start, end]) => (start === end ? `${start}` : `${start}-${end}`)).join(',')
-      const args = ['reshard', cluster.seed, '--to', to.id, '--slot-range', slots, '--yes', '--journal', path.join(dir, `reshard-${legacy}.jsonl`), ...(legacy ? ['--legacy-migrate'] : [])]
+      const owned = expandRanges(from.slots)
+      const args = ['reshard', cluster.seed, '--to', to.id, '--slot-range', formatSlots(owned.slice(0, Math.floor(owned.length / 2))), '--yes', '--journal', path.join(dir, `reshard-${legacy}.jsonl`), ...(legacy ? ['--legacy-migrate'] : [])]
       const {exitCode, json, stderr} = await runCliJson<MigrationResult>(args)
       expect(exitCode, stderr).to.equal(0)
       expect(json.keysMoved).to.be.greaterThan(0)
@@ -176,7 +178,7 @@ function describeType(typeCase: TypeCase): void {
       expect((await runCli(['check', cluster.seed])).exitCode).to.equal(0)
     }
 
-    it('reshard --legacy-migrate (SETSLOT + MIGRATE) of every slot of a master: every value moves', async function () {
+    it('reshard --legacy-migrate (SETSLOT + MIGRATE) of half a master\'s slots: every value moves', async function () {
       this.timeout(180_000)
       await reshard(true)
     })
