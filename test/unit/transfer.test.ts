@@ -4,15 +4,16 @@
  * newlines, refusals), the import journal, key names in results, keys-only progress.
  */
 import {readFileSync} from 'node:fs'
-import {appendFile, mkdtemp, rm} from 'node:fs/promises'
+import {appendFile, mkdtemp, rm, writeFile} from 'node:fs/promises'
 import {tmpdir} from 'node:os'
 import path from 'node:path'
 
 import {expect} from 'chai'
 
 import {progressLine} from '../../src/lib/cli/progress.js'
-import {combineDigests, keyHash, typeOfDump} from '../../src/lib/transfer/digest.js'
+import {DIGEST_ALGORITHM, combineDigests, keyHash, typeOfDump} from '../../src/lib/transfer/digest.js'
 import {keyName} from '../../src/lib/transfer/import.js'
+import {readManifest} from '../../src/lib/transfer/manifest.js'
 import {ImportJournal, type ImportSettings, readImportJournal} from '../../src/lib/transfer/journal.js'
 import {RdbReceiver, rdbFormat} from '../../src/lib/transfer/rdb-fetch.js'
 import {keyspaceOf, serverVersionOf} from '../../src/lib/transfer/source.js'
@@ -78,6 +79,21 @@ function receive(chunks: Array<Buffer | string>, auth?: string[]) {
 
 const RDB = Buffer.concat([Buffer.from('REDIS0011\u00fa\u0005hello'), Buffer.from([0xff, 1, 2, 3, 4, 5, 6, 7, 8])])
 const MARK = 'a'.repeat(20) + 'b'.repeat(20)
+
+describe('backup manifest: digests of another algorithm', () => {
+  it('are dropped on reading (restore then digests the files itself); this algorithm\'s are kept', async () => {
+    const dir = await mkdtemp(path.join(tmpdir(), 'slotctl-manifest-'))
+    try {
+      const manifest = (algorithm: string) => ({digestAlgorithm: algorithm, files: [{digest: 'ab'.repeat(20), file: 'a.rdb'}], kind: 'slotctl-backup', schemaVersion: 1})
+      await writeFile(path.join(dir, 'manifest.json'), JSON.stringify(manifest('slotctl-content-v1')))
+      expect((await readManifest(dir)).files[0].digest).to.equal(null)
+      await writeFile(path.join(dir, 'manifest.json'), JSON.stringify(manifest(DIGEST_ALGORITHM)))
+      expect((await readManifest(dir)).files[0].digest).to.equal('ab'.repeat(20))
+    } finally {
+      await rm(dir, {force: true, recursive: true})
+    }
+  })
+})
 
 describe('RDB over the replication protocol', () => {
   it('asks one thing at a time (AUTH, rdb-only, capa eof, version, SYNC), then takes a bulk of the announced length', () => {
