@@ -66,6 +66,21 @@ export function skipUnlessValkey(context: Mocha.Context, major: number, minor = 
 }
 
 /**
+ * For a `before` hook of a suite that needs commands some servers lack (HPEXPIRE: Redis >=
+ * 7.4, Valkey >= 9; VADD: Redis 8): asks the running server's COMMAND INFO, and skips the
+ * whole suite, saying why in every test title, when one is missing.
+ */
+export async function skipUnlessCommands(context: Mocha.Context, client: Redis, commands: readonly string[], what: string): Promise<void> {
+  const infos = (await client.call('COMMAND', 'INFO', ...commands)) as unknown[]
+  const missing = commands.filter((_, i) => !infos[i])
+  if (missing.length === 0) return
+  const server = serverUnderTest()
+  const reason = ` [skipped: ${what} needs ${missing.join(', ')}; the server under test is ${server.product} ${server.version}]`
+  for (const test of context.test?.parent?.tests ?? []) test.title += reason
+  context.skip()
+}
+
+/**
  * Starts servers on ports found free. Test files may run in parallel workers (mocha
  * --parallel), so a port can be taken between the check and the bind: a batch that fails to
  * start is stopped and tried again on other ports.

@@ -4,11 +4,12 @@
  * summaries, per-verb exit codes, -h), version, did-you-mean, and a password-protected sandbox.
  */
 import {existsSync, readFileSync, writeFileSync} from 'node:fs'
-import {mkdtemp, readFile, rm} from 'node:fs/promises'
+import {copyFile, mkdtemp, readFile, rm, symlink} from 'node:fs/promises'
 import {tmpdir} from 'node:os'
 import path from 'node:path'
 
 import {expect} from 'chai'
+import {execa} from 'execa'
 
 import {expectOneCleanLine, runCli, runCliJson} from '../helpers/cli.js'
 import {root} from '../helpers/schema.js'
@@ -46,13 +47,62 @@ function interfaceOf(commands: Record<string, ManifestCommand>): Record<string, 
   return out
 }
 
+/**
+ * Builds the manifest as `npm run build` does, in a scratch package (package.json copied, dist
+ * and node_modules linked) under exactly the given environment: nothing of the caller's. Run
+ * from the scratch dir: `oclif manifest` first deletes ./oclif.manifest.json.
+ */
+async function manifestBuiltWith(env: Record<string, string>): Promise<Record<string, ManifestCommand>> {
+  const scratch = await mkdtemp(path.join(tmpdir(), 'slotctl-manifest-'))
+  try {
+    await copyFile(path.join(root, 'package.json'), path.join(scratch, 'package.json'))
+    await symlink(path.join(root, 'dist'), path.join(scratch, 'dist'))
+    await symlink(path.join(root, 'node_modules'), path.join(scratch, 'node_modules'))
+    const oclif = path.join(root, 'node_modules', 'oclif', 'bin', 'run.js')
+    const built = await execa(process.execPath, [oclif, 'manifest', scratch], {cwd: scratch, env: {OCLIF_SKIP_NEW_VERSION_CHECK: 'true', PATH: process.env.PATH ?? '', ...env}, extendEnv: false, reject: false})
+    expect(built.exitCode, built.stderr).to.equal(0)
+    return (JSON.parse(await readFile(path.join(scratch, 'oclif.manifest.json'), 'utf8')) as {commands: Record<string, ManifestCommand>}).commands
+  } finally {
+    await rm(scratch, {force: true, recursive: true})
+  }
+}
+
+const snapshotMessage = 'the interface changed: if on purpose, rerun with SLOTCTL_UPDATE_SNAPSHOT=1 and commit test/fixtures/cli-interface.json'
+
 describe('the command-line interface', () => {
   it('matches the snapshot of every verb\'s arguments and flags (SLOTCTL_UPDATE_SNAPSHOT=1 rewrites it)', async () => {
     const manifest = JSON.parse(await readFile(path.join(root, 'oclif.manifest.json'), 'utf8')) as {commands: Record<string, ManifestCommand>}
     const current = interfaceOf(manifest.commands)
     if (process.env.SLOTCTL_UPDATE_SNAPSHOT === '1' || !existsSync(snapshotFile)) writeFileSync(snapshotFile, `${JSON.stringify(current, null, 2)}\n`)
     const snapshot = JSON.parse(readFileSync(snapshotFile, 'utf8')) as Record<string, unknown>
-    expect(current, 'the interface changed: if on purpose, rerun with SLOTCTL_UPDATE_SNAPSHOT=1 and commit test/fixtures/cli-interface.json').to.deep.equal(snapshot)
+    expect(current, snapshotMessage).to.deep.equal(snapshot)
+  })
+
+  it('the snapshot holds for a manifest built with another HOME, or with XDG_STATE_HOME set: no default carries the builder\'s machine', async () => {
+    const snapshot = JSON.parse(readFileSync(snapshotFile, 'utf8')) as Record<string, unknown>
+    const home = await mkdtemp(path.join(tmpdir(), 'slotctl-home-'))
+    try {
+      expect(interfaceOf(await manifestBuiltWith({HOME: home})), `HOME=${home}: ${snapshotMessage}`).to.deep.equal(snapshot)
+      const xdg = {HOME: home, XDG_CONFIG_HOME: path.join(home, 'config'), XDG_DATA_HOME: path.join(home, 'data'), XDG_STATE_HOME: path.join(home, 'state')}
+      expect(interfaceOf(await manifestBuiltWith(xdg)), `XDG_STATE_HOME set: ${snapshotMessage}`).to.deep.equal(snapshot)
+    } finally {
+      await rm(home, {force: true, recursive: true})
+    }
+  })
+
+  it('the sandbox --dir default is shown literally and resolved at run time: $XDG_STATE_HOME, else ~/.local/state', async () => {
+    const home = await mkdtemp(path.join(tmpdir(), 'slotctl-home-'))
+    try {
+      const help = await runCli(['sandbox', 'status', '--help'], {env: {HOME: home}})
+      expect(help.stdout).to.include('[default: $XDG_STATE_HOME/slotctl/sandbox]')
+      expect(help.stdout).to.not.include(home)
+      const xdg = path.join(home, 'state')
+      expect((await runCli(['sandbox', 'status'], {env: {HOME: home, XDG_STATE_HOME: xdg}})).stdout).to.include(`no sandbox recorded in ${path.join(xdg, 'slotctl', 'sandbox')};`)
+      // an empty XDG_STATE_HOME counts as unset (the XDG spec's rule)
+      expect((await runCli(['sandbox', 'status'], {env: {HOME: home, XDG_STATE_HOME: ''}})).stdout).to.include(`no sandbox recorded in ${path.join(home, '.local', 'state', 'slotctl', 'sandbox')};`)
+    } finally {
+      await rm(home, {force: true, recursive: true})
+    }
   })
 
   it('slotctl --help gives every verb a one-line summary at 80 columns; -h works everywhere', async () => {

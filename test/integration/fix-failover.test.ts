@@ -11,6 +11,7 @@ import {expect} from 'chai'
 
 import type {CheckResult} from '../../src/commands/check.js'
 import type {FixResult} from '../../src/commands/fix.js'
+import {versionAtLeast} from '../../src/lib/cluster/server-info.js'
 import {expandRanges, keySlot} from '../../src/lib/cluster/slots.js'
 import {type ClusterNode, mastersOf, parseClusterNodes} from '../../src/lib/cluster/topology.js'
 import {TestCluster, serverUnderTest} from '../helpers/cluster-harness.js'
@@ -21,6 +22,19 @@ const delay = (ms: number) =>
   new Promise((resolve) => {
     setTimeout(resolve, ms)
   })
+
+/**
+ * What the importing target's cluster_state is once the migrating source has failed over, as
+ * seen per server: Redis 7.0 ignores the promoted replica's claim on a slot it imports and is
+ * left with no owner (fail); Redis 8.0 and Valkey 8/9 take the claim and stay ok. Undefined
+ * for versions not yet seen (7.2, 7.4): nothing is assumed about them.
+ */
+function stateAfterSourceFailover(): 'fail' | 'ok' | undefined {
+  const {product, version} = serverUnderTest()
+  if (product === 'valkey') return 'ok'
+  if (version.startsWith('7.0.')) return 'fail'
+  return versionAtLeast(version, 8, 0) ? 'ok' : undefined
+}
 
 /** Keys per slot the cases move; half of them reach the target before the failover. */
 const KEYS_PER_SLOT = 100
@@ -135,14 +149,15 @@ describe('fix after a failover in the middle of a slot migration', () => {
     await expectFixedFromAnySeed(before)
   })
 
-  it('the source fails over mid-move (Redis 7: the importing target sees no owner and goes cluster_state:fail): repaired from any seed, nothing lost', async function () {
+  it('the source fails over mid-move (Redis 7.0: the importing target goes cluster_state:fail; Redis 8 and Valkey stay ok): repaired from any seed, nothing lost', async function () {
     this.timeout(180_000)
     const [, source, target] = await liveMasters()
     await openMidMove(source, target, slotsOf(source, 20))
     const before = await clusterDigest(cluster)
     await failover(source)
-    // the state of the issue: Redis 7 ignores the promoted replica's claim on a slot it imports
-    if (serverUnderTest().product === 'redis') expect(String(await cluster.client(target.address).call('CLUSTER', 'INFO'))).to.match(/cluster_state:fail/)
+    // the state of the issue differs per server; what must hold everywhere is the repair below
+    const expected = stateAfterSourceFailover()
+    if (expected) expect(String(await cluster.client(target.address).call('CLUSTER', 'INFO')), `${serverUnderTest().product} ${serverUnderTest().version}`).to.include(`cluster_state:${expected}`)
     await expectFixedFromAnySeed(before)
   })
 

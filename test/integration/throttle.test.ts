@@ -1,7 +1,11 @@
 /**
- * The throttle holds its rate (within 10%, both ways) whether slots hold one key or ten:
- * opening and closing slots must not eat the budget. Runs last about six seconds each, long
- * enough that start-up and the last partial second do not decide the average.
+ * The throttle holds its rate whether slots hold one key or ten: opening and closing slots must
+ * not eat the budget. Runs last about six seconds each, long enough that start-up and the last
+ * partial second do not decide the average. What holds on any machine is asserted here: never
+ * more than 10% above the limit (a busy machine only slows a run down), and at least 60% of it
+ * (a budget eaten twice over, e.g. keys counted twice or slot changes charged as keys, gives
+ * 50%; a busy 2-core machine at load 10 still gave 80%). The 10% precision both ways is
+ * bench/throttle.bench.js, for a quiet machine.
  */
 import {mkdtemp, rm} from 'node:fs/promises'
 import {tmpdir} from 'node:os'
@@ -67,30 +71,30 @@ describe('throttle accuracy (real servers)', () => {
     return json
   }
 
-  it('one key per slot at 500 keys/s: within 10% of the limit', async function () {
+  it('one key per slot at 500 keys/s: at most 10% above the limit, at least 60% of it', async function () {
     this.timeout(120_000)
     const json = await reshard(masters[0], masters[2], rangeOf(masters[0], 3000), ['--max-keys-per-sec', '500'])
     expect(json.keysMoved).to.equal(3000)
     const rate = json.keysMoved! / (json.elapsedMs! / 1000)
-    expect(rate, `${rate.toFixed(0)} keys/s`).to.be.within(450, 550)
+    expect(rate, `${rate.toFixed(0)} keys/s`).to.be.within(300, 550)
   })
 
-  it('ten keys per slot at 5000 keys/s: within 10% of the limit', async function () {
+  it('ten keys per slot at 5000 keys/s: at most 10% above the limit, at least 60% of it', async function () {
     this.timeout(120_000)
     const json = await reshard(masters[1], masters[2], rangeOf(masters[1], 3000), ['--max-keys-per-sec', '5000'])
     expect(json.keysMoved).to.equal(30_000)
     const rate = json.keysMoved! / (json.elapsedMs! / 1000)
-    expect(rate, `${rate.toFixed(0)} keys/s`).to.be.within(4500, 5500)
+    expect(rate, `${rate.toFixed(0)} keys/s`).to.be.within(3000, 5500)
     expect(await clusterDigest(cluster)).to.deep.equal(original)
   })
 
-  it('a byte limit holds within 10% of the (estimated) bytes', async function () {
+  it('a byte limit holds: at most 10% above it in (estimated) bytes, at least 60% of it', async function () {
     this.timeout(120_000)
     // back the other way: 600 slots of ten ~1 KB keys, about six seconds at 1 MB/s
     const slots = rangeOf(masters[1], 600)
     const json = await reshard(masters[2], masters[1], slots, ['--max-bytes-per-sec', '1000000'])
     const rate = json.bytesMoved! / (json.elapsedMs! / 1000)
-    expect(rate, `${rate.toFixed(0)} bytes/s`).to.be.within(900_000, 1_100_000)
+    expect(rate, `${rate.toFixed(0)} bytes/s`).to.be.within(600_000, 1_100_000)
     expect(await clusterDigest(cluster)).to.deep.equal(original)
   })
 })

@@ -4,15 +4,16 @@
  * newlines, refusals), the import journal, key names in results, keys-only progress.
  */
 import {readFileSync} from 'node:fs'
-import {appendFile, mkdtemp, rm} from 'node:fs/promises'
+import {appendFile, mkdtemp, rm, writeFile} from 'node:fs/promises'
 import {tmpdir} from 'node:os'
 import path from 'node:path'
 
 import {expect} from 'chai'
 
 import {progressLine} from '../../src/lib/cli/progress.js'
-import {combineDigests, keyHash, typeOfDump} from '../../src/lib/transfer/digest.js'
+import {DIGEST_ALGORITHM, combineDigests, keyHash, typeOfDump} from '../../src/lib/transfer/digest.js'
 import {keyName} from '../../src/lib/transfer/import.js'
+import {readManifest} from '../../src/lib/transfer/manifest.js'
 import {ImportJournal, type ImportSettings, readImportJournal} from '../../src/lib/transfer/journal.js'
 import {RdbReceiver, rdbFormat} from '../../src/lib/transfer/rdb-fetch.js'
 import {keyspaceOf, serverVersionOf} from '../../src/lib/transfer/source.js'
@@ -36,6 +37,20 @@ describe('content digest: canonical forms', () => {
   it('length prefixes keep concatenations apart, and the type counts', () => {
     expect(keyHash(b('l'), 'list', [b('ab'), b('c')])).to.not.deep.equal(keyHash(b('l'), 'list', [b('a'), b('bc')]))
     expect(keyHash(b('k'), 'string', b('1'))).to.not.deep.equal(keyHash(b('k'), 'list', [b('1')]))
+  })
+
+  it('hash field expiry times count (a field without one counts as before); vector set elements are order-free, each with its embedding and attributes', () => {
+    const fields = [b('f1'), b('v1'), b('f2'), b('v2')]
+    expect(keyHash(b('h'), 'hash', fields, [-1, -1])).to.deep.equal(keyHash(b('h'), 'hash', fields))
+    expect(keyHash(b('h'), 'hash', fields, [1_796_568_442_527, -1])).to.not.deep.equal(keyHash(b('h'), 'hash', fields))
+    expect(keyHash(b('h'), 'hash', fields, [1_796_568_442_527, -1])).to.not.deep.equal(keyHash(b('h'), 'hash', fields, [1_796_568_442_528, -1]))
+    expect(keyHash(b('h'), 'hash', fields, [5, -1])).to.deep.equal(keyHash(b('h'), 'hash', [b('f2'), b('v2'), b('f1'), b('v1')], [-1, 5]))
+    const vemb = (blob: string) => [b('int8'), b(blob), b('3.2'), b('0.6')]
+    const elements = [b('a'), b('b')]
+    const details = [[vemb('xy'), b('{"i":1}')], [vemb('zw'), null]]
+    expect(keyHash(b('v'), 'vectorset', elements, details)).to.deep.equal(keyHash(b('v'), 'vectorset', [b('b'), b('a')], [details[1], details[0]]))
+    expect(keyHash(b('v'), 'vectorset', elements, details)).to.not.deep.equal(keyHash(b('v'), 'vectorset', elements, [details[0], [vemb('zz'), null]]))
+    expect(keyHash(b('v'), 'vectorset', elements, details)).to.not.deep.equal(keyHash(b('v'), 'vectorset', elements, [details[0], [vemb('zw'), b('{}')]]))
   })
 
   it('digests combine by XOR: order-free, and a digest cancels itself', () => {
@@ -65,10 +80,25 @@ function receive(chunks: Array<Buffer | string>, auth?: string[]) {
 const RDB = Buffer.concat([Buffer.from('REDIS0011\u00fa\u0005hello'), Buffer.from([0xff, 1, 2, 3, 4, 5, 6, 7, 8])])
 const MARK = 'a'.repeat(20) + 'b'.repeat(20)
 
+describe('backup manifest: digests of another algorithm', () => {
+  it('are dropped on reading (restore then digests the files itself); this algorithm\'s are kept', async () => {
+    const dir = await mkdtemp(path.join(tmpdir(), 'slotctl-manifest-'))
+    try {
+      const manifest = (algorithm: string) => ({digestAlgorithm: algorithm, files: [{digest: 'ab'.repeat(20), file: 'a.rdb'}], kind: 'slotctl-backup', schemaVersion: 1})
+      await writeFile(path.join(dir, 'manifest.json'), JSON.stringify(manifest('slotctl-content-v1')))
+      expect((await readManifest(dir)).files[0].digest).to.equal(null)
+      await writeFile(path.join(dir, 'manifest.json'), JSON.stringify(manifest(DIGEST_ALGORITHM)))
+      expect((await readManifest(dir)).files[0].digest).to.equal('ab'.repeat(20))
+    } finally {
+      await rm(dir, {force: true, recursive: true})
+    }
+  })
+})
+
 describe('RDB over the replication protocol', () => {
-  it('asks one thing at a time (AUTH, rdb-only, capa eof, SYNC), then takes a bulk of the announced length', () => {
-    const {done, payload, result, sent} = receive(['+OK\r\n', '+OK\r\n', '-ERR unknown option\r\n', '\n', '\n', `$${RDB.length}\r\n`, RDB.subarray(0, 5), Buffer.concat([RDB.subarray(5), Buffer.from('*1\r\n$4\r\nPING\r\n')])], ['secret'])
-    expect(sent).to.equal('*2\r\n$4\r\nAUTH\r\n$6\r\nsecret\r\n*3\r\n$8\r\nREPLCONF\r\n$8\r\nrdb-only\r\n$1\r\n1\r\n*3\r\n$8\r\nREPLCONF\r\n$4\r\ncapa\r\n$3\r\neof\r\n*1\r\n$4\r\nSYNC\r\n')
+  it('asks one thing at a time (AUTH, rdb-only, capa eof, version, SYNC), then takes a bulk of the announced length', () => {
+    const {done, payload, result, sent} = receive(['+OK\r\n', '+OK\r\n', '-ERR unknown option\r\n', '-ERR Unrecognized REPLCONF option: version\r\n', '\n', '\n', `$${RDB.length}\r\n`, RDB.subarray(0, 5), Buffer.concat([RDB.subarray(5), Buffer.from('*1\r\n$4\r\nPING\r\n')])], ['secret'])
+    expect(sent).to.equal('*2\r\n$4\r\nAUTH\r\n$6\r\nsecret\r\n*3\r\n$8\r\nREPLCONF\r\n$8\r\nrdb-only\r\n$1\r\n1\r\n*3\r\n$8\r\nREPLCONF\r\n$4\r\ncapa\r\n$3\r\neof\r\n*3\r\n$8\r\nREPLCONF\r\n$7\r\nversion\r\n$11\r\n255.255.255\r\n*1\r\n$4\r\nSYNC\r\n')
     expect(done).to.equal(true)
     expect(payload).to.deep.equal(RDB)
     expect(rdbFormat(result.head)).to.equal('REDIS0011')
@@ -78,7 +108,7 @@ describe('RDB over the replication protocol', () => {
   it('EOF-mark mode: the payload ends at the mark, even when the mark arrives split over chunks', () => {
     const stream = Buffer.concat([Buffer.from(`$EOF:${MARK}\r\n`), RDB, Buffer.from(MARK)])
     for (let cut = 1; cut < stream.length; cut += 7) {
-      const {done, payload} = receive(['+OK\r\n', '+OK\r\n', stream.subarray(0, cut), stream.subarray(cut)])
+      const {done, payload} = receive(['+OK\r\n', '+OK\r\n', '+OK\r\n', stream.subarray(0, cut), stream.subarray(cut)])
       expect(done, `cut at ${cut}`).to.equal(true)
       expect(payload, `cut at ${cut}`).to.deep.equal(RDB)
     }
@@ -86,7 +116,7 @@ describe('RDB over the replication protocol', () => {
 
   it('a refused AUTH or SYNC is an error naming the node', () => {
     expect(() => receive(['-WRONGPASS invalid username-password pair\r\n'], ['x'])).to.throw(/authentication failed at node:1/)
-    expect(() => receive(['+OK\r\n', '+OK\r\n', "-NOPERM this user has no permissions to run the 'sync' command\r\n"])).to.throw(/node:1 refused SYNC/)
+    expect(() => receive(['+OK\r\n', '+OK\r\n', '+OK\r\n', "-NOPERM this user has no permissions to run the 'sync' command\r\n"])).to.throw(/node:1 refused SYNC/)
   })
 
   it('recognizes Redis and Valkey file headers only', () => {

@@ -6,7 +6,7 @@ import {paint} from '../../lib/cli/render.js'
 import {type VerbResult} from '../../lib/cli/result.js'
 import {durationFlag} from '../../lib/cli/duration.js'
 import {commandName} from '../../lib/cli/invocation.js'
-import {type SandboxNode, defaultSandboxDir, dirFlag, resolveSandboxDir, sandboxServer, startSandbox, stopSandbox, verifiedSandboxState} from '../../lib/local/sandbox.js'
+import {type SandboxNode, SANDBOX_DIR_HELP, SANDBOX_DIR_NOTE, dirFlag, resolveSandboxDir, sandboxServer, startSandbox, stopSandbox, verifiedSandboxState} from '../../lib/local/sandbox.js'
 
 export interface SandboxStartResult extends VerbResult {
   status: 'started'
@@ -38,7 +38,7 @@ export default class SandboxStart extends BaseCommand<typeof SandboxStart> {
     replicas: Flags.integer({default: 1, description: 'replicas per master', min: 0}),
     port: Flags.integer({description: 'first port; the nodes use PORT, PORT+1, ... (default: free ports found at run time)', min: 1}),
     host: Flags.string({default: '127.0.0.1', description: 'local address to bind and announce'}),
-    dir: Flags.string({description: 'where the servers keep their files and the sandbox its state', defaultHelp: async () => defaultSandboxDir()}),
+    dir: Flags.string({description: `where the servers keep their files and the sandbox its state ${SANDBOX_DIR_NOTE}`, defaultHelp: async () => SANDBOX_DIR_HELP}),
     keys: Flags.integer({default: 0, description: 'demo keys to load (demo:0 ... demo:N-1), spread over the slots', min: 0}),
     'wait-timeout': durationFlag({defaultMs: 60_000, description: 'how long to wait for the cluster to form', minMs: 1, plainUnit: 's'}),
     server: Flags.string({description: 'the redis-server or valkey-server binary to run (default: redis-server, else valkey-server, from PATH)'}),

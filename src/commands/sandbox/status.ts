@@ -4,7 +4,7 @@ import {BaseCommand} from '../../lib/cli/base-command.js'
 import {paint, table} from '../../lib/cli/render.js'
 import {type VerbResult, byAddress} from '../../lib/cli/result.js'
 import {commandName} from '../../lib/cli/invocation.js'
-import {type SandboxNodeStatus, defaultSandboxDir, resolveSandboxDir, readSandboxState, sandboxStatus} from '../../lib/local/sandbox.js'
+import {type SandboxNodeStatus, SANDBOX_DIR_HELP, SANDBOX_DIR_NOTE, resolveSandboxDir, readSandboxState, sandboxStatus} from '../../lib/local/sandbox.js'
 
 export interface SandboxStatusResult extends VerbResult {
   /** running: some recorded server is alive; stopped: none is; none: no sandbox recorded (exit 1). */
@@ -27,7 +27,7 @@ export default class SandboxStatus extends BaseCommand<typeof SandboxStatus> {
   static examples = ['<%= config.bin %> sandbox status', '<%= config.bin %> sandbox status --json']
 
   static flags = {
-    dir: Flags.string({description: 'the sandbox directory', defaultHelp: async () => defaultSandboxDir()}),
+    dir: Flags.string({description: `the sandbox directory ${SANDBOX_DIR_NOTE}`, defaultHelp: async () => SANDBOX_DIR_HELP}),
   }
 
   async run(): Promise<SandboxStatusResult> {

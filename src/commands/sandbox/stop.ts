@@ -2,7 +2,7 @@ import {Flags} from '@oclif/core'
 
 import {BaseCommand} from '../../lib/cli/base-command.js'
 import {type VerbResult} from '../../lib/cli/result.js'
-import {defaultSandboxDir, resolveSandboxDir, stopSandbox} from '../../lib/local/sandbox.js'
+import {SANDBOX_DIR_HELP, SANDBOX_DIR_NOTE, resolveSandboxDir, stopSandbox} from '../../lib/local/sandbox.js'
 
 export interface SandboxStopResult extends VerbResult {
   /** stopped: a recorded sandbox was stopped; none: nothing was recorded (not an error). */
@@ -22,7 +22,7 @@ export default class SandboxStop extends BaseCommand<typeof SandboxStop> {
   static examples = ['<%= config.bin %> sandbox stop', '<%= config.bin %> sandbox stop --dir ./my-sandbox --json']
 
   static flags = {
-    dir: Flags.string({description: 'the sandbox directory', defaultHelp: async () => defaultSandboxDir()}),
+    dir: Flags.string({description: `the sandbox directory ${SANDBOX_DIR_NOTE}`, defaultHelp: async () => SANDBOX_DIR_HELP}),
   }
 
   async run(): Promise<SandboxStopResult> {

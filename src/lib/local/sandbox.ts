@@ -73,6 +73,16 @@ const HIGHEST_BUS_PORT = 32_767
 const BUS_OFFSET = 10_000
 const KEYS_PER_PIPELINE = 5000
 
+/**
+ * The default --dir as help and the manifest show it: literal, so that the manifest (built
+ * once, on some machine) and the CLI snapshot test do not carry the builder's HOME.
+ */
+export const SANDBOX_DIR_HELP = '$XDG_STATE_HOME/slotctl/sandbox'
+
+/** The flag's text on the default: where it resolves when XDG_STATE_HOME is unset. */
+export const SANDBOX_DIR_NOTE = '(XDG_STATE_HOME unset: ~/.local/state)'
+
+/** Resolved at run time, from this process's environment. */
 export function defaultSandboxDir(env: NodeJS.ProcessEnv = process.env): string {
   const stateHome = env.XDG_STATE_HOME || path.join(homedir(), '.local', 'state')
   return path.join(stateHome, 'slotctl', 'sandbox')

@@ -3,9 +3,13 @@
  * encodes them: per key, SHA-1 over its name, its type and a canonical form of its value,
  * XOR-ed over all keys. XOR makes it composable: the digest of a cluster is the XOR of its
  * masters' digests, however slots are spread. Values are read with ordinary commands (no
- * DEBUG, which production servers often refuse). TTLs are left out: they change as time
- * passes. Streams count their entries, not their consumer groups. The data must not change
- * while it is read.
+ * DEBUG, which production servers often refuse). Key TTLs are left out: they change as time
+ * passes. Per-field hash expiry times (HPEXPIRE, Redis >= 7.4, Valkey >= 9) are in: they are
+ * absolute, and DUMP/RESTORE (MIGRATE, backups) keeps them exactly. Vector sets (Redis 8) are
+ * read element by element (their DUMP is not canonical: a restored copy serializes its graph
+ * differently). Other module types are compared by DUMP: equal payloads are equal values,
+ * different ones count as different, never as equal. Streams count their entries, not their
+ * consumer groups. The data must not change while it is read.
  */
 import {createHash} from 'node:crypto'
 
@@ -13,9 +17,16 @@ import type {Redis} from 'ioredis'
 
 import {parseInfo} from '../cluster/topology.js'
 
-export const DIGEST_ALGORITHM = 'slotctl-content-v1'
+/** v2: hash field expiry times and vector sets by content (v1 had neither). */
+export const DIGEST_ALGORITHM = 'slotctl-content-v2'
 
 type Reply = Buffer | Reply[] | null | number
+
+/**
+ * What a second read adds to a key's value: the expiry time (ms, -1 none) of each field of a
+ * hash, in HGETALL's order; the [VEMB RAW reply, VGETATTR reply] of each element of a vector set.
+ */
+type Detail = Reply[] | undefined
 
 export interface DataDigest {
   keys: number
@@ -48,12 +59,29 @@ function xorInto(target: Buffer, source: Buffer): void {
   for (let i = 0; i < target.length; i++) target[i] ^= source[i]
 }
 
-/** Members of sets and fields of hashes: order-free, since servers iterate them differently. */
-function unordered(hash: Sha1, elements: Buffer[], width: 1 | 2): void {
+/** Every part of a reply, flattened, numbers as text: for replies whose shape is fixed. */
+function partsOf(reply: Reply, hash: Sha1): void {
+  if (Array.isArray(reply)) {
+    hash.part(`[${reply.length}`)
+    for (const element of reply) partsOf(element, hash)
+  } else {
+    hash.part(reply === null ? '(nil)' : typeof reply === 'number' ? String(reply) : reply)
+  }
+}
+
+/**
+ * Members of sets, fields of hashes, elements of vector sets: order-free, since servers
+ * iterate them differently. `extra` adds a part per element (a field's expiry time, a vector
+ * element's embedding and attributes); a hash field without an expiry adds nothing, so hashes
+ * without field TTLs digest as they always did.
+ */
+function unordered(hash: Sha1, elements: Buffer[], width: 1 | 2, extra?: Reply[]): void {
   const total = Buffer.alloc(20)
   for (let i = 0; i + width <= elements.length; i += width) {
     const element = new Sha1().part(elements[i])
     if (width === 2) element.part(elements[i + 1])
+    const more = extra?.[i / width]
+    if (more !== undefined && more !== -1) partsOf(more, element.part('+'))
     xorInto(total, element.digest())
   }
   hash.part(String(elements.length / width)).part(total)
@@ -68,7 +96,7 @@ function scoreBytes(text: Buffer): Buffer {
   return buffer
 }
 
-function addValue(hash: Sha1, type: string, reply: Reply): void {
+function addValue(hash: Sha1, type: string, reply: Reply, detail: Detail): void {
   switch (type) {
     case 'string': {
       hash.part(reply as Buffer)
@@ -83,7 +111,11 @@ function addValue(hash: Sha1, type: string, reply: Reply): void {
       break
     }
     case 'hash': {
-      unordered(hash, reply as Buffer[], 2)
+      unordered(hash, reply as Buffer[], 2, detail)
+      break
+    }
+    case 'vectorset': {
+      unordered(hash, reply as Buffer[], 1, detail)
       break
     }
     case 'zset': {
@@ -107,9 +139,9 @@ function addValue(hash: Sha1, type: string, reply: Reply): void {
 }
 
 /** SHA-1 of a key's name, type and canonical value: equal for equal data on any server. */
-export function keyHash(key: Buffer, type: string, reply: Reply): Buffer {
+export function keyHash(key: Buffer, type: string, reply: Reply, detail?: Detail): Buffer {
   const hash = new Sha1().part(key).part(type)
-  addValue(hash, type, reply)
+  addValue(hash, type, reply, detail)
   return hash.digest()
 }
 
@@ -122,6 +154,8 @@ function readCommand(type: string): [string, ...string[]] {
     case 'zset': return ['ZRANGE', '0', '-1', 'WITHSCORES']
     case 'hash': return ['HGETALL']
     case 'stream': return ['XRANGE', '-', '+']
+    // a count above the cardinality returns every element once
+    case 'vectorset': return ['VRANDMEMBER', String(2 ** 31 - 1)]
     default: return ['DUMP']
   }
 }
@@ -183,13 +217,59 @@ export async function fingerprints(client: Redis, keys: readonly Buffer[], known
   })
   const replies = await execEach(client, asking, reads)
   let next = 0
+  const values = keys.map((_, i): [Error | null, Reply] | undefined => (types[i] === 'none' ? undefined : ((replies[next++] ?? [new Error('no reply'), null]) as [Error | null, Reply])))
+  const details = await detailsOf(client, asking, keys, types, values)
   return keys.map((key, i) => {
-    if (types[i] === 'none') return null
-    const [error, reply] = replies[next++] ?? [new Error('no reply'), null]
+    if (!values[i]) return null
+    const [error, reply] = values[i]
     if (error && /WRONGTYPE/.test(error.message)) return ANOTHER_TYPE
     if (error) throw error
     if (reply === null) return null
-    return keyHash(key, types[i], reply as Reply)
+    return keyHash(key, types[i], reply, details[i])
+  })
+}
+
+/** Servers known to lack HPEXPIRETIME (before Redis 7.4 / Valkey 9): no hash there has field TTLs. */
+const withoutFieldTtls = new WeakSet<Redis>()
+
+/** The commands that read a key's detail (see Detail): none for most types. */
+function detailReads(client: Redis, key: Buffer, type: string, reply: Reply): Array<[string, ...Array<Buffer | string>]> {
+  const elements = reply as Buffer[]
+  if (type === 'hash' && elements.length > 0 && !withoutFieldTtls.has(client)) {
+    const fields = elements.filter((_, i) => i % 2 === 0)
+    return [['HPEXPIRETIME', key, 'FIELDS', String(fields.length), ...fields]]
+  }
+  if (type === 'vectorset') return elements.flatMap((element): Array<[string, ...Buffer[]]> => [['VEMB', key, element, Buffer.from('RAW')], ['VGETATTR', key, element]])
+  return []
+}
+
+/**
+ * The second read of the keys that need one (hashes: their fields' expiry times; vector sets:
+ * each element), in one pipeline. A server without HPEXPIRETIME has no field TTLs; any other
+ * error (NOPERM, an element gone) is thrown: the value cannot be compared.
+ */
+async function detailsOf(client: Redis, asking: boolean, keys: readonly Buffer[], types: readonly string[], values: ReadonlyArray<[Error | null, Reply] | undefined>): Promise<Detail[]> {
+  const perKey = keys.map((key, i) => {
+    const value = values[i]
+    return value && !value[0] && value[1] !== null ? detailReads(client, key, types[i], value[1]) : []
+  })
+  const commands = perKey.flat()
+  if (commands.length === 0) return keys.map(() => undefined)
+  const replies = await execEach(client, asking, commands)
+  let next = 0
+  return perKey.map((reads, i): Detail => {
+    if (reads.length === 0) return undefined
+    const own = replies.slice(next, next + reads.length)
+    next += reads.length
+    const failed = own.find(([error]) => error)?.[0]
+    if (failed && types[i] === 'hash' && /unknown command/i.test(failed.message)) {
+      withoutFieldTtls.add(client)
+      return undefined
+    }
+    if (failed) throw failed
+    const flat = own.map(([, reply]) => reply as Reply)
+    // vector sets: [VEMB, VGETATTR] per element
+    return types[i] === 'vectorset' ? flat.flatMap((_, j) => (j % 2 === 0 ? [[flat[j], flat[j + 1]]] : [])) : (flat[0] as Reply[])
   })
 }
 

@@ -12,6 +12,7 @@ import path from 'node:path'
 import {SlotctlError, errorMessage, usageError} from '../errors.js'
 import type {SlotRange} from '../cluster/slots.js'
 import type {NodeRef} from '../cli/result.js'
+import {DIGEST_ALGORITHM} from './digest.js'
 
 export const MANIFEST_FILE = 'manifest.json'
 export const NODES_FILE = 'nodes.json'
@@ -108,7 +109,16 @@ export async function readManifest(dir: string): Promise<Manifest> {
   const manifest = await readJsonFile<Manifest>(path.join(dir, MANIFEST_FILE), 'manifest')
   if (manifest.kind !== 'slotctl-backup' || !Array.isArray(manifest.files)) throw usageError(`${path.join(dir, MANIFEST_FILE)} is not a slotctl backup manifest`)
   if (manifest.schemaVersion !== 1) throw usageError(`${path.join(dir, MANIFEST_FILE)} has schemaVersion ${manifest.schemaVersion}; this slotctl reads 1`)
-  return manifest
+  return withComparableDigests(manifest)
+}
+
+/**
+ * Digests of another algorithm (an older slotctl's) cannot be compared with this one's: they
+ * are dropped, and restore then takes each loaded file itself as the reference.
+ */
+function withComparableDigests(manifest: Manifest): Manifest {
+  if (manifest.digestAlgorithm === DIGEST_ALGORITHM) return manifest
+  return {...manifest, files: manifest.files.map((file) => ({...file, digest: null}))}
 }
 
 /**

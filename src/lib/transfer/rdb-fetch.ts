@@ -2,7 +2,8 @@
  * Takes a point-in-time RDB of one node over the replication protocol, as a replica's first
  * sync would (and as `redis-cli --rdb` does): REPLCONF rdb-only (the node then keeps no
  * replication buffer for us and closes after the file), REPLCONF capa eof (the node may stream
- * the file from its fork without writing it to its own disk), SYNC, then the payload. Works for
+ * the file from its fork without writing it to its own disk), REPLCONF version (Valkey 9: the
+ * newest file format), SYNC, then the payload. Works for
  * remote nodes; needs a user allowed to run SYNC and REPLCONF.
  *
  * The payload is streamed to `file` while its SHA-256 is computed, then fsync-ed; the caller
@@ -45,7 +46,16 @@ export function rdbFormat(head: Buffer): string | undefined {
   return /^(REDIS\d{4}|VALKEY\d{3})$/.test(text) ? text : undefined
 }
 
-type Phase = 'auth' | 'capa' | 'preamble' | 'payload' | 'rdb-only'
+type Phase = 'auth' | 'capa' | 'preamble' | 'payload' | 'rdb-only' | 'version'
+
+/**
+ * The version a replica announces (REPLCONF version): Valkey 9 writes an RDB for the replica's
+ * version, and for one that names none the format Valkey 8 reads, which cannot hold hashes with
+ * field TTLs (the fork fails: "Can't store key ... in RDB version 11"). slotctl only stores the
+ * file, so it asks for the node's newest format, the one its own disk save writes. Redis
+ * answers "Unrecognized REPLCONF option" and carries on.
+ */
+const REPLICA_VERSION = '255.255.255'
 
 /**
  * The conversation with the node: one command at a time (a node refuses SYNC while replies to
@@ -116,6 +126,11 @@ export class RdbReceiver {
         this.send(command('REPLCONF', 'capa', 'eof'))
         return
       case 'capa':
+        this.phase = 'version'
+        this.send(command('REPLCONF', 'version', REPLICA_VERSION))
+        return
+      case 'version':
+        // an error (Redis, Valkey before 8) changes nothing: the node picks its format itself
         this.phase = 'preamble'
         this.send(command('SYNC'))
         return
