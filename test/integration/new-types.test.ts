@@ -169,7 +169,7 @@ function describeType(typeCase: TypeCase): void {
       // of the one that took its last slot, and the masters read here would change under us
       const [from, to] = mastersOf(parseClusterNodes(String(await cluster.client().call('CLUSTER', 'NODES')))).filter((node) => node.slots.length > 0)
       const owned = expandRanges(from.slots)
-      const args = ['reshard', cluster.seed, '--to', to.id, '--slot-range', formatSlots(owned.slice(0, Math.floor(owned.length / 2))), '--yes', '--journal', path.join(dir, `reshard-${legacy}.jsonl`), ...(legacy ? ['--legacy-migrate'] : [])]
+      const args = ['reshard', cluster.seed, '--to', to.id, '--slot-range', formatSlots(owned.slice(0, Math.floor(owned.length / 2))), '--yes', '--journal', path.join(dir, `reshard-${legacy}.jsonl`), ...(legacy ? ['--legacy-migrate'] : ['--durability', 'server'])]
       const {exitCode, json, stderr} = await runCliJson<MigrationResult>(args)
       expect(exitCode, stderr).to.equal(0)
       expect(json.keysMoved).to.be.greaterThan(0)

@@ -120,7 +120,11 @@ class FixRunner {
       await this.prepareDestination(fix, added)
       for (const source of fix.sources) {
         const asking = await this.prepareSource(fix, source, added)
-        const result = await moveSlotKeys(this.pool, {slot: fix.slot, source: this.endpoint(source), target: this.endpoint(fix.destination)}, {...this.options, asking})
+        // From the owner, its copy of a key wins: while a slot is open, a key the owner holds
+        // is served (and written) there only, so a different copy at the destination is an
+        // older one, left by a durable move whose delete was interrupted (durable.ts).
+        const replace = this.options.replace || !asking
+        const result = await moveSlotKeys(this.pool, {slot: fix.slot, source: this.endpoint(source), target: this.endpoint(fix.destination)}, {...this.options, asking, replace})
         moved += result.keys
       }
       return moved
