@@ -116,10 +116,10 @@ describe('durable moves: a key leaves its source only when the target\'s replica
 
   it('the default on Valkey 9 does not migrate atomically (its handoff does not wait for replicas), and says so', async function () {
     if (!isValkeyAtLeast(9)) this.skip()
-    const run = await runCliJson<MigrationResult>(['reshard', nodes.source, '--from', nodes.sourceId, '--to', nodes.targetId, '--slot-range', '0-99', '--yes'])
+    const run = await runCli(['reshard', nodes.source, '--from', nodes.sourceId, '--to', nodes.targetId, '--slot-range', '0-99', '--yes'])
     expect(run.exitCode, run.stderr).to.equal(0)
     expect(run.stderr).to.match(/atomic slot migration is not used/)
     expect(run.stderr).to.match(/moving with MIGRATE/)
-    expect(run.json.heldBy).to.deep.equal([{replicas: 1, target: nodes.target}])
+    expect(run.stdout).to.match(/moved .*; held by the target and 1 replica$/m)
   })
 })
