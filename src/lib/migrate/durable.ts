@@ -96,7 +96,7 @@ export async function waitForReplicas(target: Redis, targetAddress: string, slot
   const acked = Number(replies[5]?.[1] ?? 0)
   if (acked < durability.acks) {
     const names = durability.replicas && durability.replicas.length > 0 ? ` (${durability.replicas.join(', ')})` : ''
-    throw new ReplicaAckError(`only ${acked} of the ${durability.acks} replica(s) of the target ${targetAddress}${names} acknowledged the copied keys within ${durability.waitMs} ms; those keys stay at the source and the slot is left migrating/importing`, {
+    throw new ReplicaAckError(`only ${acked} of the ${durability.acks} replica(s) of the target ${targetAddress}${names} acknowledged within ${durability.waitMs} ms; keys not acknowledged stay at the source, and the slot is left migrating/importing`, {
       code: 'E_REPLICA_ACK',
       suggestions: ['look at the replicas (INFO replication on the target: state, lag), then resume the run (--resume JOURNAL) or let fix finish it', 'to move without waiting for replicas: --durability none'],
     })

@@ -3,7 +3,7 @@
  * and the verified close of slot-protocol.ts.
  */
 import {type NodePool, mapLimit} from '../cluster/connection.js'
-import type {Durability} from './durable.js'
+import {type Durability, waitForReplicas} from './durable.js'
 import {type MoveKeysOptions, type MovedKeys, type WaveOutcome, moveKeyAlone, moveKeysDurably, moveSlotKeys, moveWaveKeys} from './key-mover.js'
 import type {SlotMover, WaveReport, WaveRequest} from './mover.js'
 import {awaitReplicaViews, requireHealthyReplicas} from './replicas.js'
@@ -71,6 +71,11 @@ export class LegacyMover implements SlotMover {
       if (outcome instanceof Error) report.failed.push({error: outcome, slot: move.slot})
       return !(outcome instanceof Error)
     })
+    const unprotected = ready.length > 0 && durability && durability.acks > 0 ? await this.replicasAnswer(ready, durability) : undefined
+    if (unprotected) {
+      for (const move of ready) report.failed.push({error: unprotected, slot: move.slot})
+      return report
+    }
     const closing = await closeSlots(this.pool, ready, wave.others, this.lanes)
     for (const {error, slot} of closing.open) report.failed.push({error: new Error(error), slot})
     // a wave counts as moved once the replicas that hold its keys also give its slots to the
@@ -87,6 +92,29 @@ export class LegacyMover implements SlotMover {
       if (atTarget !== undefined && atTarget < keys) report.fewerAtTarget.push({atTarget, moved: keys, slot})
     }
     return report
+  }
+
+  /**
+   * Right before the close, the target's replicas must still acknowledge. Valkey >= 8 sends
+   * SETSLOT to the replicas before it applies it, and a replica that stalled gets it anyway
+   * once it catches up, even though its primary answered NOREPLICAS and never applied it
+   * (seen: a stalled replica applied `SETSLOT s NODE target` 50 s later, was then promoted and
+   * deleted the slot's keys). An open slot is safe on a promoted replica (it still imports it,
+   * and keeps its keys): closing only with replicas that answer keeps the slots open otherwise.
+   */
+  private async replicasAnswer(ready: SlotMoveTarget[], durability: Durability): Promise<Error | undefined> {
+    const {target} = ready[0]
+    const lease = await this.pool.lease(target.address)
+    let clean = false
+    try {
+      await waitForReplicas(lease.client, target.address, ready[0].slot, durability)
+      clean = true
+      return undefined
+    } catch (error) {
+      return error instanceof Error ? error : new Error(String(error))
+    } finally {
+      lease.release(clean)
+    }
   }
 
   private async moveBigKeys(targets: SlotMoveTarget[], durability?: Durability): Promise<Map<number, Error | MovedKeys>> {

@@ -235,9 +235,29 @@ export async function raiseEpochAbove(pool: NodePool, node: SlotEndpoint, floor:
  * broadcasts a PONG; measured, that costs about as much as the STABLE + NODE pairs that once
  * saved it, and those pairs had exactly that window between their two commands.
  */
-async function takeSlotsOnTarget(pool: NodePool, target: SlotEndpoint, slots: readonly number[], lanes: number): Promise<void> {
-  const replies = await clusterCalls(pool, target, slots.map((slot) => ['SETSLOT', slot, 'NODE', target.id]), lanes)
-  throwFirst(replies, slots, target, 'SETSLOT NODE')
+async function takeSlotsOnTarget(pool: NodePool, source: SlotEndpoint, target: SlotEndpoint, slots: readonly number[], lanes: number): Promise<void> {
+  try {
+    const replies = await clusterCalls(pool, target, slots.map((slot) => ['SETSLOT', slot, 'NODE', target.id]), lanes)
+    throwFirst(replies, slots, target, 'SETSLOT NODE')
+  } catch (error) {
+    if (/NOREPLICAS/.test(errorMessage(error))) await reimportOnLaggingReplicas(pool, source, target, slots, lanes)
+    throw error
+  }
+}
+
+/**
+ * Valkey (>= 8) sends a SETSLOT to the replicas before it applies it, and answers NOREPLICAS
+ * when they do not acknowledge in time, without applying it; but a replica that was only
+ * behind still applies it once it catches up. A replica that then holds `SETSLOT s NODE
+ * target` without its primary's new epoch can lose the slot to the source's claim and, once
+ * promoted, deletes the slot's keys (seen in the durable-moves test). Sending IMPORTING again
+ * queues behind it, so that replica ends up importing the slot, and a node importing a slot
+ * keeps its keys (verifyClusterConfigWithData). The primary, which never applied NODE,
+ * refuses nothing it has not got (or answers NOREPLICAS again); where NODE was applied, it
+ * answers "already the owner" before replicating anything. Best effort, short timeouts.
+ */
+async function reimportOnLaggingReplicas(pool: NodePool, source: SlotEndpoint, target: SlotEndpoint, slots: readonly number[], lanes: number): Promise<void> {
+  await spreadCalls(pool, target.address, slots.map((slot) => ['CLUSTER', 'SETSLOT', slot, 'IMPORTING', source.id, 'TIMEOUT', 100]), lanes).catch(() => [])
 }
 
 /** Step 4: the source, then every other master (they would learn by gossip; told, they redirect at once). */
@@ -300,7 +320,7 @@ export async function closeSlots(pool: NodePool, moves: readonly SlotMoveTarget[
   }
   if (empty.length === 0) return outcome
   await raiseEpochAbove(pool, target, state.epoch)
-  await takeSlotsOnTarget(pool, target, empty, lanes(target.id))
+  await takeSlotsOnTarget(pool, source, target, empty, lanes(target.id))
   await tellOthers(pool, source, target, empty, others, lanes)
   outcome.targetKeys = await verifyClose(pool, source, target, empty)
   outcome.closed = empty

@@ -97,7 +97,7 @@ export class ValkeyAsmMover implements SlotMover {
     let clean = false
     try {
       await waitForReplicas(lease.client, target.address, slots[0], {acks: gate.acks, replicas: gate.replicas, waitMs}).catch((error: Error) => {
-        throw new SlotctlError(`the servers moved the slots to ${target.address}, but ${error.message.replace(/; those keys stay.*$/, '')}`, {code: 'E_REPLICA_ACK', suggestions: ['look at the replicas (INFO replication on the target); if the target fails now, keys its replicas lack are lost']})
+        throw new SlotctlError(`the servers moved the slots to ${target.address}, but ${error.message.replace(/; keys not acknowledged stay.*$/, '')}`, {code: 'E_REPLICA_ACK', suggestions: ['look at the replicas (INFO replication on the target); if the target fails now, keys its replicas lack are lost']})
       })
       clean = true
     } finally {
