@@ -173,7 +173,7 @@ function coverageFindings(snapshot: ClusterSnapshot): Finding[] {
   return [error('SLOTS_UNCOVERED', `${missing.length} of ${SLOT_COUNT} slots are not covered by any master: ${formatSlots(missing)}`, {hint: `slotctl fix ${snapshot.seedAddress} --dry-run`, ...slotSet(missing)})]
 }
 
-function multipleOwnerFindings(snapshot: ClusterSnapshot, strayKeys: StrayKeyEvidence | undefined): Finding[] {
+export function multipleOwnerFindings(snapshot: ClusterSnapshot, strayKeys: StrayKeyEvidence | undefined): Finding[] {
   if (!strayKeys) return []
   const owners = slotOwners(snapshot.nodes)
   const refOf = (id: string) => nodeRef(snapshot.views[id] ?? {address: '', id})

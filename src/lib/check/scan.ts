@@ -2,8 +2,10 @@
 import type {ClusterSnapshot} from '../cluster/loader.js'
 import {NODE_PARALLELISM, type NodePool, mapLimit} from '../cluster/connection.js'
 import {countKeysInSlots} from '../cluster/slot-stats.js'
-import {SLOT_COUNT} from '../cluster/slots.js'
-import {slotOwners} from '../cluster/topology.js'
+import {SLOT_COUNT, expandRanges} from '../cluster/slots.js'
+import {type ClusterNode, slotOwners} from '../cluster/topology.js'
+import {SlotctlError, errorMessage} from '../errors.js'
+import {type Finding, type StrayKeyEvidence, multipleOwnerFindings} from './checks.js'
 
 /**
  * Finds keys stored on masters that do not own their slot (redis-cli's "multiple owners"):
@@ -24,4 +26,60 @@ export async function scanStrayKeys(pool: NodePool, snapshot: ClusterSnapshot): 
     }
   })
   return stray
+}
+
+/**
+ * Whether a master holds keys outside the given slots: its DBSIZE against the keys of those
+ * slots, read in one MULTI so that writes in between cannot hide a stray key.
+ */
+export async function holdsKeysOutside(pool: NodePool, master: ClusterNode, slots: readonly number[]): Promise<boolean> {
+  const client = await pool.client(master.address)
+  const transaction = client.multi().call('DBSIZE')
+  for (const slot of slots) transaction.call('CLUSTER', 'COUNTKEYSINSLOT', slot)
+  let replies: Array<[Error | null, unknown]> | null
+  try {
+    replies = await transaction.exec()
+  } catch (error) {
+    throw new SlotctlError(`${master.address} could not count its keys: ${errorMessage(error)}`, {code: 'E_PROTOCOL'})
+  }
+  const failed = (replies ?? []).find(([error]) => error)
+  if (!replies || failed) throw new SlotctlError(`${master.address} could not count its keys: ${failed?.[0]?.message ?? 'transaction aborted'}`, {code: 'E_PROTOCOL'})
+  const [[, total], ...counts] = replies
+  return Number(total) > counts.reduce((sum, [, count]) => sum + Number(count), 0)
+}
+
+/**
+ * slot → masters holding keys of it while their own view neither gives it to them nor marks
+ * it importing. Such keys are lost as soon as the node checks its data against its config
+ * (at start-up, or when a failover or a slot move makes it look; Valkey deletes them, and
+ * 9.1 asserts in kvstore.c when a migration touches them). Cheap on a healthy cluster: one
+ * MULTI per master (DBSIZE and a count per accounted slot); the other slots are counted
+ * only on a master whose total does not add up.
+ */
+export async function findKeysOutsideOwners(pool: NodePool, snapshot: ClusterSnapshot): Promise<StrayKeyEvidence> {
+  const masters = snapshot.nodes.filter((node) => node.role === 'master' && snapshot.views[node.id]?.reachable)
+  const stray: StrayKeyEvidence = new Map()
+  await mapLimit(masters, NODE_PARALLELISM, async (master) => {
+    const accounted = new Set([...expandRanges(master.slots), ...Object.keys(master.importing).map(Number)])
+    if (!(await holdsKeysOutside(pool, master, [...accounted]))) return
+    const others = Array.from({length: SLOT_COUNT}, (_, slot) => slot).filter((slot) => !accounted.has(slot))
+    const counts = await countKeysInSlots(pool, master.address, others)
+    for (const [index, count] of counts.entries()) if (count > 0) stray.set(others[index], [...(stray.get(others[index]) ?? []), master.id])
+  })
+  return stray
+}
+
+/**
+ * For the migration verbs: refuses while any master holds keys of a slot it neither owns nor
+ * imports (MULTIPLE_OWNERS, in BLOCKS_MIGRATION). Moving slots around such keys is how they
+ * get deleted; fix --search-multiple-owners moves them into their owner first.
+ */
+export async function refuseKeysOutsideOwners(pool: NodePool, snapshot: ClusterSnapshot): Promise<void> {
+  const findings: Finding[] = multipleOwnerFindings(snapshot, await findKeysOutsideOwners(pool, snapshot))
+  if (findings.length === 0) return
+  const more = findings.length > 1 ? ` (and ${findings.length - 1} more slot(s))` : ''
+  throw new SlotctlError(`refusing to move slots: ${findings[0].message}${more}`, {
+    code: 'E_UNSAFE_CLUSTER',
+    suggestions: [`move them into their owner first: slotctl fix ${snapshot.seedAddress} --search-multiple-owners`],
+  })
 }
