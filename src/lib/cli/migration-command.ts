@@ -8,6 +8,7 @@ import {Command, Flags} from '@oclif/core'
 import {migrationNeeds, refuseMissingPermissions} from '../acl/preflight.js'
 import {BaseCommand} from './base-command.js'
 import {BLOCKS_MIGRATION, runChecks} from '../check/checks.js'
+import {refuseKeysOutsideOwners} from '../check/scan.js'
 import {type ClusterSnapshot, reloadUntil} from '../cluster/loader.js'
 import {parseAddress} from '../cluster/address.js'
 import {ExitCode, SlotctlError, usageError} from '../errors.js'
@@ -200,6 +201,7 @@ export abstract class MigrationCommand<T extends typeof Command> extends BaseCom
     }
     const current = await reloadUntil(this.pool(), parseAddress(snapshot.seedAddress), SETTLE_VIEWS_MS, (candidate) => !onlyDisagreement(candidate), snapshot)
     this.refuseUnsafeCluster(current, allowedOpenSlots)
+    await refuseKeysOutsideOwners(this.pool(), current)
     return current
   }
 
