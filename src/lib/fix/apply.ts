@@ -29,7 +29,21 @@
  *   before the close for that reason.
  * - The destination closes with SETSLOT NODE alone: one command clears its import and assigns
  *   the slot, on it and (Valkey ≥ 8) on its replicas; STABLE first would leave a moment with
- *   keys in a slot it neither owns nor imports.
+ *   keys in a slot it neither owns nor imports. Destinations close before any other master
+ *   names them, so a destination's own import is gone before its source stops claiming the
+ *   slot (the Valkey take-over above cannot fire), and its config epoch is first raised above
+ *   every live master's and the newest one heard of for a master that is down; an epoch that
+ *   cannot be read stops the close, since a claim for a former owner with a greater epoch
+ *   would take the slot back as a dirty slot (the argument of migrate/slot-protocol.ts).
+ * - A destination that crashes mid-repair keeps what it took: the slot is still importing in
+ *   its nodes.conf, and neither server deletes keys of an importing slot at start-up.
+ * - Left open: a client that was sent ASK to a node before fix re-pointed the markers can
+ *   still write there (with ASKING) in the round trip after fix counted that node empty; and a
+ *   failover of an owner mid-repair (on Redis 7 the promoted replica has no MIGRATING marker,
+ *   SETSLOT is not replicated) lets it take new keys again. The count after the close reports
+ *   the first (the slot fails, exit 1; check and the migration verbs show and refuse keys left
+ *   outside their owner); the second is outside what a client-side protocol controls, as in
+ *   migrate/slot-protocol.ts.
  */
 import type {NodeAddress} from '../cluster/address.js'
 import {runChecks} from '../check/checks.js'
