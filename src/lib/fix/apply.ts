@@ -46,10 +46,11 @@
  *   migrate/slot-protocol.ts.
  */
 import type {NodeAddress} from '../cluster/address.js'
-import {runChecks} from '../check/checks.js'
+import {type Finding, runChecks} from '../check/checks.js'
 import {type ClusterSnapshot, reloadUntil} from '../cluster/loader.js'
 import {NODE_PARALLELISM, type NodePool, clusterPipeline, mapLimit} from '../cluster/connection.js'
 import {countKeysInSlots} from '../cluster/slot-stats.js'
+import {expandRanges} from '../cluster/slots.js'
 import {waitForClusterOk} from '../nodes/create.js'
 import {SlotctlError, errorMessage} from '../errors.js'
 import {moveSlotKeys} from '../migrate/key-mover.js'
@@ -475,11 +476,17 @@ export function refuseUnreachableOwners(owners: ReadonlyArray<{address: string; 
 
 const SETTLING: ReadonlySet<string> = new Set(['CLUSTER_STATE', 'OPEN_SLOT', 'SLOTS_DISAGREE'])
 
+/** Whether a finding only says that slots fix left open on purpose (they failed) are open. */
+function onlyLeftOpen(finding: Finding, leftOpen: ReadonlySet<number>): boolean {
+  return finding.code === 'OPEN_SLOT' && expandRanges(finding.slots ?? []).every((slot) => leftOpen.has(slot))
+}
+
 /**
- * Reloads the cluster until gossip has carried the new owners everywhere (no open slot, all
- * views agree, cluster_state ok) or the time is up; returns the last snapshot either way,
- * because the check that follows reports whatever is still wrong.
+ * Reloads the cluster until gossip has carried the new owners everywhere (no open slot but
+ * those fix left open because they failed, all views agree, cluster_state ok) or the time is
+ * up; returns the last snapshot either way, because the check that follows reports whatever
+ * is still wrong.
  */
-export async function settledSnapshot(pool: NodePool, seed: NodeAddress, timeoutMs: number): Promise<ClusterSnapshot> {
-  return reloadUntil(pool, seed, timeoutMs, (snapshot) => !runChecks(snapshot).some((finding) => SETTLING.has(finding.code)))
+export async function settledSnapshot(pool: NodePool, seed: NodeAddress, timeoutMs: number, leftOpen: ReadonlySet<number> = new Set()): Promise<ClusterSnapshot> {
+  return reloadUntil(pool, seed, timeoutMs, (snapshot) => !runChecks(snapshot).some((finding) => SETTLING.has(finding.code) && !onlyLeftOpen(finding, leftOpen)))
 }
