@@ -90,6 +90,18 @@ type Setslot = Array<number | string>
 /** Rounds of count-and-move per slot: only writes already redirected before the markers were set can add keys after the first. */
 const MOVE_ROUNDS = 3
 
+/**
+ * The epoch a destination must get above: every other live master's, and `downEpoch`, the
+ * newest heard of for a master that is down (one that comes back must not win the slot back).
+ * An epoch that could not be read is not 0: it stops the close.
+ */
+export function epochFloor(id: string, epochs: ReadonlyMap<string, Error | number>, downEpoch: number): number {
+  const others = [...epochs].filter(([other]) => other !== id).map(([, epoch]) => epoch)
+  const unreadable = others.find((epoch): epoch is Error => epoch instanceof Error)
+  if (unreadable) throw new SlotctlError(`${unreadable.message}: the slot is not given away without it`, {code: 'E_MIGRATION'})
+  return Math.max(downEpoch, ...(others as number[]))
+}
+
 class FixRunner {
   private readonly evidence: Map<number, SlotEvidence>
   private readonly addresses: Map<string, string>
@@ -288,14 +300,6 @@ class FixRunner {
     return new Map(liveMasters.map((id, i) => [id, epochs[i]]))
   }
 
-  /** The epoch a destination must get above: every other master's, down ones included (one that comes back must not win the slot back). */
-  private epochFloor(id: string, epochs: ReadonlyMap<string, Error | number>): number {
-    const others = [...epochs].filter(([other]) => other !== id).map(([, epoch]) => epoch)
-    const unreadable = others.find((epoch): epoch is Error => epoch instanceof Error)
-    if (unreadable) throw new SlotctlError(`${unreadable.message}: the slot is not given away without it`, {code: 'E_MIGRATION'})
-    return Math.max(this.downEpoch, ...(others as number[]))
-  }
-
   /**
    * Destinations first (so no slot is left without an owner): one taking a slot it did not
    * own first gets a config epoch above every other master's, so that no claim of a former
@@ -311,7 +315,7 @@ class FixRunner {
     const epochs = [...byDestination.values()].some((own) => own.some((fix) => fix.claimsSlot)) ? await this.epochs(liveMasters) : new Map<string, Error | number>()
     await mapLimit([...byDestination.entries()], NODE_PARALLELISM, async ([id, own]) => {
       try {
-        if (own.some((fix) => fix.claimsSlot)) await raiseEpochAbove(this.pool, this.endpoint(id), this.epochFloor(id, epochs))
+        if (own.some((fix) => fix.claimsSlot)) await raiseEpochAbove(this.pool, this.endpoint(id), epochFloor(id, epochs, this.downEpoch))
       } catch (error) {
         for (const fix of own) failures.push({error: errorMessage(error), slot: fix.slot})
         return
