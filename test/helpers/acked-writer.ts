@@ -53,10 +53,15 @@ export class AckedWriter {
   private stopped = false
   private running?: Promise<void>
 
-  constructor(private readonly client: Cluster, private readonly options: WriterOptions) {}
+  /** key names are found up front: hashing names until every slot has its share takes a while */
+  private readonly keys: string[]
+
+  constructor(private readonly client: Cluster, private readonly options: WriterOptions) {
+    this.keys = keysInSlots(options.slots, options.keys, options.prefix)
+  }
 
   start(): this {
-    const keys = keysInSlots(this.options.slots, this.options.keys, this.options.prefix)
+    const {keys} = this
     for (const key of keys) this.records.set(key, {uncertain: []})
     const lanes = this.options.lanes ?? 4
     const deadline = Date.now() + this.options.maxMs
