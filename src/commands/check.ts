@@ -51,9 +51,9 @@ export default class Check extends BaseCommand<typeof Check> {
   async run(): Promise<CheckResult> {
     const seed = this.parseSeed([this.args.address, ...(this.args.port ? [this.args.port] : [])])
     const snapshot = await this.loadCluster(seed)
-    // without the flag, the cheap scan (DBSIZE against the counts of accounted slots) still finds
-    // keys a node neither owns nor imports; a user without DBSIZE or MULTI only misses that finding
-    const strayKeys = this.flags['search-multiple-owners'] ? await scanStrayKeys(this.pool(), snapshot) : await findKeysOutsideOwners(this.pool(), snapshot).catch(() => undefined)
+    // without the flag, the cheap scan (each master's key total against the counts of its own
+    // and imported slots) still finds keys a node neither owns nor imports
+    const strayKeys = this.flags['search-multiple-owners'] ? await scanStrayKeys(this.pool(), snapshot) : await findKeysOutsideOwners(this.pool(), snapshot, false)
     const findings = runChecks(snapshot, {strayKeys})
     const {errors, warnings} = splitFindings(findings)
     const result: CheckResult = {

@@ -49,19 +49,41 @@ export async function holdsKeysOutside(pool: NodePool, master: ClusterNode, slot
 }
 
 /**
+ * The same question with read-only commands (INFO keyspace and the counts, pipelined back to
+ * back, not in a transaction): a key deleted in between can only make the total look too big,
+ * and then every other slot is counted exactly, so it never reports a stray key that is not
+ * there; a key written in between can hide one. Good enough for a report, not for a refusal.
+ */
+async function mayHoldKeysOutside(pool: NodePool, master: ClusterNode, slots: readonly number[]): Promise<boolean> {
+  const replies = await pool.read(master.address, (client) => {
+    const pipeline = client.pipeline().call('INFO', 'keyspace')
+    for (const slot of slots) pipeline.call('CLUSTER', 'COUNTKEYSINSLOT', slot)
+    return pipeline.exec()
+  })
+  const failed = (replies ?? []).find(([error]) => error)
+  if (!replies || failed) throw new SlotctlError(`${master.address} could not count its keys: ${failed?.[0]?.message ?? 'no reply'}`, {code: 'E_PROTOCOL'})
+  const [[, info], ...counts] = replies
+  const total = Number(/^db0:keys=(\d+)/m.exec(String(info))?.[1] ?? 0)
+  return total > counts.reduce((sum, [, count]) => sum + Number(count), 0)
+}
+
+/**
  * slot → masters holding keys of it while their own view neither gives it to them nor marks
  * it importing. Such keys are lost as soon as the node checks its data against its config
  * (at start-up, or when a failover or a slot move makes it look; Valkey deletes them, and
  * 9.1 asserts in kvstore.c when a migration touches them). Cheap on a healthy cluster: one
- * MULTI per master (DBSIZE and a count per accounted slot); the other slots are counted
- * only on a master whose total does not add up.
+ * round trip per master (its key total and a count per accounted slot); the other slots are
+ * counted only on a master whose total does not add up. `exact` reads the total with DBSIZE
+ * in the same MULTI as the counts (writes in between cannot hide a stray key); otherwise
+ * with INFO keyspace, which a read-only ACL user may run.
  */
-export async function findKeysOutsideOwners(pool: NodePool, snapshot: ClusterSnapshot): Promise<StrayKeyEvidence> {
+export async function findKeysOutsideOwners(pool: NodePool, snapshot: ClusterSnapshot, exact: boolean): Promise<StrayKeyEvidence> {
   const masters = snapshot.nodes.filter((node) => node.role === 'master' && snapshot.views[node.id]?.reachable)
   const stray: StrayKeyEvidence = new Map()
   await mapLimit(masters, NODE_PARALLELISM, async (master) => {
     const accounted = new Set([...expandRanges(master.slots), ...Object.keys(master.importing).map(Number)])
-    if (!(await holdsKeysOutside(pool, master, [...accounted]))) return
+    const outside = exact ? holdsKeysOutside(pool, master, [...accounted]) : mayHoldKeysOutside(pool, master, [...accounted])
+    if (!(await outside)) return
     const others = Array.from({length: SLOT_COUNT}, (_, slot) => slot).filter((slot) => !accounted.has(slot))
     const counts = await countKeysInSlots(pool, master.address, others)
     for (const [index, count] of counts.entries()) if (count > 0) stray.set(others[index], [...(stray.get(others[index]) ?? []), master.id])
@@ -75,7 +97,7 @@ export async function findKeysOutsideOwners(pool: NodePool, snapshot: ClusterSna
  * get deleted; fix --search-multiple-owners moves them into their owner first.
  */
 export async function refuseKeysOutsideOwners(pool: NodePool, snapshot: ClusterSnapshot): Promise<void> {
-  const findings: Finding[] = multipleOwnerFindings(snapshot, await findKeysOutsideOwners(pool, snapshot))
+  const findings: Finding[] = multipleOwnerFindings(snapshot, await findKeysOutsideOwners(pool, snapshot, true))
   if (findings.length === 0) return
   const more = findings.length > 1 ? ` (and ${findings.length - 1} more slot(s))` : ''
   throw new SlotctlError(`refusing to move slots: ${findings[0].message}${more}`, {
