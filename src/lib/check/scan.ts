@@ -94,10 +94,20 @@ export async function findKeysOutsideOwners(pool: NodePool, snapshot: ClusterSna
 /**
  * For the migration verbs: refuses while any master holds keys of a slot it neither owns nor
  * imports (MULTIPLE_OWNERS, in BLOCKS_MIGRATION). Moving slots around such keys is how they
- * get deleted; fix --search-multiple-owners moves them into their owner first.
+ * get deleted; fix --search-multiple-owners moves them into their owner first. One exception:
+ * keys held by the node a legacy move of this run takes their slot to. The move opens the
+ * slot there (IMPORTING, from then on the keys are safe at start-up and from gossip) and
+ * compares them with the moved copies (BUSYKEY: equal ones merge, different ones stop the
+ * slot, left open); an atomic move (Valkey 9) has no such step and is refused.
  */
-export async function refuseKeysOutsideOwners(pool: NodePool, snapshot: ClusterSnapshot): Promise<void> {
-  const findings: Finding[] = multipleOwnerFindings(snapshot, await findKeysOutsideOwners(pool, snapshot, true))
+export async function refuseKeysOutsideOwners(pool: NodePool, snapshot: ClusterSnapshot, legacyMoves: ReadonlyArray<{slot: number; targetId: string}> = []): Promise<void> {
+  const absorbedBy = new Map(legacyMoves.map((move) => [move.slot, move.targetId]))
+  const stray: StrayKeyEvidence = new Map()
+  for (const [slot, holders] of await findKeysOutsideOwners(pool, snapshot, true)) {
+    const left = holders.filter((id) => id !== absorbedBy.get(slot))
+    if (left.length > 0) stray.set(slot, left)
+  }
+  const findings: Finding[] = multipleOwnerFindings(snapshot, stray)
   if (findings.length === 0) return
   const more = findings.length > 1 ? ` (and ${findings.length - 1} more slot(s))` : ''
   throw new SlotctlError(`refusing to move slots: ${findings[0].message}${more}`, {

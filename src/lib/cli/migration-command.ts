@@ -201,7 +201,6 @@ export abstract class MigrationCommand<T extends typeof Command> extends BaseCom
     }
     const current = await reloadUntil(this.pool(), parseAddress(snapshot.seedAddress), SETTLE_VIEWS_MS, (candidate) => !onlyDisagreement(candidate), snapshot)
     this.refuseUnsafeCluster(current, allowedOpenSlots)
-    await refuseKeysOutsideOwners(this.pool(), current)
     return current
   }
 
@@ -278,6 +277,7 @@ export abstract class MigrationCommand<T extends typeof Command> extends BaseCom
     const legacySet = new Set(legacyMoves)
     const atomicMoves = remainingMoves.filter((move) => !legacySet.has(move))
     if (!f['dry-run']) await refuseMissingPermissions(this.pool(), migrationNeeds(snapshot, plan, {capableIds: choice.atomicIds, moves: atomicMoves}))
+    await refuseKeysOutsideOwners(this.pool(), snapshot, legacyMoves)
     await this.preflightBigKeys(plan, legacyMoves, addresses, Boolean(f['dry-run']))
     if (f.out) await this.writePlan(plan, f.out as string)
     const unmoved = {...unmovedResult(plan, done), warnings: warnings.map((warning) => issue(warning.code, warning.message))}
