@@ -6,7 +6,7 @@ import {ExitCode} from '../lib/errors.js'
 import {paint, renderIssues} from '../lib/cli/render.js'
 import {type NodeRef, type VerbResult} from '../lib/cli/result.js'
 import {formatRanges} from '../lib/cluster/slots.js'
-import {scanStrayKeys} from '../lib/check/scan.js'
+import {findKeysOutsideOwners, scanStrayKeys} from '../lib/check/scan.js'
 import {type NodeSummary, orderedNodes, summarizeNode} from '../lib/check/summary.js'
 
 export interface CheckResult extends VerbResult {
@@ -51,7 +51,9 @@ export default class Check extends BaseCommand<typeof Check> {
   async run(): Promise<CheckResult> {
     const seed = this.parseSeed([this.args.address, ...(this.args.port ? [this.args.port] : [])])
     const snapshot = await this.loadCluster(seed)
-    const strayKeys = this.flags['search-multiple-owners'] ? await scanStrayKeys(this.pool(), snapshot) : undefined
+    // without the flag, the cheap scan (each master's key total against the counts of its own
+    // and imported slots) still finds keys a node neither owns nor imports
+    const strayKeys = this.flags['search-multiple-owners'] ? await scanStrayKeys(this.pool(), snapshot) : await findKeysOutsideOwners(this.pool(), snapshot, false)
     const findings = runChecks(snapshot, {strayKeys})
     const {errors, warnings} = splitFindings(findings)
     const result: CheckResult = {

@@ -222,7 +222,7 @@ export default class Fix extends BaseCommand<typeof Fix> {
       this.resultExitCode = ExitCode.interrupted
       return this.done(result)
     }
-    await this.checkAfter(seed, result)
+    await this.checkAfter(seed, result, outcome.failures.map((failure) => failure.slot))
     return this.done(result)
   }
 
@@ -251,8 +251,8 @@ export default class Fix extends BaseCommand<typeof Fix> {
     return {...result, elapsedMs: Date.now() - this.started}
   }
 
-  private async checkAfter(seed: NodeAddress, result: FixResult): Promise<void> {
-    const after = await settledSnapshot(this.pool(), seed, this.flags['wait-timeout'])
+  private async checkAfter(seed: NodeAddress, result: FixResult, failedSlots: readonly number[]): Promise<void> {
+    const after = await settledSnapshot(this.pool(), seed, this.flags['wait-timeout'], new Set(failedSlots))
     // not "clean" while keys sit outside their owner, searched for or not
     const strayKeys = await findStrayKeys(this.pool(), after, this.flags['search-multiple-owners'])
     const {errors, warnings} = splitFindings(runChecks(after, {strayKeys}))

@@ -101,8 +101,12 @@ export const MIGRATION_SOURCE: readonly Permission[] = [PERMISSIONS.clusterSetsl
  * claims a slot (slot-protocol.ts).
  */
 export const MIGRATION_TARGET: readonly Permission[] = [PERMISSIONS.clusterSetslot, PERMISSIONS.clusterBumpepoch, PERMISSIONS.clusterCountkeysinslot, PERMISSIONS.restoreAsking, PERMISSIONS.select, PERMISSIONS.dump, PERMISSIONS.asking]
-/** Every master is told the new owner of each moved slot; its command table says which way slots can move (server-info.ts). */
-export const EVERY_MASTER_OF_A_MIGRATION: readonly Permission[] = [PERMISSIONS.clusterSetslot, PERMISSIONS.commandInfo]
+/**
+ * Every master is told the new owner of each moved slot; its command table says which way
+ * slots can move (server-info.ts); its DBSIZE is compared with the keys of the slots it owns
+ * or imports, in one MULTI, before the run (keys outside their owner stop it: check/scan.ts).
+ */
+export const EVERY_MASTER_OF_A_MIGRATION: readonly Permission[] = [PERMISSIONS.clusterSetslot, PERMISSIONS.commandInfo, PERMISSIONS.clusterCountkeysinslot, PERMISSIONS.dbsize, PERMISSIONS.multi, PERMISSIONS.exec]
 
 /** Durable moves (durable.ts): the source copies under WATCH and deletes in MULTI/EXEC. */
 export const DURABLE_SOURCE: readonly Permission[] = [PERMISSIONS.watch, PERMISSIONS.unwatch, PERMISSIONS.multi, PERMISSIONS.exec, PERMISSIONS.del]

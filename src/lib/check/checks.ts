@@ -54,8 +54,22 @@ function label(node: ClusterNode): string {
   return `${node.address || '(no address)'} (${node.id.slice(0, 8)})`
 }
 
+/**
+ * A master that is down and owns nothing any more (its replica took over) is removed, not
+ * restarted: its nodes.conf may still import slots it was receiving when it died. Valkey ≥ 8
+ * then clears the import and takes each such slot with a new config epoch as soon as the
+ * import's source pings without claiming it (clusterUpdateSlotsConfigWith, "Clear my importing
+ * source"), which wins the slot back from the promoted replica and deletes the keys written
+ * there since ("dirty slot"). Nothing outside the node can make it forget that state before
+ * it starts, so the server comes back only with an empty data directory, as a new node.
+ */
+function slotlessDeadMasterHint(snapshot: ClusterSnapshot, node: ClusterNode): string {
+  const seed = snapshot.seedAddress
+  return `remove it: slotctl del-node ${seed} ${node.id}. Do not restart it with its old files (its nodes.conf can take slots back from the master that replaced it); to use the server again, start it with an empty data directory and add it: slotctl add-node ${node.address || 'HOST:PORT'} ${seed}`
+}
+
 function deadMasterHint(snapshot: ClusterSnapshot, node: ClusterNode): string {
-  if (node.slots.length === 0) return `restart it (it rejoins), or remove it for good: slotctl del-node ${snapshot.seedAddress} ${node.id}`
+  if (node.slots.length === 0) return slotlessDeadMasterHint(snapshot, node)
   return deadOwnerHint(snapshot, node)
 }
 
@@ -173,7 +187,7 @@ function coverageFindings(snapshot: ClusterSnapshot): Finding[] {
   return [error('SLOTS_UNCOVERED', `${missing.length} of ${SLOT_COUNT} slots are not covered by any master: ${formatSlots(missing)}`, {hint: `slotctl fix ${snapshot.seedAddress} --dry-run`, ...slotSet(missing)})]
 }
 
-function multipleOwnerFindings(snapshot: ClusterSnapshot, strayKeys: StrayKeyEvidence | undefined): Finding[] {
+export function multipleOwnerFindings(snapshot: ClusterSnapshot, strayKeys: StrayKeyEvidence | undefined): Finding[] {
   if (!strayKeys) return []
   const owners = slotOwners(snapshot.nodes)
   const refOf = (id: string) => nodeRef(snapshot.views[id] ?? {address: '', id})

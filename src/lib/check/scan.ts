@@ -2,8 +2,10 @@
 import type {ClusterSnapshot} from '../cluster/loader.js'
 import {NODE_PARALLELISM, type NodePool, mapLimit} from '../cluster/connection.js'
 import {countKeysInSlots} from '../cluster/slot-stats.js'
-import {SLOT_COUNT} from '../cluster/slots.js'
-import {slotOwners} from '../cluster/topology.js'
+import {SLOT_COUNT, expandRanges} from '../cluster/slots.js'
+import {type ClusterNode, slotOwners} from '../cluster/topology.js'
+import {SlotctlError, errorMessage} from '../errors.js'
+import {type Finding, type StrayKeyEvidence, multipleOwnerFindings} from './checks.js'
 
 /**
  * Finds keys stored on masters that do not own their slot (redis-cli's "multiple owners"):
@@ -24,4 +26,92 @@ export async function scanStrayKeys(pool: NodePool, snapshot: ClusterSnapshot): 
     }
   })
   return stray
+}
+
+/**
+ * Whether a master holds keys outside the given slots: its DBSIZE against the keys of those
+ * slots, read in one MULTI so that writes in between cannot hide a stray key.
+ */
+export async function holdsKeysOutside(pool: NodePool, master: ClusterNode, slots: readonly number[]): Promise<boolean> {
+  const client = await pool.client(master.address)
+  const transaction = client.multi().call('DBSIZE')
+  for (const slot of slots) transaction.call('CLUSTER', 'COUNTKEYSINSLOT', slot)
+  let replies: Array<[Error | null, unknown]> | null
+  try {
+    replies = await transaction.exec()
+  } catch (error) {
+    throw new SlotctlError(`${master.address} could not count its keys: ${errorMessage(error)}`, {code: 'E_PROTOCOL'})
+  }
+  const failed = (replies ?? []).find(([error]) => error)
+  if (!replies || failed) throw new SlotctlError(`${master.address} could not count its keys: ${failed?.[0]?.message ?? 'transaction aborted'}`, {code: 'E_PROTOCOL'})
+  const [[, total], ...counts] = replies
+  return Number(total) > counts.reduce((sum, [, count]) => sum + Number(count), 0)
+}
+
+/**
+ * The same question with read-only commands (INFO keyspace and the counts, pipelined back to
+ * back, not in a transaction): a key deleted in between can only make the total look too big,
+ * and then every other slot is counted exactly, so it never reports a stray key that is not
+ * there; a key written in between can hide one. Good enough for a report, not for a refusal.
+ */
+async function mayHoldKeysOutside(pool: NodePool, master: ClusterNode, slots: readonly number[]): Promise<boolean> {
+  const replies = await pool.read(master.address, (client) => {
+    const pipeline = client.pipeline().call('INFO', 'keyspace')
+    for (const slot of slots) pipeline.call('CLUSTER', 'COUNTKEYSINSLOT', slot)
+    return pipeline.exec()
+  })
+  const failed = (replies ?? []).find(([error]) => error)
+  if (!replies || failed) throw new SlotctlError(`${master.address} could not count its keys: ${failed?.[0]?.message ?? 'no reply'}`, {code: 'E_PROTOCOL'})
+  const [[, info], ...counts] = replies
+  const total = Number(/^db0:keys=(\d+)/m.exec(String(info))?.[1] ?? 0)
+  return total > counts.reduce((sum, [, count]) => sum + Number(count), 0)
+}
+
+/**
+ * slot → masters holding keys of it while their own view neither gives it to them nor marks
+ * it importing. Such keys are lost as soon as the node checks its data against its config
+ * (at start-up, or when a failover or a slot move makes it look; Valkey deletes them, and
+ * 9.1 asserts in kvstore.c when a migration touches them). Cheap on a healthy cluster: one
+ * round trip per master (its key total and a count per accounted slot); the other slots are
+ * counted only on a master whose total does not add up. `exact` reads the total with DBSIZE
+ * in the same MULTI as the counts (writes in between cannot hide a stray key); otherwise
+ * with INFO keyspace, which a read-only ACL user may run.
+ */
+export async function findKeysOutsideOwners(pool: NodePool, snapshot: ClusterSnapshot, exact: boolean): Promise<StrayKeyEvidence> {
+  const masters = snapshot.nodes.filter((node) => node.role === 'master' && snapshot.views[node.id]?.reachable)
+  const stray: StrayKeyEvidence = new Map()
+  await mapLimit(masters, NODE_PARALLELISM, async (master) => {
+    const accounted = new Set([...expandRanges(master.slots), ...Object.keys(master.importing).map(Number)])
+    const outside = exact ? holdsKeysOutside(pool, master, [...accounted]) : mayHoldKeysOutside(pool, master, [...accounted])
+    if (!(await outside)) return
+    const others = Array.from({length: SLOT_COUNT}, (_, slot) => slot).filter((slot) => !accounted.has(slot))
+    const counts = await countKeysInSlots(pool, master.address, others)
+    for (const [index, count] of counts.entries()) if (count > 0) stray.set(others[index], [...(stray.get(others[index]) ?? []), master.id])
+  })
+  return stray
+}
+
+/**
+ * For the migration verbs: refuses while any master holds keys of a slot it neither owns nor
+ * imports (MULTIPLE_OWNERS, in BLOCKS_MIGRATION). Moving slots around such keys is how they
+ * get deleted; fix --search-multiple-owners moves them into their owner first. One exception:
+ * keys held by the node a legacy move of this run takes their slot to. The move opens the
+ * slot there (IMPORTING, from then on the keys are safe at start-up and from gossip) and
+ * compares them with the moved copies (BUSYKEY: equal ones merge, different ones stop the
+ * slot, left open); an atomic move (Valkey 9) has no such step and is refused.
+ */
+export async function refuseKeysOutsideOwners(pool: NodePool, snapshot: ClusterSnapshot, legacyMoves: ReadonlyArray<{slot: number; targetId: string}> = []): Promise<void> {
+  const absorbedBy = new Map(legacyMoves.map((move) => [move.slot, move.targetId]))
+  const stray: StrayKeyEvidence = new Map()
+  for (const [slot, holders] of await findKeysOutsideOwners(pool, snapshot, true)) {
+    const left = holders.filter((id) => id !== absorbedBy.get(slot))
+    if (left.length > 0) stray.set(slot, left)
+  }
+  const findings: Finding[] = multipleOwnerFindings(snapshot, stray)
+  if (findings.length === 0) return
+  const more = findings.length > 1 ? ` (and ${findings.length - 1} more slot(s))` : ''
+  throw new SlotctlError(`refusing to move slots: ${findings[0].message}${more}`, {
+    code: 'E_UNSAFE_CLUSTER',
+    suggestions: [`move them into their owner first: slotctl fix ${snapshot.seedAddress} --search-multiple-owners`],
+  })
 }

@@ -8,6 +8,7 @@ import {Command, Flags} from '@oclif/core'
 import {migrationNeeds, refuseMissingPermissions} from '../acl/preflight.js'
 import {BaseCommand, ignoreLockFlag, retiredForceFlag} from './base-command.js'
 import {BLOCKS_MIGRATION, runChecks} from '../check/checks.js'
+import {refuseKeysOutsideOwners} from '../check/scan.js'
 import {type ClusterSnapshot, reloadUntil} from '../cluster/loader.js'
 import {parseAddress} from '../cluster/address.js'
 import {ExitCode, SlotctlError, usageError} from '../errors.js'
@@ -294,6 +295,7 @@ export abstract class MigrationCommand<T extends typeof Command> extends BaseCom
     const legacySet = new Set(legacyMoves)
     const atomicMoves = remainingMoves.filter((move) => !legacySet.has(move))
     if (!f['dry-run']) await refuseMissingPermissions(this.pool(), migrationNeeds(snapshot, plan, {capableIds: choice.atomicIds, moves: atomicMoves}, this.runSettings(options.resume?.state.settings).durability !== 'none'))
+    await refuseKeysOutsideOwners(this.pool(), snapshot, legacyMoves)
     await this.preflightBigKeys(plan, legacyMoves, addresses, Boolean(f['dry-run']))
     if (f.out) await this.writePlan(plan, f.out as string)
     const unmoved = {...unmovedResult(plan, done), warnings: warnings.map((warning) => issue(warning.code, warning.message))}

@@ -1,13 +1,56 @@
 /**
- * Carries out fix decisions. Per slot: make the destination accept the slot's keys, move
- * every other master's keys into it (MIGRATE never deletes a key the target did not take),
- * then give the slot to the destination everywhere in a few pipelines. A slot that cannot
- * be finished (a key conflict) is put back as it was found, minus the keys that moved.
+ * Carries out fix decisions. Per slot (repairSlot): make the destination accept the slot's
+ * keys, make every other owner hand new keys to it (MIGRATING), count and move every other
+ * master's keys into it until none are left, then give the slot to the destination
+ * everywhere in a few pipelines (close), and count once more.
+ *
+ * Why each step holds, against redis 7.0 src/cluster.c and valkey 8.0 src/cluster_legacy.c:
+ *
+ * - Keys outside their owner are lost the moment the node's config and data disagree: a node
+ *   holding keys of a slot it neither owns nor imports deletes them when it checks its data
+ *   against its config (verifyClusterConfigWithData at start-up on Valkey; Redis 7 sets the
+ *   slot importing instead), and an owner that loses a slot it holds keys of deletes them
+ *   ("dirty slot", clusterUpdateSlotsConfigWith) once a greater epoch claims it. So fix never
+ *   sends SETSLOT STABLE to a node that holds keys of the slot without owning it: a slot that
+ *   fails half-way stays open, every key reachable through MOVED/ASK, and the next fix sees
+ *   where the keys are (an earlier version rolled such slots back and stranded moved keys).
+ * - An owner that does not migrate the slot serves writes of new keys itself; counted before
+ *   them, those keys would stay behind at the close and die as a dirty slot. Every owner other
+ *   than the destination is therefore marked MIGRATING before its keys are counted: from then
+ *   on a command for a key it lacks is redirected to the destination (getNodeByQuery: a
+ *   migrating slot with missing keys answers ASK), so it gains no key, and the count that
+ *   reaches 0 stays 0. SETSLOT NODE at the owner refuses while it still holds keys (both
+ *   servers), and the slot is counted again after the close as a backstop.
+ * - A node imports only from the slot's owner. Valkey ≥ 8 clears an import and takes the slot
+ *   itself, bumping its epoch, as soon as the node it imports from sends a ping that does not
+ *   claim the slot ("no longer being imported ... Clear my importing source"): importing from
+ *   a non-owner, or from an owner that gives the slot away before the import is cleared,
+ *   hands the slot to the importer. Non-owners fix drains are made STABLE (0 keys counted)
+ *   before the close for that reason.
+ * - The destination closes with SETSLOT NODE alone: one command clears its import and assigns
+ *   the slot, on it and (Valkey ≥ 8) on its replicas; STABLE first would leave a moment with
+ *   keys in a slot it neither owns nor imports. Destinations close before any other master
+ *   names them, so a destination's own import is gone before its source stops claiming the
+ *   slot (the Valkey take-over above cannot fire), and its config epoch is first raised above
+ *   every live master's and the newest one heard of for a master that is down; an epoch that
+ *   cannot be read stops the close, since a claim for a former owner with a greater epoch
+ *   would take the slot back as a dirty slot (the argument of migrate/slot-protocol.ts).
+ * - A destination that crashes mid-repair keeps what it took: the slot is still importing in
+ *   its nodes.conf, and neither server deletes keys of an importing slot at start-up.
+ * - Left open: a client that was sent ASK to a node before fix re-pointed the markers can
+ *   still write there (with ASKING) in the round trip after fix counted that node empty; and a
+ *   failover of an owner mid-repair (on Redis 7 the promoted replica has no MIGRATING marker,
+ *   SETSLOT is not replicated) lets it take new keys again. The count after the close reports
+ *   the first (the slot fails, exit 1; check and the migration verbs show and refuse keys left
+ *   outside their owner); the second is outside what a client-side protocol controls, as in
+ *   migrate/slot-protocol.ts.
  */
 import type {NodeAddress} from '../cluster/address.js'
-import {runChecks} from '../check/checks.js'
+import {type Finding, runChecks} from '../check/checks.js'
 import {type ClusterSnapshot, reloadUntil} from '../cluster/loader.js'
 import {NODE_PARALLELISM, type NodePool, clusterPipeline, mapLimit} from '../cluster/connection.js'
+import {countKeysInSlots} from '../cluster/slot-stats.js'
+import {expandRanges} from '../cluster/slots.js'
 import {waitForClusterOk} from '../nodes/create.js'
 import {SlotctlError, errorMessage} from '../errors.js'
 import {moveSlotKeys} from '../migrate/key-mover.js'
@@ -36,6 +79,7 @@ export interface FixFailure {
 export interface FixOutcome {
   fixedSlots: number[]
   failures: FixFailure[]
+  /** keys moved, including those of slots that failed later (they sit at the destination, the slot left open) */
   keysMoved: number
   /** slots left as they were because of an interruption */
   skippedSlots: number[]
@@ -43,11 +87,28 @@ export interface FixOutcome {
 
 type Setslot = Array<number | string>
 
+/** Rounds of count-and-move per slot: only writes already redirected before the markers were set can add keys after the first. */
+const MOVE_ROUNDS = 3
+
+/**
+ * The epoch a destination must get above: every other live master's, and `downEpoch`, the
+ * newest heard of for a master that is down (one that comes back must not win the slot back).
+ * An epoch that could not be read is not 0: it stops the close.
+ */
+export function epochFloor(id: string, epochs: ReadonlyMap<string, Error | number>, downEpoch: number): number {
+  const others = [...epochs].filter(([other]) => other !== id).map(([, epoch]) => epoch)
+  const unreadable = others.find((epoch): epoch is Error => epoch instanceof Error)
+  if (unreadable) throw new SlotctlError(`${unreadable.message}: the slot is not given away without it`, {code: 'E_MIGRATION'})
+  return Math.max(downEpoch, ...(others as number[]))
+}
+
 class FixRunner {
   private readonly evidence: Map<number, SlotEvidence>
   private readonly addresses: Map<string, string>
+  private readonly live: string[]
   /** the newest config epoch live masters have heard of for a master that is down */
   private readonly downEpoch: number
+  keysMoved = 0
 
   constructor(
     private readonly pool: NodePool,
@@ -57,6 +118,7 @@ class FixRunner {
   ) {
     this.evidence = new Map(slots.map((slot) => [slot.slot, slot]))
     this.addresses = new Map(masters.map((master) => [master.id, master.address]))
+    this.live = masters.filter((master) => master.live).map((master) => master.id)
     this.downEpoch = Math.max(0, ...masters.filter((master) => !master.live).map((master) => master.configEpoch))
   }
 
@@ -69,69 +131,133 @@ class FixRunner {
     return client.call('CLUSTER', ...args)
   }
 
-  /**
-   * The destination must own or import the slot, or RESTORE-ASKING from the sources bounces.
-   * An owner that still migrates the slot (to a target that is gone, or one fix passed over)
-   * answers ASK for every key it lacks, RESTORE-ASKING included: it stops migrating first.
-   */
-  async prepareDestination(fix: SlotFix, added: string[]): Promise<void> {
+  private slotError(fix: SlotFix, message: string): SlotctlError {
+    return new SlotctlError(`slot ${fix.slot}: ${message}; the slot is left open as it is (run fix again)`, {code: 'E_MIGRATION'})
+  }
+
+  /** Live masters other than the destination that own the slot in their own view. */
+  private otherOwners(fix: SlotFix): string[] {
     const slot = this.evidence.get(fix.slot)!
-    const seen = slot.viewOwner[fix.destination]
-    if (seen === fix.destination && slot.migrating[fix.destination]) {
-      await this.command(fix.destination, 'SETSLOT', fix.slot, 'STABLE')
-      delete slot.migrating[fix.destination]
+    return this.live.filter((id) => id !== fix.destination && slot.viewOwner[id] === id)
+  }
+
+  /** Whether the slot needs keys counted and moved, or markers handled, before its close. */
+  needsRepair(fix: SlotFix): boolean {
+    const slot = this.evidence.get(fix.slot)!
+    const marked = Object.keys(slot.migrating).length > 0 || Object.keys(slot.importing).length > 0
+    return fix.sources.length > 0 || marked || this.otherOwners(fix).length > 0 || slot.viewOwner[fix.destination] !== fix.destination
+  }
+
+  /**
+   * The destination accepts RESTOREs of the slot: it imports from the slot's one other owner
+   * (never from anyone else, see the header), or it owns the slot and stops migrating it
+   * (an owner that migrates answers ASK to every key it lacks, RESTORE-ASKING included).
+   * Returns the owner the drained non-owners import from while their keys move.
+   */
+  private async prepareDestination(fix: SlotFix, owners: readonly string[]): Promise<string> {
+    const slot = this.evidence.get(fix.slot)!
+    const destination = fix.destination
+    if (slot.viewOwner[destination] === destination) return destination
+    if (owners.length === 0 && slot.claimants.length === 0) {
+      // nobody owns it: the destination takes it (ADDSLOTS also clears an import)
+      await this.command(destination, 'ADDSLOTS', fix.slot)
+      slot.viewOwner[destination] = destination
+      return destination
     }
-    if (seen === fix.destination || slot.importing[fix.destination]) return
-    if (seen === null) {
-      await this.command(fix.destination, 'ADDSLOTS', fix.slot)
-    } else {
-      await this.command(fix.destination, 'SETSLOT', fix.slot, 'IMPORTING', seen)
-      added.push(fix.destination)
+    if (owners.length !== 1) throw this.slotError(fix, `${this.endpoint(destination).address} does not own it and it has no single live owner to import it from`)
+    if (slot.importing[destination] !== owners[0]) {
+      await this.command(destination, 'SETSLOT', fix.slot, 'IMPORTING', owners[0])
+      slot.importing[destination] = owners[0]
+    }
+    return owners[0]
+  }
+
+  /** Every other owner hands keys it lacks to the destination (ASK), so its count can only fall. */
+  private async redirectOwners(fix: SlotFix, owners: readonly string[]): Promise<void> {
+    const slot = this.evidence.get(fix.slot)!
+    for (const owner of owners) {
+      if (slot.migrating[owner] === fix.destination) continue
+      await this.command(owner, 'SETSLOT', fix.slot, 'MIGRATING', fix.destination)
+      slot.migrating[owner] = fix.destination
     }
   }
 
   /**
-   * An owner serves MIGRATE of its keys once it marks the slot migrating. A non-owner serves
-   * them only while importing the slot and asked with ASKING; a node that thinks nobody owns
-   * the slot answers CLUSTERDOWN, so it first learns the destination owns it.
+   * An owning destination that still migrates the slot (closing back) stops: it takes
+   * RESTOREs then, and new keys stay with it. Its migration target is counted afterwards,
+   * so keys redirected to it before the STABLE come back too.
    */
-  async prepareSource(fix: SlotFix, source: string, added: string[]): Promise<boolean> {
+  private async stopMigratingAtDestination(fix: SlotFix): Promise<void> {
     const slot = this.evidence.get(fix.slot)!
-    const seen = slot.viewOwner[source]
-    if (seen === source) {
-      if (slot.migrating[source] !== fix.destination) {
-        await this.command(source, 'SETSLOT', fix.slot, 'MIGRATING', fix.destination)
-        added.push(source)
-      }
-      return false
-    }
-    if (seen === null) await this.command(source, 'SETSLOT', fix.slot, 'NODE', fix.destination)
-    if (!slot.importing[source]) {
-      await this.command(source, 'SETSLOT', fix.slot, 'IMPORTING', fix.destination)
-      added.push(source)
-    }
-    return true
+    if (slot.viewOwner[fix.destination] !== fix.destination || !slot.migrating[fix.destination]) return
+    await this.command(fix.destination, 'SETSLOT', fix.slot, 'STABLE')
+    delete slot.migrating[fix.destination]
   }
 
-  async moveKeys(fix: SlotFix): Promise<number> {
-    const added: string[] = []
-    let moved = 0
+  /** Keys of the slot on each live master other than the destination, counted now. */
+  private async countElsewhere(fix: SlotFix): Promise<Map<string, number>> {
+    const others = this.live.filter((id) => id !== fix.destination)
+    const counts = await mapLimit(others, NODE_PARALLELISM, async (id) => (await countKeysInSlots(this.pool, this.endpoint(id).address, [fix.slot]))[0])
+    return new Map(others.map((id, i) => [id, counts[i]]))
+  }
+
+  /**
+   * A non-owner serves MIGRATE of its keys only while importing the slot and asked with
+   * ASKING; it imports from the owner (see the header).
+   */
+  private async moveFrom(fix: SlotFix, holder: string, keys: number, owners: readonly string[], importFrom: string): Promise<void> {
+    const slot = this.evidence.get(fix.slot)!
+    const asking = !owners.includes(holder)
+    if (asking && slot.importing[holder] !== importFrom) {
+      await this.command(holder, 'SETSLOT', fix.slot, 'IMPORTING', importFrom)
+      slot.importing[holder] = importFrom
+    }
     try {
-      await this.prepareDestination(fix, added)
-      for (const source of fix.sources) {
-        const asking = await this.prepareSource(fix, source, added)
-        // From the owner, its copy of a key wins: while a slot is open, a key the owner holds
-        // is served (and written) there only, so a different copy at the destination is an
-        // older one, left by a durable move whose delete was interrupted (durable.ts).
-        const replace = this.options.replace || !asking
-        const result = await moveSlotKeys(this.pool, {slot: fix.slot, source: this.endpoint(source), target: this.endpoint(fix.destination)}, {...this.options, asking, replace})
-        moved += result.keys
-      }
-      return moved
+      // From the owner, its copy of a key wins: while a slot is open, a key the owner holds
+      // is served (and written) there only, so a different copy at the destination is an
+      // older one, left by a durable move whose delete was interrupted (durable.ts).
+      const replace = this.options.replace || !asking
+      const result = await moveSlotKeys(this.pool, {slot: fix.slot, source: this.endpoint(holder), target: this.endpoint(fix.destination)}, {...this.options, asking, replace})
+      this.keysMoved += result.keys
     } catch (error) {
-      // Markers fix set itself go away again, so the next run sees the slot as it was.
-      await Promise.all(added.map((id) => this.command(id, 'SETSLOT', fix.slot, 'STABLE').catch(() => undefined)))
+      // A failed batch still moved the keys before the one that stopped it: the holder gains
+      // no keys meanwhile (see the header), so what it lost is what moved.
+      const left = await countKeysInSlots(this.pool, this.endpoint(holder).address, [fix.slot]).then(([count]) => count, () => keys)
+      this.keysMoved += Math.max(0, keys - left)
       throw error
+    }
+  }
+
+  /** Non-owners that import the slot and now hold none of its keys stop importing, before anyone gives the slot away. */
+  private async stopImportingElsewhere(fix: SlotFix, counts: ReadonlyMap<string, number>): Promise<void> {
+    const slot = this.evidence.get(fix.slot)!
+    for (const [id, keys] of counts) {
+      if (keys !== 0 || !slot.importing[id] || slot.viewOwner[id] === id) continue
+      await this.command(id, 'SETSLOT', fix.slot, 'STABLE')
+      delete slot.importing[id]
+    }
+  }
+
+  /**
+   * Everything before the close: afterwards the destination accepts the slot, every other
+   * owner migrates it to the destination, and no other live master holds a key of it.
+   * Throws (the slot stays open, every marker in place) otherwise. Returns the keys moved.
+   */
+  async repairSlot(fix: SlotFix): Promise<number> {
+    const before = this.keysMoved
+    const owners = this.otherOwners(fix)
+    const importFrom = await this.prepareDestination(fix, owners)
+    await this.redirectOwners(fix, owners)
+    await this.stopMigratingAtDestination(fix)
+    for (let round = 0; ; round++) {
+      const counts = await this.countElsewhere(fix)
+      const holders = [...counts].filter(([, keys]) => keys > 0).map(([id]) => id)
+      if (holders.length === 0) {
+        await this.stopImportingElsewhere(fix, counts)
+        return this.keysMoved - before
+      }
+      if (round === MOVE_ROUNDS) throw this.slotError(fix, `keys keep arriving at ${holders.map((id) => this.endpoint(id).address).join(', ')}`)
+      for (const holder of holders) await this.moveFrom(fix, holder, counts.get(holder)!, owners, importFrom)
     }
   }
 
@@ -163,53 +289,70 @@ class FixRunner {
   }
 
   /**
-   * Destinations first (so no slot is left without an owner), bumping their epoch where they
-   * take a slot they did not own so their claim wins over stale gossip; then every other
-   * live master drops its markers and names the destination.
+   * Each live master's config epoch now, or why it could not be read: a destination that
+   * takes slots must get above all the others', and an epoch that cannot be read is not 0.
    */
-  /** Each live master's config epoch now: a destination that takes slots must get above all the others'. */
-  async epochs(liveMasters: readonly string[]): Promise<Map<string, number>> {
-    const epochs = await mapLimit(liveMasters, NODE_PARALLELISM, async (id) => {
-      const info = String(await this.command(id, 'INFO').catch(() => ''))
-      return Number(/cluster_my_epoch:(\d+)/.exec(info)?.[1] ?? 0)
+  async epochs(liveMasters: readonly string[]): Promise<Map<string, Error | number>> {
+    const epochs = await mapLimit(liveMasters, NODE_PARALLELISM, async (id): Promise<Error | number> => {
+      try {
+        const epoch = /cluster_my_epoch:(\d+)/.exec(String(await this.command(id, 'INFO')))?.[1]
+        return epoch === undefined ? new Error(`${this.endpoint(id).address} reported no cluster_my_epoch`) : Number(epoch)
+      } catch (error) {
+        return new Error(`${this.endpoint(id).address} did not tell its config epoch: ${errorMessage(error)}`)
+      }
     })
     return new Map(liveMasters.map((id, i) => [id, epochs[i]]))
   }
 
   /**
-   * A destination taking a slot it did not own first gets a config epoch above every live
-   * master's, so that no claim of a former owner can take the slot back while the pipeline
-   * below runs (see migrate/slot-protocol.ts for the argument).
+   * Destinations first (so no slot is left without an owner): one taking a slot it did not
+   * own first gets a config epoch above every other master's, so that no claim of a former
+   * owner can take the slot back while the pipelines below run (see
+   * migrate/slot-protocol.ts for the argument), then SETSLOT NODE itself. Then every other
+   * live master names the destination (an owner left with keys refuses, and the count after
+   * the close reports it).
    */
   async close(fixes: readonly SlotFix[], liveMasters: readonly string[]): Promise<FixFailure[]> {
     const failures: FixFailure[] = []
     const byDestination = new Map<string, SlotFix[]>()
     for (const fix of fixes) byDestination.set(fix.destination, [...(byDestination.get(fix.destination) ?? []), fix])
-    const epochs = [...byDestination.values()].some((own) => own.some((fix) => fix.claimsSlot)) ? await this.epochs(liveMasters) : new Map<string, number>()
-    // masters that are down count too: one that comes back must not win the slot back
-    const floorFor = (id: string) => Math.max(this.downEpoch, ...[...epochs].filter(([other]) => other !== id).map(([, epoch]) => epoch))
+    const epochs = [...byDestination.values()].some((own) => own.some((fix) => fix.claimsSlot)) ? await this.epochs(liveMasters) : new Map<string, Error | number>()
     await mapLimit([...byDestination.entries()], NODE_PARALLELISM, async ([id, own]) => {
       try {
-        if (own.some((fix) => fix.claimsSlot)) await raiseEpochAbove(this.pool, this.endpoint(id), floorFor(id))
+        if (own.some((fix) => fix.claimsSlot)) await raiseEpochAbove(this.pool, this.endpoint(id), epochFloor(id, epochs, this.downEpoch))
       } catch (error) {
         for (const fix of own) failures.push({error: errorMessage(error), slot: fix.slot})
         return
       }
-      const errors = await this.pipeline(id, own.flatMap((fix) => [['SETSLOT', fix.slot, 'STABLE'], ['SETSLOT', fix.slot, 'NODE', id]]))
+      const errors = await this.pipeline(id, own.map((fix) => ['SETSLOT', fix.slot, 'NODE', id]))
       for (const [i, fix] of own.entries()) {
-        const error = errors[i * 2] ?? errors[i * 2 + 1]
-        if (error) failures.push({error: `${this.endpoint(id).address}: ${error.message}`, slot: fix.slot})
+        if (errors[i]) failures.push({error: `${this.endpoint(id).address}: ${errors[i]!.message}`, slot: fix.slot})
       }
     })
     const failed = new Set(failures.map((failure) => failure.slot))
     const rest = fixes.filter((fix) => !failed.has(fix.slot))
     await mapLimit(liveMasters, NODE_PARALLELISM, async (id) => {
       const others = rest.filter((fix) => fix.destination !== id)
-      const errors = await this.pipeline(id, others.flatMap((fix) => [['SETSLOT', fix.slot, 'STABLE'], ['SETSLOT', fix.slot, 'NODE', fix.destination]]))
+      const errors = await this.pipeline(id, others.map((fix) => ['SETSLOT', fix.slot, 'NODE', fix.destination]))
       for (const [i, fix] of others.entries()) {
         // A master that just gave away its last slot became a replica: it follows by itself.
-        const error = [errors[i * 2], errors[i * 2 + 1]].find((e) => e && !/only with masters/i.test(e.message))
-        if (error) failures.push({error: `${this.endpoint(id).address}: ${error.message}`, slot: fix.slot})
+        const error = errors[i]
+        if (error && !/only with masters/i.test(error.message)) failures.push({error: `${this.endpoint(id).address}: ${error.message}`, slot: fix.slot})
+      }
+    })
+    return failures
+  }
+
+  /** The backstop after the close: no live master but the destination may hold a key of a repaired slot. */
+  async countAfterClose(fixes: readonly SlotFix[]): Promise<FixFailure[]> {
+    const failures: FixFailure[] = []
+    await mapLimit(fixes, this.options.parallel, async (fix) => {
+      try {
+        for (const [id, keys] of await this.countElsewhere(fix)) {
+          if (keys > 0) failures.push({error: `${this.endpoint(id).address} still holds ${keys} key(s) of it after the close (written after fix counted them): run fix again`, slot: fix.slot})
+        }
+      } catch (error) {
+        failures.push({error: `the count after the close failed: ${errorMessage(error)}`, slot: fix.slot})
       }
     })
     return failures
@@ -229,7 +372,9 @@ async function coverUncovered(runner: FixRunner, fixes: readonly SlotFix[], mast
   const byslot = new Map(slots.map((slot) => [slot.slot, slot]))
   for (const fix of uncovered) {
     const evidence = byslot.get(fix.slot)
-    if (evidence) for (const master of live) evidence.viewOwner[master.id] = fix.destination
+    if (!evidence) continue
+    for (const master of live) evidence.viewOwner[master.id] = fix.destination
+    evidence.claimants = [fix.destination]
   }
   return failures
 }
@@ -268,34 +413,34 @@ export async function applyFixes(pool: NodePool, masters: readonly MasterEvidenc
   failures.push(...(await runner.clearReplicaMarkers(replicaOnly)))
   const failedSlots = () => new Set(failures.map((failure) => failure.slot))
   const live = masters.filter((master) => master.live)
-  let keysMoved = 0
   const coverFailed = failedSlots()
-  const withKeys = actionable.filter((fix) => fix.sources.length > 0 && !coverFailed.has(fix.slot))
+  const toRepair = actionable.filter((fix) => !coverFailed.has(fix.slot) && runner.needsRepair(fix))
   // A node that has not caught up with a failover yet answers CLUSTERDOWN to every MIGRATE.
   // If it never comes, the moves below fail and report why, slot by slot.
-  if (withKeys.length > 0) await waitForClusterOk(pool, live.map((master) => master.address), options.settleTimeoutMs).catch(() => undefined)
+  if (toRepair.some((fix) => fix.sources.length > 0)) await waitForClusterOk(pool, live.map((master) => master.address), options.settleTimeoutMs).catch(() => undefined)
   const skipped = new Set<number>()
-  await mapLimit(withKeys, options.parallel, async (fix) => {
+  await mapLimit(toRepair, options.parallel, async (fix) => {
     if (options.signal?.aborted) {
       skipped.add(fix.slot)
       return
     }
     try {
-      const keys = await runner.moveKeys(fix)
-      keysMoved += keys
+      const keys = await runner.repairSlot(fix)
       options.onSlotMoved?.(fix, keys)
     } catch (error) {
       failures.push({error: errorMessage(error), slot: fix.slot})
     }
   })
-  const moveFailed = failedSlots()
-  const moved = actionable.filter((fix) => !skipped.has(fix.slot) && !moveFailed.has(fix.slot))
-  failures.push(...(await runner.close(moved, live.map((master) => master.id))))
+  const repairFailed = failedSlots()
+  const ready = actionable.filter((fix) => !skipped.has(fix.slot) && !repairFailed.has(fix.slot))
+  failures.push(...(await runner.close(ready, live.map((master) => master.id))))
+  const closeFailed = failedSlots()
+  failures.push(...(await runner.countAfterClose(toRepair.filter((fix) => !skipped.has(fix.slot) && !closeFailed.has(fix.slot)))))
   const failed = failedSlots()
   return {
     failures: failures.sort((a, b) => a.slot - b.slot),
-    fixedSlots: [...moved, ...replicaOnly].map((fix) => fix.slot).filter((slot) => !failed.has(slot)).sort((a, b) => a - b),
-    keysMoved,
+    fixedSlots: [...ready, ...replicaOnly].map((fix) => fix.slot).filter((slot) => !failed.has(slot)).sort((a, b) => a - b),
+    keysMoved: runner.keysMoved,
     skippedSlots: [...skipped].sort((a, b) => a - b),
   }
 }
@@ -339,11 +484,17 @@ export function refuseUnreachableOwners(owners: ReadonlyArray<{address: string; 
 
 const SETTLING: ReadonlySet<string> = new Set(['CLUSTER_STATE', 'OPEN_SLOT', 'SLOTS_DISAGREE'])
 
+/** Whether a finding only says that slots fix left open on purpose (they failed) are open. */
+function onlyLeftOpen(finding: Finding, leftOpen: ReadonlySet<number>): boolean {
+  return finding.code === 'OPEN_SLOT' && expandRanges(finding.slots ?? []).every((slot) => leftOpen.has(slot))
+}
+
 /**
- * Reloads the cluster until gossip has carried the new owners everywhere (no open slot, all
- * views agree, cluster_state ok) or the time is up; returns the last snapshot either way,
- * because the check that follows reports whatever is still wrong.
+ * Reloads the cluster until gossip has carried the new owners everywhere (no open slot but
+ * those fix left open because they failed, all views agree, cluster_state ok) or the time is
+ * up; returns the last snapshot either way, because the check that follows reports whatever
+ * is still wrong.
  */
-export async function settledSnapshot(pool: NodePool, seed: NodeAddress, timeoutMs: number): Promise<ClusterSnapshot> {
-  return reloadUntil(pool, seed, timeoutMs, (snapshot) => !runChecks(snapshot).some((finding) => SETTLING.has(finding.code)))
+export async function settledSnapshot(pool: NodePool, seed: NodeAddress, timeoutMs: number, leftOpen: ReadonlySet<number> = new Set()): Promise<ClusterSnapshot> {
+  return reloadUntil(pool, seed, timeoutMs, (snapshot) => !runChecks(snapshot).some((finding) => SETTLING.has(finding.code) && !onlyLeftOpen(finding, leftOpen)))
 }

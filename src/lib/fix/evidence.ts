@@ -11,6 +11,7 @@ import {NODE_PARALLELISM, type NodePool, mapLimit} from '../cluster/connection.j
 import type {JournalState} from '../migrate/journal.js'
 import {type MasterEvidence, type SlotEvidence, effectiveClaimants} from '../plan/fix.js'
 import {deadOwnerHint} from '../check/checks.js'
+import {holdsKeysOutside} from '../check/scan.js'
 import {countKeysInSlots} from '../cluster/slot-stats.js'
 import {SLOT_COUNT, expandRanges} from '../cluster/slots.js'
 import {readServerFeaturesOf} from '../cluster/server-info.js'
@@ -96,26 +97,6 @@ async function countKeys(pool: NodePool, live: readonly ClusterNode[], slots: re
 }
 
 /**
- * Whether a master holds keys outside the slots it claims: its DBSIZE against the keys of
- * its own slots, read in one MULTI so that writes in between cannot hide a stray key.
- */
-async function holdsForeignKeys(pool: NodePool, master: ClusterNode, own: readonly number[]): Promise<boolean> {
-  const client = await pool.client(master.address)
-  const transaction = client.multi().call('DBSIZE')
-  for (const slot of own) transaction.call('CLUSTER', 'COUNTKEYSINSLOT', slot)
-  let replies: Array<[Error | null, unknown]> | null
-  try {
-    replies = await transaction.exec()
-  } catch (error) {
-    throw new SlotctlError(`${master.address} could not count its keys: ${errorMessage(error)}`, {code: 'E_PROTOCOL'})
-  }
-  const failed = (replies ?? []).find(([error]) => error)
-  if (!replies || failed) throw new SlotctlError(`${master.address} could not count its keys: ${failed?.[0]?.message ?? 'transaction aborted'}`, {code: 'E_PROTOCOL'})
-  const [[, total], ...counts] = replies
-  return Number(total) > counts.reduce((sum, [, count]) => sum + Number(count), 0)
-}
-
-/**
  * slot → live masters holding keys for it without claiming it in their own view. A master
  * whose key count adds up is not searched further unless `everywhere`; the others have
  * every foreign slot counted.
@@ -124,7 +105,7 @@ export async function findStrayKeys(pool: NodePool, snapshot: ClusterSnapshot, e
   const stray = new Map<number, string[]>()
   await mapLimit(liveMasters(snapshot), NODE_PARALLELISM, async (master) => {
     const own = expandRanges(master.slots)
-    if (!everywhere && !(await holdsForeignKeys(pool, master, own))) return
+    if (!everywhere && !(await holdsKeysOutside(pool, master, own))) return
     const mine = new Set(own)
     const foreign = Array.from({length: SLOT_COUNT}, (_, slot) => slot).filter((slot) => !mine.has(slot))
     const counts = await countKeysInSlots(pool, master.address, foreign)
