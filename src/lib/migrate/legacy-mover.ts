@@ -6,7 +6,7 @@ import {type NodePool, mapLimit} from '../cluster/connection.js'
 import {type Durability, waitForReplicas} from './durable.js'
 import {type MoveKeysOptions, type MovedKeys, type WaveOutcome, moveKeyAlone, moveKeysDurably, moveSlotKeys, moveWaveKeys} from './key-mover.js'
 import type {SlotMover, WaveReport, WaveRequest} from './mover.js'
-import {awaitReplicaViews, requireHealthyReplicas} from './replicas.js'
+import {awaitReplicaViews, awaitReplicasKnowEpoch, requireHealthyReplicas} from './replicas.js'
 import {type Lanes, type SlotMoveTarget, closeSlots, openSlots} from './slot-protocol.js'
 
 /** How a run protects moved keys: undefined moves with plain MIGRATE (--durability none). */
@@ -76,7 +76,10 @@ export class LegacyMover implements SlotMover {
       for (const move of ready) report.failed.push({error: unprotected, slot: move.slot})
       return report
     }
-    const closing = await closeSlots(this.pool, ready, wave.others, this.lanes)
+    // Valkey hands SETSLOT to the replicas first (lanes > 1 where SETSLOT is replicated)
+    const replicated = gate && gate.replicas.length > 0 && this.durability && this.lanes(target.id) > 1
+    const beforeClaim = replicated ? (epoch: number) => awaitReplicasKnowEpoch(this.pool, target, gate.replicas, epoch, this.durability!.waitMs) : undefined
+    const closing = await closeSlots(this.pool, ready, wave.others, this.lanes, beforeClaim)
     for (const {error, slot} of closing.open) report.failed.push({error: new Error(error), slot})
     // a wave counts as moved once the replicas that hold its keys also give its slots to the
     // target; until then its slots stay in flight in the journal (a resume verifies them again)

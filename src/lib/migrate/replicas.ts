@@ -12,6 +12,7 @@ import type {SlotEndpoint} from './slot-protocol.js'
 /** A replica whose last acknowledgement is older than this is not keeping up (replicas ack every second). */
 const MAX_ACK_LAG_S = 2
 const POLL_MS = 200
+const EPOCH_POLL_MS = 25
 
 export interface ReplicaState {
   address: string
@@ -118,4 +119,28 @@ async function ownsInView(pool: NodePool, address: string, ownerId: string, slot
   const view = parseClusterNodes(String(await pool.read(address, (client) => client.call('CLUSTER', 'NODES'))))
   const owner = view.find((node) => node.id === ownerId)
   return slots.every((slot) => owner?.slots.some(([start, end]) => slot >= start && slot <= end) ?? false)
+}
+
+/**
+ * Before a Valkey target claims slots: every replica must know the target's raised epoch.
+ * Valkey hands `SETSLOT s NODE target` to the replicas before the target applies it; a
+ * replica that knows only the target's older epoch lets the source's next claim take the slot
+ * back in its view, and deletes the slot's keys if it is then promoted (README "Known
+ * limitations"). A replica that knows the new epoch keeps the slot against any claim with
+ * the source's lower one. Bounded by waitMs; the slots stay open otherwise.
+ */
+export async function awaitReplicasKnowEpoch(pool: NodePool, target: SlotEndpoint, replicas: readonly string[], epoch: number, waitMs: number): Promise<void> {
+  const deadline = Date.now() + waitMs
+  for (;;) {
+    const behind: string[] = []
+    for (const address of replicas) {
+      const view = await pool.read(address, (client) => client.call('CLUSTER', 'NODES')).then((text) => parseClusterNodes(String(text)), () => [])
+      if ((view.find((node) => node.id === target.id)?.configEpoch ?? -1) < epoch) behind.push(address)
+    }
+    if (behind.length === 0) return
+    if (Date.now() >= deadline) {
+      throw new SlotctlError(`the replica(s) ${behind.join(', ')} of ${target.address} did not learn its config epoch ${epoch} within ${waitMs / 1000} s; the slots stay migrating/importing`, {code: 'E_REPLICA_VIEW'})
+    }
+    await delay(EPOCH_POLL_MS)
+  }
 }

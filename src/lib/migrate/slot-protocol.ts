@@ -307,7 +307,7 @@ export async function verifyClose(pool: NodePool, source: SlotEndpoint, target: 
  * to the target in both nodes' own views when this returns. Throws when the close itself
  * failed part-way (the executor stops the run and the journal keeps the slots in flight).
  */
-export async function closeSlots(pool: NodePool, moves: readonly SlotMoveTarget[], others: readonly SlotEndpoint[], lanes: Lanes = noLanes): Promise<CloseOutcome> {
+export async function closeSlots(pool: NodePool, moves: readonly SlotMoveTarget[], others: readonly SlotEndpoint[], lanes: Lanes = noLanes, beforeClaim?: (targetEpoch: number) => Promise<void>): Promise<CloseOutcome> {
   const outcome: CloseOutcome = {closed: [], open: [], targetKeys: new Map()}
   if (moves.length === 0) return outcome
   const {source, target} = moves[0]
@@ -319,7 +319,8 @@ export async function closeSlots(pool: NodePool, moves: readonly SlotMoveTarget[
     else outcome.open.push({error: count instanceof Error ? `${source.address} refused CLUSTER COUNTKEYSINSLOT: ${count.message}` : `${count} key(s) are still at the source ${source.address}`, slot})
   }
   if (empty.length === 0) return outcome
-  await raiseEpochAbove(pool, target, state.epoch)
+  const targetEpoch = await raiseEpochAbove(pool, target, state.epoch)
+  await beforeClaim?.(targetEpoch)
   await takeSlotsOnTarget(pool, source, target, empty, lanes(target.id))
   await tellOthers(pool, source, target, empty, others, lanes)
   outcome.targetKeys = await verifyClose(pool, source, target, empty)
