@@ -87,9 +87,27 @@ function fixNeeds(liveMasters: string[], forgetters: string[]): Need[] {
  * source). A fix shown that is no longer needed (the problem went away meanwhile) is not one.
  */
 function unshownFixes(before: readonly SlotFix[], after: readonly SlotFix[]): number[] {
-  const key = (fix: SlotFix) => `${fix.problem} ${fix.action} ${fix.destination} ${[...fix.sources].sort().join(',')} ${fix.claimsSlot}`
+  // The problem a slot has is what another run changes (markers, owners); how fix repairs it
+  // (roll forward or back, which nodes hold keys) also follows the keys clients write
+  // meanwhile (a key sent on with ASK makes an import "got going"), which is no reason to refuse.
+  const key = (fix: SlotFix) => fix.problem
   const shown = new Map(before.map((fix) => [fix.slot, key(fix)]))
   return after.filter((fix) => shown.get(fix.slot) !== key(fix)).map((fix) => fix.slot)
+}
+
+/**
+ * What was confirmed is carried out: where a slot's problem is unchanged, the repair shown
+ * (e.g. a close-back) stays, even if keys clients wrote meanwhile would now make the planner
+ * pick another (a key sent on with ASK makes an import look "got going"); both keep every
+ * key. The nodes holding keys are the ones found now, or before.
+ */
+function keepShownRepairs(shown: readonly SlotFix[], current: readonly SlotFix[]): SlotFix[] {
+  const bySlot = new Map(shown.map((fix) => [fix.slot, fix]))
+  return current.map((fix) => {
+    const before = bySlot.get(fix.slot)
+    if (!before || before.problem !== fix.problem || before.action === fix.action) return fix
+    return {...before, sources: [...new Set([...before.sources, ...fix.sources])].filter((id) => id !== before.destination)}
+  })
 }
 
 function reachableAddresses(snapshot: ClusterSnapshot): string[] {
@@ -201,6 +219,7 @@ export default class Fix extends BaseCommand<typeof Fix> {
     if (this.flags['forget-failed']) result.forgotten = (await forgetStrangers(pool, snapshot)).map((entry) => ({id: entry.id, onAddress: entry.on, reason: entry.reason}))
     this.applyingChanges = true
     const outcome = await applyFixes(pool, current.evidence.masters, current.evidence.slots, current.fixes, {
+      ownerWins: journal?.inFlight,
       // one line per slot only on request: a repair of 400 slots must not print 400 lines
       onSlotMoved: (fix, keys) => {
         if (this.flags.verbose) this.note(`slot ${fix.slot}: ${keys} key(s) moved into ${address(fix.destination)}`)
@@ -244,7 +263,7 @@ export default class Fix extends BaseCommand<typeof Fix> {
       })
     }
     if (!this.flags.force) refuseUnreachableOwners(evidence.unreachableOwners)
-    return {evidence, fixes: current, snapshot}
+    return {evidence, fixes: keepShownRepairs(fixes, current), snapshot}
   }
 
   private done(result: FixResult): FixResult {

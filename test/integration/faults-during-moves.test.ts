@@ -83,7 +83,8 @@ async function injectFault(cluster: TestCluster, fault: Fault, nodes: Layout, ru
 async function followHints(seed: string, journal: string): Promise<void> {
   const resumed = await runCli(['reshard', seed, '--resume', journal, '--yes'], {timeoutMs: 180_000})
   expect(resumed.stderr).not.to.match(/at .*\.js:\d+/)
-  const fixed = await runCli(['fix', seed, '--yes'], {timeoutMs: 180_000})
+  // the run's own hint: "or let fix finish them: slotctl fix SEED --journal JOURNAL"
+  const fixed = await runCli(['fix', seed, '--yes', '--journal', journal], {timeoutMs: 180_000})
   if (process.env.SLOTCTL_TEST_DEBUG) process.stderr.write(`[debug] resume: ${resumed.exitCode} ${resumed.stderr}\n[debug] fix: ${fixed.exitCode} ${fixed.stdout}\n${fixed.stderr}\n`)
   expect(fixed.stderr).not.to.match(/at .*\.js:\d+/)
 }

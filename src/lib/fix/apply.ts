@@ -69,6 +69,12 @@ export interface FixApplyOptions {
   /** Ctrl-C: start no further key moves; slots whose keys already moved are still closed. */
   signal?: AbortSignal
   onSlotMoved?: (fix: SlotFix, keys: number) => void
+  /**
+   * Slots an interrupted slotctl run had in flight (its journal): there a different copy of a
+   * key at the node importing from the owner is an older copy of that run's (durable moves
+   * copy, wait for the replicas, then delete), and the owner's copy wins.
+   */
+  ownerWins?: ReadonlySet<number>
 }
 
 export interface FixFailure {
@@ -213,10 +219,11 @@ class FixRunner {
       slot.importing[holder] = importFrom
     }
     try {
-      // From the owner, its copy of a key wins: while a slot is open, a key the owner holds
-      // is served (and written) there only, so a different copy at the destination is an
-      // older one, left by a durable move whose delete was interrupted (durable.ts).
-      const replace = this.options.replace || !asking
+      // From the owner of a slot a slotctl run had in flight, its copy of a key wins: while a
+      // slot is open, a key the owner holds is served (and written) there only, so a different
+      // copy at the destination is an older one, left by a durable move whose delete was
+      // interrupted (durable.ts). Elsewhere a conflict stops the slot unless --replace.
+      const replace = this.options.replace || (!asking && Boolean(this.options.ownerWins?.has(fix.slot)))
       const result = await moveSlotKeys(this.pool, {slot: fix.slot, source: this.endpoint(holder), target: this.endpoint(fix.destination)}, {...this.options, asking, replace})
       this.keysMoved += result.keys
     } catch (error) {
