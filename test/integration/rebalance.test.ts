@@ -18,10 +18,23 @@ import {clusterDigest, writeDataset} from '../helpers/dataset.js'
 
 const BASE_KEYS = 24_000
 
+/**
+ * The slot map as one node sees it. A drained master turns into a replica and reloads its
+ * data (Redis 8 answers LOADING meanwhile): the next node is asked then.
+ */
 async function nodesOf(cluster: TestCluster): Promise<ClusterNode[]> {
   const pool = new NodePool()
   try {
-    return (await readNodeState(await pool.client(cluster.seed), cluster.seed)).nodes
+    let lastError: unknown
+    for (const address of cluster.addresses) {
+      try {
+        return (await readNodeState(await pool.client(address), address)).nodes
+      } catch (error) {
+        if (!/LOADING/.test(String(error))) throw error
+        lastError = error
+      }
+    }
+    throw lastError
   } finally {
     await pool.closeAll()
   }
