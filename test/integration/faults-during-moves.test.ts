@@ -137,6 +137,8 @@ describe('faults during moves, with a live writer: no key and no acknowledged wr
       await waitUntil('cluster_state:ok', async () => parseInfo(String(await cluster!.client(seed).call('CLUSTER', 'INFO'))).cluster_state === 'ok', 30_000).catch(() => undefined)
       if (process.env.SLOTCTL_TEST_DEBUG) process.stderr.write(`[debug] run: exit ${result.exitCode}\n${result.stderr}\n`)
       await followHints(seed, journal)
+      // fix's own check ran; clients read once the cluster says it serves every slot again
+      await waitUntil('cluster_state:ok after fix', async () => parseInfo(String(await cluster!.client(seed).call('CLUSTER', 'INFO'))).cluster_state === 'ok', 30_000)
       await writer.stop()
       await expectAllKeys(cluster, expected)
       await expectAcknowledgedWrites(cluster, writer)
