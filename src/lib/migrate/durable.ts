@@ -42,8 +42,18 @@ import {randomBytes} from 'node:crypto'
 
 import type {Redis} from 'ioredis'
 
+import type {NodePool} from '../cluster/connection.js'
 import {SLOT_COUNT, keySlot} from '../cluster/slots.js'
 import {SlotctlError, errorMessage} from '../errors.js'
+
+/** How a run protects moved keys; a mover given none moves with plain MIGRATE (--durability none). */
+export interface DurabilitySettings {
+  /** acknowledgements each batch needs; undefined: every replica the target has */
+  minReplicaAcks?: number
+  /** how long a batch (and the check before a wave) waits for the replicas, ms */
+  waitMs: number
+  signal?: AbortSignal
+}
 
 export interface Durability {
   /** replica acknowledgements every batch needs before its keys leave the source (0: plain MIGRATE) */
@@ -102,6 +112,19 @@ export async function waitForReplicas(target: Redis, targetAddress: string, slot
     })
   }
   return acked
+}
+
+/** waitForReplicas on a connection of its own (WAIT blocks its connection), dropped after an error. */
+export async function waitForReplicasOf(pool: NodePool, targetAddress: string, slot: number, durability: Durability): Promise<number> {
+  const lease = await pool.lease(targetAddress)
+  let clean = false
+  try {
+    const acked = await waitForReplicas(lease.client, targetAddress, slot, durability)
+    clean = true
+    return acked
+  } finally {
+    lease.release(clean)
+  }
 }
 
 export interface CopyGroup {

@@ -3,20 +3,11 @@
  * and the verified close of slot-protocol.ts.
  */
 import {type NodePool, mapLimit} from '../cluster/connection.js'
-import {type Durability, waitForReplicas} from './durable.js'
+import {type Durability, type DurabilitySettings, waitForReplicasOf} from './durable.js'
 import {type MoveKeysOptions, type MovedKeys, type WaveOutcome, moveKeyAlone, moveKeysDurably, moveSlotKeys, moveWaveKeys} from './key-mover.js'
 import type {SlotMover, WaveReport, WaveRequest} from './mover.js'
 import {awaitReplicaViews, awaitReplicasKnowEpoch, requireHealthyReplicas} from './replicas.js'
 import {type Lanes, type SlotMoveTarget, closeSlots, openSlots} from './slot-protocol.js'
-
-/** How a run protects moved keys: undefined moves with plain MIGRATE (--durability none). */
-export interface DurabilitySettings {
-  /** acknowledgements each batch needs; undefined: every replica the target has */
-  minReplicaAcks?: number
-  /** how long a batch (and the check before a wave) waits for the replicas, ms */
-  waitMs: number
-  signal?: AbortSignal
-}
 
 const DEFAULT_WAVE_SIZE = 128
 
@@ -106,18 +97,8 @@ export class LegacyMover implements SlotMover {
    * and keeps its keys): closing only with replicas that answer keeps the slots open otherwise.
    */
   private async replicasAnswer(ready: SlotMoveTarget[], durability: Durability): Promise<Error | undefined> {
-    const {target} = ready[0]
-    const lease = await this.pool.lease(target.address)
-    let clean = false
-    try {
-      await waitForReplicas(lease.client, target.address, ready[0].slot, durability)
-      clean = true
-      return undefined
-    } catch (error) {
-      return error instanceof Error ? error : new Error(String(error))
-    } finally {
-      lease.release(clean)
-    }
+    const error = await waitForReplicasOf(this.pool, ready[0].target.address, ready[0].slot, durability).then(() => undefined, (error: unknown) => error)
+    return error === undefined || error instanceof Error ? error : new Error(String(error))
   }
 
   private async moveBigKeys(targets: SlotMoveTarget[], durability?: Durability): Promise<Map<number, Error | MovedKeys>> {

@@ -11,8 +11,7 @@ import {toRanges} from '../cluster/slots.js'
 import {type SlotMigrationJob, isTerminal, parseSlotMigrations} from '../cluster/slot-migrations.js'
 import {SlotctlError, errorMessage} from '../errors.js'
 import type {SlotMover, WaveReport, WaveRequest} from './mover.js'
-import {waitForReplicas} from './durable.js'
-import type {DurabilitySettings} from './legacy-mover.js'
+import {type DurabilitySettings, waitForReplicasOf} from './durable.js'
 import {awaitReplicaViews, requireHealthyReplicas} from './replicas.js'
 
 const POLL_MS = 100
@@ -93,16 +92,9 @@ export class ValkeyAsmMover implements SlotMover {
    * The source has already deleted its keys: a shortfall is reported, not undone.
    */
   private async awaitReplicas(target: SlotEndpoint, slots: readonly number[], gate: {acks: number; replicas: string[]}, waitMs: number): Promise<void> {
-    const lease = await this.pool.lease(target.address)
-    let clean = false
-    try {
-      await waitForReplicas(lease.client, target.address, slots[0], {acks: gate.acks, replicas: gate.replicas, waitMs}).catch((error: Error) => {
-        throw new SlotctlError(`the servers moved the slots to ${target.address}, but ${error.message.replace(/; keys not acknowledged stay.*$/, '')}`, {code: 'E_REPLICA_ACK', suggestions: ['look at the replicas (INFO replication on the target); if the target fails now, keys its replicas lack are lost']})
-      })
-      clean = true
-    } finally {
-      lease.release(clean)
-    }
+    await waitForReplicasOf(this.pool, target.address, slots[0], {acks: gate.acks, replicas: gate.replicas, waitMs}).catch((error: Error) => {
+      throw new SlotctlError(`the servers moved the slots to ${target.address}, but ${error.message.replace(/; keys not acknowledged stay.*$/, '')}`, {code: 'E_REPLICA_ACK', suggestions: ['look at the replicas (INFO replication on the target); if the target fails now, keys its replicas lack are lost']})
+    })
     await awaitReplicaViews(this.pool, target, gate.replicas, slots, waitMs)
   }
 
