@@ -161,7 +161,7 @@ describe('reshard and apply: the migration engine on a real cluster', () => {
     } finally {
       await cluster.client(target.address).call('CLIENT', 'UNPAUSE')
     }
-    expect(run.exitCode).to.equal(1)
+    expect(run.exitCode, `${run.stderr}\n${JSON.stringify(run.json)}`).to.equal(1)
     expect(run.json.errors[0].message).to.match(/key .* \(\d+ bytes\) could not be moved: IOERR/)
     expect(run.json.errors[0].message).to.match(/the slot is left migrating\/importing/)
     expect(run.json.errors[0]).to.deep.include({slotCount: 1, slots: [[slot, slot]]})

@@ -28,11 +28,65 @@ export async function scanStrayKeys(pool: NodePool, snapshot: ClusterSnapshot): 
   return stray
 }
 
+/** master id → slot → keys, for the slots each master owns or imports (slots without keys left out) */
+export type KeyCountsByMaster = Map<string, Map<number, number>>
+
+/** A master's key total and the key count of each given slot that has keys, read at one instant. */
+export interface OwnKeyCount {
+  total: number
+  counts: Map<number, number>
+}
+
 /**
- * Whether a master holds keys outside the given slots: its DBSIZE against the keys of those
- * slots, read in one MULTI so that writes in between cannot hide a stray key.
+ * DBSIZE and COUNTKEYSINSLOT of each slot, run inside the server: a script is atomic, so
+ * writes in between cannot hide a stray key, and one call replaces thousands of commands
+ * over the wire. Slots arrive as start,end pairs; only slots with keys come back.
  */
-export async function holdsKeysOutside(pool: NodePool, master: ClusterNode, slots: readonly number[]): Promise<boolean> {
+const COUNT_SCRIPT = `
+local out = {redis.call('DBSIZE')}
+for i = 1, #ARGV, 2 do
+  for slot = tonumber(ARGV[i]), tonumber(ARGV[i + 1]) do
+    local n = redis.call('CLUSTER', 'COUNTKEYSINSLOT', slot)
+    if n > 0 then
+      out[#out + 1] = slot
+      out[#out + 1] = n
+    end
+  end
+end
+return out`
+
+/** Consecutive runs of sorted slots as flat start,end pairs. */
+function slotRunArgs(slots: readonly number[]): number[] {
+  const sorted = [...slots].sort((a, b) => a - b)
+  const args: number[] = []
+  for (const slot of sorted) {
+    if (args.length > 0 && args.at(-1) === slot - 1) args[args.length - 1] = slot
+    else args.push(slot, slot)
+  }
+  return args
+}
+
+/**
+ * The key total of a master and the counts of the given slots, at one instant: by a script
+ * where the user may run one, else in one MULTI (DBSIZE and a COUNTKEYSINSLOT per slot).
+ */
+export async function countOwnKeys(pool: NodePool, master: ClusterNode, slots: readonly number[]): Promise<OwnKeyCount> {
+  const client = await pool.client(master.address)
+  let reply: unknown
+  try {
+    // EVAL_RO: a read-only script is not held by CLIENT PAUSE WRITE (a manual failover, an operator's pause)
+    reply = await client.call('EVAL_RO', COUNT_SCRIPT, 0, ...slotRunArgs(slots))
+  } catch {
+    // scripts refused to this user (NOPERM), or turned off: the transaction counts the same
+    return countOwnKeysInTransaction(pool, master, slots)
+  }
+  const [total, ...pairs] = (Array.isArray(reply) ? reply : []).map(Number)
+  const counts = new Map<number, number>()
+  for (let i = 0; i + 1 < pairs.length; i += 2) counts.set(pairs[i], pairs[i + 1])
+  return {counts, total}
+}
+
+async function countOwnKeysInTransaction(pool: NodePool, master: ClusterNode, slots: readonly number[]): Promise<OwnKeyCount> {
   const client = await pool.client(master.address)
   const transaction = client.multi().call('DBSIZE')
   for (const slot of slots) transaction.call('CLUSTER', 'COUNTKEYSINSLOT', slot)
@@ -44,8 +98,19 @@ export async function holdsKeysOutside(pool: NodePool, master: ClusterNode, slot
   }
   const failed = (replies ?? []).find(([error]) => error)
   if (!replies || failed) throw new SlotctlError(`${master.address} could not count its keys: ${failed?.[0]?.message ?? 'transaction aborted'}`, {code: 'E_PROTOCOL'})
-  const [[, total], ...counts] = replies
-  return Number(total) > counts.reduce((sum, [, count]) => sum + Number(count), 0)
+  const [[, total], ...replyCounts] = replies
+  const counts = new Map<number, number>()
+  for (const [index, [, count]] of replyCounts.entries()) if (Number(count) > 0) counts.set(slots[index], Number(count))
+  return {counts, total: Number(total)}
+}
+
+/** Whether a master holds keys outside the given slots, counted exactly (countOwnKeys). */
+export async function holdsKeysOutside(pool: NodePool, master: ClusterNode, slots: readonly number[], counted?: Map<number, number>): Promise<boolean> {
+  const {counts, total} = await countOwnKeys(pool, master, slots)
+  for (const [slot, count] of counts) counted?.set(slot, count)
+  let inSlots = 0
+  for (const count of counts.values()) inSlots += count
+  return total > inSlots
 }
 
 /**
@@ -77,12 +142,14 @@ async function mayHoldKeysOutside(pool: NodePool, master: ClusterNode, slots: re
  * in the same MULTI as the counts (writes in between cannot hide a stray key); otherwise
  * with INFO keyspace, which a read-only ACL user may run.
  */
-export async function findKeysOutsideOwners(pool: NodePool, snapshot: ClusterSnapshot, exact: boolean): Promise<StrayKeyEvidence> {
+export async function findKeysOutsideOwners(pool: NodePool, snapshot: ClusterSnapshot, exact: boolean, counted?: KeyCountsByMaster): Promise<StrayKeyEvidence> {
   const masters = snapshot.nodes.filter((node) => node.role === 'master' && snapshot.views[node.id]?.reachable)
   const stray: StrayKeyEvidence = new Map()
   await mapLimit(masters, NODE_PARALLELISM, async (master) => {
     const accounted = new Set([...expandRanges(master.slots), ...Object.keys(master.importing).map(Number)])
-    const outside = exact ? holdsKeysOutside(pool, master, [...accounted]) : mayHoldKeysOutside(pool, master, [...accounted])
+    const own = new Map<number, number>()
+    counted?.set(master.id, own)
+    const outside = exact ? holdsKeysOutside(pool, master, [...accounted], own) : mayHoldKeysOutside(pool, master, [...accounted])
     if (!(await outside)) return
     const others = Array.from({length: SLOT_COUNT}, (_, slot) => slot).filter((slot) => !accounted.has(slot))
     const counts = await countKeysInSlots(pool, master.address, others)
@@ -92,7 +159,8 @@ export async function findKeysOutsideOwners(pool: NodePool, snapshot: ClusterSna
 }
 
 /**
- * For the migration verbs: refuses while any master holds keys of a slot it neither owns nor
+ * For the migration verbs: returns what it counted (key counts of each master's own slots, so
+ * the run need not count them again) and refuses while any master holds keys of a slot it neither owns nor
  * imports (MULTIPLE_OWNERS, in BLOCKS_MIGRATION). Moving slots around such keys is how they
  * get deleted; fix --search-multiple-owners moves them into their owner first. One exception:
  * keys held by the node a legacy move of this run takes their slot to. The move opens the
@@ -100,15 +168,16 @@ export async function findKeysOutsideOwners(pool: NodePool, snapshot: ClusterSna
  * compares them with the moved copies (BUSYKEY: equal ones merge, different ones stop the
  * slot, left open); an atomic move (Valkey 9) has no such step and is refused.
  */
-export async function refuseKeysOutsideOwners(pool: NodePool, snapshot: ClusterSnapshot, legacyMoves: ReadonlyArray<{slot: number; targetId: string}> = []): Promise<void> {
+export async function refuseKeysOutsideOwners(pool: NodePool, snapshot: ClusterSnapshot, legacyMoves: ReadonlyArray<{slot: number; targetId: string}> = []): Promise<KeyCountsByMaster> {
   const absorbedBy = new Map(legacyMoves.map((move) => [move.slot, move.targetId]))
   const stray: StrayKeyEvidence = new Map()
-  for (const [slot, holders] of await findKeysOutsideOwners(pool, snapshot, true)) {
+  const counted: KeyCountsByMaster = new Map()
+  for (const [slot, holders] of await findKeysOutsideOwners(pool, snapshot, true, counted)) {
     const left = holders.filter((id) => id !== absorbedBy.get(slot))
     if (left.length > 0) stray.set(slot, left)
   }
   const findings: Finding[] = multipleOwnerFindings(snapshot, stray)
-  if (findings.length === 0) return
+  if (findings.length === 0) return counted
   const more = findings.length > 1 ? ` (and ${findings.length - 1} more slot(s))` : ''
   throw new SlotctlError(`refusing to move slots: ${findings[0].message}${more}`, {
     code: 'E_UNSAFE_CLUSTER',

@@ -11,6 +11,7 @@ import {type ConnectionSettings, NodePool} from '../cluster/connection.js'
 import {type RunLock, acquireRunLock, refuseIfOtherRun} from '../cluster/run-lock.js'
 import {mastersOf} from '../cluster/topology.js'
 import {ExitCode, SlotctlError, errorMessage, usageError} from '../errors.js'
+import {PhaseClock} from '../phases.js'
 import {redactSecrets, registerSecret} from '../secrets.js'
 import {askSecretOrFail, confirmOrFail} from './prompt.js'
 import type {ProgressReporter} from './progress.js'
@@ -140,6 +141,8 @@ export abstract class BaseCommand<T extends typeof Command> extends Command {
   protected flagsGiven = new Set<string>()
   /** Exit code to use after a successful run that still reports problems (check → 3). */
   protected resultExitCode: number = ExitCode.ok
+  /** where this run's time goes (--verbose, phasesMs in --json) */
+  protected readonly phases = new PhaseClock()
   private poolInstance?: NodePool
   private signalHandler?: (signal: NodeJS.Signals) => void
 
@@ -172,6 +175,7 @@ export abstract class BaseCommand<T extends typeof Command> extends Command {
     }
     this.installSignalHandlers()
     await this.settlePassword(raw)
+    this.phases.markStartup()
   }
 
   /**
@@ -250,7 +254,7 @@ export abstract class BaseCommand<T extends typeof Command> extends Command {
   }
 
   protected async loadCluster(seed: NodeAddress, options?: LoadOptions): Promise<ClusterSnapshot> {
-    return loadCluster(this.pool(seed), seed, options)
+    return this.phases.time('load', () => loadCluster(this.pool(seed), seed, options))
   }
 
   private runLock?: RunLock
@@ -265,7 +269,7 @@ export abstract class BaseCommand<T extends typeof Command> extends Command {
    */
   protected async lockCluster(snapshot: ClusterSnapshot): Promise<void> {
     this.runLock?.release()
-    this.runLock = await acquireRunLock(this.pool(), reachableMasters(snapshot), this.id ?? 'slotctl', this.lockOptions)
+    this.runLock = await this.phases.time('lock', () => acquireRunLock(this.pool(), reachableMasters(snapshot), this.id ?? 'slotctl', this.lockOptions))
   }
 
   /**
@@ -291,11 +295,11 @@ export abstract class BaseCommand<T extends typeof Command> extends Command {
    */
   protected async refuseIfOtherRun(snapshot: ClusterSnapshot): Promise<void> {
     const readOnly = Boolean((this.flags as Record<string, unknown>)['dry-run'])
-    await refuseIfOtherRun(this.pool(), reachableMasters(snapshot), {...this.lockOptions, readOnly}, this.runLock?.name)
+    await this.phases.time('lock', () => refuseIfOtherRun(this.pool(), reachableMasters(snapshot), {...this.lockOptions, readOnly}, this.runLock?.name))
   }
 
   protected async confirm(message: string): Promise<boolean> {
-    return confirmOrFail(message, this.assumeYes)
+    return this.phases.time('confirm', () => confirmOrFail(message, this.assumeYes))
   }
 
   /** Progress and notes go to stderr so stdout stays clean for --json and pipes; --quiet drops them. */

@@ -8,11 +8,12 @@ import {Command, Flags} from '@oclif/core'
 import {migrationNeeds, refuseMissingPermissions} from '../acl/preflight.js'
 import {BaseCommand, ignoreLockFlag, retiredForceFlag} from './base-command.js'
 import {BLOCKS_MIGRATION, runChecks} from '../check/checks.js'
-import {refuseKeysOutsideOwners} from '../check/scan.js'
+import {type KeyCountsByMaster, refuseKeysOutsideOwners} from '../check/scan.js'
 import {type ClusterSnapshot, reloadUntil} from '../cluster/loader.js'
 import {parseAddress} from '../cluster/address.js'
 import {ExitCode, SlotctlError, usageError} from '../errors.js'
 import {refuseKernelPath, writePrivateFile} from '../files.js'
+import type {PhaseTimes} from '../phases.js'
 import {type ExecuteResult, type ExecuteWarning, type MigrationEvent, executePlan} from '../migrate/executor.js'
 import {Journal, type JournalState, type RunSettings, defaultJournalPath, journalDir} from '../migrate/journal.js'
 import {LegacyMover, throttledWaveSize} from '../migrate/legacy-mover.js'
@@ -22,7 +23,7 @@ import {type ServerFeatures, readServerFeaturesOf} from '../cluster/server-info.
 import {Throttle} from '../migrate/throttle.js'
 import type {BigKey, MigrationPlan} from '../plan/types.js'
 import {ProgressReporter} from './progress.js'
-import {formatBytes, formatDuration, paint, planTable} from './render.js'
+import {describePhases, formatBytes, formatDuration, paint, planTable} from './render.js'
 import {type Issue, type VerbResult, issue, slotSet} from './result.js'
 import {durationFlag} from './duration.js'
 import {sizeFlag} from './size.js'
@@ -81,6 +82,8 @@ export interface MigrationResult extends VerbResult {
   resumeCommand?: string
   /** durable moves: per target, the replicas that acknowledged every key moved to it */
   heldBy?: Array<{target: string; replicas: number}>
+  /** where the time went, per phase (start-up, load, settle, lock, preflight, confirm, moving, verification) */
+  phasesMs?: PhaseTimes
 }
 
 /** The result of a run that moved nothing (yet): dry runs, nothing to do, balanced. */
@@ -166,11 +169,23 @@ export abstract class MigrationCommand<T extends typeof Command> extends BaseCom
     return `slotctl: ${signal} again: exiting now; ${this.openSlots.size} slot(s) are left open (migrating/importing). Finish them with: ${this.resumeHint}`
   }
 
-  /** Keys in the slots about to move, counted on their sources: the measure of progress. */
-  private async countPlannedKeys(moves: MigrationPlan['moves'], addresses: ReadonlyMap<string, string>): Promise<number> {
+  /**
+   * Keys in the slots about to move, on their sources: the measure of progress. Counted once:
+   * sources the pre-flight already counted are not asked again.
+   */
+  private async countPlannedKeys(moves: MigrationPlan['moves'], addresses: ReadonlyMap<string, string>, counted: KeyCountsByMaster = new Map()): Promise<number> {
     const bySource = new Map<string, number[]>()
-    for (const move of moves) bySource.set(move.sourceId, [...(bySource.get(move.sourceId) ?? []), move.slot])
-    const counts = await Promise.all([...bySource].map(([id, slots]) => countKeysInSlots(this.pool(), addresses.get(id) as string, slots)))
+    for (const move of moves) {
+      const slots = bySource.get(move.sourceId) ?? []
+      slots.push(move.slot)
+      bySource.set(move.sourceId, slots)
+    }
+    const counts = await Promise.all(
+      [...bySource].map(async ([id, slots]) => {
+        const known = counted.get(id)
+        return known ? slots.map((slot) => known.get(slot) ?? 0) : countKeysInSlots(this.pool(), addresses.get(id) as string, slots)
+      }),
+    )
     return counts.flat().reduce((sum, count) => sum + count, 0)
   }
 
@@ -284,26 +299,19 @@ export abstract class MigrationCommand<T extends typeof Command> extends BaseCom
     const f = this.flags as Record<string, unknown>
     const done = options.resume?.state.doneSlots ?? new Set<number>()
     await this.refuseIfOtherRun(loaded)
-    const snapshot = await this.settledSnapshot(loaded, options.resume?.state.inFlight)
+    const snapshot = await this.phases.time('settle', () => this.settledSnapshot(loaded, options.resume?.state.inFlight))
     const warnings: ExecuteWarning[] = []
     const addresses = this.liveAddresses(snapshot, plan, warnings)
     const closeOnly = this.refuseStalePlan(snapshot, plan, options.resume?.state)
     this.showPlan(snapshot, plan, done)
     const remainingMoves = plan.moves.filter((move) => !done.has(move.slot))
-    const choice = await this.chooseProtocol(plan, addresses, this.runSettings(options.resume?.state.settings))
-    const legacyMoves = this.legacyMoves(choice, remainingMoves)
-    const legacySet = new Set(legacyMoves)
-    const atomicMoves = remainingMoves.filter((move) => !legacySet.has(move))
-    if (!f['dry-run']) await refuseMissingPermissions(this.pool(), migrationNeeds(snapshot, plan, {capableIds: choice.atomicIds, moves: atomicMoves}, this.runSettings(options.resume?.state.settings).durability !== 'none'))
-    // exact, so it counts every slot of every master: a plan (--dry-run) leaves it to the run
-    if (!f['dry-run']) await refuseKeysOutsideOwners(this.pool(), snapshot, legacyMoves)
-    await this.preflightBigKeys(plan, legacyMoves, addresses, Boolean(f['dry-run']))
+    const {choice, counted, legacyMoves} = await this.phases.time('preflight', () => this.preflight(snapshot, plan, remainingMoves, addresses, options))
     if (f.out) await this.writePlan(plan, f.out as string)
     const unmoved = {...unmovedResult(plan, done), warnings: warnings.map((warning) => issue(warning.code, warning.message))}
     const remaining = plan.moves.filter((move) => !done.has(move.slot))
     if (f['dry-run']) {
-      if (remaining.length > 0) this.log(`${remaining.length} slot(s) holding ${await this.countPlannedKeys(remaining, addresses)} key(s) would move${this.throttleEstimate(-1)}`)
-      return {...unmoved, planFile: f.out as string | undefined, status: 'planned'}
+      if (remaining.length > 0) this.log(`${remaining.length} slot(s) holding ${await this.phases.time('preflight', () => this.countPlannedKeys(remaining, addresses))} key(s) would move${this.throttleEstimate(-1)}`)
+      return {...unmoved, phasesMs: this.reportPhases(), planFile: f.out as string | undefined, status: 'planned'}
     }
     if (remaining.length === 0) {
       this.log('nothing to move')
@@ -311,7 +319,7 @@ export abstract class MigrationCommand<T extends typeof Command> extends BaseCom
     }
     // before the question: a journal that cannot be created must not wait for a yes
     if (!options.resume) refuseKernelPath((f.journal as string | undefined) ?? journalDir())
-    const plannedKeys = await this.countPlannedKeys(remaining, addresses)
+    const plannedKeys = await this.phases.time('preflight', () => this.countPlannedKeys(remaining, addresses, counted))
     if (!(await this.confirm(`Move ${remaining.length} slot(s) holding ${plannedKeys} key(s) now${this.throttleEstimate(plannedKeys)}?`))) throw new SlotctlError('cancelled: nothing was changed', {code: 'E_CANCELLED'})
 
     const settings = this.runSettings(options.resume?.state.settings)
@@ -337,9 +345,9 @@ export abstract class MigrationCommand<T extends typeof Command> extends BaseCom
     this.resumeHint = resumeCommand
     let result: ExecuteResult
     try {
-      const mover = await this.chooseMover(plan, addresses, settings, plannedKeys / remaining.length, choice, onEvent)
+      const mover = await this.phases.time('preflight', () => this.chooseMover(plan, addresses, settings, plannedKeys / remaining.length, choice, onEvent))
       if (settings.durability !== 'none') this.noteUnreplicatedTargets(snapshot, remaining)
-      result = await executePlan(mover, plan, {
+      result = await this.phases.time('moving', () => executePlan(mover, plan, {
         addresses,
         closeOnlySlots: closeOnly,
         openSlots: options.resume ? alreadyOpen(snapshot, plan) : undefined,
@@ -350,14 +358,39 @@ export abstract class MigrationCommand<T extends typeof Command> extends BaseCom
         perNodeLimit: settings.parallel,
         signal: this.stopRequest.signal,
         skipSlots: done,
-      })
+      }))
     } finally {
       progress.stop()
       this.progress = undefined
     }
-    if (closed.size > 0 && result.failures.length === 0) await this.verifyAgreement(snapshot, plan, closed, result)
+    if (closed.size > 0 && result.failures.length === 0) await this.phases.time('verification', () => this.verifyAgreement(snapshot, plan, closed, result))
     result.warnings.unshift(...warnings)
     return this.finish(snapshot, plan, result, journalPath, resumeCommand, unmoved.moves)
+  }
+
+  /**
+   * Everything checked before the question: the protocol per pair, the user's permissions,
+   * keys outside their owners, big keys. Returns the protocol choice and the MIGRATE moves.
+   */
+  private async preflight(snapshot: ClusterSnapshot, plan: MigrationPlan, remainingMoves: MigrationPlan['moves'], addresses: ReadonlyMap<string, string>, options: RunPlanOptions): Promise<{choice: ProtocolChoice; counted: KeyCountsByMaster; legacyMoves: MigrationPlan['moves']}> {
+    const dryRun = Boolean((this.flags as Record<string, unknown>)['dry-run'])
+    const settings = this.runSettings(options.resume?.state.settings)
+    const choice = await this.chooseProtocol(plan, addresses, settings)
+    const legacyMoves = this.legacyMoves(choice, remainingMoves)
+    const legacySet = new Set(legacyMoves)
+    const atomicMoves = remainingMoves.filter((move) => !legacySet.has(move))
+    if (!dryRun) await refuseMissingPermissions(this.pool(), migrationNeeds(snapshot, plan, {capableIds: choice.atomicIds, moves: atomicMoves}, settings.durability !== 'none'))
+    // exact, so it counts every slot of every master: a plan (--dry-run) leaves it to the run
+    const counted = dryRun ? new Map() : await refuseKeysOutsideOwners(this.pool(), snapshot, legacyMoves)
+    await this.preflightBigKeys(plan, legacyMoves, addresses, dryRun)
+    return {choice, counted, legacyMoves}
+  }
+
+  /** Each phase's time: printed with --verbose, returned for --json. */
+  private reportPhases(): PhaseTimes {
+    const times = this.phases.times()
+    if ((this.flags as Record<string, unknown>).verbose) this.note(`time: ${describePhases(times)}`)
+    return times
   }
 
   /** Durable moves wait for the target's replicas: a target without any has nothing to wait for, said once. */
@@ -486,6 +519,7 @@ export abstract class MigrationCommand<T extends typeof Command> extends BaseCom
     if (result.slotsFinished > 0) this.log(`${result.slotsFinished} more slot(s) had been moved by an earlier run (or fix); this run only closed them`)
     const base = {
       bytesMoved: result.bytesMoved,
+      phasesMs: this.reportPhases(),
       elapsedMs: Math.round(result.seconds * 1000),
       errors: result.failures.map((failure): Issue => issue(failure.code, failure.error, slotSet([failure.slot]))),
       journal,

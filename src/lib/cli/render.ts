@@ -6,6 +6,7 @@ import chalk from 'chalk'
 
 import {formatSlots} from '../cluster/slots.js'
 import type {MigrationPlan} from '../plan/types.js'
+import type {Phase, PhaseTimes} from '../phases.js'
 
 export interface ColourDecision {
   noColorFlag?: boolean
@@ -147,6 +148,15 @@ export function formatDuration(ms: number): string {
   if (seconds < 60) return `${seconds.toFixed(seconds < 10 ? 2 : 1)} s`
   const minutes = Math.floor(seconds / 60)
   return `${minutes}m${String(Math.round(seconds % 60)).padStart(2, '0')}s`
+}
+
+const PHASE_LABELS: Record<Phase, string> = {confirm: 'waiting for yes', load: 'load', lock: 'lock', moving: 'moving', preflight: 'pre-flight', settle: 'settle', startup: 'start-up', verification: 'verification'}
+
+/** "start-up 210 ms, load 40 ms, ..., moving 1.62 s" */
+export function describePhases(times: PhaseTimes): string {
+  return Object.entries(times)
+    .map(([phase, ms]) => `${PHASE_LABELS[phase as Phase]} ${formatDuration(ms)}`)
+    .join(', ')
 }
 
 /** Shortens a list of names to fit `width`, ending with "and N more". */
