@@ -17,6 +17,7 @@ import {SlotctlError, errorMessage, isConnectionLost, nodeFailure} from '../erro
 import {fingerprints, sameValue} from '../transfer/digest.js'
 import {printableKey} from './big-keys.js'
 import {type CopyGroup, type Durability, copyWaitDelete} from './durable.js'
+import {IN_SOURCE_MAX_BATCH, type InSourceResult, copyWaitDeleteInSource} from './durable-in-source.js'
 import type {SlotMoveTarget} from './slot-protocol.js'
 import type {Throttle} from './throttle.js'
 
@@ -410,36 +411,50 @@ const DURABLE_LANES = 64
 /** A single key that clients change faster than it can be copied and acknowledged. */
 const MAX_ABORTS_PER_SLOT = 12
 
+/** Slots per round when the round runs inside the source (durable-in-source.ts): one connection serves them all. */
+const IN_SOURCE_SLOTS_PER_ROUND = 128
+
 /**
  * Moves the keys of a wave (or of one slot) durably: rounds of copy, WAIT for the target's
- * replicas, then delete at the source (durable.ts), until each slot is empty at the source.
- * Per slot, the keys moved or the error that stopped the slot (its keys stay at the source).
- * Up to DURABLE_LANES slots go per round, each on a connection of its own. A slot whose
- * batch a client's write interrupted deletes nothing of it and goes again with half the
- * batch, so a hot key slows its own slot only.
+ * replicas, then delete at the source, until each slot is empty at the source. Per slot, the
+ * keys moved or the error that stopped the slot (its keys stay at the source). Rounds run
+ * inside the source where they may (durable-in-source.ts); otherwise up to DURABLE_LANES
+ * slots go per round, each on a connection of its own (durable.ts). A slot whose batch a
+ * client's write interrupted deletes nothing of it and goes again with half the batch, so a
+ * hot key slows its own slot only.
  */
 export async function moveKeysDurably(pool: NodePool, moves: readonly SlotMoveTarget[], options: MoveKeysOptions, durability: Durability, onlyKeys?: Buffer[]): Promise<WaveOutcome> {
   const outcome: WaveOutcome = new Map(moves.map((move) => [move.slot, {bytes: 0, keys: 0}]))
   if (moves.length === 0) return outcome
   const {source, target} = moves[0]
-  const lanes = Math.min(DURABLE_LANES, moves.length)
   const leases: Array<Awaited<ReturnType<NodePool['lease']>>> = []
+  const lease = async (address: string) => {
+    const leased = await pool.lease(address)
+    leases.push(leased)
+    return leased.client
+  }
   let clean = false
   try {
-    for (let i = 0; i < lanes; i++) leases.push(await pool.lease(source.address))
-    const targetLease = await pool.lease(target.address)
-    leases.push(targetLease)
+    const targetClient = await lease(target.address)
+    const sources = [await lease(source.address)]
+    // the WATCH path needs a connection per slot of a round: leased when it is first taken
+    const lanes = Math.min(DURABLE_LANES, moves.length)
+    const allLanes = async () => {
+      while (sources.length < lanes) sources.push(await lease(source.address))
+      return sources
+    }
     const states = moves.map((move): SlotState => ({aborts: 0, batch: options.pipeline, move, replace: options.replace || Boolean(options.replaceSlots?.has(move.slot)), slow: false}))
-    const mover = new DurableRound(pool, leases.slice(0, lanes).map((lease) => lease.client), targetLease.client, moves[0], options, durability, outcome, onlyKeys)
+    const inSource = migrateAuthArgs(pool.settings).length === 0 && !options.throttle && !onlyKeys && options.pipeline <= IN_SOURCE_MAX_BATCH
+    const mover = new DurableRound(pool, sources, allLanes, targetClient, moves[0], options, durability, outcome, inSource, onlyKeys)
     let remaining = states
     while (remaining.length > 0) {
       // a batch that timed out goes alone, key by key, with the longer timeout
       const slow = remaining.find((state) => state.slow)
-      remaining = await mover.run(slow ? [slow] : remaining.slice(0, lanes), remaining)
+      remaining = await mover.run(slow ? [slow] : remaining.slice(0, mover.inSource ? IN_SOURCE_SLOTS_PER_ROUND : lanes), remaining)
     }
     clean = true
   } finally {
-    for (const lease of leases) lease.release(clean)
+    for (const leased of leases) leased.release(clean)
   }
   return outcome
 }
@@ -452,12 +467,16 @@ class DurableRound {
 
   constructor(
     private readonly pool: NodePool,
+    /** the first source connection; the WATCH path leases the rest with allLanes() */
     private readonly sources: Redis[],
+    private readonly allLanes: () => Promise<Redis[]>,
     private readonly targetClient: Redis,
     private readonly pair: SlotMoveTarget,
     private readonly options: MoveKeysOptions,
     private readonly durability: Durability,
     private readonly outcome: WaveOutcome,
+    /** rounds run inside the source (durable-in-source.ts) until the source refuses scripts */
+    public inSource: boolean,
     /** a big key moved alone: these keys of the (single) slot, not a listing of it */
     private readonly onlyKeys?: Buffer[],
   ) {
@@ -469,6 +488,11 @@ class DurableRound {
   /** One round over `round`; returns the slots of `all` that still have keys to move. */
   async run(round: SlotState[], all: SlotState[]): Promise<SlotState[]> {
     const done = new Set<SlotState>()
+    if (this.inSource && !round.some((state) => state.slow)) {
+      await this.runInSource(round, done)
+      return all.filter((state) => !done.has(state))
+    }
+    await this.allLanes()
     const listed = await this.list(round)
     const groups: Array<{state: SlotState; keys: Buffer[]}> = []
     for (const [i, state] of round.entries()) {
@@ -481,6 +505,48 @@ class DurableRound {
     }
     if (groups.length > 0) await this.copyRound(groups, done)
     return all.filter((state) => !done.has(state))
+  }
+
+  private async runInSource(round: SlotState[], done: Set<SlotState>): Promise<void> {
+    const migrateArgs = [this.target.host, this.target.port, '', 0, this.options.timeoutMs]
+    const batches = round.map((state) => ({count: state.batch, replace: state.replace, slot: state.move.slot}))
+    const result = await copyWaitDeleteInSource(this.source, this.targetClient, this.target.address, migrateArgs, batches, this.durability)
+    if (result.unavailable) {
+      // nothing was copied: the same slots go again through slotctl
+      this.inSource = false
+      return
+    }
+    for (const state of round) await this.afterInSource(state, result.results.get(state.move.slot), done)
+  }
+
+  private async afterInSource(state: SlotState, result: InSourceResult | undefined, done: Set<SlotState>): Promise<void> {
+    if (!result) return
+    if (result.error) {
+      if (result.keys.length > 0) await this.onCopyFailure(state, result.keys, result.error, done)
+      else {
+        this.outcome.set(state.move.slot, keyError(state.move, 'MIGRATE', result.error))
+        done.add(state)
+      }
+      return
+    }
+    if (result.keys.length > 0 && result.deleted === undefined) {
+      this.onAbort(state, done)
+      return
+    }
+    if (result.keys.length > 0) this.counted(state, result.deleted ?? 0, result.bytes)
+    // a short listing was the rest of the slot: while it is migrating, new keys go to the target
+    if (result.listed < state.batch) done.add(state)
+  }
+
+  /** A batch copied, acknowledged and deleted at the source. */
+  private counted(state: SlotState, deleted: number, bytes: number): void {
+    // a copied round may repeat: from now on the target can hold our older copy
+    state.replace = true
+    state.aborts = 0
+    const moved = this.outcome.get(state.move.slot) as MovedKeys
+    moved.keys += deleted
+    moved.bytes += bytes
+    this.options.onBatch?.(deleted, bytes, state.move.slot)
   }
 
   private async list(round: SlotState[]): Promise<Array<Buffer[] | Error>> {
@@ -524,13 +590,7 @@ class DurableRound {
         if (result.aborted.has(state.move.slot)) this.onAbort(state, done)
         continue
       }
-      // a copied round may repeat: from now on the target can hold our older copy
-      state.replace = true
-      state.aborts = 0
-      const moved = this.outcome.get(state.move.slot) as MovedKeys
-      moved.keys += deleted
-      moved.bytes += sample * deleted
-      this.options.onBatch?.(deleted, sample * deleted, state.move.slot)
+      this.counted(state, deleted, sample * deleted)
       // a short batch was the rest of the slot: while it is migrating, new keys go to the target
       if (!state.slow && keys.length < state.batch) done.add(state)
     }
