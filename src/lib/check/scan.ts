@@ -1,4 +1,6 @@
 /** I/O that gathers evidence the pure checks cannot see in CLUSTER NODES. */
+import {createHash} from 'node:crypto'
+
 import type {ClusterSnapshot} from '../cluster/loader.js'
 import {NODE_PARALLELISM, type NodePool, mapLimit} from '../cluster/connection.js'
 import {countKeysInSlots} from '../cluster/slot-stats.js'
@@ -54,6 +56,7 @@ for i = 1, #ARGV, 2 do
   end
 end
 return out`
+const COUNT_SHA = createHash('sha1').update(COUNT_SCRIPT).digest('hex')
 
 /** Consecutive runs of sorted slots as flat start,end pairs. */
 function slotRunArgs(slots: readonly number[]): number[] {
@@ -74,8 +77,10 @@ export async function countOwnKeys(pool: NodePool, master: ClusterNode, slots: r
   const client = await pool.client(master.address)
   let reply: unknown
   try {
-    // EVAL_RO: a read-only script is not held by CLIENT PAUSE WRITE (a manual failover, an operator's pause)
-    reply = await client.call('EVAL_RO', COUNT_SCRIPT, 0, ...slotRunArgs(slots))
+    // EVALSHA_RO (and SCRIPT LOAD): not held by CLIENT PAUSE WRITE (a manual failover, an operator's pause)
+    const [[loadError], [error, counted]] = ((await client.pipeline().call('SCRIPT', 'LOAD', COUNT_SCRIPT).call('EVALSHA_RO', COUNT_SHA, 0, ...slotRunArgs(slots)).exec()) ?? [[new Error('no reply')], [new Error('no reply')]]) as Array<[Error | null, unknown]>
+    if (loadError ?? error) throw loadError ?? error
+    reply = counted
   } catch {
     // scripts refused to this user (NOPERM), or turned off: the transaction counts the same
     return countOwnKeysInTransaction(pool, master, slots)

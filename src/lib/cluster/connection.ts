@@ -400,6 +400,19 @@ export function delay(ms: number): Promise<void> {
   })
 }
 
+/**
+ * Pauses between polls of a state that usually settles within milliseconds (a view after a
+ * close, a replica's ack): 10 ms, doubling up to `maxMs`. A fixed 200 ms poll cost up to
+ * 200 ms per wave for a change a few pings away.
+ */
+export function pollBackoff(maxMs = 200): () => Promise<void> {
+  let next = 10
+  return async () => {
+    await delay(next)
+    next = Math.min(next * 2, maxMs)
+  }
+}
+
 /** Runs fn over items with at most `limit` in flight, keeping result order. */
 export async function mapLimit<T, R>(items: readonly T[], limit: number, fn: (item: T, index: number) => Promise<R>): Promise<R[]> {
   const results = new Array<R>(items.length)

@@ -5,7 +5,7 @@
 import type {Redis} from 'ioredis'
 
 import {type NodeAddress, formatAddress} from './address.js'
-import {NODE_PARALLELISM, type NodePool, delay, describeConnectError, settleLimit} from './connection.js'
+import {NODE_PARALLELISM, type NodePool, describeConnectError, pollBackoff, settleLimit} from './connection.js'
 import {SlotctlError, errorMessage} from '../errors.js'
 import {type ClusterNode, type SlotFieldCache, myselfOf, parseClusterNodes, parseInfo, resolveNodeId} from './topology.js'
 import {type SlotMigrationJob, parseSlotMigrations} from './slot-migrations.js'
@@ -154,8 +154,9 @@ export async function loadCluster(pool: NodePool, seed: NodeAddress, options: Lo
 export async function reloadUntil(pool: NodePool, seed: NodeAddress, timeoutMs: number, settled: (snapshot: ClusterSnapshot) => boolean, first?: ClusterSnapshot): Promise<ClusterSnapshot> {
   const deadline = Date.now() + timeoutMs
   let snapshot = first ?? (await loadCluster(pool, seed))
+  const pause = pollBackoff()
   while (!settled(snapshot) && Date.now() < deadline) {
-    await delay(200)
+    await pause()
     snapshot = await loadCluster(pool, seed)
   }
   return snapshot

@@ -4,7 +4,7 @@
  * replication), and whether each already gives a closed slot to the target in its own view.
  * Every wait here is bounded by the run's --replica-wait.
  */
-import {type NodePool, delay} from '../cluster/connection.js'
+import {type NodePool, delay, pollBackoff} from '../cluster/connection.js'
 import {parseClusterNodes, parseInfo} from '../cluster/topology.js'
 import {SlotctlError, errorMessage} from '../errors.js'
 import type {SlotEndpoint} from './slot-protocol.js'
@@ -97,6 +97,7 @@ export async function requireHealthyReplicas(pool: NodePool, target: SlotEndpoin
 export async function awaitReplicaViews(pool: NodePool, target: SlotEndpoint, replicas: readonly string[], slots: readonly number[], waitMs: number): Promise<void> {
   const deadline = Date.now() + waitMs
   let pending = [...replicas]
+  const pause = pollBackoff(POLL_MS)
   for (;;) {
     const lagging: string[] = []
     for (const address of pending) {
@@ -111,7 +112,7 @@ export async function awaitReplicaViews(pool: NodePool, target: SlotEndpoint, re
       })
     }
     pending = pending.filter((address) => lagging.some((entry) => entry.startsWith(address)))
-    await delay(POLL_MS)
+    await pause()
   }
 }
 
