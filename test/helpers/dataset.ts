@@ -7,6 +7,7 @@ import {createHash} from 'node:crypto'
 
 import type {Cluster, Redis} from 'ioredis'
 
+import {keySlot} from '../../src/lib/cluster/slots.js'
 import {mastersOf, parseClusterNodes} from '../../src/lib/cluster/topology.js'
 import {TestCluster} from './cluster-harness.js'
 
@@ -54,7 +55,35 @@ async function masterAddresses(cluster: TestCluster): Promise<string[]> {
 /** Key count and digest of one server's selected db (needs DEBUG, which test servers allow locally). */
 export async function nodeDigest(client: Redis): Promise<{digest: Buffer; keys: number}> {
   const digest = Buffer.alloc(20)
-  let keys = 0
+  const keys = await keyDigests(client)
+  for (const keyDigest of keys.values()) for (let b = 0; b < 20; b++) digest[b] ^= keyDigest[b]
+  return {digest, keys: keys.size}
+}
+
+/**
+ * The digest clients see while slots may be open: a durable move interrupted between its copy
+ * and the source's delete leaves a key at both ends, and the source serves it (the importing
+ * target answers only ASKING clients for a key the source lacks). A key stored by a master
+ * that imports its slot counts only when no other master holds it.
+ */
+export async function servedDigest(cluster: TestCluster): Promise<{digest: string; keys: number}> {
+  const served = new Map<string, Buffer>()
+  const copies = new Map<string, Buffer>()
+  for (const address of await masterAddresses(cluster)) {
+    const client = cluster.client(address)
+    const myself = parseClusterNodes(String(await client.call('CLUSTER', 'NODES'))).find((node) => node.myself)
+    const importing = new Set(Object.keys(myself?.importing ?? {}).map(Number))
+    for (const [key, digest] of await keyDigests(client)) (importing.has(keySlot(Buffer.from(key, 'hex'))) ? copies : served).set(key, digest)
+  }
+  for (const [key, digest] of copies) if (!served.has(key)) served.set(key, digest)
+  const total = Buffer.alloc(20)
+  for (const digest of served.values()) for (let b = 0; b < 20; b++) total[b] ^= digest[b]
+  return {digest: total.toString('hex'), keys: served.size}
+}
+
+/** key (hex) → the same per-key digest nodeDigest XORs */
+async function keyDigests(client: Redis): Promise<Map<string, Buffer>> {
+  const digests = new Map<string, Buffer>()
   let cursor = '0'
   do {
     const [next, batch] = (await client.callBuffer('SCAN', cursor, 'COUNT', 1000)) as [Buffer, Buffer[]]
@@ -63,13 +92,9 @@ export async function nodeDigest(client: Redis): Promise<{digest: Buffer; keys: 
     // DEBUG DIGEST-VALUE is order-independent inside a value (DUMP is not: a hashtable
     // restored elsewhere iterates in another order), so equal data gives equal digests.
     const values = (await client.callBuffer('DEBUG', 'DIGEST-VALUE', ...batch)) as Buffer[]
-    for (const [i, key] of batch.entries()) {
-      const keyDigest = createHash('sha1').update(String(key.length)).update(key).update(values[i]).digest()
-      for (let b = 0; b < 20; b++) digest[b] ^= keyDigest[b]
-    }
-    keys += batch.length
+    for (const [i, key] of batch.entries()) digests.set(key.toString('hex'), createHash('sha1').update(String(key.length)).update(key).update(values[i]).digest())
   } while (cursor !== '0')
-  return {digest, keys}
+  return digests
 }
 
 /** Key count and an order-independent digest of every key and value on every master. */

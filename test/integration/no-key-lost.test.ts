@@ -16,7 +16,7 @@ import type {MigrationResult} from '../../src/lib/cli/migration-command.js'
 import {mastersOf, parseClusterNodes, parseInfo, slotCount} from '../../src/lib/cluster/topology.js'
 import {TestCluster} from '../helpers/cluster-harness.js'
 import {expectOneCleanLine, runCli, runCliJson, spawnCli, waitForJournalLines} from '../helpers/cli.js'
-import {clusterDigest, writeDataset} from '../helpers/dataset.js'
+import {clusterDigest, servedDigest, writeDataset} from '../helpers/dataset.js'
 
 async function expectHealthy(cluster: TestCluster, auth: string[] = []): Promise<void> {
   const {exitCode, json} = await runCliJson<CheckResult>(['check', cluster.seed, ...auth])
@@ -138,7 +138,8 @@ describe('no key is ever lost (real servers)', () => {
       const json = JSON.parse(String(run.stdout)) as MigrationResult
       expect(json.status).to.equal('failed')
       expect(json.errors[0].message).to.match(/timed out/i)
-      expect(await clusterDigest(cluster)).to.deep.equal(original)
+      // a batch copied but not yet deleted at the stalled source is at both ends: clients see the source's
+      expect(await servedDigest(cluster)).to.deep.equal(original)
       const resumed = await runCliJson<MigrationResult>(['reshard', cluster.seed, ...auth, '--resume', journal, '--yes'])
       expect(resumed.exitCode, JSON.stringify(resumed.json)).to.equal(0)
       await expectHealthy(cluster, auth)
