@@ -6,12 +6,14 @@
  * and the target holds exactly what left. Run on a real two-master cluster, the slot opened
  * by hand as a move opens it.
  */
+import {randomBytes} from 'node:crypto'
+
 import {expect} from 'chai'
 import type {Redis} from 'ioredis'
 
 import {parseClusterNodes} from '../../src/lib/cluster/topology.js'
 import {tagForSlot} from '../../src/lib/migrate/durable.js'
-import {copyBatchInSource, deleteIfUnchanged} from '../../src/lib/migrate/durable-in-source.js'
+import {IN_SOURCE_MAX_KEY_BYTES, copyBatchInSource, deleteIfUnchanged} from '../../src/lib/migrate/durable-in-source.js'
 import {TestCluster} from '../helpers/cluster-harness.js'
 
 describe('durable moves inside the source: delete only what was copied unchanged', function () {
@@ -96,6 +98,20 @@ describe('durable moves inside the source: delete only what was copied unchanged
       if (change === 'a new value') expect(await source.get(name(keys[0]))).to.equal('changed')
     })
   }
+
+  it('a key above the in-source limit copies nothing: its slot goes on through slotctl', async () => {
+    await freshBatch()
+    for (const node of [source, target]) await node.call('CLUSTER', 'SETSLOT', slot, 'STABLE')
+    // random bytes: DUMP compresses a repeated character to almost nothing
+    await source.set(name('big'), randomBytes(IN_SOURCE_MAX_KEY_BYTES + 1))
+    await target.call('CLUSTER', 'SETSLOT', slot, 'IMPORTING', ids.source)
+    await source.call('CLUSTER', 'SETSLOT', slot, 'MIGRATING', ids.target)
+    await target.call('FLUSHALL')
+    const {result, token} = await copyBatchInSource(source, slot, 100, migrateArgs(), true)
+    expect(result.big).to.equal(true)
+    expect(token).to.equal('')
+    expect(await target.dbsize()).to.equal(0)
+  })
 
   it('a token of another batch deletes nothing', async () => {
     const batch = await freshBatch()

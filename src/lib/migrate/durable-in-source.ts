@@ -36,7 +36,8 @@
  *
  * Not used when MIGRATE carries a password (script arguments are not redacted from SLOWLOG
  * and MONITOR, MIGRATE's AUTH is), for throttled runs (the throttle is asked before the
- * keys are listed), for keys moved alone, or where scripts are refused: durable.ts then.
+ * keys are listed), for keys moved alone or above IN_SOURCE_MAX_KEY_BYTES, or where scripts
+ * are refused: durable.ts then.
  */
 import {createHash} from 'node:crypto'
 
@@ -48,8 +49,9 @@ import {type Durability, waitForReplicas} from './durable.js'
 const FINGERPRINT = `string.len(key) .. ':' .. key .. redis.sha1hex(dump) .. ':' .. tostring(redis.call('PEXPIRETIME', key))`
 
 /**
- * ARGV: slot, count, MIGRATE's arguments up to KEYS (host port "" 0 timeout COPY [REPLACE]).
- * Returns {'ok', token, bytes, listed, key...} or {'err', message, 0, listed, key...}.
+ * ARGV: slot, count, the largest key (DUMP bytes) to copy here, MIGRATE's arguments up to
+ * KEYS (host port "" 0 timeout COPY [REPLACE]). Returns {'ok', token, bytes, listed, key...},
+ * {'err', message, 0, listed, key...}, or {'big', '', 0, listed} (nothing copied).
  */
 const COPY_SCRIPT = `
 local listed = redis.call('CLUSTER', 'GETKEYSINSLOT', tonumber(ARGV[1]), tonumber(ARGV[2]))
@@ -58,6 +60,7 @@ for i = 1, #listed do
   local key = listed[i]
   local dump = redis.pcall('DUMP', key)
   if type(dump) == 'string' then
+    if string.len(dump) > tonumber(ARGV[3]) then return {'big', '', 0, #listed} end
     keys[#keys + 1] = key
     bytes = bytes + string.len(dump)
     parts[#parts + 1] = ${FINGERPRINT}
@@ -65,7 +68,7 @@ for i = 1, #listed do
 end
 if #keys == 0 then return {'ok', '', 0, #listed} end
 local args = {}
-for i = 3, #ARGV do args[#args + 1] = ARGV[i] end
+for i = 4, #ARGV do args[#args + 1] = ARGV[i] end
 args[#args + 1] = 'KEYS'
 for i = 1, #keys do args[#args + 1] = keys[i] end
 local migrated = redis.pcall('MIGRATE', unpack(args))
@@ -101,6 +104,12 @@ const DELETE_SHA = sha(DELETE_SCRIPT)
 /** Lua's unpack() has a stack limit: larger batches take the WATCH path. */
 export const IN_SOURCE_MAX_BATCH = 5000
 
+/**
+ * Keys larger than this (DUMP bytes) take the WATCH path: fingerprinting serialises a key
+ * twice more, and a big key's blocking time is estimated (big-keys.ts) for MIGRATE alone.
+ */
+export const IN_SOURCE_MAX_KEY_BYTES = 1024 * 1024
+
 export interface InSourceBatch {
   slot: number
   count: number
@@ -118,6 +127,8 @@ export interface InSourceResult {
   error?: Error
   /** keys deleted at the source; undefined: a client changed one of them, nothing was deleted */
   deleted?: number
+  /** a key above IN_SOURCE_MAX_KEY_BYTES: nothing was copied, the slot goes on through slotctl */
+  big?: boolean
 }
 
 export interface InSourceRound {
@@ -135,6 +146,7 @@ function isScriptRefused(error: Error): boolean {
 function copyResult(reply: unknown): {result: InSourceResult; token: string} {
   const [status, detail, bytes, listed, ...keys] = reply as [Buffer, Buffer, number, number, ...Buffer[]]
   if (String(status) === 'err') return {result: {bytes: 0, error: new Error(String(detail)), keys, listed: Number(listed)}, token: ''}
+  if (String(status) === 'big') return {result: {big: true, bytes: 0, keys: [], listed: Number(listed)}, token: ''}
   return {result: {bytes: Number(bytes), keys, listed: Number(listed)}, token: keys.length > 0 ? String(detail) : ''}
 }
 
@@ -143,7 +155,7 @@ function copyResult(reply: unknown): {result: InSourceResult; token: string} {
  * `slot` and returns them with their token. For tests and single batches.
  */
 export async function copyBatchInSource(source: Redis, slot: number, count: number, migrateArgs: ReadonlyArray<number | string>, replace: boolean): Promise<{result: InSourceResult; token: string}> {
-  const reply = await source.callBuffer('EVAL', COPY_SCRIPT, 0, slot, count, ...migrateArgs, 'COPY', ...(replace ? ['REPLACE'] : []))
+  const reply = await source.callBuffer('EVAL', COPY_SCRIPT, 0, slot, count, IN_SOURCE_MAX_KEY_BYTES, ...migrateArgs, 'COPY', ...(replace ? ['REPLACE'] : []))
   return copyResult(reply)
 }
 
@@ -162,7 +174,7 @@ export async function copyWaitDeleteInSource(source: Redis, target: Redis, targe
   const round: InSourceRound = {acked: 0, results: new Map()}
   // EVALSHA: the script text is sent once per round, not once per slot
   const copying = source.pipeline().call('SCRIPT', 'LOAD', COPY_SCRIPT).call('SCRIPT', 'LOAD', DELETE_SCRIPT)
-  for (const batch of batches) copying.callBuffer('EVALSHA', COPY_SHA, 0, batch.slot, batch.count, ...migrateArgs, 'COPY', ...(batch.replace ? ['REPLACE'] : []))
+  for (const batch of batches) copying.callBuffer('EVALSHA', COPY_SHA, 0, batch.slot, batch.count, IN_SOURCE_MAX_KEY_BYTES, ...migrateArgs, 'COPY', ...(batch.replace ? ['REPLACE'] : []))
   const [loadedCopy, loadedDelete, ...copied] = (await copying.exec()) ?? []
   const refused = loadedCopy?.[0] ?? loadedDelete?.[0]
   if (refused) return {...round, unavailable: refused}

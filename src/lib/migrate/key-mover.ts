@@ -402,6 +402,8 @@ interface SlotState {
   batch: number
   /** a batch timed out: keys go one at a time with four times the MIGRATE timeout */
   slow: boolean
+  /** the slot holds a key too big to fingerprint inside the source: it goes on through slotctl (WATCH) */
+  viaClient?: boolean
   aborts: number
 }
 
@@ -450,7 +452,9 @@ export async function moveKeysDurably(pool: NodePool, moves: readonly SlotMoveTa
     while (remaining.length > 0) {
       // a batch that timed out goes alone, key by key, with the longer timeout
       const slow = remaining.find((state) => state.slow)
-      remaining = await mover.run(slow ? [slow] : remaining.slice(0, mover.inSource ? IN_SOURCE_SLOTS_PER_ROUND : lanes), remaining)
+      const viaClient = remaining.filter((state) => state.viaClient)
+      const round = slow ? [slow] : viaClient.length > 0 ? viaClient.slice(0, lanes) : remaining.slice(0, mover.inSource ? IN_SOURCE_SLOTS_PER_ROUND : lanes)
+      remaining = await mover.run(round, remaining)
     }
     clean = true
   } finally {
@@ -488,7 +492,7 @@ class DurableRound {
   /** One round over `round`; returns the slots of `all` that still have keys to move. */
   async run(round: SlotState[], all: SlotState[]): Promise<SlotState[]> {
     const done = new Set<SlotState>()
-    if (this.inSource && !round.some((state) => state.slow)) {
+    if (this.inSource && !round.some((state) => state.slow || state.viaClient)) {
       await this.runInSource(round, done)
       return all.filter((state) => !done.has(state))
     }
@@ -521,6 +525,10 @@ class DurableRound {
 
   private async afterInSource(state: SlotState, result: InSourceResult | undefined, done: Set<SlotState>): Promise<void> {
     if (!result) return
+    if (result.big) {
+      state.viaClient = true
+      return
+    }
     if (result.error) {
       if (result.keys.length > 0) await this.onCopyFailure(state, result.keys, result.error, done)
       else {
