@@ -232,13 +232,13 @@ export async function replaceWithin(temporary: string, file: string): Promise<vo
  */
 export async function openRegularFile(file: string): Promise<FileHandle> {
   const handle = await open(file, fsConstants.O_RDONLY | fsConstants.O_NOFOLLOW | fsConstants.O_NONBLOCK).catch((error: NodeJS.ErrnoException) => {
-    if (error.code === 'ELOOP') throw new Error('a symlink (refused)')
+    if (error.code === 'ELOOP') throw new Error('it is a symlink')
     throw error
   })
   const stats = await handle.stat()
   if (!stats.isFile()) {
     await handle.close()
-    throw new Error('not a regular file (refused)')
+    throw new Error('it is not a regular file')
   }
   return handle
 }

@@ -19,6 +19,7 @@ import {migrateAuthArgs} from '../migrate/key-mover.js'
 import type {Throttle} from '../migrate/throttle.js'
 import {fingerprints, sameValue, typeOfDump} from './digest.js'
 import type {NodeRef} from '../cli/result.js'
+import {ScanGuard} from './scan-guard.js'
 
 export interface TransferOptions {
   /** keep the source's keys (MIGRATE COPY) */
@@ -36,6 +37,9 @@ export interface TransferOptions {
   signal?: AbortSignal
   /** SCAN cursor to continue from (resume) */
   cursor?: string
+  /** the source as named in messages, and the keys it reports: what bounds its SCAN */
+  sourceAddress?: string
+  sourceKeys?: number
   onBatch?: (keys: number) => void
   /** Every key of the pages before `cursor` is handled; called in SCAN order. */
   onCheckpoint?: (checkpoint: Checkpoint) => void
@@ -143,7 +147,26 @@ class BatchMover {
     const flags = [...(this.options.copy ? ['COPY'] : []), ...(replace ? ['REPLACE'] : [])]
     const replies = (await this.source.pipeline().callBuffer('EXISTS', ...keys).callBuffer('MIGRATE', host, port, '', 0, timeoutMs, ...flags, ...this.auth, 'KEYS', ...keys).exec()) ?? []
     const [[existsError, existing] = [new Error('no reply'), 0], [migrateError] = [new Error('no reply')]] = replies
-    return {error: existsError ?? migrateError, existing: Number(existing)}
+    const error = existsError ?? migrateError
+    if (!error && Number(existing) > 0) await this.confirmArrived(owner, keys, Number(existing))
+    return {error, existing: Number(existing)}
+  }
+
+  /**
+   * What the source says it sent is counted only once the target holds it: a source that
+   * answers OK to MIGRATE without sending anything must not be reported as imported.
+   */
+  private async confirmArrived(owner: NodeRef, keys: Buffer[], sent: number): Promise<void> {
+    const target = await this.cluster.client(owner.address)
+    // one EXISTS per key: a batch spans many slots, and a cluster node refuses CROSSSLOT
+    const pipeline = target.pipeline()
+    for (const key of keys) pipeline.exists(key)
+    const present = ((await pipeline.exec()) ?? []).filter(([error, found]) => !error && Number(found) > 0).length
+    if (present >= sent) return
+    throw new SlotctlError(`the source reported ${sent} key(s) migrated into ${owner.address}, which holds ${present} of them: the source did not send what it says`, {
+      code: 'E_KEYS_MISSING',
+      suggestions: ['check that --from is a Redis or Valkey server (a proxy that answers MIGRATE with OK sends nothing); a key with a TTL may also have expired just then: continue with --resume JOURNAL'],
+    })
   }
 
   /**
@@ -281,6 +304,7 @@ export async function transferKeys(source: Redis, cluster: NodePool, owners: rea
   const ownerCount = new Set(owners).size
   const scanCount = Math.min(MAX_SCAN_COUNT, options.batchKeys * ownerCount)
   const match = options.match ? ['MATCH', options.match] : []
+  const guard = new ScanGuard(source, options.sourceAddress ?? 'the source', options.sourceKeys ?? 0, scanCount)
   const result: TransferResult = {complete: false, conflicts: [], cursor: options.cursor ?? '0', elapsedMs: 0, interrupted: false, keys: 0, perOwner: new Map()}
   const pages: Page[] = []
   const running = new Set<Promise<void>>()
@@ -337,12 +361,13 @@ export async function transferKeys(source: Redis, cluster: NodePool, owners: rea
       const [next, keys] = (await source.callBuffer('SCAN', cursor, ...match, 'COUNT', scanCount)) as [Buffer, Buffer[]]
       scanned = true
       cursor = next.toString()
+      await guard.step(cursor)
       const page: Page = {conflicts: [], done: false, handled: 0, keys, next: cursor}
       pages.push(page)
       launch(page)
     }
   } catch (error) {
-    result.failure ??= new SlotctlError(`cannot SCAN the source: ${errorMessage(error)}`, {code: 'E_SOURCE'})
+    result.failure ??= error instanceof SlotctlError ? error : new SlotctlError(`cannot SCAN the source: ${errorMessage(error)}`, {code: 'E_SOURCE'})
   }
   await Promise.all(running)
   result.complete = !result.failure && !result.interrupted && pages.length === 0 && result.cursor === '0' && scanned
