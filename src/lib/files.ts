@@ -144,6 +144,9 @@ export function createJournalFile(file: string, firstLine: unknown, what: string
  * readers skip it); cutting it off keeps the new lines whole, so a torn line read later is damage.
  */
 export function cutTornLastLine(file: string): void {
+  const stats = lstatSync(file)
+  if (stats.isSymbolicLink()) throw usageError(`journal '${file}' is a symlink: slotctl never writes through one`, ['give the path of the journal itself'])
+  if (!stats.isFile()) throw usageError(`journal '${file}' is not a regular file`)
   const text = readFileSync(file, 'utf8')
   if (text.length > 0 && !text.endsWith('\n')) truncateSync(file, Buffer.byteLength(text.slice(0, text.lastIndexOf('\n') + 1)))
 }
@@ -241,4 +244,14 @@ export async function openRegularFile(file: string): Promise<FileHandle> {
     throw new Error('it is not a regular file')
   }
   return handle
+}
+
+/** Appends to an existing file, never through a symlink (a journal line: synchronous, so it reaches the kernel before the next step). */
+export function appendToFileSync(file: string, text: string): void {
+  const fd = openSync(file, fsConstants.O_WRONLY | fsConstants.O_APPEND | fsConstants.O_NOFOLLOW)
+  try {
+    writeFileSync(fd, text)
+  } finally {
+    closeSync(fd)
+  }
 }

@@ -4,10 +4,10 @@
  * SCAN from the last checkpoint; keys of later pages that had already moved are gone from the
  * source (a move) or found equal in the cluster (a copy), so nothing is done twice.
  */
-import {appendFileSync, readFileSync} from 'node:fs'
+import {readFileSync} from 'node:fs'
 
 import {SlotctlError, usageError} from '../errors.js'
-import {createJournalFile, cutTornLastLine} from '../files.js'
+import {appendToFileSync, createJournalFile, cutTornLastLine} from '../files.js'
 import type {Checkpoint} from './mover.js'
 
 export interface ImportSettings {
@@ -63,7 +63,7 @@ export class ImportJournal {
   }
 
   private append(line: JournalLine): void {
-    appendFileSync(this.path, `${JSON.stringify(line)}\n`)
+    appendToFileSync(this.path, `${JSON.stringify(line)}\n`)
   }
 }
 
