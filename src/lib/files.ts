@@ -4,7 +4,7 @@
  * 0700. Async versions for commands, sync ones for the journal (appended synchronously).
  */
 import {randomBytes} from 'node:crypto'
-import {type Stats, closeSync, fchmodSync, constants as fsConstants, lstatSync, mkdirSync, openSync, readFileSync, realpathSync, statSync, statfsSync, truncateSync, writeFileSync} from 'node:fs'
+import {type Stats, closeSync, fchmodSync, fstatSync, constants as fsConstants, lstatSync, mkdirSync, openSync, readFileSync, realpathSync, statSync, statfsSync, truncateSync, writeFileSync} from 'node:fs'
 import {type FileHandle, link, lstat, open, rename, rm} from 'node:fs/promises'
 import path from 'node:path'
 
@@ -254,4 +254,27 @@ export function appendToFileSync(file: string, text: string): void {
   } finally {
     closeSync(fd)
   }
+}
+
+/**
+ * Reads an input file (a plan, a journal, a zones or PEM file) that must be a regular file: a
+ * FIFO or a device would block this synchronous read forever (and with it every signal
+ * handler), so it is opened non-blocking and refused on fstat. Symlinks to a regular file are
+ * fine for reading. Larger than `limit` bytes: refused.
+ */
+export function readRegularFileSync(file: string, limit = Number.POSITIVE_INFINITY): Buffer {
+  const fd = openSync(file, fsConstants.O_RDONLY | fsConstants.O_NONBLOCK)
+  try {
+    const stats = fstatSync(fd)
+    if (!stats.isFile()) throw new Error('it is not a regular file')
+    if (stats.size > limit) throw new Error(`it is larger than ${limit} bytes`)
+    return readFileSync(fd)
+  } finally {
+    closeSync(fd)
+  }
+}
+
+/** Why a file could not be read, in a few words (no errno noise for the common case). */
+export function readErrorText(error: unknown): string {
+  return (error as NodeJS.ErrnoException).code === 'ENOENT' ? 'no such file' : errorMessage(error)
 }

@@ -136,6 +136,26 @@ describe('hostile files and fake servers (issue 20 A)', function () {
     })
   })
 
+  describe('input files that are FIFOs or devices are refused at once (a blocking read would ignore every signal)', () => {
+    const cases: Array<{name: string; args: (fifo: string) => string[]; message: RegExp}> = [
+      {args: (fifo) => ['apply', fifo, '--seed', cluster.seed, '--yes'], message: /cannot read plan '.*': it is not a regular file/, name: 'apply a FIFO plan'},
+      {args: () => ['apply', '/dev/zero', '--seed', cluster.seed, '--yes'], message: /cannot read plan '\/dev\/zero': it is not a regular file/, name: 'apply /dev/zero'},
+      {args: (fifo) => ['reshard', cluster.seed, '--resume', fifo, '--yes'], message: /cannot read journal '.*': it is not a regular file/, name: 'reshard --resume a FIFO'},
+      {args: (fifo) => ['import', cluster.seed, '--resume', fifo, '--yes'], message: /cannot read journal '.*': it is not a regular file/, name: 'import --resume a FIFO'},
+      {args: (fifo) => ['check', cluster.seed, '--cacert', fifo], message: /cannot read the --cacert file '.*': it is not a regular file/, name: '--cacert a FIFO'},
+      {args: (fifo) => ['create', cluster.seed, '--zones-file', fifo, '--yes'], message: /cannot read --zones-file '.*': it is not a regular file/, name: '--zones-file a FIFO'},
+    ]
+    for (const c of cases) {
+      it(`${c.name}: exit 2 within the bound`, async () => {
+        const fifo = path.join(dir, `fifo-${c.name.replaceAll(/\W+/g, '-')}`)
+        execFileSync('mkfifo', [fifo])
+        const result = await timed(() => runCli(c.args(fifo), {timeoutMs: BOUND_MS * 2}))
+        expect(result.ms).to.be.lessThan(BOUND_MS)
+        expectOneCleanLine(result, 2, c.message)
+      })
+    }
+  })
+
   describe('restore: the manifest names only regular files inside DIR, and at least one', () => {
     const outside = () => path.join(dir, 'outside.rdb')
     const rdb = Buffer.concat([Buffer.from('REDIS0009'), Buffer.from([0xff]), Buffer.alloc(8)])
@@ -220,7 +240,7 @@ describe('hostile files and fake servers (issue 20 A)', function () {
       source = await fakeImportSource({keys: 159, scan: 'once'})
       const args = ['import', cluster.seed, '--from', source.address, '--copy', '--yes', '--progress', 'none']
       const run = await timed(() => runCli([...args, '--journal', path.join(dir, 'liar.jsonl')]))
-      expectFailure(run, 1, /the source reported \d+ key\(s\) migrated into .*, which holds 0 of them/)
+      expectFailure(run, 1, /the source reported \d+ key\(s\) migrated into .*, which holds 0 of the 16 looked up/)
       expect(run.stdout).to.match(/copied 0 key\(s\)/)
       const json = await runCliJson<ImportResult>([...args, '--journal', path.join(dir, 'liar-json.jsonl')])
       expect(json.exitCode).to.equal(1)

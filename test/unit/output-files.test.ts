@@ -14,7 +14,7 @@ import {expect} from 'chai'
 import type {Redis} from 'ioredis'
 
 import {SlotctlError} from '../../src/lib/errors.js'
-import {appendToFileSync, cutTornLastLine, openRegularFile, writeOutputFile} from '../../src/lib/files.js'
+import {appendToFileSync, cutTornLastLine, openRegularFile, readRegularFileSync, writeOutputFile} from '../../src/lib/files.js'
 import {RdbReceiver} from '../../src/lib/transfer/rdb-fetch.js'
 import {ScanGuard} from '../../src/lib/transfer/scan-guard.js'
 
@@ -83,6 +83,16 @@ describe('output files', () => {
     expect((await rejection(openRegularFile(path.join(dir, 'fifo')))).message).to.equal('it is not a regular file')
     expect((await rejection(openRegularFile('/dev/zero'))).message).to.equal('it is not a regular file')
     expect((await rejection(openRegularFile(path.join(dir, 'zero')))).message).to.equal('it is a symlink')
+  })
+
+  it('input files are read only when regular (through a symlink too): a FIFO or a device is refused without blocking', async () => {
+    execFileSync('mkfifo', [path.join(dir, 'fifo')])
+    writeFileSync(path.join(dir, 'plan.json'), '{}')
+    symlinkSync(path.join(dir, 'plan.json'), path.join(dir, 'plan-link.json'))
+    expect(() => readRegularFileSync(path.join(dir, 'fifo'))).to.throw('it is not a regular file')
+    expect(() => readRegularFileSync('/dev/zero')).to.throw('it is not a regular file')
+    expect(() => readRegularFileSync(path.join(dir, 'plan.json'), 1)).to.throw('it is larger than 1 bytes')
+    expect(readRegularFileSync(path.join(dir, 'plan-link.json')).toString()).to.equal('{}')
   })
 
   it('a journal is never appended to, or resumed, through a symlink', async () => {

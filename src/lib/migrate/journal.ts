@@ -3,12 +3,12 @@
  * lines, appended synchronously), so an interrupted run — even by kill -9 — can be resumed,
  * and fix can roll an open slot forward to its intended target.
  */
-import {readFileSync, readdirSync, statSync} from 'node:fs'
+import {readdirSync, statSync} from 'node:fs'
 import {homedir} from 'node:os'
 import path from 'node:path'
 
 import {SlotctlError, usageError} from '../errors.js'
-import {appendToFileSync, createJournalFile, cutTornLastLine} from '../files.js'
+import {appendToFileSync, createJournalFile, cutTornLastLine, readErrorText, readRegularFileSync} from '../files.js'
 import {validateJournalLine} from '../plan/plan-file.js'
 import type {MigrationPlan} from '../plan/types.js'
 
@@ -139,9 +139,9 @@ function parseLine(raw: string, where: string, isLast: boolean): JournalLine | u
 export function readJournal(file: string): JournalState {
   let text: string
   try {
-    text = readFileSync(file, 'utf8')
-  } catch {
-    throw usageError(`cannot read journal '${file}'`)
+    text = readRegularFileSync(file).toString('utf8')
+  } catch (error) {
+    throw usageError(`cannot read journal '${file}': ${readErrorText(error)}`)
   }
   const state: Partial<JournalState> & {doneSlots: Set<number>; inFlight: Set<number>} = {doneSlots: new Set(), inFlight: new Set()}
   const lines = text.split('\n')

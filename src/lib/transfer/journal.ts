@@ -4,10 +4,9 @@
  * SCAN from the last checkpoint; keys of later pages that had already moved are gone from the
  * source (a move) or found equal in the cluster (a copy), so nothing is done twice.
  */
-import {readFileSync} from 'node:fs'
 
 import {SlotctlError, usageError} from '../errors.js'
-import {appendToFileSync, createJournalFile, cutTornLastLine} from '../files.js'
+import {appendToFileSync, createJournalFile, cutTornLastLine, readErrorText, readRegularFileSync} from '../files.js'
 import type {Checkpoint} from './mover.js'
 
 export interface ImportSettings {
@@ -70,9 +69,9 @@ export class ImportJournal {
 export function readImportJournal(file: string): ImportJournalState {
   let text: string
   try {
-    text = readFileSync(file, 'utf8')
-  } catch {
-    throw usageError(`cannot read journal '${file}'`)
+    text = readRegularFileSync(file).toString('utf8')
+  } catch (error) {
+    throw usageError(`cannot read journal '${file}': ${readErrorText(error)}`)
   }
   let state: ImportJournalState | undefined
   for (const raw of text.split('\n')) {
