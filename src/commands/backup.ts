@@ -1,5 +1,5 @@
 import {rmSync} from 'node:fs'
-import {readdir, stat} from 'node:fs/promises'
+import {lstat, readdir, stat} from 'node:fs/promises'
 import path from 'node:path'
 
 import {Args, Flags} from '@oclif/core'
@@ -9,7 +9,10 @@ import type {ClusterSnapshot} from '../lib/cluster/loader.js'
 import {formatBytes, formatDuration, paint, table} from '../lib/cli/render.js'
 import {ExitCode, SlotctlError, errorMessage, usageError} from '../lib/errors.js'
 import {ensurePrivateDir, refuseKernelPath} from '../lib/files.js'
-import {findServerBinary, requireServerBinary} from '../lib/local/servers.js'
+import {requireServerBinary} from '../lib/local/servers.js'
+import {durationFlag} from '../lib/cli/duration.js'
+import {sizeFlag} from '../lib/cli/size.js'
+import {DEFAULT_SYNC_TIMEOUT_MS} from '../lib/transfer/rdb-fetch.js'
 import {type BackupFileResult, chooseSources, runBackup} from '../lib/transfer/backup.js'
 import {type Issue, type NodeRef, byFirstSlot} from '../lib/cli/result.js'
 import {MANIFEST_FILE, NODES_FILE, removeQuietly} from '../lib/transfer/manifest.js'
@@ -53,8 +56,16 @@ export interface BackupResult {
   errors: Issue[]
 }
 
-function fileView({master, takenFrom, ...file}: BackupFileResult): BackupFileView {
+function fileView({master, nodeKeysWithoutExpiry: _node, takenFrom, ...file}: BackupFileResult): BackupFileView {
   return {...file, masterAddress: master.address, masterId: master.id, sourceAddress: takenFrom.address, sourceId: takenFrom.id, sourceRole: takenFrom.role}
+}
+
+/** A symlink in the backup directory could point anywhere: slotctl writes through none (the files it replaces are its own). */
+async function refuseSymlinksIn(dir: string, entries: readonly string[]): Promise<void> {
+  for (const entry of entries) {
+    const stats = await lstat(path.join(dir, entry)).catch(() => undefined)
+    if (stats?.isSymbolicLink()) throw usageError(`'${path.join(dir, entry)}' is a symlink: slotctl writes no backup into a directory holding one`, ['remove it, or choose an empty directory'])
+  }
 }
 
 export default class Backup extends BaseCommand<typeof Backup> {
@@ -69,12 +80,12 @@ export default class Backup extends BaseCommand<typeof Backup> {
     [
       'Back up a cluster: a point-in-time RDB of every master (or, with --from-replicas, of one healthy replica of each, to spare the masters), taken over the replication protocol as a replica would (SYNC), so remote nodes work too; several at once (--parallel).',
       'Writes <master-id>.rdb per master, nodes.json (every node: id, address, role, master, slot ranges, config epoch, server version) and, last, manifest.json with the SHA-256 of each file. Each file is written under a temp name and renamed when complete.',
-      'Each file is then loaded by a local throw-away redis-server/valkey-server (--server-binary) to count and digest its keys, so restore can prove it restored everything. Each file is consistent in itself; files of different masters are taken seconds apart, so stop writers first for a cluster-wide consistent copy.',
+      'Each file is then loaded by a local throw-away redis-server/valkey-server (--server-binary) to count and digest its keys, so restore can prove it restored everything; a file it cannot load, or that holds far fewer keys than the node did, fails the backup (--no-verify skips this). A node that sends more than --max-rdb-bytes, or not all of its file within --sync-timeout, fails too. Each file is consistent in itself; files of different masters are taken seconds apart, so stop writers first for a cluster-wide consistent copy.',
     ].join('\n'),
     {
       0: 'every file taken (and verified), the manifest written',
-      1: 'a file could not be taken: no manifest was written',
-      2: 'bad input (bad address, a non-empty directory without --force)',
+      1: 'a file could not be taken, or a local server could not load it: no manifest was written',
+      2: 'bad input (bad address, a non-empty directory without --force, a symlink in the directory, no server binary to verify with)',
       130: 'interrupted: the directory holds no finished backup',
     },
   )
@@ -91,6 +102,8 @@ export default class Backup extends BaseCommand<typeof Backup> {
     parallel: Flags.integer({default: 4, description: 'files taken at once', min: 1}),
     verify: Flags.boolean({allowNo: true, default: true, description: 'load each file locally to count and digest its keys (--no-verify skips it)'}),
     'server-binary': Flags.string({description: 'redis-server or valkey-server that loads the files (default: found on PATH); must read the cluster\'s RDB version', env: 'SLOTCTL_SERVER_BINARY'}),
+    'max-rdb-bytes': sizeFlag({defaultHelp: '2 x the node\'s used_memory + 64mb', description: 'refuse a file larger than this (a node that announces or sends more is not sending its data)'}),
+    'sync-timeout': durationFlag({defaultMs: DEFAULT_SYNC_TIMEOUT_MS, description: 'give up on a node that has not sent its whole file within this time', minMs: 1, plainUnit: 's'}),
   }
 
   private readonly partialFiles = new Set<string>()
@@ -115,10 +128,11 @@ export default class Backup extends BaseCommand<typeof Backup> {
       onFetched: (file) => this.note(`${file.takenFrom.address}: ${formatBytes(file.bytes)} in ${formatDuration(file.elapsedMs)}`),
       parallel: this.flags.parallel,
       partialFiles: this.partialFiles,
-      serverBinary: serverBinary.path,
+      maxRdbBytes: this.flags['max-rdb-bytes'],
+      serverBinary,
       signal: this.abort.signal,
       slotctlVersion: this.config.version,
-      unverifiedReason: serverBinary.reason,
+      syncTimeoutMs: this.flags['sync-timeout'],
     })
     const allWarnings = [...warnings, ...outcome.warnings]
     for (const warning of allWarnings) this.note(paint.warn(`warning: ${warning.message}`))
@@ -169,11 +183,15 @@ export default class Backup extends BaseCommand<typeof Backup> {
     await super.onInterrupt(signal)
   }
 
-  private serverBinary(): {path: string | null; reason?: string} {
-    if (!this.flags.verify) return {path: null, reason: '--no-verify'}
-    if (this.flags['server-binary']) return {path: requireServerBinary(this.flags['server-binary'])}
-    const found = findServerBinary()
-    return found ? {path: found} : {path: null, reason: 'no redis-server or valkey-server on this machine'}
+  /** A backup is verified by loading it: without a server to load it, refused before anything is taken. */
+  private serverBinary(): string | null {
+    if (!this.flags.verify) return null
+    try {
+      return requireServerBinary(this.flags['server-binary'])
+    } catch (error) {
+      if (!(error instanceof SlotctlError)) throw error
+      throw new SlotctlError(`${error.message}: a backup is verified by loading each file into a local server`, {code: error.code, exitCode: ExitCode.usage, suggestions: ['give one with --server-binary PATH (or SLOTCTL_SERVER_BINARY), or skip the check with --no-verify']})
+    }
   }
 
   private async prepareDir(dir: string): Promise<void> {
@@ -183,6 +201,7 @@ export default class Backup extends BaseCommand<typeof Backup> {
       throw usageError(`cannot read '${dir}': ${errorMessage(error)}`)
     })
     if (entries.length > 0 && !this.flags.force) throw usageError(`'${dir}' is not empty`, ['choose an empty directory, or pass --force to write into it'])
+    await refuseSymlinksIn(dir, entries)
     try {
       await ensurePrivateDir(dir)
       if (!(await stat(dir)).isDirectory()) throw new Error('not a directory')

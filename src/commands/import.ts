@@ -101,7 +101,7 @@ export default class Import extends BaseCommand<typeof Import> {
     this.log(`${settings.copy ? 'copy' : 'move'} ${resumed ? 'the rest of ' : ''}${info.keys} key(s)${settings.match ? ` matching '${settings.match}'` : ''} from ${settings.source} db ${settings.db} (${info.version}) into ${masters} masters of ${snapshot.seedAddress}`)
 
     if (this.flags['dry-run']) {
-      const survey = await surveySource(source, pool, owners, settings.match)
+      const survey = await surveySource(source, pool, owners, {address: settings.source, keys: info.keys, match: settings.match, signal: this.stopRequest.signal})
       this.log(table(['master', 'keys'], [...survey.perOwner].sort(([a], [b]) => byAddress(a, b)).map(([owner, keys]) => [owner.address, keys]), ['left', 'right']))
       this.log(`${survey.keys} key(s) would be imported; the cluster already has ${survey.present} of them (equal values are skipped, different ones are conflicts${settings.replace ? ' that --replace overwrites' : ''})`)
       return {...result, keysAlreadyInCluster: survey.present, keysPlanned: survey.keys, owners: [...survey.perOwner].map(([node, keys]) => ({...node, keys})).sort(byAddress), status: 'planned'}
@@ -128,6 +128,8 @@ export default class Import extends BaseCommand<typeof Import> {
         onCheckpoint: (checkpoint) => journal.checkpoint(checkpoint),
         replace: settings.replace,
         signal: this.stopRequest.signal,
+        sourceAddress: `the source ${settings.source}`,
+        sourceKeys: info.keys,
         throttle: maxKeysPerSec ? new Throttle({maxKeysPerSec}) : undefined,
         timeoutMs: settings.timeoutMs,
       })

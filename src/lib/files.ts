@@ -3,8 +3,9 @@
  * they are created readable by their owner only (0600), in directories slotctl creates as
  * 0700. Async versions for commands, sync ones for the journal (appended synchronously).
  */
-import {chmodSync, closeSync, mkdirSync, openSync, readFileSync, realpathSync, statSync, statfsSync, truncateSync, writeFileSync} from 'node:fs'
-import {open} from 'node:fs/promises'
+import {randomBytes} from 'node:crypto'
+import {type Stats, closeSync, fchmodSync, fstatSync, constants as fsConstants, lstatSync, mkdirSync, openSync, readFileSync, realpathSync, statSync, statfsSync, truncateSync, writeFileSync} from 'node:fs'
+import {type FileHandle, link, lstat, open, rename, rm} from 'node:fs/promises'
 import path from 'node:path'
 
 import {errorMessage, usageError} from './errors.js'
@@ -103,29 +104,13 @@ export interface PrivateFileOptions {
   createDir?: boolean
 }
 
-/**
- * Writes (replaces) a file readable by its owner only. The mode is set on the open file
- * before the content goes in, so a file that existed with a wider mode is narrowed before
- * it holds anything new.
- */
-export async function writePrivateFile(file: string, content: string, options: PrivateFileOptions = {}): Promise<void> {
-  if (options.createDir) await ensurePrivateDir(path.dirname(file))
-  const handle = await open(file, 'w', PRIVATE_FILE_MODE)
-  try {
-    await handle.chmod(PRIVATE_FILE_MODE)
-    await handle.writeFile(content)
-  } finally {
-    await handle.close()
-  }
-}
-
 /** `flag`: 'w' replaces, 'a' appends (a journal line), 'wx' refuses an existing file. */
 export function writePrivateFileSync(file: string, content: string, options: PrivateFileOptions & {flag?: 'a' | 'w' | 'wx'} = {}): void {
   if (options.createDir) ensurePrivateDirSync(path.dirname(file))
   const flag = options.flag ?? 'w'
   const fd = openSync(file, flag, PRIVATE_FILE_MODE)
   try {
-    chmodSync(file, PRIVATE_FILE_MODE)
+    fchmodSync(fd, PRIVATE_FILE_MODE)
     writeFileSync(fd, content)
   } finally {
     closeSync(fd)
@@ -159,6 +144,137 @@ export function createJournalFile(file: string, firstLine: unknown, what: string
  * readers skip it); cutting it off keeps the new lines whole, so a torn line read later is damage.
  */
 export function cutTornLastLine(file: string): void {
+  const stats = lstatSync(file)
+  if (stats.isSymbolicLink()) throw usageError(`journal '${file}' is a symlink: slotctl never writes through one`, ['give the path of the journal itself'])
+  if (!stats.isFile()) throw usageError(`journal '${file}' is not a regular file`)
   const text = readFileSync(file, 'utf8')
   if (text.length > 0 && !text.endsWith('\n')) truncateSync(file, Buffer.byteLength(text.slice(0, text.lastIndexOf('\n') + 1)))
+}
+
+export interface OutputFileOptions {
+  /** replace a file that exists (never a symlink, a directory or a device) */
+  overwrite?: boolean
+  /** the flag that sets `overwrite`, named in the refusal */
+  overwriteFlag?: string
+}
+
+/** A temp name beside `file` (the same directory, so the rename is atomic), unguessable. */
+function temporaryNameFor(file: string): string {
+  return path.join(path.dirname(file), `.${path.basename(file)}.${process.pid}.${randomBytes(6).toString('hex')}.tmp`)
+}
+
+/**
+ * What is at `file` now: nothing, a regular file, or something slotctl must never write
+ * through (a symlink, a directory, a FIFO, a device). Refuses the latter, and an existing
+ * file unless `overwrite`.
+ */
+export function refuseExistingOutput(file: string, options: OutputFileOptions): void {
+  refuseKernelPath(file)
+  let stats: Stats
+  try {
+    stats = lstatSync(file)
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === 'ENOENT') return
+    throw usageError(`cannot write '${file}': ${errorMessage(error)}`)
+  }
+  if (stats.isSymbolicLink()) throw usageError(`'${file}' is a symlink: slotctl never writes through one`, ['give the path of a new file'])
+  if (!stats.isFile()) throw usageError(`'${file}' exists and is not a regular file`, ['give the path of a new file'])
+  if (!options.overwrite) throw usageError(`'${file}' already exists`, [`give a new path${options.overwriteFlag ? `, or pass ${options.overwriteFlag} to replace it` : ''}`])
+}
+
+/** Opens a new file that cannot be anything but new: O_EXCL (which also refuses a symlink in its place) and O_NOFOLLOW. */
+export async function openNewPrivateFile(file: string): Promise<FileHandle> {
+  return open(file, fsConstants.O_WRONLY | fsConstants.O_CREAT | fsConstants.O_EXCL | fsConstants.O_NOFOLLOW, PRIVATE_FILE_MODE)
+}
+
+/**
+ * Writes an output file whole or not at all: the content goes to a new temp file beside it
+ * (O_EXCL, owner-only), is fsync-ed, then takes the name. Without `overwrite` the name is
+ * taken with link(), which fails if anything appeared there meanwhile; with it, rename()
+ * replaces the old file (a symlink placed there in the meantime is replaced, never followed).
+ */
+export async function writeOutputFile(file: string, content: Buffer | string, options: OutputFileOptions = {}): Promise<void> {
+  refuseExistingOutput(file, options)
+  const temporary = temporaryNameFor(file)
+  const handle = await openNewPrivateFile(temporary)
+  try {
+    try {
+      await handle.writeFile(content)
+      await handle.sync()
+    } finally {
+      await handle.close()
+    }
+    if (options.overwrite) {
+      await rename(temporary, file)
+    } else {
+      await link(temporary, file).catch((error: NodeJS.ErrnoException) => {
+        if (error.code === 'EEXIST') throw usageError(`'${file}' already exists`, [`give a new path${options.overwriteFlag ? `, or pass ${options.overwriteFlag} to replace it` : ''}`])
+        throw error
+      })
+    }
+  } finally {
+    await rm(temporary, {force: true})
+  }
+}
+
+/**
+ * Moves a finished temp file into place inside a directory slotctl writes (a backup): a
+ * symlink or anything else at the name is replaced, never followed (rename replaces the
+ * link itself); a directory there is refused.
+ */
+export async function replaceWithin(temporary: string, file: string): Promise<void> {
+  const existing = await lstat(file).catch(() => undefined)
+  if (existing?.isDirectory()) throw usageError(`'${file}' is a directory`)
+  await rename(temporary, file)
+}
+
+/**
+ * Opens a file that must be a regular file for reading, never through a symlink and never
+ * a FIFO or a device (whose reads never end): O_NOFOLLOW | O_NONBLOCK (a FIFO then opens at
+ * once instead of waiting for a writer), and fstat on what was opened.
+ */
+export async function openRegularFile(file: string): Promise<FileHandle> {
+  const handle = await open(file, fsConstants.O_RDONLY | fsConstants.O_NOFOLLOW | fsConstants.O_NONBLOCK).catch((error: NodeJS.ErrnoException) => {
+    if (error.code === 'ELOOP') throw new Error('it is a symlink')
+    throw error
+  })
+  const stats = await handle.stat()
+  if (!stats.isFile()) {
+    await handle.close()
+    throw new Error('it is not a regular file')
+  }
+  return handle
+}
+
+/** Appends to an existing file, never through a symlink (a journal line: synchronous, so it reaches the kernel before the next step). */
+export function appendToFileSync(file: string, text: string): void {
+  const fd = openSync(file, fsConstants.O_WRONLY | fsConstants.O_APPEND | fsConstants.O_NOFOLLOW)
+  try {
+    writeFileSync(fd, text)
+  } finally {
+    closeSync(fd)
+  }
+}
+
+/**
+ * Reads an input file (a plan, a journal, a zones or PEM file) that must be a regular file: a
+ * FIFO or a device would block this synchronous read forever (and with it every signal
+ * handler), so it is opened non-blocking and refused on fstat. Symlinks to a regular file are
+ * fine for reading. Larger than `limit` bytes: refused.
+ */
+export function readRegularFileSync(file: string, limit = Number.POSITIVE_INFINITY): Buffer {
+  const fd = openSync(file, fsConstants.O_RDONLY | fsConstants.O_NONBLOCK)
+  try {
+    const stats = fstatSync(fd)
+    if (!stats.isFile()) throw new Error('it is not a regular file')
+    if (stats.size > limit) throw new Error(`it is larger than ${limit} bytes`)
+    return readFileSync(fd)
+  } finally {
+    closeSync(fd)
+  }
+}
+
+/** Why a file could not be read, in a few words (no errno noise for the common case). */
+export function readErrorText(error: unknown): string {
+  return (error as NodeJS.ErrnoException).code === 'ENOENT' ? 'no such file' : errorMessage(error)
 }

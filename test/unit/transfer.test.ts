@@ -84,7 +84,8 @@ describe('backup manifest: digests of another algorithm', () => {
   it('are dropped on reading (restore then digests the files itself); this algorithm\'s are kept', async () => {
     const dir = await mkdtemp(path.join(tmpdir(), 'slotctl-manifest-'))
     try {
-      const manifest = (algorithm: string) => ({digestAlgorithm: algorithm, files: [{digest: 'ab'.repeat(20), file: 'a.rdb'}], kind: 'slotctl-backup', schemaVersion: 1})
+      const entry = {bytes: 18, digest: 'ab'.repeat(20), file: 'a.rdb', keys: 1, keysWithExpiry: 0, master: {address: '127.0.0.1:7000', id: 'a'.repeat(40)}, sha256: 'cd'.repeat(32), slots: [[0, 16_383]]}
+      const manifest = (algorithm: string) => ({digestAlgorithm: algorithm, files: [entry], kind: 'slotctl-backup', schemaVersion: 1})
       await writeFile(path.join(dir, 'manifest.json'), JSON.stringify(manifest('slotctl-content-v1')))
       expect((await readManifest(dir)).files[0].digest).to.equal(null)
       await writeFile(path.join(dir, 'manifest.json'), JSON.stringify(manifest(DIGEST_ALGORITHM)))

@@ -12,7 +12,7 @@ import {type KeyCountsByMaster, refuseKeysOutsideOwners} from '../check/scan.js'
 import {type ClusterSnapshot, reloadUntil} from '../cluster/loader.js'
 import {parseAddress} from '../cluster/address.js'
 import {ExitCode, SlotctlError, usageError} from '../errors.js'
-import {refuseKernelPath, writePrivateFile} from '../files.js'
+import {refuseExistingOutput, refuseKernelPath, writeOutputFile} from '../files.js'
 import type {PhaseTimes} from '../phases.js'
 import {type ExecuteResult, type ExecuteWarning, type MigrationEvent, executePlan} from '../migrate/executor.js'
 import {Journal, type JournalState, type RunSettings, defaultJournalPath, journalDir} from '../migrate/journal.js'
@@ -151,7 +151,8 @@ export abstract class MigrationCommand<T extends typeof Command> extends BaseCom
     'legacy-migrate': Flags.boolean({description: 'use SETSLOT + MIGRATE even where both nodes offer atomic slot migration (Valkey >= 9)', helpGroup: 'MIGRATION'}),
     progress: Flags.option({default: 'auto', description: 'progress on stderr: a bar on a terminal, a line every few seconds elsewhere (auto), NDJSON events (json), or none', helpGroup: 'MIGRATION', options: ['auto', 'bar', 'lines', 'json', 'none'] as const})(),
     'dry-run': Flags.boolean({description: 'show the plan and change nothing'}),
-    out: Flags.string({description: 'write the plan as JSON to this file (run it later with slotctl apply)'}),
+    out: Flags.string({description: 'write the plan as JSON to this new file (run it later with slotctl apply)'}),
+    overwrite: Flags.boolean({dependsOn: ['out'], description: 'replace the --out file if it exists (a symlink is never written through)'}),
   }
 
   protected finishInFlightOnInterrupt = true
@@ -298,6 +299,8 @@ export abstract class MigrationCommand<T extends typeof Command> extends BaseCom
   protected async runPlan(loaded: ClusterSnapshot, plan: MigrationPlan, options: RunPlanOptions): Promise<MigrationResult> {
     const f = this.flags as Record<string, unknown>
     const done = options.resume?.state.doneSlots ?? new Set<number>()
+    // before any work: a plan file that cannot be written is bad input
+    if (f.out) refuseExistingOutput(f.out as string, {overwrite: Boolean(f.overwrite), overwriteFlag: '--overwrite'})
     await this.refuseIfOtherRun(loaded)
     const snapshot = await this.phases.time('settle', () => this.settledSnapshot(loaded, options.resume?.state.inFlight))
     const warnings: ExecuteWarning[] = []
@@ -306,7 +309,7 @@ export abstract class MigrationCommand<T extends typeof Command> extends BaseCom
     this.showPlan(snapshot, plan, done)
     const remainingMoves = plan.moves.filter((move) => !done.has(move.slot))
     const {choice, counted, legacyMoves} = await this.phases.time('preflight', () => this.preflight(snapshot, plan, remainingMoves, addresses, options))
-    if (f.out) await this.writePlan(plan, f.out as string)
+    if (f.out) await this.writePlan(plan, f.out as string, Boolean(f.overwrite))
     const unmoved = {...unmovedResult(plan, done), warnings: warnings.map((warning) => issue(warning.code, warning.message))}
     const remaining = plan.moves.filter((move) => !done.has(move.slot))
     if (f['dry-run']) {
@@ -552,10 +555,11 @@ export abstract class MigrationCommand<T extends typeof Command> extends BaseCom
     this.log(planTable(plan, address, done))
   }
 
-  private async writePlan(plan: MigrationPlan, file: string): Promise<void> {
+  private async writePlan(plan: MigrationPlan, file: string, overwrite: boolean): Promise<void> {
     try {
-      await writePrivateFile(file, `${JSON.stringify(plan, null, 2)}\n`)
+      await writeOutputFile(file, `${JSON.stringify(plan, null, 2)}\n`, {overwrite, overwriteFlag: '--overwrite'})
     } catch (error) {
+      if (error instanceof SlotctlError) throw error
       throw usageError(`cannot write the plan to '${file}': ${(error as Error).message}`)
     }
     this.note(`plan written to ${file}`)

@@ -2,7 +2,6 @@
  * The connection layer: one lazily created ioredis client per node, fail-fast settings for
  * admin work, bounded parallelism, and one place that closes everything.
  */
-import {readFileSync} from 'node:fs'
 import {createRequire} from 'node:module'
 import {connect as connectTcp} from 'node:net'
 import {type ConnectionOptions as TlsOptions, connect as connectTls, createSecureContext} from 'node:tls'
@@ -11,6 +10,9 @@ import type {Redis as RedisClient, RedisOptions} from 'ioredis'
 
 import {type NodeAddress, formatAddress} from './address.js'
 import {SlotctlError, errorMessage, isConnectionLost, nodeFailure, usageError} from '../errors.js'
+import {readRegularFileSync} from '../files.js'
+
+const MAX_PEM_BYTES = 1024 * 1024
 
 // Required, not imported: an ESM import of a CommonJS package first scans its source, and
 // the modules it re-exports, for export names (about 40 ms of every start for ioredis).
@@ -48,7 +50,7 @@ export const DEFAULT_CONNECTION: ConnectionSettings = {commandTimeoutMs: 15_000,
 function readPem(file: string, flag: string): Buffer {
   let content: Buffer
   try {
-    content = readFileSync(file)
+    content = readRegularFileSync(file, MAX_PEM_BYTES)
   } catch (error) {
     throw usageError(`cannot read the ${flag} file '${file}': ${errorMessage(error)}`)
   }

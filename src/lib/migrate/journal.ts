@@ -3,12 +3,12 @@
  * lines, appended synchronously), so an interrupted run — even by kill -9 — can be resumed,
  * and fix can roll an open slot forward to its intended target.
  */
-import {appendFileSync, readFileSync, readdirSync, statSync} from 'node:fs'
+import {readdirSync, statSync} from 'node:fs'
 import {homedir} from 'node:os'
 import path from 'node:path'
 
 import {SlotctlError, usageError} from '../errors.js'
-import {createJournalFile, cutTornLastLine} from '../files.js'
+import {appendToFileSync, createJournalFile, cutTornLastLine, readErrorText, readRegularFileSync} from '../files.js'
 import {validateJournalLine} from '../plan/plan-file.js'
 import type {MigrationPlan} from '../plan/types.js'
 
@@ -119,7 +119,7 @@ export class Journal {
     // A synchronous append reaches the kernel before the next step, so it survives kill -9.
     // No fsync: it cost milliseconds per slot, and after a machine crash the cluster's own
     // open-slot markers still tell `fix` what was in flight.
-    if (lines.length > 0) appendFileSync(this.path, lines.map((line) => `${JSON.stringify(line)}\n`).join(''))
+    if (lines.length > 0) appendToFileSync(this.path, lines.map((line) => `${JSON.stringify(line)}\n`).join(''))
   }
 }
 
@@ -139,9 +139,9 @@ function parseLine(raw: string, where: string, isLast: boolean): JournalLine | u
 export function readJournal(file: string): JournalState {
   let text: string
   try {
-    text = readFileSync(file, 'utf8')
-  } catch {
-    throw usageError(`cannot read journal '${file}'`)
+    text = readRegularFileSync(file).toString('utf8')
+  } catch (error) {
+    throw usageError(`cannot read journal '${file}': ${readErrorText(error)}`)
   }
   const state: Partial<JournalState> & {doneSlots: Set<number>; inFlight: Set<number>} = {doneSlots: new Set(), inFlight: new Set()}
   const lines = text.split('\n')

@@ -4,12 +4,14 @@
  * An exact HOST:PORT entry wins over a host entry. A node the operator names no zone for
  * takes the `availability_zone` its server reports (Valkey ≥ 8, config availability-zone).
  */
-import {readFileSync} from 'node:fs'
 
 import type {NodePool} from '../cluster/connection.js'
 import {readServerFeaturesOf} from '../cluster/server-info.js'
 import {errorMessage, usageError} from '../errors.js'
 import type {ZoneOf} from '../plan/placement.js'
+import {readRegularFileSync} from '../files.js'
+
+const MAX_ZONES_BYTES = 16 * 1024 * 1024
 
 export type ZoneMap = Map<string, string>
 
@@ -41,7 +43,7 @@ export function readZones(flags: readonly string[] = [], file?: string): ZoneMap
   if (file) {
     let text: string
     try {
-      text = readFileSync(file, 'utf8')
+      text = readRegularFileSync(file, MAX_ZONES_BYTES).toString('utf8')
     } catch (error) {
       throw usageError(`cannot read --zones-file '${file}': ${errorMessage(error)}`)
     }

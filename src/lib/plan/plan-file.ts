@@ -12,6 +12,10 @@ import type {ErrorObject, ValidateFunction} from 'ajv'
 
 import {usageError} from '../errors.js'
 import type {MigrationPlan} from './types.js'
+import {readRegularFileSync} from '../files.js'
+
+/** A plan of every slot is well under a megabyte. */
+const MAX_PLAN_BYTES = 64 * 1024 * 1024
 
 const SCHEMA_DIR = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../../schemas')
 
@@ -58,7 +62,7 @@ export function validatePlan(value: unknown, file: string): MigrationPlan {
 export function readPlanFile(file: string): MigrationPlan {
   let text: string
   try {
-    text = readFileSync(file, 'utf8')
+    text = readRegularFileSync(file, MAX_PLAN_BYTES).toString('utf8')
   } catch (error) {
     throw usageError(`cannot read plan '${file}': ${(error as NodeJS.ErrnoException).code === 'ENOENT' ? 'no such file' : (error as Error).message}`)
   }

@@ -4,7 +4,6 @@
  * bound memory, each file is loaded by a local throw-away server to count and digest its keys;
  * then nodes.json and, last, the manifest.
  */
-import {rename} from 'node:fs/promises'
 import path from 'node:path'
 
 import type {ClusterSnapshot} from '../cluster/loader.js'
@@ -13,12 +12,13 @@ import {parseAddress} from '../cluster/address.js'
 import {countSlots} from '../cluster/slots.js'
 import {type ClusterNode, mastersOf, parseInfo, replicasOf} from '../cluster/topology.js'
 import {SlotctlError, errorMessage} from '../errors.js'
+import {replaceWithin} from '../files.js'
 import {DIGEST_ALGORITHM, digestServer} from './digest.js'
 import type {Issue} from '../cli/result.js'
 import {MANIFEST_FILE, type Manifest, type ManifestFile, NODES_FILE, type NodesFile, removeQuietly, writeJson} from './manifest.js'
 import {fetchRdb} from './rdb-fetch.js'
 import {withRdbServer} from './rdb-server.js'
-import {serverVersionOf} from './source.js'
+import {keyspaceOf, serverVersionOf} from './source.js'
 
 export interface BackupSource {
   master: ClusterNode
@@ -30,10 +30,12 @@ export interface BackupOptions {
   dir: string
   parallel: number
   fromReplicas: boolean
-  /** local server binary that loads each file to count and digest it; null: not verified */
+  /** local server binary that loads each file to count and digest it; null: not verified (--no-verify) */
   serverBinary: string | null
-  /** why not, when serverBinary is null */
-  unverifiedReason?: string
+  /** a file larger than this is refused; undefined: RDB_LIMIT_FACTOR x the node's used_memory + RDB_LIMIT_SLACK */
+  maxRdbBytes?: number
+  /** the whole transfer of one file */
+  syncTimeoutMs?: number
   slotctlVersion: string
   signal?: AbortSignal
   /** temp files in the making, so an interrupt can remove them */
@@ -42,6 +44,8 @@ export interface BackupOptions {
 }
 
 export interface BackupFileResult extends ManifestFile {
+  /** keys without a TTL the node held right before its file was taken */
+  nodeKeysWithoutExpiry: number
   elapsedMs: number
   verifyElapsedMs: number | null
 }
@@ -112,6 +116,24 @@ export function nodesFile(snapshot: ClusterSnapshot, versions: ReadonlyMap<strin
   }
 }
 
+/**
+ * An RDB is at most about the size of the data in memory (it is compact, often compressed):
+ * a node that sends far more than it holds sends something else, or sends forever.
+ */
+const RDB_LIMIT_FACTOR = 2
+const RDB_LIMIT_SLACK = 64 * 1024 * 1024
+
+/** What the node holds right before its file is taken: the bound on the file's size, and a floor for its key count. */
+async function nodeBeforeSync(pool: NodePool, node: ClusterNode, explicitLimit?: number): Promise<{maxBytes: number; keysWithoutExpiry: number}> {
+  const info = parseInfo(String(await (await pool.client(node.address)).info()))
+  const db0 = keyspaceOf(info).find((entry) => entry.db === 0)
+  const keysWithoutExpiry = db0 ? db0.keys - db0.expires : 0
+  if (explicitLimit !== undefined) return {keysWithoutExpiry, maxBytes: explicitLimit}
+  const used = Number(info.used_memory)
+  if (!Number.isFinite(used) || used < 0) throw new SlotctlError(`${node.address} reports no used_memory in INFO: cannot bound its RDB`, {code: 'E_SYNC', suggestions: ['give the limit with --max-rdb-bytes']})
+  return {keysWithoutExpiry, maxBytes: used * RDB_LIMIT_FACTOR + RDB_LIMIT_SLACK}
+}
+
 export function rdbFileName(master: ClusterNode): string {
   return `${master.id}.rdb`
 }
@@ -122,8 +144,11 @@ async function fetchOne(pool: NodePool, source: BackupSource, options: BackupOpt
   const partial = `${final}.partial`
   options.partialFiles.add(partial)
   try {
-    const fetched = await fetchRdb(parseAddress(source.from.address), pool.settings, partial, {signal: options.signal})
-    await rename(partial, final)
+    const {keysWithoutExpiry, maxBytes} = await nodeBeforeSync(pool, source.from, options.maxRdbBytes)
+    // a leftover (or planted) partial name is removed, never written through
+    await removeQuietly(partial)
+    const fetched = await fetchRdb(parseAddress(source.from.address), pool.settings, partial, {maxBytes, signal: options.signal, timeoutMs: options.syncTimeoutMs})
+    await replaceWithin(partial, final)
     return {
       bytes: fetched.bytes,
       digest: null,
@@ -133,6 +158,7 @@ async function fetchOne(pool: NodePool, source: BackupSource, options: BackupOpt
       keys: null,
       keysWithExpiry: null,
       master: ref(source.master),
+      nodeKeysWithoutExpiry: keysWithoutExpiry,
       serverVersion: versions.get(source.from.id) ?? null,
       sha256: fetched.sha256,
       slotCount: countSlots(source.master.slots),
@@ -153,6 +179,10 @@ async function verifyOne(file: BackupFileResult, options: BackupOptions): Promis
     const {digest, keys} = await digestServer(server.client, options.signal)
     // keys with a TTL may expire while they are read: only without any is a difference an anomaly
     if (keys !== server.keys && server.keysWithExpiry === 0) throw new SlotctlError(`${file.file}: the local server reports ${server.keys} keys but ${keys} were read`, {code: 'E_BACKUP_MISMATCH'})
+    // far fewer keys than the node held a moment before: not the node's data (a forged or truncated file)
+    if (keys * 2 < file.nodeKeysWithoutExpiry) {
+      throw new SlotctlError(`${file.file} holds ${keys} keys once loaded, but ${file.takenFrom.address} held ${file.nodeKeysWithoutExpiry} keys without a TTL right before (if they were deleted meanwhile, back up again)`, {code: 'E_BACKUP_MISMATCH'})
+    }
     Object.assign(file, {digest, keys, keysWithExpiry: server.keysWithExpiry})
   })
   file.verifyElapsedMs = Date.now() - started
@@ -173,22 +203,29 @@ export async function runBackup(pool: NodePool, snapshot: ClusterSnapshot, sourc
   }
   if (outcome.failures.length > 0 || options.signal?.aborted) return outcome
   if (options.serverBinary === null) {
-    outcome.warnings.push({code: 'NOT_VERIFIED', message: `${options.unverifiedReason ?? 'no local server'}: the files were not loaded to count and digest their keys (restore will)`})
+    outcome.warnings.push({code: 'NOT_VERIFIED', message: '--no-verify: the files were not loaded to count and digest their keys (restore will)'})
   } else {
+    // a file no server can load is no backup: no manifest vouches for it
     for (const file of outcome.files) {
       try {
         await verifyOne(file, options)
       } catch (error) {
         if (options.signal?.aborted) return outcome
-        outcome.warnings.push({code: 'NOT_VERIFIED', message: `${file.file} could not be loaded locally to count its keys: ${errorMessage(error)}`})
+        const message = errorMessage(error)
+        outcome.failures.push({
+          code: error instanceof SlotctlError ? error.code : 'E_RDB_LOAD',
+          message: message.includes(file.file) ? message : `${file.file} could not be verified: ${message}`,
+          node: {address: file.takenFrom.address, id: file.takenFrom.id},
+        })
       }
     }
+    if (outcome.failures.length > 0) return outcome
   }
   await writeJson(path.join(options.dir, NODES_FILE), nodesFile(snapshot, versions, takenAt))
   outcome.manifest = {
     createdAt: takenAt.toISOString(),
     digestAlgorithm: DIGEST_ALGORITHM,
-    files: outcome.files.map(({elapsedMs: _fetch, verifyElapsedMs: _verify, ...entry}) => entry),
+    files: outcome.files.map(({elapsedMs: _fetch, nodeKeysWithoutExpiry: _node, verifyElapsedMs: _verify, ...entry}) => entry),
     fromReplicas: options.fromReplicas,
     kind: 'slotctl-backup',
     schemaVersion: 1,

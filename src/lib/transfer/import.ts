@@ -8,6 +8,8 @@ import {type NodePool, mapLimit} from '../cluster/connection.js'
 import {keySlot} from '../cluster/slots.js'
 import type {Issue, NodeRef} from '../cli/result.js'
 import type {Conflict} from './mover.js'
+import {ScanGuard} from './scan-guard.js'
+import {ExitCode, SlotctlError} from '../errors.js'
 
 export interface KeyName {
   /** the name as text when it is valid UTF-8, else 0x-prefixed hex */
@@ -68,12 +70,15 @@ export interface Survey {
 const SURVEY_SCAN_COUNT = 2000
 
 /** Dry run: scans the source (never KEYS) and asks each owner which keys it already has. */
-export async function surveySource(source: Redis, cluster: NodePool, owners: readonly NodeRef[], match?: string): Promise<Survey> {
+export async function surveySource(source: Redis, cluster: NodePool, owners: readonly NodeRef[], scope: {address: string; keys: number; match?: string; signal?: AbortSignal}): Promise<Survey> {
   const survey: Survey = {keys: 0, perOwner: new Map(), present: 0}
+  const guard = new ScanGuard(source, `the source ${scope.address}`, scope.keys, SURVEY_SCAN_COUNT)
   let cursor = '0'
   do {
-    const [next, keys] = (await source.callBuffer('SCAN', cursor, ...(match ? ['MATCH', match] : []), 'COUNT', SURVEY_SCAN_COUNT)) as [Buffer, Buffer[]]
+    if (scope.signal?.aborted) throw new SlotctlError('interrupted: nothing was changed', {code: 'E_INTERRUPTED', exitCode: ExitCode.interrupted})
+    const [next, keys] = (await source.callBuffer('SCAN', cursor, ...(scope.match ? ['MATCH', scope.match] : []), 'COUNT', SURVEY_SCAN_COUNT)) as [Buffer, Buffer[]]
     cursor = next.toString()
+    await guard.step(cursor)
     const groups = new Map<NodeRef, Buffer[]>()
     for (const key of keys) {
       const owner = owners[keySlot(key)]

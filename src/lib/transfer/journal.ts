@@ -4,10 +4,9 @@
  * SCAN from the last checkpoint; keys of later pages that had already moved are gone from the
  * source (a move) or found equal in the cluster (a copy), so nothing is done twice.
  */
-import {appendFileSync, readFileSync} from 'node:fs'
 
 import {SlotctlError, usageError} from '../errors.js'
-import {createJournalFile, cutTornLastLine} from '../files.js'
+import {appendToFileSync, createJournalFile, cutTornLastLine, readErrorText, readRegularFileSync} from '../files.js'
 import type {Checkpoint} from './mover.js'
 
 export interface ImportSettings {
@@ -63,16 +62,16 @@ export class ImportJournal {
   }
 
   private append(line: JournalLine): void {
-    appendFileSync(this.path, `${JSON.stringify(line)}\n`)
+    appendToFileSync(this.path, `${JSON.stringify(line)}\n`)
   }
 }
 
 export function readImportJournal(file: string): ImportJournalState {
   let text: string
   try {
-    text = readFileSync(file, 'utf8')
-  } catch {
-    throw usageError(`cannot read journal '${file}'`)
+    text = readRegularFileSync(file).toString('utf8')
+  } catch (error) {
+    throw usageError(`cannot read journal '${file}': ${readErrorText(error)}`)
   }
   let state: ImportJournalState | undefined
   for (const raw of text.split('\n')) {

@@ -5,11 +5,11 @@
  * to a temp name, fsync-ed and renamed: a crash never leaves half a file under a real name.
  */
 import {createHash} from 'node:crypto'
-import {createReadStream} from 'node:fs'
-import {open, readFile, rename, rm} from 'node:fs/promises'
+import {rm} from 'node:fs/promises'
 import path from 'node:path'
 
 import {SlotctlError, errorMessage, usageError} from '../errors.js'
+import {openRegularFile, writeOutputFile} from '../files.js'
 import type {SlotRange} from '../cluster/slots.js'
 import type {NodeRef} from '../cli/result.js'
 import {DIGEST_ALGORITHM} from './digest.js'
@@ -66,32 +66,58 @@ export interface Manifest {
   files: ManifestFile[]
 }
 
-export async function writeFileAtomic(file: string, data: string): Promise<void> {
-  const temporary = `${file}.partial`
-  const handle = await open(temporary, 'w')
+export async function writeJson(file: string, value: unknown): Promise<void> {
+  await writeOutputFile(file, `${JSON.stringify(value, null, 2)}\n`, {overwrite: true})
+}
+
+/** A manifest is a few hundred bytes per master: anything near this is not one. */
+const MAX_MANIFEST_BYTES = 16 * 1024 * 1024
+const READ_CHUNK = 1024 * 1024
+
+/**
+ * SHA-256 of a regular file (never a symlink, FIFO or device), reading at most `limit` bytes:
+ * a file that grows, or holds more than its manifest says, ends the read all the same.
+ */
+export async function sha256File(file: string, limit: number): Promise<{sha256: string; bytes: number; longer: boolean}> {
+  const hash = createHash('sha256')
+  const handle = await openRegularFile(file)
   try {
-    await handle.writeFile(data)
-    await handle.sync()
+    const buffer = Buffer.alloc(READ_CHUNK)
+    let bytes = 0
+    for (;;) {
+      const {bytesRead} = await handle.read(buffer, 0, Math.min(READ_CHUNK, limit + 1 - bytes), null)
+      if (bytesRead === 0) return {bytes, longer: false, sha256: hash.digest('hex')}
+      if (bytes + bytesRead > limit) return {bytes: bytes + bytesRead, longer: true, sha256: ''}
+      hash.update(buffer.subarray(0, bytesRead))
+      bytes += bytesRead
+    }
   } finally {
     await handle.close()
   }
-  await rename(temporary, file)
 }
 
-export async function writeJson(file: string, value: unknown): Promise<void> {
-  await writeFileAtomic(file, `${JSON.stringify(value, null, 2)}\n`)
-}
-
-export async function sha256File(file: string): Promise<string> {
-  const hash = createHash('sha256')
-  for await (const chunk of createReadStream(file)) hash.update(chunk as Buffer)
-  return hash.digest('hex')
+/** A small file read whole, refused when it is not a regular file or is larger than `limit`. */
+async function readBoundedText(file: string, limit: number): Promise<string> {
+  const handle = await openRegularFile(file)
+  try {
+    const buffer = Buffer.alloc(limit + 1)
+    let length = 0
+    for (;;) {
+      const {bytesRead} = await handle.read(buffer, length, buffer.length - length, null)
+      if (bytesRead === 0) break
+      length += bytesRead
+      if (length > limit) throw new Error(`larger than ${limit} bytes`)
+    }
+    return buffer.subarray(0, length).toString('utf8')
+  } finally {
+    await handle.close()
+  }
 }
 
 async function readJsonFile<T>(file: string, what: string): Promise<T> {
   let text: string
   try {
-    text = await readFile(file, 'utf8')
+    text = await readBoundedText(file, MAX_MANIFEST_BYTES)
   } catch (error) {
     if ((error as NodeJS.ErrnoException).code === 'ENOENT') {
       throw new SlotctlError(`${path.dirname(file)} has no ${path.basename(file)}: not a slotctl backup, or the backup did not finish`, {code: 'E_NOT_A_BACKUP', exitCode: 2})
@@ -106,10 +132,53 @@ async function readJsonFile<T>(file: string, what: string): Promise<T> {
 }
 
 export async function readManifest(dir: string): Promise<Manifest> {
-  const manifest = await readJsonFile<Manifest>(path.join(dir, MANIFEST_FILE), 'manifest')
-  if (manifest.kind !== 'slotctl-backup' || !Array.isArray(manifest.files)) throw usageError(`${path.join(dir, MANIFEST_FILE)} is not a slotctl backup manifest`)
-  if (manifest.schemaVersion !== 1) throw usageError(`${path.join(dir, MANIFEST_FILE)} has schemaVersion ${manifest.schemaVersion}; this slotctl reads 1`)
-  return withComparableDigests(manifest)
+  const file = path.join(dir, MANIFEST_FILE)
+  const manifest = await readJsonFile<unknown>(file, 'manifest')
+  if (!isRecord(manifest) || manifest.kind !== 'slotctl-backup' || !Array.isArray(manifest.files)) throw usageError(`${file} is not a slotctl backup manifest`)
+  if (manifest.schemaVersion !== 1) throw usageError(`${file} has schemaVersion ${String(manifest.schemaVersion).slice(0, 20)}; this slotctl reads 1`)
+  const problem = manifestProblem(manifest as unknown as Manifest)
+  if (problem) throw new SlotctlError(`${file}: ${problem}; nothing was loaded`, {code: 'E_CORRUPT_BACKUP'})
+  return withComparableDigests(manifest as unknown as Manifest)
+}
+
+const isRecord = (value: unknown): value is Record<string, unknown> => typeof value === 'object' && value !== null && !Array.isArray(value)
+const isCount = (value: unknown) => typeof value === 'number' && Number.isSafeInteger(value) && value >= 0
+const isCountOrNull = (value: unknown) => value === null || isCount(value)
+const isSlot = (value: unknown) => Number.isInteger(value) && (value as number) >= 0 && (value as number) < 16_384
+const isRange = (value: unknown) => Array.isArray(value) && value.length === 2 && isSlot(value[0]) && isSlot(value[1]) && value[0] <= value[1]
+const isNodeRef = (value: unknown) => isRecord(value) && typeof value.id === 'string' && typeof value.address === 'string'
+
+/**
+ * A file name of the manifest: a plain name in the backup directory, nothing that resolves
+ * elsewhere (a path, `..`, an absolute path); symlinks are refused when the file is opened.
+ */
+function fileNameProblem(name: unknown): string | undefined {
+  if (typeof name !== 'string' || name.length === 0) return 'has no file name'
+  // eslint-disable-next-line no-control-regex
+  if (name === '.' || name === '..' || name.includes('/') || name.includes('\\') || /[\u0000-\u001F]/.test(name)) return `names '${JSON.stringify(name).slice(1, -1).slice(0, 80)}', which is not a file inside the backup directory`
+  return undefined
+}
+
+/** What is wrong with the manifest's files, in one phrase; undefined when every entry is whole. */
+function manifestProblem(manifest: Manifest): string | undefined {
+  if (manifest.files.length === 0) return 'lists no files (a backup holds one RDB per master)'
+  const seen = new Set<string>()
+  for (const [i, entry] of (manifest.files as unknown[]).entries()) {
+    const which = `file entry ${i + 1}`
+    if (!isRecord(entry)) return `${which} is ${entry === null ? 'null' : typeof entry}, not a file entry`
+    const nameProblem = fileNameProblem(entry.file)
+    if (nameProblem) return `${which} ${nameProblem}`
+    const name = entry.file as string
+    if (seen.has(name)) return `${name} is listed twice`
+    seen.add(name)
+    if (typeof entry.sha256 !== 'string' || !/^[0-9a-f]{64}$/.test(entry.sha256)) return `${name} has no valid sha256`
+    if (!isCount(entry.bytes)) return `${name} has no valid size (bytes)`
+    if (!isNodeRef(entry.master)) return `${name} names no master`
+    if (!Array.isArray(entry.slots) || !entry.slots.every((range) => isRange(range))) return `${name} has no valid slot ranges`
+    if (!isCountOrNull(entry.keys) || !isCountOrNull(entry.keysWithExpiry ?? null)) return `${name} has an invalid key count`
+    if (!(entry.digest === null || entry.digest === undefined || typeof entry.digest === 'string')) return `${name} has an invalid digest`
+  }
+  return undefined
 }
 
 /**
@@ -129,14 +198,15 @@ export async function verifyChecksums(dir: string, manifest: Manifest): Promise<
   const bad: string[] = []
   for (const entry of manifest.files) {
     const file = path.join(dir, entry.file)
-    let actual: string
+    let actual: Awaited<ReturnType<typeof sha256File>>
     try {
-      actual = await sha256File(file)
+      actual = await sha256File(file, entry.bytes)
     } catch (error) {
       bad.push(`${entry.file} cannot be read (${(error as NodeJS.ErrnoException).code ?? errorMessage(error)})`)
       continue
     }
-    if (actual !== entry.sha256) bad.push(`${entry.file} (sha256 ${actual.slice(0, 12)}..., manifest says ${entry.sha256.slice(0, 12)}...)`)
+    if (actual.longer) bad.push(`${entry.file} (more than the ${entry.bytes} bytes the manifest says)`)
+    else if (actual.sha256 !== entry.sha256) bad.push(`${entry.file} (sha256 ${actual.sha256.slice(0, 12)}..., manifest says ${entry.sha256.slice(0, 12)}...)`)
   }
   if (bad.length === 0) return
   throw new SlotctlError(`checksum mismatch: ${bad.join('; ')}: the backup in ${dir} is damaged, nothing was loaded`, {

@@ -19,6 +19,7 @@ import {migrateAuthArgs} from '../migrate/key-mover.js'
 import type {Throttle} from '../migrate/throttle.js'
 import {fingerprints, sameValue, typeOfDump} from './digest.js'
 import type {NodeRef} from '../cli/result.js'
+import {ScanGuard} from './scan-guard.js'
 
 export interface TransferOptions {
   /** keep the source's keys (MIGRATE COPY) */
@@ -36,6 +37,9 @@ export interface TransferOptions {
   signal?: AbortSignal
   /** SCAN cursor to continue from (resume) */
   cursor?: string
+  /** the source as named in messages, and the keys it reports: what bounds its SCAN */
+  sourceAddress?: string
+  sourceKeys?: number
   onBatch?: (keys: number) => void
   /** Every key of the pages before `cursor` is handled; called in SCAN order. */
   onCheckpoint?: (checkpoint: Checkpoint) => void
@@ -79,6 +83,16 @@ interface MigrateReply {
 interface BatchOutcome {
   keys: number
   conflicts: Buffer[]
+}
+
+/** Keys of a batch looked up at the target after its MIGRATE. */
+const ARRIVAL_SAMPLE = 16
+
+/** Up to ARRIVAL_SAMPLE keys spread evenly over the batch, first and last included. */
+function sampleOf(keys: readonly Buffer[]): Buffer[] {
+  if (keys.length <= ARRIVAL_SAMPLE) return [...keys]
+  const step = (keys.length - 1) / (ARRIVAL_SAMPLE - 1)
+  return Array.from({length: ARRIVAL_SAMPLE}, (_, i) => keys[Math.round(i * step)])
 }
 
 function isBusyKey(error: unknown): boolean {
@@ -141,9 +155,35 @@ class BatchMover {
   private async migrate(owner: NodeRef, keys: Buffer[], replace: boolean, timeoutMs = this.options.timeoutMs): Promise<MigrateReply> {
     const {host, port} = parseAddress(owner.address)
     const flags = [...(this.options.copy ? ['COPY'] : []), ...(replace ? ['REPLACE'] : [])]
-    const replies = (await this.source.pipeline().callBuffer('EXISTS', ...keys).callBuffer('MIGRATE', host, port, '', 0, timeoutMs, ...flags, ...this.auth, 'KEYS', ...keys).exec()) ?? []
-    const [[existsError, existing] = [new Error('no reply'), 0], [migrateError] = [new Error('no reply')]] = replies
-    return {error: existsError ?? migrateError, existing: Number(existing)}
+    const sample = sampleOf(keys)
+    const pipeline = this.source.pipeline().callBuffer('EXISTS', ...keys)
+    for (const key of sample) pipeline.callBuffer('EXISTS', key)
+    const replies = (await pipeline.callBuffer('MIGRATE', host, port, '', 0, timeoutMs, ...flags, ...this.auth, 'KEYS', ...keys).exec()) ?? []
+    const failed = replies.length !== sample.length + 2 ? new Error('no reply') : replies.find(([error]) => error)?.[0]
+    const existing = Number(replies[0]?.[1] ?? 0)
+    if (!failed) await this.confirmArrived(owner, sample.filter((_, i) => Number(replies[i + 1][1]) > 0), existing)
+    return {error: failed ?? null, existing}
+  }
+
+  /**
+   * What the source says it sent is counted only once the target holds it: a sample of the
+   * batch's keys that existed at the source right before the MIGRATE is looked up at the
+   * target. A source that answers OK without sending (a fake, a broken proxy) is caught at its
+   * first batch, one that sends part of a batch almost surely; looking up every key would
+   * double the cost of an import.
+   */
+  private async confirmArrived(owner: NodeRef, sent: Buffer[], reported: number): Promise<void> {
+    if (sent.length === 0) return
+    const target = await this.cluster.client(owner.address)
+    // one EXISTS per key: a batch spans many slots, and a cluster node refuses CROSSSLOT
+    const pipeline = target.pipeline()
+    for (const key of sent) pipeline.exists(key)
+    const present = ((await pipeline.exec()) ?? []).filter(([error, found]) => !error && Number(found) > 0).length
+    if (present === sent.length) return
+    throw new SlotctlError(`the source reported ${reported} key(s) migrated into ${owner.address}, which holds ${present} of the ${sent.length} looked up: the source did not send what it says`, {
+      code: 'E_KEYS_MISSING',
+      suggestions: ['check that --from is a Redis or Valkey server (a proxy that answers MIGRATE with OK sends nothing); a key with a TTL may also have expired just then: continue with --resume JOURNAL'],
+    })
   }
 
   /**
@@ -281,6 +321,7 @@ export async function transferKeys(source: Redis, cluster: NodePool, owners: rea
   const ownerCount = new Set(owners).size
   const scanCount = Math.min(MAX_SCAN_COUNT, options.batchKeys * ownerCount)
   const match = options.match ? ['MATCH', options.match] : []
+  const guard = new ScanGuard(source, options.sourceAddress ?? 'the source', options.sourceKeys ?? 0, scanCount)
   const result: TransferResult = {complete: false, conflicts: [], cursor: options.cursor ?? '0', elapsedMs: 0, interrupted: false, keys: 0, perOwner: new Map()}
   const pages: Page[] = []
   const running = new Set<Promise<void>>()
@@ -337,12 +378,13 @@ export async function transferKeys(source: Redis, cluster: NodePool, owners: rea
       const [next, keys] = (await source.callBuffer('SCAN', cursor, ...match, 'COUNT', scanCount)) as [Buffer, Buffer[]]
       scanned = true
       cursor = next.toString()
+      await guard.step(cursor)
       const page: Page = {conflicts: [], done: false, handled: 0, keys, next: cursor}
       pages.push(page)
       launch(page)
     }
   } catch (error) {
-    result.failure ??= new SlotctlError(`cannot SCAN the source: ${errorMessage(error)}`, {code: 'E_SOURCE'})
+    result.failure ??= error instanceof SlotctlError ? error : new SlotctlError(`cannot SCAN the source: ${errorMessage(error)}`, {code: 'E_SOURCE'})
   }
   await Promise.all(running)
   result.complete = !result.failure && !result.interrupted && pages.length === 0 && result.cursor === '0' && scanned

@@ -10,14 +10,13 @@
  * renames it into place.
  */
 import {createHash} from 'node:crypto'
-import {createWriteStream} from 'node:fs'
-import {open} from 'node:fs/promises'
 import net from 'node:net'
 import tls from 'node:tls'
 
 import {type NodeAddress, formatAddress} from '../cluster/address.js'
 import {type ConnectionSettings, buildTlsOptions} from '../cluster/connection.js'
 import {SlotctlError, errorMessage} from '../errors.js'
+import {openNewPrivateFile} from '../files.js'
 
 export interface FetchedRdb {
   bytes: number
@@ -30,11 +29,18 @@ export interface FetchedRdb {
 export interface FetchOptions {
   /** no byte for this long (the node sends a newline every second while it prepares): give up */
   idleTimeoutMs?: number
+  /** the whole transfer, keep-alive newlines included: a node that never finishes is given up */
+  timeoutMs?: number
+  /** a file larger than this (announced or streamed) is refused: a node that never stops */
+  maxBytes?: number
   signal?: AbortSignal
 }
 
 const EOF_MARK_LENGTH = 40
 const DEFAULT_IDLE_TIMEOUT_MS = 60_000
+export const DEFAULT_SYNC_TIMEOUT_MS = 3_600_000
+/** A reply line before the file (+OK, the bulk header) is short: more without a line end is not a node speaking RESP. */
+const MAX_LINE_BYTES = 64 * 1024
 
 function command(...args: string[]): string {
   return `*${args.length}\r\n${args.map((arg) => `$${Buffer.byteLength(arg)}\r\n${arg}\r\n`).join('')}`
@@ -79,6 +85,7 @@ export class RdbReceiver {
     private readonly write: (chunk: Buffer) => boolean,
     private readonly auth: string[] | undefined,
     private readonly address: string,
+    private readonly maxBytes = Number.POSITIVE_INFINITY,
   ) {
     this.phase = auth ? 'auth' : 'rdb-only'
   }
@@ -100,6 +107,7 @@ export class RdbReceiver {
       }
       const end = data.indexOf('\r\n')
       if (end === -1) {
+        if (data.length > MAX_LINE_BYTES) throw new SlotctlError(`${this.address} sent ${data.length} bytes without a line end instead of a reply: not a Redis or Valkey node`, {code: 'E_SYNC'})
         this.pending = data
         break
       }
@@ -147,7 +155,7 @@ export class RdbReceiver {
     }
     const eof = /^\$EOF:(.{40})$/.exec(text)
     if (eof) this.mark = Buffer.from(eof[1], 'latin1')
-    else if (/^\$\d+$/.test(text)) this.remaining = Number(text.slice(1))
+    else if (/^\$\d+$/.test(text)) this.remaining = this.withinLimit(Number(text.slice(1)), 'announced')
     else throw new SlotctlError(`${this.address} answered SYNC with '${text.slice(0, 60)}' instead of an RDB`, {code: 'E_SYNC'})
     this.phase = 'payload'
   }
@@ -170,8 +178,14 @@ export class RdbReceiver {
     return {done: false, drained: this.emit(joined.subarray(0, joined.length - keep))}
   }
 
+  private withinLimit(bytes: number, how: string): number {
+    if (bytes > this.maxBytes) throw new SlotctlError(`${this.address} ${how} an RDB of more than ${this.maxBytes} bytes, the limit for this node (--max-rdb-bytes)`, {code: 'E_RDB_TOO_BIG', suggestions: ['if the node really holds that much, raise --max-rdb-bytes']})
+    return bytes
+  }
+
   private emit(chunk: Buffer): boolean {
     if (chunk.length === 0) return true
+    this.withinLimit(this.bytes + chunk.length, 'sent')
     if (this.head.length < 9) this.head = Buffer.concat([this.head, chunk.subarray(0, 9 - this.head.length)])
     this.hash.update(chunk)
     this.bytes += chunk.length
@@ -193,21 +207,15 @@ function authArgs(address: NodeAddress, settings: ConnectionSettings): string[] 
   return username ? [username, password] : [password]
 }
 
-async function syncFile(file: string): Promise<void> {
-  const handle = await open(file, 'r+')
-  try {
-    await handle.sync()
-  } finally {
-    await handle.close()
-  }
-}
-
 export async function fetchRdb(address: NodeAddress, settings: ConnectionSettings, file: string, options: FetchOptions = {}): Promise<FetchedRdb> {
   const started = Date.now()
   const name = formatAddress(address)
-  const out = createWriteStream(file)
+  // a new file: never one planted at the name, never through a symlink
+  const handle = await openNewPrivateFile(file)
+  const out = handle.createWriteStream({autoClose: false})
   const socket = connect(address, settings)
-  const receiver = new RdbReceiver((text) => socket.write(text), (chunk) => out.write(chunk), authArgs(address, settings), name)
+  const receiver = new RdbReceiver((text) => socket.write(text), (chunk) => out.write(chunk), authArgs(address, settings), name, options.maxBytes)
+  const timeoutMs = options.timeoutMs ?? DEFAULT_SYNC_TIMEOUT_MS
   const received = new Promise<void>((resolve, reject) => {
     const fail = (error: unknown) => {
       socket.destroy()
@@ -218,11 +226,18 @@ export async function fetchRdb(address: NodeAddress, settings: ConnectionSetting
     options.signal?.addEventListener('abort', abort, {once: true})
     socket.setTimeout(options.idleTimeoutMs ?? DEFAULT_IDLE_TIMEOUT_MS, () => fail(new Error(`no data for ${Math.round((options.idleTimeoutMs ?? DEFAULT_IDLE_TIMEOUT_MS) / 1000)} s`)))
     const connectTimer = setTimeout(() => fail(new Error('connection timed out')), settings.connectTimeoutMs)
+    const overallTimer = setTimeout(
+      () => fail(new SlotctlError(`${name} did not send a whole RDB within ${timeoutMs < 10_000 ? `${timeoutMs} ms` : `${Math.round(timeoutMs / 1000)} s`} (--sync-timeout)`, {code: 'E_TIMEOUT', suggestions: ['if the node is just slow, raise --sync-timeout']})),
+      timeoutMs,
+    )
     socket.once(settings.tls?.enabled || address.tls ? 'secureConnect' : 'connect', () => {
       clearTimeout(connectTimer)
       receiver.start()
     })
-    socket.on('close', () => clearTimeout(connectTimer))
+    socket.on('close', () => {
+      clearTimeout(connectTimer)
+      clearTimeout(overallTimer)
+    })
     socket.on('error', fail)
     out.on('error', fail)
     socket.on('close', () => fail(new Error('the node closed the connection before the whole file arrived')))
@@ -230,6 +245,7 @@ export async function fetchRdb(address: NodeAddress, settings: ConnectionSetting
       try {
         const {done, drained} = receiver.receive(chunk)
         if (done) {
+          clearTimeout(overallTimer)
           socket.removeAllListeners('close')
           socket.destroy()
           options.signal?.removeEventListener('abort', abort)
@@ -245,12 +261,14 @@ export async function fetchRdb(address: NodeAddress, settings: ConnectionSetting
   })
   try {
     await received
-  } finally {
-    await new Promise<void>((resolve) => {
-      out.end(() => resolve())
+    await new Promise<void>((resolve, reject) => {
+      out.end((error?: Error | null) => (error ? reject(error) : resolve()))
     })
+    await handle.sync()
+  } finally {
+    out.destroy()
+    await handle.close()
   }
-  await syncFile(file)
   const {bytes, head, sha256, trailer} = receiver.result()
   const format = rdbFormat(head)
   if (!format || trailer[0] !== 0xff) throw new SlotctlError(`${name} sent ${bytes} bytes that are not a whole RDB file`, {code: 'E_SYNC'})

@@ -81,6 +81,8 @@ async function restoreFile(pool: NodePool, owners: readonly NodeRef[], entry: Ma
       onBatch: options.onBatch,
       replace: options.replace,
       signal: options.signal,
+      sourceAddress: `the local server loading ${entry.file}`,
+      sourceKeys: server.keys,
       throttle: options.throttle,
       timeoutMs: options.timeoutMs,
     })
