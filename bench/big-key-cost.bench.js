@@ -45,7 +45,8 @@ const LENGTH = {hash: 'HLEN', list: 'LLEN', set: 'SCARD', stream: 'XLEN', string
 
 async function startServer(dir, port) {
   const child = spawn(SERVER, ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--dir', dir, '--protected-mode', 'no'], {stdio: 'ignore'})
-  const client = new Redis({lazyConnect: true, port, retryStrategy: () => 50})
+  const client = new Redis({lazyConnect: true, maxRetriesPerRequest: 0, port, retryStrategy: () => null})
+  client.on('error', () => {})
   for (let i = 0; i < 100; i++) {
     const ok = await client.connect().then(() => true, () => false)
     if (ok) break
@@ -65,7 +66,8 @@ export default async function bigKeyCost() {
   const source = await startServer(dir, base)
   const target = await startServer(dir, base + 1)
   try {
-    console.log(`${String(await source.client.info('server')).match(/(redis|valkey)_version:\S+/)?.[0]}, ${ELEMENTS} elements per key`)
+    const info = String(await source.client.info('server'))
+    console.log(`${(info.match(/valkey_version:\S+/) ?? info.match(/redis_version:\S+/))?.[0]}, ${ELEMENTS} elements per key`)
     console.log('type'.padEnd(24) + 'encoding'.padEnd(12) + 'elements'.padStart(10) + 'MiB'.padStart(8) + 'DUMP ms'.padStart(9) + 'MIGRATE ms'.padStart(18) + 'ns/elem'.padStart(9) + 'MB/s'.padStart(7))
     for (const name of Object.keys(BUILDERS)) {
       const key = `big:${name}`

@@ -13,15 +13,16 @@
  * (serialise, send, copy: --assumed-migrate-rate), times a safety factor.
  *
  * Finding them must never miss one, and should not ask every key: no key outweighs its
- * node's used_memory, and every element of a costly type takes at least a few bytes, so
- * each node gives a byte size under which no key can be big or block too long. A node whose
- * used_memory is below it is not looked into at all (one INFO); on the others every key of
+ * node's dataset, and every element of a costly type takes at least a few bytes, so each
+ * node gives a byte size under which no key can be big or block too long. A node whose
+ * dataset is below it is not looked into at all (one INFO); on the others every key of
  * the slots to move is sized inside the source (MEMORY USAGE with sampling, one script call
  * per slot), and only the keys above it are asked their type and length.
  */
 import {createHash} from 'node:crypto'
 
 import {type NodePool, pipelineCalls} from '../cluster/connection.js'
+import {parseInfo} from '../cluster/topology.js'
 import {SlotctlError} from '../errors.js'
 import type {BigKey, SlotMove} from '../plan/types.js'
 
@@ -42,11 +43,12 @@ const DEFAULT_NODE_TIMEOUT_MS = 15_000
  */
 const ELEMENT_NS: Readonly<Record<string, number>> = {hash: 1500, list: 50, set: 1000, stream: 100, zset: 1000}
 /**
- * The fewest bytes (MEMORY USAGE) an element of each type takes in the encoding that costs
- * per element: 43-52 bytes per hash field, 40-46 per set member, 69-87 per sorted set member,
- * 12-13 per list item, 12-16 per stream entry in the same runs; rounded down generously.
+ * The fewest bytes (MEMORY USAGE ... SAMPLES 0) an element of each type takes in the encoding
+ * that costs per element, measured with the shortest members that are still distinct (300k
+ * of them): Valkey 9 hash 31, set 23, sorted set 68, list 2, stream 10 bytes per element;
+ * Redis 7 and 8, Valkey 8: 60, 34-52, 106, 2, 13. Rounded down below the smallest.
  */
-export const MIN_ELEMENT_BYTES: Readonly<Record<string, number>> = {hash: 32, list: 2, set: 32, stream: 4, zset: 32}
+export const MIN_ELEMENT_BYTES: Readonly<Record<string, number>> = {hash: 24, list: 2, set: 16, stream: 4, zset: 48}
 export const SAFETY_FACTOR = 2
 
 /** How long moving one key would block its master, ms; without its type, the costliest type is assumed. */
@@ -139,12 +141,20 @@ async function nodeTimeoutMs(pool: NodePool, address: string): Promise<number> {
   return error || !Number.isFinite(value) || value <= 0 ? DEFAULT_NODE_TIMEOUT_MS : value
 }
 
-/** INFO memory used_memory: no key is bigger. Undefined when the node does not say. */
-async function usedMemory(pool: NodePool, address: string): Promise<number | undefined> {
+/**
+ * No key outweighs its node's dataset: INFO memory used_memory_dataset (used_memory less the
+ * server's own overhead: its start-up memory, buffers and the key tables, whose entry for the
+ * key DATASET_SLACK covers), else used_memory. Undefined when the node does not say.
+ */
+async function largestPossibleKey(pool: NodePool, address: string): Promise<number | undefined> {
   const [[error, reply]] = await pipelineCalls(pool, address, [['INFO', 'memory']])
-  const match = error ? undefined : /^used_memory:(\d+)\r?$/m.exec(String(reply))
-  return match ? Number(match[1]) : undefined
+  if (error) return undefined
+  const info = parseInfo(String(reply))
+  const bytes = info.used_memory_dataset === undefined ? Number(info.used_memory) : Number(info.used_memory_dataset) + DATASET_SLACK
+  return Number.isFinite(bytes) ? bytes : undefined
 }
+
+const DATASET_SLACK = 4096
 
 const LENGTH_COMMAND: Readonly<Record<string, string>> = {hash: 'HLEN', list: 'LLEN', set: 'SCARD', stream: 'XLEN', zset: 'ZCARD'}
 
@@ -171,12 +181,12 @@ export interface BigKeyOptions {
   rate: number
 }
 
-/** One source's big keys: none to look for where used_memory is below what could matter. */
+/** One source's big keys: none to look for where the dataset is below what could matter. */
 async function bigKeysOfSource(pool: NodePool, address: string, slots: readonly number[], options: BigKeyOptions): Promise<BigKey[]> {
-  const [timeoutMs, memory] = await Promise.all([nodeTimeoutMs(pool, address), usedMemory(pool, address).catch(() => undefined)])
+  const [timeoutMs, largest] = await Promise.all([nodeTimeoutMs(pool, address), largestPossibleKey(pool, address).catch(() => undefined)])
   const blockLimitMs = Math.floor(timeoutMs / 2)
   const threshold = findThresholdBytes(options.minBytes, blockLimitMs, options.rate)
-  if (memory !== undefined && memory < threshold) return []
+  if (largest !== undefined && largest < threshold) return []
   const candidates = await bigKeysOn(pool, address, slots, threshold)
   const described = await describeKeys(pool, address, candidates)
   return candidates
