@@ -15,7 +15,7 @@ describe('big keys: the blocking-time estimate', () => {
   it('follows the element count: more fields of the same bytes take longer; a string of the same bytes takes less', () => {
     const few = estimateBlockMs({bytes: 50 * MIB, elements: 100_000, type: 'hash'}, DEFAULT_MIGRATE_RATE)
     const many = estimateBlockMs({bytes: 50 * MIB, elements: 1_000_000, type: 'hash'}, DEFAULT_MIGRATE_RATE)
-    const string = estimateBlockMs({bytes: 50 * MIB, elements: 1, type: 'string'}, DEFAULT_MIGRATE_RATE)
+    const string = estimateBlockMs({bytes: 50 * MIB, type: 'string'}, DEFAULT_MIGRATE_RATE)
     expect(many).to.be.above(few)
     expect(few).to.be.above(string)
   })
@@ -28,8 +28,10 @@ describe('big keys: the blocking-time estimate', () => {
     }
   })
 
-  it('without type and length (not allowed to ask) assumes the costliest type of those bytes', () => {
+  it('without type and length (not allowed to ask, a module type) assumes the costliest type of those bytes', () => {
     const unknown = estimateBlockMs({bytes: 40 * MIB}, DEFAULT_MIGRATE_RATE)
+    expect(estimateBlockMs({bytes: 40 * MIB, type: 'hash'}, DEFAULT_MIGRATE_RATE)).to.equal(unknown)
+    expect(estimateBlockMs({bytes: 40 * MIB, elements: 1, type: 'ReJSON-RL'}, DEFAULT_MIGRATE_RATE)).to.equal(unknown)
     for (const type of Object.keys(MIN_ELEMENT_BYTES)) {
       const densest = Math.floor((40 * MIB) / MIN_ELEMENT_BYTES[type])
       expect(unknown, type).to.be.at.least(estimateBlockMs({bytes: 40 * MIB, elements: densest, type}, DEFAULT_MIGRATE_RATE))

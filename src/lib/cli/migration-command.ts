@@ -411,7 +411,7 @@ export abstract class MigrationCommand<T extends typeof Command> extends BaseCom
     const found = await findBigKeys(this.pool(), moves, addresses, {minBytes: f['big-key-bytes'] as number, rate: f['assumed-migrate-rate'] as number})
     if (found.length === 0) return found
     plan.bigKeys = found
-    const describe = (key: BigKey) => `${key.key} in slot ${key.slot} (${key.type ? `${key.type} of ${key.elements} element(s), ` : ''}${formatBytes(key.bytes)}, about ${formatDuration(key.estimatedBlockMs)} blocked; limit ${formatDuration(key.blockLimitMs)})`
+    const describe = (key: BigKey) => `${key.key} in slot ${key.slot} (${key.type ? `${key.type}${key.elements === undefined ? '' : ` of ${key.elements} element(s)`}, ` : ''}${formatBytes(key.bytes)}, about ${formatDuration(key.estimatedBlockMs)} blocked; limit ${formatDuration(key.blockLimitMs)})`
     const blocking = blockingKeys(found)
     const refusing = blocking.length > 0 && !f['allow-big-keys'] && !dryRun
     if (!refusing) for (const key of found.slice(0, 10)) this.note(`big key: ${describe(key)}`)

@@ -51,11 +51,15 @@ const ELEMENT_NS: Readonly<Record<string, number>> = {hash: 1500, list: 50, set:
 export const MIN_ELEMENT_BYTES: Readonly<Record<string, number>> = {hash: 24, list: 2, set: 16, stream: 4, zset: 48}
 export const SAFETY_FACTOR = 2
 
-/** How long moving one key would block its master, ms; without its type, the costliest type is assumed. */
+/**
+ * How long moving one key would block its master, ms. A string costs its bytes; a key of
+ * unknown type or length (not allowed to ask; a module's type, a vector set) is assumed to
+ * be of the costliest type, as dense in elements as it can be.
+ */
 export function estimateBlockMs(key: {bytes: number; type?: string; elements?: number}, rate: number): number {
   const byteNs = (key.bytes * 1e9) / rate
-  const known = key.type !== undefined && key.elements !== undefined
-  const elementNs = known ? (ELEMENT_NS[key.type as string] ?? 0) * (key.elements as number) : key.bytes * worstElementNsPerByte()
+  const perElement = key.type === undefined ? undefined : ELEMENT_NS[key.type]
+  const elementNs = key.type === 'string' ? 0 : perElement !== undefined && key.elements !== undefined ? perElement * key.elements : key.bytes * worstElementNsPerByte()
   return Math.ceil((SAFETY_FACTOR * (byteNs + elementNs)) / 1e6)
 }
 
@@ -170,8 +174,8 @@ async function describeKeys(pool: NodePool, address: string, keys: ReadonlyArray
   return keys.map((_, i) => {
     const type = types[i]
     const [error, length] = lengths[i] ?? [new Error('no reply')]
-    if (type === undefined || error) return {}
-    return {elements: type in LENGTH_COMMAND ? Number(length) : 1, type}
+    if (type === undefined) return {}
+    return type in LENGTH_COMMAND && !error ? {elements: Number(length), type} : {type}
   })
 }
 
@@ -193,7 +197,7 @@ async function bigKeysOfSource(pool: NodePool, address: string, slots: readonly 
     .map(({bytes, key, slot}, i): BigKey => {
       const {elements, type} = described[i]
       const estimatedBlockMs = estimateBlockMs({bytes, elements, type}, options.rate)
-      return {blockLimitMs, bytes, ...(type === undefined ? {} : {elements, type}), estimatedBlockMs, key: printableKey(key), slot}
+      return {blockLimitMs, bytes, ...(elements === undefined ? {} : {elements}), ...(type === undefined ? {} : {type}), estimatedBlockMs, key: printableKey(key), slot}
     })
     .filter((big) => big.bytes >= options.minBytes || big.estimatedBlockMs > big.blockLimitMs)
 }
