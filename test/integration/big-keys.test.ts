@@ -12,6 +12,7 @@ import {tmpdir} from 'node:os'
 import path from 'node:path'
 
 import {expect} from 'chai'
+import type {Redis} from 'ioredis'
 
 import type {MigrationResult} from '../../src/lib/cli/migration-command.js'
 import {keySlot} from '../../src/lib/cluster/slots.js'
@@ -120,22 +121,41 @@ describe('big keys of 1-2M elements (real servers, 2000 ms node timeout, default
     {elements: 1_000_000, key: `${tag}:set`, length: 'SCARD', type: 'set', write: "redis.call('SADD', KEYS[1], 'member:' .. i)"},
     {elements: 1_000_000, key: `${tag}:zset`, length: 'ZCARD', type: 'zset', write: "redis.call('ZADD', KEYS[1], i, 'member:' .. i)"},
   ]
-  const PIECE = 20_000
+  // one script call per piece, never pipelined: the node answers its cluster bus in between
+  const PIECE = 5000
 
   async function lengths(): Promise<number[]> {
     const client = cluster.client(owner.address)
     return Promise.all(specs.map(async ({key, length}) => Number(await client.call(length, key))))
   }
 
+  /** Every node sees cluster_state:ok (within 30 s: a busy machine may delay a ping). */
+  async function expectClusterOk(): Promise<void> {
+    const deadline = Date.now() + 30_000
+    for (const address of cluster.addresses) {
+      let info = ''
+      while (!(info = String(await cluster.client(address).call('CLUSTER', 'INFO'))).includes('cluster_state:ok') && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 200))
+      expect(info, address).to.match(/cluster_state:ok/)
+    }
+  }
+
   /** Every node: cluster_state ok, no slot migrating or importing, the same slot map as before. */
   async function expectUntouched(slotsBefore: string): Promise<void> {
-    for (const address of cluster.addresses) {
-      const client = cluster.client(address)
-      expect(String(await client.call('CLUSTER', 'INFO')), address).to.match(/cluster_state:ok/)
-      expect(String(await client.call('CLUSTER', 'NODES')), address).to.not.match(/\[\d+-[<>]-/)
-    }
+    await expectClusterOk()
+    for (const address of cluster.addresses) expect(String(await cluster.client(address).call('CLUSTER', 'NODES')), address).to.not.match(/\[\d+-[<>]-/)
     expect(JSON.stringify(await cluster.client().call('CLUSTER', 'SLOTS'))).to.equal(slotsBefore)
     expect(await lengths()).to.deep.equal(specs.map(({elements}) => elements))
+  }
+
+  /** A refused script did not run (CLUSTERDOWN while a busy machine delays pings): it is sent again, for at most 30 s. */
+  async function writePiece(client: Redis, script: string, key: string, first: number, last: number): Promise<void> {
+    const deadline = Date.now() + 30_000
+    for (;;) {
+      const error = await client.eval(script, 1, key, first, last).then(() => undefined, (error_: Error) => error_)
+      if (!error) return
+      if (!/^CLUSTERDOWN/.test(error.message) || Date.now() > deadline) throw error
+      await new Promise((resolve) => setTimeout(resolve, 200))
+    }
   }
 
   before(async function () {
@@ -149,13 +169,10 @@ describe('big keys of 1-2M elements (real servers, 2000 ms node timeout, default
     const client = cluster.client(owner.address)
     for (const {elements, key, write} of specs) {
       const script = `for i = tonumber(ARGV[1]), tonumber(ARGV[2]) do ${write} end`
-      for (let from = 0; from < elements; from += PIECE * 10) {
-        const pipeline = client.pipeline()
-        for (let start = from; start < Math.min(elements, from + PIECE * 10); start += PIECE) pipeline.eval(script, 1, key, start, Math.min(elements, start + PIECE) - 1)
-        for (const [error] of (await pipeline.exec()) ?? []) if (error) throw error
-      }
+      for (let start = 0; start < elements; start += PIECE) await writePiece(client, script, key, start, Math.min(elements, start + PIECE) - 1)
     }
     expect(await lengths()).to.deep.equal(specs.map(({elements}) => elements))
+    await expectClusterOk()
   })
 
   after(async () => {
