@@ -9,7 +9,7 @@
  *
  * The estimate follows what MIGRATE costs: a cost per element (restoring a hash, set or
  * sorted set allocates and inserts every element: a 96 MiB hash of 1.5M fields blocked its
- * master for about 3 s, 10x what its bytes at 100 MB/s suggest) plus a cost per byte
+ * master for about 3 s, 3x what its bytes at 100 MB/s suggest) plus a cost per byte
  * (serialise, send, copy: --assumed-migrate-rate), times a safety factor.
  *
  * Finding them must never miss one, and should not ask every key: no key outweighs its
@@ -38,8 +38,11 @@ const DEFAULT_NODE_TIMEOUT_MS = 15_000
  * Redis 7.0 hash 1100..3600 (small fields) and 1600..4200 (67-byte fields), set 930..1900,
  * zset 650..2000, list 36..38, stream 60..100; Valkey 9 hash 900..1400 and 2300..5300, set
  * 370..390, zset 560..600, list 40, stream 110..170; Valkey 8 hash 1200..3700 and
- * 3000..11000 (load 10). Strings are bytes only (100..400 MB/s). The numbers below are about
- * the best cases plus their byte cost; SAFETY_FACTOR covers a busy machine.
+ * 3000..11000 (load 10). Strings are bytes only (100..400 MB/s). Each number below plus the
+ * element's bytes at 100 MB/s is above the best case of its type; times SAFETY_FACTOR it is
+ * above every try at load 3 (Redis 7 hash of 67-byte fields: 2 x (1500 + 916) = 4832 ns >=
+ * 4157), not above the worst at load 10 (Valkey 9: 5255; Valkey 8: 11000): the limit of half
+ * the node timeout is the margin left for those.
  */
 const ELEMENT_NS: Readonly<Record<string, number>> = {hash: 1500, list: 50, set: 1000, stream: 100, zset: 1000}
 /**
