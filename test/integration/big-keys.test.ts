@@ -1,8 +1,10 @@
 /**
  * Big keys, before they hurt: found before anything moves (also in --dry-run and the plan
  * file), refused when moving one would block its master longer than half of
- * cluster-node-timeout, moved alone with --allow-big-keys. The estimate uses an assumed
- * MIGRATE rate; the test lowers it so that keys of a few MB count as "big".
+ * cluster-node-timeout, moved alone with --allow-big-keys. The first part lowers the assumed
+ * MIGRATE rate so that keys of a few MB count as "big"; the second builds real keys of 1-2M
+ * elements, which the default estimate must refuse under a 2000 ms node timeout (a 96 MiB
+ * hash of 1.5M fields once blocked its master for 3 s, estimated at 961 ms by its bytes).
  */
 import {readFileSync} from 'node:fs'
 import {mkdtemp, rm} from 'node:fs/promises'
@@ -10,6 +12,7 @@ import {tmpdir} from 'node:os'
 import path from 'node:path'
 
 import {expect} from 'chai'
+import type {Redis} from 'ioredis'
 
 import type {MigrationResult} from '../../src/lib/cli/migration-command.js'
 import {keySlot} from '../../src/lib/cluster/slots.js'
@@ -68,11 +71,11 @@ describe('big keys (real servers, lowered node timeout)', () => {
     const planFile = path.join(dir, 'plan.json')
     const dry = await runCli(['reshard', cluster.seed, '--to', target.id, '--slot-range', range(), ...estimate, '--legacy-migrate', '--dry-run', '--out', planFile])
     expect(dry.exitCode, dry.stderr).to.equal(0)
-    for (const key of bigKeys) expect(dry.stderr).to.match(new RegExp(`big key: \\{big\\}:${key.split(':')[1]} in slot ${slot} \\(\\d+(\\.\\d)? MiB, about \\d`))
+    for (const key of bigKeys) expect(dry.stderr).to.match(new RegExp(`big key: \\{big\\}:${key.split(':')[1]} in slot ${slot} \\((hash|list|zset) of 60000 element\\(s\\), \\d+(\\.\\d)? MiB, about \\d`))
     expect(dry.stderr, dry.stderr).to.match(/the run would refuse: 3 key\(s\) would block their master longer than half of cluster-node-timeout/)
     const plan = JSON.parse(readFileSync(planFile, 'utf8')) as MigrationPlan
     expect(plan.bigKeys?.map((key) => key.key).sort()).to.deep.equal([...bigKeys].sort())
-    expect(plan.bigKeys?.every((key) => key.blockLimitMs === 1000 && key.estimatedBlockMs > 1000 && key.bytes > 1_048_576)).to.equal(true)
+    expect(plan.bigKeys?.every((key) => key.blockLimitMs === 1000 && key.estimatedBlockMs > 1000 && key.bytes > 1_048_576 && key.elements === 60_000)).to.equal(true)
   })
 
   it('a run is refused before anything moves, naming the keys', async function () {
@@ -101,5 +104,114 @@ describe('big keys (real servers, lowered node timeout)', () => {
     expect(back.stderr).to.match(/big key: \{big\}:/)
     expect(back.stderr).to.not.match(/would block/)
     expect(await clusterDigest(cluster)).to.deep.equal(original)
+  })
+})
+
+describe('big keys of 1-2M elements (real servers, 2000 ms node timeout, default estimate)', () => {
+  let cluster: TestCluster
+  let dir: string
+  let owner: ClusterNode
+  let target: ClusterNode
+  const tag = '{huge}'
+  const slot = keySlot(Buffer.from(tag))
+  // 1-1.5M elements each, built server-side in pieces short enough not to block the node for long
+  const specs = [
+    {elements: 1_000_000, key: `${tag}:hash`, length: 'HLEN', type: 'hash', write: "redis.call('HSET', KEYS[1], 'field:' .. i, 'value-' .. i .. '-xxxxxxxxxxxxxxxxxxxxxxxxxxxxxx')"},
+    {elements: 1_500_000, key: `${tag}:list`, length: 'LLEN', type: 'list', write: "redis.call('RPUSH', KEYS[1], 'item:' .. i .. ':zzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzz')"},
+    {elements: 1_000_000, key: `${tag}:set`, length: 'SCARD', type: 'set', write: "redis.call('SADD', KEYS[1], 'member:' .. i)"},
+    {elements: 1_000_000, key: `${tag}:zset`, length: 'ZCARD', type: 'zset', write: "redis.call('ZADD', KEYS[1], i, 'member:' .. i)"},
+  ]
+  // one script call per piece, never pipelined: the node answers its cluster bus in between
+  const PIECE = 5000
+
+  async function lengths(): Promise<number[]> {
+    const client = cluster.client(owner.address)
+    return Promise.all(specs.map(async ({key, length}) => Number(await client.call(length, key))))
+  }
+
+  /** Every node sees cluster_state:ok (within 30 s: a busy machine may delay a ping). */
+  async function expectClusterOk(): Promise<void> {
+    const deadline = Date.now() + 30_000
+    for (const address of cluster.addresses) {
+      let info = ''
+      while (!(info = String(await cluster.client(address).call('CLUSTER', 'INFO'))).includes('cluster_state:ok') && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 200))
+      expect(info, address).to.match(/cluster_state:ok/)
+    }
+  }
+
+  /** Every node: cluster_state ok, no slot migrating or importing, the same slot map as before. */
+  async function expectUntouched(slotsBefore: string): Promise<void> {
+    await expectClusterOk()
+    for (const address of cluster.addresses) expect(String(await cluster.client(address).call('CLUSTER', 'NODES')), address).to.not.match(/\[\d+-[<>]-/)
+    expect(JSON.stringify(await cluster.client().call('CLUSTER', 'SLOTS'))).to.equal(slotsBefore)
+    expect(await lengths()).to.deep.equal(specs.map(({elements}) => elements))
+  }
+
+  /** A refused script did not run (CLUSTERDOWN while a busy machine delays pings): it is sent again, for at most 30 s. */
+  async function writePiece(client: Redis, script: string, key: string, first: number, last: number): Promise<void> {
+    const deadline = Date.now() + 30_000
+    for (;;) {
+      const error = await client.eval(script, 1, key, first, last).then(() => undefined, (error_: Error) => error_)
+      if (!error) return
+      if (!/^CLUSTERDOWN/.test(error.message) || Date.now() > deadline) throw error
+      await new Promise((resolve) => setTimeout(resolve, 200))
+    }
+  }
+
+  before(async function () {
+    this.timeout(300_000)
+    dir = await mkdtemp(path.join(tmpdir(), 'slotctl-hugekeys-'))
+    cluster = await TestCluster.start({masters: 3, nodeTimeoutMs: 2000, replicas: 0})
+    await writeDataset(cluster.clusterClient(), {keys: 2000})
+    const masters = mastersOf(parseClusterNodes(String(await cluster.client().call('CLUSTER', 'NODES'))))
+    owner = masters.find((node) => node.slots.some(([start, end]) => slot >= start && slot <= end))!
+    target = masters.find((node) => node.id !== owner.id)!
+    const client = cluster.client(owner.address)
+    for (const {elements, key, write} of specs) {
+      const script = `for i = tonumber(ARGV[1]), tonumber(ARGV[2]) do ${write} end`
+      for (let start = 0; start < elements; start += PIECE) await writePiece(client, script, key, start, Math.min(elements, start + PIECE) - 1)
+    }
+    expect(await lengths()).to.deep.equal(specs.map(({elements}) => elements))
+    await expectClusterOk()
+  })
+
+  after(async () => {
+    await cluster?.stop()
+    await rm(dir, {force: true, recursive: true})
+  })
+
+  it('--dry-run finds each, with its type and element count, estimated above half the node timeout (some below --big-key-bytes)', async function () {
+    this.timeout(120_000)
+    const planFile = path.join(dir, 'plan.json')
+    const dry = await runCli(['reshard', cluster.seed, '--to', target.id, '--slot-range', `${slot}-${slot + 2}`, '--legacy-migrate', '--dry-run', '--out', planFile])
+    expect(dry.exitCode, dry.stderr).to.equal(0)
+    expect(dry.stderr, dry.stderr).to.match(/the run would refuse: 4 key\(s\) would block their master longer than half of cluster-node-timeout/)
+    const plan = JSON.parse(readFileSync(planFile, 'utf8')) as MigrationPlan
+    const found = new Map(plan.bigKeys?.map((key) => [key.key, key]))
+    for (const spec of specs) {
+      const big = found.get(spec.key)
+      expect(big, spec.key).to.include({blockLimitMs: 1000, elements: spec.elements, slot, type: spec.type})
+      expect(big!.estimatedBlockMs, spec.key).to.be.above(1000)
+    }
+    // the set weighs less than the 64 MiB of --big-key-bytes: found by what it costs, not by its size
+    expect(found.get(`${tag}:set`)!.bytes).to.be.below(64 * 1024 * 1024)
+  })
+
+  it('a run is refused before anything moves: no slot opened, every key at its source, no CLUSTERDOWN', async function () {
+    this.timeout(120_000)
+    const slotsBefore = JSON.stringify(await cluster.client().call('CLUSTER', 'SLOTS'))
+    const refused = await runCli(['reshard', cluster.seed, '--to', target.id, '--slot-range', `${slot}-${slot + 2}`, '--legacy-migrate', '--yes', '--journal', path.join(dir, 'refused.jsonl')])
+    expectOneCleanLine(refused, 1, /refusing to move slots: 4 key\(s\) would block their master longer than half of cluster-node-timeout while MIGRATE moves them: \{huge\}:\w+ in slot \d+ \((hash|list|set|zset) of \d+ element\(s\), .*; nothing was changed/)
+    await expectUntouched(slotsBefore)
+  })
+
+  it('a rebalance that would move the slot is refused the same way', async function () {
+    this.timeout(120_000)
+    const slotsBefore = JSON.stringify(await cluster.client().call('CLUSTER', 'SLOTS'))
+    // weight 0 drains the owner: its {huge} slot is among the moved ones
+    const refused = await runCli(['rebalance', cluster.seed, '--weight', `${owner.id}=0`, '--legacy-migrate', '--yes', '--journal', path.join(dir, 'rebalance.jsonl')])
+    expect(refused.exitCode, refused.stderr).to.equal(1)
+    expect(refused.stderr).to.match(/refusing to move slots: \d+ key\(s\) would block their master/)
+    await expectUntouched(slotsBefore)
   })
 })

@@ -137,9 +137,9 @@ export abstract class MigrationCommand<T extends typeof Command> extends BaseCom
     journal: Flags.string({description: 'journal file (default: under ~/.local/state/slotctl/journals); must not exist yet', helpGroup: 'MIGRATION'}),
     'ignore-lock': ignoreLockFlag,
     force: retiredForceFlag,
-    'big-key-bytes': sizeFlag({defaultBytes: DEFAULT_BIG_KEY_BYTES, defaultHelp: '64mb', description: 'keys at least this big are found before moving, and refused if moving one would block its master longer than half of cluster-node-timeout (0: do not look)', helpGroup: 'MIGRATION'}),
+    'big-key-bytes': sizeFlag({defaultBytes: DEFAULT_BIG_KEY_BYTES, defaultHelp: '64mb', description: 'keys at least this big are listed before moving; any key (of any size) whose move would block its master longer than half of cluster-node-timeout refuses the run (0: do not look)', helpGroup: 'MIGRATION'}),
     'allow-big-keys': Flags.boolean({description: 'move big keys that would block their master for long anyway: each alone, with its own timeout', helpGroup: 'MIGRATION'}),
-    'assumed-migrate-rate': sizeFlag({defaultBytes: DEFAULT_MIGRATE_RATE, defaultHelp: '100mb', description: 'MIGRATE throughput per second assumed when estimating how long a big key blocks its master', helpGroup: 'MIGRATION'}),
+    'assumed-migrate-rate': sizeFlag({defaultBytes: DEFAULT_MIGRATE_RATE, defaultHelp: '100mb', description: 'per-byte MIGRATE throughput assumed when estimating how long a big key blocks its master (a cost per element of hashes, sets and sorted sets comes on top)', helpGroup: 'MIGRATION'}),
     durability: Flags.option({
       default: 'replicas',
       description: "when a key may leave its source. replicas: once the target's replicas acknowledged its copy (copy, WAIT, delete). server: where both ends migrate atomically (Valkey >= 9), when the servers hand the slots over, which does not wait for the target's replicas (slotctl checks them before each job and waits for them after); replicas elsewhere. none: as soon as the target has it (plain MIGRATE, or atomic migration where offered); a target that dies before its replicas catch up loses those keys",
@@ -447,7 +447,7 @@ export abstract class MigrationCommand<T extends typeof Command> extends BaseCom
     const found = await findBigKeys(this.pool(), moves, addresses, {minBytes: f['big-key-bytes'] as number, rate: f['assumed-migrate-rate'] as number})
     if (found.length === 0) return found
     plan.bigKeys = found
-    const describe = (key: BigKey) => `${key.key} in slot ${key.slot} (${formatBytes(key.bytes)}, about ${formatDuration(key.estimatedBlockMs)} blocked; limit ${formatDuration(key.blockLimitMs)})`
+    const describe = (key: BigKey) => `${key.key} in slot ${key.slot} (${key.type ? `${key.type}${key.elements === undefined ? '' : ` of ${key.elements} element(s)`}, ` : ''}${formatBytes(key.bytes)}, about ${formatDuration(key.estimatedBlockMs)} blocked; limit ${formatDuration(key.blockLimitMs)})`
     const blocking = blockingKeys(found)
     const refusing = blocking.length > 0 && !f['allow-big-keys'] && !dryRun
     if (!refusing) for (const key of found.slice(0, 10)) this.note(`big key: ${describe(key)}`)

@@ -22,6 +22,9 @@ export interface BigKey {
   /** UTF-8 when it is, else 0x-hex */
   key: string
   bytes: number
+  /** TYPE and element count (HLEN, LLEN, ...), when the server told them */
+  type?: string
+  elements?: number
   estimatedBlockMs: number
   /** half of the source's cluster-node-timeout */
   blockLimitMs: number
