@@ -1,11 +1,12 @@
 import {Args, Flags} from '@oclif/core'
 
-import {BaseCommand} from '../lib/cli/base-command.js'
+import {BaseCommand, shownText} from '../lib/cli/base-command.js'
 import {type ClusterNode} from '../lib/cluster/topology.js'
 import {NODE_PARALLELISM, settleLimit} from '../lib/cluster/connection.js'
 import {ExitCode, SlotctlError, usageError} from '../lib/errors.js'
 import {describeChange} from '../lib/cluster/command-info.js'
 import {table} from '../lib/cli/render.js'
+import {escapeControl} from '../lib/cli/escape.js'
 import {type Issue, type VerbResult, byAddress, issue, nodeRef} from '../lib/cli/result.js'
 
 export interface CallReply {
@@ -26,7 +27,8 @@ export interface CallResult extends VerbResult {
 
 /** A reply as text: arrays one item per line, and no \r (INFO-style replies end lines with \r\n). */
 export function printable(value: unknown): string {
-  if (Array.isArray(value)) return value.map((item) => printable(item)).join('\n')
+  // one line per item: a key name holding a newline must not look like two items
+  if (Array.isArray(value)) return value.map((item) => (Array.isArray(item) ? printable(item) : escapeControl(printable(item)))).join('\n')
   if (value === null || value === undefined) return '(nil)'
   return String(value).replaceAll('\r', '').replace(/\n+$/, '')
 }
@@ -76,7 +78,7 @@ export default class Call extends BaseCommand<typeof Call> {
     const targets = selected.filter((node) => snapshot.views[node.id]?.reachable)
     // a node that cannot be read (down, hung, refusing the login) is named, not silently left out
     const skipped = selected.filter((node) => !targets.includes(node))
-    if (!this.jsonEnabled()) for (const node of skipped) process.stderr.write(`slotctl: not run on ${node.address}: ${snapshot.views[node.id]?.error ?? 'not reachable'}\n`)
+    if (!this.jsonEnabled()) for (const node of skipped) process.stderr.write(`slotctl: not run on ${shownText(`${node.address}: ${snapshot.views[node.id]?.error ?? 'not reachable'}`)}\n`)
     const pool = this.pool()
     const change = await describeChange(pool, snapshot.seedAddress, command)
     if (change && !(await this.confirm(`${change}: running it on ${targets.length} node(s)?`))) throw new SlotctlError('cancelled: nothing was run', {code: 'E_CANCELLED'})

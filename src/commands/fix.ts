@@ -1,7 +1,7 @@
 import {Args, Flags} from '@oclif/core'
 
 import {MIGRATION_SOURCE, MIGRATION_TARGET, type Need, PERMISSIONS, READ_CLUSTER, RUN_LOCK, describeMissing, findMissingPermissions, need, refuseMissingPermissions} from '../lib/acl/preflight.js'
-import {BaseCommand, ignoreLockFlag} from '../lib/cli/base-command.js'
+import {BaseCommand, ignoreLockFlag, shownText} from '../lib/cli/base-command.js'
 import type {NodeAddress} from '../lib/cluster/address.js'
 import {shorten} from '../lib/cluster/changes.js'
 import type {ClusterSnapshot} from '../lib/cluster/loader.js'
@@ -233,7 +233,7 @@ export default class Fix extends BaseCommand<typeof Fix> {
     })
     const failed = failureIssues(outcome.failures)
     Object.assign(result, {errors: failed, keysMoved: outcome.keysMoved})
-    for (const failure of failed) process.stderr.write(`slotctl: ${failure.message}\n`)
+    for (const failure of failed) process.stderr.write(`slotctl: ${shownText(failure.message)}\n`)
     this.log(`fixed ${outcome.fixedSlots.length} slot(s), moved ${outcome.keysMoved} key(s)${result.forgotten.length > 0 ? `, forgot ${result.forgotten.length} stuck node entr(ies)` : ''}`)
     if (outcome.skippedSlots.length > 0) {
       this.note(paint.warn(`interrupted: slot(s) ${formatSlots(outcome.skippedSlots)} left as they were; run fix again to finish`))

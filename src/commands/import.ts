@@ -2,6 +2,7 @@ import {Args, Flags} from '@oclif/core'
 
 import {BaseCommand} from '../lib/cli/base-command.js'
 import {ProgressReporter} from '../lib/cli/progress.js'
+import {escapeControl} from '../lib/cli/escape.js'
 import {MigrationCommand, adminTimeoutMs} from '../lib/cli/migration-command.js'
 import {formatDuration, paint, table} from '../lib/cli/render.js'
 import {type Issue, byAddress} from '../lib/cli/result.js'
@@ -192,7 +193,7 @@ export default class Import extends BaseCommand<typeof Import> {
     this.note(`${paint.bad(message)}:`)
     for (const {key, owner} of conflicts.slice(0, 20)) {
       const name = keyName(key)
-      this.note(`  ${name.encoding === 'hex' ? `0x${name.key}` : name.key}  (at ${owner.address})`)
+      this.note(`  ${name.encoding === 'hex' ? `0x${name.key}` : escapeControl(name.key)}  (at ${escapeControl(owner.address)})`)
     }
     if (conflicts.length > 20) this.note(`  ... and ${conflicts.length - 20} more (all of them in --json, up to 1000)`)
     this.note('compare them, then run the import again with --replace to overwrite the cluster copies')
