@@ -297,10 +297,10 @@ export abstract class BaseCommand<T extends typeof Command> extends Command {
 
   /**
    * Read-only, before planning: another slotctl run changing the cluster is the reason to stop,
-   * not its open slots. A --dry-run is not stopped by a marker no live run holds (it warns).
+   * not its open slots. A --dry-run (or a verb that only reads, `readOnly`) is not stopped by a
+   * marker no live run holds (it warns).
    */
-  protected async refuseIfOtherRun(snapshot: ClusterSnapshot): Promise<void> {
-    const readOnly = Boolean((this.flags as Record<string, unknown>)['dry-run'])
+  protected async refuseIfOtherRun(snapshot: ClusterSnapshot, readOnly = Boolean((this.flags as Record<string, unknown>)['dry-run'])): Promise<void> {
     await refuseIfOtherRun(this.pool(), reachableMasters(snapshot), {...this.lockOptions, readOnly}, this.runLock?.name)
   }
 
