@@ -136,6 +136,34 @@ describe('hostile inputs, round two: secrets, rights, commands, names and bounds
       await expectUnchanged()
     })
 
+    it('relayed keys keep import\'s rules: an equal key is dropped from the source, a different one is a conflict until --replace', async () => {
+      const source = await StandaloneServer.start()
+      const into = cluster.clusterClient()
+      try {
+        const writer = source.client()
+        await writer.set('import:same', 'v')
+        await writer.set('import:differs', 'source')
+        for (let i = 0; i < 50; i++) await writer.set(`import:new:${i}`, String(i))
+        await into.set('import:same', 'v')
+        await into.set('import:differs', 'cluster')
+        const first = await runCliJson<{errors: Array<{code: string; message: string}>; status: string}>(['import', cluster.seed, '--from', source.address, '--yes', '--journal', path.join(dir, 'relay-1.jsonl')], AUTH)
+        expect(first.exitCode, first.stderr).to.equal(1)
+        expect(first.json.status).to.equal('partial')
+        expect(first.json.errors.find((error) => error.code === 'E_CONFLICTS')?.message).to.match(/^1 key\(s\) exist in the cluster with different values/)
+        expect(await writer.keys('import:*')).to.deep.equal(['import:differs'])
+        expect(await into.get('import:differs')).to.equal('cluster')
+        const replaced = await runCli(['import', cluster.seed, '--from', source.address, '--yes', '--replace', '--journal', path.join(dir, 'relay-2.jsonl')], AUTH)
+        expect(replaced.exitCode, replaced.stderr).to.equal(0)
+        expect(replaced.stderr + replaced.stdout).to.match(/moved 1 key\(s\)/)
+        expect(await into.get('import:differs')).to.equal('source')
+        expect(await writer.dbsize()).to.equal(0)
+      } finally {
+        for (const key of ['import:same', 'import:differs', ...Array.from({length: 50}, (_, i) => `import:new:${i}`)]) await into.del(key)
+        await source.stop()
+      }
+      await expectUnchanged()
+    })
+
     it('a source that needs a password gets only its own: without --from-password the run stops at the source, naming the flag', async () => {
       const source = await StandaloneServer.start({password: 'source-own-pw'})
       try {

@@ -251,11 +251,15 @@ export async function relayKeys(source: Redis, owner: Redis, keys: readonly Buff
   for (const {key, payload, ttl} of present) writes.callBuffer('RESTORE', key, ttl, payload, ...(options.replace ? ['REPLACE'] : []))
   const restored = (await writes.exec()) ?? []
   const error = restored.find(([restoreError]) => restoreError)?.[0] ?? null
+  if (options.copy) return {error, existing: present.length}
   const done = present.filter((_, i) => restored[i] && !restored[i][0])
-  if (!options.copy && done.length > 0) {
-    await source.callBuffer('EVAL', DELETE_IF_UNCHANGED, done.length, ...done.map(({key}) => key), ...done.map(({payload}) => payload))
-  }
-  return {error, existing: present.length}
+  const deleted = done.length > 0 ? Number(await source.callBuffer('EVAL', DELETE_IF_UNCHANGED, done.length, ...done.map(({key}) => key), ...done.map(({payload}) => payload))) : 0
+  // A move counts what it took from the source, as MIGRATE's EXISTS does: a key SCAN returned
+  // twice may be relayed by two batches at once, and only the one whose delete took it counts;
+  // a refused key counts while the source still has it (the caller settles it by value).
+  const refused = present.filter((_, i) => !restored[i] || restored[i][0])
+  const stillThere = refused.length > 0 ? Number(await source.callBuffer('EXISTS', ...refused.map(({key}) => key))) : 0
+  return {error, existing: deleted + stillThere}
 }
 
 type Verdict = 'different' | 'equal' | 'gone-from-source' | 'missing-at-target'
