@@ -82,7 +82,18 @@ describe('hostile inputs, round two: secrets, rights, commands, names and bounds
     // FLUSHALL renamed away on the seed only: the seed's command table does not know it
     const seed = cluster.seed
     cluster.kill(seed)
-    await cluster.restart(seed, ['--rename-command', 'FLUSHALL', 'FLUSHALL-renamed-b7'])
+    // SIGKILL lands asynchronously: until the old process is gone its port is still bound
+    for (let attempt = 1; ; attempt++) {
+      try {
+        await cluster.restart(seed, ['--rename-command', 'FLUSHALL', 'FLUSHALL-renamed-b7'])
+        break
+      } catch (error) {
+        if (attempt >= 10 || !/Address already in use/.test(String(error))) throw error
+        await new Promise((resolve) => {
+          setTimeout(resolve, 300)
+        })
+      }
+    }
     await waitForClusterOk()
     await writeDataset(cluster.clusterClient(), {keys: 600})
     // a key whose name would forge an output line and clear the screen
