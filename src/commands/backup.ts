@@ -161,11 +161,12 @@ export default class Backup extends BaseCommand<typeof Backup> {
 
   /**
    * A reshard while files are taken would move keys between files taken at different moments.
-   * Backup changes nothing, so when it cannot look (an ACL without CLIENT LIST) it only warns.
+   * Backup changes nothing, so when it cannot look (an ACL without CLIENT LIST), or sees a
+   * marker no live run holds (stale or forged), it only warns.
    */
   private async refuseWhileChanging(snapshot: ClusterSnapshot): Promise<void> {
     try {
-      await this.refuseIfOtherRun(snapshot)
+      await this.refuseIfOtherRun(snapshot, true)
     } catch (error) {
       if (!(error instanceof SlotctlError) || !error.message.startsWith('cannot check for other slotctl runs')) throw error
       this.note(paint.warn(`warning: ${error.message}`))

@@ -1,11 +1,12 @@
 import {Args, Flags} from '@oclif/core'
 
-import {BaseCommand} from '../lib/cli/base-command.js'
+import {BaseCommand, shownText} from '../lib/cli/base-command.js'
 import {type ClusterNode} from '../lib/cluster/topology.js'
 import {NODE_PARALLELISM, settleLimit} from '../lib/cluster/connection.js'
 import {ExitCode, SlotctlError, usageError} from '../lib/errors.js'
-import {describeChange} from '../lib/cluster/command-info.js'
+import {describeChange, refuseStreamingCommand} from '../lib/cluster/command-info.js'
 import {table} from '../lib/cli/render.js'
+import {escapeControl} from '../lib/cli/escape.js'
 import {type Issue, type VerbResult, byAddress, issue, nodeRef} from '../lib/cli/result.js'
 
 export interface CallReply {
@@ -26,7 +27,8 @@ export interface CallResult extends VerbResult {
 
 /** A reply as text: arrays one item per line, and no \r (INFO-style replies end lines with \r\n). */
 export function printable(value: unknown): string {
-  if (Array.isArray(value)) return value.map((item) => printable(item)).join('\n')
+  // one line per item: a key name holding a newline must not look like two items
+  if (Array.isArray(value)) return value.map((item) => (Array.isArray(item) ? printable(item) : escapeControl(printable(item)))).join('\n')
   if (value === null || value === undefined) return '(nil)'
   return String(value).replaceAll('\r', '').replace(/\n+$/, '')
 }
@@ -46,7 +48,7 @@ export default class Call extends BaseCommand<typeof Call> {
 
   static description = BaseCommand.withExitCodes(
     'Run one command on every node of the cluster in parallel and show each reply (a table, or `host:port: reply` lines with --lines).\n' +
-      'A command that may change data or configuration (by the server\'s own command flags: write, admin, dangerous, scripting) asks for confirmation first (--yes answers it).',
+      'A command that may change data or configuration (by every node\'s own command table: write, admin, dangerous, scripting), or that some node does not know (renamed, disabled), asks for confirmation first (--yes answers it). Commands that stream (SUBSCRIBE, MONITOR, SYNC, ...) are refused.',
     {
       1: 'a node could not be reached or answered with an error',
       4: 'a confirmation was needed, but there is no terminal and no --yes',
@@ -71,14 +73,15 @@ export default class Call extends BaseCommand<typeof Call> {
   async run(): Promise<CallResult> {
     const {address, command} = await this.addressAndCommand()
     if (command.length === 0) throw usageError('missing command to run', [`e.g. ${this.config.bin} call ${address ?? 'HOST:PORT'} PING`])
+    refuseStreamingCommand(command)
     const snapshot = await this.loadCluster(this.parseSeed([address]))
     const selected = snapshot.nodes.filter((node) => this.selected(node) && snapshot.views[node.id])
     const targets = selected.filter((node) => snapshot.views[node.id]?.reachable)
     // a node that cannot be read (down, hung, refusing the login) is named, not silently left out
     const skipped = selected.filter((node) => !targets.includes(node))
-    if (!this.jsonEnabled()) for (const node of skipped) process.stderr.write(`slotctl: not run on ${node.address}: ${snapshot.views[node.id]?.error ?? 'not reachable'}\n`)
+    if (!this.jsonEnabled()) for (const node of skipped) process.stderr.write(`slotctl: not run on ${shownText(`${node.address}: ${snapshot.views[node.id]?.error ?? 'not reachable'}`)}\n`)
     const pool = this.pool()
-    const change = await describeChange(pool, snapshot.seedAddress, command)
+    const change = await describeChange(pool, targets.map((node) => node.address), command)
     if (change && !(await this.confirm(`${change}: running it on ${targets.length} node(s)?`))) throw new SlotctlError('cancelled: nothing was run', {code: 'E_CANCELLED'})
     const results = await settleLimit(targets, NODE_PARALLELISM, async (node) => (await pool.client(node.address)).call(command[0], ...command.slice(1)))
     const replies: CallReply[] = targets

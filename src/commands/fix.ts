@@ -1,7 +1,7 @@
 import {Args, Flags} from '@oclif/core'
 
 import {MIGRATION_SOURCE, MIGRATION_TARGET, type Need, PERMISSIONS, READ_CLUSTER, RUN_LOCK, describeMissing, findMissingPermissions, need, refuseMissingPermissions} from '../lib/acl/preflight.js'
-import {BaseCommand, ignoreLockFlag} from '../lib/cli/base-command.js'
+import {BaseCommand, ignoreLockFlag, shownText} from '../lib/cli/base-command.js'
 import type {NodeAddress} from '../lib/cluster/address.js'
 import {shorten} from '../lib/cluster/changes.js'
 import type {ClusterSnapshot} from '../lib/cluster/loader.js'
@@ -17,7 +17,7 @@ import {paint, renderIssues, table} from '../lib/cli/render.js'
 import {type Issue, type NodeRef, type VerbResult, issue, slotSet} from '../lib/cli/result.js'
 import {durationFlag} from '../lib/cli/duration.js'
 import {type SlotRange, formatRanges, formatSlots} from '../lib/cluster/slots.js'
-import {openSlotsOf} from '../lib/cluster/topology.js'
+import {type ClusterNode, openSlotsOf} from '../lib/cluster/topology.js'
 
 export interface FixGroupView {
   slots: SlotRange[]
@@ -202,7 +202,7 @@ export default class Fix extends BaseCommand<typeof Fix> {
     if (actionable.length === 0 && !strangers) return this.finishClean(result)
     const needs = fixNeeds(evidence.masters.filter((master) => master.live).map((master) => master.address), this.flags['forget-failed'] ? reachableAddresses(snapshot) : [])
     if (this.flags['dry-run']) {
-      if (evidence.unreachableOwners.length > 0 && !this.flags.force) this.note(paint.warn('fix would refuse: masters owning slots are unreachable (see the errors above); --force acts without them'))
+      if (evidence.unreachableOwners.length > 0 && !this.flags.force) this.note(paint.warn(`fix would refuse: ${this.whyOwnersUnread(evidence.unreachableOwners, snapshot)}`))
       const missing = await findMissingPermissions(pool, needs)
       if (missing.length > 0) this.note(paint.warn(`fix would refuse: ${describeMissing(pool.settings.username ?? 'default', missing).message}`))
       this.log(`dry run: ${actionable.length} slot fix(es)${strangers ? ' and forgetting stuck nodes' : ''} would be applied; nothing changed`)
@@ -210,7 +210,7 @@ export default class Fix extends BaseCommand<typeof Fix> {
       this.resultExitCode = ExitCode.checkProblems
       return this.done(result)
     }
-    if (!this.flags.force) refuseUnreachableOwners(evidence.unreachableOwners)
+    if (!this.flags.force) refuseUnreachableOwners(evidence.unreachableOwners, snapshot)
     await refuseMissingPermissions(pool, needs)
     if (!(await this.confirm(`Apply ${actionable.length} slot fix(es)${strangers ? ' and forget stuck nodes' : ''}?`))) throw new SlotctlError('cancelled: nothing was changed', {code: 'E_CANCELLED'})
 
@@ -233,7 +233,7 @@ export default class Fix extends BaseCommand<typeof Fix> {
     })
     const failed = failureIssues(outcome.failures)
     Object.assign(result, {errors: failed, keysMoved: outcome.keysMoved})
-    for (const failure of failed) process.stderr.write(`slotctl: ${failure.message}\n`)
+    for (const failure of failed) process.stderr.write(`slotctl: ${shownText(failure.message)}\n`)
     this.log(`fixed ${outcome.fixedSlots.length} slot(s), moved ${outcome.keysMoved} key(s)${result.forgotten.length > 0 ? `, forgot ${result.forgotten.length} stuck node entr(ies)` : ''}`)
     if (outcome.skippedSlots.length > 0) {
       this.note(paint.warn(`interrupted: slot(s) ${formatSlots(outcome.skippedSlots)} left as they were; run fix again to finish`))
@@ -262,8 +262,14 @@ export default class Fix extends BaseCommand<typeof Fix> {
         suggestions: ['run fix again: it plans on the cluster as it is now'],
       })
     }
-    if (!this.flags.force) refuseUnreachableOwners(evidence.unreachableOwners)
+    if (!this.flags.force) refuseUnreachableOwners(evidence.unreachableOwners, snapshot)
     return {evidence, fixes: keepShownRepairs(fixes, current), snapshot}
+  }
+
+  /** What a dry run says fix would refuse for: owners that refuse the login are not "unreachable". */
+  private whyOwnersUnread(owners: readonly ClusterNode[], snapshot: ClusterSnapshot): string {
+    if (owners.some((node) => snapshot.views[node.id]?.errorCode === 'E_AUTH')) return 'masters owning slots refuse this login (see the errors above); run again with the password they take'
+    return 'masters owning slots are unreachable (see the errors above); --force acts without them'
   }
 
   private done(result: FixResult): FixResult {

@@ -2,9 +2,13 @@ import {Args, Flags} from '@oclif/core'
 
 import {BaseCommand} from '../lib/cli/base-command.js'
 import {ProgressReporter} from '../lib/cli/progress.js'
+import {escapeControl} from '../lib/cli/escape.js'
+import {type Need, describeMissing, findMissingPermissions, importNeeds, refuseMissingPermissions} from '../lib/acl/preflight.js'
+import type {ClusterSnapshot} from '../lib/cluster/loader.js'
+import {mastersOf} from '../lib/cluster/topology.js'
 import {MigrationCommand, adminTimeoutMs} from '../lib/cli/migration-command.js'
 import {formatDuration, paint, table} from '../lib/cli/render.js'
-import {type Issue, byAddress} from '../lib/cli/result.js'
+import {type Issue, type NodeRef, byAddress} from '../lib/cli/result.js'
 import {type NodeAddress, formatAddress, parseAddress} from '../lib/cluster/address.js'
 import {ExitCode, SlotctlError, usageError} from '../lib/errors.js'
 import {refuseKernelPath} from '../lib/files.js'
@@ -49,7 +53,7 @@ export default class Import extends BaseCommand<typeof Import> {
     from: Flags.string({description: 'the standalone server to import from: HOST:PORT or redis://[user:password@]HOST:PORT'}),
     'from-db': Flags.integer({description: 'the source db to import (needed when the source has keys in a db other than 0)', min: 0}),
     'from-user': Flags.string({description: 'ACL user name at the source', helpGroup: 'CONNECTION'}),
-    'from-password': Flags.string({description: 'password at the source (default: the cluster password)', env: 'SLOTCTL_FROM_AUTH', helpGroup: 'CONNECTION'}),
+    'from-password': Flags.string({description: 'password at the source (the cluster\'s password is never sent to the source)', env: 'SLOTCTL_FROM_AUTH', helpGroup: 'CONNECTION'}),
     copy: Flags.boolean({description: 'copy the keys: the source keeps them (MIGRATE COPY)'}),
     replace: Flags.boolean({description: 'overwrite keys the cluster already has with different values'}),
     match: Flags.string({description: 'import only keys matching this glob pattern (SCAN MATCH)'}),
@@ -100,7 +104,10 @@ export default class Import extends BaseCommand<typeof Import> {
     const masters = new Set(owners.map((owner) => owner.id)).size
     this.log(`${settings.copy ? 'copy' : 'move'} ${resumed ? 'the rest of ' : ''}${info.keys} key(s)${settings.match ? ` matching '${settings.match}'` : ''} from ${settings.source} db ${settings.db} (${info.version}) into ${masters} masters of ${snapshot.seedAddress}`)
 
+    const needs = this.permissionNeeds(snapshot, owners)
     if (this.flags['dry-run']) {
+      const missing = await findMissingPermissions(pool, needs)
+      if (missing.length > 0) this.note(paint.warn(`import would refuse: ${describeMissing(pool.settings.username ?? 'default', missing).message}`))
       const survey = await surveySource(source, pool, owners, {address: settings.source, keys: info.keys, match: settings.match, signal: this.stopRequest.signal})
       this.log(table(['master', 'keys'], [...survey.perOwner].sort(([a], [b]) => byAddress(a, b)).map(([owner, keys]) => [owner.address, keys]), ['left', 'right']))
       this.log(`${survey.keys} key(s) would be imported; the cluster already has ${survey.present} of them (equal values are skipped, different ones are conflicts${settings.replace ? ' that --replace overwrites' : ''})`)
@@ -108,6 +115,7 @@ export default class Import extends BaseCommand<typeof Import> {
     }
     // before the question: a journal that cannot be created must not wait for a yes
     if (!resumed) refuseKernelPath(this.flags.journal ?? defaultJournalPath('import'))
+    await refuseMissingPermissions(pool, needs)
     if (!(await this.confirm(`${settings.copy ? 'Copy' : 'Move'} ${info.keys} key(s) into the cluster now?`))) throw new SlotctlError('cancelled: nothing was changed', {code: 'E_CANCELLED'})
     await this.lockUnchanged(snapshot)
 
@@ -194,7 +202,7 @@ export default class Import extends BaseCommand<typeof Import> {
     this.note(`${paint.bad(message)}:`)
     for (const {key, owner} of conflicts.slice(0, 20)) {
       const name = keyName(key)
-      this.note(`  ${name.encoding === 'hex' ? `0x${name.key}` : name.key}  (at ${owner.address})`)
+      this.note(`  ${name.encoding === 'hex' ? `0x${name.key}` : escapeControl(name.key)}  (at ${escapeControl(owner.address)})`)
     }
     if (conflicts.length > 20) this.note(`  ... and ${conflicts.length - 20} more (all of them in --json, up to 1000)`)
     this.note('compare them, then run the import again with --replace to overwrite the cluster copies')
@@ -209,6 +217,13 @@ export default class Import extends BaseCommand<typeof Import> {
   }
 
   /** --from (with --from-user/--from-password), or the journal's source on --resume. */
+  /** What the run sends to the cluster (the source's own rights are its operator's). */
+  private permissionNeeds(snapshot: ClusterSnapshot, owners: readonly NodeRef[]): Need[] {
+    const masters = mastersOf(snapshot.nodes).filter((node) => snapshot.views[node.id]?.reachable).map((node) => node.address)
+    // with a cluster password slotctl relays the keys itself (transfer/mover.ts)
+    return importNeeds(masters, [...new Set(owners.map((owner) => owner.address))], Boolean(this.pool().settings.password))
+  }
+
   private sourceAddress(resumed?: ImportJournalState): NodeAddress {
     const address = parseAddress(this.flags.from ?? (resumed as ImportJournalState).settings.source)
     if (resumed && this.flags.from && formatAddress(address) !== resumed.settings.source) {

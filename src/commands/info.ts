@@ -1,6 +1,6 @@
 import {Args} from '@oclif/core'
 
-import {BaseCommand} from '../lib/cli/base-command.js'
+import {BaseCommand, shownText} from '../lib/cli/base-command.js'
 import {NODE_PARALLELISM, type NodePool, settleLimit} from '../lib/cluster/connection.js'
 import {masterSlotKeyCounts} from '../lib/cluster/slot-stats.js'
 import {ExitCode} from '../lib/errors.js'
@@ -96,7 +96,7 @@ export default class Info extends BaseCommand<typeof Info> {
       warnings: [],
     }
     this.render(result)
-    if (!this.jsonEnabled()) for (const line of renderIssues('Errors', 'ERR', errors)) process.stderr.write(`${line}\n`)
+    if (!this.jsonEnabled()) for (const line of renderIssues('Errors', 'ERR', errors)) process.stderr.write(`${shownText(line)}\n`)
     if (errors.length > 0) this.resultExitCode = ExitCode.failed
     return result
   }

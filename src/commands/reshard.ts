@@ -79,7 +79,8 @@ export default class Reshard extends MigrationCommand<typeof Reshard> {
   }
 
   private parseSources(nodes: readonly ClusterNode[], text: string, targetId: string): 'all' | string[] {
-    return text.trim() === 'all' ? 'all' : text.split(',').map((id) => this.sourceId(nodes, id, targetId))
+    // a master named twice (or by two prefixes) gives once: the plan counts each source once
+    return text.trim() === 'all' ? 'all' : [...new Set(text.split(',').map((id) => this.sourceId(nodes, id, targetId)))]
   }
 
   private sourceId(nodes: Parameters<typeof resolveNodeId>[0], text: string, targetId: string): string {

@@ -7,6 +7,8 @@ import type {Hook} from '@oclif/core'
 
 import {ExitCode} from '../lib/errors.js'
 import {type ErrorEnvelope, errorDocument} from '../lib/cli/result.js'
+import {escapeControl} from '../lib/cli/escape.js'
+import {redactSecrets} from '../lib/secrets.js'
 
 export function editDistance(a: string, b: string): number {
   let previous = Array.from({length: b.length + 1}, (_, index) => index)
@@ -40,7 +42,7 @@ const hook: Hook<'command_not_found'> = async function ({argv, config, id}) {
   const error: ErrorEnvelope = {
     code: 'E_USAGE',
     exitCode: ExitCode.usage,
-    message: `'${typed}' is not a ${config.bin} command`,
+    message: `'${escapeControl(redactSecrets(typed))}' is not a ${config.bin} command`,
     suggestions: [...(suggestion ? [`did you mean '${suggestion.replaceAll(':', separator)}'?`] : []), `${config.bin} --help lists the commands`],
   }
   // oclif folds the words after the verb into the id and may pass no argv: look at the real one

@@ -18,10 +18,32 @@ export function registerSecret(value: string | undefined): void {
 }
 
 /**
- * `scheme://userinfo@`: the user info runs to the last `@` of the word, since a password may
- * hold `/`, `:` or `@`; quotes end a word because messages quote what the user typed.
+ * `scheme://userinfo@`, whatever the scheme (an operator may paste an http:// or a
+ * typo'd URL; its password is still a password): the user info runs to the last `@` of the
+ * word, since a password may hold `/`, `:` or `@`; quotes end a word because messages quote
+ * what the user typed.
  */
-const URL_CREDENTIALS = /\b(rediss?|valkeys?):\/\/([^\s'"]*)@/gi
+const URL_CREDENTIALS = /\b([a-z][a-z0-9+.-]*):\/\/([^\s'"]*)@/gi
+
+/** Registers the password of every URL in `text` (any scheme), so it is masked in any later form. */
+export function registerUrlSecrets(text: string): void {
+  for (const [, , userinfo] of text.matchAll(URL_CREDENTIALS)) {
+    const colon = userinfo.indexOf(':')
+    if (colon < 0) continue
+    const password = userinfo.slice(colon + 1)
+    registerSecret(password)
+    try {
+      registerSecret(decodeURIComponent(password))
+    } catch {
+      // not percent-encoded: registered as it is
+    }
+  }
+}
+
+/** A URL of any scheme with a password in its user info. */
+export function hasUrlPassword(text: string): boolean {
+  return [...text.matchAll(URL_CREDENTIALS)].some(([, , userinfo]) => userinfo.includes(':'))
+}
 
 export function redactUrls(text: string): string {
   return text.replace(URL_CREDENTIALS, (_match, scheme: string, userinfo: string) => {

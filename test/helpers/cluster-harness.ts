@@ -199,13 +199,14 @@ export class TestCluster {
 
   /**
    * Starts a killed server again on its port, directory and config: it keeps its node id
-   * (nodes.conf) and, if the cluster was started with persistence, its data.
+   * (nodes.conf) and, if the cluster was started with persistence, its data. `extraArgs` are
+   * for this node alone (e.g. a command renamed on one node only).
    */
-  async restart(address: string): Promise<void> {
+  async restart(address: string, extraArgs: readonly string[] = []): Promise<void> {
     const old = this.server(address)
     const options = this.startOptions
     const auth = this.password ? ['--requirepass', this.password, '--masterauth', this.password] : []
-    const fresh = await startServer({...specFor(path.dirname(old.dir), old.host, old.port, [...auth, ...(options.extraArgs ?? [])], options), dir: old.dir})
+    const fresh = await startServer({...specFor(path.dirname(old.dir), old.host, old.port, [...auth, ...(options.extraArgs ?? []), ...extraArgs], options), dir: old.dir})
     started.delete(old)
     started.add(fresh)
     this.servers[this.servers.indexOf(old)] = fresh

@@ -9,7 +9,7 @@ import {configFile} from '../../src/lib/local/servers.js'
 import {SLOT_COUNT, keySlot} from '../../src/lib/cluster/slots.js'
 import {parseClusterNodes, slotOwners} from '../../src/lib/cluster/topology.js'
 import {TestCluster} from '../helpers/cluster-harness.js'
-import {AUTH_WARNING, runCli, runCliJson} from '../helpers/cli.js'
+import {AUTH_WARNING, expectOneCleanLine, runCli, runCliJson} from '../helpers/cli.js'
 
 const PASSWORD = 'spare-pa55word-not-needed'
 const KEYS = 1000
@@ -86,7 +86,9 @@ describe('info, call, set-timeout on a real 3+3 cluster', () => {
     expect(human.exitCode).to.equal(0)
     for (const reply of masters.json.replies) expect(human.stdout).to.match(new RegExp(`${reply.address} .*master .*${reply.reply}`))
 
-    const failing = await runCli(['call', cluster.seed, 'NOSUCHCOMMAND'])
+    // unknown to every node: nothing says it is harmless, so it runs only when confirmed
+    expectOneCleanLine(await runCli(['call', cluster.seed, 'NOSUCHCOMMAND']), 4, /NOSUCHCOMMAND is unknown to 6 of 6 node\(s\)/)
+    const failing = await runCli(['call', cluster.seed, 'NOSUCHCOMMAND', '--yes'])
     expect(failing.exitCode).to.equal(1)
     expect(failing.stdout).to.include('(error)')
     expect(failing.stdout).to.include('unknown command')

@@ -75,7 +75,7 @@ describe('the JSON contract: schemas/ and every verb\'s --json output', () => {
       expect(check.json.status).to.be.oneOf(['ok', 'warnings'])
       await checked('info', ['info', cluster.seed], 0)
       await checked('call', ['call', cluster.seed, 'PING'], 0)
-      const partial = await checked('call', ['call', cluster.seed, 'NOSUCHCOMMAND'], 1)
+      const partial = await checked('call', ['call', cluster.seed, 'NOSUCHCOMMAND', '--yes'], 1)
       expect(partial.json.status).to.equal('partial')
       expect(partial.json.errors).to.have.length(6)
       // failures of the whole verb: unreachable seed (1), malformed address (2), missing flag (2), unknown verb (2)

@@ -78,7 +78,8 @@ describe('the run lock: decisions re-checked under it, every changing verb behin
   async function marker(address: string, renew: boolean): Promise<{client: Redis; stop: () => void}> {
     const client = cluster.client(address).duplicate()
     await client.call('CLIENT', 'SETNAME', FORGED)
-    const timer = renew ? setInterval(() => void client.ping().catch(() => {}), 500) : undefined
+    // renewed as a live run renews it (CLIENT SETNAME again): a marker that sends anything else is forged
+    const timer = renew ? setInterval(() => void client.call('CLIENT', 'SETNAME', FORGED).catch(() => {}), 500) : undefined
     return {client, stop: () => {
       clearInterval(timer)
       client.disconnect()

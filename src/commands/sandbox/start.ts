@@ -50,8 +50,8 @@ export default class SandboxStart extends BaseCommand<typeof SandboxStart> {
     if (given.length > 0) throw usageError(`sandbox start does not support --${given.join(', --')}: the sandbox servers run locally without TLS or ACL users`, ['-a/--password (or REDISCLI_AUTH) is supported: every server then requires it'])
     const server = sandboxServer(this.flags.server)
     verifiedSandboxState(this.sandboxDir())
-    this.note(`starting ${this.flags.masters * (this.flags.replicas + 1)} ${server.name} ${server.version} processes (${server.path})...`)
     const state = await startSandbox({
+      onStarting: (count) => this.note(`starting ${count} ${server.name} ${server.version} processes (${server.path})...`),
       basePort: this.flags.port,
       dir: this.sandboxDir(),
       host: this.flags.host,

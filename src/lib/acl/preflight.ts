@@ -9,6 +9,13 @@
  * out-of-range slot, an unknown node id, a bad payload). NOPERM then means the right is
  * missing; any other answer means it is there; nothing changes either way. A denied probe
  * leaves an entry in ACL LOG, as the real command would.
+ *
+ * Rights no probe can test harmlessly (CLUSTER BUMPEPOCH, MULTI, EXEC, WATCH, DEL, SET, ...)
+ * are checked, without ACL DRYRUN, by queueing them in a transaction on a connection of their
+ * own: the server's ACL check runs when a command is queued (QUEUED, or a redirection, means
+ * allowed), and the connection is dropped without EXEC, so nothing queued ever runs. A right
+ * that still cannot be checked (MULTI itself denied) counts as missing: the run would
+ * otherwise find out half-way.
  */
 import type {Redis} from 'ioredis'
 
@@ -75,6 +82,9 @@ export const PERMISSIONS = {
   // the key must be missing: MIGRATE then answers NOKEY without connecting anywhere
   migrate: permission('MIGRATE', '+migrate ~*', ['MIGRATE', '127.0.0.1', 1, PROBE_KEY, 0, 1]),
   restoreAsking: permission('RESTORE-ASKING', '+restore-asking ~*', ['RESTORE-ASKING', PROBE_KEY, 0, 'not-a-payload']),
+  // a payload no server accepts: refused after the ACL check (or redirected: allowed)
+  restore: permission('RESTORE', '+restore ~*', ['RESTORE', PROBE_KEY, 0, 'not-a-payload']),
+  exists: permission('EXISTS', '+exists ~*', ['EXISTS', PROBE_KEY]),
   select: permission('SELECT', '+select', ['SELECT', 0]),
   // WATCH would stay on the connection, DEL and SET would write: only ACL DRYRUN checks them
   watch: permission('WATCH', '+watch ~*', undefined, ['WATCH', PROBE_KEY]),
@@ -115,6 +125,18 @@ export const DURABLE_TARGET: readonly Permission[] = [PERMISSIONS.multi, PERMISS
 
 /** A source that migrates atomically (Valkey >= 9): starts, watches and, on Ctrl-C, cancels its jobs. */
 export const ATOMIC_MIGRATION_SOURCE: readonly Permission[] = [PERMISSIONS.clusterMigrateslots, PERMISSIONS.clusterGetslotmigrations, PERMISSIONS.clusterCancelslotmigrations]
+
+/**
+ * import, on every master that owns slots: existing keys are counted (EXISTS) and compared
+ * (DUMP); into a cluster with a password slotctl writes the keys itself (RESTORE), since the
+ * cluster's credentials never go to the source (transfer/mover.ts).
+ */
+export function importNeeds(masters: readonly string[], owners: readonly string[], relay: boolean): Need[] {
+  return [
+    {addresses: masters, permissions: [...READ_CLUSTER, ...RUN_LOCK]},
+    {addresses: owners, permissions: [PERMISSIONS.exists, PERMISSIONS.dump, ...(relay ? [PERMISSIONS.restore] : [])]},
+  ]
+}
 
 /** Permissions needed on some nodes. */
 export interface Need {
@@ -207,6 +229,49 @@ async function probe(client: Redis, permissions: readonly Permission[]): Promise
   return permissions.map((p) => (p.probe ? verdicts.get(p.command) : 'unchecked'))
 }
 
+/** A queued command's reply: QUEUED, or a redirection (the ACL check came first), means allowed. */
+function queuedVerdict(error: Error | null): string | undefined {
+  if (!error || /^(MOVED|ASK|TRYAGAIN|CLUSTERDOWN) /.test(error.message)) return undefined
+  return isDenied(error.message) ? error.message : UNCHECKED
+}
+
+const UNCHECKED = 'unchecked'
+
+/** WATCH cannot be queued (it is refused inside MULTI): it is sent alone, on the throwaway connection. */
+const SENT_ALONE = new Set(['WATCH'])
+
+/**
+ * The rights without a harmless probe, checked through a transaction on a connection that is
+ * dropped afterwards (see the top of this file). MULTI's own reply gates the rest: were it
+ * denied, a command sent next would run instead of queueing. EXEC is checked on an empty
+ * transaction, before anything is queued.
+ */
+async function queueProbe(pool: NodePool, address: string, permissions: readonly Permission[]): Promise<Map<string, string | undefined>> {
+  const verdicts = new Map<string, string | undefined>()
+  const {client, release} = await pool.lease(address)
+  try {
+    for (const p of permissions.filter((candidate) => SENT_ALONE.has(candidate.command))) {
+      verdicts.set(p.command, await client.call(...(p.dryrun as [string, ...Array<number | string>])).then(() => undefined, (error: Error) => queuedVerdict(error)))
+    }
+    const multi = await client.call('MULTI').then(() => undefined, (error: Error) => (isDenied(error.message) ? error.message : UNCHECKED))
+    if (permissions.some((p) => p.command === 'MULTI')) verdicts.set('MULTI', multi)
+    if (multi !== undefined) return verdicts
+    const exec = await client.call('EXEC').then(() => undefined, (error: Error) => (isDenied(error.message) ? error.message : UNCHECKED))
+    if (permissions.some((p) => p.command === 'EXEC')) verdicts.set('EXEC', exec)
+    // after a denied EXEC the connection is still inside the (aborted) transaction; else open it again
+    if (exec === undefined) await client.call('MULTI')
+    const queued = permissions.filter((p) => !['EXEC', 'MULTI'].includes(p.command) && !SENT_ALONE.has(p.command))
+    const pipeline = client.pipeline()
+    for (const p of queued) pipeline.call(...(p.dryrun as [string, ...Array<number | string>]))
+    const replies = (await pipeline.exec()) ?? []
+    for (const [index, p] of queued.entries()) verdicts.set(p.command, queuedVerdict(replies[index]?.[0] ?? null))
+    return verdicts
+  } finally {
+    // never EXEC, never reused: what was queued is dropped with the connection
+    release(false)
+  }
+}
+
 async function checkNode(pool: NodePool, user: string, address: string, permissions: readonly Permission[], tryDryRun: boolean): Promise<MissingPermissions & {viaDryRun: boolean}> {
   const client = await pool.client(address)
   const viaDryRun = tryDryRun ? await dryRun(client, user, permissions).catch(() => undefined) : undefined
@@ -217,11 +282,20 @@ async function checkNode(pool: NodePool, user: string, address: string, permissi
     const probed = await probe(client, permissions)
     verdicts = verdicts.map((verdict, index) => (verdict === 'probe' ? probed[index] : verdict))
   }
+  const known = verdicts
+  const unchecked = permissions.filter((p, index) => known[index] === UNCHECKED && p.dryrun)
+  if (unchecked.length > 0) {
+    const queued = await queueProbe(pool, address, unchecked).catch(() => new Map<string, string | undefined>())
+    verdicts = known.map((verdict, index) => (verdict === UNCHECKED && queued.has(permissions[index].command) ? queued.get(permissions[index].command) : verdict))
+  }
   const result = {address, missing: [] as MissingPermissions['missing'], unchecked: [] as string[], viaDryRun: Boolean(viaDryRun)}
   for (const [index, verdict] of verdicts.entries()) {
     const {command, rule} = permissions[index]
-    if (verdict === 'unchecked') result.unchecked.push(command)
-    else if (verdict !== undefined) result.missing.push({command, reason: verdict, rule})
+    if (verdict === UNCHECKED) {
+      // not provably there: the run would find out half-way, so it counts as missing
+      result.unchecked.push(command)
+      result.missing.push({command, reason: 'could not be checked (ACL DRYRUN and MULTI are not allowed)', rule})
+    } else if (verdict !== undefined) result.missing.push({command, reason: verdict, rule})
   }
   return result
 }

@@ -13,6 +13,7 @@ export type Severity = 'error' | 'warning'
 
 export type FindingCode =
   | 'CLUSTER_STATE'
+  | 'MASTER_AUTH_FAILED'
   | 'MASTER_FAILED'
   | 'MASTER_UNREACHABLE'
   | 'MULTIPLE_OWNERS'
@@ -21,6 +22,7 @@ export type FindingCode =
   | 'NODE_SUSPECTED'
   | 'NO_REPLICA'
   | 'OPEN_SLOT'
+  | 'REPLICA_AUTH_FAILED'
   | 'REPLICA_FAILED'
   | 'REPLICA_ORPHANED'
   | 'REPLICA_SAME_HOST'
@@ -84,8 +86,20 @@ export function deadOwnerHint(snapshot: ClusterSnapshot, node: ClusterNode): str
 /** Hung and refused-login nodes are named as such: "unreachable" would send the operator to the network. */
 function unreadableBecause(view: NodeView): string {
   if (view.errorCode === 'E_HUNG') return `is hung: ${view.error?.replace(/^.*? is hung: /, '') ?? 'it answers nothing'}`
-  if (view.errorCode === 'E_AUTH') return `cannot be read: ${view.error}`
   return `is unreachable: ${view.error ?? 'no answer'}`
+}
+
+/**
+ * A node that refuses this run's login answers: its data is there, so the next step is the
+ * right credentials, never a failover or a removal (which would lose or orphan its data).
+ */
+export const AUTH_FAILED_HINT = 'it answers but refuses this login (its password rotated?): run again with the password (and --user) it takes; its data is intact, so do not fail it over or remove it'
+
+function authFailedFinding(node: ClusterNode, view: NodeView): Finding {
+  const isMaster = node.role === 'master'
+  const message = `${isMaster ? 'master' : 'replica'} ${label(node)} refuses this login (${view.error ?? 'authentication failed'})`
+  const extra = {hint: AUTH_FAILED_HINT, nodes: [nodeRef(node)]}
+  return isMaster ? error('MASTER_AUTH_FAILED', message, extra) : warning('REPLICA_AUTH_FAILED', message, extra)
 }
 
 function reachabilityFindings(snapshot: ClusterSnapshot): Finding[] {
@@ -104,7 +118,9 @@ function reachabilityFindings(snapshot: ClusterSnapshot): Finding[] {
     } else if (node.suspectedFailed) {
       findings.push(warning('NODE_SUSPECTED', `${label(node)} is suspected down (fail?) by ${seed}`, {nodes}))
     }
-    if (view && !view.reachable) {
+    if (view && !view.reachable && view.errorCode === 'E_AUTH') {
+      findings.push(authFailedFinding(node, view))
+    } else if (view && !view.reachable) {
       const message = `${isMaster ? 'master' : 'replica'} ${label(node)} ${unreadableBecause(view)}`
       findings.push(isMaster ? error('MASTER_UNREACHABLE', message, {hint: deadMasterHint(snapshot, node), nodes}) : warning('REPLICA_UNREACHABLE', message, {hint: removeHint, nodes}))
     }
@@ -267,6 +283,7 @@ export function runChecks(snapshot: ClusterSnapshot, options: CheckOptions = {})
 /** How a group of same-code findings reads ("12 replicas share a host with their master"). */
 export const GROUP_SUMMARY: Partial<Record<FindingCode, string>> = {
   CLUSTER_STATE: 'nodes report a cluster_state other than ok',
+  MASTER_AUTH_FAILED: 'masters refuse this login (authentication failed)',
   MASTER_FAILED: 'masters are flagged fail',
   MASTER_UNREACHABLE: 'masters are unreachable',
   MULTIPLE_OWNERS: 'slots have keys on masters that do not own them',
@@ -274,6 +291,7 @@ export const GROUP_SUMMARY: Partial<Record<FindingCode, string>> = {
   NODE_NOADDR: 'nodes have no address (noaddr)',
   NODE_SUSPECTED: 'nodes are suspected down (fail?)',
   NO_REPLICA: 'masters have no replica: losing one loses its slots',
+  REPLICA_AUTH_FAILED: 'replicas refuse this login (authentication failed)',
   REPLICA_FAILED: 'replicas are flagged fail',
   REPLICA_ORPHANED: 'replicas replicate a node that is not in this cluster',
   REPLICA_SAME_HOST: 'replicas share a host with their master',
@@ -295,6 +313,7 @@ export function hasErrors(findings: readonly Finding[]): boolean {
 /** Codes that make moving slots unsafe: reshard/rebalance refuse to start on these. */
 export const BLOCKS_MIGRATION: ReadonlySet<FindingCode> = new Set<FindingCode>([
   'CLUSTER_STATE',
+  'MASTER_AUTH_FAILED',
   'MASTER_FAILED',
   'MASTER_UNREACHABLE',
   'MULTIPLE_OWNERS',

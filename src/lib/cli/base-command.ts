@@ -12,10 +12,11 @@ import {type RunLock, acquireRunLock, refuseIfOtherRun} from '../cluster/run-loc
 import {mastersOf} from '../cluster/topology.js'
 import {ExitCode, SlotctlError, errorMessage, usageError} from '../errors.js'
 import {PhaseClock} from '../phases.js'
-import {redactSecrets, registerSecret} from '../secrets.js'
+import {hasUrlPassword, redactSecrets, registerSecret, registerUrlSecrets} from '../secrets.js'
 import {askSecretOrFail, confirmOrFail} from './prompt.js'
 import type {ProgressReporter} from './progress.js'
-import {type IssueView, applyColour, colourEnabled, renderIssues, wrapLine} from './render.js'
+import {type IssueView, applyColour, colourEnabled, colourOn, renderIssues, wrapLine} from './render.js'
+import {escapeControl, escapeTerminal} from './escape.js'
 import {type ErrorEnvelope, errorDocument, successDocument} from './result.js'
 import {durationFlag} from './duration.js'
 
@@ -29,9 +30,6 @@ const COMMON_EXIT_CODES: Record<number, string> = {
   2: 'bad input (malformed address, unknown node id, bad flag value)',
   130: 'interrupted (Ctrl-C / SIGTERM)',
 }
-
-/** A redis:// or rediss:// URL with a password in its user info. */
-const URL_WITH_PASSWORD = /^rediss?:\/\/[^@]*:[^@]*@/i
 
 function truthyEnv(value: string | undefined): boolean {
   return value !== undefined && !['', '0', 'false', 'no'].includes(value.toLowerCase())
@@ -72,13 +70,23 @@ function oneLine(text: string): string {
   return text.replace(/\s*[\r\n]+\s*/g, ' ').trim()
 }
 
+/** A message as shown: secret-free, one line, control characters (a key's, a node's) escaped. */
+function shownLine(text: string): string {
+  return escapeControl(oneLine(redactSecrets(text)))
+}
+
+/** Lines for the terminal: secret-free, and no control character but newlines and slotctl's own colours. */
+export function shownText(text: string): string {
+  return escapeTerminal(redactSecrets(text), colourOn())
+}
+
 /** Reduces anything thrown to a stable, secret-free shape. Never serialises the error object. */
 export function toEnvelope(err: unknown): ErrorEnvelope {
   const envelope = rawEnvelope(err)
   return {
     ...envelope,
-    message: oneLine(redactSecrets(envelope.message)),
-    ...(envelope.suggestions ? {suggestions: envelope.suggestions.map((hint) => oneLine(redactSecrets(hint)))} : {}),
+    message: shownLine(envelope.message),
+    ...(envelope.suggestions ? {suggestions: envelope.suggestions.map((hint) => shownLine(hint))} : {}),
   }
 }
 
@@ -186,7 +194,9 @@ export abstract class BaseCommand<T extends typeof Command> extends Command {
     const f = this.flags
     // --password and any other password flag a verb has (import's --from-password)
     for (const [name, value] of Object.entries(f)) if (/password/.test(name) && typeof value === 'string') registerSecret(value)
-    const onCommandLine = raw.some((token) => (token.type === 'flag' && /password/.test(token.flag ?? '')) || URL_WITH_PASSWORD.test(token.input))
+    // a URL of any scheme: one that is refused is still echoed in its error
+    for (const token of raw) registerUrlSecrets(token.input)
+    const onCommandLine = raw.some((token) => (token.type === 'flag' && /password/.test(token.flag ?? '')) || hasUrlPassword(token.input))
     if (onCommandLine && !f['no-auth-warning']) {
       process.stderr.write('slotctl: warning: a password on the command line shows in ps and in shell history; use REDISCLI_AUTH or --askpass instead\n')
     }
@@ -291,10 +301,10 @@ export abstract class BaseCommand<T extends typeof Command> extends Command {
 
   /**
    * Read-only, before planning: another slotctl run changing the cluster is the reason to stop,
-   * not its open slots. A --dry-run is not stopped by a marker no live run holds (it warns).
+   * not its open slots. A --dry-run (or a verb that only reads, `readOnly`) is not stopped by a
+   * marker no live run holds (it warns).
    */
-  protected async refuseIfOtherRun(snapshot: ClusterSnapshot): Promise<void> {
-    const readOnly = Boolean((this.flags as Record<string, unknown>)['dry-run'])
+  protected async refuseIfOtherRun(snapshot: ClusterSnapshot, readOnly = Boolean((this.flags as Record<string, unknown>)['dry-run'])): Promise<void> {
     await this.phases.time('lock', () => refuseIfOtherRun(this.pool(), reachableMasters(snapshot), {...this.lockOptions, readOnly}, this.runLock?.name))
   }
 
@@ -304,11 +314,11 @@ export abstract class BaseCommand<T extends typeof Command> extends Command {
 
   /** Progress and notes go to stderr so stdout stays clean for --json and pipes; --quiet drops them. */
   protected note(message: string): void {
-    if (!this.jsonEnabled() && !this.flags?.quiet) process.stderr.write(`${redactSecrets(message)}\n`)
+    if (!this.jsonEnabled() && !this.flags?.quiet) process.stderr.write(`${shownText(message)}\n`)
   }
 
   public log(message = '', ...args: unknown[]): void {
-    super.log(redactSecrets(message), ...args)
+    super.log(shownText(message), ...args)
   }
 
   /** Errors and warnings on stderr (even with --quiet), same-code ones grouped unless --verbose. */
@@ -316,7 +326,7 @@ export abstract class BaseCommand<T extends typeof Command> extends Command {
     if (this.jsonEnabled()) return
     const options = {groupSummary, verbose: this.flags?.verbose}
     const lines = [...renderIssues('Errors', 'ERR', issues.errors ?? [], options), ...renderIssues('Warnings', 'WARN', issues.warnings ?? [], options)]
-    for (const line of lines) process.stderr.write(`${redactSecrets(line)}\n`)
+    for (const line of lines) process.stderr.write(`${shownText(line)}\n`)
   }
 
   /** Every result gets schemaVersion (README "JSON output"). */
@@ -386,8 +396,8 @@ export abstract class BaseCommand<T extends typeof Command> extends Command {
 
   /** Writes a line to stderr in every mode (--json included): an interrupt must be explained. */
   protected tell(message: string): void {
-    if (this.progress) this.progress.say(message)
-    else process.stderr.write(`${message}\n`)
+    if (this.progress) this.progress.say(shownText(message))
+    else process.stderr.write(`${shownText(message)}\n`)
   }
 
   protected firstInterruptMessage(signal: NodeJS.Signals): string {

@@ -21,7 +21,15 @@ export function parseDuration(text: string, plainUnit: PlainUnit): number | unde
   return Math.round(total)
 }
 
+/**
+ * The longest duration any flag takes: a day. Node's timers hold at most 2^31-1 ms (24.8
+ * days) and silently fire after 1 ms beyond it; some waits are multiples of a flag (big
+ * keys get 4x --timeout), and no wait of slotctl's needs to be longer than a day.
+ */
+export const MAX_DURATION_MS = 24 * 3_600_000
+
 export function formatDurationFlag(ms: number): string {
+  if (ms % 3_600_000 === 0 && ms >= 3_600_000) return `${ms / 3_600_000}h`
   if (ms % 60_000 === 0 && ms >= 60_000) return `${ms / 60_000}m`
   if (ms % 1000 === 0 && ms >= 1000) return `${ms / 1000}s`
   return `${ms}ms`
@@ -46,6 +54,7 @@ export function durationFlag(options: DurationFlagOptions) {
     const ms = parseDuration(input, options.plainUnit)
     if (ms === undefined) throw usageError(`--${flag.name} '${input}' is not a duration: use e.g. 500ms, 30s, 5m (a plain number is ${plain})`)
     if (options.minMs !== undefined && ms < options.minMs) throw usageError(`--${flag.name} ${input} is too short: at least ${formatDurationFlag(options.minMs)}`)
+    if (ms > MAX_DURATION_MS) throw usageError(`--${flag.name} ${input} is too long: at most ${formatDurationFlag(MAX_DURATION_MS)}`)
     return ms
   }
   return Flags.custom<number>({

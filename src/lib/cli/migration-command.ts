@@ -6,7 +6,8 @@
 import {Command, Flags} from '@oclif/core'
 
 import {migrationNeeds, refuseMissingPermissions} from '../acl/preflight.js'
-import {BaseCommand, ignoreLockFlag, retiredForceFlag} from './base-command.js'
+import {BaseCommand, ignoreLockFlag, retiredForceFlag, shownText} from './base-command.js'
+import {escapeControl} from './escape.js'
 import {BLOCKS_MIGRATION, runChecks} from '../check/checks.js'
 import {type KeyCountsByMaster, refuseKeysOutsideOwners} from '../check/scan.js'
 import {type ClusterSnapshot, reloadUntil} from '../cluster/loader.js'
@@ -447,7 +448,7 @@ export abstract class MigrationCommand<T extends typeof Command> extends BaseCom
     const found = await findBigKeys(this.pool(), moves, addresses, {minBytes: f['big-key-bytes'] as number, rate: f['assumed-migrate-rate'] as number})
     if (found.length === 0) return found
     plan.bigKeys = found
-    const describe = (key: BigKey) => `${key.key} in slot ${key.slot} (${key.type ? `${key.type}${key.elements === undefined ? '' : ` of ${key.elements} element(s)`}, ` : ''}${formatBytes(key.bytes)}, about ${formatDuration(key.estimatedBlockMs)} blocked; limit ${formatDuration(key.blockLimitMs)})`
+    const describe = (key: BigKey) => `${escapeControl(key.key)} in slot ${key.slot} (${key.type ? `${key.type}${key.elements === undefined ? '' : ` of ${key.elements} element(s)`}, ` : ''}${formatBytes(key.bytes)}, about ${formatDuration(key.estimatedBlockMs)} blocked; limit ${formatDuration(key.blockLimitMs)})`
     const blocking = blockingKeys(found)
     const refusing = blocking.length > 0 && !f['allow-big-keys'] && !dryRun
     if (!refusing) for (const key of found.slice(0, 10)) this.note(`big key: ${describe(key)}`)
@@ -536,7 +537,7 @@ export abstract class MigrationCommand<T extends typeof Command> extends BaseCom
       ...(result.held.size > 0 ? {heldBy: [...result.held].map(([target, replicas]) => ({replicas, target}))} : {}),
     }
     if (result.failures.length > 0) {
-      for (const line of groupFailures(result.failures)) process.stderr.write(`slotctl: error: ${line}\n`)
+      for (const line of groupFailures(result.failures)) process.stderr.write(`slotctl: error: ${shownText(line)}\n`)
       this.note(`the failed slot(s) are left open and journaled; after resolving the cause, continue with: ${resumeCommand}`)
       this.note(`or let fix finish them: ${this.commandHint(`fix ${snapshot.seedAddress} --journal ${journal}`)}`)
       this.resultExitCode = ExitCode.failed

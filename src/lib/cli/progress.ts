@@ -9,7 +9,8 @@
  * percentage and the ETA move with every batch, not only when a wave of slots closes.
  */
 import type {MigrationEvent} from '../migrate/executor.js'
-import {formatBytes, formatDuration} from './render.js'
+import {colourOn, formatBytes, formatDuration} from './render.js'
+import {escapeTerminal} from './escape.js'
 
 export type ProgressMode = 'bar' | 'json' | 'lines' | 'none'
 
@@ -130,7 +131,7 @@ export class ProgressReporter {
       return
     }
     this.clear()
-    this.stream.write(`${text}\n`)
+    this.stream.write(`${escapeTerminal(text, colourOn())}\n`)
     this.render(true)
   }
 

@@ -79,6 +79,8 @@ export function parseAddress(input: string, separatePort?: string): NodeAddress 
   const text = input.trim()
   if (!text) throw usageError('missing node address', ['use HOST:PORT, e.g. 127.0.0.1:7000'])
   if (/^rediss?:\/\//i.test(text)) return parseUrl(text)
+  const scheme = /^([a-z][a-z0-9+.-]*):\/\//i.exec(text)
+  if (scheme) throw usageError(`invalid address '${redactUrl(text)}': ${scheme[1]}:// is not a node address`, ['use HOST:PORT, redis://HOST:PORT or rediss://HOST:PORT'])
   if (separatePort !== undefined) return {host: text.replace(/^\[(.*)\]$/, '$1'), port: parsePort(separatePort, `${text} ${separatePort}`)}
   const bracketed = /^\[([^\]]+)\]:(.*)$/.exec(text)
   if (bracketed) return {host: bracketed[1], port: parsePort(bracketed[2], text)}

@@ -3,7 +3,8 @@
  * table (COMMAND INFO), so renamed, new and module commands are judged like the built-ins.
  */
 import type {NodePool} from './connection.js'
-import {errorMessage} from '../errors.js'
+import {SlotctlError, errorMessage, usageError} from '../errors.js'
+import {NODE_PARALLELISM, mapLimit} from './connection.js'
 
 /**
  * Admin and @dangerous commands that only read. COMMAND INFO gives CONFIG GET the same flags
@@ -32,36 +33,81 @@ async function commandEntry(pool: NodePool, address: string, name: string): Prom
 }
 
 /**
- * Undefined when the command only reads, else the reason it may change something (for the
- * confirmation). Unknown commands need none: every node will refuse them anyway.
+ * Commands that turn the connection into a stream (pub/sub, MONITOR, replication) or stop its
+ * replies: `call` reads one reply per node, so these are refused, by the name typed and by
+ * the name the server's table gives (a renamed SUBSCRIBE is still SUBSCRIBE).
  */
-export async function describeChange(pool: NodePool, address: string, command: readonly string[]): Promise<string | undefined> {
-  const [word, sub, ...rest] = command
-  const upper = [word, sub].filter(Boolean).join(' ').toUpperCase()
-  let entry: CommandEntry | undefined
-  let name = word.toLowerCase()
+const STREAMING = new Set([
+  'subscribe', 'psubscribe', 'ssubscribe', 'unsubscribe', 'punsubscribe', 'sunsubscribe',
+  'monitor', 'sync', 'psync', 'replconf', 'client|reply',
+])
+
+function streamingError(name: string): SlotctlError {
+  return usageError(`call runs commands that answer once; ${name.replace('|', ' ').toUpperCase()} streams or silences replies: use redis-cli for it`)
+}
+
+/** Refuses, by the words typed, a command that does not answer once (STREAMING). */
+export function refuseStreamingCommand(command: readonly string[]): void {
+  const [word = '', sub] = command.map((part) => part.toLowerCase())
+  for (const name of [word, `${word}|${sub}`]) if (STREAMING.has(name)) throw streamingError(name)
+}
+
+/** What one node's command table says about the command: its entry (and the name looked up), absent, or unknown. */
+interface Lookup {
+  entry?: CommandEntry
+  name: string
+  error?: string
+}
+
+async function lookUp(pool: NodePool, address: string, command: readonly string[]): Promise<Lookup> {
+  const [word, sub] = command
+  const name = word.toLowerCase()
   try {
     if (sub !== undefined) {
-      entry = await commandEntry(pool, address, `${name}|${sub.toLowerCase()}`)
-      if (entry) name = `${name}|${sub.toLowerCase()}`
+      const full = `${name}|${sub.toLowerCase()}`
+      const entry = await commandEntry(pool, address, full)
+      if (entry) return {entry, name: full}
     }
-    entry ??= await commandEntry(pool, address, name)
+    return {entry: await commandEntry(pool, address, name), name}
   } catch (error) {
-    // without the command table nothing says the command is harmless
-    return `${word.toUpperCase()} could not be looked up in the server's command table (${errorMessage(error)})`
+    return {error: errorMessage(error), name}
   }
-  if (!entry) return undefined
-  const args = sub !== undefined && name.includes('|') ? rest : command.slice(1)
-  if (READ_ONLY_BY_NAME.has(name) && !resetsLog(name, args)) return undefined
+}
+
+/** Why this entry may change something, or undefined when it only reads. */
+function changeReasons(lookup: Lookup, command: readonly string[]): string[] {
+  const entry = lookup.entry as CommandEntry
+  const args = lookup.name.includes('|') ? command.slice(2) : command.slice(1)
+  if (READ_ONLY_BY_NAME.has(lookup.name) && !resetsLog(lookup.name, args)) return []
   const flags = entry[2].map(String)
-  if (flags.includes('readonly')) return undefined
+  if (flags.includes('readonly')) return []
   const categories = (entry[6] ?? []).map(String)
-  const reasons = [
+  return [
     flags.includes('write') ? 'write' : '',
     flags.includes('admin') ? 'admin' : '',
     categories.includes('@dangerous') ? 'dangerous' : '',
     categories.includes('@scripting') ? 'scripting' : '',
   ].filter(Boolean)
-  const shown = name.includes('|') ? upper : word.toUpperCase()
+}
+
+/**
+ * Undefined when every node's own command table says the command only reads, else the
+ * reason to confirm. Each node is asked, since a command may be renamed on some nodes and
+ * not on others; a node that does not know it (renamed, disabled, a module not loaded) or
+ * cannot be asked leaves nothing saying it is harmless, so that asks for confirmation too.
+ * A command whose table name streams (STREAMING) is refused.
+ */
+export async function describeChange(pool: NodePool, addresses: readonly string[], command: readonly string[]): Promise<string | undefined> {
+  const lookups = await mapLimit(addresses, NODE_PARALLELISM, (address) => lookUp(pool, address, command))
+  for (const lookup of lookups) {
+    const tableName = lookup.entry ? String(lookup.entry[0]).toLowerCase() : ''
+    if (STREAMING.has(tableName)) throw streamingError(tableName)
+  }
+  const shown = lookups.find((lookup) => lookup.entry)?.name.replace('|', ' ').toUpperCase() ?? command[0].toUpperCase()
+  const failed = lookups.filter((lookup) => lookup.error)
+  if (failed.length > 0) return `${shown} could not be looked up in the command table of ${failed.length} node(s) (${failed[0].error})`
+  const unknown = lookups.filter((lookup) => !lookup.entry).length
+  if (unknown > 0) return `${shown} is unknown to ${unknown} of ${lookups.length} node(s) (renamed or disabled there?), so nothing says it is harmless`
+  const reasons = [...new Set(lookups.flatMap((lookup) => changeReasons(lookup, command)))]
   return reasons.length > 0 ? `${shown} may change data or configuration (server flags: ${reasons.join(', ')})` : undefined
 }

@@ -14,8 +14,11 @@
  * renews its marker (CLIENT SETNAME again on that connection: the lock needs that right
  * anyway, where a PING may be denied by an ACL) every second, and a marker whose
  * connection has been idle for LIVE_IDLE_SECONDS is no live run's: it is stale (a stopped
- * or hung slotctl) or forged. It still refuses, because a stopped run may wake up and go on
- * moving slots; the message says what it is and how to go on (--ignore-lock, CLIENT KILL).
+ * or hung slotctl) or forged. So is one whose connection sends anything else (CLIENT LIST
+ * shows its last command: a lock connection only ever renews its name), and one that names
+ * this machine and a pid that no longer runs. It still refuses a change, because a stopped
+ * run may wake up and go on moving slots; the message says what it is and how to go on
+ * (--ignore-lock, CLIENT KILL). A look that changes nothing (--dry-run, backup) only warns.
  */
 import {hostname} from 'node:os'
 
@@ -51,6 +54,8 @@ export interface OtherRun extends RunMarker {
   clientId: string
   /** the client's address as the server sees it */
   clientAddress: string
+  /** the last command that connection sent (CLIENT LIST `cmd`) */
+  lastCommand: string
   name: string
 }
 
@@ -85,6 +90,7 @@ export function otherRunsIn(clientList: string, ownName: string, seenOn: string)
       clientId: field(line, 'id') ?? '?',
       host: marker.host,
       idleSeconds: Number(field(line, 'idle') ?? 0),
+      lastCommand: field(line, 'cmd') ?? '',
       name,
       pid: marker.pid,
       seenOn,
@@ -95,8 +101,33 @@ export function otherRunsIn(clientList: string, ownName: string, seenOn: string)
   return runs
 }
 
+/** A lock connection's only command: CLIENT SETNAME (`client|setname`; `client` before Redis 7). */
+const RENEWAL = /^client(\|setname)?$/i
+
+/** Why a marker is no live run's, or undefined when it behaves like one. */
+export function notLiveBecause(run: OtherRun, here: {host: string; isRunning: (pid: number) => boolean} = {host: localHost(), isRunning: processRuns}): string | undefined {
+  if (run.idleSeconds >= LIVE_IDLE_SECONDS) return `has been idle for ${run.idleSeconds} s; a live slotctl run renews its marker every second`
+  if (run.lastCommand && !RENEWAL.test(run.lastCommand)) return `last sent '${run.lastCommand}'; a slotctl lock connection only ever renews its name`
+  if (run.host === here.host && !here.isRunning(run.pid)) return `names pid ${run.pid} on this machine, which is not running`
+  return undefined
+}
+
 export function isLive(run: OtherRun): boolean {
-  return run.idleSeconds < LIVE_IDLE_SECONDS
+  return notLiveBecause(run) === undefined
+}
+
+/** This machine's name as markers carry it. */
+function localHost(): string {
+  return hostname().replace(/[^A-Za-z0-9._-]/g, '_')
+}
+
+function processRuns(pid: number): boolean {
+  try {
+    process.kill(pid, 0)
+    return true
+  } catch (error) {
+    return (error as NodeJS.ErrnoException).code === 'EPERM'
+  }
 }
 
 export interface LockOptions {
@@ -128,7 +159,7 @@ function liveRunError(run: OtherRun): SlotctlError {
 
 function staleMarkerError(run: OtherRun): SlotctlError {
   return new SlotctlError(
-    `a stale or forged slotctl lock marker holds this cluster: client ${run.clientId} (${run.clientAddress}) on ${run.seenOn} is named '${run.name}' but has been idle for ${run.idleSeconds} s; a live slotctl run renews its marker every second`,
+    `a stale or forged slotctl lock marker holds this cluster: client ${run.clientId} (${run.clientAddress}) on ${run.seenOn} is named '${run.name}' but ${notLiveBecause(run) ?? 'is no live run'}`,
     {
       code: 'E_LOCK_STALE',
       suggestions: [`if no slotctl run is active (a stopped one may wake up and go on), go on with --ignore-lock, or remove the marker: CLIENT KILL ID ${run.clientId} on ${run.seenOn}`],

@@ -46,7 +46,7 @@
  *   migrate/slot-protocol.ts.
  */
 import type {NodeAddress} from '../cluster/address.js'
-import {type Finding, runChecks} from '../check/checks.js'
+import {AUTH_FAILED_HINT, type Finding, runChecks} from '../check/checks.js'
 import {type ClusterSnapshot, reloadUntil} from '../cluster/loader.js'
 import {NODE_PARALLELISM, type NodePool, clusterPipeline, mapLimit} from '../cluster/connection.js'
 import {countKeysInSlots} from '../cluster/slot-stats.js'
@@ -480,8 +480,17 @@ export async function forgetStrangers(pool: NodePool, snapshot: ClusterSnapshot)
   return forgotten
 }
 
-export function refuseUnreachableOwners(owners: ReadonlyArray<{address: string; id: string}>): void {
+/**
+ * fix acts only with every slot owner readable (or --force). An owner that refuses the login
+ * answers and holds its data: the way on is its credentials, never a failover or --force.
+ */
+export function refuseUnreachableOwners(owners: ReadonlyArray<{address: string; id: string}>, snapshot?: Pick<ClusterSnapshot, 'views'>): void {
   if (owners.length === 0) return
+  const refusingLogin = owners.filter((node) => snapshot?.views[node.id]?.errorCode === 'E_AUTH')
+  if (refusingLogin.length > 0) {
+    const names = refusingLogin.map((node) => `${node.address || '(no address)'} (${node.id.slice(0, 8)})`).join(', ')
+    throw new SlotctlError(`refusing to fix: master(s) owning slots refuse this login (authentication failed): ${names}`, {code: 'E_AUTH', suggestions: [AUTH_FAILED_HINT]})
+  }
   const names = owners.map((node) => `${node.address || '(no address)'} (${node.id.slice(0, 8)})`).join(', ')
   throw new SlotctlError(`refusing to fix while master(s) owning slots are unreachable or failed: ${names}`, {
     code: 'E_UNREACHABLE_MASTER',

@@ -10,15 +10,15 @@
  * anything else makes start and stop refuse before they touch anything.
  */
 import {existsSync, readFileSync} from 'node:fs'
-import {rename, rm, writeFile} from 'node:fs/promises'
+import {chmod, rename, rm, writeFile} from 'node:fs/promises'
 import {homedir} from 'node:os'
 import path from 'node:path'
 
 import {DEFAULT_CONNECTION, NODE_PARALLELISM, NodePool, mapLimit, settleLimit} from '../cluster/connection.js'
 import {applyCreatePlan} from '../nodes/create.js'
 import {SlotctlError, usageError} from '../errors.js'
-import {ensurePrivateDir} from '../files.js'
-import {type RunningServer, type ServerBinary, describeServerBinary, findFreePorts, isAlive, isOurServer, isServerOnPort, requireServerBinary, startServer, stopServer} from './servers.js'
+import {PRIVATE_DIR_MODE, PRIVATE_FILE_MODE, ensurePrivateDir, writeOutputFile} from '../files.js'
+import {type RunningServer, type ServerBinary, describeServerBinary, findFreePorts, isAlive, isOurServer, isServerOnPort, requireServerBinary, startServer, stopServer, titleNamesAddress} from './servers.js'
 import {planCreate} from '../plan/create.js'
 import {keySlot} from '../cluster/slots.js'
 import {parseClusterNodes, parseInfo, slotOwners} from '../cluster/topology.js'
@@ -59,6 +59,8 @@ export interface SandboxOptions {
   password?: string
   /** the server binary to run (see sandboxServer) */
   server: ServerBinary
+  /** Called once the ports are chosen and checked, just before the servers start. */
+  onStarting?: (count: number) => void
 }
 
 export type SandboxRole = 'down' | 'master' | 'replica' | 'unknown'
@@ -118,7 +120,7 @@ const isPid = (value: unknown): value is number => Number.isInteger(value) && (v
 /** Written to a temp file and renamed, so a crash never leaves half a state file. */
 export async function writeSandboxState(state: SandboxState): Promise<void> {
   const temporary = `${stateFile(state.dir)}.tmp`
-  await writeFile(temporary, `${JSON.stringify(state, null, 2)}\n`)
+  await writeFile(temporary, `${JSON.stringify(state, null, 2)}\n`, {mode: PRIVATE_FILE_MODE})
   await rename(temporary, stateFile(state.dir))
 }
 
@@ -160,7 +162,9 @@ function hasNodeMarker(nodeDir: string, port: number): boolean {
 export async function createNodeDir(dir: string, port: number): Promise<string> {
   const nodeDir = nodeDirOf(dir, port)
   await ensurePrivateDir(nodeDir)
-  await writeFile(path.join(nodeDir, NODE_MARKER), `${JSON.stringify({createdBy: 'slotctl sandbox', port})}\n`)
+  // ours alone (a node directory left by an older version may be 0755): its config may hold the password
+  await chmod(nodeDir, PRIVATE_DIR_MODE)
+  await writeOutputFile(path.join(nodeDir, NODE_MARKER), `${JSON.stringify({createdBy: 'slotctl sandbox', port})}\n`, {overwrite: true})
   return nodeDir
 }
 
@@ -237,7 +241,7 @@ export async function loadDemoKeys(pool: NodePool, seed: string, count: number):
 
 /** Starts every server, keeping those that did start even when another one failed. */
 async function startServers(options: SandboxOptions, ports: number[]): Promise<{servers: RunningServer[]; error?: Error}> {
-  const auth = options.password ? {extraArgs: ['--requirepass', options.password, '--masterauth', options.password], password: options.password} : {}
+  const auth = options.password ? {password: options.password, requirePassword: true} : {}
   const binary = options.server.path
   const results = await settleLimit(ports, NODE_PARALLELISM, async (port) => startServer({binary, detached: true, dir: await createNodeDir(options.dir, port), host: options.host, port, ...auth}))
   const servers = results.flatMap((result) => (result.value ? [result.value] : []))
@@ -276,10 +280,12 @@ export async function startSandbox(options: SandboxOptions): Promise<SandboxStat
       suggestions: [`stop it first: slotctl sandbox stop${dirFlag(options.dir)}`],
     })
   }
+  // the ports are checked before anything is touched or announced
+  const ports = await choosePorts(options, options.masters * (options.replicas + 1))
   // a dead sandbox leaves node dirs behind whose old cluster configs would break a new create
   if (existing) await removeSandboxFiles(existing)
   await ensurePrivateDir(options.dir)
-  const ports = await choosePorts(options, options.masters * (options.replicas + 1))
+  options.onStarting?.(ports.length)
   const {error: startError, servers} = await startServers(options, ports)
   const state: SandboxState = {
     createdAt: new Date().toISOString(),
@@ -332,11 +338,33 @@ async function roleOf(pool: NodePool, node: SandboxNode): Promise<SandboxRole> {
   return 'unknown'
 }
 
-/** Each recorded node: is our process alive, and which role does it report now. */
+const isLoopback = (host: string) => /^127\.\d{1,3}\.\d{1,3}\.\d{1,3}$/.test(host) || host === '::1'
+
+/**
+ * Where the password may go: only to a loopback address that the recorded process itself
+ * listens on (its title names it) and that is our server (port, directory). The state file
+ * is not trusted, so an address edited into it receives nothing.
+ */
+export function trustedNodeAddress(node: SandboxNode, server?: ServerBinary): string | undefined {
+  if (typeof node.host !== 'string' || !isLoopback(node.host)) return undefined
+  const address = node.host.includes(':') ? `[${node.host}]:${node.port}` : `${node.host}:${node.port}`
+  if (node.address !== address) return undefined
+  return nodeAlive(node, server) && titleNamesAddress(node.pid, node.host, node.port) ? address : undefined
+}
+
+/**
+ * Each recorded node: is our process alive, and which role does it report now. A node whose
+ * address cannot be trusted (trustedNodeAddress) is not asked: its role is 'unknown'.
+ */
 export async function sandboxStatus(state: SandboxState, password?: string): Promise<SandboxNodeStatus[]> {
   const pool = new NodePool({commandTimeoutMs: 2000, connectTimeoutMs: 1000, password})
+  const ask = async (node: SandboxNode): Promise<SandboxRole> => {
+    if (!nodeAlive(node, state.server)) return 'down'
+    const address = trustedNodeAddress(node, state.server)
+    return address ? roleOf(pool, {...node, address}) : 'unknown'
+  }
   try {
-    const roles = await settleLimit(state.nodes, NODE_PARALLELISM, async (node) => (nodeAlive(node, state.server) ? roleOf(pool, node) : ('down' as const)))
+    const roles = await settleLimit(state.nodes, NODE_PARALLELISM, ask)
     return state.nodes.map((node, index) => {
       const role = roles[index].value ?? 'unknown'
       return {...node, alive: role !== 'down', role}

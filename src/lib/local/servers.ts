@@ -7,7 +7,6 @@
  */
 import {execFileSync} from 'node:child_process'
 import {existsSync, readFileSync, readlinkSync, realpathSync} from 'node:fs'
-import {writeFile} from 'node:fs/promises'
 import {createServer} from 'node:net'
 import path from 'node:path'
 
@@ -16,7 +15,7 @@ import {Redis} from 'ioredis'
 
 import {delay} from '../cluster/connection.js'
 import {SlotctlError, errorMessage} from '../errors.js'
-import {ensurePrivateDir} from '../files.js'
+import {ensurePrivateDir, writeOutputFile} from '../files.js'
 import {parseInfo} from '../cluster/topology.js'
 
 export interface ServerSpec {
@@ -29,6 +28,12 @@ export interface ServerSpec {
   extraArgs?: string[]
   /** For a server started with --requirepass: the pid probe must authenticate. */
   password?: string
+  /**
+   * The server requires `password` (requirepass and masterauth): written into its 0600
+   * config file, never onto its command line, where ps shows it until the server renames
+   * its process.
+   */
+  requirePassword?: boolean
   /** redis-server or valkey-server to run (default: the first found on PATH). */
   binary?: string
   /** false: a standalone server (cluster support disabled). */
@@ -246,6 +251,12 @@ export function isServerOnPort(pid: number, port: number, binary?: string): bool
   return names.some((name) => cmdline.includes(name)) && new RegExp(`:${port}(?!\\d)`).test(cmdline)
 }
 
+/** The server's process title names this listening address ("redis-server 127.0.0.1:7000 [cluster]"). */
+export function titleNamesAddress(pid: number, host: string, port: number): boolean {
+  const cmdline = commandLine(pid)
+  return cmdline !== undefined && new RegExp(`(^|\\s)${host.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}:${port}(?!\\d)`).test(cmdline)
+}
+
 /**
  * True when pid is still the server we started: a server on that port (pids get reused) and,
  * given its dir, running in it, so a stranger's server whose pid and port were written into
@@ -267,17 +278,45 @@ function readLogTail(spec: ServerSpec): string {
   }
 }
 
+/** The config file a server starts from; CONFIG REWRITE (set-timeout) adds to it later. */
+function initialConfig(spec: ServerSpec): string {
+  const lines = ['# written by slotctl; CONFIG REWRITE appends here']
+  if (spec.requirePassword && spec.password) lines.push(`requirepass ${configString(spec.password)}`, `masterauth ${configString(spec.password)}`)
+  return `${lines.join('\n')}\n`
+}
+
+/** A string in redis.conf syntax: double-quoted, with backslash escapes for quotes, backslashes and control bytes. */
+export function configString(value: string): string {
+  const bytes = Buffer.from(value, 'utf8')
+  let out = ''
+  for (const byte of bytes) {
+    if (byte === 0x22 || byte === 0x5c) out += `\\${String.fromCharCode(byte)}`
+    else if (byte < 0x20 || byte >= 0x7f) out += `\\x${byte.toString(16).padStart(2, '0')}`
+    else out += String.fromCharCode(byte)
+  }
+  return `"${out}"`
+}
+
+/**
+ * The server inherits umask 077: the files it writes itself (CONFIG REWRITE's config file,
+ * which may hold the password, its log, its RDB) are then its owner's only. Node has no
+ * per-spawn umask, so the process umask is narrowed just around the (synchronous) fork.
+ */
+function spawnPrivately(binary: string, args: string[], spec: ServerSpec) {
+  const previous = process.umask(0o077)
+  try {
+    return execa(binary, args, {cleanup: !spec.detached, detached: Boolean(spec.detached), reject: false, stdio: 'ignore'})
+  } finally {
+    process.umask(previous)
+  }
+}
+
 export async function startServer(spec: ServerSpec, timeoutMs = 10_000): Promise<RunningServer> {
   const binary = requireServerBinary(spec.binary)
   const host = spec.host ?? '127.0.0.1'
   await ensurePrivateDir(spec.dir)
-  await writeFile(configFile(spec), '# written by slotctl; CONFIG REWRITE appends here\n')
-  const child = execa(binary, serverArgs(spec), {
-    cleanup: !spec.detached,
-    detached: Boolean(spec.detached),
-    reject: false,
-    stdio: 'ignore',
-  })
+  await writeOutputFile(configFile(spec), initialConfig(spec), {overwrite: true})
+  const child = spawnPrivately(binary, serverArgs(spec), spec)
   const pid = child.pid
   if (pid === undefined) throw new SlotctlError(`could not start ${path.basename(binary)} on port ${spec.port}`, {code: 'E_SPAWN'})
   let exited = false

@@ -58,7 +58,8 @@ export function planReshard(masters: readonly ClusterNode[], request: ReshardReq
   } else {
     const wanted = request.slots ?? 0
     if (!Number.isInteger(wanted) || wanted < 1 || wanted > SLOT_COUNT) throw usageError(`--slots must be a whole number from 1 to ${SLOT_COUNT}`)
-    const fromIds = request.from === 'all' ? masters.filter((node) => node.id !== target.id).map((node) => node.id) : request.from
+    // each source once: a repeated one would be planned twice and its slots counted twice
+    const fromIds = request.from === 'all' ? masters.filter((node) => node.id !== target.id).map((node) => node.id) : [...new Set(request.from)]
     if (fromIds.includes(target.id)) throw usageError('the target is also listed as a source')
     const byId = new Map(masters.map((node) => [node.id, node]))
     const owned = new Map(masters.map((node) => [node.id, countSlotsOf(node)]))

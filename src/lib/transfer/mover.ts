@@ -32,6 +32,12 @@ export interface TransferOptions {
   batchKeys: number
   /** MIGRATE timeout, ms; a batch that times out is retried key by key with 4x this */
   timeoutMs: number
+  /**
+   * The source is a server slotctl started itself (restore): it may be given the cluster's
+   * credentials inside MIGRATE. Any other source never sees them: with a password-protected
+   * cluster, slotctl relays the keys itself (DUMP at the source, RESTORE at the owner).
+   */
+  sourceOwnedBySlotctl?: boolean
   throttle?: Throttle
   /** aborted: scan no further, finish the pages in flight */
   signal?: AbortSignal
@@ -134,9 +140,12 @@ function migrateFailure(owner: NodeRef, error: unknown): SlotctlError {
 class BatchMover {
   private readonly auth: string[]
   private readonly compareFirst = new Set<string>()
+  /** The cluster needs credentials the source must not see: keys go through slotctl. */
+  private readonly relay: boolean
 
   constructor(private readonly source: Redis, private readonly cluster: NodePool, private readonly options: TransferOptions) {
     this.auth = migrateAuthArgs(cluster.settings)
+    this.relay = this.auth.length > 0 && !options.sourceOwnedBySlotctl
   }
 
   async move(owner: NodeRef, keys: Buffer[]): Promise<BatchOutcome> {
@@ -153,6 +162,7 @@ class BatchMover {
    * are gone (SCAN may return a key twice, after it moved) and does not say how many it took.
    */
   private async migrate(owner: NodeRef, keys: Buffer[], replace: boolean, timeoutMs = this.options.timeoutMs): Promise<MigrateReply> {
+    if (this.relay) return relayKeys(this.source, await this.cluster.client(owner.address), keys, {copy: this.options.copy, replace})
     const {host, port} = parseAddress(owner.address)
     const flags = [...(this.options.copy ? ['COPY'] : []), ...(replace ? ['REPLACE'] : [])]
     const sample = sampleOf(keys)
@@ -244,6 +254,52 @@ class BatchMover {
     }
     return outcome
   }
+}
+
+/**
+ * Deletes each key at the source only while it still has the value that was relayed (its
+ * DUMP is unchanged), atomically: a write that landed meanwhile is never thrown away.
+ */
+const DELETE_IF_UNCHANGED = `local deleted = 0
+for i, key in ipairs(KEYS) do
+  if redis.call('DUMP', key) == ARGV[i] then
+    redis.call('DEL', key)
+    deleted = deleted + 1
+  end
+end
+return deleted`
+
+/**
+ * MIGRATE done by slotctl, with MIGRATE's outcome: DUMP and PTTL at the source, RESTORE at
+ * the owner (with the cluster's credentials, which stay here), and for a move the source
+ * copies deleted. Keys gone from the source are skipped; the first refusal (BUSYKEY, a
+ * payload the owner cannot read) is the error, and the keys it did not concern went through.
+ */
+export async function relayKeys(source: Redis, owner: Redis, keys: readonly Buffer[], options: {copy: boolean; replace: boolean}): Promise<MigrateReply> {
+  const reads = source.pipeline()
+  for (const key of keys) reads.pttl(key).dumpBuffer(key)
+  const replies = (await reads.exec()) ?? []
+  const failed = replies.find(([error]) => error)
+  if (failed) return {error: failed[0], existing: 0}
+  const present = keys.flatMap((key, i) => {
+    const ttl = Number(replies[2 * i][1])
+    const payload = replies[2 * i + 1][1] as Buffer | null
+    return payload && ttl !== -2 ? [{key, payload, ttl: Math.max(ttl, 0)}] : []
+  })
+  if (present.length === 0) return {error: null, existing: 0}
+  const writes = owner.pipeline()
+  for (const {key, payload, ttl} of present) writes.callBuffer('RESTORE', key, ttl, payload, ...(options.replace ? ['REPLACE'] : []))
+  const restored = (await writes.exec()) ?? []
+  const error = restored.find(([restoreError]) => restoreError)?.[0] ?? null
+  if (options.copy) return {error, existing: present.length}
+  const done = present.filter((_, i) => restored[i] && !restored[i][0])
+  const deleted = done.length > 0 ? Number(await source.callBuffer('EVAL', DELETE_IF_UNCHANGED, done.length, ...done.map(({key}) => key), ...done.map(({payload}) => payload))) : 0
+  // A move counts what it took from the source, as MIGRATE's EXISTS does: a key SCAN returned
+  // twice may be relayed by two batches at once, and only the one whose delete took it counts;
+  // a refused key counts while the source still has it (the caller settles it by value).
+  const refused = present.filter((_, i) => !restored[i] || restored[i][0])
+  const stillThere = refused.length > 0 ? Number(await source.callBuffer('EXISTS', ...refused.map(({key}) => key))) : 0
+  return {error, existing: deleted + stillThere}
 }
 
 type Verdict = 'different' | 'equal' | 'gone-from-source' | 'missing-at-target'

@@ -80,6 +80,8 @@ async function restoreFile(pool: NodePool, owners: readonly NodeRef[], entry: Ma
       copy: false,
       onBatch: options.onBatch,
       replace: options.replace,
+      // the source is the server slotctl started on the RDB file: MIGRATE may authenticate
+      sourceOwnedBySlotctl: true,
       signal: options.signal,
       sourceAddress: `the local server loading ${entry.file}`,
       sourceKeys: server.keys,

@@ -63,18 +63,18 @@ function sourceAuthError(address: string, message: string): SlotctlError {
 /**
  * The source's client from the pool, authenticated by an explicit AUTH: ioredis's own AUTH at
  * connect closes the connection on a wrong password, and the next command would only say
- * "Stream isn't writeable".
+ * "Stream isn't writeable". Only the source's own credentials (--from URL, --from-password,
+ * --from-user) are sent: the cluster's never go to another server.
  */
 export async function connectSource(pool: NodePool, address: NodeAddress): Promise<Redis> {
-  const password = address.password ?? pool.settings.password
-  const username = address.username ?? pool.settings.username
+  const {password, username} = address
   const client = await pool.client({...address, password: '', username: ''})
   if (!password) return client
   try {
     await client.call('AUTH', ...(username ? [username, password] : [password]))
   } catch (error) {
     const message = errorMessage(error)
-    // a password the source does not need (e.g. the cluster's, by default) is harmless
+    // a password the source does not need is harmless
     if (/without any password configured|no password is set/i.test(message)) return client
     throw sourceAuthError(formatAddress(address), message)
   }
