@@ -3,7 +3,9 @@
 // package.json's engines (node >= 20) already say more. Set before oclif loads.
 process.env.OCLIF_DISABLE_ENGINE_WARNING ??= '1'
 
-const {execute} = await import('@oclif/core')
+// the bundle (npm run build): oclif, ioredis and every command in one file, and the same
+// oclif copy that runs the commands
+const {execute} = await import('../dist/slotctl.js')
 
 await execute({dir: import.meta.url})
 

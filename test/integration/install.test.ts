@@ -51,7 +51,9 @@ describe('install: npm pack, install the tarball, run slotctl from the prefix', 
     // prepack's build writes to stdout too; npm's JSON report is the last thing there
     const [packed] = JSON.parse(pack.stdout.slice(pack.stdout.search(/^\[/m))) as Array<{filename: string; files: Array<{path: string}>}>
     const files = packed.files.map((file) => file.path)
-    expect(files).to.include.members(['bin/run.js', 'oclif.manifest.json', 'LICENSE', 'README.md', 'dist/commands/check.js', 'schemas/check.schema.json', 'schemas/error.schema.json'])
+    expect(files).to.include.members(['bin/run.js', 'oclif.manifest.json', 'LICENSE', 'README.md', 'dist/slotctl.js', 'schemas/check.schema.json', 'schemas/error.schema.json', 'schemas/plan.schema.json'])
+    // the bundle is the whole CLI: tsc's module tree (dist/commands, dist/lib) stays at home
+    expect(files.filter((file) => file.startsWith('dist/'))).to.deep.equal(['dist/slotctl.js'])
     expect(files).to.not.include('bin/dev.js')
     expect(files.some((file) => file.startsWith('src/') || file.startsWith('test/'))).to.equal(false)
     expect(pack.stderr).to.not.match(/update available/)
@@ -73,6 +75,12 @@ describe('install: npm pack, install the tarball, run slotctl from the prefix', 
     const check = await execa(slotctl, ['check', cluster.seed], {env, reject: false})
     expect(check.exitCode, check.stderr).to.equal(0)
     expect(check.stdout).to.include('[OK] all 16384 slots covered')
+    // the plan schemas are found from the bundle (dist/slotctl.js), and ajv from node_modules
+    const plan = path.join(dir, 'bad-plan.json')
+    await writeFile(plan, '{"version": 1}\n')
+    const apply = await execa(slotctl, ['apply', plan, '--seed', cluster.seed], {env, reject: false})
+    expect(apply.exitCode, apply.stderr).to.equal(2)
+    expect(apply.stderr).to.match(/is not a valid slotctl plan: \(top level\) must have required property 'kind'/)
     // installed on PATH, the banner-style hints name plain `slotctl`
     const status = await execa(slotctl, ['sandbox', 'status', '--dir', path.join(dir, 'no-sandbox')], {env, reject: false})
     expect(status.stdout).to.match(/start one with: slotctl sandbox start/)

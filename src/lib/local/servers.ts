@@ -11,7 +11,6 @@ import {writeFile} from 'node:fs/promises'
 import {createServer} from 'node:net'
 import path from 'node:path'
 
-import {execa} from 'execa'
 import {Redis} from 'ioredis'
 
 import {delay} from '../cluster/connection.js'
@@ -272,6 +271,8 @@ export async function startServer(spec: ServerSpec, timeoutMs = 10_000): Promise
   const host = spec.host ?? '127.0.0.1'
   await ensurePrivateDir(spec.dir)
   await writeFile(configFile(spec), '# written by slotctl; CONFIG REWRITE appends here\n')
+  // loaded here, not at the top: the bundled CLI would otherwise load execa on every start
+  const {execa} = await import('execa')
   const child = execa(binary, serverArgs(spec), {
     cleanup: !spec.detached,
     detached: Boolean(spec.detached),
