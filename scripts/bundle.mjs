@@ -33,7 +33,8 @@ const {outputFiles} = await build({
   keepNames: true,
   legalComments: 'none',
   logLevel: 'warning',
-  minify: true,
+  // SLOTCTL_BUNDLE_READABLE=1: names and lines kept, to read a profile
+  minify: !process.env.SLOTCTL_BUNDLE_READABLE,
   outfile: BUNDLE,
   platform: 'node',
   target: 'node20',
