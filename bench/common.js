@@ -25,7 +25,7 @@ export async function lib(name) {
 }
 
 export function slotctlBin() {
-  if (!existsSync(path.join(root, 'dist', 'commands', 'check.js'))) throw new Error('dist/commands is missing: run npm run build (npm run bench does)')
+  if (!existsSync(path.join(root, 'dist', 'slotctl.cjs'))) throw new Error('dist/slotctl.cjs (the bundled CLI) is missing: run npm run build (npm run bench does)')
   return path.join(root, 'bin', 'run.js')
 }
 

@@ -1,9 +1,14 @@
 #!/usr/bin/env node
+import {createRequire} from 'node:module'
+
 // oclif checks its own engines (node >= 18) with semver, about 15 ms of every start;
 // package.json's engines (node >= 20) already say more. Set before oclif loads.
 process.env.OCLIF_DISABLE_ENGINE_WARNING ??= '1'
 
-const {execute} = await import('@oclif/core')
+// The bundle (npm run build): oclif, ioredis and every command in one file, compiled from
+// V8's code cache; and the same oclif copy that runs the commands.
+const {loadBundle} = createRequire(import.meta.url)('./bundle-loader.cjs')
+const {execute} = loadBundle().exports
 
 await execute({dir: import.meta.url})
 

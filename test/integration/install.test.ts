@@ -51,7 +51,9 @@ describe('install: npm pack, install the tarball, run slotctl from the prefix', 
     // prepack's build writes to stdout too; npm's JSON report is the last thing there
     const [packed] = JSON.parse(pack.stdout.slice(pack.stdout.search(/^\[/m))) as Array<{filename: string; files: Array<{path: string}>}>
     const files = packed.files.map((file) => file.path)
-    expect(files).to.include.members(['bin/run.js', 'oclif.manifest.json', 'LICENSE', 'README.md', 'dist/commands/check.js', 'schemas/check.schema.json', 'schemas/error.schema.json'])
+    expect(files).to.include.members(['bin/run.js', 'bin/bundle-loader.cjs', 'oclif.manifest.json', 'LICENSE', 'README.md', 'schemas/check.schema.json', 'schemas/error.schema.json', 'schemas/plan.schema.json'])
+    // the bundle and its code cache are the whole CLI: tsc's module tree (dist/commands, dist/lib) stays at home
+    expect(files.filter((file) => file.startsWith('dist/')).sort()).to.deep.equal(['dist/slotctl.cjs', 'dist/slotctl.cjs.cache'])
     expect(files).to.not.include('bin/dev.js')
     expect(files.some((file) => file.startsWith('src/') || file.startsWith('test/'))).to.equal(false)
     expect(pack.stderr).to.not.match(/update available/)
@@ -73,6 +75,16 @@ describe('install: npm pack, install the tarball, run slotctl from the prefix', 
     const check = await execa(slotctl, ['check', cluster.seed], {env, reject: false})
     expect(check.exitCode, check.stderr).to.equal(0)
     expect(check.stdout).to.include('[OK] all 16384 slots covered')
+    // the code cache was made by this Node for this bundle: V8 takes it (it would silently compile otherwise)
+    const loader = path.join(prefix, 'lib', 'node_modules', 'slotctl', 'bin', 'bundle-loader.cjs')
+    const cache = await execa(process.execPath, ['-e', `const {cacheRejected} = require(${JSON.stringify(loader)}).loadBundle(); console.log(cacheRejected); process.exit()`], {env, reject: false})
+    expect(cache.stdout, cache.stderr).to.equal('false')
+    // the plan schemas are found from the bundle (dist/slotctl.js), and ajv from node_modules
+    const plan = path.join(dir, 'bad-plan.json')
+    await writeFile(plan, '{"version": 1}\n')
+    const apply = await execa(slotctl, ['apply', plan, '--seed', cluster.seed], {env, reject: false})
+    expect(apply.exitCode, apply.stderr).to.equal(2)
+    expect(apply.stderr).to.match(/is not a valid slotctl plan: \(top level\) must have required property 'kind'/)
     // installed on PATH, the banner-style hints name plain `slotctl`
     const status = await execa(slotctl, ['sandbox', 'status', '--dir', path.join(dir, 'no-sandbox')], {env, reject: false})
     expect(status.stdout).to.match(/start one with: slotctl sandbox start/)

@@ -125,11 +125,7 @@ export async function holdsKeysOutside(pool: NodePool, master: ClusterNode, slot
  * there; a key written in between can hide one. Good enough for a report, not for a refusal.
  */
 async function mayHoldKeysOutside(pool: NodePool, master: ClusterNode, slots: readonly number[]): Promise<boolean> {
-  const replies = await pool.read(master.address, (client) => {
-    const pipeline = client.pipeline().call('INFO', 'keyspace')
-    for (const slot of slots) pipeline.call('CLUSTER', 'COUNTKEYSINSLOT', slot)
-    return pipeline.exec()
-  })
+  const replies = await pool.readMany(master.address, [['INFO', 'keyspace'], ...slots.map((slot) => ['CLUSTER', 'COUNTKEYSINSLOT', slot])])
   const failed = (replies ?? []).find(([error]) => error)
   if (!replies || failed) throw new SlotctlError(`${master.address} could not count its keys: ${failed?.[0]?.message ?? 'no reply'}`, {code: 'E_PROTOCOL'})
   const [[, info], ...counts] = replies

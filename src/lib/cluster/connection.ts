@@ -2,22 +2,17 @@
  * The connection layer: one lazily created ioredis client per node, fail-fast settings for
  * admin work, bounded parallelism, and one place that closes everything.
  */
-import {createRequire} from 'node:module'
 import {connect as connectTcp} from 'node:net'
 import {type ConnectionOptions as TlsOptions, connect as connectTls, createSecureContext} from 'node:tls'
 
-import type {Redis as RedisClient, RedisOptions} from 'ioredis'
+import {Redis, type RedisOptions} from 'ioredis'
 
 import {type NodeAddress, formatAddress} from './address.js'
+import {RawReadTimeout, rawPipeline} from './raw-pipeline.js'
 import {SlotctlError, errorMessage, isConnectionLost, nodeFailure, usageError} from '../errors.js'
 import {readRegularFileSync} from '../files.js'
 
 const MAX_PEM_BYTES = 1024 * 1024
-
-// Required, not imported: an ESM import of a CommonJS package first scans its source, and
-// the modules it re-exports, for export names (about 40 ms of every start for ioredis).
-const {Redis} = createRequire(import.meta.url)('ioredis') as typeof import('ioredis')
-type Redis = RedisClient
 
 export interface TlsSettings {
   enabled: boolean
@@ -265,6 +260,42 @@ export class NodePool {
     return this.within(key, read(client))
   }
 
+  /**
+   * Many small reads of one node (a COUNTKEYSINSLOT per slot) within the read deadline,
+   * each reply as [error, value] like an ioredis pipeline. Long batches go over a raw
+   * connection of their own (raw-pipeline.ts: ioredis costs ~13 µs of CPU per command);
+   * short ones, and any batch the raw connection cannot deliver except by missing the
+   * deadline, over the node's pooled client.
+   */
+  async readMany(address: string, commands: ReadonlyArray<ReadonlyArray<number | string>>): Promise<Reply[]> {
+    const target = addressFromString(address)
+    const key = formatAddress(target)
+    // connects (or reports why it cannot) as every other read does, and checks the hung list
+    await this.client(address)
+    if (commands.length >= RAW_PIPELINE_MIN) {
+      const options = redisOptionsFor(target, this.settings)
+      const raw = {connectTimeoutMs: this.settings.connectTimeoutMs, host: target.host, password: options.password, port: target.port, readTimeoutMs: this.readTimeoutMs, tls: options.tls, username: options.username}
+      try {
+        return await rawPipeline(raw, commands, (socket) => this.trackRaw(socket))
+      } catch (error) {
+        if (error instanceof RawReadTimeout) throw this.markHung(key)
+        if (this.closed) throw error
+      }
+    }
+    return (await this.read(address, (client) => {
+      const pipeline = client.pipeline()
+      for (const [name, ...args] of commands) pipeline.call(String(name), ...args)
+      return pipeline.exec()
+    })) as Reply[]
+  }
+
+  private readonly rawSockets = new Set<{destroy(): void}>()
+
+  private trackRaw(socket: {destroy(): void}): () => void {
+    this.rawSockets.add(socket)
+    return () => this.rawSockets.delete(socket)
+  }
+
   private within<T>(key: string, work: Promise<T>): Promise<T> {
     return new Promise<T>((resolve, reject) => {
       const timer = setTimeout(() => reject(this.markHung(key)), this.readTimeoutMs)
@@ -388,6 +419,8 @@ export class NodePool {
     // replies (or a timer guarding them) only delays the exit
     for (const entry of this.entries.values()) entry.client.disconnect()
     this.entries.clear()
+    for (const socket of this.rawSockets) socket.destroy()
+    this.rawSockets.clear()
   }
 }
 
@@ -478,6 +511,9 @@ export async function spreadCalls(pool: NodePool, address: string, commands: Rea
 export async function clusterPipeline(pool: NodePool, address: string, commands: ReadonlyArray<ReadonlyArray<number | string>>): Promise<Array<Error | null>> {
   return (await pipelineCalls(pool, address, commands.map((args) => ['CLUSTER', ...args]))).map(([error]) => error)
 }
+
+/** Batches from this many commands on go over a raw connection (NodePool.readMany). */
+const RAW_PIPELINE_MIN = 100
 
 /** Parallelism used when talking to every node of a cluster. */
 export const NODE_PARALLELISM = 32

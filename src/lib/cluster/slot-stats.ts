@@ -21,25 +21,14 @@ export interface SlotStatsMaster {
   slots: readonly SlotRange[]
 }
 
-/** Commands per pipeline round trip: bounded so one huge reply never stalls a node. */
-const PIPELINE_CHUNK = 2000
-
-/** COUNTKEYSINSLOT of each slot on one node, in order, in chunked pipelines (each a read with the read deadline). */
+/** COUNTKEYSINSLOT of each slot on one node, in order, in one batch within the read deadline. */
 export async function countKeysInSlots(pool: NodePool, address: string, slots: readonly number[]): Promise<number[]> {
-  const counts: number[] = []
-  for (let start = 0; start < slots.length; start += PIPELINE_CHUNK) {
-    const chunk = slots.slice(start, start + PIPELINE_CHUNK)
-    const replies = (await pool.read(address, (client) => {
-      const pipeline = client.pipeline()
-      for (const slot of chunk) pipeline.call('CLUSTER', 'COUNTKEYSINSLOT', slot)
-      return pipeline.exec()
-    })) ?? []
-    for (const [error, value] of replies) {
-      if (error) throw new SlotctlError(`${address} answered CLUSTER COUNTKEYSINSLOT with: ${error.message}`, {code: 'E_PROTOCOL'})
-      counts.push(Number(value))
-    }
-  }
-  return counts
+  if (slots.length === 0) return []
+  const replies = await pool.readMany(address, slots.map((slot) => ['CLUSTER', 'COUNTKEYSINSLOT', slot]))
+  return replies.map(([error, value]) => {
+    if (error) throw new SlotctlError(`${address} answered CLUSTER COUNTKEYSINSLOT with: ${error.message}`, {code: 'E_PROTOCOL'})
+    return Number(value)
+  })
 }
 
 /**

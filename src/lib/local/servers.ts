@@ -10,7 +10,6 @@ import {existsSync, readFileSync, readlinkSync, realpathSync} from 'node:fs'
 import {createServer} from 'node:net'
 import path from 'node:path'
 
-import {execa} from 'execa'
 import {Redis} from 'ioredis'
 
 import {delay} from '../cluster/connection.js'
@@ -302,7 +301,8 @@ export function configString(value: string): string {
  * which may hold the password, its log, its RDB) are then its owner's only. Node has no
  * per-spawn umask, so the process umask is narrowed just around the (synchronous) fork.
  */
-function spawnPrivately(binary: string, args: string[], spec: ServerSpec) {
+/** `execa` is passed in, loaded by the caller: the bundled CLI would otherwise load it on every start. */
+function spawnPrivately(execa: typeof import('execa').execa, binary: string, args: string[], spec: ServerSpec) {
   const previous = process.umask(0o077)
   try {
     return execa(binary, args, {cleanup: !spec.detached, detached: Boolean(spec.detached), reject: false, stdio: 'ignore'})
@@ -316,7 +316,9 @@ export async function startServer(spec: ServerSpec, timeoutMs = 10_000): Promise
   const host = spec.host ?? '127.0.0.1'
   await ensurePrivateDir(spec.dir)
   await writeOutputFile(configFile(spec), initialConfig(spec), {overwrite: true})
-  const child = spawnPrivately(binary, serverArgs(spec), spec)
+  const {execa} = await import('execa')
+  // a subprocess is a promise of its end: it must not be returned from an async function
+  const child = spawnPrivately(execa, binary, serverArgs(spec), spec)
   const pid = child.pid
   if (pid === undefined) throw new SlotctlError(`could not start ${path.basename(binary)} on port ${spec.port}`, {code: 'E_SPAWN'})
   let exited = false

@@ -3,7 +3,7 @@
  * reads them: a malformed file gets one line naming the field, never a TypeError from deep
  * inside a verb. Files carry intent (node ids, slots); the addresses in them are only shown.
  */
-import {readFileSync} from 'node:fs'
+import {existsSync, readFileSync} from 'node:fs'
 import {createRequire} from 'node:module'
 import path from 'node:path'
 import {fileURLToPath} from 'node:url'
@@ -17,7 +17,16 @@ import {readRegularFileSync} from '../files.js'
 /** A plan of every slot is well under a megabyte. */
 const MAX_PLAN_BYTES = 64 * 1024 * 1024
 
-const SCHEMA_DIR = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../../schemas')
+/**
+ * schemas/ of the package: up from this module to the first folder with a package.json. The
+ * module is dist/lib/plan/plan-file.js (tsc), src/lib/plan/plan-file.ts (tsx) or part of the
+ * bundle dist/slotctl.js, so no fixed number of levels holds for all three.
+ */
+function schemaDir(): string {
+  let dir = path.dirname(fileURLToPath(import.meta.url))
+  while (!existsSync(path.join(dir, 'package.json')) && path.dirname(dir) !== dir) dir = path.dirname(dir)
+  return path.join(dir, 'schemas')
+}
 
 let validators: {journalLine: ValidateFunction; plan: ValidateFunction} | undefined
 
@@ -26,7 +35,8 @@ function loadValidators(): NonNullable<typeof validators> {
   if (validators) return validators
   const {Ajv2020} = createRequire(import.meta.url)('ajv/dist/2020') as typeof import('ajv/dist/2020.js')
   const ajv = new Ajv2020({allErrors: false, discriminator: true, strict: true})
-  const read = (name: string) => JSON.parse(readFileSync(path.join(SCHEMA_DIR, name), 'utf8')) as object
+  const dir = schemaDir()
+  const read = (name: string) => JSON.parse(readFileSync(path.join(dir, name), 'utf8')) as object
   ajv.addSchema(read('plan.schema.json'), 'plan.schema.json')
   validators = {journalLine: ajv.compile(read('journal-line.schema.json')), plan: ajv.getSchema('plan.schema.json') as ValidateFunction}
   return validators

@@ -1,0 +1,52 @@
+/**
+ * The CLI's one entry point, for oclif's "explicit" command discovery (package.json
+ * oclif.commands): every command and hook, and oclif's execute. `npm run build` bundles this
+ * file with everything it imports (oclif, ioredis, chalk) into dist/slotctl.js (see
+ * scripts/bundle.mjs), so a start reads one file instead of some 250 modules; bin/run.js
+ * takes execute from here, so that the commands and the oclif running them are one copy.
+ * In development (bin/dev.js) oclif reads this file through tsx.
+ */
+import AddNode from './commands/add-node.js'
+import Apply from './commands/apply.js'
+import Backup from './commands/backup.js'
+import Call from './commands/call.js'
+import Check from './commands/check.js'
+import Create from './commands/create.js'
+import DelNode from './commands/del-node.js'
+import Failover from './commands/failover.js'
+import Fix from './commands/fix.js'
+import Import from './commands/import.js'
+import Info from './commands/info.js'
+import Rebalance from './commands/rebalance.js'
+import Reshard from './commands/reshard.js'
+import Restore from './commands/restore.js'
+import SandboxStart from './commands/sandbox/start.js'
+import SandboxStatus from './commands/sandbox/status.js'
+import SandboxStop from './commands/sandbox/stop.js'
+import SetTimeout from './commands/set-timeout.js'
+import Version from './commands/version.js'
+
+export {execute} from '@oclif/core'
+export {default as commandNotFound} from './hooks/command-not-found.js'
+
+export const COMMANDS = {
+  'add-node': AddNode,
+  apply: Apply,
+  backup: Backup,
+  call: Call,
+  check: Check,
+  create: Create,
+  'del-node': DelNode,
+  failover: Failover,
+  fix: Fix,
+  import: Import,
+  info: Info,
+  rebalance: Rebalance,
+  reshard: Reshard,
+  restore: Restore,
+  'sandbox:start': SandboxStart,
+  'sandbox:status': SandboxStatus,
+  'sandbox:stop': SandboxStop,
+  'set-timeout': SetTimeout,
+  version: Version,
+}
