@@ -84,8 +84,8 @@ export default class Backup extends BaseCommand<typeof Backup> {
     ].join('\n'),
     {
       0: 'every file taken (and verified), the manifest written',
-      1: 'a file could not be taken, or a local server could not load it: no manifest was written',
-      2: 'bad input (bad address, a non-empty directory without --force, a symlink in the directory, no server binary to verify with)',
+      1: 'a file not taken, or not loadable by a server: no manifest written',
+      2: 'bad input (address, non-empty dir, symlink in it, no server binary)',
       130: 'interrupted: the directory holds no finished backup',
     },
   )
