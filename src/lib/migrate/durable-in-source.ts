@@ -45,25 +45,49 @@ import type {Redis} from 'ioredis'
 
 import {type Durability, waitForReplicas} from './durable.js'
 
-/** Lua: the fingerprint line of one key (its DUMP as `dump`), the same in both scripts. */
-const FINGERPRINT = `string.len(key) .. ':' .. key .. redis.sha1hex(dump) .. ':' .. tostring(redis.call('PEXPIRETIME', key))`
+/**
+ * Lua, the same in both scripts: a key's state (a string's value, any other type's DUMP;
+ * nil when the key is gone or not served here; a refused command fails the script) and its
+ * fingerprint line. GET costs a string
+ * key far less than DUMP (no serialising, no checksum); the type is part of the state.
+ */
+const STATE_FUNCTIONS = `
+local function gone(reply)
+  if type(reply) ~= 'table' then return true end
+  if string.find(reply.err, 'NOPERM', 1, true) then error(reply) end
+  return false
+end
+local function state(key)
+  local value = redis.pcall('GET', key)
+  if type(value) == 'string' then return 's' .. value end
+  if gone(value) or not string.find(value.err, 'WRONGTYPE', 1, true) then return nil end
+  local dump = redis.pcall('DUMP', key)
+  if type(dump) == 'string' then return 'd' .. dump end
+  gone(dump)
+  return nil
+end
+local function fingerprint(key, value)
+  local digest = value
+  if string.len(value) > 128 then digest = redis.sha1hex(value) end
+  return string.len(key) .. ':' .. key .. string.len(digest) .. ':' .. digest .. ':' .. tostring(redis.call('PEXPIRETIME', key))
+end`
 
 /**
  * ARGV: slot, count, the largest key (DUMP bytes) to copy here, MIGRATE's arguments up to
  * KEYS (host port "" 0 timeout COPY [REPLACE]). Returns {'ok', token, bytes, listed, key...},
  * {'err', message, 0, listed, key...}, or {'big', '', 0, listed} (nothing copied).
  */
-const COPY_SCRIPT = `
+const COPY_SCRIPT = `${STATE_FUNCTIONS}
 local listed = redis.call('CLUSTER', 'GETKEYSINSLOT', tonumber(ARGV[1]), tonumber(ARGV[2]))
 local keys, parts, bytes = {}, {}, 0
 for i = 1, #listed do
   local key = listed[i]
-  local dump = redis.pcall('DUMP', key)
-  if type(dump) == 'string' then
-    if string.len(dump) > tonumber(ARGV[3]) then return {'big', '', 0, #listed} end
+  local value = state(key)
+  if value then
+    if string.len(value) > tonumber(ARGV[3]) then return {'big', '', 0, #listed} end
     keys[#keys + 1] = key
-    bytes = bytes + string.len(dump)
-    parts[#parts + 1] = ${FINGERPRINT}
+    bytes = bytes + string.len(value)
+    parts[#parts + 1] = fingerprint(key, value)
   end
 end
 if #keys == 0 then return {'ok', '', 0, #listed} end
@@ -82,13 +106,13 @@ for i = 1, #keys do out[#out + 1] = keys[i] end
 return out`
 
 /** ARGV: token, key... Deletes the keys only if their fingerprints still give the token; -1 if not. */
-const DELETE_SCRIPT = `
+const DELETE_SCRIPT = `${STATE_FUNCTIONS}
 local parts = {}
 for i = 2, #ARGV do
   local key = ARGV[i]
-  local dump = redis.pcall('DUMP', key)
-  if type(dump) ~= 'string' then return -1 end
-  parts[#parts + 1] = ${FINGERPRINT}
+  local value = state(key)
+  if not value then return -1 end
+  parts[#parts + 1] = fingerprint(key, value)
 end
 if redis.sha1hex(table.concat(parts, ',')) ~= ARGV[1] then return -1 end
 local deleted = 0
