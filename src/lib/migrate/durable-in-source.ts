@@ -5,9 +5,9 @@
  * instead of one per slot, and one round trip fewer. Per round, for each slot of one
  * source/target pair:
  *
- *   1. source, COPY_SCRIPT: list up to N keys of the slot, take each key's fingerprint (a
- *      digest of its DUMP and its PEXPIRETIME), MIGRATE ... COPY them, and return the keys
- *      with one digest of all fingerprints (the batch's token)
+ *   1. source, COPY_SCRIPT: list up to N keys of the slot, take each key's fingerprint (its
+ *      state: a string's value, any other type's DUMP; and its PEXPIRETIME), MIGRATE ...
+ *      COPY them, and return the keys with one digest of all fingerprints (the batch's token)
  *   2. target: a write of our own, then WAIT, once for the round (durable.ts, waitForReplicas)
  *   3. source, DELETE_SCRIPT(token, keys): take the fingerprints again; only if they give the
  *      same token, DEL the keys
@@ -25,10 +25,11 @@
  * - Inside a script every command is routed like a client's (scriptVerifyClusterState calls
  *   getNodeByQuery): a key missing at a migrating source answers ASK, which the scripts take
  *   as "gone" (pcall), never as a crash of the script. A script names keys of one slot only.
- * - Equal fingerprints mean equal DUMP payloads (which carry the value, its type and
- *   encoding-independent contents) and equal absolute expiry: the copy at the target is the
- *   key the source holds, so deleting the source's key loses nothing. SHA1 collisions between
- *   two states of one key are not a practical concern.
+ * - Equal fingerprints mean an equal state (the same string value, or for other types an
+ *   equal DUMP payload, which carries the type and the contents; the prefix keeps a string
+ *   apart from a DUMP) and an equal absolute expiry: the copy at the target is the key the
+ *   source holds, so deleting the source's key loses nothing. Values longer than 128 bytes
+ *   enter as their SHA1; collisions between two states of one key are not a practical concern.
  * - MIGRATE COPY propagates nothing from the source (it writes nothing there); the DELs of
  *   step 3 reach the source's replicas as a script's effects (MULTI/DEL/EXEC).
  * - A crash between the steps leaves keys at the source and copies at the target, as in
