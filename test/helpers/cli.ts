@@ -29,18 +29,25 @@ export interface CliOptions {
   timeoutMs?: number
 }
 
+/**
+ * The lane's server binary (SLOTCTL_TEST_SERVER) for whatever the CLI starts itself: a backup
+ * verified by a local server must be read by a server as new as the cluster's (Redis 7 cannot
+ * load Redis 8's or Valkey's RDB files).
+ */
+const laneServer: Record<string, string> = process.env.SLOTCTL_TEST_SERVER ? {SLOTCTL_SERVER_BINARY: process.env.SLOTCTL_TEST_SERVER} : {}
+
 function binPath(): string {
   return path.join(root, 'bin', process.env.SLOTCTL_TEST_DEV === '1' ? 'dev.js' : 'run.js')
 }
 
 /** Starts the CLI without waiting, for tests that signal or kill it mid-run. */
 export function spawnCli(args: string[]) {
-  return execa(process.execPath, [binPath(), ...args], {env: {NO_COLOR: '1', XDG_STATE_HOME: stateHome}, reject: false})
+  return execa(process.execPath, [binPath(), ...args], {env: {NO_COLOR: '1', XDG_STATE_HOME: stateHome, ...laneServer}, reject: false})
 }
 
 export async function runCli(args: string[], options: CliOptions = {}): Promise<CliResult> {
   const result = await execa(process.execPath, [binPath(), ...args], {
-    env: {NO_COLOR: '1', XDG_STATE_HOME: stateHome, ...options.env},
+    env: {NO_COLOR: '1', XDG_STATE_HOME: stateHome, ...laneServer, ...options.env},
     input: options.input ?? '',
     reject: false,
     timeout: options.timeoutMs ?? 120_000,
