@@ -267,7 +267,16 @@ async function tellOthers(pool: NodePool, source: SlotEndpoint, target: SlotEndp
   // faster): Redis 7 then refuses SETSLOT ("only with masters"); Valkey >= 8 unblocks a SETSLOT
   // waiting for replica acks with "UNBLOCKED ... (master -> replica?)". Either way verifyClose
   // next reads the source's own view, which must give the slots to the target.
-  const atSource = clusterCalls(pool, source, assign, lanes(source.id)).then((replies) => throwFirst(replies, slots, source, 'SETSLOT NODE', /only with masters|^UNBLOCKED .*master -> replica/i))
+  // Valkey 8 may also drop the connection as the source turns replica ("Command aborted due
+  // to connection close"). Its clients are then dropped and verifyClose reads the source's
+  // view on a fresh connection, so a source that is really gone still fails the close there.
+  const turnedReplica = /only with masters|^UNBLOCKED .*master -> replica|aborted due to connection close/i
+  const atSource = clusterCalls(pool, source, assign, lanes(source.id))
+    .then((replies) => throwFirst(replies, slots, source, 'SETSLOT NODE', turnedReplica))
+    .catch((error: unknown) => {
+      if (!isConnectionLost(error) && !turnedReplica.test(errorMessage(error))) throw error
+      pool.forget(source.address)
+    })
   await Promise.all([atSource, mapLimit(others, 16, (other) => clusterCalls(pool, other, assign, lanes(other.id)).catch(() => []))])
 }
 
