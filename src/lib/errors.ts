@@ -49,6 +49,11 @@ export function errorMessage(err: unknown): string {
 }
 
 /** ioredis and socket errors that mean the connection to the node is gone, not a refusal. */
+/** A server that will not run slotctl's script for this user (ACL, scripting refused): the same work then goes through slotctl. */
+export function isScriptRefused(error: unknown): boolean {
+  return /NOPERM|unknown command|NOSCRIPT|not allowed from script|This Redis command is not allowed/i.test(errorMessage(error))
+}
+
 export function isConnectionLost(err: unknown): boolean {
   return /Connection is closed|Stream isn't writeable|ECONNREFUSED|ECONNRESET|EPIPE|ETIMEDOUT|connect ETIMEDOUT|socket hang up/i.test(errorMessage(err))
 }

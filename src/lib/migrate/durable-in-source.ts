@@ -44,6 +44,7 @@ import {createHash} from 'node:crypto'
 
 import type {Redis} from 'ioredis'
 
+import {isScriptRefused} from '../errors.js'
 import {type Durability, waitForReplicas} from './durable.js'
 
 /**
@@ -161,10 +162,6 @@ export interface InSourceRound {
   /** the scripts are refused here (ACL, scripting off): nothing was copied or deleted */
   unavailable?: Error
   acked: number
-}
-
-function isScriptRefused(error: Error): boolean {
-  return /NOPERM|unknown command|NOSCRIPT|not allowed from script|This Redis command is not allowed|scripting is disabled/i.test(error.message)
 }
 
 /** The copy script's reply: the batch and its token ('' when nothing was copied). */

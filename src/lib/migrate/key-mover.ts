@@ -13,7 +13,7 @@ import type {Redis} from 'ioredis'
 
 import {parseAddress} from '../cluster/address.js'
 import {type ConnectionSettings, type NodePool, delay} from '../cluster/connection.js'
-import {SlotctlError, errorMessage, isConnectionLost, nodeFailure} from '../errors.js'
+import {SlotctlError, errorMessage, isConnectionLost, isScriptRefused, nodeFailure} from '../errors.js'
 import {fingerprints, sameValue} from '../transfer/digest.js'
 import {printableKey} from './big-keys.js'
 import {type CopyGroup, type Durability, copyWaitDelete} from './durable.js'
@@ -312,10 +312,6 @@ async function clientRound(source: Redis, moves: readonly SlotMoveTarget[], migr
   }
 }
 
-function isScriptUnavailable(error: Error): boolean {
-  return /NOPERM|unknown command|NOSCRIPT|not allowed from script|This Redis command is not allowed/i.test(error.message)
-}
-
 /**
  * Moves the keys of a wave of slots (one source/target pair) with few round trips: per
  * round, one pipeline that moves one batch of every slot still holding keys. Inside the
@@ -343,7 +339,7 @@ export async function moveWaveKeys(pool: NodePool, moves: readonly SlotMoveTarge
       for (const move of remaining) outcome.set(move.slot, keyError(move, 'MIGRATE', error))
       break
     }
-    if (inScript && round.replies.some((reply) => 'error' in reply && isScriptUnavailable(reply.error))) {
+    if (inScript && round.replies.some((reply) => 'error' in reply && isScriptRefused(reply.error))) {
       inScript = false
       continue
     }
