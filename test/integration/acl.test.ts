@@ -18,7 +18,7 @@ const ATOMIC = isValkeyAtLeast(9)
 const READ_RULES = `+cluster|nodes +cluster|info +info +client|setname +command|info +cluster|countkeysinslot${isValkeyAtLeast(8) ? ' +cluster|slot-stats' : ''}${ATOMIC ? ' +cluster|getslotmigrations' : ''}`
 /** The README's rules for changes (reshard, rebalance, apply, fix, failover, create, add-node, del-node). */
 const CHANGE_RULES = `${READ_RULES} +client|list +command|info +cluster|setslot +cluster|getkeysinslot +cluster|countkeysinslot +migrate +restore-asking +select +dump +asking +memory|usage`
-  + ' +cluster|addslots +cluster|bumpepoch +cluster|failover +cluster|replicate +cluster|forget +cluster|reset +cluster|meet +cluster|addslotsrange +cluster|set-config-epoch'
+  + ' +cluster|addslots +cluster|delslots +cluster|bumpepoch +cluster|failover +cluster|replicate +cluster|forget +cluster|reset +cluster|meet +cluster|addslotsrange +cluster|set-config-epoch'
   + ' +function|list +function|dump +function|restore +script|load +evalsha +evalsha_ro +pexpiretime +get +dbsize +multi +exec +watch +unwatch +del +set +wait ~*'
   + (ATOMIC ? ' +cluster|migrateslots +cluster|cancelslotmigrations' : '')
 

@@ -30,7 +30,7 @@ const USER_PASSWORD = 'acl-user-pw-9k2'
 /** The README's rules for changes, as the ACL suite uses them. */
 const CHANGE_RULES = [
   '+cluster|nodes +cluster|info +info +client|setname +command|info +cluster|countkeysinslot +client|list +cluster|setslot +cluster|getkeysinslot',
-  '+migrate +restore-asking +select +dump +asking +memory|usage +cluster|addslots +cluster|bumpepoch +cluster|failover +cluster|replicate +cluster|forget',
+  '+migrate +restore-asking +select +dump +asking +memory|usage +cluster|addslots +cluster|delslots +cluster|bumpepoch +cluster|failover +cluster|replicate +cluster|forget',
   '+cluster|reset +cluster|meet +cluster|addslotsrange +cluster|set-config-epoch +function|list +function|dump +function|restore +script|load +evalsha +evalsha_ro +pexpiretime +get',
   '+dbsize +multi +exec +watch +unwatch +del +set +wait +exists +restore ~*',
   isValkeyAtLeast(8) ? '+cluster|slot-stats' : '',

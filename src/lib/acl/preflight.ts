@@ -48,6 +48,8 @@ export const PERMISSIONS = {
   clientSetname: permission('CLIENT SETNAME', '+client|setname', ['CLIENT', 'SETNAME', 'slotctl']),
   commandInfo: permission('COMMAND INFO', '+command|info', ['COMMAND', 'INFO', 'get']),
   clusterAddslots: permission('CLUSTER ADDSLOTS', '+cluster|addslots', ['CLUSTER', 'ADDSLOTS', 16_384]),
+  // slot 16384 does not exist: refused after the ACL check
+  clusterDelslots: permission('CLUSTER DELSLOTS', '+cluster|delslots', ['CLUSTER', 'DELSLOTS', 16_384]),
   clusterAddslotsrange: permission('CLUSTER ADDSLOTSRANGE', '+cluster|addslotsrange', ['CLUSTER', 'ADDSLOTSRANGE', 16_384, 16_384]),
   // BUMPEPOCH takes no argument that could make it fail: only ACL DRYRUN checks it
   clusterBumpepoch: permission('CLUSTER BUMPEPOCH', '+cluster|bumpepoch', undefined, ['CLUSTER', 'BUMPEPOCH']),
@@ -108,9 +110,10 @@ export const MIGRATION_SOURCE: readonly Permission[] = [PERMISSIONS.clusterSetsl
 /**
  * A migration target: MIGRATE logs in as the same user and sends SELECT and RESTORE-ASKING;
  * BUSYKEY compares with DUMP; the close counts keys and raises the target's epoch before it
- * claims a slot (slot-protocol.ts).
+ * claims a slot, and a target that hands SETSLOT to its replicas (Valkey >= 8) claims the
+ * slots with DELSLOTS + ADDSLOTS in one MULTI first (slot-protocol.ts).
  */
-export const MIGRATION_TARGET: readonly Permission[] = [PERMISSIONS.clusterSetslot, PERMISSIONS.clusterBumpepoch, PERMISSIONS.clusterCountkeysinslot, PERMISSIONS.restoreAsking, PERMISSIONS.select, PERMISSIONS.dump, PERMISSIONS.asking]
+export const MIGRATION_TARGET: readonly Permission[] = [PERMISSIONS.clusterSetslot, PERMISSIONS.clusterBumpepoch, PERMISSIONS.clusterCountkeysinslot, PERMISSIONS.restoreAsking, PERMISSIONS.select, PERMISSIONS.dump, PERMISSIONS.asking, PERMISSIONS.clusterAddslots, PERMISSIONS.clusterDelslots, PERMISSIONS.multi, PERMISSIONS.exec]
 /**
  * Every master is told the new owner of each moved slot; its command table says which way
  * slots can move (server-info.ts); its DBSIZE is compared with the keys of the slots it owns

@@ -29,8 +29,10 @@
  *   before the close for that reason.
  * - The destination closes with SETSLOT NODE alone: one command clears its import and assigns
  *   the slot, on it and (Valkey ≥ 8) on its replicas; STABLE first would leave a moment with
- *   keys in a slot it neither owns nor imports. Destinations close before any other master
- *   names them, so a destination's own import is gone before its source stops claiming the
+ *   keys in a slot it neither owns nor imports. A destination that hands SETSLOT to its
+ *   replicas before applying it (Valkey ≥ 8) first claims the slot itself, DELSLOTS + ADDSLOTS
+ *   in one MULTI, for the reason migrate/slot-protocol.ts gives at claimThenHandDown.
+ *   Destinations close before any other master names them, so a destination's own import is gone before its source stops claiming the
  *   slot (the Valkey take-over above cannot fire), and its config epoch is first raised above
  *   every live master's and the newest one heard of for a master that is down; an epoch that
  *   cannot be read stops the close, since a claim for a former owner with a greater epoch
@@ -54,7 +56,8 @@ import {expandRanges} from '../cluster/slots.js'
 import {waitForClusterOk} from '../nodes/create.js'
 import {SlotctlError, errorMessage} from '../errors.js'
 import {moveSlotKeys} from '../migrate/key-mover.js'
-import {type SlotEndpoint, raiseEpochAbove} from '../migrate/slot-protocol.js'
+import {type SlotEndpoint, claimThenHandDown, raiseEpochAbove} from '../migrate/slot-protocol.js'
+import {readServerFeaturesOf} from '../cluster/server-info.js'
 import type {MasterEvidence, SlotEvidence, SlotFix} from '../plan/fix.js'
 import type {ClusterNode} from '../cluster/topology.js'
 
@@ -323,16 +326,21 @@ class FixRunner {
     const failures: FixFailure[] = []
     const byDestination = new Map<string, SlotFix[]>()
     for (const fix of fixes) byDestination.set(fix.destination, [...(byDestination.get(fix.destination) ?? []), fix])
-    const epochs = [...byDestination.values()].some((own) => own.some((fix) => fix.claimsSlot)) ? await this.epochs(liveMasters) : new Map<string, Error | number>()
+    const claiming = [...byDestination.entries()].filter(([, own]) => own.some((fix) => fix.claimsSlot)).map(([id]) => id)
+    const epochs = claiming.length > 0 ? await this.epochs(liveMasters) : new Map<string, Error | number>()
+    const handsDown = await this.handsDownSetslot(claiming)
     await mapLimit([...byDestination.entries()], NODE_PARALLELISM, async ([id, own]) => {
       try {
         if (own.some((fix) => fix.claimsSlot)) await raiseEpochAbove(this.pool, this.endpoint(id), epochFloor(id, epochs, this.downEpoch))
+        // a destination that hands SETSLOT to its replicas first claims the slots itself (slot-protocol.ts)
+        if (handsDown.has(id)) await claimThenHandDown(this.pool, this.endpoint(id), own.filter((fix) => fix.claimsSlot).map((fix) => fix.slot), 1)
       } catch (error) {
         for (const fix of own) failures.push({error: errorMessage(error), slot: fix.slot})
         return
       }
-      const errors = await this.pipeline(id, own.map((fix) => ['SETSLOT', fix.slot, 'NODE', id]))
-      for (const [i, fix] of own.entries()) {
+      const assign = handsDown.has(id) ? own.filter((fix) => !fix.claimsSlot) : own
+      const errors = await this.pipeline(id, assign.map((fix) => ['SETSLOT', fix.slot, 'NODE', id]))
+      for (const [i, fix] of assign.entries()) {
         if (errors[i]) failures.push({error: `${this.endpoint(id).address}: ${errors[i]!.message}`, slot: fix.slot})
       }
     })
@@ -348,6 +356,13 @@ class FixRunner {
       }
     })
     return failures
+  }
+
+  /** Destinations (by id) that hand SETSLOT to their replicas before applying it (Valkey >= 8); unreadable counts as no. */
+  private async handsDownSetslot(ids: readonly string[]): Promise<Set<string>> {
+    if (ids.length === 0) return new Set()
+    const features = await readServerFeaturesOf(this.pool, ids.map((id) => this.endpoint(id).address)).catch(() => new Map())
+    return new Set(ids.filter((id) => features.get(this.endpoint(id).address)?.replicatedSetslot))
   }
 
   /** The backstop after the close: no live master but the destination may hold a key of a repaired slot. */

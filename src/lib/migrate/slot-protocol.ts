@@ -10,7 +10,10 @@
  *           2. target: its configEpoch raised above eS (CLUSTER BUMPEPOCH, then re-read)
  *           3. target: SETSLOT s NODE target for every slot (importing cleared and the
  *              slot assigned in one command: no moment with keys in a slot neither owned
- *              nor imported)
+ *              nor imported); a target that hands SETSLOT to its replicas before applying
+ *              it (Valkey >= 8) first claims the slots itself with DELSLOTS + ADDSLOTS in
+ *              one MULTI, so that its replicas never bind a slot it does not claim yet
+ *              (claimThenHandDown)
  *           4. source and every other master: SETSLOT s NODE target
  *   verify  the target's own view owns every slot, the source's does not; durable moves
  *           also wait until every replica of the target gives it the slots (replicas.ts)
@@ -234,8 +237,12 @@ export async function raiseEpochAbove(pool: NodePool, node: SlotEndpoint, floor:
  * at start-up, and on Valkey 9 also when a replica wins a failover). Each such SETSLOT
  * broadcasts a PONG; measured, that costs about as much as the STABLE + NODE pairs that once
  * saved it, and those pairs had exactly that window between their two commands.
+ *
+ * A target that hands SETSLOT to its replicas before applying it (Valkey >= 8 with replicas)
+ * claims the slots first instead (claimThenHandDown): see there for why.
  */
-async function takeSlotsOnTarget(pool: NodePool, source: SlotEndpoint, target: SlotEndpoint, slots: readonly number[], lanes: number): Promise<void> {
+async function takeSlotsOnTarget(pool: NodePool, source: SlotEndpoint, target: SlotEndpoint, slots: readonly number[], lanes: number, handsDown: boolean): Promise<void> {
+  if (handsDown) return claimThenHandDown(pool, target, slots, lanes)
   try {
     const replies = await clusterCalls(pool, target, slots.map((slot) => ['SETSLOT', slot, 'NODE', target.id]), lanes)
     throwFirst(replies, slots, target, 'SETSLOT NODE')
@@ -243,6 +250,53 @@ async function takeSlotsOnTarget(pool: NodePool, source: SlotEndpoint, target: S
     if (/NOREPLICAS/.test(errorMessage(error))) await reimportOnLaggingReplicas(pool, source, target, slots, lanes)
     throw error
   }
+}
+
+/**
+ * Step 3 on a target that hands SETSLOT to its replicas before it applies it (Valkey >= 8,
+ * clusterCommandSetSlot: replicated first, run on the primary once they acknowledge).
+ *
+ * Why not SETSLOT NODE alone there (found from server logs, valkey 8.0 cluster_legacy.c,
+ * clusterUpdateSlotsConfigWith): between a replica applying `SETSLOT s NODE target` and its
+ * primary applying it, the primary's pings do not claim s yet. A replica that processes one
+ * marks s "owner not claiming", and then the source's next ping, which still claims s (the
+ * source is told last), rebinds s to the source whatever the epochs (isSlotUnclaimed). The
+ * primary's next ping sets it right; a target that dies before leaves a replica that, promoted,
+ * neither owns nor imports s and deletes its keys ("I have keys for slot s, but the slot is
+ * assigned to another node"). With a pipeline of SETSLOTs that window is open for some slot
+ * during most of the close: fault runs lost keys in 3 of 6 target kills on Valkey 9.
+ *
+ * So the target claims the slots itself first, in one transaction: per slot DELSLOTS then
+ * ADDSLOTS, which assigns it to the target and clears the import in one atomic step (no moment
+ * with the keys in a slot it neither owns nor imports; both commands only change the node's
+ * own table and are not handed to the replicas). BUMPEPOCH opens the transaction, as
+ * SETSLOT NODE bumps the epoch of a node that takes a slot it imported: the claim carries the
+ * greatest epoch the target knows of, not only one above the source's (step 2). A failover
+ * in the source's shard that the target has heard of (a promoted replica claims the source's
+ * slots, the migrating ones too, with a new epoch) then loses to the target's claim instead of
+ * taking the slots and making the target delete their keys as a dirty slot (seen once: the
+ * source stopped, its replica promoted just before the close). From then on every ping the
+ * target sends claims the slots with that epoch. Only then is
+ * `SETSLOT s NODE target` sent, for the replicas: each binds s to a primary that already
+ * claims it, so no ping of the target marks it unclaimed there, and the source's claim carries
+ * a lower epoch. A target that dies between the two leaves replicas that still import the
+ * slots (IMPORTING was handed down at the open): promoted, one keeps their keys, and fix (or
+ * Valkey's own "no longer being imported" take-over) gives it the slots. What remains is a
+ * ping sent by the target before the transaction and delivered to a replica only after the
+ * replicated SETSLOT that followed the transaction's answer: a message delayed past that
+ * whole round trip.
+ */
+export async function claimThenHandDown(pool: NodePool, target: SlotEndpoint, slots: readonly number[], lanes: number): Promise<void> {
+  const claims = slots.flatMap((slot) => [['CLUSTER', 'DELSLOTS', slot], ['CLUSTER', 'ADDSLOTS', slot]])
+  const transaction = [['MULTI'], ['CLUSTER', 'BUMPEPOCH'], ...claims, ['EXEC']]
+  const replies = await pipelineCalls(pool, target.address, transaction)
+  const [execError, results] = replies[replies.length - 1]
+  if (execError || !Array.isArray(results)) throw protocolError(target, 'MULTI/EXEC (CLUSTER BUMPEPOCH, DELSLOTS + ADDSLOTS)', execError ?? new Error('the transaction was not run'), slots[0])
+  // a DELSLOTS refused (the slot already unassigned in the target's view) changes nothing; the ADDSLOTS must hold
+  const added = results.slice(1).filter((_, i) => i % 2 === 1)
+  const refused = added.findIndex((reply) => reply instanceof Error)
+  if (refused !== -1) throw protocolError(target, 'CLUSTER ADDSLOTS', added[refused], slots[refused])
+  throwFirst(await clusterCalls(pool, target, slots.map((slot) => ['SETSLOT', slot, 'NODE', target.id]), lanes), slots, target, 'SETSLOT NODE')
 }
 
 /**
@@ -316,7 +370,7 @@ export async function verifyClose(pool: NodePool, source: SlotEndpoint, target: 
  * to the target in both nodes' own views when this returns. Throws when the close itself
  * failed part-way (the executor stops the run and the journal keeps the slots in flight).
  */
-export async function closeSlots(pool: NodePool, moves: readonly SlotMoveTarget[], others: readonly SlotEndpoint[], lanes: Lanes = noLanes, beforeClaim?: (targetEpoch: number) => Promise<void>): Promise<CloseOutcome> {
+export async function closeSlots(pool: NodePool, moves: readonly SlotMoveTarget[], others: readonly SlotEndpoint[], lanes: Lanes = noLanes, beforeClaim?: (targetEpoch: number) => Promise<void>, targetHandsDown = false): Promise<CloseOutcome> {
   const outcome: CloseOutcome = {closed: [], open: [], targetKeys: new Map()}
   if (moves.length === 0) return outcome
   const {source, target} = moves[0]
@@ -330,7 +384,7 @@ export async function closeSlots(pool: NodePool, moves: readonly SlotMoveTarget[
   if (empty.length === 0) return outcome
   const targetEpoch = await raiseEpochAbove(pool, target, state.epoch)
   await beforeClaim?.(targetEpoch)
-  await takeSlotsOnTarget(pool, source, target, empty, lanes(target.id))
+  await takeSlotsOnTarget(pool, source, target, empty, lanes(target.id), targetHandsDown)
   await tellOthers(pool, source, target, empty, others, lanes)
   outcome.targetKeys = await verifyClose(pool, source, target, empty)
   outcome.closed = empty
