@@ -55,7 +55,8 @@ export function isScriptRefused(error: unknown): boolean {
 }
 
 export function isConnectionLost(err: unknown): boolean {
-  return /Connection is closed|Stream isn't writeable|ECONNREFUSED|ECONNRESET|EPIPE|ETIMEDOUT|connect ETIMEDOUT|socket hang up/i.test(errorMessage(err))
+  // "Command aborted due to connection close": ioredis' answer to commands in flight when the socket closes
+  return /Connection is closed|Command aborted due to connection close|Stream isn't writeable|ECONNREFUSED|ECONNRESET|EPIPE|ETIMEDOUT|connect ETIMEDOUT|socket hang up/i.test(errorMessage(err))
 }
 
 /**

@@ -44,7 +44,7 @@ import type {Redis} from 'ioredis'
 
 import type {NodePool} from '../cluster/connection.js'
 import {SLOT_COUNT, keySlot} from '../cluster/slots.js'
-import {SlotctlError, errorMessage} from '../errors.js'
+import {SlotctlError, errorMessage, isConnectionLost, nodeFailure} from '../errors.js'
 
 /** How a run protects moved keys; a mover given none moves with plain MIGRATE (--durability none). */
 export interface DurabilitySettings {
@@ -102,7 +102,7 @@ export async function waitForReplicas(target: Redis, targetAddress: string, slot
   const key = barrierKey(slot)
   const replies = (await target.pipeline().call('ASKING').call('MULTI').call('SET', key, '1').call('DEL', key).call('EXEC').call('WAIT', durability.acks, durability.waitMs).exec()) ?? []
   const failed = replies.find(([error]) => error)
-  if (failed) throw new SlotctlError(`${targetAddress} refused the write slotctl waits for its replicas with: ${errorMessage(failed[0])}`, {code: 'E_REPLICA_ACK'})
+  if (failed) throw new SlotctlError(nodeFailure(targetAddress, 'the write slotctl waits for its replicas with', failed[0]), {code: isConnectionLost(failed[0]) ? 'E_UNREACHABLE' : 'E_REPLICA_ACK'})
   const acked = Number(replies[5]?.[1] ?? 0)
   if (acked < durability.acks) {
     const names = durability.replicas && durability.replicas.length > 0 ? ` (${durability.replicas.join(', ')})` : ''
