@@ -14,7 +14,7 @@ import {expect} from 'chai'
 
 import {parseClusterNodes, parseInfo} from '../../src/lib/cluster/topology.js'
 import {tagForSlot} from '../../src/lib/migrate/durable.js'
-import {TestCluster, isValkeyAtLeast} from '../helpers/cluster-harness.js'
+import {TestCluster} from '../helpers/cluster-harness.js'
 import {runCli, spawnCli, waitForJournalLines} from '../helpers/cli.js'
 import {type Layout, SLOTS, expectAcknowledgedWrites, expectAllKeys, isMaster, layout, waitUntil, writeKeys} from '../helpers/moves.js'
 import {startRecordingWriter} from '../helpers/writer.js'
@@ -127,13 +127,9 @@ describe('faults during moves, with a live writer: no key and no acknowledged wr
 
   const faults: Fault[] = ['kill-target', 'kill-source', 'stop-source', 'failover-target-shard', 'failover-source-shard', 'kill-slotctl']
   for (const fault of faults) {
-    // Valkey >= 8: a target killed while it claims slots (its SETSLOT NODE reached the replica
-    // by replication, an older bus ping then unbinds the slot there) has its promoted replica
-    // delete those slots' keys ("I have keys for slot s, but the slot is assigned to another
-    // node"): open, README "Known limitations". SLOTCTL_TEST_OPEN=1 runs it anyway.
-    const open = fault === 'kill-target' && isValkeyAtLeast(8)
-    it(`${fault}${open ? ' (skipped on Valkey: open, see README "Known limitations")' : ''}`, async function () {
-      if (open && !process.env.SLOTCTL_TEST_OPEN) this.skip()
+    // Valkey >= 8: a target killed while it claims slots lost keys here until the target
+    // claimed them before handing SETSLOT NODE to its replicas (slot-protocol.ts, claimThenHandDown)
+    it(fault, async function () {
       cluster = await TestCluster.start({masters: 3, nodeTimeoutMs: 2000, replicas: 1})
       const nodes = await layout(cluster)
       const expected = await writeKeys(cluster)
