@@ -126,7 +126,7 @@ describe('fix after a node dies mid-reshard', () => {
           // one grouped cause, not one line per slot
           const errorLines = String(run.stderr).split('\n').filter((line) => line.startsWith('slotctl: error:'))
           expect(errorLines.length, String(run.stderr)).to.be.at.most(3)
-          expect(String(run.stderr)).to.match(new RegExp(`${dead.address} (is unreachable|does not answer)|cannot connect to ${dead.address}`))
+          expect(String(run.stderr), String(run.stderr)).to.match(new RegExp(`${dead.address} (is unreachable|does not answer)|cannot connect to ${dead.address}`))
 
           if (!replicas) await cluster.restart(dead.address)
           const live = replicas ? await waitForFailover(cluster, dead, replicaIds) : masters.map((node) => node.address)

@@ -12,8 +12,10 @@
  *              slot assigned in one command: no moment with keys in a slot neither owned
  *              nor imported); a target that hands SETSLOT to its replicas before applying
  *              it (Valkey >= 8) first claims the slots itself with DELSLOTS + ADDSLOTS in
- *              one MULTI, so that its replicas never bind a slot it does not claim yet
- *              (claimThenHandDown)
+ *              one MULTI, so that its replicas never bind a slot it does not claim yet,
+ *              closes one slot with SETSLOT NODE for the PONG broadcast that carries the
+ *              claim everywhere, and hands SETSLOT s NODE down to its replicas only after
+ *              step 4 (claimThenHandDown, closeSlots)
  *           4. source and every other master: SETSLOT s NODE target
  *   verify  the target's own view owns every slot, the source's does not; durable moves
  *           also wait until every replica of the target gives it the slots (replicas.ts)
@@ -238,11 +240,11 @@ export async function raiseEpochAbove(pool: NodePool, node: SlotEndpoint, floor:
  * broadcasts a PONG; measured, that costs about as much as the STABLE + NODE pairs that once
  * saved it, and those pairs had exactly that window between their two commands.
  *
- * A target that hands SETSLOT to its replicas before applying it (Valkey >= 8 with replicas)
- * claims the slots first instead (claimThenHandDown): see there for why.
+ * A target that hands SETSLOT to its replicas before applying it (Valkey >= 8) claims the
+ * slots first instead, and the source is told before the replicas (claimThenHandDown: see
+ * there for why).
  */
-async function takeSlotsOnTarget(pool: NodePool, source: SlotEndpoint, target: SlotEndpoint, slots: readonly number[], lanes: number, handsDown: boolean): Promise<void> {
-  if (handsDown) return claimThenHandDown(pool, target, slots, lanes)
+async function takeSlotsOnTarget(pool: NodePool, source: SlotEndpoint, target: SlotEndpoint, slots: readonly number[], lanes: number): Promise<void> {
   try {
     const replies = await clusterCalls(pool, target, slots.map((slot) => ['SETSLOT', slot, 'NODE', target.id]), lanes)
     throwFirst(replies, slots, target, 'SETSLOT NODE')
@@ -260,7 +262,7 @@ async function takeSlotsOnTarget(pool: NodePool, source: SlotEndpoint, target: S
  * clusterUpdateSlotsConfigWith): between a replica applying `SETSLOT s NODE target` and its
  * primary applying it, the primary's pings do not claim s yet. A replica that processes one
  * marks s "owner not claiming", and then the source's next ping, which still claims s (the
- * source is told last), rebinds s to the source whatever the epochs (isSlotUnclaimed). The
+ * source is told after the target), rebinds s to the source whatever the epochs (isSlotUnclaimed). The
  * primary's next ping sets it right; a target that dies before leaves a replica that, promoted,
  * neither owns nor imports s and deletes its keys ("I have keys for slot s, but the slot is
  * assigned to another node"). With a pipeline of SETSLOTs that window is open for some slot
@@ -276,17 +278,35 @@ async function takeSlotsOnTarget(pool: NodePool, source: SlotEndpoint, target: S
  * slots, the migrating ones too, with a new epoch) then loses to the target's claim instead of
  * taking the slots and making the target delete their keys as a dirty slot (seen once: the
  * source stopped, its replica promoted just before the close). From then on every ping the
- * target sends claims the slots with that epoch. Only then is
- * `SETSLOT s NODE target` sent, for the replicas: each binds s to a primary that already
- * claims it, so no ping of the target marks it unclaimed there, and the source's claim carries
- * a lower epoch. A target that dies between the two leaves replicas that still import the
- * slots (IMPORTING was handed down at the open): promoted, one keeps their keys, and fix (or
- * Valkey's own "no longer being imported" take-over) gives it the slots. What remains is a
- * ping sent by the target before the transaction and delivered to a replica only after the
- * replicated SETSLOT that followed the transaction's answer: a message delayed past that
- * whole round trip.
+ * target sends claims the slots with that epoch. Only then is `SETSLOT s NODE target`
+ * sent, for the replicas: each binds s to a primary that already claims it, so no ping of the target marks it unclaimed there, and the source's claim carries
+ * a lower epoch. In a migration's close the source and the other masters are told between
+ * the two (closeSlots), so the source stops claiming the slots at once. A target that dies
+ * between the two leaves replicas that still import the slots (IMPORTING was handed down at
+ * the open): promoted, one keeps their keys, and fix (or Valkey's own "no longer being
+ * imported" take-over, once the source no longer claims them) gives it the slots. What
+ * remains is a ping sent by the target before the transaction and delivered to a replica
+ * only after the replicated SETSLOT that followed the transaction's answer: a message delayed
+ * past that whole round trip.
  */
 export async function claimThenHandDown(pool: NodePool, target: SlotEndpoint, slots: readonly number[], lanes: number): Promise<void> {
+  await claimOnTarget(pool, target, slots)
+  await handDownToReplicas(pool, target, slots, lanes)
+}
+
+/** The slot of `slots` the target holds the fewest keys of (the first one if they cannot be counted). */
+async function fewestKeysAtTarget(pool: NodePool, target: SlotEndpoint, slots: readonly number[]): Promise<number> {
+  const counts = await pipelineCalls(pool, target.address, slots.map((slot) => ['CLUSTER', 'COUNTKEYSINSLOT', slot])).catch(() => [])
+  let best = 0
+  for (let i = 1; i < slots.length; i++) {
+    if (!counts[i] || counts[i][0] || !counts[best] || counts[best][0]) continue
+    if (Number(counts[i][1]) < Number(counts[best][1])) best = i
+  }
+  return slots[best]
+}
+
+/** claimThenHandDown's first half: the target's own claim, in one transaction. */
+async function claimOnTarget(pool: NodePool, target: SlotEndpoint, slots: readonly number[]): Promise<void> {
   const claims = slots.flatMap((slot) => [['CLUSTER', 'DELSLOTS', slot], ['CLUSTER', 'ADDSLOTS', slot]])
   const transaction = [['MULTI'], ['CLUSTER', 'BUMPEPOCH'], ...claims, ['EXEC']]
   const replies = await pipelineCalls(pool, target.address, transaction)
@@ -296,6 +316,10 @@ export async function claimThenHandDown(pool: NodePool, target: SlotEndpoint, sl
   const added = results.slice(1).filter((_, i) => i % 2 === 1)
   const refused = added.findIndex((reply) => reply instanceof Error)
   if (refused !== -1) throw protocolError(target, 'CLUSTER ADDSLOTS', added[refused], slots[refused])
+}
+
+/** claimThenHandDown's second half: SETSLOT NODE on slots the target already claims, for its replicas. */
+async function handDownToReplicas(pool: NodePool, target: SlotEndpoint, slots: readonly number[], lanes: number): Promise<void> {
   throwFirst(await clusterCalls(pool, target, slots.map((slot) => ['SETSLOT', slot, 'NODE', target.id]), lanes), slots, target, 'SETSLOT NODE')
 }
 
@@ -384,8 +408,22 @@ export async function closeSlots(pool: NodePool, moves: readonly SlotMoveTarget[
   if (empty.length === 0) return outcome
   const targetEpoch = await raiseEpochAbove(pool, target, state.epoch)
   await beforeClaim?.(targetEpoch)
-  await takeSlotsOnTarget(pool, source, target, empty, lanes(target.id), targetHandsDown)
-  await tellOthers(pool, source, target, empty, others, lanes)
+  if (targetHandsDown) {
+    const herald = await fewestKeysAtTarget(pool, target, empty)
+    const claimed = empty.filter((slot) => slot !== herald)
+    if (claimed.length > 0) await claimOnTarget(pool, target, claimed)
+    // One slot closes the ordinary way for its PONG broadcast, which carries the whole claim
+    // to every node at once (ADDSLOTS broadcasts nothing): a replica of the source that wins
+    // a failover before it heard of the claim would take the slots back with a newer epoch,
+    // and masters that know the claim refuse it their vote. That slot keeps the replica
+    // window claimThenHandDown describes; it is the one with the fewest keys at the target.
+    await takeSlotsOnTarget(pool, source, target, [herald], 1)
+    await tellOthers(pool, source, target, empty, others, lanes)
+    await handDownToReplicas(pool, target, claimed, lanes(target.id))
+  } else {
+    await takeSlotsOnTarget(pool, source, target, empty, lanes(target.id))
+    await tellOthers(pool, source, target, empty, others, lanes)
+  }
   outcome.targetKeys = await verifyClose(pool, source, target, empty)
   outcome.closed = empty
   return outcome
