@@ -10,6 +10,8 @@ export default class Apply extends MigrationCommand<typeof Apply> {
     plan: Args.string({description: 'plan file written by reshard/rebalance --dry-run --out (not needed with --resume)'}),
   }
 
+  static changesCluster = true
+
   static summary = 'Run a plan saved by reshard or rebalance --dry-run --out'
 
   static description = MigrationCommand.withExitCodes(

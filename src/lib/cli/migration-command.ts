@@ -3,6 +3,8 @@
  * shared flags, the safety preconditions, confirmation, the run lock, the journal,
  * progress, Ctrl-C handling and the result. Verbs only build a plan and call runPlan().
  */
+import path from 'node:path'
+
 import {Command, Flags} from '@oclif/core'
 
 import {migrationNeeds, refuseMissingPermissions} from '../acl/preflight.js'
@@ -331,6 +333,7 @@ export abstract class MigrationCommand<T extends typeof Command> extends BaseCom
     await this.lockUnchanged(snapshot)
     const masters = mastersOf(snapshot.nodes).filter((node) => node.address && snapshot.views[node.id]?.reachable)
     const journalPath = options.resume?.path ?? (f.journal as string | undefined) ?? defaultJournalPath(plan.kind)
+    this.historyJournal = path.resolve(journalPath)
     const resumeCommand = this.commandHint(options.resumeArgs(journalPath))
     const journal = options.resume ? Journal.reopen(journalPath) : Journal.create(journalPath, plan, {command: resumeCommand, settings: definedSettings(settings), verb: this.id})
     this.note(`journal: ${journalPath}`)
