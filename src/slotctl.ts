@@ -16,6 +16,8 @@ import DelNode from './commands/del-node.js'
 import Failover from './commands/failover.js'
 import Fix from './commands/fix.js'
 import Import from './commands/import.js'
+import History from './commands/history/index.js'
+import HistoryPrune from './commands/history/prune.js'
 import Info from './commands/info.js'
 import Rebalance from './commands/rebalance.js'
 import Reshard from './commands/reshard.js'
@@ -40,6 +42,8 @@ export const COMMANDS = {
   failover: Failover,
   fix: Fix,
   import: Import,
+  history: History,
+  'history:prune': HistoryPrune,
   info: Info,
   rebalance: Rebalance,
   reshard: Reshard,
