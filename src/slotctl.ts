@@ -19,6 +19,8 @@ import Import from './commands/import.js'
 import History from './commands/history/index.js'
 import HistoryPrune from './commands/history/prune.js'
 import Info from './commands/info.js'
+import PlanInvert from './commands/plan/invert.js'
+import PlanShow from './commands/plan/show.js'
 import Rebalance from './commands/rebalance.js'
 import Reshard from './commands/reshard.js'
 import Restore from './commands/restore.js'
@@ -45,6 +47,8 @@ export const COMMANDS = {
   history: History,
   'history:prune': HistoryPrune,
   info: Info,
+  'plan:invert': PlanInvert,
+  'plan:show': PlanShow,
   rebalance: Rebalance,
   reshard: Reshard,
   restore: Restore,

@@ -19,7 +19,7 @@ import {type IssueView, applyColour, colourEnabled, colourOn, renderIssues, wrap
 import {escapeControl, escapeTerminal} from './escape.js'
 import {type ErrorEnvelope, errorDocument, successDocument} from './result.js'
 import {durationFlag} from './duration.js'
-import {type ClusterRef, type HistoryRecord, type Outcome, appendHistory, currentHost, currentUser, redactArgs} from '../history/audit-log.js'
+import {type ClusterRef, type HistoryRecord, type Outcome, appendHistory, clusterIdOf, currentHost, currentUser, redactArgs} from '../history/audit-log.js'
 
 export type BaseFlags<T extends typeof Command> = Interfaces.InferredFlags<(typeof BaseCommand)['baseFlags'] & T['flags']>
 export type BaseArgs<T extends typeof Command> = Interfaces.InferredArgs<T['args']>
@@ -381,8 +381,7 @@ export abstract class BaseCommand<T extends typeof Command> extends Command {
     const snapshot = this.lastSnapshot
     if (!snapshot) return this.historyCluster
     const masters = mastersOf(snapshot.nodes).filter((node) => node.address)
-    const ids = masters.map((node) => node.id).sort()
-    return {id: ids[0], masters: masters.map((node) => node.address).sort(), seed: snapshot.seedAddress}
+    return {id: clusterIdOf(snapshot.nodes), masters: masters.map((node) => node.address).sort(), seed: snapshot.seedAddress}
   }
 
   /**

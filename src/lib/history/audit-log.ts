@@ -40,6 +40,17 @@ export interface ClusterRef {
   masters?: string[]
 }
 
+/**
+ * A name for a cluster that every one of its nodes leads to: the lowest node id among its
+ * masters. It stays while that master does (a failover or its removal changes it).
+ */
+export function clusterIdOf(nodes: ReadonlyArray<{id: string; role: string}>): string | undefined {
+  return nodes
+    .filter((node) => node.role === 'master')
+    .map((node) => node.id)
+    .sort()[0]
+}
+
 /** slotctl's state directory: XDG_STATE_HOME (or ~/.local/state) /slotctl; journals live in its journals/ folder. */
 export function stateDir(env: NodeJS.ProcessEnv = process.env): string {
   const stateHome = env.XDG_STATE_HOME || path.join(homedir(), '.local', 'state')
