@@ -11,7 +11,7 @@ import path from 'node:path'
 
 import {expect} from 'chai'
 
-import type {HistoryResult} from '../../src/commands/history/index.js'
+import type {HistoryResult} from '../../src/commands/history.js'
 import type {HistoryPruneResult} from '../../src/commands/history/prune.js'
 import type {PlanShowResult} from '../../src/commands/plan/show.js'
 import {NodePool} from '../../src/lib/cluster/connection.js'
