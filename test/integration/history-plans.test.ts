@@ -19,7 +19,7 @@ import {type ClusterNode, mastersOf, parseClusterNodes} from '../../src/lib/clus
 import {expandRanges} from '../../src/lib/cluster/slots.js'
 import {readPlanFile} from '../../src/lib/plan/plan-file.js'
 import {TestCluster} from '../helpers/cluster-harness.js'
-import {type CliOptions, runCli, runCliJson} from '../helpers/cli.js'
+import {type CliOptions, runCli, runCliJson, spawnCli, waitForJournalLines} from '../helpers/cli.js'
 import {clusterDigest, writeDataset} from '../helpers/dataset.js'
 import {expectContract} from '../helpers/schema.js'
 import {StandaloneServer} from '../helpers/standalone.js'
@@ -235,6 +235,21 @@ describe('history, plan files and undo (real servers)', () => {
     expect(lstatSync(undo).mode & 0o777).to.equal(0o600)
     expect((await cliJson<PlanShowResult>(['plan', 'show', undo])).json.inverted).to.equal(true)
     expect((await cli(['plan', 'invert', plan, '--out', undo])).exitCode).to.equal(2)
+  })
+
+  it('an interrupted run is recorded as interrupted with its journal; its --resume is a record of its own', async function () {
+    this.timeout(300_000)
+    const [first, second] = mastersOf(await nodesAt(seed)).filter((node) => node.slots.length > 0)
+    const journal = path.join(dir, 'interrupted.jsonl')
+    const child = spawnCli(['reshard', seed, '--from', first.id, '--to', second.id, '--slots', '2000', '--max-keys-per-sec', '500', '--yes', '--journal', journal], {XDG_STATE_HOME: state})
+    await waitForJournalLines(journal, 2)
+    child.kill('SIGINT')
+    expect((await child).exitCode).to.equal(130)
+    await ok(['reshard', seed, '--resume', journal, '--yes'])
+    const [stopped, resumed] = (await history()).slice(-2)
+    expect(stopped).to.deep.include({exitCode: 130, journal, outcome: 'interrupted', verb: 'reshard'})
+    expect(resumed).to.deep.include({exitCode: 0, journal, outcome: 'ok', verb: 'reshard'})
+    expect(resumed.args).to.deep.equal([seed, '--resume', journal, '--yes'])
   })
 
   it('version 1 plan files (one entry per slot) are still read by plan show and apply', async function () {

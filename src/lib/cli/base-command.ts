@@ -409,12 +409,10 @@ export abstract class BaseCommand<T extends typeof Command> extends Command {
   }
 
   private recordEnd(err: Error | undefined): void {
-    if (!err) {
-      this.writeHistory(this.resultExitCode, this.resultExitCode === ExitCode.ok ? 'ok' : 'failed')
-      return
-    }
-    const exitCode = err instanceof Errors.ExitError ? err.oclif.exit ?? ExitCode.failed : toEnvelope(err).exitCode
-    this.writeHistory(exitCode, exitCode === ExitCode.interrupted ? 'interrupted' : exitCode === ExitCode.ok ? 'ok' : 'failed', err instanceof Errors.ExitError ? undefined : err)
+    // a run stopped by Ctrl-C may end without an error, with its exit code set to 130
+    const exitCode = err instanceof Errors.ExitError ? err.oclif.exit ?? ExitCode.failed : err ? toEnvelope(err).exitCode : this.resultExitCode
+    const outcome = exitCode === ExitCode.ok ? 'ok' : exitCode === ExitCode.interrupted ? 'interrupted' : 'failed'
+    this.writeHistory(exitCode, outcome, err instanceof Errors.ExitError ? undefined : err)
   }
 
   protected async finally(err: Error | undefined): Promise<unknown> {
