@@ -235,6 +235,13 @@ describe('history, plan files and undo (real servers)', () => {
     expect(lstatSync(undo).mode & 0o777).to.equal(0o600)
     expect((await cliJson<PlanShowResult>(['plan', 'show', undo])).json.inverted).to.equal(true)
     expect((await cli(['plan', 'invert', plan, '--out', undo])).exitCode).to.equal(2)
+    const again2 = await cliJson<{out: string; slots: number; pairs: number}>(['plan', 'invert', undo, '--out', path.join(dir, 'redo.json')])
+    expect(again2.exitCode, again2.stderr).to.equal(0)
+    expectContract('plan:invert', again2.json)
+    expect(again2.json).to.include({pairs: file.transfers.length, slots})
+    // inverting twice gives the plan back
+    expect(readPlanFile(path.join(dir, 'redo.json')).moves).to.deep.equal(readPlanFile(plan).moves)
+    expect(JSON.parse(readFileSync(path.join(dir, 'redo.json'), 'utf8')).inverted).to.equal(undefined)
   })
 
   it('an interrupted run is recorded as interrupted with its journal; its --resume is a record of its own', async function () {
