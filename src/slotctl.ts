@@ -16,7 +16,11 @@ import DelNode from './commands/del-node.js'
 import Failover from './commands/failover.js'
 import Fix from './commands/fix.js'
 import Import from './commands/import.js'
+import History from './commands/history.js'
+import HistoryPrune from './commands/history/prune.js'
 import Info from './commands/info.js'
+import PlanInvert from './commands/plan/invert.js'
+import PlanShow from './commands/plan/show.js'
 import Rebalance from './commands/rebalance.js'
 import Reshard from './commands/reshard.js'
 import Restore from './commands/restore.js'
@@ -40,7 +44,11 @@ export const COMMANDS = {
   failover: Failover,
   fix: Fix,
   import: Import,
+  history: History,
+  'history:prune': HistoryPrune,
   info: Info,
+  'plan:invert': PlanInvert,
+  'plan:show': PlanShow,
   rebalance: Rebalance,
   reshard: Reshard,
   restore: Restore,

@@ -14,8 +14,10 @@ import {readZones, reportedZones, zoneLookupWithReported} from '../lib/nodes/zon
 import {mastersOf} from '../lib/cluster/topology.js'
 
 export interface AddNodeCommandResult extends VerbResult, Omit<AddNodeResult, 'alreadyMember' | 'warnings'> {
-  /** already-member: the node was in the cluster already, nothing was changed. */
-  status: 'added' | 'already-member'
+  /** already-member: the node was in the cluster already, nothing was changed; planned: --dry-run, nothing was changed. */
+  status: 'added' | 'already-member' | 'planned'
+  /** --dry-run: the commands that would be sent, per node */
+  wouldRun?: Array<{address: string; command: string}>
   elapsedMs: number
 }
 
@@ -24,6 +26,8 @@ export default class AddNode extends BaseCommand<typeof AddNode> {
     new: Args.string({description: 'the empty, cluster-enabled node to add (HOST:PORT)', required: true}),
     existing: Args.string({description: 'any node of the cluster (HOST:PORT)', required: true}),
   }
+
+  static changesCluster = true
 
   static summary = 'Join an empty node as master or replica, wait for agreement'
 
@@ -45,6 +49,7 @@ export default class AddNode extends BaseCommand<typeof AddNode> {
     zone: Flags.string({description: 'zone of a host or node: HOST_OR_ADDR=ZONE (repeatable), to choose a master in another zone', multiple: true, multipleNonGreedy: true}),
     'zones-file': Flags.string({description: 'file with one HOST_OR_ADDR=ZONE per line'}),
     'ignore-lock': ignoreLockFlag,
+    'dry-run': Flags.boolean({description: 'change nothing: check the node and the cluster, and say what would be sent to which node'}),
     'wait-timeout': durationFlag({defaultMs: 60_000, description: 'how long to wait for the join and for the replica link', minMs: 1, plainUnit: 's'}),
   }
 
@@ -68,8 +73,9 @@ export default class AddNode extends BaseCommand<typeof AddNode> {
     const zoneOf = zoneLookupWithReported(zones, await reportedZones(this.pool(), [...members, newAddress]))
     await refuseMissingPermissions(this.pool(), this.permissionsNeeded(snapshot, newAddress))
     // the master a new replica follows was chosen on a read taken before the lock
-    const current = await this.lockUnchanged(snapshot)
+    const current = this.flags['dry-run'] ? snapshot : await this.lockUnchanged(snapshot)
     const result = await addNode(this.pool(), current, newAddress, newNode.host, {
+      dryRun: this.flags['dry-run'],
       masterId: this.flags['master-id'],
       onEvent: (message) => this.note(`>>> ${message}`),
       replica: this.flags.replica,
@@ -77,11 +83,26 @@ export default class AddNode extends BaseCommand<typeof AddNode> {
       zoneOf,
     })
     this.reportIssues({warnings: result.warnings})
+    if (this.flags['dry-run'] && !result.alreadyMember) return this.dryRunResult(result, snapshot.seedAddress, started)
     if (result.alreadyMember) this.log(`${newAddress} (${result.id.slice(0, 8)}) is already a ${result.role} of this cluster: nothing to do`)
     else if (result.role === 'replica') this.log(paint.good(`[OK] ${newAddress} (${result.id.slice(0, 8)}) added as a replica of ${result.masterAddress} (${result.masterId?.slice(0, 8)}); link up`))
     else this.log(paint.good(`[OK] ${newAddress} (${result.id.slice(0, 8)}) added as a master without slots; every node knows it and it knows the slot map`))
     const {alreadyMember, ...rest} = result
     return {...rest, elapsedMs: Date.now() - started, errors: [], status: alreadyMember ? 'already-member' : 'added'}
+  }
+
+  /** What a real run would send: the cluster's functions (a master), the meet, the replicate (a replica). */
+  private dryRunResult(result: AddNodeResult, seedAddress: string, started: number): AddNodeCommandResult {
+    const wouldRun = [
+      ...(result.role === 'master' ? [{address: result.address, command: `FUNCTION RESTORE (the functions of ${seedAddress}, if any)`}] : []),
+      {address: result.address, command: `CLUSTER MEET (${seedAddress})`},
+      ...(result.masterId ? [{address: result.address, command: `CLUSTER REPLICATE ${result.masterId}`}] : []),
+    ]
+    const as = result.role === 'replica' ? `a replica of ${result.masterAddress} (${result.masterId?.slice(0, 8)})` : 'a master without slots'
+    this.log(`--dry-run: nothing was changed. ${result.address} (${result.id.slice(0, 8)}) is empty and would join as ${as}; it would be sent:`)
+    for (const step of wouldRun) this.log(`  ${step.address}: ${step.command}`)
+    const {alreadyMember: _ignored, ...rest} = result
+    return {...rest, elapsedMs: Date.now() - started, errors: [], status: 'planned', wouldRun}
   }
 
   /** The new node meets the cluster (and replicates, or takes the cluster's functions); the seed gives its functions. */

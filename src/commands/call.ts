@@ -19,10 +19,14 @@ export interface CallReply {
 }
 
 export interface CallResult extends VerbResult {
-  /** ok: every node answered; partial: some answered with an error (exit 1, listed in errors). */
-  status: 'ok' | 'partial'
+  /** ok: every node answered; partial: some answered with an error (exit 1, listed in errors); planned: --dry-run, nothing was run. */
+  status: 'ok' | 'partial' | 'planned'
   command: string[]
   replies: CallReply[]
+  /** --dry-run: the nodes the command would run on */
+  wouldRunOn?: Array<{id: string; address: string; role: string}>
+  /** --dry-run: why the command may change data or configuration (absent: it only reads, by every node's command table) */
+  change?: string
 }
 
 /** A reply as text: arrays one item per line, and no \r (INFO-style replies end lines with \r\n). */
@@ -66,6 +70,14 @@ export default class Call extends BaseCommand<typeof Call> {
     masters: Flags.boolean({description: 'only masters', exclusive: ['replicas']}),
     replicas: Flags.boolean({description: 'only replicas', exclusive: ['masters']}),
     lines: Flags.boolean({description: 'print `host:port: reply` lines as redis-cli does (every line of a multi-line reply prefixed) instead of a table'}),
+    'dry-run': Flags.boolean({description: 'run nothing: say on which nodes the command would run and whether it may change data or configuration'}),
+  }
+
+  /** set once the command is known to change data or configuration: only such a call is a change worth an audit record */
+  private writes = false
+
+  protected recordsHistory(): boolean {
+    return this.writes && !this.flags['dry-run']
   }
 
   static strict = false
@@ -82,6 +94,8 @@ export default class Call extends BaseCommand<typeof Call> {
     if (!this.jsonEnabled()) for (const node of skipped) process.stderr.write(`slotctl: not run on ${shownText(`${node.address}: ${snapshot.views[node.id]?.error ?? 'not reachable'}`)}\n`)
     const pool = this.pool()
     const change = await describeChange(pool, targets.map((node) => node.address), command)
+    this.writes = change !== undefined
+    if (this.flags['dry-run']) return this.dryRun(command, targets, change, skipped.length)
     if (change && !(await this.confirm(`${change}: running it on ${targets.length} node(s)?`))) throw new SlotctlError('cancelled: nothing was run', {code: 'E_CANCELLED'})
     const results = await settleLimit(targets, NODE_PARALLELISM, async (node) => (await pool.client(node.address)).call(command[0], ...command.slice(1)))
     const replies: CallReply[] = targets
@@ -103,6 +117,13 @@ export default class Call extends BaseCommand<typeof Call> {
     if (failed > 0 && !this.jsonEnabled()) process.stderr.write(`slotctl: ${failed} of ${replies.length} node(s) answered with an error\n`)
     if (errors.length > 0) this.resultExitCode = ExitCode.failed
     return {command, errors, replies, status: errors.length > 0 ? 'partial' : 'ok', warnings: []}
+  }
+
+  private dryRun(command: string[], targets: ClusterNode[], change: string | undefined, skipped: number): CallResult {
+    const wouldRunOn = targets.map((node) => ({address: node.address, id: node.id, role: node.role})).sort(byAddress)
+    this.log(table(['node', 'role'], wouldRunOn.map((node) => [node.address, node.role])))
+    this.log(`--dry-run: nothing was run. ${command[0].toUpperCase()} would run on ${wouldRunOn.length} node(s)${skipped > 0 ? ` (${skipped} unreachable left out)` : ''}; ${change ?? 'it only reads, by every node\'s command table'}`)
+    return {command, ...(change ? {change} : {}), errors: [], replies: [], status: 'planned', warnings: [], wouldRunOn}
   }
 
   private selected(node: ClusterNode): boolean {

@@ -70,6 +70,8 @@ export default class Create extends BaseCommand<typeof Create> {
     nodes: Args.string({description: 'the empty, cluster-enabled nodes (HOST:PORT ...): masters × (replicas + 1); fewer than 3 masters cannot fail over', required: true}),
   }
 
+  static changesCluster = true
+
   static summary = 'Form a cluster from empty nodes, spread over hosts and zones'
 
   static description = BaseCommand.withExitCodes(
@@ -165,6 +167,8 @@ export default class Create extends BaseCommand<typeof Create> {
     const parsed = parseAddressList(argv as string[])
     const credentials = parsed.find((address) => address.password || address.username || address.tls)
     const addresses = parsed.map((address) => formatAddress(address))
+    // a create that fails before the cluster exists is still about these nodes
+    if (addresses.length > 0) this.historyCluster = {masters: [...addresses].sort(), seed: addresses[0]}
     const duplicates = addresses.filter((address, index) => addresses.indexOf(address) !== index)
     if (duplicates.length > 0) throw usageError(`node ${duplicates[0]} is given more than once`)
     const masters = masterCountFor(addresses.length, this.flags.replicas)

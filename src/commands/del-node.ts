@@ -39,6 +39,8 @@ export default class DelNode extends MigrationCommand<typeof DelNode> {
     nodeId: Args.string({description: 'id (or unique prefix of at least 4 characters) of the node to remove; it may be dead', required: true}),
   }
 
+  static changesCluster = true
+
   static summary = 'Remove a node, even a dead one (--drain moves its slots)'
 
   static description = MigrationCommand.withExitCodes(

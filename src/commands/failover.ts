@@ -27,6 +27,8 @@ export default class Failover extends BaseCommand<typeof Failover> {
     address: Args.string({description: 'any node of the cluster (HOST:PORT)', required: true}),
   }
 
+  static changesCluster = true
+
   static summary = 'Promote a replica and wait until every node agrees'
 
   static description = BaseCommand.withExitCodes(

@@ -119,6 +119,8 @@ export default class Fix extends BaseCommand<typeof Fix> {
     address: Args.string({description: 'any node of the cluster (HOST:PORT)', required: true}),
   }
 
+  static changesCluster = true
+
   static summary = 'Repair open, uncovered or contested slots, losing no key'
 
   static description = BaseCommand.withExitCodes(

@@ -1,3 +1,5 @@
+import path from 'node:path'
+
 import {Args, Flags} from '@oclif/core'
 
 import {BaseCommand} from '../lib/cli/base-command.js'
@@ -24,6 +26,8 @@ export default class Import extends BaseCommand<typeof Import> {
   static args = {
     address: Args.string({description: 'any node of the cluster to import into (HOST:PORT)', required: true}),
   }
+
+  static changesCluster = true
 
   static summary = 'Move or copy the keys of a standalone server into the cluster'
 
@@ -120,6 +124,7 @@ export default class Import extends BaseCommand<typeof Import> {
     await this.lockUnchanged(snapshot)
 
     const journalPath = this.flags.resume ?? this.flags.journal ?? defaultJournalPath('import')
+    this.historyJournal = path.resolve(journalPath)
     const resumeCommand = this.resumeCommand(snapshot.seedAddress, journalPath, sourceAddress)
     const journal = resumed ? ImportJournal.reopen(journalPath) : ImportJournal.create(journalPath, settings, resumeCommand)
     this.note(`journal: ${journalPath}`)

@@ -46,6 +46,8 @@ export default class Rebalance extends MigrationCommand<typeof Rebalance> {
     address: Args.string({description: 'any node of the cluster (HOST:PORT)', required: true}),
   }
 
+  static changesCluster = true
+
   static summary = 'Even out slots, keys or memory across the masters'
 
   static description = MigrationCommand.withExitCodes(

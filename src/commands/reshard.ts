@@ -26,6 +26,8 @@ export default class Reshard extends MigrationCommand<typeof Reshard> {
     address: Args.string({description: 'any node of the cluster (HOST:PORT)', required: true}),
   }
 
+  static changesCluster = true
+
   static summary = 'Move slots and their keys to one master'
 
   static description = MigrationCommand.withExitCodes(

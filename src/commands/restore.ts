@@ -71,6 +71,8 @@ export default class Restore extends BaseCommand<typeof Restore> {
     dir: Args.string({description: 'a backup written by slotctl backup', required: true}),
   }
 
+  static changesCluster = true
+
   static summary = 'Restore a backup into an empty cluster, or start it locally'
 
   static description = BaseCommand.withExitCodes(

@@ -17,11 +17,13 @@ export interface TimeoutNodeResult {
   /** CONFIG REWRITE succeeded: the node keeps the timeout after a restart. */
   rewritten: boolean
   error?: string
+  /** --dry-run: the node's cluster-node-timeout now, in ms (absent: it could not be read) */
+  currentMs?: number
 }
 
 export interface SetTimeoutResult extends VerbResult {
-  /** ok: set (and persisted) everywhere; partial: not on every node (exit 1, listed in errors). */
-  status: 'ok' | 'partial'
+  /** ok: set (and persisted) everywhere; partial: not on every node (exit 1, listed in errors); planned: --dry-run, nothing was set. */
+  status: 'ok' | 'partial' | 'planned'
   timeoutMs: number
   persist: boolean
   nodes: TimeoutNodeResult[]
@@ -35,6 +37,18 @@ function parseTimeout(text: string): number {
     throw usageError(`invalid timeout '${text}': give a duration of at least ${MIN_TIMEOUT_MS}ms (e.g. 15s, 15000ms; a plain number is milliseconds)`)
   }
   return timeoutMs
+}
+
+/** --dry-run: what a node has now, read with CONFIG GET. */
+async function readTimeout(pool: NodePool, node: ClusterNode): Promise<TimeoutNodeResult> {
+  const base = {address: node.address, id: node.id, rewritten: false, set: false}
+  try {
+    const reply = (await (await pool.client(node.address)).config('GET', 'cluster-node-timeout')) as string[]
+    const value = Number(reply[1])
+    return Number.isSafeInteger(value) ? {...base, currentMs: value} : {...base, error: `CONFIG GET cluster-node-timeout answered ${JSON.stringify(reply)}`}
+  } catch (error) {
+    return {...base, error: `cannot read: ${errorMessage(error)}`}
+  }
 }
 
 async function applyTimeout(pool: NodePool, node: ClusterNode, timeoutMs: number, persist: boolean): Promise<TimeoutNodeResult> {
@@ -62,6 +76,8 @@ export default class SetTimeout extends BaseCommand<typeof SetTimeout> {
     milliseconds: Args.string({description: `new cluster-node-timeout: a duration (15s, 15000ms; a plain number is milliseconds), at least ${MIN_TIMEOUT_MS}ms`, required: true}),
   }
 
+  static changesCluster = true
+
   static summary = 'Set cluster-node-timeout on every node and persist it'
 
   static description = BaseCommand.withExitCodes(
@@ -76,6 +92,7 @@ export default class SetTimeout extends BaseCommand<typeof SetTimeout> {
   static flags = {
     persist: Flags.boolean({allowNo: true, default: true, description: 'run CONFIG REWRITE on every node so the value survives a restart'}),
     'ignore-lock': ignoreLockFlag,
+    'dry-run': Flags.boolean({description: 'set nothing: show each node\'s timeout now and which nodes would change'}),
   }
 
   async run(): Promise<SetTimeoutResult> {
@@ -84,6 +101,7 @@ export default class SetTimeout extends BaseCommand<typeof SetTimeout> {
     const snapshot = await this.loadCluster(this.parseSeed([this.args.address]))
     const targets = snapshot.nodes.filter((node) => !node.noAddress && !node.handshake).sort(byAddress)
     const pool = this.pool()
+    if (this.flags['dry-run']) return this.dryRun(pool, targets, timeoutMs, persist)
     // a migration's timing (big keys, SETSLOT waits) was judged against the timeout it started with
     await this.lockCluster(snapshot)
     const outcomes = await settleLimit(targets, NODE_PARALLELISM, (node) => applyTimeout(pool, node, timeoutMs, persist))
@@ -93,6 +111,18 @@ export default class SetTimeout extends BaseCommand<typeof SetTimeout> {
     this.render(result)
     if (errors.length > 0) this.resultExitCode = ExitCode.failed
     return result
+  }
+
+  private async dryRun(pool: NodePool, targets: ClusterNode[], timeoutMs: number, persist: boolean): Promise<SetTimeoutResult> {
+    const outcomes = await settleLimit(targets, NODE_PARALLELISM, (node) => readTimeout(pool, node))
+    const nodes = outcomes.map((outcome, index) => outcome.value ?? {address: targets[index].address, error: errorMessage(outcome.error), id: targets[index].id, rewritten: false, set: false})
+    const change = (node: TimeoutNodeResult) => (node.currentMs === undefined ? '?' : node.currentMs === timeoutMs ? 'no (already)' : 'yes')
+    this.log(table(['node', 'now (ms)', 'would change', 'note'], nodes.map((n) => [n.address, n.currentMs ?? '?', change(n), n.error ?? ''])))
+    const changing = nodes.filter((n) => n.currentMs !== timeoutMs).length
+    this.log(`--dry-run: nothing was set. cluster-node-timeout ${timeoutMs} ms would be set on ${nodes.length} node(s), a change on ${changing}${persist ? ', and persisted (CONFIG REWRITE)' : ''}.`)
+    const errors: Issue[] = nodes.filter((node) => node.error).map((node) => issue('E_NOT_READ', `${node.address}: ${node.error}`, {nodes: [nodeRef(node)]}))
+    if (errors.length > 0) this.resultExitCode = ExitCode.failed
+    return {errors, nodes, persist, status: 'planned', timeoutMs, warnings: []}
   }
 
   private render({nodes, persist, timeoutMs}: SetTimeoutResult): void {

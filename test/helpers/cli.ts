@@ -41,8 +41,8 @@ function binPath(): string {
 }
 
 /** Starts the CLI without waiting, for tests that signal or kill it mid-run. */
-export function spawnCli(args: string[]) {
-  return execa(process.execPath, [binPath(), ...args], {env: {NO_COLOR: '1', XDG_STATE_HOME: stateHome, ...laneServer}, reject: false})
+export function spawnCli(args: string[], env: Record<string, string> = {}) {
+  return execa(process.execPath, [binPath(), ...args], {env: {NO_COLOR: '1', XDG_STATE_HOME: stateHome, ...laneServer, ...env}, reject: false})
 }
 
 export async function runCli(args: string[], options: CliOptions = {}): Promise<CliResult> {

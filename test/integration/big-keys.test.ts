@@ -6,7 +6,6 @@
  * elements, which the default estimate must refuse under a 2000 ms node timeout (a 96 MiB
  * hash of 1.5M fields once blocked its master for 3 s, estimated at 961 ms by its bytes).
  */
-import {readFileSync} from 'node:fs'
 import {mkdtemp, rm} from 'node:fs/promises'
 import {tmpdir} from 'node:os'
 import path from 'node:path'
@@ -17,10 +16,10 @@ import type {Redis} from 'ioredis'
 import type {MigrationResult} from '../../src/lib/cli/migration-command.js'
 import {keySlot} from '../../src/lib/cluster/slots.js'
 import {type ClusterNode, mastersOf, parseClusterNodes} from '../../src/lib/cluster/topology.js'
-import type {MigrationPlan} from '../../src/lib/plan/types.js'
 import {TestCluster} from '../helpers/cluster-harness.js'
 import {expectOneCleanLine, runCli, runCliJson} from '../helpers/cli.js'
 import {clusterDigest, writeDataset} from '../helpers/dataset.js'
+import {readPlanFile} from '../../src/lib/plan/plan-file.js'
 
 describe('big keys (real servers, lowered node timeout)', () => {
   let cluster: TestCluster
@@ -73,7 +72,7 @@ describe('big keys (real servers, lowered node timeout)', () => {
     expect(dry.exitCode, dry.stderr).to.equal(0)
     for (const key of bigKeys) expect(dry.stderr).to.match(new RegExp(`big key: \\{big\\}:${key.split(':')[1]} in slot ${slot} \\((hash|list|zset) of 60000 element\\(s\\), \\d+(\\.\\d)? MiB, about \\d`))
     expect(dry.stderr, dry.stderr).to.match(/the run would refuse: 3 key\(s\) would block their master longer than half of cluster-node-timeout/)
-    const plan = JSON.parse(readFileSync(planFile, 'utf8')) as MigrationPlan
+    const plan = readPlanFile(planFile)
     expect(plan.bigKeys?.map((key) => key.key).sort()).to.deep.equal([...bigKeys].sort())
     expect(plan.bigKeys?.every((key) => key.blockLimitMs === 1000 && key.estimatedBlockMs > 1000 && key.bytes > 1_048_576 && key.elements === 60_000)).to.equal(true)
   })
@@ -186,7 +185,7 @@ describe('big keys of 1-2M elements (real servers, 2000 ms node timeout, default
     const dry = await runCli(['reshard', cluster.seed, '--to', target.id, '--slot-range', `${slot}-${slot + 2}`, '--legacy-migrate', '--dry-run', '--out', planFile])
     expect(dry.exitCode, dry.stderr).to.equal(0)
     expect(dry.stderr, dry.stderr).to.match(/the run would refuse: 4 key\(s\) would block their master longer than half of cluster-node-timeout/)
-    const plan = JSON.parse(readFileSync(planFile, 'utf8')) as MigrationPlan
+    const plan = readPlanFile(planFile)
     const found = new Map(plan.bigKeys?.map((key) => [key.key, key]))
     for (const spec of specs) {
       const big = found.get(spec.key)

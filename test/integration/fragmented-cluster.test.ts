@@ -5,7 +5,7 @@
  * 4 masters + 4 replicas by default; SLOTCTL_FRAGMENTED_MASTERS=30 runs the same on the
  * 60-node cluster of bench/large-cluster.bench.js (its timings live there, not here).
  */
-import {mkdtemp, readFile, rm} from 'node:fs/promises'
+import {mkdtemp, rm} from 'node:fs/promises'
 import {tmpdir} from 'node:os'
 import path from 'node:path'
 
@@ -19,11 +19,11 @@ import {DEFAULT_CONNECTION, NodePool} from '../../src/lib/cluster/connection.js'
 import {SLOT_COUNT, countSlots, expandRanges} from '../../src/lib/cluster/slots.js'
 import {applyCreatePlan} from '../../src/lib/nodes/create.js'
 import {planCreate} from '../../src/lib/plan/create.js'
-import type {MigrationPlan} from '../../src/lib/plan/types.js'
 import {TestCluster} from '../helpers/cluster-harness.js'
 import {runCliJson} from '../helpers/cli.js'
 import {clusterDigest, writeDataset} from '../helpers/dataset.js'
 import {fragmentedLayout} from '../fixtures/large-cluster.js'
+import {readPlanFile} from '../../src/lib/plan/plan-file.js'
 
 const MASTERS = Number(process.env.SLOTCTL_FRAGMENTED_MASTERS ?? 4)
 
@@ -89,7 +89,7 @@ describe(`a fully fragmented cluster (${MASTERS} masters + ${MASTERS} replicas, 
     const {exitCode, json} = await runCliJson<RebalanceCommandResult>(['rebalance', cluster.seed, '--dry-run', '--threshold', '0', '--out', out])
     expect(exitCode).to.equal(0)
     expect(json.status).to.equal('planned')
-    const plan = JSON.parse(await readFile(out, 'utf8')) as MigrationPlan
+    const plan = readPlanFile(out)
     expect(plan.moves.length).to.equal(json.slotsToMove).and.to.be.above(0)
     const ownerOf = new Map(before.nodes.filter((node) => node.role === 'master').flatMap((master) => expandRanges(master.slots).map((slot) => [slot, master.id] as const)))
     const share = SLOT_COUNT / MASTERS

@@ -17,6 +17,7 @@ import {mastersOf, parseClusterNodes, parseInfo, slotCount} from '../../src/lib/
 import {TestCluster} from '../helpers/cluster-harness.js'
 import {expectOneCleanLine, runCli, runCliJson, spawnCli, waitForJournalLines} from '../helpers/cli.js'
 import {clusterDigest, servedDigest, writeDataset} from '../helpers/dataset.js'
+import {readPlanFile} from '../../src/lib/plan/plan-file.js'
 
 async function expectHealthy(cluster: TestCluster, auth: string[] = []): Promise<void> {
   const {exitCode, json} = await runCliJson<CheckResult>(['check', cluster.seed, ...auth])
@@ -254,7 +255,8 @@ describe('no key is ever lost (real servers)', () => {
       const [a, b] = await mastersNow()
       const planFile = path.join(dir, 'unknown.json')
       await runCli(['reshard', cluster.seed, '--from', a.id, '--to', b.id, '--slots', '10', '--dry-run', '--out', planFile])
-      const plan = JSON.parse(readFileSync(planFile, 'utf8'))
+      // edited as a version 1 plan (one entry per slot), which apply still reads
+      const plan = readPlanFile(planFile)
       const stranger = 'f'.repeat(40)
       plan.moves[5].targetId = stranger
       plan.nodes.push({address: `127.0.0.1:${fakePort}`, id: stranger})

@@ -1,4 +1,4 @@
-import {readFile, rm} from 'node:fs/promises'
+import {rm} from 'node:fs/promises'
 import {tmpdir} from 'node:os'
 import path from 'node:path'
 
@@ -8,13 +8,13 @@ import type {Redis} from 'ioredis'
 import {readNodeState} from '../../src/lib/cluster/loader.js'
 import {NodePool} from '../../src/lib/cluster/connection.js'
 import type {RebalanceCommandResult} from '../../src/commands/rebalance.js'
-import type {MigrationPlan} from '../../src/lib/plan/types.js'
 import {keySlot} from '../../src/lib/cluster/slots.js'
 import {waitUntil} from '../../src/lib/cluster/wait.js'
 import {type ClusterNode, mastersOf, slotCount, slotMapSignature} from '../../src/lib/cluster/topology.js'
 import {runCli, runCliJson, spawnCli} from '../helpers/cli.js'
 import {TestCluster} from '../helpers/cluster-harness.js'
 import {clusterDigest, writeDataset} from '../helpers/dataset.js'
+import {readPlanFile} from '../../src/lib/plan/plan-file.js'
 
 const BASE_KEYS = 24_000
 
@@ -157,7 +157,7 @@ describe('rebalance (real servers)', function () {
     try {
       const result = await runCli(['rebalance', cluster.seed, '--use-empty-masters', '--dry-run', '--out', out])
       expect(result.exitCode, result.stderr).to.equal(0)
-      const plan = JSON.parse(await readFile(out, 'utf8')) as MigrationPlan
+      const plan = readPlanFile(out)
       expect(plan.kind).to.equal('rebalance')
       expect(plan.moves).to.have.length(4096)
       expect(plan.moves.every((move) => move.targetId === newId)).to.equal(true)

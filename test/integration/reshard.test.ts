@@ -1,4 +1,3 @@
-import {readFileSync} from 'node:fs'
 import {mkdtemp, rm, writeFile} from 'node:fs/promises'
 import {tmpdir} from 'node:os'
 import path from 'node:path'
@@ -12,6 +11,7 @@ import {parseClusterNodes, parseInfo} from '../../src/lib/cluster/topology.js'
 import {TestCluster} from '../helpers/cluster-harness.js'
 import {expectOneCleanLine, runCli, runCliJson, spawnCli, waitForJournalLines} from '../helpers/cli.js'
 import {clusterDigest, writeDataset} from '../helpers/dataset.js'
+import {readPlanFile} from '../../src/lib/plan/plan-file.js'
 
 describe('reshard and apply: the migration engine on a real cluster', () => {
   let cluster: TestCluster
@@ -151,7 +151,7 @@ describe('reshard and apply: the migration engine on a real cluster', () => {
     const planFile = path.join(dir, 'timeout-plan.json')
     const dry = await runCli(['reshard', cluster.seed, '--to', target.id, '--slot-range', String(slot), '--dry-run', '--out', planFile])
     expect(dry.exitCode, dry.stderr).to.equal(0)
-    await writeFile(journal, `${JSON.stringify({plan: JSON.parse(readFileSync(planFile, 'utf8')), type: 'plan', verb: 'reshard'})}\n${JSON.stringify({slot, type: 'slot-start'})}\n`)
+    await writeFile(journal, `${JSON.stringify({plan: readPlanFile(planFile), type: 'plan', verb: 'reshard'})}\n${JSON.stringify({slot, type: 'slot-start'})}\n`)
     await cluster.client(target.address).call('CLUSTER', 'SETSLOT', slot, 'IMPORTING', source.id)
     await cluster.client(source.address).call('CLUSTER', 'SETSLOT', slot, 'MIGRATING', target.id)
     await cluster.client(target.address).call('CLIENT', 'PAUSE', 8000, 'WRITE')
@@ -250,7 +250,7 @@ describe('reshard and apply: the migration engine on a real cluster', () => {
     const nodes = (await healthy()).nodes.filter((n) => n.role === 'master')
     const dry = await runCli(['reshard', cluster.seed, '--from', nodes[0].id, '--to', nodes[1].id, '--slots', '10', '--dry-run', '--out', planFile])
     expect(dry.exitCode, dry.stderr).to.equal(0)
-    const plan = JSON.parse(readFileSync(planFile, 'utf8'))
+    const plan = readPlanFile(planFile)
     expect(plan.moves).to.have.length(10)
     await healthy()
     const stalePlan = {...plan, moves: plan.moves.map((m: {slot: number}) => ({...m, sourceId: nodes[2].id}))}

@@ -19,6 +19,7 @@ import {type IssueView, applyColour, colourEnabled, colourOn, renderIssues, wrap
 import {escapeControl, escapeTerminal} from './escape.js'
 import {type ErrorEnvelope, errorDocument, successDocument} from './result.js'
 import {durationFlag} from './duration.js'
+import {type ClusterRef, type HistoryRecord, type Outcome, appendHistory, clusterIdOf, currentHost, currentUser, redactArgs} from '../history/audit-log.js'
 
 export type BaseFlags<T extends typeof Command> = Interfaces.InferredFlags<(typeof BaseCommand)['baseFlags'] & T['flags']>
 export type BaseArgs<T extends typeof Command> = Interfaces.InferredArgs<T['args']>
@@ -143,6 +144,12 @@ export abstract class BaseCommand<T extends typeof Command> extends Command {
 
   static enableJsonFlag = true
 
+  /**
+   * A verb that changes a cluster: each run (but a --dry-run) appends one record to the
+   * audit log (history.jsonl in the state directory) when it ends, however it ends.
+   */
+  static changesCluster = false
+
   protected flags!: BaseFlags<T>
   protected args!: BaseArgs<T>
   /** Flags the operator gave (or set through env), as opposed to defaults. */
@@ -153,6 +160,14 @@ export abstract class BaseCommand<T extends typeof Command> extends Command {
   protected readonly phases = new PhaseClock()
   private poolInstance?: NodePool
   private signalHandler?: (signal: NodeJS.Signals) => void
+  private readonly startedAt = new Date()
+  /** the last cluster this run read: the audit record names it */
+  private lastSnapshot?: ClusterSnapshot
+  /** the journal this run wrote or continued, for its audit record */
+  protected historyJournal?: string
+  /** the cluster a run that reads none names (create: its first node) */
+  protected historyCluster?: ClusterRef
+  private historyWritten = false
 
   /** The description with this verb's exit codes: the common ones plus (or reworded by) `own`. */
   static withExitCodes(description: string, own: Record<number, string> = {}): string {
@@ -264,7 +279,9 @@ export abstract class BaseCommand<T extends typeof Command> extends Command {
   }
 
   protected async loadCluster(seed: NodeAddress, options?: LoadOptions): Promise<ClusterSnapshot> {
-    return this.phases.time('load', () => loadCluster(this.pool(seed), seed, options))
+    const snapshot = await this.phases.time('load', () => loadCluster(this.pool(seed), seed, options))
+    this.lastSnapshot = snapshot
+    return snapshot
   }
 
   private runLock?: RunLock
@@ -355,7 +372,51 @@ export abstract class BaseCommand<T extends typeof Command> extends Command {
     return this.exit(envelope.exitCode)
   }
 
+  /** Whether this run gets an audit record: a verb that changes a cluster, not a --dry-run. A verb may decide per run (call: a writing command). */
+  protected recordsHistory(): boolean {
+    return (this.ctor as unknown as typeof BaseCommand).changesCluster && !(this.flags as Record<string, unknown> | undefined)?.['dry-run']
+  }
+
+  private clusterRef(): ClusterRef | undefined {
+    const snapshot = this.lastSnapshot
+    if (!snapshot) return this.historyCluster
+    const masters = mastersOf(snapshot.nodes).filter((node) => node.address)
+    return {id: clusterIdOf(snapshot.nodes), masters: masters.map((node) => node.address).sort(), seed: snapshot.seedAddress}
+  }
+
+  /**
+   * Appends this run's audit record (once). A log that cannot be written is a warning, never
+   * the run's failure; not even that after bad input (exit 2), which changed nothing.
+   */
+  private writeHistory(exitCode: number, outcome: Outcome, err?: unknown): void {
+    if (this.historyWritten || !this.flags || !this.recordsHistory()) return
+    this.historyWritten = true
+    const record: HistoryRecord = {
+      args: redactArgs(this.argv),
+      ...(this.clusterRef() ? {cluster: this.clusterRef()} : {}),
+      ...(err ? {error: toEnvelope(err).message} : {}),
+      exitCode,
+      host: currentHost(),
+      ...(this.historyJournal ? {journal: this.historyJournal} : {}),
+      outcome,
+      startedAt: this.startedAt.toISOString(),
+      time: new Date().toISOString(),
+      user: currentUser(),
+      verb: this.id ?? 'slotctl',
+    }
+    const problem = appendHistory(record)
+    if (problem && exitCode !== ExitCode.usage) process.stderr.write(`slotctl: warning: this run is not in the history log: ${shownLine(problem)}\n`)
+  }
+
+  private recordEnd(err: Error | undefined): void {
+    // a run stopped by Ctrl-C may end without an error, with its exit code set to 130
+    const exitCode = err instanceof Errors.ExitError ? err.oclif.exit ?? ExitCode.failed : err ? toEnvelope(err).exitCode : this.resultExitCode
+    const outcome = exitCode === ExitCode.ok ? 'ok' : exitCode === ExitCode.interrupted ? 'interrupted' : 'failed'
+    this.writeHistory(exitCode, outcome, err instanceof Errors.ExitError ? undefined : err)
+  }
+
   protected async finally(err: Error | undefined): Promise<unknown> {
+    this.recordEnd(err)
     this.removeSignalHandlers()
     this.runLock?.release()
     await this.poolInstance?.closeAll()
@@ -387,6 +448,7 @@ export abstract class BaseCommand<T extends typeof Command> extends Command {
       return
     }
     this.tell(this.lastInterruptMessage(signal))
+    this.writeHistory(ExitCode.interrupted, 'interrupted')
     await this.poolInstance?.closeAll()
     process.exit(ExitCode.interrupted)
   }

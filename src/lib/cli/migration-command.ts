@@ -3,6 +3,8 @@
  * shared flags, the safety preconditions, confirmation, the run lock, the journal,
  * progress, Ctrl-C handling and the result. Verbs only build a plan and call runPlan().
  */
+import path from 'node:path'
+
 import {Command, Flags} from '@oclif/core'
 
 import {migrationNeeds, refuseMissingPermissions} from '../acl/preflight.js'
@@ -23,6 +25,8 @@ import {ValkeyAsmMover} from '../migrate/valkey-asm-mover.js'
 import {type ServerFeatures, readServerFeaturesOf} from '../cluster/server-info.js'
 import {Throttle} from '../migrate/throttle.js'
 import type {BigKey, MigrationPlan} from '../plan/types.js'
+import {planFileText, toPlanFile} from '../plan/plan-file.js'
+import {clusterIdOf} from '../history/audit-log.js'
 import {ProgressReporter} from './progress.js'
 import {describePhases, formatBytes, formatDuration, paint, planTable} from './render.js'
 import {type Issue, type VerbResult, issue, slotSet} from './result.js'
@@ -297,6 +301,9 @@ export abstract class MigrationCommand<T extends typeof Command> extends BaseCom
     return closeOnly
   }
 
+  /** the plan being run is the reverse of the one given (apply --reverse): so marked in an --out file */
+  protected planInverted = false
+
   protected async runPlan(loaded: ClusterSnapshot, plan: MigrationPlan, options: RunPlanOptions): Promise<MigrationResult> {
     const f = this.flags as Record<string, unknown>
     const done = options.resume?.state.doneSlots ?? new Set<number>()
@@ -310,11 +317,12 @@ export abstract class MigrationCommand<T extends typeof Command> extends BaseCom
     this.showPlan(snapshot, plan, done)
     const remainingMoves = plan.moves.filter((move) => !done.has(move.slot))
     const {choice, counted, legacyMoves} = await this.phases.time('preflight', () => this.preflight(snapshot, plan, remainingMoves, addresses, options))
-    if (f.out) await this.writePlan(plan, f.out as string, Boolean(f.overwrite))
     const unmoved = {...unmovedResult(plan, done), warnings: warnings.map((warning) => issue(warning.code, warning.message))}
     const remaining = plan.moves.filter((move) => !done.has(move.slot))
     if (f['dry-run']) {
-      if (remaining.length > 0) this.log(`${remaining.length} slot(s) holding ${await this.phases.time('preflight', () => this.countPlannedKeys(remaining, addresses))} key(s) would move${this.throttleEstimate(-1)}`)
+      const keys = remaining.length > 0 ? await this.phases.time('preflight', () => this.countPlannedKeys(remaining, addresses)) : 0
+      if (remaining.length > 0) this.log(`${remaining.length} slot(s) holding ${keys} key(s) would move${this.throttleEstimate(-1)}`)
+      if (f.out) await this.writePlan(plan, f.out as string, Boolean(f.overwrite), {clusterId: clusterIdOf(snapshot.nodes), keys})
       return {...unmoved, phasesMs: this.reportPhases(), planFile: f.out as string | undefined, status: 'planned'}
     }
     if (remaining.length === 0) {
@@ -324,6 +332,7 @@ export abstract class MigrationCommand<T extends typeof Command> extends BaseCom
     // before the question: a journal that cannot be created must not wait for a yes
     if (!options.resume) refuseKernelPath((f.journal as string | undefined) ?? journalDir())
     const plannedKeys = await this.phases.time('preflight', () => this.countPlannedKeys(remaining, addresses, counted))
+    if (f.out) await this.writePlan(plan, f.out as string, Boolean(f.overwrite), {clusterId: clusterIdOf(snapshot.nodes), keys: plannedKeys})
     if (!(await this.confirm(`Move ${remaining.length} slot(s) holding ${plannedKeys} key(s) now${this.throttleEstimate(plannedKeys)}?`))) throw new SlotctlError('cancelled: nothing was changed', {code: 'E_CANCELLED'})
 
     const settings = this.runSettings(options.resume?.state.settings)
@@ -331,6 +340,7 @@ export abstract class MigrationCommand<T extends typeof Command> extends BaseCom
     await this.lockUnchanged(snapshot)
     const masters = mastersOf(snapshot.nodes).filter((node) => node.address && snapshot.views[node.id]?.reachable)
     const journalPath = options.resume?.path ?? (f.journal as string | undefined) ?? defaultJournalPath(plan.kind)
+    this.historyJournal = path.resolve(journalPath)
     const resumeCommand = this.commandHint(options.resumeArgs(journalPath))
     const journal = options.resume ? Journal.reopen(journalPath) : Journal.create(journalPath, plan, {command: resumeCommand, settings: definedSettings(settings), verb: this.id})
     this.note(`journal: ${journalPath}`)
@@ -556,9 +566,9 @@ export abstract class MigrationCommand<T extends typeof Command> extends BaseCom
     this.log(planTable(plan, address, done))
   }
 
-  private async writePlan(plan: MigrationPlan, file: string, overwrite: boolean): Promise<void> {
+  private async writePlan(plan: MigrationPlan, file: string, overwrite: boolean, meta: {clusterId?: string; keys: number}): Promise<void> {
     try {
-      await writeOutputFile(file, `${JSON.stringify(plan, null, 2)}\n`, {overwrite, overwriteFlag: '--overwrite'})
+      await writeOutputFile(file, planFileText(toPlanFile(plan, {...meta, inverted: this.planInverted})), {overwrite, overwriteFlag: '--overwrite'})
     } catch (error) {
       if (error instanceof SlotctlError) throw error
       throw usageError(`cannot write the plan to '${file}': ${(error as Error).message}`)

@@ -4,10 +4,10 @@
  * and fix can roll an open slot forward to its intended target.
  */
 import {readdirSync, statSync} from 'node:fs'
-import {homedir} from 'node:os'
 import path from 'node:path'
 
 import {SlotctlError, usageError} from '../errors.js'
+import {stateDir} from '../history/audit-log.js'
 import {appendToFileSync, createJournalFile, cutTornLastLine, readErrorText, readRegularFileSync} from '../files.js'
 import {validateJournalLine} from '../plan/plan-file.js'
 import type {MigrationPlan} from '../plan/types.js'
@@ -45,8 +45,7 @@ export interface JournalState {
 }
 
 export function journalDir(env: NodeJS.ProcessEnv = process.env): string {
-  const stateHome = env.XDG_STATE_HOME || path.join(homedir(), '.local', 'state')
-  return path.join(stateHome, 'slotctl', 'journals')
+  return path.join(stateDir(env), 'journals')
 }
 
 export function defaultJournalPath(kind: string, env: NodeJS.ProcessEnv = process.env, now = new Date()): string {

@@ -143,6 +143,8 @@ export interface AddNodeOptions {
   zoneOf?: ZoneOf
   waitTimeoutMs: number
   onEvent?: (message: string) => void
+  /** check and choose (empty node, master to follow) but change nothing */
+  dryRun?: boolean
 }
 
 export interface AddNodeResult {
@@ -257,6 +259,7 @@ export async function addNode(pool: NodePool, snapshot: ClusterSnapshot, newAddr
   if (reason) throw new SlotctlError(reason, {code: 'E_NODE_NOT_EMPTY', suggestions: ['add-node takes an empty, cluster-enabled node that knows no other node']})
   const id = state.id as string
   const master = options.replica ? chooseMaster(snapshot, newAddress, host, options) : undefined
+  if (options.dryRun) return {address: newAddress, alreadyMember: false, id, ...(master ? {masterAddress: master.address, masterId: master.id} : {}), role: master ? 'replica' : 'master', warnings: []}
   if (!master) await copyFunctions(pool, snapshot.seedAddress, newAddress)
   const seed = snapshot.nodes.find((node) => node.id === snapshot.seedId)!
   options.onEvent?.(`meeting ${snapshot.seedAddress}`)
