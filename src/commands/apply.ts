@@ -6,13 +6,13 @@ import {readJournal} from '../lib/migrate/journal.js'
 import {readPlanFile} from '../lib/plan/plan-file.js'
 
 export default class Apply extends MigrationCommand<typeof Apply> {
-  static args = {
+  static override args = {
     plan: Args.string({description: 'plan file written by reshard/rebalance --dry-run --out (not needed with --resume)'}),
   }
 
-  static summary = 'Run a plan saved by reshard or rebalance --dry-run --out'
+  static override summary = 'Run a plan saved by reshard or rebalance --dry-run --out'
 
-  static description = MigrationCommand.withExitCodes(
+  static override description = MigrationCommand.withExitCodes(
     [
       'Run a plan written earlier by `reshard` or `rebalance` with --dry-run --out, on the cluster that --seed names.',
       'The plan is checked against its schema first. Its node ids are looked up in the live cluster and their live addresses are used: slotctl never connects to an address read from a file. It refuses (exit 1) a plan naming a node the cluster does not have, or a slot that no longer belongs to its planned source.',
@@ -20,12 +20,12 @@ export default class Apply extends MigrationCommand<typeof Apply> {
     MIGRATION_EXIT_CODES,
   )
 
-  static examples = [
+  static override examples = [
     '<%= config.bin %> rebalance 127.0.0.1:7000 --dry-run --out plan.json && <%= config.bin %> apply plan.json --seed 127.0.0.1:7000 --yes',
     '<%= config.bin %> apply --seed 127.0.0.1:7000 --resume ~/.local/state/slotctl/journals/rebalance-2026-11-30T10-00-00-000Z.jsonl --yes',
   ]
 
-  static flags = {
+  static override flags = {
     seed: Flags.string({description: 'a node of the cluster to run the plan on (HOST:PORT); required'}),
     resume: Flags.string({description: 'continue an interrupted apply from its journal'}),
     ...MigrationCommand.migrationFlags,

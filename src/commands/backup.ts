@@ -69,14 +69,14 @@ async function refuseSymlinksIn(dir: string, entries: readonly string[]): Promis
 }
 
 export default class Backup extends BaseCommand<typeof Backup> {
-  static args = {
+  static override args = {
     address: Args.string({description: 'any node of the cluster (HOST:PORT)', required: true}),
     dir: Args.string({description: 'directory to write the backup into (created if missing; must be empty unless --force)', required: true}),
   }
 
-  static summary = 'A point-in-time RDB of every master, with a manifest'
+  static override summary = 'A point-in-time RDB of every master, with a manifest'
 
-  static description = BaseCommand.withExitCodes(
+  static override description = BaseCommand.withExitCodes(
     [
       'Back up a cluster: a point-in-time RDB of every master (or, with --from-replicas, of one healthy replica of each, to spare the masters), taken over the replication protocol as a replica would (SYNC), so remote nodes work too; several at once (--parallel).',
       'Writes <master-id>.rdb per master, nodes.json (every node: id, address, role, master, slot ranges, config epoch, server version) and, last, manifest.json with the SHA-256 of each file. Each file is written under a temp name and renamed when complete.',
@@ -90,12 +90,12 @@ export default class Backup extends BaseCommand<typeof Backup> {
     },
   )
 
-  static examples = [
+  static override examples = [
     '<%= config.bin %> backup 10.0.0.1:7000 /backups/2026-11-22',
     '<%= config.bin %> backup 10.0.0.1:7000 /backups/nightly --from-replicas --force --json',
   ]
 
-  static flags = {
+  static override flags = {
     'from-replicas': Flags.boolean({description: 'take each file from a healthy replica of the master (the master itself when it has none)'}),
     'ignore-lock': ignoreLockFlag,
     force: Flags.boolean({description: 'write into a non-empty directory (files of the same name are replaced; an old manifest is removed first)'}),
@@ -173,12 +173,12 @@ export default class Backup extends BaseCommand<typeof Backup> {
     }
   }
 
-  protected lastInterruptMessage(signal: NodeJS.Signals): string {
+  protected override lastInterruptMessage(signal: NodeJS.Signals): string {
     return `${super.lastInterruptMessage(signal)}: the backup in ${path.resolve(this.args.dir)} is incomplete (no ${MANIFEST_FILE} was written)`
   }
 
   /** Ctrl-C: stop every transfer, remove the files in the making, exit 130. */
-  protected async onInterrupt(signal: NodeJS.Signals): Promise<void> {
+  protected override async onInterrupt(signal: NodeJS.Signals): Promise<void> {
     this.abort.abort()
     for (const file of this.partialFiles) rmSync(file, {force: true})
     await super.onInterrupt(signal)

@@ -66,13 +66,13 @@ function createNeeds(plan: CreatePlan): Need[] {
 }
 
 export default class Create extends BaseCommand<typeof Create> {
-  static args = {
+  static override args = {
     nodes: Args.string({description: 'the empty, cluster-enabled nodes (HOST:PORT ...): masters × (replicas + 1); fewer than 3 masters cannot fail over', required: true}),
   }
 
-  static summary = 'Form a cluster from empty nodes, spread over hosts and zones'
+  static override summary = 'Form a cluster from empty nodes, spread over hosts and zones'
 
-  static description = BaseCommand.withExitCodes(
+  static override description = BaseCommand.withExitCodes(
     'Create a cluster from empty nodes: masters spread across hosts and zones, replicas kept off their master\'s host and zone, slots split evenly.\n' +
       'Returns only when every node agrees, every replica link is up and cluster_state is ok everywhere. Re-running it on the cluster it formed is a no-op.',
     {
@@ -83,12 +83,12 @@ export default class Create extends BaseCommand<typeof Create> {
     },
   )
 
-  static examples = [
+  static override examples = [
     '<%= config.bin %> create 10.0.0.1:7000 10.0.0.2:7000 10.0.0.3:7000 10.0.0.1:7001 10.0.0.2:7001 10.0.0.3:7001 --replicas 1 --yes',
     '<%= config.bin %> create 10.0.0.{1..6}:7000 --replicas 1 --zone 10.0.0.1=a --zone 10.0.0.2=b --zones-file zones.txt --dry-run',
   ]
 
-  static flags = {
+  static override flags = {
     replicas: Flags.integer({default: 0, description: 'replicas per master', min: 0}),
     zone: Flags.string({description: 'zone of a host or node: HOST_OR_ADDR=ZONE (repeatable)', multiple: true, multipleNonGreedy: true}),
     'zones-file': Flags.string({description: 'file with one HOST_OR_ADDR=ZONE per line'}),
@@ -96,7 +96,7 @@ export default class Create extends BaseCommand<typeof Create> {
     'wait-timeout': durationFlag({defaultMs: 60_000, description: 'how long to wait for each phase (join, replication, cluster_state)', minMs: 1, plainUnit: 's'}),
   }
 
-  static strict = false
+  static override strict = false
 
   private readonly started = Date.now()
 

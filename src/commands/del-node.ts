@@ -34,14 +34,14 @@ function delNodeNeeds(snapshot: ClusterSnapshot, id: string): Need[] {
 }
 
 export default class DelNode extends MigrationCommand<typeof DelNode> {
-  static args = {
+  static override args = {
     address: Args.string({description: 'any live node of the cluster (HOST:PORT)', required: true}),
     nodeId: Args.string({description: 'id (or unique prefix of at least 4 characters) of the node to remove; it may be dead', required: true}),
   }
 
-  static summary = 'Remove a node, even a dead one (--drain moves its slots)'
+  static override summary = 'Remove a node, even a dead one (--drain moves its slots)'
 
-  static description = MigrationCommand.withExitCodes(
+  static override description = MigrationCommand.withExitCodes(
     'Remove a node that owns no slots (with --drain, first move its slots evenly to the other masters): its replicas are re-pointed to other masters, every other node forgets it at once, and the node itself is reset (when reachable) so it can be reused. Works for dead nodes too.\n' +
       'A dead master that still owns slots (no replica took over) goes only with --accept-data-loss: its keys are lost, and `slotctl fix` then gives its slots, empty, to the other masters. --dry-run shows what would happen and asks nothing.',
     {
@@ -52,12 +52,12 @@ export default class DelNode extends MigrationCommand<typeof DelNode> {
     },
   )
 
-  static examples = [
+  static override examples = [
     '<%= config.bin %> del-node 10.0.0.1:7000 3c3a0c74aae0b56170ccb03a76b60cfe7dc1912e --yes',
     '<%= config.bin %> del-node 10.0.0.1:7000 3c3a0c74 --drain --max-keys-per-sec 50000 --yes',
   ]
 
-  static flags = {
+  static override flags = {
     'wait-timeout': durationFlag({defaultMs: 30_000, description: 'how long to wait for re-pointed replicas to follow their new masters', minMs: 1, plainUnit: 's'}),
     drain: Flags.boolean({description: 'first move the node\'s slots (and keys) evenly to the other masters'}),
     resume: Flags.string({description: 'continue an interrupted --drain from its journal', dependsOn: ['drain']}),

@@ -21,13 +21,13 @@ import {ownerTable, refuseUnsafeCluster} from '../lib/transfer/preconditions.js'
 import {type SourceInfo, connectSource, inspectSource, selectDb} from '../lib/transfer/source.js'
 
 export default class Import extends BaseCommand<typeof Import> {
-  static args = {
+  static override args = {
     address: Args.string({description: 'any node of the cluster to import into (HOST:PORT)', required: true}),
   }
 
-  static summary = 'Move or copy the keys of a standalone server into the cluster'
+  static override summary = 'Move or copy the keys of a standalone server into the cluster'
 
-  static description = BaseCommand.withExitCodes(
+  static override description = BaseCommand.withExitCodes(
     [
       'Import the keys of a standalone server into a cluster: SCAN the source (never KEYS), group the keys by the master owning their slot, and let the source MIGRATE them in batches straight into each master, pipelined and to every master at once. TTLs are kept; key names may be binary.',
       'Without --copy the keys move (they leave the source); with --copy the source keeps them. A key the cluster already has with an equal value is skipped; with a different value it is reported as a conflict and left alone (exit 1) unless --replace.',
@@ -42,14 +42,14 @@ export default class Import extends BaseCommand<typeof Import> {
     },
   )
 
-  static examples = [
+  static override examples = [
     '<%= config.bin %> import 10.0.0.1:7000 --from 10.0.0.9:6379 --copy --yes',
     '<%= config.bin %> import 10.0.0.1:7000 --from redis://:secret@10.0.0.9:6379 --from-db 2 --match "user:*" --dry-run',
     '<%= config.bin %> import 10.0.0.1:7000 --from 10.0.0.9:6379 --max-keys-per-sec 20000 --yes',
     '<%= config.bin %> import 10.0.0.1:7000 --resume ~/.local/state/slotctl/journals/import-2026-11-22T10-00-00-000Z.jsonl --yes',
   ]
 
-  static flags = {
+  static override flags = {
     from: Flags.string({description: 'the standalone server to import from: HOST:PORT or redis://[user:password@]HOST:PORT'}),
     'from-db': Flags.integer({description: 'the source db to import (needed when the source has keys in a db other than 0)', min: 0}),
     'from-user': Flags.string({description: 'ACL user name at the source', helpGroup: 'CONNECTION'}),
@@ -68,7 +68,7 @@ export default class Import extends BaseCommand<typeof Import> {
     'dry-run': Flags.boolean({description: 'count the keys per master and those the cluster already has; change nothing'}),
   }
 
-  protected finishInFlightOnInterrupt = true
+  protected override finishInFlightOnInterrupt = true
 
   private startProgress(keys: number): ProgressReporter {
     this.progress = new ProgressReporter({keys, slots: 0}, ProgressReporter.modeFor(this.flags.progress, false))

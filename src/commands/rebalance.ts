@@ -42,13 +42,13 @@ function formatOffBy(by: BalanceBy, node: RebalanceNodeReport): string {
 }
 
 export default class Rebalance extends MigrationCommand<typeof Rebalance> {
-  static args = {
+  static override args = {
     address: Args.string({description: 'any node of the cluster (HOST:PORT)', required: true}),
   }
 
-  static summary = 'Even out slots, keys or memory across the masters'
+  static override summary = 'Even out slots, keys or memory across the masters'
 
-  static description = MigrationCommand.withExitCodes(
+  static override description = MigrationCommand.withExitCodes(
     [
       'Even out the cluster: move slots so every master holds its weight-proportional share of slots (default), keys (--by keys) or memory (--by memory).',
       `Nothing moves while every master is within --threshold percent of its share (default ${DEFAULT_THRESHOLD_PCT}). A weight of 0 drains a master; masters without slots take part only with --use-empty-masters.`,
@@ -58,13 +58,13 @@ export default class Rebalance extends MigrationCommand<typeof Rebalance> {
     MIGRATION_EXIT_CODES,
   )
 
-  static examples = [
+  static override examples = [
     '<%= config.bin %> rebalance 127.0.0.1:7000 --use-empty-masters --yes',
     '<%= config.bin %> rebalance 127.0.0.1:7000 --weight 3c3a0c74=0 --yes',
     '<%= config.bin %> rebalance 127.0.0.1:7000 --by keys --dry-run --out plan.json',
   ]
 
-  static flags = {
+  static override flags = {
     weight: Flags.string({description: 'NODE_ID=WEIGHT (id or unique prefix; repeatable; default weight 1, 0 drains the node)', multiple: true, multipleNonGreedy: true}),
     threshold: Flags.string({default: String(DEFAULT_THRESHOLD_PCT), description: 'do nothing while every master is within this percentage of its share'}),
     'use-empty-masters': Flags.boolean({description: 'let masters that own no slots take part (e.g. a just added node)'}),

@@ -67,13 +67,13 @@ function startedView(node: StartedNode): StartedNodeView {
 }
 
 export default class Restore extends BaseCommand<typeof Restore> {
-  static args = {
+  static override args = {
     dir: Args.string({description: 'a backup written by slotctl backup', required: true}),
   }
 
-  static summary = 'Restore a backup into an empty cluster, or start it locally'
+  static override summary = 'Restore a backup into an empty cluster, or start it locally'
 
-  static description = BaseCommand.withExitCodes(
+  static override description = BaseCommand.withExitCodes(
     [
       'Restore a backup made by slotctl backup. Every RDB is first checked against the SHA-256 in the manifest: a damaged file stops the restore before anything is loaded.',
       '--into CLUSTER_NODE: load the keys into a new, empty cluster. Each file is loaded by a local throw-away server (--server-binary) and its keys move into the masters that own their slots, as import does, so the new cluster may have another number of masters or another layout.',
@@ -89,12 +89,12 @@ export default class Restore extends BaseCommand<typeof Restore> {
     },
   )
 
-  static examples = [
+  static override examples = [
     '<%= config.bin %> restore /backups/2026-11-22 --into 10.0.0.21:7000 --yes',
     '<%= config.bin %> restore /backups/2026-11-22 --start /tmp/look',
   ]
 
-  static flags = {
+  static override flags = {
     into: Flags.string({description: 'any node of the (empty) cluster to restore into (HOST:PORT)'}),
     start: Flags.string({description: 'start local servers from the files in this (empty) directory, with the saved slot map'}),
     'ignore-lock': MigrationCommand.migrationFlags['ignore-lock'],
@@ -108,7 +108,7 @@ export default class Restore extends BaseCommand<typeof Restore> {
     progress: MigrationCommand.migrationFlags.progress,
   }
 
-  protected finishInFlightOnInterrupt = true
+  protected override finishInFlightOnInterrupt = true
 
   private startProgress(keys: number): ProgressReporter {
     this.progress = new ProgressReporter({keys, slots: 0}, ProgressReporter.modeFor(this.flags.progress, false))

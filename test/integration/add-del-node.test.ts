@@ -23,7 +23,6 @@ describe('add-node and del-node (real servers on three loopback hosts)', () => {
   const keys = Array.from({length: 20}, (_, i) => `${tag}:key:${i}`)
   let owner: {address: string; id: string}
 
-  const myId = async (address: string) => String(await (await pool.client(address)).call('CLUSTER', 'MYID'))
   const nodesOf = async (address: string) => parseClusterNodes(String(await (await pool.client(address)).call('CLUSTER', 'NODES')))
   const allMembers = () => cluster.addresses
 

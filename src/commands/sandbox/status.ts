@@ -17,16 +17,16 @@ export interface SandboxStatusResult extends VerbResult {
 }
 
 export default class SandboxStatus extends BaseCommand<typeof SandboxStatus> {
-  static summary = 'Show the sandbox servers: address, pid, alive, role'
+  static override summary = 'Show the sandbox servers: address, pid, alive, role'
 
-  static description = BaseCommand.withExitCodes('Show the sandbox processes: address, pid, whether each is alive, and its role. Exits 1 when no sandbox is recorded.', {
+  static override description = BaseCommand.withExitCodes('Show the sandbox processes: address, pid, whether each is alive, and its role. Exits 1 when no sandbox is recorded.', {
     0: 'a sandbox is recorded (running or not)',
     1: 'no sandbox is recorded in this dir',
   })
 
-  static examples = ['<%= config.bin %> sandbox status', '<%= config.bin %> sandbox status --json']
+  static override examples = ['<%= config.bin %> sandbox status', '<%= config.bin %> sandbox status --json']
 
-  static flags = {
+  static override flags = {
     dir: Flags.string({description: `the sandbox directory ${SANDBOX_DIR_NOTE}`, defaultHelp: async () => SANDBOX_DIR_HELP}),
   }
 

@@ -6,7 +6,7 @@
 import {Command, Flags} from '@oclif/core'
 
 import {migrationNeeds, refuseMissingPermissions} from '../acl/preflight.js'
-import {BaseCommand, ignoreLockFlag, retiredForceFlag, shownText} from './base-command.js'
+import {BaseCommand, ignoreLockFlag, retiredForceFlag} from './base-command.js'
 import {escapeControl} from './escape.js'
 import {BLOCKS_MIGRATION, runChecks} from '../check/checks.js'
 import {type KeyCountsByMaster, refuseKeysOutsideOwners} from '../check/scan.js'
@@ -156,17 +156,17 @@ export abstract class MigrationCommand<T extends typeof Command> extends BaseCom
     overwrite: Flags.boolean({dependsOn: ['out'], description: 'replace the --out file if it exists (a symlink is never written through)'}),
   }
 
-  protected finishInFlightOnInterrupt = true
+  protected override finishInFlightOnInterrupt = true
   /** slots opened and not closed yet: what a second Ctrl-C leaves behind */
   private readonly openSlots = new Set<number>()
   private resumeHint?: string
 
-  protected firstInterruptMessage(signal: NodeJS.Signals): string {
+  protected override firstInterruptMessage(signal: NodeJS.Signals): string {
     if (!this.progress) return super.firstInterruptMessage(signal)
     return `slotctl: ${signal}: finishing the ${this.openSlots.size} slot(s) in flight, then stopping; no new slot is started (Ctrl-C again exits at once and leaves them open)`
   }
 
-  protected lastInterruptMessage(signal: NodeJS.Signals): string {
+  protected override lastInterruptMessage(signal: NodeJS.Signals): string {
     if (!this.progress || this.openSlots.size === 0) return super.lastInterruptMessage(signal)
     return `slotctl: ${signal} again: exiting now; ${this.openSlots.size} slot(s) are left open (migrating/importing). Finish them with: ${this.resumeHint}`
   }
@@ -309,7 +309,7 @@ export abstract class MigrationCommand<T extends typeof Command> extends BaseCom
     const closeOnly = this.refuseStalePlan(snapshot, plan, options.resume?.state)
     this.showPlan(snapshot, plan, done)
     const remainingMoves = plan.moves.filter((move) => !done.has(move.slot))
-    const {choice, counted, legacyMoves} = await this.phases.time('preflight', () => this.preflight(snapshot, plan, remainingMoves, addresses, options))
+    const {choice, counted} = await this.phases.time('preflight', () => this.preflight(snapshot, plan, remainingMoves, addresses, options))
     if (f.out) await this.writePlan(plan, f.out as string, Boolean(f.overwrite))
     const unmoved = {...unmovedResult(plan, done), warnings: warnings.map((warning) => issue(warning.code, warning.message))}
     const remaining = plan.moves.filter((move) => !done.has(move.slot))
@@ -537,7 +537,7 @@ export abstract class MigrationCommand<T extends typeof Command> extends BaseCom
       ...(result.held.size > 0 ? {heldBy: [...result.held].map(([target, replicas]) => ({replicas, target}))} : {}),
     }
     if (result.failures.length > 0) {
-      for (const line of groupFailures(result.failures)) process.stderr.write(`slotctl: error: ${shownText(line)}\n`)
+      for (const line of groupFailures(result.failures)) this.errorLine(`slotctl: error: ${line}`)
       this.note(`the failed slot(s) are left open and journaled; after resolving the cause, continue with: ${resumeCommand}`)
       this.note(`or let fix finish them: ${this.commandHint(`fix ${snapshot.seedAddress} --journal ${journal}`)}`)
       this.resultExitCode = ExitCode.failed

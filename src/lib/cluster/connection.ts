@@ -175,6 +175,8 @@ function hungError(address: string, ms: number): SlotctlError {
 /** Waits at most `ms` for a TCP or TLS exchange; resolves false on any error or silence. */
 function probeWithin(ms: number, start: (finish: (result: boolean) => void) => {destroy(): void}): Promise<boolean> {
   return new Promise((resolve) => {
+    // assigned after finish is made (finish may destroy it), so not a const
+    // eslint-disable-next-line prefer-const
     let socket: {destroy(): void} | undefined
     const finish = (result: boolean) => {
       clearTimeout(timer)

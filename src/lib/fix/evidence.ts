@@ -16,7 +16,6 @@ import {countKeysInSlots} from '../cluster/slot-stats.js'
 import {SLOT_COUNT, expandRanges} from '../cluster/slots.js'
 import {readServerFeaturesOf} from '../cluster/server-info.js'
 import {type ClusterNode, markersNotOn, openSlotsOf, slotCount, slotOwners} from '../cluster/topology.js'
-import {SlotctlError, errorMessage} from '../errors.js'
 
 export interface FixEvidence {
   masters: MasterEvidence[]

@@ -466,12 +466,12 @@ class DurableRound {
   private readonly auth: string[]
 
   constructor(
-    private readonly pool: NodePool,
+    pool: NodePool,
     /** the first source connection; the WATCH path leases the rest with allLanes() */
     private readonly sources: Redis[],
     private readonly allLanes: () => Promise<Redis[]>,
     private readonly targetClient: Redis,
-    private readonly pair: SlotMoveTarget,
+    pair: SlotMoveTarget,
     private readonly options: MoveKeysOptions,
     private readonly durability: Durability,
     private readonly outcome: WaveOutcome,
