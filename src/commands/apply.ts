@@ -1,6 +1,6 @@
 import {Args, Flags} from '@oclif/core'
 
-import {usageError} from '../lib/errors.js'
+import {usageError} from '../lib/core/errors.js'
 import {MIGRATION_EXIT_CODES, MigrationCommand, type MigrationResult} from '../lib/cli/migration-command.js'
 import {readJournal} from '../lib/migrate/journal.js'
 import {readPlanFile} from '../lib/plan/plan-file.js'

@@ -3,11 +3,11 @@ import {Args, Flags} from '@oclif/core'
 import {BaseCommand} from '../lib/cli/base-command.js'
 import {type ClusterNode} from '../lib/cluster/topology.js'
 import {NODE_PARALLELISM, settleLimit} from '../lib/cluster/connection.js'
-import {ExitCode, SlotctlError, usageError} from '../lib/errors.js'
+import {ExitCode, SlotctlError, usageError} from '../lib/core/errors.js'
 import {describeChange, refuseStreamingCommand} from '../lib/cluster/command-info.js'
 import {table} from '../lib/cli/render.js'
 import {escapeControl} from '../lib/cli/escape.js'
-import {type Issue, type VerbResult, byAddress, issue, nodeRef} from '../lib/cli/result.js'
+import {type Issue, type VerbResult, byAddress, issue, nodeRef} from '../lib/core/result.js'
 
 export interface CallReply {
   id: string

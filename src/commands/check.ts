@@ -2,10 +2,10 @@ import {Args, Flags} from '@oclif/core'
 
 import {BaseCommand} from '../lib/cli/base-command.js'
 import {groupSummary, hasErrors, runChecks, splitFindings} from '../lib/check/checks.js'
-import {ExitCode} from '../lib/errors.js'
+import {ExitCode} from '../lib/core/errors.js'
 import {paint, renderIssues} from '../lib/cli/render.js'
-import {type NodeRef, type VerbResult} from '../lib/cli/result.js'
-import {formatRanges} from '../lib/cluster/slots.js'
+import {type NodeRef, type VerbResult} from '../lib/core/result.js'
+import {formatRanges} from '../lib/core/slots.js'
 import {findKeysOutsideOwners, scanStrayKeys} from '../lib/check/scan.js'
 import {type NodeSummary, orderedNodes, summarizeNode} from '../lib/check/summary.js'
 

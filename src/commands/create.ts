@@ -5,14 +5,14 @@ import {type Need, PERMISSIONS, READ_CLUSTER, need, refuseMissingPermissions} fr
 import {BaseCommand} from '../lib/cli/base-command.js'
 import {hasErrors, runChecks, splitFindings} from '../lib/check/checks.js'
 import {applyCreatePlan} from '../lib/nodes/create.js'
-import {ExitCode, SlotctlError, usageError} from '../lib/errors.js'
+import {ExitCode, SlotctlError, usageError} from '../lib/core/errors.js'
 import {type CandidateState, classifyForCreate, inspectNodes} from '../lib/nodes/membership.js'
 import {type CreateCandidate, type CreatePlan, MIN_MASTERS, MIN_MASTERS_FOR_FAILOVER, masterCountFor, planCreate} from '../lib/plan/create.js'
 import {formatDuration, paint, table} from '../lib/cli/render.js'
-import {type Issue, type VerbResult, byAddress, issue, rangeSet} from '../lib/cli/result.js'
+import {type Issue, type VerbResult, byAddress, issue, rangeSet} from '../lib/core/result.js'
 import {durationFlag} from '../lib/cli/duration.js'
-import type {SlotRange} from '../lib/cluster/slots.js'
-import {formatRanges} from '../lib/cluster/slots.js'
+import type {SlotRange} from '../lib/core/slots.js'
+import {formatRanges} from '../lib/core/slots.js'
 import {readZones, reportedZones, unusedZoneKeys, zoneLookupWithReported} from '../lib/nodes/zones.js'
 
 export interface CreatePlanView {

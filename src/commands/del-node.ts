@@ -2,15 +2,15 @@ import {Args, Flags} from '@oclif/core'
 
 import {type Need, PERMISSIONS, READ_CLUSTER, RUN_LOCK, need, refuseMissingPermissions} from '../lib/acl/preflight.js'
 import {type ClusterSnapshot, findNode} from '../lib/cluster/loader.js'
-import {ExitCode} from '../lib/errors.js'
+import {ExitCode} from '../lib/core/errors.js'
 import {MigrationCommand, type MigrationResult} from '../lib/cli/migration-command.js'
 import {type RemoveNodeResult, refuseIfOwnsSlots, removeNode} from '../lib/nodes/membership.js'
 import {type JournalState, readJournal} from '../lib/migrate/journal.js'
 import {planDrain} from '../lib/plan/rebalance.js'
 import {type ClusterNode, mastersOf, slotCount} from '../lib/cluster/topology.js'
 import {paint} from '../lib/cli/render.js'
-import {type VerbResult, issue, nodeRef, rangeSet} from '../lib/cli/result.js'
-import {formatRanges} from '../lib/cluster/slots.js'
+import {type VerbResult, issue, nodeRef, rangeSet} from '../lib/core/result.js'
+import {formatRanges} from '../lib/core/slots.js'
 import {durationFlag} from '../lib/cli/duration.js'
 
 export interface DelNodeResult extends VerbResult, Partial<Omit<RemoveNodeResult, 'warnings'>> {

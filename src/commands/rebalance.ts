@@ -1,12 +1,12 @@
 import {Args, Flags} from '@oclif/core'
 
-import {usageError} from '../lib/errors.js'
+import {usageError} from '../lib/core/errors.js'
 import {readJournal} from '../lib/migrate/journal.js'
 import {MIGRATION_EXIT_CODES, MigrationCommand, type MigrationResult, unmovedResult} from '../lib/cli/migration-command.js'
 import {type BalanceBy, DEFAULT_THRESHOLD_PCT, type RebalanceNodeReport, type RebalanceResult, planRebalance} from '../lib/plan/rebalance.js'
 import {parseWeights} from '../lib/plan/weights.js'
 import {type Align, formatBytes, paint, table} from '../lib/cli/render.js'
-import {byAddress} from '../lib/cli/result.js'
+import {byAddress} from '../lib/core/result.js'
 import {slotByteEstimates, slotKeyCounts} from '../lib/cluster/slot-stats.js'
 import {type ClusterNode, mastersOf, shortId} from '../lib/cluster/topology.js'
 

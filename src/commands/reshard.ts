@@ -1,13 +1,13 @@
 import {Args, Flags} from '@oclif/core'
 
 import {resolveNodeId} from '../lib/cluster/topology.js'
-import {usageError} from '../lib/errors.js'
+import {usageError} from '../lib/core/errors.js'
 import {readJournal} from '../lib/migrate/journal.js'
 import {MIGRATION_EXIT_CODES, MigrationCommand, type MigrationResult} from '../lib/cli/migration-command.js'
 import {planReshard} from '../lib/plan/reshard.js'
 import {type Choice, askOrFail, checkboxOrFail, selectOrFail} from '../lib/cli/prompt.js'
-import {byFirstSlot} from '../lib/cli/result.js'
-import {SLOT_COUNT, expandRanges, formatRanges, parseSlotRanges} from '../lib/cluster/slots.js'
+import {byFirstSlot} from '../lib/core/result.js'
+import {SLOT_COUNT, expandRanges, formatRanges, parseSlotRanges} from '../lib/core/slots.js'
 import {type ClusterNode, mastersOf, slotCount} from '../lib/cluster/topology.js'
 
 /** "127.0.0.1:7000  3c3a0c74  5461 slots (0-5460)": how a master reads in a choice list. */

@@ -3,10 +3,10 @@ import type {Redis} from 'ioredis'
 
 import {BaseCommand, ignoreLockFlag} from '../lib/cli/base-command.js'
 import {NODE_PARALLELISM, type NodePool, settleLimit} from '../lib/cluster/connection.js'
-import {ExitCode, errorMessage, usageError} from '../lib/errors.js'
+import {ExitCode, errorMessage, usageError} from '../lib/core/errors.js'
 import {paint, table} from '../lib/cli/render.js'
 import {parseDuration} from '../lib/cli/duration.js'
-import {type Issue, type VerbResult, byAddress, issue, nodeRef} from '../lib/cli/result.js'
+import {type Issue, type VerbResult, byAddress, issue, nodeRef} from '../lib/core/result.js'
 import type {ClusterNode} from '../lib/cluster/topology.js'
 
 export interface TimeoutNodeResult {

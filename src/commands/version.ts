@@ -1,5 +1,5 @@
 import {BaseCommand} from '../lib/cli/base-command.js'
-import {type VerbResult} from '../lib/cli/result.js'
+import {type VerbResult} from '../lib/core/result.js'
 
 export interface VersionResult extends VerbResult {
   status: 'ok'

@@ -5,8 +5,8 @@
  */
 import type {Hook} from '@oclif/core'
 
-import {ExitCode} from '../lib/errors.js'
-import {type ErrorEnvelope, errorDocument} from '../lib/cli/result.js'
+import {ExitCode} from '../lib/core/errors.js'
+import {type ErrorEnvelope, errorDocument} from '../lib/core/result.js'
 import {escapeControl} from '../lib/cli/escape.js'
 import {writeStderr, writeStdout} from '../lib/cli/output.js'
 import {redactSecrets} from '../lib/secrets.js'

@@ -2,7 +2,7 @@ import {expect} from 'chai'
 
 import {readNodeState} from '../../src/lib/cluster/loader.js'
 import {NodePool} from '../../src/lib/cluster/connection.js'
-import {keySlot} from '../../src/lib/cluster/slots.js'
+import {keySlot} from '../../src/lib/core/slots.js'
 import {myselfOf, parseClusterNodes, parseInfo} from '../../src/lib/cluster/topology.js'
 import {waitUntil} from '../../src/lib/cluster/wait.js'
 import {runCli, runCliJson} from '../helpers/cli.js'

@@ -15,7 +15,7 @@ import {expect} from 'chai'
 import type {Redis} from 'ioredis'
 
 import type {MigrationResult} from '../../src/lib/cli/migration-command.js'
-import {keySlot} from '../../src/lib/cluster/slots.js'
+import {keySlot} from '../../src/lib/core/slots.js'
 import {type ClusterNode, mastersOf, parseClusterNodes} from '../../src/lib/cluster/topology.js'
 import type {MigrationPlan} from '../../src/lib/plan/types.js'
 import {TestCluster} from '../helpers/cluster-harness.js'

@@ -1,7 +1,7 @@
 import {expect} from 'chai'
 
 import {formatAddress, isBareHost, parseAddress, parseAddressList, redactUrl} from '../../src/lib/cluster/address.js'
-import {SlotctlError} from '../../src/lib/errors.js'
+import {SlotctlError} from '../../src/lib/core/errors.js'
 
 describe('address parsing', () => {
   it('parses host:port, host port and bracketed IPv6', () => {

@@ -1,7 +1,7 @@
 import {expect} from 'chai'
 
 import {parseClusterNodes, parseInfo, keyCountFromInfo, resolveNodeId, slotMapSignature, slotOwners} from '../../src/lib/cluster/topology.js'
-import {SlotctlError} from '../../src/lib/errors.js'
+import {SlotctlError} from '../../src/lib/core/errors.js'
 import {A, B, C, GONE, R1, R3, healthy, troubled} from '../fixtures/cluster-nodes.js'
 
 describe('topology: CLUSTER NODES parsing', () => {

@@ -1,9 +1,9 @@
 import {Flags} from '@oclif/core'
 
 import {BaseCommand} from '../../lib/cli/base-command.js'
-import {usageError} from '../../lib/errors.js'
+import {usageError} from '../../lib/core/errors.js'
 import {paint} from '../../lib/cli/render.js'
-import {type VerbResult} from '../../lib/cli/result.js'
+import {type VerbResult} from '../../lib/core/result.js'
 import {durationFlag} from '../../lib/cli/duration.js'
 import {commandName} from '../../lib/cli/invocation.js'
 import {type SandboxNode, SANDBOX_DIR_HELP, SANDBOX_DIR_NOTE, dirFlag, resolveSandboxDir, sandboxServer, startSandbox, stopSandbox, verifiedSandboxState} from '../../lib/local/sandbox.js'

@@ -2,7 +2,7 @@ import {Flags} from '@oclif/core'
 
 import {BaseCommand} from '../../lib/cli/base-command.js'
 import {paint, table} from '../../lib/cli/render.js'
-import {type VerbResult, byAddress} from '../../lib/cli/result.js'
+import {type VerbResult, byAddress} from '../../lib/core/result.js'
 import {commandName} from '../../lib/cli/invocation.js'
 import {type SandboxNodeStatus, SANDBOX_DIR_HELP, SANDBOX_DIR_NOTE, resolveSandboxDir, readSandboxState, sandboxStatus} from '../../lib/local/sandbox.js'
 

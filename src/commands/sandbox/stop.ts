@@ -1,7 +1,7 @@
 import {Flags} from '@oclif/core'
 
 import {BaseCommand} from '../../lib/cli/base-command.js'
-import {type VerbResult} from '../../lib/cli/result.js'
+import {type VerbResult} from '../../lib/core/result.js'
 import {SANDBOX_DIR_HELP, SANDBOX_DIR_NOTE, resolveSandboxDir, stopSandbox} from '../../lib/local/sandbox.js'
 
 export interface SandboxStopResult extends VerbResult {

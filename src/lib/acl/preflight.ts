@@ -21,7 +21,7 @@ import type {Redis} from 'ioredis'
 
 import type {ClusterSnapshot} from '../cluster/loader.js'
 import {NODE_PARALLELISM, type NodePool, settleLimit} from '../cluster/connection.js'
-import {SlotctlError} from '../errors.js'
+import {SlotctlError} from '../core/errors.js'
 import type {MigrationPlan} from '../plan/types.js'
 import {mastersOf} from '../cluster/topology.js'
 

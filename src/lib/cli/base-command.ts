@@ -10,7 +10,7 @@ import {type ClusterSnapshot, type LoadOptions, loadCluster} from '../cluster/lo
 import {type ConnectionSettings, NodePool} from '../cluster/connection.js'
 import {type RunLock, acquireRunLock, refuseIfOtherRun} from '../cluster/run-lock.js'
 import {mastersOf} from '../cluster/topology.js'
-import {ExitCode, SlotctlError, errorMessage, usageError} from '../errors.js'
+import {ExitCode, SlotctlError, errorMessage, usageError} from '../core/errors.js'
 import {PhaseClock} from '../phases.js'
 import {writeStderr, writeStdout} from './output.js'
 import {hasUrlPassword, redactSecrets, registerSecret, registerUrlSecrets} from '../secrets.js'
@@ -18,7 +18,7 @@ import {askSecretOrFail, confirmOrFail} from './prompt.js'
 import type {ProgressReporter} from './progress.js'
 import {type IssueView, applyColour, colourEnabled, colourOn, renderIssues, wrapLine} from './render.js'
 import {escapeControl, escapeTerminal} from './escape.js'
-import {type ErrorEnvelope, errorDocument, successDocument} from './result.js'
+import {type ErrorEnvelope, errorDocument, successDocument} from '../core/result.js'
 import {durationFlag} from './duration.js'
 
 export type BaseFlags<T extends typeof Command> = Interfaces.InferredFlags<(typeof BaseCommand)['baseFlags'] & T['flags']>

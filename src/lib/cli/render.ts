@@ -4,7 +4,7 @@
  */
 import chalk from 'chalk'
 
-import {formatSlots} from '../cluster/slots.js'
+import {formatSlots} from '../core/slots.js'
 import type {MigrationPlan} from '../plan/types.js'
 import type {Phase, PhaseTimes} from '../phases.js'
 

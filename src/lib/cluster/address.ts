@@ -1,4 +1,4 @@
-import {usageError} from '../errors.js'
+import {usageError} from '../core/errors.js'
 import {redactUrls, registerSecret} from '../secrets.js'
 
 export interface NodeAddress {

@@ -9,7 +9,7 @@ import {Redis, type RedisOptions} from 'ioredis'
 
 import {type NodeAddress, formatAddress} from './address.js'
 import {RawReadTimeout, rawPipeline} from './raw-pipeline.js'
-import {SlotctlError, errorMessage, isConnectionLost, nodeFailure, usageError} from '../errors.js'
+import {SlotctlError, errorMessage, isConnectionLost, nodeFailure, usageError} from '../core/errors.js'
 import {readRegularFileSync} from '../files.js'
 
 const MAX_PEM_BYTES = 1024 * 1024

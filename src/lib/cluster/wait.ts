@@ -1,5 +1,5 @@
 import {delay} from './connection.js'
-import {SlotctlError} from '../errors.js'
+import {SlotctlError} from '../core/errors.js'
 
 export interface Progress {
   done: boolean

@@ -43,8 +43,8 @@ import {randomBytes} from 'node:crypto'
 import type {Redis} from 'ioredis'
 
 import type {NodePool} from '../cluster/connection.js'
-import {SLOT_COUNT, keySlot} from '../cluster/slots.js'
-import {SlotctlError, errorMessage} from '../errors.js'
+import {SLOT_COUNT, keySlot} from '../core/slots.js'
+import {SlotctlError, errorMessage} from '../core/errors.js'
 
 /** How a run protects moved keys; a mover given none moves with plain MIGRATE (--durability none). */
 export interface DurabilitySettings {

@@ -5,7 +5,7 @@
  * A slot counts as moved only when its mover verified it (see slot-protocol.ts); any
  * failure stops the run, and the failed slots stay open and in flight in the journal.
  */
-import {SlotctlError, errorMessage} from '../errors.js'
+import {SlotctlError, errorMessage} from '../core/errors.js'
 import type {Journal} from './journal.js'
 import type {SlotMover} from './mover.js'
 import type {AsmProgress} from './valkey-asm-mover.js'

@@ -7,7 +7,7 @@ import {readdirSync, statSync} from 'node:fs'
 import {homedir} from 'node:os'
 import path from 'node:path'
 
-import {SlotctlError, usageError} from '../errors.js'
+import {SlotctlError, usageError} from '../core/errors.js'
 import {appendToFileSync, createJournalFile, cutTornLastLine, readErrorText, readRegularFileSync} from '../files.js'
 import {validateJournalLine} from '../plan/plan-file.js'
 import type {MigrationPlan} from '../plan/types.js'

@@ -13,7 +13,7 @@ import type {Redis} from 'ioredis'
 
 import {parseAddress} from '../cluster/address.js'
 import {type ConnectionSettings, type NodePool, delay} from '../cluster/connection.js'
-import {SlotctlError, errorMessage, isConnectionLost, isScriptRefused, nodeFailure} from '../errors.js'
+import {SlotctlError, errorMessage, isConnectionLost, isScriptRefused, nodeFailure} from '../core/errors.js'
 import {fingerprints, sameValue} from '../transfer/digest.js'
 import {printableKey} from './big-keys.js'
 import {type CopyGroup, type Durability, copyWaitDelete} from './durable.js'

@@ -6,7 +6,7 @@
  */
 import {type NodePool, delay, pollBackoff} from '../cluster/connection.js'
 import {parseClusterNodes, parseInfo} from '../cluster/topology.js'
-import {SlotctlError, errorMessage} from '../errors.js'
+import {SlotctlError, errorMessage} from '../core/errors.js'
 import type {SlotEndpoint} from './slot-protocol.js'
 
 /** A replica whose last acknowledgement is older than this is not keeping up (replicas ack every second). */

@@ -68,8 +68,8 @@
  */
 import {type NodePool, type Reply, delay, mapLimit, pipelineCalls, spreadCalls} from '../cluster/connection.js'
 import {parseClusterNodes, parseInfo} from '../cluster/topology.js'
-import {SlotctlError, errorMessage, isConnectionLost, nodeFailure} from '../errors.js'
-import {formatSlots} from '../cluster/slots.js'
+import {SlotctlError, errorMessage, isConnectionLost, nodeFailure} from '../core/errors.js'
+import {formatSlots} from '../core/slots.js'
 import {readReplicaStates} from './replicas.js'
 
 export interface SlotEndpoint {

@@ -5,10 +5,10 @@
 import {BLOCKS_MIGRATION, runChecks} from '../check/checks.js'
 import type {ClusterSnapshot} from '../cluster/loader.js'
 import {NODE_PARALLELISM, type NodePool, mapLimit} from '../cluster/connection.js'
-import {SlotctlError} from '../errors.js'
+import {SlotctlError} from '../core/errors.js'
 import {mastersOf, slotOwners} from '../cluster/topology.js'
-import {SLOT_COUNT} from '../cluster/slots.js'
-import type {NodeRef} from '../cli/result.js'
+import {SLOT_COUNT} from '../core/slots.js'
+import type {NodeRef} from '../core/result.js'
 
 /**
  * The refusal of the migration verbs (open slots, failed or unreachable masters, uncovered
