@@ -16,7 +16,7 @@ import {DEFAULT_SYNC_TIMEOUT_MS} from '../lib/transfer/rdb-fetch.js'
 import {type BackupFileResult, chooseSources, runBackup} from '../lib/transfer/backup.js'
 import {type Issue, type NodeRef, byFirstSlot} from '../lib/core/result.js'
 import {MANIFEST_FILE, NODES_FILE, removeQuietly} from '../lib/transfer/manifest.js'
-import {refuseUnsafeCluster} from '../lib/transfer/preconditions.js'
+import {refuseUnsafeCluster} from '../lib/check/gate.js'
 
 /** One file of the backup: the master whose slots it holds, and the node it was taken from. */
 export interface BackupFileView {

@@ -1,6 +1,6 @@
 import {Args, Flags} from '@oclif/core'
 
-import {type NodeAddress, formatAddress, parseAddressList} from '../lib/cluster/address.js'
+import {type NodeAddress, formatAddress, parseAddressList, splitAddress} from '../lib/cluster/address.js'
 import {type Need, PERMISSIONS, READ_CLUSTER, need, refuseMissingPermissions} from '../lib/acl/preflight.js'
 import {BaseCommand} from '../lib/cli/base-command.js'
 import {hasErrors, runChecks, splitFindings} from '../lib/check/checks.js'
@@ -117,7 +117,7 @@ export default class Create extends BaseCommand<typeof Create> {
     if (readiness.kind === 'half-formed') throw new SlotctlError(readiness.message, {code: 'E_HALF_FORMED', suggestions: [readiness.nextStep]})
 
     const candidates: CreateCandidate[] = addresses.map((address) => {
-      const host = address.slice(0, address.lastIndexOf(':')).replace(/^\[(.*)\]$/, '$1')
+      const {host} = splitAddress(address)
       const zone = zoneOf({address, host})
       return zone === undefined ? {address, host} : {address, host, zone}
     })

@@ -17,7 +17,8 @@ import {Throttle} from '../lib/migrate/throttle.js'
 import {type ImportResult, conflictViews, keyName, surveySource} from '../lib/transfer/import.js'
 import {ImportJournal, type ImportJournalState, type ImportSettings, readImportJournal} from '../lib/transfer/journal.js'
 import {type Conflict, transferKeys} from '../lib/transfer/mover.js'
-import {ownerTable, refuseUnsafeCluster} from '../lib/transfer/preconditions.js'
+import {refuseUnsafeCluster} from '../lib/check/gate.js'
+import {ownerTable} from '../lib/transfer/preconditions.js'
 import {type SourceInfo, connectSource, inspectSource, selectDb} from '../lib/transfer/source.js'
 
 export default class Import extends BaseCommand<typeof Import> {

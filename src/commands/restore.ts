@@ -19,7 +19,8 @@ import {requireServerBinary} from '../lib/local/servers.js'
 import {Throttle} from '../lib/migrate/throttle.js'
 import {type ConflictView, conflictViews} from '../lib/transfer/import.js'
 import {type Manifest, readManifest, verifyChecksums} from '../lib/transfer/manifest.js'
-import {keysPerMaster, ownerTable, refuseUnsafeCluster} from '../lib/transfer/preconditions.js'
+import {refuseUnsafeCluster} from '../lib/check/gate.js'
+import {keysPerMaster, ownerTable} from '../lib/transfer/preconditions.js'
 import {type Expected, type RestoredFile, type StartedNode, type Verification, mastersWithSlots, restoreInto, startFromBackup, verifyCluster} from '../lib/transfer/restore.js'
 
 /** A local server restore --start runs: it holds the file and the slots of the backed-up master (source). */

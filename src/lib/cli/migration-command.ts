@@ -8,7 +8,7 @@ import {Command, Flags} from '@oclif/core'
 import {migrationNeeds, refuseMissingPermissions} from '../acl/preflight.js'
 import {BaseCommand, ignoreLockFlag, retiredForceFlag} from './base-command.js'
 import {escapeControl} from './escape.js'
-import {BLOCKS_MIGRATION, runChecks} from '../check/checks.js'
+import {refuseUnsafeCluster, unsafeProblems} from '../check/gate.js'
 import {type KeyCountsByMaster, refuseKeysOutsideOwners} from '../check/scan.js'
 import {type ClusterSnapshot, reloadUntil} from '../cluster/loader.js'
 import {parseAddress} from '../cluster/address.js'
@@ -30,7 +30,7 @@ import {durationFlag} from './duration.js'
 import {sizeFlag} from './size.js'
 import {DEFAULT_BIG_KEY_BYTES, DEFAULT_MIGRATE_RATE, blockingKeys, findBigKeys, keyFromPrintable} from '../migrate/big-keys.js'
 import {type SlotRange, formatSlots} from '../core/slots.js'
-import {type ClusterNode, mastersOf, openSlotsOf, slotOwners} from '../cluster/topology.js'
+import {type ClusterNode, mastersOf, slotOwners} from '../cluster/topology.js'
 import {countKeysInSlots} from '../cluster/slot-stats.js'
 
 export const DEFAULT_MIGRATE_TIMEOUT_MS = 60_000
@@ -217,12 +217,6 @@ export abstract class MigrationCommand<T extends typeof Command> extends BaseCom
     return adminTimeoutMs(this.runSettings(recorded).timeoutMs)
   }
 
-  private unsafeProblems(snapshot: ClusterSnapshot, allowedOpenSlots: ReadonlySet<number>) {
-    const blocking = runChecks(snapshot).filter((finding) => BLOCKS_MIGRATION.has(finding.code))
-    const unexpectedOpen = snapshot.nodes.flatMap((node) => openSlotsOf(node)).filter((slot) => !allowedOpenSlots.has(slot))
-    return blocking.filter((finding) => finding.code !== 'OPEN_SLOT' || unexpectedOpen.length > 0)
-  }
-
   /**
    * A run interrupted in the middle of a close (kill -9, a lost terminal) can leave some nodes
    * not yet told a slot's new owner; the cluster bus carries the owner's higher epoch to them
@@ -231,7 +225,7 @@ export abstract class MigrationCommand<T extends typeof Command> extends BaseCom
    */
   protected async settledSnapshot(snapshot: ClusterSnapshot, allowedOpenSlots: ReadonlySet<number> = new Set()): Promise<ClusterSnapshot> {
     const onlyDisagreement = (current: ClusterSnapshot) => {
-      const problems = this.unsafeProblems(current, allowedOpenSlots)
+      const problems = unsafeProblems(current, allowedOpenSlots)
       return problems.length > 0 && problems.every((finding) => finding.code === 'SLOTS_DISAGREE')
     }
     const current = await reloadUntil(this.pool(), parseAddress(snapshot.seedAddress), SETTLE_VIEWS_MS, (candidate) => !onlyDisagreement(candidate), snapshot)
@@ -240,12 +234,7 @@ export abstract class MigrationCommand<T extends typeof Command> extends BaseCom
   }
 
   protected refuseUnsafeCluster(snapshot: ClusterSnapshot, allowedOpenSlots: ReadonlySet<number> = new Set()): void {
-    const problems = this.unsafeProblems(snapshot, allowedOpenSlots)
-    if (problems.length === 0) return
-    throw new SlotctlError(`refusing to move slots: ${problems[0].message}${problems.length > 1 ? ` (and ${problems.length - 1} more problem(s))` : ''}`, {
-      code: 'E_UNSAFE_CLUSTER',
-      suggestions: [`see: ${this.commandHint(`check ${snapshot.seedAddress}`)}`, `an interrupted slotctl run continues with its --resume JOURNAL; anything else: ${this.commandHint(`fix ${snapshot.seedAddress} --dry-run`)}`],
-    })
+    refuseUnsafeCluster(snapshot, 'move slots', (args) => this.commandHint(args), {allowedOpenSlots, resumable: true})
   }
 
   /**

@@ -92,6 +92,16 @@ export function parseAddress(input: string, separatePort?: string): NodeAddress 
   return {host, port: parsePort(port, text)}
 }
 
+/**
+ * An address slotctl formatted itself or a node reported (`host:port`, `[v6]:port`, or a bare
+ * v6 `::1:7000`): split at the last colon, brackets dropped, nothing checked. What an operator
+ * typed goes through parseAddress instead.
+ */
+export function splitAddress(text: string): {host: string; port: number} {
+  const colon = text.lastIndexOf(':')
+  return {host: text.slice(0, colon).replace(/^\[(.*)\]$/, '$1'), port: Number(text.slice(colon + 1))}
+}
+
 export function formatAddress(address: {host: string; port: number}): string {
   return address.host.includes(':') ? `[${address.host}]:${address.port}` : `${address.host}:${address.port}`
 }

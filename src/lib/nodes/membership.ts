@@ -4,7 +4,8 @@
  */
 import {type ClusterSnapshot, findNode} from '../cluster/loader.js'
 import {NODE_PARALLELISM, type NodePool, mapLimit, settleLimit} from '../cluster/connection.js'
-import {meetArgs, resolveForMeet, waitForClusterOk, waitForReplication} from './create.js'
+import {waitForClusterOk, waitForReplication} from '../cluster/wait.js'
+import {meetArgs, resolveForMeet} from './create.js'
 import {SlotctlError, errorMessage, usageError} from '../core/errors.js'
 import {type ReplicaMove, type ZoneOf, chooseMasterFor, noZones, placementWarnings, planReplicaMoves} from '../plan/placement.js'
 import {formatRanges} from '../core/slots.js'

@@ -12,7 +12,7 @@ import {ExitCode, SlotctlError, errorMessage, usageError} from '../core/errors.j
 import {openRegularFile, writeOutputFile} from '../files.js'
 import type {SlotRange} from '../core/slots.js'
 import type {NodeRef} from '../core/result.js'
-import {DIGEST_ALGORITHM} from './digest.js'
+import {DIGEST_ALGORITHM} from '../keys/digest.js'
 
 export const MANIFEST_FILE = 'manifest.json'
 export const NODES_FILE = 'nodes.json'

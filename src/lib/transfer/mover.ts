@@ -17,7 +17,7 @@ import {SlotctlError, errorMessage} from '../core/errors.js'
 import {keySlot} from '../core/slots.js'
 import {migrateAuthArgs} from '../migrate/key-mover.js'
 import type {Throttle} from '../migrate/throttle.js'
-import {fingerprints, sameValue, typeOfDump} from './digest.js'
+import {fingerprints, sameValue, typeOfDump} from '../keys/digest.js'
 import type {NodeRef} from '../core/result.js'
 import {ScanGuard} from './scan-guard.js'
 
