@@ -6,7 +6,7 @@ import {NODE_PARALLELISM, settleLimit} from '../lib/cluster/connection.js'
 import {ExitCode, SlotctlError, usageError} from '../lib/core/errors.js'
 import {describeChange, refuseStreamingCommand} from '../lib/cluster/command-info.js'
 import {table} from '../lib/cli/render.js'
-import {escapeControl} from '../lib/cli/escape.js'
+import {escapeControl} from '../lib/core/escape.js'
 import {type Issue, type VerbResult, byAddress, issue, nodeRef} from '../lib/core/result.js'
 
 export interface CallReply {

@@ -2,7 +2,7 @@ import {Args, Flags} from '@oclif/core'
 
 import {BaseCommand} from '../lib/cli/base-command.js'
 import {ProgressReporter} from '../lib/cli/progress.js'
-import {escapeControl} from '../lib/cli/escape.js'
+import {escapeControl} from '../lib/core/escape.js'
 import {type Need, describeMissing, findMissingPermissions, importNeeds, refuseMissingPermissions} from '../lib/acl/preflight.js'
 import type {ClusterSnapshot} from '../lib/cluster/loader.js'
 import {mastersOf} from '../lib/cluster/topology.js'

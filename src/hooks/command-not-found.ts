@@ -7,7 +7,7 @@ import type {Hook} from '@oclif/core'
 
 import {ExitCode} from '../lib/core/errors.js'
 import {type ErrorEnvelope, errorDocument} from '../lib/core/result.js'
-import {escapeControl} from '../lib/cli/escape.js'
+import {escapeControl} from '../lib/core/escape.js'
 import {writeStderr, writeStdout} from '../lib/cli/output.js'
 import {redactSecrets} from '../lib/secrets.js'
 

@@ -7,7 +7,7 @@ import {expect} from 'chai'
 
 import {toEnvelope} from '../../src/lib/cli/base-command.js'
 import {MAX_DURATION_MS, durationFlag, parseDuration} from '../../src/lib/cli/duration.js'
-import {escapeControl, escapeTerminal} from '../../src/lib/cli/escape.js'
+import {escapeControl, escapeTerminal} from '../../src/lib/core/escape.js'
 import {parseAddress} from '../../src/lib/cluster/address.js'
 import {refuseStreamingCommand} from '../../src/lib/cluster/command-info.js'
 import {LIVE_IDLE_SECONDS, notLiveBecause, otherRunsIn} from '../../src/lib/cluster/run-lock.js'

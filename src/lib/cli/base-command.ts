@@ -17,7 +17,7 @@ import {hasUrlPassword, redactSecrets, registerSecret, registerUrlSecrets} from 
 import {askSecretOrFail, confirmOrFail} from './prompt.js'
 import type {ProgressReporter} from './progress.js'
 import {type IssueView, applyColour, colourEnabled, colourOn, renderIssues, wrapLine} from './render.js'
-import {escapeControl, escapeTerminal} from './escape.js'
+import {escapeControl, escapeTerminal} from '../core/escape.js'
 import {type ErrorEnvelope, errorDocument, successDocument} from '../core/result.js'
 import {durationFlag} from './duration.js'
 
@@ -335,7 +335,7 @@ export abstract class BaseCommand<T extends typeof Command> extends Command {
     for (const line of lines) writeStderr(shownText(line))
   }
 
-  /** Every result gets schemaVersion (README "JSON output"). */
+  /** Every result gets schemaVersion (docs/json.md). */
   protected override toSuccessJson(result: unknown): unknown {
     return successDocument(result as object)
   }

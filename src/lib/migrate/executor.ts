@@ -17,7 +17,8 @@ export interface ExecuteOptions {
   parallel: number
   /** waves in flight at once that involve the same node */
   perNodeLimit: number
-  journal?: Journal
+  /** every wave's slots are journaled as started before they open and as done once closed */
+  journal?: Pick<Journal, 'slotsDone' | 'slotsStarted'>
   /** Slots already done (resume). */
   skipSlots?: ReadonlySet<number>
   /** Slots whose target already owns them: only the closing step is left (resume). */
