@@ -130,9 +130,9 @@ describe('faults during moves, with a live writer: no key and no acknowledged wr
     // Valkey >= 8: a target killed while it claims slots (its SETSLOT NODE reached the replica
     // by replication, an older bus ping then unbinds the slot there) has its promoted replica
     // delete those slots' keys ("I have keys for slot s, but the slot is assigned to another
-    // node"): open, README "Known limitations". SLOTCTL_TEST_OPEN=1 runs it anyway.
+    // node"): open, docs/known-limitations.md. SLOTCTL_TEST_OPEN=1 runs it anyway.
     const open = fault === 'kill-target' && isValkeyAtLeast(8)
-    it(`${fault}${open ? ' (skipped on Valkey: open, see README "Known limitations")' : ''}`, async function () {
+    it(`${fault}${open ? ' (skipped on Valkey: open, see docs/known-limitations.md)' : ''}`, async function () {
       if (open && !process.env.SLOTCTL_TEST_OPEN) this.skip()
       cluster = await TestCluster.start({masters: 3, nodeTimeoutMs: 2000, replicas: 1})
       const nodes = await layout(cluster)

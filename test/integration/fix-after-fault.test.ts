@@ -89,11 +89,11 @@ describe('fix after a node dies mid-reshard', () => {
 
   for (const replicas of [1, 0]) {
     for (const victim of ['target', 'source'] as const) {
-      // Open on Valkey >= 8 (README, "Known limitations"): the target's replica can drop a
+      // Open on Valkey >= 8 (docs/known-limitations.md): the target's replica can drop a
       // slot its primary claimed milliseconds before dying (a replicated SETSLOT, then an older
       // bus ping), and deletes its keys when promoted. SLOTCTL_TEST_OPEN=1 runs it anyway.
       const openOnValkey = replicas === 1 && victim === 'target' && isValkeyAtLeast(8)
-      it(`${victim} killed, ${replicas ? 'its replica takes over' : 'no replica: it restarts from its AOF'}: fix from any seed finishes, nothing is lost${openOnValkey ? ' (skipped on Valkey: open, see README "Known limitations")' : ''}`, async function () {
+      it(`${victim} killed, ${replicas ? 'its replica takes over' : 'no replica: it restarts from its AOF'}: fix from any seed finishes, nothing is lost${openOnValkey ? ' (skipped on Valkey: open, see docs/known-limitations.md)' : ''}`, async function () {
         if (openOnValkey && !process.env.SLOTCTL_TEST_OPEN) this.skip()
         this.timeout(300_000)
         // without replicas the data must survive the restart: append-only file, fsync always

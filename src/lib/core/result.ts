@@ -1,5 +1,5 @@
 /**
- * The JSON contract every verb's result follows (README "JSON output", schemas/*.schema.json):
+ * The JSON contract every verb's result follows (docs/json.md, schemas/*.schema.json):
  * a node is {id, address} (pairs as sourceId/sourceAddress, targetId/targetAddress), slots are
  * [[start,end],...] beside a count, durations are elapsedMs, warnings and errors are arrays of
  * {code, message}, and every result carries status and schemaVersion.

@@ -35,8 +35,7 @@
  *   copies at the target: the slot stays open, and finishing it copies again with REPLACE.
  *
  * What this cannot do: a key a client deletes at the source between step 1 and step 3 keeps
- * its copy at the target (the delete is lost, never a write). Said in README "Known
- * limitations".
+ * its copy at the target (the delete is lost, never a write). Said in docs/known-limitations.md.
  */
 import {randomBytes} from 'node:crypto'
 
