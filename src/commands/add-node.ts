@@ -5,10 +5,10 @@ import {type Need, PERMISSIONS, READ_CLUSTER, RUN_LOCK, need, refuseMissingPermi
 import {BaseCommand, ignoreLockFlag} from '../lib/cli/base-command.js'
 import type {ClusterSnapshot} from '../lib/cluster/loader.js'
 import {hasErrors, runChecks} from '../lib/check/checks.js'
-import {SlotctlError, usageError} from '../lib/errors.js'
+import {SlotctlError, usageError} from '../lib/core/errors.js'
 import {type AddNodeResult, addNode} from '../lib/nodes/membership.js'
 import {paint} from '../lib/cli/render.js'
-import {type VerbResult} from '../lib/cli/result.js'
+import {type VerbResult} from '../lib/core/result.js'
 import {durationFlag} from '../lib/cli/duration.js'
 import {readZones, reportedZones, zoneLookupWithReported} from '../lib/nodes/zones.js'
 import {mastersOf} from '../lib/cluster/topology.js'
@@ -22,28 +22,28 @@ export interface AddNodeCommandResult extends VerbResult, Omit<AddNodeResult, 'a
 }
 
 export default class AddNode extends BaseCommand<typeof AddNode> {
-  static args = {
+  static override args = {
     new: Args.string({description: 'the empty, cluster-enabled node to add (HOST:PORT)', required: true}),
     existing: Args.string({description: 'any node of the cluster (HOST:PORT)', required: true}),
   }
 
-  static changesCluster = true
+  static override changesCluster = true
 
-  static summary = 'Join an empty node as master or replica, wait for agreement'
+  static override summary = 'Join an empty node as master or replica, wait for agreement'
 
-  static description = BaseCommand.withExitCodes(
+  static override description = BaseCommand.withExitCodes(
     'Add an empty node to a cluster, as a master without slots or as a replica.\n' +
       'Returns only when every node lists the new node, the new node knows the full slot map and reports cluster_state:ok, so a reshard can start at once.',
     {0: 'added (or it was already a member)', 1: 'the node is not empty, the cluster has problems, or a wait timed out'},
   )
 
-  static examples = [
+  static override examples = [
     '<%= config.bin %> add-node 10.0.0.4:7000 10.0.0.1:7000',
     '<%= config.bin %> add-node 10.0.0.4:7001 10.0.0.1:7000 --replica',
     '<%= config.bin %> add-node 10.0.0.4:7001 10.0.0.1:7000 --replica --master-id 3c3a0c',
   ]
 
-  static flags = {
+  static override flags = {
     replica: Flags.boolean({description: 'add as a replica (of --master-id, or of the master with the fewest replicas on another host/zone)'}),
     'master-id': Flags.string({description: 'master to replicate (id or unique prefix); needs --replica'}),
     zone: Flags.string({description: 'zone of a host or node: HOST_OR_ADDR=ZONE (repeatable), to choose a master in another zone', multiple: true, multipleNonGreedy: true}),

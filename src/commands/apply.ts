@@ -1,21 +1,21 @@
 import {Args, Flags} from '@oclif/core'
 
-import {usageError} from '../lib/errors.js'
+import {usageError} from '../lib/core/errors.js'
 import {MIGRATION_EXIT_CODES, MigrationCommand, type MigrationResult} from '../lib/cli/migration-command.js'
 import {readJournal} from '../lib/migrate/journal.js'
 import {invertPlan, readPlanDocument} from '../lib/plan/plan-file.js'
 import type {MigrationPlan} from '../lib/plan/types.js'
 
 export default class Apply extends MigrationCommand<typeof Apply> {
-  static args = {
+  static override args = {
     plan: Args.string({description: 'plan file written by reshard/rebalance --dry-run --out (not needed with --resume)'}),
   }
 
-  static changesCluster = true
+  static override changesCluster = true
 
-  static summary = 'Run a plan saved by reshard or rebalance --dry-run --out'
+  static override summary = 'Run a plan saved by reshard or rebalance --dry-run --out'
 
-  static description = MigrationCommand.withExitCodes(
+  static override description = MigrationCommand.withExitCodes(
     [
       'Run a plan written earlier by `reshard` or `rebalance` with --dry-run --out, on the cluster that --seed names.',
       'With --reverse the plan runs backwards (each slot from its planned target back to its planned source): the undo of a finished run, checked like any plan (a slot not on its planned target now is refused).',
@@ -24,13 +24,13 @@ export default class Apply extends MigrationCommand<typeof Apply> {
     MIGRATION_EXIT_CODES,
   )
 
-  static examples = [
+  static override examples = [
     '<%= config.bin %> rebalance 127.0.0.1:7000 --dry-run --out plan.json && <%= config.bin %> apply plan.json --seed 127.0.0.1:7000 --yes',
     '<%= config.bin %> apply plan.json --reverse --seed 127.0.0.1:7000 --yes',
     '<%= config.bin %> apply --seed 127.0.0.1:7000 --resume ~/.local/state/slotctl/journals/rebalance-2026-11-30T10-00-00-000Z.jsonl --yes',
   ]
 
-  static flags = {
+  static override flags = {
     seed: Flags.string({description: 'a node of the cluster to run the plan on (HOST:PORT); required'}),
     resume: Flags.string({description: 'continue an interrupted apply from its journal'}),
     reverse: Flags.boolean({description: 'run the plan backwards: every slot from where the plan sent it back to where it came from (undo a finished run); checked against the live cluster like any plan', exclusive: ['resume']}),

@@ -7,16 +7,16 @@ import {Args, Flags} from '@oclif/core'
 import {BaseCommand, ignoreLockFlag} from '../lib/cli/base-command.js'
 import type {ClusterSnapshot} from '../lib/cluster/loader.js'
 import {formatBytes, formatDuration, paint, table} from '../lib/cli/render.js'
-import {ExitCode, SlotctlError, errorMessage, usageError} from '../lib/errors.js'
+import {ExitCode, SlotctlError, errorMessage, usageError} from '../lib/core/errors.js'
 import {ensurePrivateDir, refuseKernelPath} from '../lib/files.js'
 import {requireServerBinary} from '../lib/local/servers.js'
 import {durationFlag} from '../lib/cli/duration.js'
 import {sizeFlag} from '../lib/cli/size.js'
 import {DEFAULT_SYNC_TIMEOUT_MS} from '../lib/transfer/rdb-fetch.js'
 import {type BackupFileResult, chooseSources, runBackup} from '../lib/transfer/backup.js'
-import {type Issue, type NodeRef, byFirstSlot} from '../lib/cli/result.js'
+import {type Issue, type NodeRef, byFirstSlot} from '../lib/core/result.js'
 import {MANIFEST_FILE, NODES_FILE, removeQuietly} from '../lib/transfer/manifest.js'
-import {refuseUnsafeCluster} from '../lib/transfer/preconditions.js'
+import {refuseUnsafeCluster} from '../lib/check/gate.js'
 
 /** One file of the backup: the master whose slots it holds, and the node it was taken from. */
 export interface BackupFileView {
@@ -69,14 +69,14 @@ async function refuseSymlinksIn(dir: string, entries: readonly string[]): Promis
 }
 
 export default class Backup extends BaseCommand<typeof Backup> {
-  static args = {
+  static override args = {
     address: Args.string({description: 'any node of the cluster (HOST:PORT)', required: true}),
     dir: Args.string({description: 'directory to write the backup into (created if missing; must be empty unless --force)', required: true}),
   }
 
-  static summary = 'A point-in-time RDB of every master, with a manifest'
+  static override summary = 'A point-in-time RDB of every master, with a manifest'
 
-  static description = BaseCommand.withExitCodes(
+  static override description = BaseCommand.withExitCodes(
     [
       'Back up a cluster: a point-in-time RDB of every master (or, with --from-replicas, of one healthy replica of each, to spare the masters), taken over the replication protocol as a replica would (SYNC), so remote nodes work too; several at once (--parallel).',
       'Writes <master-id>.rdb per master, nodes.json (every node: id, address, role, master, slot ranges, config epoch, server version) and, last, manifest.json with the SHA-256 of each file. Each file is written under a temp name and renamed when complete.',
@@ -90,12 +90,12 @@ export default class Backup extends BaseCommand<typeof Backup> {
     },
   )
 
-  static examples = [
+  static override examples = [
     '<%= config.bin %> backup 10.0.0.1:7000 /backups/2026-11-22',
     '<%= config.bin %> backup 10.0.0.1:7000 /backups/nightly --from-replicas --force --json',
   ]
 
-  static flags = {
+  static override flags = {
     'from-replicas': Flags.boolean({description: 'take each file from a healthy replica of the master (the master itself when it has none)'}),
     'ignore-lock': ignoreLockFlag,
     force: Flags.boolean({description: 'write into a non-empty directory (files of the same name are replaced; an old manifest is removed first)'}),
@@ -173,12 +173,12 @@ export default class Backup extends BaseCommand<typeof Backup> {
     }
   }
 
-  protected lastInterruptMessage(signal: NodeJS.Signals): string {
+  protected override lastInterruptMessage(signal: NodeJS.Signals): string {
     return `${super.lastInterruptMessage(signal)}: the backup in ${path.resolve(this.args.dir)} is incomplete (no ${MANIFEST_FILE} was written)`
   }
 
   /** Ctrl-C: stop every transfer, remove the files in the making, exit 130. */
-  protected async onInterrupt(signal: NodeJS.Signals): Promise<void> {
+  protected override async onInterrupt(signal: NodeJS.Signals): Promise<void> {
     this.abort.abort()
     for (const file of this.partialFiles) rmSync(file, {force: true})
     await super.onInterrupt(signal)

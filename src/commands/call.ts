@@ -1,13 +1,13 @@
 import {Args, Flags} from '@oclif/core'
 
-import {BaseCommand, shownText} from '../lib/cli/base-command.js'
+import {BaseCommand} from '../lib/cli/base-command.js'
 import {type ClusterNode} from '../lib/cluster/topology.js'
 import {NODE_PARALLELISM, settleLimit} from '../lib/cluster/connection.js'
-import {ExitCode, SlotctlError, usageError} from '../lib/errors.js'
+import {ExitCode, SlotctlError, usageError} from '../lib/core/errors.js'
 import {describeChange, refuseStreamingCommand} from '../lib/cluster/command-info.js'
 import {table} from '../lib/cli/render.js'
-import {escapeControl} from '../lib/cli/escape.js'
-import {type Issue, type VerbResult, byAddress, issue, nodeRef} from '../lib/cli/result.js'
+import {escapeControl} from '../lib/core/escape.js'
+import {type Issue, type VerbResult, byAddress, issue, nodeRef} from '../lib/core/result.js'
 
 export interface CallReply {
   id: string
@@ -44,13 +44,13 @@ function replyLines(reply: CallReply): string[] {
 }
 
 export default class Call extends BaseCommand<typeof Call> {
-  static args = {
+  static override args = {
     address: Args.string({description: 'any node of the cluster (HOST:PORT)', required: true}),
   }
 
-  static summary = 'Run one command on every node and show each reply'
+  static override summary = 'Run one command on every node and show each reply'
 
-  static description = BaseCommand.withExitCodes(
+  static override description = BaseCommand.withExitCodes(
     'Run one command on every node of the cluster in parallel and show each reply (a table, or `host:port: reply` lines with --lines).\n' +
       'A command that may change data or configuration (by every node\'s own command table: write, admin, dangerous, scripting), or that some node does not know (renamed, disabled), asks for confirmation first (--yes answers it). Commands that stream (SUBSCRIBE, MONITOR, SYNC, ...) are refused.',
     {
@@ -59,14 +59,14 @@ export default class Call extends BaseCommand<typeof Call> {
     },
   )
 
-  static examples = [
+  static override examples = [
     '<%= config.bin %> call 127.0.0.1:7000 INFO memory --masters',
     '<%= config.bin %> call 127.0.0.1:7000 CLUSTER INFO --lines | grep cluster_state',
     '<%= config.bin %> call 127.0.0.1:7000 CONFIG GET maxmemory --json',
     '<%= config.bin %> call 127.0.0.1:7000 CONFIG SET maxmemory 2gb --yes',
   ]
 
-  static flags = {
+  static override flags = {
     masters: Flags.boolean({description: 'only masters', exclusive: ['replicas']}),
     replicas: Flags.boolean({description: 'only replicas', exclusive: ['masters']}),
     lines: Flags.boolean({description: 'print `host:port: reply` lines as redis-cli does (every line of a multi-line reply prefixed) instead of a table'}),
@@ -76,11 +76,11 @@ export default class Call extends BaseCommand<typeof Call> {
   /** set once the command is known to change data or configuration: only such a call is a change worth an audit record */
   private writes = false
 
-  protected recordsHistory(): boolean {
+  protected override recordsHistory(): boolean {
     return this.writes && !this.flags['dry-run']
   }
 
-  static strict = false
+  static override strict = false
 
   async run(): Promise<CallResult> {
     const {address, command} = await this.addressAndCommand()
@@ -91,7 +91,7 @@ export default class Call extends BaseCommand<typeof Call> {
     const targets = selected.filter((node) => snapshot.views[node.id]?.reachable)
     // a node that cannot be read (down, hung, refusing the login) is named, not silently left out
     const skipped = selected.filter((node) => !targets.includes(node))
-    if (!this.jsonEnabled()) for (const node of skipped) process.stderr.write(`slotctl: not run on ${shownText(`${node.address}: ${snapshot.views[node.id]?.error ?? 'not reachable'}`)}\n`)
+    if (!this.jsonEnabled()) for (const node of skipped) this.errorLine(`slotctl: not run on ${node.address}: ${snapshot.views[node.id]?.error ?? 'not reachable'}`)
     const pool = this.pool()
     const change = await describeChange(pool, targets.map((node) => node.address), command)
     this.writes = change !== undefined
@@ -114,7 +114,7 @@ export default class Call extends BaseCommand<typeof Call> {
     if (this.flags.lines) for (const reply of replies) for (const line of replyLines(reply)) this.log(line)
     else this.log(table(['node', 'role', 'reply'], replies.map((r) => [r.address, r.role, r.ok ? printable(r.reply) : `(error) ${r.error}`])))
     const failed = replies.filter((reply) => !reply.ok).length
-    if (failed > 0 && !this.jsonEnabled()) process.stderr.write(`slotctl: ${failed} of ${replies.length} node(s) answered with an error\n`)
+    if (failed > 0 && !this.jsonEnabled()) this.errorLine(`slotctl: ${failed} of ${replies.length} node(s) answered with an error`)
     if (errors.length > 0) this.resultExitCode = ExitCode.failed
     return {command, errors, replies, status: errors.length > 0 ? 'partial' : 'ok', warnings: []}
   }

@@ -2,10 +2,10 @@ import {Args, Flags} from '@oclif/core'
 
 import {BaseCommand} from '../lib/cli/base-command.js'
 import {groupSummary, hasErrors, runChecks, splitFindings} from '../lib/check/checks.js'
-import {ExitCode} from '../lib/errors.js'
+import {ExitCode} from '../lib/core/errors.js'
 import {paint, renderIssues} from '../lib/cli/render.js'
-import {type NodeRef, type VerbResult} from '../lib/cli/result.js'
-import {formatRanges} from '../lib/cluster/slots.js'
+import {type NodeRef, type VerbResult} from '../lib/core/result.js'
+import {formatRanges} from '../lib/core/slots.js'
 import {findKeysOutsideOwners, scanStrayKeys} from '../lib/check/scan.js'
 import {type NodeSummary, orderedNodes, summarizeNode} from '../lib/check/summary.js'
 
@@ -28,22 +28,22 @@ function nodeLine(node: NodeSummary): string {
 }
 
 export default class Check extends BaseCommand<typeof Check> {
-  static args = {
+  static override args = {
     address: Args.string({description: 'any node of the cluster (HOST:PORT)', required: true}),
     port: Args.string({description: 'port, when the address is given as HOST PORT', required: false}),
   }
 
-  static summary = 'Is the cluster healthy? Slots, agreement, failures, replicas'
+  static override summary = 'Is the cluster healthy? Slots, agreement, failures, replicas'
 
-  static description = BaseCommand.withExitCodes(
+  static override description = BaseCommand.withExitCodes(
     'Check the health of a cluster: slot coverage, open slots, agreement between nodes, failed or unreachable nodes, cluster_state, replicas.\n' +
       'Exits 3 on problems that fix would repair or that block a reshard; warnings alone exit 0 unless --strict. Each finding names the command that deals with it.',
     {0: 'healthy (warnings allowed, unless --strict)', 1: 'the seed node could not be read', 3: 'errors found (or warnings, with --strict)'},
   )
 
-  static examples = ['<%= config.bin %> check 127.0.0.1:7000', '<%= config.bin %> check 127.0.0.1:7000 --json --strict']
+  static override examples = ['<%= config.bin %> check 127.0.0.1:7000', '<%= config.bin %> check 127.0.0.1:7000 --json --strict']
 
-  static flags = {
+  static override flags = {
     'search-multiple-owners': Flags.boolean({description: 'also look for keys stored on masters that do not own their slot (one COUNTKEYSINSLOT per slot per master)'}),
     strict: Flags.boolean({description: 'exit 3 on warnings too'}),
   }

@@ -1,18 +1,18 @@
 import {Args, Flags} from '@oclif/core'
 
-import {type NodeAddress, formatAddress, parseAddressList} from '../lib/cluster/address.js'
+import {type NodeAddress, formatAddress, parseAddressList, splitAddress} from '../lib/cluster/address.js'
 import {type Need, PERMISSIONS, READ_CLUSTER, need, refuseMissingPermissions} from '../lib/acl/preflight.js'
 import {BaseCommand} from '../lib/cli/base-command.js'
 import {hasErrors, runChecks, splitFindings} from '../lib/check/checks.js'
 import {applyCreatePlan} from '../lib/nodes/create.js'
-import {ExitCode, SlotctlError, usageError} from '../lib/errors.js'
+import {ExitCode, SlotctlError, usageError} from '../lib/core/errors.js'
 import {type CandidateState, classifyForCreate, inspectNodes} from '../lib/nodes/membership.js'
 import {type CreateCandidate, type CreatePlan, MIN_MASTERS, MIN_MASTERS_FOR_FAILOVER, masterCountFor, planCreate} from '../lib/plan/create.js'
 import {formatDuration, paint, table} from '../lib/cli/render.js'
-import {type Issue, type VerbResult, byAddress, issue, rangeSet} from '../lib/cli/result.js'
+import {type Issue, type VerbResult, byAddress, issue, rangeSet} from '../lib/core/result.js'
 import {durationFlag} from '../lib/cli/duration.js'
-import type {SlotRange} from '../lib/cluster/slots.js'
-import {formatRanges} from '../lib/cluster/slots.js'
+import type {SlotRange} from '../lib/core/slots.js'
+import {formatRanges} from '../lib/core/slots.js'
 import {readZones, reportedZones, unusedZoneKeys, zoneLookupWithReported} from '../lib/nodes/zones.js'
 
 export interface CreatePlanView {
@@ -66,15 +66,15 @@ function createNeeds(plan: CreatePlan): Need[] {
 }
 
 export default class Create extends BaseCommand<typeof Create> {
-  static args = {
+  static override args = {
     nodes: Args.string({description: 'the empty, cluster-enabled nodes (HOST:PORT ...): masters × (replicas + 1); fewer than 3 masters cannot fail over', required: true}),
   }
 
-  static changesCluster = true
+  static override changesCluster = true
 
-  static summary = 'Form a cluster from empty nodes, spread over hosts and zones'
+  static override summary = 'Form a cluster from empty nodes, spread over hosts and zones'
 
-  static description = BaseCommand.withExitCodes(
+  static override description = BaseCommand.withExitCodes(
     'Create a cluster from empty nodes: masters spread across hosts and zones, replicas kept off their master\'s host and zone, slots split evenly.\n' +
       'Returns only when every node agrees, every replica link is up and cluster_state is ok everywhere. Re-running it on the cluster it formed is a no-op.',
     {
@@ -85,12 +85,12 @@ export default class Create extends BaseCommand<typeof Create> {
     },
   )
 
-  static examples = [
+  static override examples = [
     '<%= config.bin %> create 10.0.0.1:7000 10.0.0.2:7000 10.0.0.3:7000 10.0.0.1:7001 10.0.0.2:7001 10.0.0.3:7001 --replicas 1 --yes',
     '<%= config.bin %> create 10.0.0.{1..6}:7000 --replicas 1 --zone 10.0.0.1=a --zone 10.0.0.2=b --zones-file zones.txt --dry-run',
   ]
 
-  static flags = {
+  static override flags = {
     replicas: Flags.integer({default: 0, description: 'replicas per master', min: 0}),
     zone: Flags.string({description: 'zone of a host or node: HOST_OR_ADDR=ZONE (repeatable)', multiple: true, multipleNonGreedy: true}),
     'zones-file': Flags.string({description: 'file with one HOST_OR_ADDR=ZONE per line'}),
@@ -98,7 +98,7 @@ export default class Create extends BaseCommand<typeof Create> {
     'wait-timeout': durationFlag({defaultMs: 60_000, description: 'how long to wait for each phase (join, replication, cluster_state)', minMs: 1, plainUnit: 's'}),
   }
 
-  static strict = false
+  static override strict = false
 
   private readonly started = Date.now()
 
@@ -119,7 +119,7 @@ export default class Create extends BaseCommand<typeof Create> {
     if (readiness.kind === 'half-formed') throw new SlotctlError(readiness.message, {code: 'E_HALF_FORMED', suggestions: [readiness.nextStep]})
 
     const candidates: CreateCandidate[] = addresses.map((address) => {
-      const host = address.slice(0, address.lastIndexOf(':')).replace(/^\[(.*)\]$/, '$1')
+      const {host} = splitAddress(address)
       const zone = zoneOf({address, host})
       return zone === undefined ? {address, host} : {address, host, zone}
     })

@@ -2,15 +2,15 @@ import {Args, Flags} from '@oclif/core'
 
 import {type Need, PERMISSIONS, READ_CLUSTER, RUN_LOCK, need, refuseMissingPermissions} from '../lib/acl/preflight.js'
 import {type ClusterSnapshot, findNode} from '../lib/cluster/loader.js'
-import {ExitCode} from '../lib/errors.js'
+import {ExitCode} from '../lib/core/errors.js'
 import {MigrationCommand, type MigrationResult} from '../lib/cli/migration-command.js'
 import {type RemoveNodeResult, refuseIfOwnsSlots, removeNode} from '../lib/nodes/membership.js'
 import {type JournalState, readJournal} from '../lib/migrate/journal.js'
 import {planDrain} from '../lib/plan/rebalance.js'
 import {type ClusterNode, mastersOf, slotCount} from '../lib/cluster/topology.js'
 import {paint} from '../lib/cli/render.js'
-import {type VerbResult, issue, nodeRef, rangeSet} from '../lib/cli/result.js'
-import {formatRanges} from '../lib/cluster/slots.js'
+import {type VerbResult, issue, nodeRef, rangeSet} from '../lib/core/result.js'
+import {formatRanges} from '../lib/core/slots.js'
 import {durationFlag} from '../lib/cli/duration.js'
 
 export interface DelNodeResult extends VerbResult, Partial<Omit<RemoveNodeResult, 'warnings'>> {
@@ -34,16 +34,16 @@ function delNodeNeeds(snapshot: ClusterSnapshot, id: string): Need[] {
 }
 
 export default class DelNode extends MigrationCommand<typeof DelNode> {
-  static args = {
+  static override args = {
     address: Args.string({description: 'any live node of the cluster (HOST:PORT)', required: true}),
     nodeId: Args.string({description: 'id (or unique prefix of at least 4 characters) of the node to remove; it may be dead', required: true}),
   }
 
-  static changesCluster = true
+  static override changesCluster = true
 
-  static summary = 'Remove a node, even a dead one (--drain moves its slots)'
+  static override summary = 'Remove a node, even a dead one (--drain moves its slots)'
 
-  static description = MigrationCommand.withExitCodes(
+  static override description = MigrationCommand.withExitCodes(
     'Remove a node that owns no slots (with --drain, first move its slots evenly to the other masters): its replicas are re-pointed to other masters, every other node forgets it at once, and the node itself is reset (when reachable) so it can be reused. Works for dead nodes too.\n' +
       'A dead master that still owns slots (no replica took over) goes only with --accept-data-loss: its keys are lost, and `slotctl fix` then gives its slots, empty, to the other masters. --dry-run shows what would happen and asks nothing.',
     {
@@ -54,12 +54,12 @@ export default class DelNode extends MigrationCommand<typeof DelNode> {
     },
   )
 
-  static examples = [
+  static override examples = [
     '<%= config.bin %> del-node 10.0.0.1:7000 3c3a0c74aae0b56170ccb03a76b60cfe7dc1912e --yes',
     '<%= config.bin %> del-node 10.0.0.1:7000 3c3a0c74 --drain --max-keys-per-sec 50000 --yes',
   ]
 
-  static flags = {
+  static override flags = {
     'wait-timeout': durationFlag({defaultMs: 30_000, description: 'how long to wait for re-pointed replicas to follow their new masters', minMs: 1, plainUnit: 's'}),
     drain: Flags.boolean({description: 'first move the node\'s slots (and keys) evenly to the other masters'}),
     resume: Flags.string({description: 'continue an interrupted --drain from its journal', dependsOn: ['drain']}),

@@ -3,11 +3,11 @@ import {Args, Flags} from '@oclif/core'
 import {PERMISSIONS, READ_CLUSTER, RUN_LOCK, need, refuseMissingPermissions} from '../lib/acl/preflight.js'
 import {BaseCommand, ignoreLockFlag} from '../lib/cli/base-command.js'
 import {findNode} from '../lib/cluster/loader.js'
-import {SlotctlError, usageError} from '../lib/errors.js'
+import {SlotctlError, usageError} from '../lib/core/errors.js'
 import {type FailoverMode, type FailoverOutcome, readReplicaHealth, runFailover} from '../lib/nodes/failover.js'
 import {chooseReplica, type FailoverStep, planFromHost, stepForReplica} from '../lib/plan/failover.js'
 import {formatDuration, table} from '../lib/cli/render.js'
-import {type VerbResult} from '../lib/cli/result.js'
+import {type VerbResult} from '../lib/core/result.js'
 import {durationFlag} from '../lib/cli/duration.js'
 import {type ClusterNode, resolveNodeId, shortId} from '../lib/cluster/topology.js'
 import {readZones, zoneLookup} from '../lib/nodes/zones.js'
@@ -23,15 +23,15 @@ export interface FailoverResult extends VerbResult {
 }
 
 export default class Failover extends BaseCommand<typeof Failover> {
-  static args = {
+  static override args = {
     address: Args.string({description: 'any node of the cluster (HOST:PORT)', required: true}),
   }
 
-  static changesCluster = true
+  static override changesCluster = true
 
-  static summary = 'Promote a replica and wait until every node agrees'
+  static override summary = 'Promote a replica and wait until every node agrees'
 
-  static description = BaseCommand.withExitCodes(
+  static override description = BaseCommand.withExitCodes(
     'Promote a replica to master and wait until the whole cluster agrees.\n' +
       'Default is the graceful CLUSTER FAILOVER: the master pauses writes until the replica has caught up, so no acknowledged write is lost.',
     {
@@ -41,13 +41,13 @@ export default class Failover extends BaseCommand<typeof Failover> {
     },
   )
 
-  static examples = [
+  static override examples = [
     '<%= config.bin %> failover 127.0.0.1:7000 --master 3f2a',
     '<%= config.bin %> failover 127.0.0.1:7000 --replica 9c1e --force',
     '<%= config.bin %> failover 127.0.0.1:7000 --from-host 10.0.0.5 --dry-run',
   ]
 
-  static flags = {
+  static override flags = {
     'dry-run': Flags.boolean({description: 'show which replica would be promoted and why, change nothing'}),
     force: Flags.boolean({
       description: 'master unreachable: promote without its agreement (writes the replica had not received are lost)',

@@ -1,22 +1,22 @@
 import {Args, Flags} from '@oclif/core'
 
 import {MIGRATION_SOURCE, MIGRATION_TARGET, type Need, PERMISSIONS, READ_CLUSTER, RUN_LOCK, describeMissing, findMissingPermissions, need, refuseMissingPermissions} from '../lib/acl/preflight.js'
-import {BaseCommand, ignoreLockFlag, shownText} from '../lib/cli/base-command.js'
+import {BaseCommand, ignoreLockFlag} from '../lib/cli/base-command.js'
 import type {NodeAddress} from '../lib/cluster/address.js'
 import {shorten} from '../lib/cluster/changes.js'
 import type {ClusterSnapshot} from '../lib/cluster/loader.js'
 import type {JournalState} from '../lib/migrate/journal.js'
 import {groupSummary, runChecks, splitFindings} from '../lib/check/checks.js'
-import {ExitCode, SlotctlError} from '../lib/errors.js'
+import {ExitCode, SlotctlError} from '../lib/core/errors.js'
 import {findStrayKeys, gatherFixEvidence} from '../lib/fix/evidence.js'
 import {type FixFailure, type ForgottenNode, applyFixes, forgetStrangers, isStranger, refuseUnreachableOwners, settledSnapshot} from '../lib/fix/apply.js'
 import {findJournalFor, readJournal} from '../lib/migrate/journal.js'
 import {MigrationCommand, adminTimeoutMs} from '../lib/cli/migration-command.js'
 import {type FixGroup, type SlotFix, groupFixes, planFix} from '../lib/plan/fix.js'
 import {paint, renderIssues, table} from '../lib/cli/render.js'
-import {type Issue, type NodeRef, type VerbResult, issue, slotSet} from '../lib/cli/result.js'
+import {type Issue, type NodeRef, type VerbResult, issue, slotSet} from '../lib/core/result.js'
 import {durationFlag} from '../lib/cli/duration.js'
-import {type SlotRange, formatRanges, formatSlots} from '../lib/cluster/slots.js'
+import {type SlotRange, formatRanges, formatSlots} from '../lib/core/slots.js'
 import {type ClusterNode, openSlotsOf} from '../lib/cluster/topology.js'
 
 export interface FixGroupView {
@@ -115,15 +115,15 @@ function reachableAddresses(snapshot: ClusterSnapshot): string[] {
 }
 
 export default class Fix extends BaseCommand<typeof Fix> {
-  static args = {
+  static override args = {
     address: Args.string({description: 'any node of the cluster (HOST:PORT)', required: true}),
   }
 
-  static changesCluster = true
+  static override changesCluster = true
 
-  static summary = 'Repair open, uncovered or contested slots, losing no key'
+  static override summary = 'Repair open, uncovered or contested slots, losing no key'
 
-  static description = BaseCommand.withExitCodes(
+  static override description = BaseCommand.withExitCodes(
     [
       'Repair broken slot states without losing a key: open migrations (rolled forward when they got going, closed back otherwise), slots nobody owns, slots several masters claim, masters that disagree, and keys stored on a master that does not own their slot (--search-multiple-owners).',
       'Keys only ever move into the node that keeps the slot; a key present on two nodes with different values is listed and left alone unless --replace (then the moved copy wins).',
@@ -139,13 +139,13 @@ export default class Fix extends BaseCommand<typeof Fix> {
     },
   )
 
-  static examples = [
+  static override examples = [
     '<%= config.bin %> fix 127.0.0.1:7000 --dry-run',
     '<%= config.bin %> fix 127.0.0.1:7000 --yes --search-multiple-owners',
     '<%= config.bin %> fix 127.0.0.1:7000 --yes --journal ~/.local/state/slotctl/journals/reshard-2026-11-22T10-00-00-000Z.jsonl',
   ]
 
-  static flags = {
+  static override flags = {
     'dry-run': Flags.boolean({description: 'list each finding and the action that would fix it; change nothing'}),
     journal: Flags.string({description: 'journal of an interrupted slotctl run: its intended targets decide where open slots go (default: the newest recent one in ~/.local/state/slotctl/journals with those slots in flight)'}),
     'search-multiple-owners': Flags.boolean({description: 'count the keys of every slot a master does not own, on every master (without it, only on masters whose DBSIZE exceeds the keys of their own slots)'}),
@@ -160,7 +160,7 @@ export default class Fix extends BaseCommand<typeof Fix> {
   }
 
   /** First Ctrl-C: finish the slots whose keys are moving, close them, start no more. */
-  protected finishInFlightOnInterrupt = true
+  protected override finishInFlightOnInterrupt = true
 
   private readonly started = Date.now()
 
@@ -235,7 +235,7 @@ export default class Fix extends BaseCommand<typeof Fix> {
     })
     const failed = failureIssues(outcome.failures)
     Object.assign(result, {errors: failed, keysMoved: outcome.keysMoved})
-    for (const failure of failed) process.stderr.write(`slotctl: ${shownText(failure.message)}\n`)
+    for (const failure of failed) this.errorLine(`slotctl: ${failure.message}`)
     this.log(`fixed ${outcome.fixedSlots.length} slot(s), moved ${outcome.keysMoved} key(s)${result.forgotten.length > 0 ? `, forgot ${result.forgotten.length} stuck node entr(ies)` : ''}`)
     if (outcome.skippedSlots.length > 0) {
       this.note(paint.warn(`interrupted: slot(s) ${formatSlots(outcome.skippedSlots)} left as they were; run fix again to finish`))

@@ -22,18 +22,18 @@ function shortTime(iso: string): string {
 }
 
 export default class History extends BaseCommand<typeof History> {
-  static summary = 'List the runs that changed a cluster (the audit log)'
+  static override summary = 'List the runs that changed a cluster (the audit log)'
 
-  static description = BaseCommand.withExitCodes(
+  static override description = BaseCommand.withExitCodes(
     [
       'List the records of the audit log: one per run of a verb that changes a cluster (create, fix, reshard, rebalance, apply, failover, add-node, del-node, set-timeout, import, restore, and call of a command that may write), written when the run ends: time, user, host, verb, arguments (passwords masked), cluster, outcome and journal.',
       'The log is history.jsonl in the state directory ($XDG_STATE_HOME/slotctl, else ~/.local/state/slotctl). Remove old records and journals with `slotctl history prune`.',
     ].join('\n'),
   )
 
-  static examples = ['<%= config.bin %> history', '<%= config.bin %> history --cluster 127.0.0.1:7000 --limit 20', '<%= config.bin %> history --json']
+  static override examples = ['<%= config.bin %> history', '<%= config.bin %> history --cluster 127.0.0.1:7000 --limit 20', '<%= config.bin %> history --json']
 
-  static flags = {
+  static override flags = {
     cluster: Flags.string({description: 'only runs on this cluster: a node address it had (HOST:PORT) or the start of its cluster id'}),
     limit: Flags.integer({description: 'only the newest N records', min: 1}),
     verb: Flags.string({description: 'only runs of this verb (e.g. failover)'}),

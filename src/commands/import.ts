@@ -4,34 +4,35 @@ import {Args, Flags} from '@oclif/core'
 
 import {BaseCommand} from '../lib/cli/base-command.js'
 import {ProgressReporter} from '../lib/cli/progress.js'
-import {escapeControl} from '../lib/cli/escape.js'
+import {escapeControl} from '../lib/core/escape.js'
 import {type Need, describeMissing, findMissingPermissions, importNeeds, refuseMissingPermissions} from '../lib/acl/preflight.js'
 import type {ClusterSnapshot} from '../lib/cluster/loader.js'
 import {mastersOf} from '../lib/cluster/topology.js'
 import {MigrationCommand, adminTimeoutMs} from '../lib/cli/migration-command.js'
 import {formatDuration, paint, table} from '../lib/cli/render.js'
-import {type Issue, type NodeRef, byAddress} from '../lib/cli/result.js'
+import {type Issue, type NodeRef, byAddress} from '../lib/core/result.js'
 import {type NodeAddress, formatAddress, parseAddress} from '../lib/cluster/address.js'
-import {ExitCode, SlotctlError, usageError} from '../lib/errors.js'
+import {ExitCode, SlotctlError, usageError} from '../lib/core/errors.js'
 import {refuseKernelPath} from '../lib/files.js'
 import {defaultJournalPath} from '../lib/migrate/journal.js'
 import {Throttle} from '../lib/migrate/throttle.js'
 import {type ImportResult, conflictViews, keyName, surveySource} from '../lib/transfer/import.js'
 import {ImportJournal, type ImportJournalState, type ImportSettings, readImportJournal} from '../lib/transfer/journal.js'
 import {type Conflict, transferKeys} from '../lib/transfer/mover.js'
-import {ownerTable, refuseUnsafeCluster} from '../lib/transfer/preconditions.js'
+import {refuseUnsafeCluster} from '../lib/check/gate.js'
+import {ownerTable} from '../lib/transfer/preconditions.js'
 import {type SourceInfo, connectSource, inspectSource, selectDb} from '../lib/transfer/source.js'
 
 export default class Import extends BaseCommand<typeof Import> {
-  static args = {
+  static override args = {
     address: Args.string({description: 'any node of the cluster to import into (HOST:PORT)', required: true}),
   }
 
-  static changesCluster = true
+  static override changesCluster = true
 
-  static summary = 'Move or copy the keys of a standalone server into the cluster'
+  static override summary = 'Move or copy the keys of a standalone server into the cluster'
 
-  static description = BaseCommand.withExitCodes(
+  static override description = BaseCommand.withExitCodes(
     [
       'Import the keys of a standalone server into a cluster: SCAN the source (never KEYS), group the keys by the master owning their slot, and let the source MIGRATE them in batches straight into each master, pipelined and to every master at once. TTLs are kept; key names may be binary.',
       'Without --copy the keys move (they leave the source); with --copy the source keeps them. A key the cluster already has with an equal value is skipped; with a different value it is reported as a conflict and left alone (exit 1) unless --replace.',
@@ -46,14 +47,14 @@ export default class Import extends BaseCommand<typeof Import> {
     },
   )
 
-  static examples = [
+  static override examples = [
     '<%= config.bin %> import 10.0.0.1:7000 --from 10.0.0.9:6379 --copy --yes',
     '<%= config.bin %> import 10.0.0.1:7000 --from redis://:secret@10.0.0.9:6379 --from-db 2 --match "user:*" --dry-run',
     '<%= config.bin %> import 10.0.0.1:7000 --from 10.0.0.9:6379 --max-keys-per-sec 20000 --yes',
     '<%= config.bin %> import 10.0.0.1:7000 --resume ~/.local/state/slotctl/journals/import-2026-11-22T10-00-00-000Z.jsonl --yes',
   ]
 
-  static flags = {
+  static override flags = {
     from: Flags.string({description: 'the standalone server to import from: HOST:PORT or redis://[user:password@]HOST:PORT'}),
     'from-db': Flags.integer({description: 'the source db to import (needed when the source has keys in a db other than 0)', min: 0}),
     'from-user': Flags.string({description: 'ACL user name at the source', helpGroup: 'CONNECTION'}),
@@ -72,7 +73,7 @@ export default class Import extends BaseCommand<typeof Import> {
     'dry-run': Flags.boolean({description: 'count the keys per master and those the cluster already has; change nothing'}),
   }
 
-  protected finishInFlightOnInterrupt = true
+  protected override finishInFlightOnInterrupt = true
 
   private startProgress(keys: number): ProgressReporter {
     this.progress = new ProgressReporter({keys, slots: 0}, ProgressReporter.modeFor(this.flags.progress, false))

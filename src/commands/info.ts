@@ -1,12 +1,12 @@
 import {Args} from '@oclif/core'
 
-import {BaseCommand, shownText} from '../lib/cli/base-command.js'
+import {BaseCommand} from '../lib/cli/base-command.js'
 import {NODE_PARALLELISM, type NodePool, settleLimit} from '../lib/cluster/connection.js'
 import {masterSlotKeyCounts} from '../lib/cluster/slot-stats.js'
-import {ExitCode} from '../lib/errors.js'
+import {ExitCode} from '../lib/core/errors.js'
 import {formatBytes, paint, renderIssues, table} from '../lib/cli/render.js'
-import {type Issue, type NodeRef, type VerbResult, byFirstSlot, issue, nodeRef, rangeSet} from '../lib/cli/result.js'
-import {SLOT_COUNT, type SlotRange, expandRanges, formatRanges} from '../lib/cluster/slots.js'
+import {type Issue, type NodeRef, type VerbResult, byFirstSlot, issue, nodeRef, rangeSet} from '../lib/core/result.js'
+import {SLOT_COUNT, type SlotRange, expandRanges, formatRanges} from '../lib/core/slots.js'
 import {type ClusterNode, keyCountFromInfo, parseInfo, replicasOf} from '../lib/cluster/topology.js'
 
 export interface MasterInfo {
@@ -48,20 +48,20 @@ export interface InfoResult extends VerbResult {
 }
 
 export default class Info extends BaseCommand<typeof Info> {
-  static args = {
+  static override args = {
     address: Args.string({description: 'any node of the cluster (HOST:PORT)', required: true}),
     port: Args.string({description: 'port, when the address is given as HOST PORT', required: false}),
   }
 
-  static summary = 'Slots, keys, replicas and memory per master, and totals'
+  static override summary = 'Slots, keys, replicas and memory per master, and totals'
 
-  static description = BaseCommand.withExitCodes(
+  static override description = BaseCommand.withExitCodes(
     'Show each master with its slots, keys, replicas and used memory, and cluster totals.\n' +
       'Exits 1 if a master could not be read: its keys are then missing from the totals.',
     {1: 'the cluster, or one of its masters, could not be read'},
   )
 
-  static examples = ['<%= config.bin %> info 127.0.0.1:7000', '<%= config.bin %> info 127.0.0.1:7000 --json']
+  static override examples = ['<%= config.bin %> info 127.0.0.1:7000', '<%= config.bin %> info 127.0.0.1:7000 --json']
 
   async run(): Promise<InfoResult> {
     const snapshot = await this.loadCluster(this.parseSeed([this.args.address, ...(this.args.port ? [this.args.port] : [])]))
@@ -96,7 +96,7 @@ export default class Info extends BaseCommand<typeof Info> {
       warnings: [],
     }
     this.render(result)
-    if (!this.jsonEnabled()) for (const line of renderIssues('Errors', 'ERR', errors)) process.stderr.write(`${shownText(line)}\n`)
+    if (!this.jsonEnabled()) for (const line of renderIssues('Errors', 'ERR', errors)) this.errorLine(line)
     if (errors.length > 0) this.resultExitCode = ExitCode.failed
     return result
   }

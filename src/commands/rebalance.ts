@@ -1,12 +1,12 @@
 import {Args, Flags} from '@oclif/core'
 
-import {usageError} from '../lib/errors.js'
+import {usageError} from '../lib/core/errors.js'
 import {readJournal} from '../lib/migrate/journal.js'
 import {MIGRATION_EXIT_CODES, MigrationCommand, type MigrationResult, unmovedResult} from '../lib/cli/migration-command.js'
 import {type BalanceBy, DEFAULT_THRESHOLD_PCT, type RebalanceNodeReport, type RebalanceResult, planRebalance} from '../lib/plan/rebalance.js'
 import {parseWeights} from '../lib/plan/weights.js'
 import {type Align, formatBytes, paint, table} from '../lib/cli/render.js'
-import {byAddress} from '../lib/cli/result.js'
+import {byAddress} from '../lib/core/result.js'
 import {slotByteEstimates, slotKeyCounts} from '../lib/cluster/slot-stats.js'
 import {type ClusterNode, mastersOf, shortId} from '../lib/cluster/topology.js'
 
@@ -42,15 +42,15 @@ function formatOffBy(by: BalanceBy, node: RebalanceNodeReport): string {
 }
 
 export default class Rebalance extends MigrationCommand<typeof Rebalance> {
-  static args = {
+  static override args = {
     address: Args.string({description: 'any node of the cluster (HOST:PORT)', required: true}),
   }
 
-  static changesCluster = true
+  static override changesCluster = true
 
-  static summary = 'Even out slots, keys or memory across the masters'
+  static override summary = 'Even out slots, keys or memory across the masters'
 
-  static description = MigrationCommand.withExitCodes(
+  static override description = MigrationCommand.withExitCodes(
     [
       'Even out the cluster: move slots so every master holds its weight-proportional share of slots (default), keys (--by keys) or memory (--by memory).',
       `Nothing moves while every master is within --threshold percent of its share (default ${DEFAULT_THRESHOLD_PCT}). A weight of 0 drains a master; masters without slots take part only with --use-empty-masters.`,
@@ -60,13 +60,13 @@ export default class Rebalance extends MigrationCommand<typeof Rebalance> {
     MIGRATION_EXIT_CODES,
   )
 
-  static examples = [
+  static override examples = [
     '<%= config.bin %> rebalance 127.0.0.1:7000 --use-empty-masters --yes',
     '<%= config.bin %> rebalance 127.0.0.1:7000 --weight 3c3a0c74=0 --yes',
     '<%= config.bin %> rebalance 127.0.0.1:7000 --by keys --dry-run --out plan.json',
   ]
 
-  static flags = {
+  static override flags = {
     weight: Flags.string({description: 'NODE_ID=WEIGHT (id or unique prefix; repeatable; default weight 1, 0 drains the node)', multiple: true, multipleNonGreedy: true}),
     threshold: Flags.string({default: String(DEFAULT_THRESHOLD_PCT), description: 'do nothing while every master is within this percentage of its share'}),
     'use-empty-masters': Flags.boolean({description: 'let masters that own no slots take part (e.g. a just added node)'}),

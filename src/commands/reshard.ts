@@ -1,13 +1,13 @@
 import {Args, Flags} from '@oclif/core'
 
 import {resolveNodeId} from '../lib/cluster/topology.js'
-import {usageError} from '../lib/errors.js'
+import {usageError} from '../lib/core/errors.js'
 import {readJournal} from '../lib/migrate/journal.js'
 import {MIGRATION_EXIT_CODES, MigrationCommand, type MigrationResult} from '../lib/cli/migration-command.js'
 import {planReshard} from '../lib/plan/reshard.js'
 import {type Choice, askOrFail, checkboxOrFail, selectOrFail} from '../lib/cli/prompt.js'
-import {byFirstSlot} from '../lib/cli/result.js'
-import {SLOT_COUNT, expandRanges, formatRanges, parseSlotRanges} from '../lib/cluster/slots.js'
+import {byFirstSlot} from '../lib/core/result.js'
+import {SLOT_COUNT, expandRanges, formatRanges, parseSlotRanges} from '../lib/core/slots.js'
 import {type ClusterNode, mastersOf, slotCount} from '../lib/cluster/topology.js'
 
 /** "127.0.0.1:7000  3c3a0c74  5461 slots (0-5460)": how a master reads in a choice list. */
@@ -22,27 +22,27 @@ function validSlotCount(text: string): string | true {
 }
 
 export default class Reshard extends MigrationCommand<typeof Reshard> {
-  static args = {
+  static override args = {
     address: Args.string({description: 'any node of the cluster (HOST:PORT)', required: true}),
   }
 
-  static changesCluster = true
+  static override changesCluster = true
 
-  static summary = 'Move slots and their keys to one master'
+  static override summary = 'Move slots and their keys to one master'
 
-  static description = MigrationCommand.withExitCodes(
+  static override description = MigrationCommand.withExitCodes(
     'Move slots (and their keys) to one master: N slots taken proportionally from --from masters, or the exact --slot-range.\n' +
       'Several slots move at once; every slot is journaled, so an interrupted run continues with --resume. Ctrl-C finishes the slots in flight (none is left open) and exits 130.',
     MIGRATION_EXIT_CODES,
   )
 
-  static examples = [
+  static override examples = [
     '<%= config.bin %> reshard 127.0.0.1:7000 --from all --to 3c3a0c74 --slots 1000 --yes',
     '<%= config.bin %> reshard 127.0.0.1:7000 --to 3c3a0c74 --slot-range 0-99 --max-keys-per-sec 20000 --yes',
     '<%= config.bin %> reshard 127.0.0.1:7000 --resume ~/.local/state/slotctl/journals/reshard-2026-11-22T10-00-00-000Z.jsonl --yes',
   ]
 
-  static flags = {
+  static override flags = {
     from: Flags.string({description: 'source master ids (comma-separated, prefixes allowed) or "all"'}),
     to: Flags.string({description: 'target master id (prefix allowed)'}),
     slots: Flags.integer({description: 'how many slots to move (1-16384)'}),

@@ -8,18 +8,19 @@ import {ProgressReporter} from '../lib/cli/progress.js'
 import {MigrationCommand, adminTimeoutMs} from '../lib/cli/migration-command.js'
 import {formatDuration, paint, table} from '../lib/cli/render.js'
 import {runChecks, splitFindings} from '../lib/check/checks.js'
-import {type Issue, type NodeRef, byAddress} from '../lib/cli/result.js'
+import {type Issue, type NodeRef, byAddress} from '../lib/core/result.js'
 import {durationFlag} from '../lib/cli/duration.js'
 import {NodePool} from '../lib/cluster/connection.js'
 import {parseAddress} from '../lib/cluster/address.js'
 import {loadCluster} from '../lib/cluster/loader.js'
-import {countSlots} from '../lib/cluster/slots.js'
-import {ExitCode, SlotctlError, errorMessage, usageError} from '../lib/errors.js'
+import {countSlots} from '../lib/core/slots.js'
+import {ExitCode, SlotctlError, errorMessage, usageError} from '../lib/core/errors.js'
 import {requireServerBinary} from '../lib/local/servers.js'
 import {Throttle} from '../lib/migrate/throttle.js'
 import {type ConflictView, conflictViews} from '../lib/transfer/import.js'
 import {type Manifest, readManifest, verifyChecksums} from '../lib/transfer/manifest.js'
-import {keysPerMaster, ownerTable, refuseUnsafeCluster} from '../lib/transfer/preconditions.js'
+import {refuseUnsafeCluster} from '../lib/check/gate.js'
+import {keysPerMaster, ownerTable} from '../lib/transfer/preconditions.js'
 import {type Expected, type RestoredFile, type StartedNode, type Verification, mastersWithSlots, restoreInto, startFromBackup, verifyCluster} from '../lib/transfer/restore.js'
 
 /** A local server restore --start runs: it holds the file and the slots of the backed-up master (source). */
@@ -67,15 +68,15 @@ function startedView(node: StartedNode): StartedNodeView {
 }
 
 export default class Restore extends BaseCommand<typeof Restore> {
-  static args = {
+  static override args = {
     dir: Args.string({description: 'a backup written by slotctl backup', required: true}),
   }
 
-  static changesCluster = true
+  static override changesCluster = true
 
-  static summary = 'Restore a backup into an empty cluster, or start it locally'
+  static override summary = 'Restore a backup into an empty cluster, or start it locally'
 
-  static description = BaseCommand.withExitCodes(
+  static override description = BaseCommand.withExitCodes(
     [
       'Restore a backup made by slotctl backup. Every RDB is first checked against the SHA-256 in the manifest: a damaged file stops the restore before anything is loaded.',
       '--into CLUSTER_NODE: load the keys into a new, empty cluster. Each file is loaded by a local throw-away server (--server-binary) and its keys move into the masters that own their slots, as import does, so the new cluster may have another number of masters or another layout.',
@@ -91,12 +92,12 @@ export default class Restore extends BaseCommand<typeof Restore> {
     },
   )
 
-  static examples = [
+  static override examples = [
     '<%= config.bin %> restore /backups/2026-11-22 --into 10.0.0.21:7000 --yes',
     '<%= config.bin %> restore /backups/2026-11-22 --start /tmp/look',
   ]
 
-  static flags = {
+  static override flags = {
     into: Flags.string({description: 'any node of the (empty) cluster to restore into (HOST:PORT)'}),
     start: Flags.string({description: 'start local servers from the files in this (empty) directory, with the saved slot map'}),
     'ignore-lock': MigrationCommand.migrationFlags['ignore-lock'],
@@ -110,7 +111,7 @@ export default class Restore extends BaseCommand<typeof Restore> {
     progress: MigrationCommand.migrationFlags.progress,
   }
 
-  protected finishInFlightOnInterrupt = true
+  protected override finishInFlightOnInterrupt = true
 
   private startProgress(keys: number): ProgressReporter {
     this.progress = new ProgressReporter({keys, slots: 0}, ProgressReporter.modeFor(this.flags.progress, false))

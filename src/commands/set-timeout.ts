@@ -3,10 +3,10 @@ import type {Redis} from 'ioredis'
 
 import {BaseCommand, ignoreLockFlag} from '../lib/cli/base-command.js'
 import {NODE_PARALLELISM, type NodePool, settleLimit} from '../lib/cluster/connection.js'
-import {ExitCode, errorMessage, usageError} from '../lib/errors.js'
+import {ExitCode, errorMessage, usageError} from '../lib/core/errors.js'
 import {paint, table} from '../lib/cli/render.js'
 import {parseDuration} from '../lib/cli/duration.js'
-import {type Issue, type VerbResult, byAddress, issue, nodeRef} from '../lib/cli/result.js'
+import {type Issue, type VerbResult, byAddress, issue, nodeRef} from '../lib/core/result.js'
 import type {ClusterNode} from '../lib/cluster/topology.js'
 
 export interface TimeoutNodeResult {
@@ -71,25 +71,25 @@ async function applyTimeout(pool: NodePool, node: ClusterNode, timeoutMs: number
 }
 
 export default class SetTimeout extends BaseCommand<typeof SetTimeout> {
-  static args = {
+  static override args = {
     address: Args.string({description: 'any node of the cluster (HOST:PORT)', required: true}),
     milliseconds: Args.string({description: `new cluster-node-timeout: a duration (15s, 15000ms; a plain number is milliseconds), at least ${MIN_TIMEOUT_MS}ms`, required: true}),
   }
 
-  static changesCluster = true
+  static override changesCluster = true
 
-  static summary = 'Set cluster-node-timeout on every node and persist it'
+  static override summary = 'Set cluster-node-timeout on every node and persist it'
 
-  static description = BaseCommand.withExitCodes(
+  static override description = BaseCommand.withExitCodes(
     'Set cluster-node-timeout on every node (CONFIG SET), then persist it (CONFIG REWRITE).\n' +
       'Exits 1 if any node could not be set, or set but not persisted (e.g. a server started without a config file: ' +
       'the new value is live there but lost at restart); the per-node result says which. --no-persist skips CONFIG REWRITE.',
     {1: 'a node could not be set, or was set but not persisted', 2: `bad input (e.g. a timeout under ${MIN_TIMEOUT_MS}ms)`},
   )
 
-  static examples = ['<%= config.bin %> set-timeout 127.0.0.1:7000 15s', '<%= config.bin %> set-timeout 127.0.0.1:7000 15000 --no-persist --json']
+  static override examples = ['<%= config.bin %> set-timeout 127.0.0.1:7000 15s', '<%= config.bin %> set-timeout 127.0.0.1:7000 15000 --no-persist --json']
 
-  static flags = {
+  static override flags = {
     persist: Flags.boolean({allowNo: true, default: true, description: 'run CONFIG REWRITE on every node so the value survives a restart'}),
     'ignore-lock': ignoreLockFlag,
     'dry-run': Flags.boolean({description: 'set nothing: show each node\'s timeout now and which nodes would change'}),

@@ -1,5 +1,5 @@
 import {BaseCommand} from '../lib/cli/base-command.js'
-import {type VerbResult} from '../lib/cli/result.js'
+import {type VerbResult} from '../lib/core/result.js'
 
 export interface VersionResult extends VerbResult {
   status: 'ok'
@@ -10,11 +10,11 @@ export interface VersionResult extends VerbResult {
 }
 
 export default class Version extends BaseCommand<typeof Version> {
-  static summary = 'Print the slotctl version (also --version)'
+  static override summary = 'Print the slotctl version (also --version)'
 
-  static description = BaseCommand.withExitCodes('Print the slotctl version, with the Node.js version and platform it runs on.')
+  static override description = BaseCommand.withExitCodes('Print the slotctl version, with the Node.js version and platform it runs on.')
 
-  static examples = ['<%= config.bin %> version', '<%= config.bin %> version --json']
+  static override examples = ['<%= config.bin %> version', '<%= config.bin %> version --json']
 
   async run(): Promise<VersionResult> {
     const result: VersionResult = {arch: process.arch, errors: [], node: process.version, platform: process.platform, status: 'ok', version: this.config.version, warnings: []}

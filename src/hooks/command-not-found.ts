@@ -5,9 +5,10 @@
  */
 import type {Hook} from '@oclif/core'
 
-import {ExitCode} from '../lib/errors.js'
-import {type ErrorEnvelope, errorDocument} from '../lib/cli/result.js'
-import {escapeControl} from '../lib/cli/escape.js'
+import {ExitCode} from '../lib/core/errors.js'
+import {type ErrorEnvelope, errorDocument} from '../lib/core/result.js'
+import {escapeControl} from '../lib/core/escape.js'
+import {writeStderr, writeStdout} from '../lib/cli/output.js'
 import {redactSecrets} from '../lib/secrets.js'
 
 export function editDistance(a: string, b: string): number {
@@ -47,10 +48,10 @@ const hook: Hook<'command_not_found'> = async function ({argv, config, id}) {
   }
   // oclif folds the words after the verb into the id and may pass no argv: look at the real one
   if ([...(argv ?? []), ...process.argv.slice(2)].includes('--json')) {
-    process.stdout.write(`${JSON.stringify(errorDocument(error), null, 2)}\n`)
+    writeStdout(JSON.stringify(errorDocument(error), null, 2))
   } else {
-    process.stderr.write(`${config.bin}: error: ${error.message}\n`)
-    for (const hint of error.suggestions ?? []) process.stderr.write(`  hint: ${hint}\n`)
+    writeStderr(`${config.bin}: error: ${error.message}`)
+    for (const hint of error.suggestions ?? []) writeStderr(`  hint: ${hint}`)
   }
   this.exit(ExitCode.usage)
 }

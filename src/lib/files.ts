@@ -8,7 +8,7 @@ import {type Stats, closeSync, fchmodSync, fstatSync, constants as fsConstants, 
 import {type FileHandle, link, lstat, open, rename, rm} from 'node:fs/promises'
 import path from 'node:path'
 
-import {errorMessage, usageError} from './errors.js'
+import {errorMessage, usageError} from './core/errors.js'
 
 export const PRIVATE_FILE_MODE = 0o600
 export const PRIVATE_DIR_MODE = 0o700

@@ -10,7 +10,7 @@
  */
 import type {Cluster} from 'ioredis'
 
-import {keySlot} from '../../src/lib/cluster/slots.js'
+import {keySlot} from '../../src/lib/core/slots.js'
 
 interface KeyRecord {
   acked?: string

@@ -7,7 +7,7 @@ import {createHash} from 'node:crypto'
 
 import type {Cluster, Redis} from 'ioredis'
 
-import {keySlot} from '../../src/lib/cluster/slots.js'
+import {keySlot} from '../../src/lib/core/slots.js'
 import {mastersOf, parseClusterNodes} from '../../src/lib/cluster/topology.js'
 import {TestCluster} from './cluster-harness.js'
 

@@ -1,5 +1,5 @@
 /**
- * Least privilege on real servers: the ACL rules the README documents are enough for every
+ * Least privilege on real servers: the ACL rules docs/acl.md documents are enough for every
  * verb (nothing denied in ACL LOG), and a user missing a right is refused up front, naming
  * what is missing on which node, before anything changes, whether ACL DRYRUN or the harmless
  * probes do the checking.
@@ -14,9 +14,9 @@ import {expectOneCleanLine, runCli, runCliJson} from '../helpers/cli.js'
 import {clusterDigest, writeDataset} from '../helpers/dataset.js'
 
 const ATOMIC = isValkeyAtLeast(9)
-/** The README's rules, word for word: read-only use (check, info); Valkey >= 8 adds its SLOT-STATS, Valkey >= 9 its slot-migration jobs. */
+/** The rules of docs/acl.md, word for word: read-only use (check, info); Valkey >= 8 adds its SLOT-STATS, Valkey >= 9 its slot-migration jobs. */
 const READ_RULES = `+cluster|nodes +cluster|info +info +client|setname +command|info +cluster|countkeysinslot${isValkeyAtLeast(8) ? ' +cluster|slot-stats' : ''}${ATOMIC ? ' +cluster|getslotmigrations' : ''}`
-/** The README's rules for changes (reshard, rebalance, apply, fix, failover, create, add-node, del-node). */
+/** The rules of docs/acl.md for changes (reshard, rebalance, apply, fix, failover, create, add-node, del-node). */
 const CHANGE_RULES = `${READ_RULES} +client|list +command|info +cluster|setslot +cluster|getkeysinslot +cluster|countkeysinslot +migrate +restore-asking +select +dump +asking +memory|usage`
   + ' +cluster|addslots +cluster|delslots +cluster|bumpepoch +cluster|failover +cluster|replicate +cluster|forget +cluster|reset +cluster|meet +cluster|addslotsrange +cluster|set-config-epoch'
   + ' +function|list +function|dump +function|restore +script|load +evalsha +evalsha_ro +pexpiretime +get +dbsize +multi +exec +watch +unwatch +del +set +wait ~*'
@@ -98,7 +98,7 @@ describe('least privilege: documented ACL rules, refused up front when short', f
     const all = Object.values(PERMISSIONS).filter((permission) => permission.probe && (ATOMIC || !atomicOnly.has(permission)))
     const address = cluster.seed
     const allButSetname = all.filter((permission) => permission !== PERMISSIONS.clientSetname).map((permission) => permission.command).sort()
-    // the change rules do not cover import's EXISTS and RESTORE (the README lists them apart)
+    // the change rules do not cover import's EXISTS and RESTORE (docs/acl.md lists them apart)
     for (const [user, expected] of [['nothing', allButSetname], ['changer', ['EXISTS', 'RESTORE']]] as const) {
       const pool = withRights(user)
       try {
@@ -206,7 +206,7 @@ describe('least privilege: documented ACL rules, refused up front when short', f
     const denied = [...(await aclLog(cluster)), ...(await aclLog(spare)), ...(await aclLog(fresh))]
     // without +acl|dryrun the pre-flight probes instead, after one refused try; +config|get is
     // not granted on purpose (it would show the passwords): the big-key check assumes the
-    // default node timeout then (README: Least privilege)
+    // default node timeout then (docs/acl.md)
     const expected = (entry: string) => entry.endsWith(' changer command acl|dryrun') || entry.endsWith(' changer command config|get')
     expect(denied.filter((entry) => !expected(entry))).to.deep.equal([])
     expect(denied.filter((entry) => entry.endsWith('acl|dryrun')).length).to.be.at.most(runs)

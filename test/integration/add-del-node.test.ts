@@ -2,7 +2,7 @@ import {expect} from 'chai'
 
 import {readNodeState} from '../../src/lib/cluster/loader.js'
 import {NodePool} from '../../src/lib/cluster/connection.js'
-import {keySlot} from '../../src/lib/cluster/slots.js'
+import {keySlot} from '../../src/lib/core/slots.js'
 import {myselfOf, parseClusterNodes, parseInfo} from '../../src/lib/cluster/topology.js'
 import {waitUntil} from '../../src/lib/cluster/wait.js'
 import {runCli, runCliJson} from '../helpers/cli.js'
@@ -23,7 +23,6 @@ describe('add-node and del-node (real servers on three loopback hosts)', () => {
   const keys = Array.from({length: 20}, (_, i) => `${tag}:key:${i}`)
   let owner: {address: string; id: string}
 
-  const myId = async (address: string) => String(await (await pool.client(address)).call('CLUSTER', 'MYID'))
   const nodesOf = async (address: string) => parseClusterNodes(String(await (await pool.client(address)).call('CLUSTER', 'NODES')))
   const allMembers = () => cluster.addresses
 

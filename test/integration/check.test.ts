@@ -1,7 +1,7 @@
 import {expect} from 'chai'
 
 import type {CheckResult} from '../../src/commands/check.js'
-import {formatRanges, keySlot} from '../../src/lib/cluster/slots.js'
+import {formatRanges, keySlot} from '../../src/lib/core/slots.js'
 import {type ClusterNode, parseClusterNodes, slotOwners} from '../../src/lib/cluster/topology.js'
 import {TestCluster} from '../helpers/cluster-harness.js'
 import {runCli, runCliJson} from '../helpers/cli.js'

@@ -9,8 +9,11 @@ import {TestCluster} from '../helpers/cluster-harness.js'
 
 interface CreateJson {
   status: string
-  plan?: {masters: Array<{address: string; host: string}>; replicas: Array<{address: string; host: string; masterAddress: string}>}
+  plan?: {masters: Array<{address: string; host: string; zone?: string}>; replicas: Array<{address: string; host: string; masterAddress: string; zone?: string}>}
   findings?: Array<{severity: string}>
+  warnings: Array<{code: string; message: string}>
+  errors: Array<{code: string; message: string}>
+  nodes?: Array<{address: string}>
 }
 
 /** What each node says about itself and its peers: any change made by create shows up here. */

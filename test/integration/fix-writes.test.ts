@@ -9,7 +9,7 @@ import type {Redis} from 'ioredis'
 
 import type {CheckResult} from '../../src/commands/check.js'
 import type {FixResult} from '../../src/commands/fix.js'
-import {keySlot} from '../../src/lib/cluster/slots.js'
+import {keySlot} from '../../src/lib/core/slots.js'
 import {type ClusterNode, mastersOf, parseClusterNodes} from '../../src/lib/cluster/topology.js'
 import {AckedWriter} from '../helpers/acked-writer.js'
 import {TestCluster} from '../helpers/cluster-harness.js'

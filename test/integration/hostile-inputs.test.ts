@@ -27,7 +27,7 @@ import {stopServer} from '../../src/lib/local/servers.js'
 const PASSWORD = 'hostile-B-secret/77'
 const AUTH = {env: {REDISCLI_AUTH: PASSWORD}}
 const USER_PASSWORD = 'acl-user-pw-9k2'
-/** The README's rules for changes, as the ACL suite uses them. */
+/** The rules of docs/acl.md for changes, as the ACL suite uses them. */
 const CHANGE_RULES = [
   '+cluster|nodes +cluster|info +info +client|setname +command|info +cluster|countkeysinslot +client|list +cluster|setslot +cluster|getkeysinslot',
   '+migrate +restore-asking +select +dump +asking +memory|usage +cluster|addslots +cluster|delslots +cluster|bumpepoch +cluster|failover +cluster|replicate +cluster|forget',

@@ -10,7 +10,7 @@ import type {InfoResult} from '../../src/commands/info.js'
 import {DEFAULT_CONNECTION, NodePool} from '../../src/lib/cluster/connection.js'
 import {countKeysInSlots} from '../../src/lib/cluster/slot-stats.js'
 import {type ClusterNode, parseClusterNodes} from '../../src/lib/cluster/topology.js'
-import {SlotctlError} from '../../src/lib/errors.js'
+import {SlotctlError} from '../../src/lib/core/errors.js'
 import {TestCluster} from '../helpers/cluster-harness.js'
 import {expectOneCleanLine, runCli, runCliJson} from '../helpers/cli.js'
 

@@ -1,5 +1,5 @@
 /**
- * The JSON contract (README "JSON output"): every schema in schemas/ compiles, every verb in
+ * The JSON contract (docs/json.md): every schema in schemas/ compiles, every verb in
  * the manifest has one, and the real --json output of every verb, on success, on partial
  * failure and on failure, matches its schema (or the error envelope's).
  */

@@ -8,8 +8,8 @@ import {expect} from 'chai'
 
 import {DEFAULT_CONNECTION, NodePool} from '../../src/lib/cluster/connection.js'
 import {type ClusterNode, mastersOf, parseClusterNodes} from '../../src/lib/cluster/topology.js'
-import {expandRanges} from '../../src/lib/cluster/slots.js'
-import {SlotctlError} from '../../src/lib/errors.js'
+import {expandRanges} from '../../src/lib/core/slots.js'
+import {SlotctlError} from '../../src/lib/core/errors.js'
 import {TestCluster} from '../helpers/cluster-harness.js'
 
 const PASSWORD = 'raw-pipeline-pw-7c1'

@@ -6,7 +6,7 @@ import {expect} from 'chai'
 
 import type {CheckResult} from '../../src/commands/check.js'
 import type {MigrationResult} from '../../src/lib/cli/migration-command.js'
-import {keySlot} from '../../src/lib/cluster/slots.js'
+import {keySlot} from '../../src/lib/core/slots.js'
 import {parseClusterNodes, parseInfo} from '../../src/lib/cluster/topology.js'
 import {TestCluster} from '../helpers/cluster-harness.js'
 import {expectOneCleanLine, runCli, runCliJson, spawnCli, waitForJournalLines} from '../helpers/cli.js'

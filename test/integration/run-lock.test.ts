@@ -184,7 +184,7 @@ describe('the run lock: decisions re-checked under it, every changing verb behin
       expect((await nodes()).some((node) => node.id === id)).to.equal(false)
       const readded = await runCli(['add-node', newNode, cluster.seed, '--ignore-lock'])
       expect(readded.exitCode, readded.stderr).to.equal(0)
-      const timeout = (await cluster.client().config('GET', 'cluster-node-timeout'))[1]
+      const timeout = ((await cluster.client().config('GET', 'cluster-node-timeout')) as string[])[1]
       const set = await runCli(['set-timeout', cluster.seed, timeout, '--no-persist', '--ignore-lock'])
       expect(set.exitCode, set.stderr).to.equal(0)
       const failover = await runCli(['failover', cluster.seed, '--master', a.id, '--ignore-lock'])
@@ -217,7 +217,7 @@ describe('the run lock: decisions re-checked under it, every changing verb behin
         expect(planned.exitCode, planned.stderr).to.equal(0)
         expect(planned.stderr).to.match(/warning: a stale or forged slotctl lock marker .*; a run that changes the cluster refuses until it is gone \(or --ignore-lock\)/)
       }
-      const timeout = (await cluster.client().config('GET', 'cluster-node-timeout'))[1]
+      const timeout = ((await cluster.client().config('GET', 'cluster-node-timeout')) as string[])[1]
       const passed = await runCli(['set-timeout', cluster.seed, timeout, '--no-persist', '--ignore-lock'])
       expect(passed.exitCode, passed.stderr).to.equal(0)
       expect(passed.stderr).to.match(/warning: a stale or forged slotctl lock marker .*; going on because of --ignore-lock/)

@@ -23,11 +23,11 @@ const KEYS = 1000
 
 describe('sandbox start / status / stop (real servers)', () => {
   let dir: string
-  let state: SandboxState | undefined
+  let state: (SandboxState & {status?: string}) | undefined
 
   before(async () => {
     dir = await mkdtemp(path.join(tmpdir(), 'slotctl-sandbox-test-'))
-    const started = await runCliJson<SandboxState>(['sandbox', 'start', '--masters', '3', '--replicas', '1', '--keys', String(KEYS), '--dir', dir, '--server', serverUnderTest().path])
+    const started = await runCliJson<SandboxState & {status: string}>(['sandbox', 'start', '--masters', '3', '--replicas', '1', '--keys', String(KEYS), '--dir', dir, '--server', serverUnderTest().path])
     expect(started.exitCode, started.stderr).to.equal(0)
     state = started.json
   })
@@ -124,7 +124,7 @@ describe('sandbox start: bad input', () => {
 
 describe('sandbox --server: any redis-server or valkey-server, named in messages, stopped whatever its file is called', () => {
   let dir: string
-  let state: SandboxState | undefined
+  let state: (SandboxState & {status?: string}) | undefined
 
   before(async () => {
     dir = await mkdtemp(path.join(tmpdir(), 'slotctl-sandbox-server-'))
@@ -181,7 +181,7 @@ describe('sandbox: a state file naming what slotctl did not create is refused, a
   before(async function () {
     this.timeout(120_000)
     dir = await mkdtemp(path.join(tmpdir(), 'slotctl-sandbox-tamper-'))
-    const started = await runCliJson<SandboxState>(['sandbox', 'start', '--masters', '3', '--replicas', '0', '--dir', dir, '--server', serverUnderTest().path])
+    const started = await runCliJson<SandboxState & {status: string}>(['sandbox', 'start', '--masters', '3', '--replicas', '0', '--dir', dir, '--server', serverUnderTest().path])
     expect(started.exitCode, started.stderr).to.equal(0)
     state = started.json
     original = await readFile(stateFile(), 'utf8')

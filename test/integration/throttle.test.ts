@@ -14,7 +14,7 @@ import path from 'node:path'
 import {expect} from 'chai'
 
 import type {MigrationResult} from '../../src/lib/cli/migration-command.js'
-import {keySlot} from '../../src/lib/cluster/slots.js'
+import {keySlot} from '../../src/lib/core/slots.js'
 import {type ClusterNode, mastersOf, parseClusterNodes} from '../../src/lib/cluster/topology.js'
 import {TestCluster} from '../helpers/cluster-harness.js'
 import {runCliJson} from '../helpers/cli.js'

@@ -71,7 +71,7 @@ describe('TLS against a real TLS server', function () {
 
   it('--cacert/--cert/--key without --tls connect with TLS (they imply it)', async () => {
     const result = await runCliJson<CheckResult>(['check', tlsAddress, ...clientCert()])
-    expect(result.exitCode, JSON.stringify(result.json.findings)).to.equal(0)
+    expect(result.exitCode, JSON.stringify(result.json.errors)).to.equal(0)
     expect(result.json.nodes[0].slotCount).to.equal(16_384)
   })
 

@@ -32,6 +32,7 @@ async function onTerminal(args: string[], answers: Array<[RegExp, string]>): Pro
     screen += chunk.toString()
     while (next < answers.length && answers[next][0].test(screen)) {
       // keys one at a time, as typed: readline sees each key press on its own
+      // eslint-disable-next-line no-control-regex -- key presses are escape sequences
       const keys = [...answers[next][1].split(/(?=\u001B)|(?<=\u001B\[[A-D])/), '\r'].flatMap((part) => (part.startsWith('\u001B') ? [part] : [...part]))
       keys.reduce((previous, key) => previous.then(() => new Promise((resolve) => setTimeout(() => child.stdin?.write(key, () => resolve()), 20))), Promise.resolve())
       next++

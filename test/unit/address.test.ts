@@ -1,7 +1,7 @@
 import {expect} from 'chai'
 
-import {formatAddress, isBareHost, parseAddress, parseAddressList, redactUrl} from '../../src/lib/cluster/address.js'
-import {SlotctlError} from '../../src/lib/errors.js'
+import {formatAddress, isBareHost, parseAddress, parseAddressList, redactUrl, splitAddress} from '../../src/lib/cluster/address.js'
+import {SlotctlError} from '../../src/lib/core/errors.js'
 
 describe('address parsing', () => {
   it('parses host:port, host port and bracketed IPv6', () => {
@@ -56,5 +56,14 @@ describe('address parsing', () => {
     } catch (error) {
       expect((error as Error).message).to.not.include('hunter2')
     }
+  })
+})
+
+describe('splitAddress: addresses slotctl formatted or a node reported', () => {
+  it('splits at the last colon and drops brackets', () => {
+    expect(splitAddress('127.0.0.1:7000')).to.deep.equal({host: '127.0.0.1', port: 7000})
+    expect(splitAddress('[::1]:7001')).to.deep.equal({host: '::1', port: 7001})
+    expect(splitAddress('::1:7002')).to.deep.equal({host: '::1', port: 7002})
+    expect(splitAddress('redis-1:6379')).to.deep.equal({host: 'redis-1', port: 6379})
   })
 })

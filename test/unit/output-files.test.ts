@@ -13,7 +13,7 @@ import path from 'node:path'
 import {expect} from 'chai'
 import type {Redis} from 'ioredis'
 
-import {SlotctlError} from '../../src/lib/errors.js'
+import {SlotctlError} from '../../src/lib/core/errors.js'
 import {appendToFileSync, cutTornLastLine, openRegularFile, readRegularFileSync, writeOutputFile} from '../../src/lib/files.js'
 import {RdbReceiver} from '../../src/lib/transfer/rdb-fetch.js'
 import {ScanGuard} from '../../src/lib/transfer/scan-guard.js'

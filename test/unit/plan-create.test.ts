@@ -2,7 +2,7 @@ import {expect} from 'chai'
 
 import {type CandidateState, classifyForCreate} from '../../src/lib/nodes/membership.js'
 import {type CreateCandidate, type CreatePlan, planCreate} from '../../src/lib/plan/create.js'
-import {countSlots, expandRanges} from '../../src/lib/cluster/slots.js'
+import {countSlots, expandRanges} from '../../src/lib/core/slots.js'
 import {parseClusterNodes} from '../../src/lib/cluster/topology.js'
 
 /** 6 nodes dealt round-robin over `hostCount` hosts, optionally with zones per host. */

@@ -2,7 +2,7 @@ import {expect} from 'chai'
 
 import {chooseReplica, type HealthOf, planFromHost, stepForReplica} from '../../src/lib/plan/failover.js'
 import {type ClusterNode, parseClusterNodes} from '../../src/lib/cluster/topology.js'
-import type {SlotctlError} from '../../src/lib/errors.js'
+import type {SlotctlError} from '../../src/lib/core/errors.js'
 
 const id = (c: string) => c.repeat(40)
 const nodes: ClusterNode[] = parseClusterNodes(

@@ -4,7 +4,7 @@ import {type RebalanceMaster, type RebalanceResult, deviationPct, planDrain, pla
 import type {MigrationPlan} from '../../src/lib/plan/types.js'
 import {parseWeights} from '../../src/lib/plan/weights.js'
 import {datasetBytes, estimateSlotBytes} from '../../src/lib/cluster/slot-stats.js'
-import {SLOT_COUNT, type SlotRange, countSlots, expandRanges, splitEvenly, toRanges} from '../../src/lib/cluster/slots.js'
+import {SLOT_COUNT, type SlotRange, countSlots, expandRanges, splitEvenly, toRanges} from '../../src/lib/core/slots.js'
 import {parseClusterNodes} from '../../src/lib/cluster/topology.js'
 import {A, B, C, healthy} from '../fixtures/cluster-nodes.js'
 

@@ -1,7 +1,7 @@
 import {expect} from 'chai'
 
 import {planReshard} from '../../src/lib/plan/reshard.js'
-import {SlotctlError} from '../../src/lib/errors.js'
+import {SlotctlError} from '../../src/lib/core/errors.js'
 import {parseClusterNodes} from '../../src/lib/cluster/topology.js'
 import {A, B, C, healthy} from '../fixtures/cluster-nodes.js'
 

@@ -2,7 +2,7 @@ import {expect} from 'chai'
 
 import {flattenOclifMessage} from '../../src/lib/cli/base-command.js'
 import {parseAddress} from '../../src/lib/cluster/address.js'
-import {SlotctlError} from '../../src/lib/errors.js'
+import {SlotctlError} from '../../src/lib/core/errors.js'
 import {redactSecrets, redactUrls, registerSecret} from '../../src/lib/secrets.js'
 
 function rejection(input: string): SlotctlError {

@@ -1,6 +1,6 @@
 import {expect} from 'chai'
 
-import {SLOT_COUNT, countSlots, crc16, expandRanges, formatRanges, keySlot, parseSlotRanges, splitEvenly, toRanges} from '../../src/lib/cluster/slots.js'
+import {SLOT_COUNT, countSlots, crc16, expandRanges, formatRanges, keySlot, parseSlotRanges, splitEvenly, toRanges} from '../../src/lib/core/slots.js'
 
 describe('slots', () => {
   it('computes CRC16/XMODEM as the cluster spec defines (check value of "123456789" is 0x31C3)', () => {

@@ -4,7 +4,7 @@ import path from 'node:path'
 
 import {expect} from 'chai'
 
-import {SlotctlError} from '../../src/lib/errors.js'
+import {SlotctlError} from '../../src/lib/core/errors.js'
 import {Journal, findJournalFor, readJournal} from '../../src/lib/migrate/journal.js'
 import {readPlanFile} from '../../src/lib/plan/plan-file.js'
 import type {MigrationPlan} from '../../src/lib/plan/types.js'

@@ -1,8 +1,8 @@
 import {expect} from 'chai'
 
 import {parseClusterNodes, parseInfo, keyCountFromInfo, resolveNodeId, slotMapSignature, slotOwners} from '../../src/lib/cluster/topology.js'
-import {SlotctlError} from '../../src/lib/errors.js'
-import {A, B, C, GONE, R1, R2, R3, healthy, troubled} from '../fixtures/cluster-nodes.js'
+import {SlotctlError} from '../../src/lib/core/errors.js'
+import {A, B, C, GONE, R1, R3, healthy, troubled} from '../fixtures/cluster-nodes.js'
 
 describe('topology: CLUSTER NODES parsing', () => {
   it('parses the Redis 7 ip:port@cport,hostname form, empty hostnames and aux fields', () => {

@@ -11,7 +11,7 @@ import path from 'node:path'
 import {expect} from 'chai'
 
 import {progressLine} from '../../src/lib/cli/progress.js'
-import {DIGEST_ALGORITHM, combineDigests, keyHash, typeOfDump} from '../../src/lib/transfer/digest.js'
+import {DIGEST_ALGORITHM, combineDigests, keyHash, typeOfDump} from '../../src/lib/keys/digest.js'
 import {keyName} from '../../src/lib/transfer/import.js'
 import {readManifest} from '../../src/lib/transfer/manifest.js'
 import {ImportJournal, type ImportSettings, readImportJournal} from '../../src/lib/transfer/journal.js'

@@ -40,9 +40,9 @@ const ageFlag = Flags.custom<number>({
 })
 
 export default class HistoryPrune extends BaseCommand<typeof HistoryPrune> {
-  static summary = 'Remove old journals and old audit-log records'
+  static override summary = 'Remove old journals and old audit-log records'
 
-  static description = BaseCommand.withExitCodes(
+  static override description = BaseCommand.withExitCodes(
     [
       `Remove migration and import journals, and records of the audit log, older than --older-than (default ${DEFAULT_AGE}); the newest --keep (default ${DEFAULT_KEEP}) of each always stay.`,
       'Only journals slotctl named itself in its journals folder (<kind>-<time>.jsonl) and owned by you are removed; symlinks and any other file are never touched. Says what it removed; --dry-run says what it would remove.',
@@ -50,9 +50,9 @@ export default class HistoryPrune extends BaseCommand<typeof HistoryPrune> {
     ].join('\n'),
   )
 
-  static examples = ['<%= config.bin %> history prune --dry-run', '<%= config.bin %> history prune --older-than 7d --keep 5']
+  static override examples = ['<%= config.bin %> history prune --dry-run', '<%= config.bin %> history prune --older-than 7d --keep 5']
 
-  static flags = {
+  static override flags = {
     'older-than': ageFlag(),
     keep: Flags.integer({default: DEFAULT_KEEP, description: 'always keep this many newest journals and this many newest records', min: 0}),
     'dry-run': Flags.boolean({description: 'remove nothing: list what would be removed'}),

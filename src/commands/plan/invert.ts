@@ -15,22 +15,22 @@ export interface PlanInvertResult extends VerbResult {
 }
 
 export default class PlanInvert extends BaseCommand<typeof PlanInvert> {
-  static args = {
+  static override args = {
     file: Args.string({description: 'the plan to invert', required: true}),
   }
 
-  static summary = 'Write the reverse of a plan: every slot back to where it came from'
+  static override summary = 'Write the reverse of a plan: every slot back to where it came from'
 
-  static description = BaseCommand.withExitCodes(
+  static override description = BaseCommand.withExitCodes(
     [
       'Write a new plan that moves every slot of FILE from its planned target back to its planned source: the undo of a finished run, to review (plan show) and run later (apply). `apply FILE --reverse` runs it directly.',
       'Like any plan, apply checks it against the live cluster: a slot that is not on its planned target any more is refused.',
     ].join('\n'),
   )
 
-  static examples = ['<%= config.bin %> plan invert plan.json --out undo.json && <%= config.bin %> apply undo.json --seed 127.0.0.1:7000']
+  static override examples = ['<%= config.bin %> plan invert plan.json --out undo.json && <%= config.bin %> apply undo.json --seed 127.0.0.1:7000']
 
-  static flags = {
+  static override flags = {
     out: Flags.string({description: 'the new plan file', required: true}),
     overwrite: Flags.boolean({description: 'replace the --out file if it exists (a symlink is never written through)'}),
   }

@@ -15,20 +15,20 @@ export interface PlanShowResult extends VerbResult, PlanSummary {
 const RANGES_SHOWN = 60
 
 export default class PlanShow extends BaseCommand<typeof PlanShow> {
-  static args = {
+  static override args = {
     file: Args.string({description: 'a plan file (reshard/rebalance --dry-run --out, plan invert)', required: true}),
   }
 
-  static summary = 'Summarize a plan file: kind, age, cluster, pairs, slots, keys, expected time'
+  static override summary = 'Summarize a plan file: kind, age, cluster, pairs, slots, keys, expected time'
 
-  static description = BaseCommand.withExitCodes(
+  static override description = BaseCommand.withExitCodes(
     [
       'A summary of a plan file for review: its kind, when it was made, the cluster it was made for, each source/target pair with its slot ranges, the slot and key counts, and a rough time at a nominal rate.',
       'Reads both plan formats (version 2, ranges per pair, written since; version 1, one entry per slot). Connects to nothing.',
     ].join('\n'),
   )
 
-  static examples = ['<%= config.bin %> plan show plan.json', '<%= config.bin %> plan show plan.json --json']
+  static override examples = ['<%= config.bin %> plan show plan.json', '<%= config.bin %> plan show plan.json --json']
 
   async run(): Promise<PlanShowResult> {
     const file = this.args.file

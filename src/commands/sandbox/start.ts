@@ -1,9 +1,9 @@
 import {Flags} from '@oclif/core'
 
 import {BaseCommand} from '../../lib/cli/base-command.js'
-import {usageError} from '../../lib/errors.js'
+import {usageError} from '../../lib/core/errors.js'
 import {paint} from '../../lib/cli/render.js'
-import {type VerbResult} from '../../lib/cli/result.js'
+import {type VerbResult} from '../../lib/core/result.js'
 import {durationFlag} from '../../lib/cli/duration.js'
 import {commandName} from '../../lib/cli/invocation.js'
 import {type SandboxNode, SANDBOX_DIR_HELP, SANDBOX_DIR_NOTE, dirFlag, resolveSandboxDir, sandboxServer, startSandbox, stopSandbox, verifiedSandboxState} from '../../lib/local/sandbox.js'
@@ -23,17 +23,17 @@ export interface SandboxStartResult extends VerbResult {
 const UNSUPPORTED = ['user', 'tls', 'cacert', 'cert', 'key', 'sni', 'insecure'] as const
 
 export default class SandboxStart extends BaseCommand<typeof SandboxStart> {
-  static summary = 'Start a local cluster of real servers to try slotctl on'
+  static override summary = 'Start a local cluster of real servers to try slotctl on'
 
-  static description = BaseCommand.withExitCodes(
+  static override description = BaseCommand.withExitCodes(
     'Start a local cluster of real redis-server or valkey-server processes (--server, else the first found on PATH) to try slotctl on. The servers keep running after this command; stop them with `slotctl sandbox stop`.\n' +
       'With -a/--password (or REDISCLI_AUTH) every server requires that password; the sandbox never stores it, so pass it again to the other verbs. TLS and ACL users are not supported (refused).',
     {1: 'a sandbox runs already, no server, or the cluster did not form', 2: 'bad input (too few masters, ports in use, unsupported flags)'},
   )
 
-  static examples = ['<%= config.bin %> sandbox start', '<%= config.bin %> sandbox start --masters 4 --replicas 1 --keys 100000 --port 17000', 'REDISCLI_AUTH=s3cret <%= config.bin %> sandbox start', '<%= config.bin %> sandbox start --server /usr/bin/valkey-server']
+  static override examples = ['<%= config.bin %> sandbox start', '<%= config.bin %> sandbox start --masters 4 --replicas 1 --keys 100000 --port 17000', 'REDISCLI_AUTH=s3cret <%= config.bin %> sandbox start', '<%= config.bin %> sandbox start --server /usr/bin/valkey-server']
 
-  static flags = {
+  static override flags = {
     masters: Flags.integer({default: 3, description: 'number of masters (at least 3)', min: 1}),
     replicas: Flags.integer({default: 1, description: 'replicas per master', min: 0}),
     port: Flags.integer({description: 'first port; the nodes use PORT, PORT+1, ... (default: free ports found at run time)', min: 1}),
@@ -83,7 +83,7 @@ export default class SandboxStart extends BaseCommand<typeof SandboxStart> {
   }
 
   /** The servers are detached, so Ctrl-C during start must stop the ones already running. */
-  protected async onInterrupt(signal: NodeJS.Signals): Promise<void> {
+  protected override async onInterrupt(signal: NodeJS.Signals): Promise<void> {
     if (this.flags) {
       const {stopped} = await stopSandbox(this.sandboxDir()).catch(() => ({stopped: 0}))
       if (stopped > 0) this.note(`stopped the ${stopped} sandbox server(s) started so far`)

@@ -2,7 +2,7 @@ import {Flags} from '@oclif/core'
 
 import {BaseCommand} from '../../lib/cli/base-command.js'
 import {paint, table} from '../../lib/cli/render.js'
-import {type VerbResult, byAddress} from '../../lib/cli/result.js'
+import {type VerbResult, byAddress} from '../../lib/core/result.js'
 import {commandName} from '../../lib/cli/invocation.js'
 import {type SandboxNodeStatus, SANDBOX_DIR_HELP, SANDBOX_DIR_NOTE, resolveSandboxDir, readSandboxState, sandboxStatus} from '../../lib/local/sandbox.js'
 
@@ -17,16 +17,16 @@ export interface SandboxStatusResult extends VerbResult {
 }
 
 export default class SandboxStatus extends BaseCommand<typeof SandboxStatus> {
-  static summary = 'Show the sandbox servers: address, pid, alive, role'
+  static override summary = 'Show the sandbox servers: address, pid, alive, role'
 
-  static description = BaseCommand.withExitCodes('Show the sandbox processes: address, pid, whether each is alive, and its role. Exits 1 when no sandbox is recorded.', {
+  static override description = BaseCommand.withExitCodes('Show the sandbox processes: address, pid, whether each is alive, and its role. Exits 1 when no sandbox is recorded.', {
     0: 'a sandbox is recorded (running or not)',
     1: 'no sandbox is recorded in this dir',
   })
 
-  static examples = ['<%= config.bin %> sandbox status', '<%= config.bin %> sandbox status --json']
+  static override examples = ['<%= config.bin %> sandbox status', '<%= config.bin %> sandbox status --json']
 
-  static flags = {
+  static override flags = {
     dir: Flags.string({description: `the sandbox directory ${SANDBOX_DIR_NOTE}`, defaultHelp: async () => SANDBOX_DIR_HELP}),
   }
 

@@ -1,7 +1,7 @@
 import {Flags} from '@oclif/core'
 
 import {BaseCommand} from '../../lib/cli/base-command.js'
-import {type VerbResult} from '../../lib/cli/result.js'
+import {type VerbResult} from '../../lib/core/result.js'
 import {SANDBOX_DIR_HELP, SANDBOX_DIR_NOTE, resolveSandboxDir, stopSandbox} from '../../lib/local/sandbox.js'
 
 export interface SandboxStopResult extends VerbResult {
@@ -12,16 +12,16 @@ export interface SandboxStopResult extends VerbResult {
 }
 
 export default class SandboxStop extends BaseCommand<typeof SandboxStop> {
-  static summary = 'Stop exactly the servers sandbox start recorded'
+  static override summary = 'Stop exactly the servers sandbox start recorded'
 
-  static description = BaseCommand.withExitCodes(
+  static override description = BaseCommand.withExitCodes(
     'Stop the sandbox: ends exactly the server processes `sandbox start` recorded and started, and removes the directories it created. A state file naming anything else is refused. Stopping when nothing runs is not an error.',
     {0: 'stopped (or nothing was running)', 1: 'sandbox.json names what the sandbox did not create'},
   )
 
-  static examples = ['<%= config.bin %> sandbox stop', '<%= config.bin %> sandbox stop --dir ./my-sandbox --json']
+  static override examples = ['<%= config.bin %> sandbox stop', '<%= config.bin %> sandbox stop --dir ./my-sandbox --json']
 
-  static flags = {
+  static override flags = {
     dir: Flags.string({description: `the sandbox directory ${SANDBOX_DIR_NOTE}`, defaultHelp: async () => SANDBOX_DIR_HELP}),
   }
 

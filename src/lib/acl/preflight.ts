@@ -21,7 +21,7 @@ import type {Redis} from 'ioredis'
 
 import type {ClusterSnapshot} from '../cluster/loader.js'
 import {NODE_PARALLELISM, type NodePool, settleLimit} from '../cluster/connection.js'
-import {SlotctlError} from '../errors.js'
+import {SlotctlError} from '../core/errors.js'
 import type {MigrationPlan} from '../plan/types.js'
 import {mastersOf} from '../cluster/topology.js'
 
@@ -334,7 +334,7 @@ export function describeMissing(user: string, missing: readonly MissingPermissio
   return new SlotctlError(`user '${user}' may not run what this needs: ${parts.join('; ')}`, {
     code: 'E_NOPERM',
     suggestions: [
-      `grant it on those nodes, e.g. ACL SETUSER ${user} ${rules.join(' ')} (the README's "Least privilege" lists the rules per verb); nothing was changed`,
+      `grant it on those nodes, e.g. ACL SETUSER ${user} ${rules.join(' ')} (docs/acl.md lists the rules per verb); nothing was changed`,
       ...(atomicOnly ? ['or move with SETSLOT + MIGRATE instead of atomic slot migration: --legacy-migrate'] : []),
     ],
   })

@@ -4,10 +4,10 @@
  * fix, reshard and rebalance use them as preconditions.
  */
 import type {ClusterSnapshot, NodeView} from '../cluster/loader.js'
-import {SLOT_COUNT, type SlotRange, formatSlots, parseSlotRanges} from '../cluster/slots.js'
+import {SLOT_COUNT, type SlotRange, formatSlots, parseSlotRanges} from '../core/slots.js'
 import {type ClusterNode, type MarkerKind, markersNotOn, replicasOf, slotMapSignature, slotOwners} from '../cluster/topology.js'
 import {isTerminal} from '../cluster/slot-migrations.js'
-import {type Issue, type NodeRef, nodeRef, rangeSet, slotSet} from '../cli/result.js'
+import {type Issue, type NodeRef, nodeRef, rangeSet, slotSet} from '../core/result.js'
 
 export type Severity = 'error' | 'warning'
 

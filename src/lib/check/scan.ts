@@ -4,9 +4,9 @@ import {createHash} from 'node:crypto'
 import type {ClusterSnapshot} from '../cluster/loader.js'
 import {NODE_PARALLELISM, type NodePool, mapLimit} from '../cluster/connection.js'
 import {countKeysInSlots} from '../cluster/slot-stats.js'
-import {SLOT_COUNT, expandRanges} from '../cluster/slots.js'
+import {SLOT_COUNT, expandRanges} from '../core/slots.js'
 import {type ClusterNode, slotOwners} from '../cluster/topology.js'
-import {SlotctlError, errorMessage} from '../errors.js'
+import {SlotctlError, errorMessage} from '../core/errors.js'
 import {type Finding, type StrayKeyEvidence, multipleOwnerFindings} from './checks.js'
 
 /**

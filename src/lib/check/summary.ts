@@ -1,8 +1,8 @@
 /** Per-node summaries shared by check and info (what --json reports for each node). */
 import type {ClusterSnapshot} from '../cluster/loader.js'
-import type {SlotRange} from '../cluster/slots.js'
+import type {SlotRange} from '../core/slots.js'
 import {type ClusterNode, replicasOf} from '../cluster/topology.js'
-import {byAddress, byFirstSlot, rangeSet} from '../cli/result.js'
+import {byAddress, byFirstSlot, rangeSet} from '../core/result.js'
 
 export interface NodeSummary {
   id: string

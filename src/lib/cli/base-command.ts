@@ -10,14 +10,15 @@ import {type ClusterSnapshot, type LoadOptions, loadCluster} from '../cluster/lo
 import {type ConnectionSettings, NodePool} from '../cluster/connection.js'
 import {type RunLock, acquireRunLock, refuseIfOtherRun} from '../cluster/run-lock.js'
 import {mastersOf} from '../cluster/topology.js'
-import {ExitCode, SlotctlError, errorMessage, usageError} from '../errors.js'
+import {ExitCode, SlotctlError, errorMessage, usageError} from '../core/errors.js'
 import {PhaseClock} from '../phases.js'
+import {writeStderr, writeStdout} from './output.js'
 import {hasUrlPassword, redactSecrets, registerSecret, registerUrlSecrets} from '../secrets.js'
 import {askSecretOrFail, confirmOrFail} from './prompt.js'
 import type {ProgressReporter} from './progress.js'
 import {type IssueView, applyColour, colourEnabled, colourOn, renderIssues, wrapLine} from './render.js'
-import {escapeControl, escapeTerminal} from './escape.js'
-import {type ErrorEnvelope, errorDocument, successDocument} from './result.js'
+import {escapeControl, escapeTerminal} from '../core/escape.js'
+import {type ErrorEnvelope, errorDocument, successDocument} from '../core/result.js'
 import {durationFlag} from './duration.js'
 import {type ClusterRef, type HistoryRecord, type Outcome, appendHistory, clusterIdOf, currentHost, currentUser, redactArgs} from '../history/audit-log.js'
 
@@ -123,7 +124,7 @@ function reachableMasters(snapshot: ClusterSnapshot): string[] {
 }
 
 export abstract class BaseCommand<T extends typeof Command> extends Command {
-  static baseFlags = {
+  static override baseFlags = {
     password: Flags.string({char: 'a', description: 'password for AUTH (prefer REDISCLI_AUTH or --askpass: a flag is visible in ps)', env: 'REDISCLI_AUTH', helpGroup: 'CONNECTION'}),
     askpass: Flags.boolean({description: 'ask for the password on the terminal, without echo', helpGroup: 'CONNECTION'}),
     'no-auth-warning': Flags.boolean({description: 'no warning when a password is given on the command line', helpGroup: 'CONNECTION'}),
@@ -142,7 +143,7 @@ export abstract class BaseCommand<T extends typeof Command> extends Command {
     verbose: Flags.boolean({description: 'more detail (every item of grouped warnings, per-slot lines), and stack traces on errors', helpGroup: 'GLOBAL'}),
   }
 
-  static enableJsonFlag = true
+  static override enableJsonFlag = true
 
   /**
    * A verb that changes a cluster: each run (but a --dry-run) appends one record to the
@@ -180,7 +181,7 @@ export abstract class BaseCommand<T extends typeof Command> extends Command {
     return `${description}\n\nEXIT CODES\n${lines.join('\n')}`
   }
 
-  public async init(): Promise<void> {
+  public override async init(): Promise<void> {
     await super.init()
     const {args, flags, metadata, raw} = await this.parse({
       args: this.ctor.args,
@@ -213,7 +214,7 @@ export abstract class BaseCommand<T extends typeof Command> extends Command {
     for (const token of raw) registerUrlSecrets(token.input)
     const onCommandLine = raw.some((token) => (token.type === 'flag' && /password/.test(token.flag ?? '')) || hasUrlPassword(token.input))
     if (onCommandLine && !f['no-auth-warning']) {
-      process.stderr.write('slotctl: warning: a password on the command line shows in ps and in shell history; use REDISCLI_AUTH or --askpass instead\n')
+      writeStderr('slotctl: warning: a password on the command line shows in ps and in shell history; use REDISCLI_AUTH or --askpass instead')
     }
     if (f.askpass) {
       const password = await askSecretOrFail('Password:', '--askpass')
@@ -331,10 +332,15 @@ export abstract class BaseCommand<T extends typeof Command> extends Command {
 
   /** Progress and notes go to stderr so stdout stays clean for --json and pipes; --quiet drops them. */
   protected note(message: string): void {
-    if (!this.jsonEnabled() && !this.flags?.quiet) process.stderr.write(`${shownText(message)}\n`)
+    if (!this.jsonEnabled() && !this.flags?.quiet) writeStderr(shownText(message))
   }
 
-  public log(message = '', ...args: unknown[]): void {
+  /** A line on stderr in every mode (--json and --quiet included): failures must be seen. */
+  protected errorLine(message: string): void {
+    writeStderr(shownText(message))
+  }
+
+  public override log(message = '', ...args: unknown[]): void {
     super.log(shownText(message), ...args)
   }
 
@@ -343,11 +349,11 @@ export abstract class BaseCommand<T extends typeof Command> extends Command {
     if (this.jsonEnabled()) return
     const options = {groupSummary, verbose: this.flags?.verbose}
     const lines = [...renderIssues('Errors', 'ERR', issues.errors ?? [], options), ...renderIssues('Warnings', 'WARN', issues.warnings ?? [], options)]
-    for (const line of lines) process.stderr.write(`${shownText(line)}\n`)
+    for (const line of lines) writeStderr(shownText(line))
   }
 
-  /** Every result gets schemaVersion (README "JSON output"). */
-  protected toSuccessJson(result: unknown): unknown {
+  /** Every result gets schemaVersion (docs/json.md). */
+  protected override toSuccessJson(result: unknown): unknown {
     return successDocument(result as object)
   }
 
@@ -355,19 +361,19 @@ export abstract class BaseCommand<T extends typeof Command> extends Command {
    * Plain JSON: oclif's version tokenizes it for colour (about 70 ms for a 4096-slot plan)
    * and would colour it on a terminal, which no JSON consumer wants.
    */
-  public logJson(json: unknown): void {
-    process.stdout.write(`${redactSecrets(JSON.stringify(json, null, 2))}\n`)
+  public override logJson(json: unknown): void {
+    writeStdout(redactSecrets(JSON.stringify(json, null, 2)))
   }
 
-  protected async catch(err: Error & {exitCode?: number}): Promise<unknown> {
+  protected override async catch(err: Error & {exitCode?: number}): Promise<unknown> {
     if (err instanceof Errors.ExitError) throw err
     const envelope = toEnvelope(err)
     if (this.jsonEnabled()) {
       this.logJson(errorDocument(envelope))
     } else {
-      process.stderr.write(`slotctl: error: ${envelope.message}\n`)
-      for (const hint of envelope.suggestions ?? []) process.stderr.write(`  hint: ${hint}\n`)
-      if (this.flags?.verbose && err.stack) process.stderr.write(`${redactSecrets(err.stack)}\n`)
+      writeStderr(`slotctl: error: ${envelope.message}`)
+      for (const hint of envelope.suggestions ?? []) writeStderr(`  hint: ${hint}`)
+      if (this.flags?.verbose && err.stack) writeStderr(redactSecrets(err.stack))
     }
     return this.exit(envelope.exitCode)
   }
@@ -405,7 +411,7 @@ export abstract class BaseCommand<T extends typeof Command> extends Command {
       verb: this.id ?? 'slotctl',
     }
     const problem = appendHistory(record)
-    if (problem && exitCode !== ExitCode.usage) process.stderr.write(`slotctl: warning: this run is not in the history log: ${shownLine(problem)}\n`)
+    if (problem && exitCode !== ExitCode.usage) writeStderr(`slotctl: warning: this run is not in the history log: ${shownLine(problem)}`)
   }
 
   private recordEnd(err: Error | undefined): void {
@@ -415,7 +421,7 @@ export abstract class BaseCommand<T extends typeof Command> extends Command {
     this.writeHistory(exitCode, outcome, err instanceof Errors.ExitError ? undefined : err)
   }
 
-  protected async finally(err: Error | undefined): Promise<unknown> {
+  protected override async finally(err: Error | undefined): Promise<unknown> {
     this.recordEnd(err)
     this.removeSignalHandlers()
     this.runLock?.release()
@@ -459,7 +465,7 @@ export abstract class BaseCommand<T extends typeof Command> extends Command {
   /** Writes a line to stderr in every mode (--json included): an interrupt must be explained. */
   protected tell(message: string): void {
     if (this.progress) this.progress.say(shownText(message))
-    else process.stderr.write(`${shownText(message)}\n`)
+    else writeStderr(shownText(message))
   }
 
   protected firstInterruptMessage(signal: NodeJS.Signals): string {

@@ -5,7 +5,7 @@
  */
 import {Flags} from '@oclif/core'
 
-import {usageError} from '../errors.js'
+import {usageError} from '../core/errors.js'
 
 export type PlainUnit = 'ms' | 's'
 

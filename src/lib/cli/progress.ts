@@ -10,7 +10,7 @@
  */
 import type {MigrationEvent} from '../migrate/executor.js'
 import {colourOn, formatBytes, formatDuration} from './render.js'
-import {escapeTerminal} from './escape.js'
+import {escapeTerminal} from '../core/escape.js'
 
 export type ProgressMode = 'bar' | 'json' | 'lines' | 'none'
 

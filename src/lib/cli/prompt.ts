@@ -1,4 +1,4 @@
-import {ExitCode, SlotctlError} from '../errors.js'
+import {ExitCode, SlotctlError} from '../core/errors.js'
 
 export function interactive(): boolean {
   return Boolean(process.stdin.isTTY && process.stderr.isTTY) && !process.env.CI

@@ -4,7 +4,8 @@
  */
 import chalk from 'chalk'
 
-import {formatSlots} from '../cluster/slots.js'
+import {formatSlots} from '../core/slots.js'
+import {formatDuration} from '../core/units.js'
 import type {MigrationPlan} from '../plan/types.js'
 import type {Phase, PhaseTimes} from '../phases.js'
 
@@ -131,24 +132,8 @@ export const paint = {
   warn: (text: string) => chalk.yellow(text),
 }
 
-export function formatBytes(bytes: number): string {
-  const units = ['B', 'KiB', 'MiB', 'GiB', 'TiB']
-  let value = bytes
-  let unit = 0
-  while (value >= 1024 && unit < units.length - 1) {
-    value /= 1024
-    unit++
-  }
-  return unit === 0 ? `${value} B` : `${value.toFixed(value >= 100 ? 0 : 1)} ${units[unit]}`
-}
-
-export function formatDuration(ms: number): string {
-  if (ms < 1000) return `${Math.round(ms)} ms`
-  const seconds = ms / 1000
-  if (seconds < 60) return `${seconds.toFixed(seconds < 10 ? 2 : 1)} s`
-  const minutes = Math.floor(seconds / 60)
-  return `${minutes}m${String(Math.round(seconds % 60)).padStart(2, '0')}s`
-}
+// the units live in core/ (the engine words its refusals with them); re-exported for the views
+export {formatBytes, formatDuration} from '../core/units.js'
 
 const PHASE_LABELS: Record<Phase, string> = {confirm: 'waiting for yes', load: 'load', lock: 'lock', moving: 'moving', preflight: 'pre-flight', settle: 'settle', startup: 'start-up', verification: 'verification'}
 

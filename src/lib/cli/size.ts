@@ -3,7 +3,7 @@
  */
 import {Flags} from '@oclif/core'
 
-import {usageError} from '../errors.js'
+import {usageError} from '../core/errors.js'
 
 const UNIT_BYTES: Record<string, number> = {'': 1, b: 1, g: 1024 ** 3, gb: 1024 ** 3, gib: 1024 ** 3, k: 1024, kb: 1024, kib: 1024, m: 1024 ** 2, mb: 1024 ** 2, mib: 1024 ** 2}
 

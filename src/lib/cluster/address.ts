@@ -1,4 +1,4 @@
-import {usageError} from '../errors.js'
+import {usageError} from '../core/errors.js'
 import {redactUrls, registerSecret} from '../secrets.js'
 
 export interface NodeAddress {
@@ -90,6 +90,16 @@ export function parseAddress(input: string, separatePort?: string): NodeAddress 
   const [host, port] = text.split(':')
   if (!host) throw usageError(`invalid address '${text}': missing host`)
   return {host, port: parsePort(port, text)}
+}
+
+/**
+ * An address slotctl formatted itself or a node reported (`host:port`, `[v6]:port`, or a bare
+ * v6 `::1:7000`): split at the last colon, brackets dropped, nothing checked. What an operator
+ * typed goes through parseAddress instead.
+ */
+export function splitAddress(text: string): {host: string; port: number} {
+  const colon = text.lastIndexOf(':')
+  return {host: text.slice(0, colon).replace(/^\[(.*)\]$/, '$1'), port: Number(text.slice(colon + 1))}
 }
 
 export function formatAddress(address: {host: string; port: number}): string {

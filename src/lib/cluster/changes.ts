@@ -3,7 +3,7 @@
  * on one read, and may act only if the read under its lock shows the same cluster.
  */
 import type {ClusterSnapshot} from './loader.js'
-import {formatSlots} from './slots.js'
+import {formatSlots} from '../core/slots.js'
 import {type ClusterNode, shortId, slotOwners} from './topology.js'
 
 /** Nodes in handshake come and go with gossip; they hold no slots and serve nothing. */

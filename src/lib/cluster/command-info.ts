@@ -3,7 +3,7 @@
  * table (COMMAND INFO), so renamed, new and module commands are judged like the built-ins.
  */
 import type {NodePool} from './connection.js'
-import {SlotctlError, errorMessage, usageError} from '../errors.js'
+import {SlotctlError, errorMessage, usageError} from '../core/errors.js'
 import {NODE_PARALLELISM, mapLimit} from './connection.js'
 
 /**

@@ -7,9 +7,9 @@ import {type ConnectionOptions as TlsOptions, connect as connectTls, createSecur
 
 import {Redis, type RedisOptions} from 'ioredis'
 
-import {type NodeAddress, formatAddress} from './address.js'
+import {type NodeAddress, formatAddress, splitAddress} from './address.js'
 import {RawReadTimeout, rawPipeline} from './raw-pipeline.js'
-import {SlotctlError, errorMessage, isConnectionLost, nodeFailure, usageError} from '../errors.js'
+import {SlotctlError, errorMessage, isConnectionLost, nodeFailure, usageError} from '../core/errors.js'
 import {readRegularFileSync} from '../files.js'
 
 const MAX_PEM_BYTES = 1024 * 1024
@@ -175,6 +175,8 @@ function hungError(address: string, ms: number): SlotctlError {
 /** Waits at most `ms` for a TCP or TLS exchange; resolves false on any error or silence. */
 function probeWithin(ms: number, start: (finish: (result: boolean) => void) => {destroy(): void}): Promise<boolean> {
   return new Promise((resolve) => {
+    // assigned after finish is made (finish may destroy it), so not a const
+    // eslint-disable-next-line prefer-const
     let socket: {destroy(): void} | undefined
     const finish = (result: boolean) => {
       clearTimeout(timer)
@@ -232,7 +234,7 @@ export class NodePool {
    */
   async client(address: NodeAddress | string, lane: number | string = 0): Promise<Redis> {
     if (this.closed) throw new SlotctlError('connection pool already closed', {code: 'E_INTERNAL'})
-    const target = typeof address === 'string' ? addressFromString(address) : address
+    const target = typeof address === 'string' ? splitAddress(address) : address
     const node = formatAddress(target)
     const hung = this.hung.get(node)
     if (hung) throw hung
@@ -247,7 +249,7 @@ export class NodePool {
 
   /** Whether a node missed a deadline in this run. */
   isHung(address: string): boolean {
-    return this.hung.has(formatAddress(addressFromString(address)))
+    return this.hung.has(formatAddress(splitAddress(address)))
   }
 
   /**
@@ -255,7 +257,7 @@ export class NodePool {
    * that accepts connections and never answers must not stall a whole check or fix.
    */
   async read<T>(address: string, read: (client: Redis) => Promise<T>): Promise<T> {
-    const key = formatAddress(addressFromString(address))
+    const key = formatAddress(splitAddress(address))
     const client = await this.client(address)
     return this.within(key, read(client))
   }
@@ -268,7 +270,7 @@ export class NodePool {
    * deadline, over the node's pooled client.
    */
   async readMany(address: string, commands: ReadonlyArray<ReadonlyArray<number | string>>): Promise<Reply[]> {
-    const target = addressFromString(address)
+    const target = splitAddress(address)
     const key = formatAddress(target)
     // connects (or reports why it cannot) as every other read does, and checks the hung list
     await this.client(address)
@@ -397,7 +399,7 @@ export class NodePool {
           idle.push(lane)
           return
         }
-        const key = `${formatAddress(addressFromString(address))}#${lane}`
+        const key = `${formatAddress(splitAddress(address))}#${lane}`
         this.entries.get(key)?.client.disconnect()
         this.entries.delete(key)
       },
@@ -422,11 +424,6 @@ export class NodePool {
     for (const socket of this.rawSockets) socket.destroy()
     this.rawSockets.clear()
   }
-}
-
-function addressFromString(text: string): NodeAddress {
-  const colon = text.lastIndexOf(':')
-  return {host: text.slice(0, colon).replace(/^\[(.*)\]$/, '$1'), port: Number(text.slice(colon + 1))}
 }
 
 export function delay(ms: number): Promise<void> {

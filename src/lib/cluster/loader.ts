@@ -6,7 +6,7 @@ import type {Redis} from 'ioredis'
 
 import {type NodeAddress, formatAddress} from './address.js'
 import {NODE_PARALLELISM, type NodePool, describeConnectError, pollBackoff, settleLimit} from './connection.js'
-import {SlotctlError, errorMessage} from '../errors.js'
+import {SlotctlError, errorMessage} from '../core/errors.js'
 import {type ClusterNode, type SlotFieldCache, myselfOf, parseClusterNodes, parseInfo, resolveNodeId} from './topology.js'
 import {type SlotMigrationJob, parseSlotMigrations} from './slot-migrations.js'
 

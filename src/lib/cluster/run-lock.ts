@@ -26,7 +26,7 @@ import type {Redis} from 'ioredis'
 
 import type {NodePool} from './connection.js'
 import {NODE_PARALLELISM, settleLimit} from './connection.js'
-import {SlotctlError, errorMessage} from '../errors.js'
+import {SlotctlError, errorMessage} from '../core/errors.js'
 
 const PREFIX = 'slotctl:'
 

@@ -10,7 +10,7 @@
  * (replicated SETSLOT) follow the version.
  */
 import {NODE_PARALLELISM, type NodePool, settleLimit} from './connection.js'
-import {SlotctlError, errorMessage} from '../errors.js'
+import {SlotctlError, errorMessage} from '../core/errors.js'
 import {parseInfo} from './topology.js'
 
 export type ServerName = 'redis' | 'unknown' | 'valkey'

@@ -10,8 +10,8 @@
  * a MEMORY USAGE per key.
  */
 import {NODE_PARALLELISM, type NodePool, mapLimit} from './connection.js'
-import {SlotctlError, errorMessage} from '../errors.js'
-import {SLOT_COUNT, type SlotRange, expandRanges} from './slots.js'
+import {SlotctlError, errorMessage} from '../core/errors.js'
+import {SLOT_COUNT, type SlotRange, expandRanges} from '../core/slots.js'
 import {readServerFeatures} from './server-info.js'
 import {parseInfo} from './topology.js'
 

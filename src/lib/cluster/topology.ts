@@ -3,8 +3,8 @@
  * No I/O here; the loader (cluster.ts) fills it from live nodes.
  */
 import {formatAddress} from './address.js'
-import {SlotctlError, usageError} from '../errors.js'
-import {type SlotRange, countSlots, mergeRanges} from './slots.js'
+import {SlotctlError, usageError} from '../core/errors.js'
+import {type SlotRange, countSlots, mergeRanges} from '../core/slots.js'
 
 export type NodeRole = 'master' | 'replica' | 'unknown'
 

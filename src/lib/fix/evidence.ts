@@ -13,10 +13,9 @@ import {type MasterEvidence, type SlotEvidence, effectiveClaimants} from '../pla
 import {deadOwnerHint} from '../check/checks.js'
 import {holdsKeysOutside} from '../check/scan.js'
 import {countKeysInSlots} from '../cluster/slot-stats.js'
-import {SLOT_COUNT, expandRanges} from '../cluster/slots.js'
+import {SLOT_COUNT, expandRanges} from '../core/slots.js'
 import {readServerFeaturesOf} from '../cluster/server-info.js'
 import {type ClusterNode, markersNotOn, openSlotsOf, slotCount, slotOwners} from '../cluster/topology.js'
-import {SlotctlError, errorMessage} from '../errors.js'
 
 export interface FixEvidence {
   masters: MasterEvidence[]

@@ -16,11 +16,11 @@ import path from 'node:path'
 
 import {DEFAULT_CONNECTION, NODE_PARALLELISM, NodePool, mapLimit, settleLimit} from '../cluster/connection.js'
 import {applyCreatePlan} from '../nodes/create.js'
-import {SlotctlError, usageError} from '../errors.js'
+import {SlotctlError, usageError} from '../core/errors.js'
 import {PRIVATE_DIR_MODE, PRIVATE_FILE_MODE, ensurePrivateDir, writeOutputFile} from '../files.js'
 import {type RunningServer, type ServerBinary, describeServerBinary, findFreePorts, isAlive, isOurServer, isServerOnPort, requireServerBinary, startServer, stopServer, titleNamesAddress} from './servers.js'
 import {planCreate} from '../plan/create.js'
-import {keySlot} from '../cluster/slots.js'
+import {keySlot} from '../core/slots.js'
 import {parseClusterNodes, parseInfo, slotOwners} from '../cluster/topology.js'
 
 export interface SandboxNode {

@@ -13,7 +13,7 @@ import path from 'node:path'
 import {Redis} from 'ioredis'
 
 import {delay} from '../cluster/connection.js'
-import {SlotctlError, errorMessage} from '../errors.js'
+import {SlotctlError, errorMessage} from '../core/errors.js'
 import {ensurePrivateDir, writeOutputFile} from '../files.js'
 import {parseInfo} from '../cluster/topology.js'
 

@@ -23,7 +23,7 @@ import {createHash} from 'node:crypto'
 
 import {type NodePool, pipelineCalls} from '../cluster/connection.js'
 import {parseInfo} from '../cluster/topology.js'
-import {SlotctlError} from '../errors.js'
+import {SlotctlError} from '../core/errors.js'
 import type {BigKey, SlotMove} from '../plan/types.js'
 
 export const DEFAULT_BIG_KEY_BYTES = 64 * 1024 * 1024

@@ -44,7 +44,7 @@ import {createHash} from 'node:crypto'
 
 import type {Redis} from 'ioredis'
 
-import {isScriptRefused} from '../errors.js'
+import {isScriptRefused} from '../core/errors.js'
 import {type Durability, waitForReplicas} from './durable.js'
 
 /**

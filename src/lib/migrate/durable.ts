@@ -35,16 +35,15 @@
  *   copies at the target: the slot stays open, and finishing it copies again with REPLACE.
  *
  * What this cannot do: a key a client deletes at the source between step 1 and step 3 keeps
- * its copy at the target (the delete is lost, never a write). Said in README "Known
- * limitations".
+ * its copy at the target (the delete is lost, never a write). Said in docs/known-limitations.md.
  */
 import {randomBytes} from 'node:crypto'
 
 import type {Redis} from 'ioredis'
 
 import type {NodePool} from '../cluster/connection.js'
-import {SLOT_COUNT, keySlot} from '../cluster/slots.js'
-import {SlotctlError, errorMessage, isConnectionLost, nodeFailure} from '../errors.js'
+import {SLOT_COUNT, keySlot} from '../core/slots.js'
+import {SlotctlError, isConnectionLost, nodeFailure} from '../core/errors.js'
 
 /** How a run protects moved keys; a mover given none moves with plain MIGRATE (--durability none). */
 export interface DurabilitySettings {

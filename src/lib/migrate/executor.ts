@@ -5,7 +5,7 @@
  * A slot counts as moved only when its mover verified it (see slot-protocol.ts); any
  * failure stops the run, and the failed slots stay open and in flight in the journal.
  */
-import {SlotctlError, errorMessage} from '../errors.js'
+import {SlotctlError, errorMessage} from '../core/errors.js'
 import type {Journal} from './journal.js'
 import type {SlotMover} from './mover.js'
 import type {AsmProgress} from './valkey-asm-mover.js'
@@ -17,7 +17,8 @@ export interface ExecuteOptions {
   parallel: number
   /** waves in flight at once that involve the same node */
   perNodeLimit: number
-  journal?: Journal
+  /** every wave's slots are journaled as started before they open and as done once closed */
+  journal?: Pick<Journal, 'slotsDone' | 'slotsStarted'>
   /** Slots already done (resume). */
   skipSlots?: ReadonlySet<number>
   /** Slots whose target already owns them: only the closing step is left (resume). */

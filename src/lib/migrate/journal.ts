@@ -6,7 +6,7 @@
 import {readdirSync, statSync} from 'node:fs'
 import path from 'node:path'
 
-import {SlotctlError, usageError} from '../errors.js'
+import {SlotctlError, usageError} from '../core/errors.js'
 import {stateDir} from '../history/audit-log.js'
 import {appendToFileSync, createJournalFile, cutTornLastLine, readErrorText, readRegularFileSync} from '../files.js'
 import {validateJournalLine} from '../plan/plan-file.js'

@@ -13,8 +13,8 @@ import type {Redis} from 'ioredis'
 
 import {parseAddress} from '../cluster/address.js'
 import {type ConnectionSettings, type NodePool, delay} from '../cluster/connection.js'
-import {SlotctlError, errorMessage, isConnectionLost, isScriptRefused, nodeFailure} from '../errors.js'
-import {fingerprints, sameValue} from '../transfer/digest.js'
+import {SlotctlError, errorMessage, isConnectionLost, isScriptRefused, nodeFailure} from '../core/errors.js'
+import {fingerprints, sameValue} from '../keys/digest.js'
 import {printableKey} from './big-keys.js'
 import {type CopyGroup, type Durability, copyWaitDelete} from './durable.js'
 import {IN_SOURCE_MAX_BATCH, type InSourceResult, copyWaitDeleteInSource} from './durable-in-source.js'
@@ -466,12 +466,12 @@ class DurableRound {
   private readonly auth: string[]
 
   constructor(
-    private readonly pool: NodePool,
+    pool: NodePool,
     /** the first source connection; the WATCH path leases the rest with allLanes() */
     private readonly sources: Redis[],
     private readonly allLanes: () => Promise<Redis[]>,
     private readonly targetClient: Redis,
-    private readonly pair: SlotMoveTarget,
+    pair: SlotMoveTarget,
     private readonly options: MoveKeysOptions,
     private readonly durability: Durability,
     private readonly outcome: WaveOutcome,

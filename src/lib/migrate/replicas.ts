@@ -6,7 +6,7 @@
  */
 import {type NodePool, delay, pollBackoff} from '../cluster/connection.js'
 import {parseClusterNodes, parseInfo} from '../cluster/topology.js'
-import {SlotctlError, errorMessage} from '../errors.js'
+import {SlotctlError, errorMessage} from '../core/errors.js'
 import type {SlotEndpoint} from './slot-protocol.js'
 
 /** A replica whose last acknowledgement is older than this is not keeping up (replicas ack every second). */
@@ -126,8 +126,7 @@ async function ownsInView(pool: NodePool, address: string, ownerId: string, slot
  * Before a Valkey target claims slots: every replica must know the target's raised epoch.
  * Valkey hands `SETSLOT s NODE target` to the replicas before the target applies it; a
  * replica that knows only the target's older epoch lets the source's next claim take the slot
- * back in its view, and deletes the slot's keys if it is then promoted (README "Known
- * limitations"). A replica that knows the new epoch keeps the slot against any claim with
+ * back in its view, and deletes the slot's keys if it is then promoted (docs/known-limitations.md). A replica that knows the new epoch keeps the slot against any claim with
  * the source's lower one. Bounded by waitMs; the slots stay open otherwise.
  */
 export async function awaitReplicasKnowEpoch(pool: NodePool, target: SlotEndpoint, replicas: readonly string[], epoch: number, waitMs: number): Promise<void> {

@@ -45,7 +45,7 @@
  *   and target at once, which also rules out MIGRATE cycles). What no client-side protocol can
  *   rule out is a failover or an operator's BUMPEPOCH in the source's shard between step 2
  *   and step 4: the verification after the wave and the final agreement check report it, and
- *   README "Known limitations" names it.
+ *   docs/known-limitations.md names it.
  * - Step 2 makes the target's configEpoch greater than eS before the target claims any of
  *   the slots, so from step 3 on a claim for the source carries an epoch below the target's
  *   and changes nothing there, however the pipeline of step 3 is split over event-loop turns
@@ -73,8 +73,8 @@
  */
 import {type NodePool, type Reply, delay, mapLimit, pipelineCalls, spreadCalls} from '../cluster/connection.js'
 import {parseClusterNodes, parseInfo} from '../cluster/topology.js'
-import {SlotctlError, errorMessage, isConnectionLost, nodeFailure} from '../errors.js'
-import {formatSlots} from '../cluster/slots.js'
+import {SlotctlError, errorMessage, isConnectionLost, nodeFailure} from '../core/errors.js'
+import {formatSlots} from '../core/slots.js'
 import {readReplicaStates} from './replicas.js'
 
 export interface SlotEndpoint {

@@ -7,9 +7,9 @@
  * ownership back in both nodes' views before it counts a slot as moved.
  */
 import {type NodePool, delay, pipelineCalls} from '../cluster/connection.js'
-import {toRanges} from '../cluster/slots.js'
+import {toRanges} from '../core/slots.js'
 import {type SlotMigrationJob, isTerminal, parseSlotMigrations} from '../cluster/slot-migrations.js'
-import {SlotctlError, errorMessage} from '../errors.js'
+import {SlotctlError, errorMessage} from '../core/errors.js'
 import type {SlotMover, WaveReport, WaveRequest} from './mover.js'
 import {type DurabilitySettings, waitForReplicasOf} from './durable.js'
 import {awaitReplicaViews, requireHealthyReplicas} from './replicas.js'

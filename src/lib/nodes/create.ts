@@ -10,10 +10,13 @@ import type {Redis} from 'ioredis'
 import {parseAddress} from '../cluster/address.js'
 import {readNodeStateOf} from '../cluster/loader.js'
 import {NODE_PARALLELISM, type NodePool, mapLimit} from '../cluster/connection.js'
-import {SlotctlError, errorMessage} from '../errors.js'
+import {SlotctlError, errorMessage} from '../core/errors.js'
 import type {CreatePlan} from '../plan/create.js'
-import {myselfOf, parseInfo, slotMapSignature} from '../cluster/topology.js'
-import {waitUntil} from '../cluster/wait.js'
+import {myselfOf} from '../cluster/topology.js'
+import {waitForAgreement, waitForClusterOk, waitForReplication, waitUntil} from '../cluster/wait.js'
+
+// moved to cluster/wait.ts; shim kept for branches in flight, removed after merge
+export {waitForAgreement, waitForClusterOk, waitForReplication} from '../cluster/wait.js'
 
 export type CreateEvent = {phase: 'assign-slots' | 'meet' | 'replicate' | 'wait-join' | 'wait-replication' | 'wait-state'}
 
@@ -122,59 +125,9 @@ async function waitForMastersKnown(pool: NodePool, replicas: ReadonlyArray<{addr
   })
 }
 
-/** Every node knows all the others (no handshake left) and all report the same slot map. */
-export async function waitForAgreement(
-  pool: NodePool,
-  addresses: string[],
-  timeoutMs: number,
-  what = 'every node knows every other and all agree on the slot map',
-  onAllKnown?: () => Promise<void>,
-): Promise<void> {
-  let nudged = false
-  await waitUntil(what, timeoutMs, async () => {
-    const states = await mapLimit(addresses, NODE_PARALLELISM, async (address) => readNodeStateOf(pool, address))
-    const signatures = new Set(states.map((state) => slotMapSignature(state.nodes)))
-    const lagging = states.flatMap((state, index) => {
-      const known = state.nodes.filter((node) => !node.handshake && !node.noAddress).length
-      return known < addresses.length ? [`${addresses[index]} knows ${known} of ${addresses.length} nodes`] : []
-    })
-    if (lagging.length === 0 && signatures.size > 1 && onAllKnown && !nudged) {
-      nudged = true
-      await onAllKnown()
-    }
-    if (signatures.size > 1) lagging.push('nodes still disagree on the slot map')
-    return {done: lagging.length === 0, lagging: lagging.join('; ')}
-  })
-}
-
 async function replicate(pool: NodePool, replicas: ReadonlyArray<{address: string; masterId: string}>): Promise<void> {
   await mapLimit(replicas, NODE_PARALLELISM, async (replica) => {
     await call(await pool.client(replica.address), replica.address, 'CLUSTER', 'REPLICATE', replica.masterId)
-  })
-}
-
-/** Each replica's link to its master is up, and every node sees it as that master's replica. */
-export async function waitForReplication(pool: NodePool, replicas: Array<{address: string; masterId: string}>, allAddresses: string[], timeoutMs: number): Promise<void> {
-  await waitUntil('every replica is linked to its master', timeoutMs, async () => {
-    const lagging: string[] = []
-    await mapLimit(replicas, NODE_PARALLELISM, async (replica) => {
-      const info = parseInfo(String(await pool.read(replica.address, (client) => client.info('replication'))))
-      if (info.master_link_status !== 'up') lagging.push(`${replica.address} link ${info.master_link_status ?? 'not set'}`)
-    })
-    const states = await mapLimit(allAddresses, NODE_PARALLELISM, async (address) => readNodeStateOf(pool, address))
-    for (const [index, state] of states.entries()) {
-      const unseen = replicas.filter((replica) => !state.nodes.some((node) => node.role === 'replica' && node.masterId === replica.masterId && node.address === replica.address))
-      if (unseen.length > 0) lagging.push(`${allAddresses[index]} does not yet see ${unseen.length} replica(s)`)
-    }
-    return {done: lagging.length === 0, lagging: lagging.slice(0, 5).join('; ')}
-  })
-}
-
-export async function waitForClusterOk(pool: NodePool, addresses: string[], timeoutMs: number): Promise<void> {
-  await waitUntil('every node reports cluster_state:ok', timeoutMs, async () => {
-    const states = await mapLimit(addresses, NODE_PARALLELISM, async (address) => readNodeStateOf(pool, address))
-    const lagging = states.flatMap((state, index) => (state.clusterInfo.cluster_state === 'ok' ? [] : [`${addresses[index]} is ${state.clusterInfo.cluster_state}`]))
-    return {done: lagging.length === 0, lagging: lagging.join('; ')}
   })
 }
 

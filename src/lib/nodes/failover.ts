@@ -1,6 +1,6 @@
 import {type ClusterSnapshot, readNodeStateOf} from '../cluster/loader.js'
 import {type NodePool, NODE_PARALLELISM, settleLimit} from '../cluster/connection.js'
-import {errorMessage, failure, SlotctlError} from '../errors.js'
+import {errorMessage, failure, SlotctlError} from '../core/errors.js'
 import {type FailoverStep, type HealthOf, type ReplicaHealth} from '../plan/failover.js'
 import {type ClusterNode, myselfOf, parseInfo, shortId, slotCount} from '../cluster/topology.js'
 import {waitUntil} from '../cluster/wait.js'

@@ -4,13 +4,14 @@
  */
 import {type ClusterSnapshot, findNode} from '../cluster/loader.js'
 import {NODE_PARALLELISM, type NodePool, mapLimit, settleLimit} from '../cluster/connection.js'
-import {meetArgs, resolveForMeet, waitForClusterOk, waitForReplication} from './create.js'
-import {SlotctlError, errorMessage, usageError} from '../errors.js'
+import {waitForClusterOk, waitForReplication} from '../cluster/wait.js'
+import {meetArgs, resolveForMeet} from './create.js'
+import {SlotctlError, errorMessage, usageError} from '../core/errors.js'
 import {type ReplicaMove, type ZoneOf, chooseMasterFor, noZones, placementWarnings, planReplicaMoves} from '../plan/placement.js'
-import {formatRanges} from '../cluster/slots.js'
+import {formatRanges} from '../core/slots.js'
 import {type ClusterNode, keyCountFromInfo, myselfOf, openSlotsOf, parseClusterNodes, parseInfo, slotCount, slotMapSignature} from '../cluster/topology.js'
 import {waitUntil} from '../cluster/wait.js'
-import {type Issue, type NodeRef, issue, nodeRef} from '../cli/result.js'
+import {type Issue, type NodeRef, issue, nodeRef} from '../core/result.js'
 
 export interface CandidateState {
   /** As the operator gave it. */

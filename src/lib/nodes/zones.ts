@@ -7,7 +7,7 @@
 
 import type {NodePool} from '../cluster/connection.js'
 import {readServerFeaturesOf} from '../cluster/server-info.js'
-import {errorMessage, usageError} from '../errors.js'
+import {errorMessage, usageError} from '../core/errors.js'
 import type {ZoneOf} from '../plan/placement.js'
 import {readRegularFileSync} from '../files.js'
 

@@ -3,7 +3,7 @@
  * master gets. Spreads masters across zones and hosts and keeps replicas off their master's
  * host and zone whenever another choice exists; what cannot be avoided is reported.
  */
-import {type SlotRange, splitEvenly} from '../cluster/slots.js'
+import {type SlotRange, splitEvenly} from '../core/slots.js'
 
 export interface CreateCandidate {
   address: string

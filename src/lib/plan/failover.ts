@@ -1,5 +1,5 @@
-import {usageError, failure} from '../errors.js'
-import type {SlotRange} from '../cluster/slots.js'
+import {usageError, failure} from '../core/errors.js'
+import type {SlotRange} from '../core/slots.js'
 import {type ClusterNode, replicasOf, shortId, slotCount} from '../cluster/topology.js'
 
 /** What INFO replication says about one replica, read by the caller (planners do no I/O). */

@@ -10,7 +10,7 @@ import {fileURLToPath} from 'node:url'
 
 import type {ErrorObject, ValidateFunction} from 'ajv'
 
-import {usageError} from '../errors.js'
+import {usageError} from '../core/errors.js'
 import type {BigKey, MigrationPlan, PlanNode, SlotMove} from './types.js'
 import {readRegularFileSync} from '../files.js'
 import {formatSlots} from '../cluster/slots.js'

@@ -15,9 +15,9 @@
  * and then trims receivers), so exactly Σ|surplus| slots move, each at most once, and the
  * result is the same for the same input whatever the input order.
  */
-import {type SlotRange, countSlots, expandRanges} from '../cluster/slots.js'
+import {type SlotRange, countSlots, expandRanges} from '../core/slots.js'
 import {type MigrationPlan, type SlotMove, movedNodeIds} from './types.js'
-import type {Issue} from '../cli/result.js'
+import type {Issue} from '../core/result.js'
 import {Heap} from './heap.js'
 
 export type BalanceBy = 'keys' | 'memory' | 'slots'

@@ -3,8 +3,8 @@
  * proportion to what they own, largest first, lowest-numbered slots first (as redis-cli),
  * but the total always equals the request when the sources own enough.
  */
-import {usageError} from '../errors.js'
-import {SLOT_COUNT, expandRanges} from '../cluster/slots.js'
+import {usageError} from '../core/errors.js'
+import {SLOT_COUNT, expandRanges} from '../core/slots.js'
 import {type ClusterNode, slotCount as countSlotsOf} from '../cluster/topology.js'
 import {type MigrationPlan, type SlotMove, movedNodeIds} from './types.js'
 

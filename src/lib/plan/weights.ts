@@ -2,7 +2,7 @@
  * Parses `--weight ID=W` values (redis-cli's `--cluster-weight`): ID is a node id or unique
  * prefix, W a non-negative number (0 drains the node). Pure: resolves against known nodes.
  */
-import {usageError} from '../errors.js'
+import {usageError} from '../core/errors.js'
 import {type ClusterNode, resolveNodeId} from '../cluster/topology.js'
 
 /**

@@ -5,11 +5,11 @@
 import type {Redis} from 'ioredis'
 
 import {type NodePool, mapLimit} from '../cluster/connection.js'
-import {keySlot} from '../cluster/slots.js'
-import type {Issue, NodeRef} from '../cli/result.js'
+import {keySlot} from '../core/slots.js'
+import type {Issue, NodeRef} from '../core/result.js'
 import type {Conflict} from './mover.js'
 import {ScanGuard} from './scan-guard.js'
-import {ExitCode, SlotctlError} from '../errors.js'
+import {ExitCode, SlotctlError} from '../core/errors.js'
 
 export interface KeyName {
   /** the name as text when it is valid UTF-8, else 0x-prefixed hex */

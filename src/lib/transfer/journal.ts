@@ -5,7 +5,7 @@
  * source (a move) or found equal in the cluster (a copy), so nothing is done twice.
  */
 
-import {SlotctlError, usageError} from '../errors.js'
+import {SlotctlError, usageError} from '../core/errors.js'
 import {appendToFileSync, createJournalFile, cutTornLastLine, readErrorText, readRegularFileSync} from '../files.js'
 import type {Checkpoint} from './mover.js'
 

@@ -8,11 +8,11 @@ import {createHash} from 'node:crypto'
 import {rm} from 'node:fs/promises'
 import path from 'node:path'
 
-import {SlotctlError, errorMessage, usageError} from '../errors.js'
+import {ExitCode, SlotctlError, errorMessage, usageError} from '../core/errors.js'
 import {openRegularFile, writeOutputFile} from '../files.js'
-import type {SlotRange} from '../cluster/slots.js'
-import type {NodeRef} from '../cli/result.js'
-import {DIGEST_ALGORITHM} from './digest.js'
+import type {SlotRange} from '../core/slots.js'
+import type {NodeRef} from '../core/result.js'
+import {DIGEST_ALGORITHM} from '../keys/digest.js'
 
 export const MANIFEST_FILE = 'manifest.json'
 export const NODES_FILE = 'nodes.json'
@@ -122,7 +122,7 @@ async function readJsonFile<T>(file: string, what: string): Promise<T> {
     if ((error as NodeJS.ErrnoException).code === 'ENOENT') {
       throw new SlotctlError(`${path.dirname(file)} has no ${path.basename(file)}: not a slotctl backup, or the backup did not finish`, {code: 'E_NOT_A_BACKUP', exitCode: 2})
     }
-    throw new SlotctlError(`cannot read ${file}: ${errorMessage(error)}`, {code: 'E_NOT_A_BACKUP'})
+    throw new SlotctlError(`cannot read ${file}: ${errorMessage(error)}`, {code: 'E_NOT_A_BACKUP', exitCode: ExitCode.failed})
   }
   try {
     return JSON.parse(text) as T

@@ -13,12 +13,12 @@ import type {Redis} from 'ioredis'
 
 import {parseAddress} from '../cluster/address.js'
 import type {NodePool} from '../cluster/connection.js'
-import {SlotctlError, errorMessage} from '../errors.js'
-import {keySlot} from '../cluster/slots.js'
+import {SlotctlError, errorMessage} from '../core/errors.js'
+import {keySlot} from '../core/slots.js'
 import {migrateAuthArgs} from '../migrate/key-mover.js'
 import type {Throttle} from '../migrate/throttle.js'
-import {fingerprints, sameValue, typeOfDump} from './digest.js'
-import type {NodeRef} from '../cli/result.js'
+import {fingerprints, sameValue, typeOfDump} from '../keys/digest.js'
+import type {NodeRef} from '../core/result.js'
 import {ScanGuard} from './scan-guard.js'
 
 export interface TransferOptions {

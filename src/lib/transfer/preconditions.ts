@@ -1,27 +1,16 @@
 /**
  * Preconditions shared by import and restore --into: the cluster must be safe to write into
- * (the same checks that stop the migration verbs) and, for restore, empty.
+ * (check/gate.ts, the gate of the migration verbs) and, for restore, empty.
  */
-import {BLOCKS_MIGRATION, runChecks} from '../check/checks.js'
 import type {ClusterSnapshot} from '../cluster/loader.js'
 import {NODE_PARALLELISM, type NodePool, mapLimit} from '../cluster/connection.js'
-import {SlotctlError} from '../errors.js'
+import {SlotctlError} from '../core/errors.js'
 import {mastersOf, slotOwners} from '../cluster/topology.js'
-import {SLOT_COUNT} from '../cluster/slots.js'
-import type {NodeRef} from '../cli/result.js'
+import {SLOT_COUNT} from '../core/slots.js'
+import type {NodeRef} from '../core/result.js'
 
-/**
- * The refusal of the migration verbs (open slots, failed or unreachable masters, uncovered
- * slots, nodes that disagree, cluster_state not ok), worded for a verb that writes keys.
- */
-export function refuseUnsafeCluster(snapshot: ClusterSnapshot, verb: string, commandHint: (args: string) => string): void {
-  const problems = runChecks(snapshot).filter((finding) => BLOCKS_MIGRATION.has(finding.code))
-  if (problems.length === 0) return
-  throw new SlotctlError(`refusing to ${verb}: ${problems[0].message}${problems.length > 1 ? ` (and ${problems.length - 1} more problem(s))` : ''}`, {
-    code: 'E_UNSAFE_CLUSTER',
-    suggestions: [`see: ${commandHint(`check ${snapshot.seedAddress}`)}`, `repair it first: ${commandHint(`fix ${snapshot.seedAddress} --dry-run`)}`],
-  })
-}
+// moved to check/gate.ts; shim kept for branches in flight, removed after merge
+export {refuseUnsafeCluster} from '../check/gate.js'
 
 /** The master serving each slot, as an array indexed by slot (the cluster is fully covered). */
 export function ownerTable(snapshot: ClusterSnapshot): NodeRef[] {

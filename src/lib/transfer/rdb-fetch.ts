@@ -15,7 +15,7 @@ import tls from 'node:tls'
 
 import {type NodeAddress, formatAddress} from '../cluster/address.js'
 import {type ConnectionSettings, buildTlsOptions} from '../cluster/connection.js'
-import {SlotctlError, errorMessage} from '../errors.js'
+import {SlotctlError, errorMessage} from '../core/errors.js'
 import {openNewPrivateFile} from '../files.js'
 
 export interface FetchedRdb {

@@ -13,7 +13,7 @@ import path from 'node:path'
 import type {Redis} from 'ioredis'
 
 import {NodePool, delay} from '../cluster/connection.js'
-import {SlotctlError, errorMessage} from '../errors.js'
+import {SlotctlError, errorMessage} from '../core/errors.js'
 import {type RunningServer, findFreePorts, startServer, stopServer} from '../local/servers.js'
 import {parseInfo} from '../cluster/topology.js'
 import {keyspaceOf} from './source.js'

@@ -8,7 +8,7 @@
  */
 import type {Redis} from 'ioredis'
 
-import {SlotctlError, errorMessage} from '../errors.js'
+import {SlotctlError, errorMessage} from '../core/errors.js'
 
 /** Calls allowed per COUNT keys the source holds, and always allowed. */
 const CALLS_PER_COUNT = 10

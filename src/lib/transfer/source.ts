@@ -7,7 +7,7 @@ import type {Redis} from 'ioredis'
 
 import {type NodeAddress, formatAddress} from '../cluster/address.js'
 import type {NodePool} from '../cluster/connection.js'
-import {SlotctlError, errorMessage, usageError} from '../errors.js'
+import {SlotctlError, errorMessage, usageError} from '../core/errors.js'
 import {parseInfo} from '../cluster/topology.js'
 
 export interface DbKeys {
