@@ -161,3 +161,41 @@ describe('check on a real 3+3 cluster', () => {
     expect(human.stderr).to.not.match(/\n\s+at /)
   })
 })
+
+describe('check with a password the cluster does not need', function () {
+  this.timeout(120_000)
+  let cluster: TestCluster
+
+  before(async () => {
+    // replicas on the other loopback host: a cluster with no warning of its own
+    cluster = await TestCluster.start({extraArgs: ['--protected-mode', 'no'], hosts: ['127.0.0.1', '127.0.0.2'], masters: 2, replicas: 1})
+  })
+
+  after(async () => {
+    await cluster?.stop()
+  })
+
+  it('warns (redis-cli says AUTH failed), and --strict fails on it', async () => {
+    const clean = await runCliJson<CheckResult>(['check', cluster.seed, '--strict'])
+    expect(clean.exitCode, JSON.stringify(clean.json.warnings)).to.equal(0)
+    expect(clean.json.status).to.equal('ok')
+    const env = {REDISCLI_AUTH: 'not-needed-here'}
+    const warned = await runCliJson<CheckResult>(['check', cluster.seed], {env})
+    expect(warned.exitCode).to.equal(0)
+    expect(codesOf(warned.json)).to.deep.equal(['PASSWORD_NOT_NEEDED'])
+    expect(warned.json.warnings[0].message).to.match(/a password was given, but .* need none/)
+    expect(warned.json.warnings[0].message).to.include(cluster.seed)
+    const human = await runCli(['check', cluster.seed], {env})
+    expect(human.exitCode).to.equal(0)
+    expect(human.stdout).to.match(/\[WARN\] a password was given, but 127\.0\.0\.\d:\d+, .* need none/)
+    // the warning is given once: not again on stderr
+    expect(human.stderr).to.not.include('password was given')
+    const strict = await runCliJson<CheckResult>(['check', cluster.seed, '--strict'], {env})
+    expect(strict.exitCode).to.equal(3)
+    expect(strict.stdout).to.not.include('not-needed-here')
+    // another verb says it on stderr
+    const info = await runCli(['info', cluster.seed], {env})
+    expect(info.exitCode, info.stderr).to.equal(0)
+    expect(info.stderr).to.match(/^slotctl: warning: a password was given, but .* need none \(redis-cli would report AUTH failed\); leave out the password/m)
+  })
+})
