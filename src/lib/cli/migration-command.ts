@@ -30,7 +30,7 @@ import {durationFlag} from './duration.js'
 import {sizeFlag} from './size.js'
 import {DEFAULT_BIG_KEY_BYTES, DEFAULT_MIGRATE_RATE, blockingKeys, findBigKeys, keyFromPrintable} from '../migrate/big-keys.js'
 import {type SlotRange, formatSlots} from '../cluster/slots.js'
-import {type ClusterNode, mastersOf, openSlotsOf, slotOwners} from '../cluster/topology.js'
+import {type ClusterNode, mastersOf, openSlotsOf, shortId, slotOwners} from '../cluster/topology.js'
 import {countKeysInSlots} from '../cluster/slot-stats.js'
 
 export const DEFAULT_MIGRATE_TIMEOUT_MS = 60_000
@@ -125,6 +125,28 @@ const SETTING_FLAGS: Record<keyof RunSettings, string> = {
   replace: 'replace',
   replicaWaitMs: 'replica-wait',
   timeoutMs: 'timeout',
+}
+
+/**
+ * Sources of the plan that were masters with slots and are replicas now: Redis (7+) and Valkey
+ * make a master that loses its last slot a replica of the node that took it
+ * (cluster-allow-replica-migration). An operator who drained a master expects an empty
+ * master; the change of role is said, not left to be found later.
+ */
+function turnedReplicas(before: ClusterSnapshot, after: ClusterSnapshot, plan: MigrationPlan): ExecuteWarning[] {
+  const sources = new Set(plan.moves.map((move) => move.sourceId))
+  return before.nodes
+    .filter((node) => sources.has(node.id) && node.role === 'master' && node.slots.length > 0)
+    .flatMap((node): ExecuteWarning[] => {
+      const now = after.nodes.find((candidate) => candidate.id === node.id)
+      if (!now || now.role !== 'replica' || !after.views[node.id]?.reachable) return []
+      const master = after.nodes.find((candidate) => candidate.id === now.masterId)
+      const masterName = master ? `${master.address} (${shortId(master.id)})` : shortId(now.masterId ?? '')
+      return [{
+        code: 'MASTER_TURNED_REPLICA',
+        message: `${node.address} (${shortId(node.id)}) lost its last slot and is now a replica of ${masterName}: the server makes an emptied master a replica of the node that took its last slot (cluster-allow-replica-migration)`,
+      }]
+    })
 }
 
 export abstract class MigrationCommand<T extends typeof Command> extends BaseCommand<T> {
@@ -367,7 +389,10 @@ export abstract class MigrationCommand<T extends typeof Command> extends BaseCom
       progress.stop()
       this.progress = undefined
     }
-    if (closed.size > 0 && result.failures.length === 0) await this.phases.time('verification', () => this.verifyAgreement(snapshot, plan, closed, result))
+    if (closed.size > 0 && result.failures.length === 0) {
+      const now = await this.phases.time('verification', () => this.verifyAgreement(snapshot, plan, closed, result))
+      warnings.push(...turnedReplicas(snapshot, now, plan))
+    }
     result.warnings.unshift(...warnings)
     return this.finish(snapshot, plan, result, journalPath, resumeCommand, unmoved.moves)
   }
@@ -503,17 +528,18 @@ export abstract class MigrationCommand<T extends typeof Command> extends BaseCom
    * (gossip carries the close to replicas within moments). A view that still disagrees after
    * the wait is a failure: something handed a slot back, or a node is partitioned.
    */
-  private async verifyAgreement(snapshot: ClusterSnapshot, plan: MigrationPlan, closed: ReadonlySet<number>, result: ExecuteResult): Promise<void> {
+  private async verifyAgreement(snapshot: ClusterSnapshot, plan: MigrationPlan, closed: ReadonlySet<number>, result: ExecuteResult): Promise<ClusterSnapshot> {
     const moved = plan.moves.filter((move) => closed.has(move.slot))
     const now = await reloadUntil(this.pool(), parseAddress(snapshot.seedAddress), AGREEMENT_WAIT_MS, (candidate) => disagreements(candidate, moved).length === 0)
     const disagreeing = disagreements(now, moved)
-    if (disagreeing.length === 0) return
+    if (disagreeing.length === 0) return now
     const [first] = disagreeing
     result.failures.push({
       code: 'E_VERIFY',
       error: `verification failed: ${disagreeing.length} node view(s) do not give the moved slots to their targets after ${AGREEMENT_WAIT_MS / 1000} s (${first.address}: slot ${first.slot} → ${first.owner ?? 'no owner'})`,
       slot: first.slot,
     })
+    return now
   }
 
   private finish(snapshot: ClusterSnapshot, plan: MigrationPlan, result: ExecuteResult, journal: string, resumeCommand: string, moves: PairMoves[]): MigrationResult {
