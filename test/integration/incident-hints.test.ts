@@ -42,17 +42,8 @@ describe('incident hints: a dead source mid-reshard, asked from two seeds', func
     await cluster?.stop()
   })
 
-  /** Every hint check gives about `dead` from `seed`. */
-  const checkHints = async (seed: string, dead: ClusterNode): Promise<string[]> => {
-    const {json} = await runCliJson<CheckResult>(['check', seed])
-    return [...json.errors, ...json.warnings].filter((finding) => finding.nodes?.some((node) => node.id === dead.id)).map((finding) => finding.hint ?? '')
-  }
-
-  it('before and after the automatic promotion: no data-losing step while the replica holds the keys, and the failover hint still works', async () => {
-    const [source, target, other] = mastersOf(await viewOf(cluster.seed)).filter((node) => node.slots.length > 0)
-    const replica = (await viewOf(cluster.seed)).find((node) => node.masterId === source.id)!
-    // a reshard's state when its source dies: slots open both ways, half of their keys moved
-    const slots = expandRanges(source.slots).slice(0, 3)
+  /** A reshard's state when its source dies: slots open both ways, half of their keys moved. */
+  const openMidMove = async (source: ClusterNode, target: ClusterNode, slots: number[]) => {
     const client = cluster.clusterClient()
     for (const slot of slots) {
       let tag = 0
@@ -69,6 +60,24 @@ describe('incident hints: a dead source mid-reshard, asked from two seeds', func
     }
     // every key is on a replica too: the promotion itself loses none
     for (const node of [from, to]) expect(await node.call('WAIT', 1, 10_000)).to.equal(1)
+  }
+
+  /** Until `replica` calls itself master. */
+  const waitForPromotion = async (replica: ClusterNode) => {
+    for (let i = 0; i < 300 && (await viewOf(replica.address)).find((node) => node.myself)?.role !== 'master'; i++) await delay(100)
+    expect((await viewOf(replica.address)).find((node) => node.myself)?.role).to.equal('master')
+  }
+
+  /** Every hint check gives about `dead` from `seed`. */
+  const checkHints = async (seed: string, dead: ClusterNode): Promise<string[]> => {
+    const {json} = await runCliJson<CheckResult>(['check', seed])
+    return [...json.errors, ...json.warnings].filter((finding) => finding.nodes?.some((node) => node.id === dead.id)).map((finding) => finding.hint ?? '')
+  }
+
+  it('before and after the automatic promotion: no data-losing step while the replica holds the keys, and the failover hint still works', async () => {
+    const [source, target, other] = mastersOf(await viewOf(cluster.seed)).filter((node) => node.slots.length > 0)
+    const replica = (await viewOf(cluster.seed)).find((node) => node.masterId === source.id)!
+    await openMidMove(source, target, expandRanges(source.slots).slice(0, 3))
     const before = await clusterDigest(cluster)
     cluster.kill(source.address)
 
@@ -80,8 +89,7 @@ describe('incident hints: a dead source mid-reshard, asked from two seeds', func
     expect(hinted).to.include(replica.id)
 
     // the cluster promotes the replica by itself before the operator runs the hint
-    for (let i = 0; i < 300 && (await viewOf(replica.address)).find((node) => node.myself)?.role !== 'master'; i++) await delay(100)
-    expect((await viewOf(replica.address)).find((node) => node.myself)?.role).to.equal('master')
+    await waitForPromotion(replica)
     const late = await runCli(hinted!)
     expect(late.exitCode, late.stderr).to.equal(0)
     expect(late.stdout).to.include(`${replica.address} (${replica.id.slice(0, 8)}) is already master`)
@@ -120,6 +128,27 @@ describe('incident hints: a dead source mid-reshard, asked from two seeds', func
     expect(removed.exitCode, removed.stderr).to.equal(0)
     expect(removed.stderr).to.not.include('uncovered')
     const {exitCode, json} = await runCliJson<CheckResult>(['check', other.address])
+    expect(exitCode, JSON.stringify(json.errors)).to.equal(0)
+    expect(await clusterDigest(cluster)).to.deep.equal(before)
+  })
+
+  it('del-node --accept-data-loss from the importing target, while the promoted replica serves the slots: nothing reported uncovered, and fix loses nothing', async () => {
+    const masters = mastersOf(await viewOf(cluster.seed)).filter((node) => node.slots.length > 0 && !node.failed)
+    const live = await viewOf(cluster.seed)
+    // a source that still has a replica, and another master as the target
+    const replicated = masters.filter((node) => live.some((other) => other.masterId === node.id && !other.failed))
+    const [source, target] = replicated
+    const replica = live.find((node) => node.masterId === source.id && !node.failed)!
+    await openMidMove(source, target, expandRanges(source.slots).slice(10, 13))
+    const before = await clusterDigest(cluster)
+    cluster.kill(source.address)
+    await waitForPromotion(replica)
+    const removed = await runCli(['del-node', target.address, source.id, '--accept-data-loss', '--yes'])
+    expect(removed.exitCode, removed.stderr).to.equal(0)
+    expect(removed.stderr).to.not.include('uncovered')
+    const fixed = await runCliJson<FixResult>(['fix', replica.address, '--yes'])
+    expect(fixed.exitCode, fixed.stdout + fixed.stderr).to.equal(0)
+    const {exitCode, json} = await runCliJson<CheckResult>(['check', target.address])
     expect(exitCode, JSON.stringify(json.errors)).to.equal(0)
     expect(await clusterDigest(cluster)).to.deep.equal(before)
   })
