@@ -92,7 +92,7 @@ export default class Failover extends BaseCommand<typeof Failover> {
     if (already) {
       // the cluster may have promoted it itself since a hint named it: the goal holds, a success
       this.log(`${already.address} (${shortId(already.id)}) is already master of ${already.slotCount} slots: nothing to fail over`)
-      return {alreadyMaster: already, done: [], dryRun: Boolean(flags['dry-run']), elapsedMs: Date.now() - started, errors: [], mode, status: 'done', steps: [], warnings: []}
+      return {alreadyMaster: already, done: [], dryRun: Boolean(flags['dry-run']), elapsedMs: Date.now() - started, errors: [], mode, status: flags['dry-run'] ? 'planned' : 'done', steps: [], warnings: []}
     }
     const seedAddress = snapshot.seedAddress
     const plan = (healthOf: HealthOf): FailoverStep[] => {
