@@ -45,7 +45,7 @@ export default class Failover extends BaseCommand<typeof Failover> {
     'Promote a replica to master and wait until the whole cluster agrees.\n' +
       'Default is the graceful CLUSTER FAILOVER: the master pauses writes until the replica has caught up, so no acknowledged write is lost.',
     {
-      0: 'promoted and agreed everywhere, --replica is master already, or --dry-run',
+      0: 'promoted and agreed everywhere (or already master, or --dry-run)',
       1: 'no replica can be promoted, refused, or not agreed in --timeout',
       4: '--takeover needs confirmation: no terminal and no --yes',
     },
@@ -145,7 +145,10 @@ export default class Failover extends BaseCommand<typeof Failover> {
         if (waitingOn.length === 0) return steps
       } catch (error) {
         if (!(error instanceof SlotctlError) || error.code !== 'E_NO_REPLICA') throw error
-        waitingOn = snapshot.nodes.filter((node) => this.catchingUp(snapshot, node.id, healthOf) && error.message.includes(node.address)).map((node) => describeLag(node.address, healthOf(node.id)))
+        const masters = this.mastersConcerned(snapshot)
+        // --from-host takes only replicas elsewhere: one on that host would be waited for in vain
+        const usable = (node: ClusterNode) => masters.has(node.masterId ?? '') && node.host !== this.flags['from-host']
+        waitingOn = snapshot.nodes.filter((node) => usable(node) && this.catchingUp(snapshot, node.id, healthOf)).map((node) => describeLag(node.address, healthOf(node.id)))
         if (waitingOn.length === 0) throw error
         if (Date.now() >= deadline) throw new SlotctlError(`${error.message}; waited ${formatDuration(this.flags.timeout)} for a replica to catch up`, {code: error.code, suggestions: [...error.suggestions, 'raise --timeout if the replica is still catching up']})
       }
@@ -156,6 +159,14 @@ export default class Failover extends BaseCommand<typeof Failover> {
       }
       await delay(250)
     }
+  }
+
+  /** The masters this run fails over (--master, --replica's master, or those on --from-host). */
+  private mastersConcerned(snapshot: ClusterSnapshot): Set<string> {
+    const {flags} = this
+    if (flags.master) return new Set([findNode(snapshot, flags.master).id])
+    if (flags.replica) return new Set([findNode(snapshot, flags.replica).masterId ?? ''])
+    return new Set(snapshot.nodes.filter((node) => node.role === 'master' && node.host === flags['from-host']).map((node) => node.id))
   }
 
   /** A replica whose link is down but will come up: it and its master answer, and it may be promoted. */
