@@ -30,7 +30,12 @@ import SandboxStop from './commands/sandbox/stop.js'
 import SetTimeout from './commands/set-timeout.js'
 import Version from './commands/version.js'
 
-export {execute} from '@oclif/core'
+import {execute as oclifExecute} from '@oclif/core'
+
+import {redisCliHabit} from './lib/cli/redis-cli-habits.js'
+import {escapeControl} from './lib/cli/escape.js'
+import {errorDocument} from './lib/cli/result.js'
+
 export {default as commandNotFound} from './hooks/command-not-found.js'
 
 export const COMMANDS = {
@@ -57,4 +62,26 @@ export const COMMANDS = {
   'sandbox:stop': SandboxStop,
   'set-timeout': SetTimeout,
   version: Version,
+}
+
+/**
+ * oclif's execute, after one look at the command line: redis-cli's -h/-p/-u and --cluster-*
+ * flags are refused with the slotctl form (redis-cli-habits.ts), before oclif would take
+ * `-h HOST` for a request for help and exit 0.
+ */
+export async function execute(options: Parameters<typeof oclifExecute>[0]): Promise<unknown> {
+  const argv = options.args ?? process.argv.slice(2)
+  const habit = redisCliHabit(argv, Object.keys(COMMANDS))
+  if (!habit) return oclifExecute(options)
+  // the words typed are shown back: one line each, no terminal control
+  const refusal = {...habit, message: escapeControl(habit.message), suggestions: habit.suggestions?.map((hint) => escapeControl(hint))}
+  const end = argv.indexOf('--')
+  if ((end === -1 ? argv : argv.slice(0, end)).includes('--json')) {
+    process.stdout.write(`${JSON.stringify(errorDocument(refusal), null, 2)}\n`)
+  } else {
+    process.stderr.write(`slotctl: error: ${refusal.message}\n`)
+    for (const hint of refusal.suggestions ?? []) process.stderr.write(`  hint: ${hint}\n`)
+  }
+  process.exitCode = refusal.exitCode
+  return undefined
 }

@@ -56,6 +56,8 @@ export default class Check extends BaseCommand<typeof Check> {
     const strayKeys = this.flags['search-multiple-owners'] ? await scanStrayKeys(this.pool(), snapshot) : await findKeysOutsideOwners(this.pool(), snapshot, false)
     const findings = runChecks(snapshot, {strayKeys})
     const {errors, warnings} = splitFindings(findings)
+    const spare = this.takePasswordNotNeededIssue()
+    if (spare) warnings.push(spare)
     const result: CheckResult = {
       errors,
       healthy: errors.length === 0,

@@ -10,7 +10,8 @@ import {planDrain} from '../lib/plan/rebalance.js'
 import {type ClusterNode, mastersOf, slotCount} from '../lib/cluster/topology.js'
 import {paint} from '../lib/cli/render.js'
 import {type VerbResult, issue, nodeRef, rangeSet} from '../lib/core/result.js'
-import {formatRanges} from '../lib/core/slots.js'
+import {countSlots, formatRanges, toRanges} from '../lib/core/slots.js'
+import {currentSeed, deadOwnerHint, keysMayBeElsewhere, slotsServedByNoOther} from '../lib/check/checks.js'
 import {durationFlag} from '../lib/cli/duration.js'
 
 export interface DelNodeResult extends VerbResult, Partial<Omit<RemoveNodeResult, 'warnings'>> {
@@ -85,7 +86,8 @@ export default class DelNode extends MigrationCommand<typeof DelNode> {
       node = findNode(snapshot, node.id)
     }
     const reachable = Boolean(snapshot.views[node.id]?.reachable)
-    refuseIfOwnsSlots(node, {allowed: this.flags['accept-data-loss'], reachable})
+    // a dead owner's next step is judged from every live view (its replica may serve its slots)
+    refuseIfOwnsSlots(node, {allowed: this.flags['accept-data-loss'], deadHint: !reachable && keysMayBeElsewhere(snapshot, node) ? deadOwnerHint(snapshot, node) : undefined, reachable})
     if (dryRun) return this.planned(snapshot, node, drain)
     const what = this.describe(snapshot, node)
     if (!(await this.confirm(`Remove ${what} from the cluster?`))) {
@@ -101,8 +103,10 @@ export default class DelNode extends MigrationCommand<typeof DelNode> {
       onEvent: (message) => this.note(`>>> ${message}`),
       waitTimeoutMs: this.flags['wait-timeout'],
     })
-    if (node.slots.length > 0) {
-      warnings.push(issue('SLOTS_UNCOVERED', `its ${slotCount(node)} slot(s) (${formatRanges(node.slots)}) are uncovered now`, {hint: `slotctl fix ${snapshot.seedAddress} --yes gives them to the other masters`, ...rangeSet(node.slots)}))
+    // only what no live view gives another master: a promoted replica may serve them already
+    const uncovered = node.slots.length > 0 ? toRanges(slotsServedByNoOther(snapshot, node)) : []
+    if (uncovered.length > 0) {
+      warnings.push(issue('SLOTS_UNCOVERED', `its ${countSlots(uncovered)} slot(s) (${formatRanges(uncovered)}) are uncovered now`, {hint: `slotctl fix ${currentSeed(snapshot, node)} --yes gives them to the other masters`, ...rangeSet(uncovered)}))
     }
     this.reportIssues({warnings})
     const reset = result.reset ? 'and reset it' : result.reachable ? 'but could not reset it' : 'it was unreachable, so it was not reset'

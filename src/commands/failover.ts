@@ -5,12 +5,22 @@ import {BaseCommand, ignoreLockFlag} from '../lib/cli/base-command.js'
 import {findNode} from '../lib/cluster/loader.js'
 import {SlotctlError, usageError} from '../lib/core/errors.js'
 import {type FailoverMode, type FailoverOutcome, readReplicaHealth, runFailover} from '../lib/nodes/failover.js'
-import {chooseReplica, type FailoverStep, planFromHost, stepForReplica} from '../lib/plan/failover.js'
+import {chooseReplica, type FailoverStep, type HealthOf, type ReplicaHealth, planFromHost, stepForReplica} from '../lib/plan/failover.js'
+import type {ClusterSnapshot} from '../lib/cluster/loader.js'
 import {formatDuration, table} from '../lib/cli/render.js'
 import {type VerbResult} from '../lib/core/result.js'
 import {durationFlag} from '../lib/cli/duration.js'
-import {type ClusterNode, resolveNodeId, shortId} from '../lib/cluster/topology.js'
+import {type ClusterNode, resolveNodeId, shortId, slotCount} from '../lib/cluster/topology.js'
 import {readZones, zoneLookup} from '../lib/nodes/zones.js'
+
+const delay = (ms: number) =>
+  new Promise((resolve) => {
+    setTimeout(resolve, ms)
+  })
+
+function describeLag(address: string, health: ReplicaHealth | undefined): string {
+  return `${address} (link down, ${health?.lag === undefined ? 'lag unknown' : `lag ${health.lag} bytes`})`
+}
 
 export interface FailoverResult extends VerbResult {
   /** planned: --dry-run; done: every step promoted and agreed. */
@@ -19,6 +29,8 @@ export interface FailoverResult extends VerbResult {
   mode: FailoverMode
   steps: FailoverStep[]
   done: FailoverOutcome[]
+  /** --replica named a master of slots: the failover's goal holds already (nothing done). */
+  alreadyMaster?: {id: string; address: string; slotCount: number}
   elapsedMs: number
 }
 
@@ -35,7 +47,7 @@ export default class Failover extends BaseCommand<typeof Failover> {
     'Promote a replica to master and wait until the whole cluster agrees.\n' +
       'Default is the graceful CLUSTER FAILOVER: the master pauses writes until the replica has caught up, so no acknowledged write is lost.',
     {
-      0: 'promoted and agreed everywhere (or --dry-run)',
+      0: 'promoted and agreed everywhere (or already master, or --dry-run)',
       1: 'no replica can be promoted, refused, or not agreed in --timeout',
       4: '--takeover needs confirmation: no terminal and no --yes',
     },
@@ -75,15 +87,23 @@ export default class Failover extends BaseCommand<typeof Failover> {
     const load = mode === 'graceful' ? {} : {skipViews: (nodes: readonly ClusterNode[]) => this.bypassedMasters(nodes)}
     const snapshot = await this.loadCluster(seed, load)
     const pool = this.pool()
-    const healthOf = await readReplicaHealth(pool, snapshot)
 
     const zones = zoneLookup(readZones(flags.zone ?? [], flags['zones-file']))
     const domainOf = (host: string) => zones({address: host, host}) ?? host
-    let steps: FailoverStep[]
+    const already = flags.replica ? this.alreadyMaster(findNode(snapshot, flags.replica)) : undefined
+    if (already) {
+      // the cluster may have promoted it itself since a hint named it: the goal holds, a success
+      this.log(`${already.address} (${shortId(already.id)}) is already master of ${already.slotCount} slots: nothing to fail over`)
+      return {alreadyMaster: already, done: [], dryRun: Boolean(flags['dry-run']), elapsedMs: Date.now() - started, errors: [], mode, status: flags['dry-run'] ? 'planned' : 'done', steps: [], warnings: []}
+    }
     const seedAddress = snapshot.seedAddress
-    if (flags['from-host']) steps = planFromHost(flags['from-host'], snapshot.nodes, healthOf, domainOf, seedAddress)
-    else if (flags.replica) steps = [stepForReplica(findNode(snapshot, flags.replica), snapshot.nodes, healthOf)]
-    else steps = [chooseReplica(findNode(snapshot, flags.master as string), snapshot.nodes, healthOf, mode !== 'graceful', domainOf, seedAddress)]
+    const plan = (healthOf: HealthOf): FailoverStep[] => {
+      if (flags['from-host']) return planFromHost(flags['from-host'], snapshot.nodes, healthOf, domainOf, seedAddress)
+      if (flags.replica) return [stepForReplica(findNode(snapshot, flags.replica), snapshot.nodes, healthOf)]
+      return [chooseReplica(findNode(snapshot, flags.master as string), snapshot.nodes, healthOf, mode !== 'graceful', domainOf, seedAddress)]
+    }
+    // a --dry-run waits too: it shows what a run would do
+    const steps = mode === 'graceful' ? await this.planOnceCaughtUp(snapshot, plan) : plan(await readReplicaHealth(pool, snapshot))
 
     this.printPlan(steps, mode)
     const result: FailoverResult = {done: [], dryRun: Boolean(flags['dry-run']), elapsedMs: 0, errors: [], mode, status: 'planned', steps, warnings: []}
@@ -106,6 +126,64 @@ export default class Failover extends BaseCommand<typeof Failover> {
       this.log(`${step.replicaAddress} is now master of ${step.slotCount} slots (was ${step.masterAddress}); agreed after ${formatDuration(outcome.elapsedMs)}`)
     }
     return {...result, elapsedMs: Date.now() - started, status: 'done'}
+  }
+
+  /**
+   * A graceful failover needs a replica whose link is up: right after bulk writes (or a
+   * replica's restart) the link is down while it resyncs. Such a replica is waited for, its lag
+   * shown, within --timeout; the plan is refused at once only when no replica is catching up
+   * (none, or a master that does not answer: then only --force helps).
+   */
+  private async planOnceCaughtUp(snapshot: ClusterSnapshot, plan: (healthOf: HealthOf) => FailoverStep[]): Promise<FailoverStep[]> {
+    const deadline = Date.now() + this.flags.timeout
+    let lastNote = 0
+    for (;;) {
+      const healthOf = await readReplicaHealth(this.pool(), snapshot)
+      let waitingOn: string[]
+      try {
+        const steps = plan(healthOf)
+        // an explicit --replica is not ranked: its own link decides
+        waitingOn = steps.flatMap((step) => step.candidates.filter((c) => c.id === step.replicaId && !c.linkUp && this.catchingUp(snapshot, step.replicaId, healthOf)).map((c) => describeLag(c.address, healthOf(c.id))))
+        if (waitingOn.length === 0) return steps
+      } catch (error) {
+        if (!(error instanceof SlotctlError) || error.code !== 'E_NO_REPLICA') throw error
+        const masters = this.mastersConcerned(snapshot)
+        // --from-host takes only replicas elsewhere: one on that host would be waited for in vain
+        const usable = (node: ClusterNode) => masters.has(node.masterId ?? '') && node.host !== this.flags['from-host']
+        waitingOn = snapshot.nodes.filter((node) => usable(node) && this.catchingUp(snapshot, node.id, healthOf)).map((node) => describeLag(node.address, healthOf(node.id)))
+        if (waitingOn.length === 0) throw error
+        if (Date.now() >= deadline) throw new SlotctlError(`${error.message}; waited ${formatDuration(this.flags.timeout)} for a replica to catch up`, {code: error.code, suggestions: [...error.suggestions, 'raise --timeout if the replica is still catching up']})
+      }
+      if (Date.now() >= deadline) throw new SlotctlError(`the replica did not catch up with its master within ${formatDuration(this.flags.timeout)}: ${waitingOn.join('; ')}`, {code: 'E_NO_REPLICA', suggestions: ['raise --timeout if the replica is still catching up']})
+      if (Date.now() - lastNote >= 2000) {
+        this.note(`waiting for a replica to catch up with its master: ${waitingOn.join('; ')}`)
+        lastNote = Date.now()
+      }
+      await delay(250)
+    }
+  }
+
+  /** The masters this run fails over (--master, --replica's master, or those on --from-host). */
+  private mastersConcerned(snapshot: ClusterSnapshot): Set<string> {
+    const {flags} = this
+    if (flags.master) return new Set([findNode(snapshot, flags.master).id])
+    if (flags.replica) return new Set([findNode(snapshot, flags.replica).masterId ?? ''])
+    return new Set(snapshot.nodes.filter((node) => node.role === 'master' && node.host === flags['from-host']).map((node) => node.id))
+  }
+
+  /** A replica whose link is down but will come up: it and its master answer, and it may be promoted. */
+  private catchingUp(snapshot: ClusterSnapshot, replicaId: string, healthOf: HealthOf): boolean {
+    const replica = snapshot.nodes.find((node) => node.id === replicaId)
+    if (!replica || replica.role !== 'replica' || !replica.masterId || replica.failed || replica.noFailover) return false
+    if (!snapshot.views[replica.id]?.reachable || !snapshot.views[replica.masterId]?.reachable) return false
+    const master = snapshot.nodes.find((node) => node.id === replica.masterId)
+    return Boolean(master && !master.failed && healthOf(replica.id)?.linkUp === false)
+  }
+
+  /** The node --replica names, when it is a master owning slots already (in the seed's view). */
+  private alreadyMaster(node: ClusterNode): FailoverResult['alreadyMaster'] {
+    if (node.role !== 'master' || node.failed || slotCount(node) === 0) return undefined
+    return {address: node.address, id: node.id, slotCount: slotCount(node)}
   }
 
   /**

@@ -70,14 +70,20 @@ export async function runCliJson<T = unknown>(args: string[], options: CliOption
 /** The one warning a run may print before its error: a password typed on the command line. */
 export const AUTH_WARNING = /^slotctl: warning: a password on the command line shows in ps/
 
+/** The warning when a password is sent to nodes that need none. */
+export const SPARE_PASSWORD_WARNING = /^slotctl: warning: a password was given, but .* needs? none/
+
 /**
  * The error contract every verb keeps: the documented exit code, one `slotctl: error:` line
  * (plus optional `hint:` lines), no stack trace, and none of `secrets` anywhere. A password
- * given with -a or in a URL may add the auth warning before it.
+ * given with -a or in a URL may add the auth warning before it, and one the nodes do not need
+ * the spare-password warning.
  */
 export function expectOneCleanLine(result: CliResult, exitCode: number, pattern: RegExp, secrets: string[] = []): void {
   expect(result.exitCode, `stderr: ${result.stderr}`).to.equal(exitCode)
-  const [first, ...rest] = result.stderr.trim().split('\n').filter((line, index) => index > 0 || !AUTH_WARNING.test(line))
+  const lines = result.stderr.trim().split('\n')
+  const warnings = lines.findIndex((line) => !AUTH_WARNING.test(line) && !SPARE_PASSWORD_WARNING.test(line))
+  const [first, ...rest] = warnings === -1 ? [] : lines.slice(warnings)
   expect(first).to.match(/^slotctl: error: /)
   expect(first).to.match(pattern)
   expect(rest.every((line) => line.startsWith('  hint: ')), result.stderr).to.equal(true)

@@ -112,7 +112,6 @@ describe('bad-input matrix: one clean line, the documented exit code, the cluste
     {args: () => ['del-node', seed(), 'not-an-id', '--yes'], exitCode: 2, message: /'not-an-id' is not a node id/, name: 'del-node a word'},
     {args: () => ['del-node', seed(), master.id, '--yes'], exitCode: 1, message: /still owns \d+ slot\(s\)/, name: 'del-node a master with slots'},
     {args: () => ['failover', seed(), '--master', replica.id], exitCode: 2, message: /is a replica, not a master/, name: 'failover --master of a replica'},
-    {args: () => ['failover', seed(), '--replica', master.id], exitCode: 2, message: /is a master, not a replica/, name: 'failover --replica of a master'},
     {args: () => ['failover', seed()], exitCode: 2, message: /say what to fail over/, name: 'failover without a node'},
     {args: () => ['reshard', seed(), '--from', 'all', '--to', '0000ffff', '--slots', '5', '--yes'], exitCode: 2, message: /unknown node id '0000ffff'/, name: 'reshard to an unknown id'},
     {args: () => ['reshard', seed(), '--from', 'all', '--to', replica.id, '--slots', '5', '--yes'], exitCode: 2, message: /is a replica: slots can only move to a master/, name: 'reshard to a replica'},

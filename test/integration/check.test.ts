@@ -152,12 +152,52 @@ describe('check on a real 3+3 cluster', () => {
     expect(exitCode).to.equal(3)
     expect(json.errors.find((f) => f.code === 'MASTER_UNREACHABLE')?.nodes).to.deep.equal([{address: victim.address, id: victim.id}])
     expect(json.nodes.find((node) => node.id === victim.id)?.reachable).to.equal(false)
-    // the next step is named: promote its replica (or, once the cluster did that, remove it)
+    // the next step is named: promote its replica (or, once the cluster did that, settle and remove it);
+    // never "restart it: its keys exist only there" while its replica holds them
     const check = await runCli(['check', seed])
-    expect(check.stdout).to.match(new RegExp(`hint: (promote its replica: slotctl failover ${seed} --replica [0-9a-f]{40} --force|restart it)`))
+    expect(check.stdout).to.match(new RegExp(`hint: (promote its replica: slotctl failover 127\\.0\\.0\\.1:\\d+ --replica [0-9a-f]{40} --force|its slots are served by .* \\(its replica, promoted|remove it: slotctl del-node)`))
+    expect(check.stdout).to.not.match(/exist only there|accept-data-loss/)
     const human = await runCli(['info', seed])
     expect(human.exitCode).to.equal(1)
     expect(human.stderr).to.include(`could not read ${victim.address}`)
     expect(human.stderr).to.not.match(/\n\s+at /)
+  })
+})
+
+describe('check with a password the cluster does not need', function () {
+  this.timeout(120_000)
+  let cluster: TestCluster
+
+  before(async () => {
+    // replicas on the other loopback host: a cluster with no warning of its own
+    cluster = await TestCluster.start({extraArgs: ['--protected-mode', 'no'], hosts: ['127.0.0.1', '127.0.0.2'], masters: 2, replicas: 1})
+  })
+
+  after(async () => {
+    await cluster?.stop()
+  })
+
+  it('warns (redis-cli says AUTH failed), and --strict fails on it', async () => {
+    const clean = await runCliJson<CheckResult>(['check', cluster.seed, '--strict'])
+    expect(clean.exitCode, JSON.stringify(clean.json.warnings)).to.equal(0)
+    expect(clean.json.status).to.equal('ok')
+    const env = {REDISCLI_AUTH: 'not-needed-here'}
+    const warned = await runCliJson<CheckResult>(['check', cluster.seed], {env})
+    expect(warned.exitCode).to.equal(0)
+    expect(codesOf(warned.json)).to.deep.equal(['PASSWORD_NOT_NEEDED'])
+    expect(warned.json.warnings[0].message).to.match(/a password was given, but .* need none/)
+    expect(warned.json.warnings[0].message).to.include(cluster.seed)
+    const human = await runCli(['check', cluster.seed], {env})
+    expect(human.exitCode).to.equal(0)
+    expect(human.stdout).to.match(/\[WARN\] a password was given, but 127\.0\.0\.\d:\d+, .* need none/)
+    // the warning is given once: not again on stderr
+    expect(human.stderr).to.not.include('password was given')
+    const strict = await runCliJson<CheckResult>(['check', cluster.seed, '--strict'], {env})
+    expect(strict.exitCode).to.equal(3)
+    expect(strict.stdout).to.not.include('not-needed-here')
+    // another verb says it on stderr
+    const info = await runCli(['info', cluster.seed], {env})
+    expect(info.exitCode, info.stderr).to.equal(0)
+    expect(info.stderr).to.match(/^slotctl: warning: a password was given, but .* need none \(redis-cli would report AUTH failed\); leave out the password/m)
   })
 })

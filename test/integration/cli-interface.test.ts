@@ -158,6 +158,35 @@ describe('the command-line interface', () => {
     expect(noise.stderr).to.not.include('did you mean')
   })
 
+  it("redis-cli habits never pass a CI gate: -h HOST -p PORT and --cluster-* flags exit 2 with the slotctl form", async () => {
+    // a gate written as for redis-cli: with oclif's -h it printed help and exited 0
+    const gate = await runCli(['check', '-h', '127.0.0.1', '-p', '4002', '--json'])
+    expect(gate.exitCode, gate.stdout).to.equal(2)
+    const document = JSON.parse(gate.stdout) as {status: string; error: {code: string; message: string; suggestions: string[]}}
+    expect(document.status).to.equal('error')
+    expect(document.error.message).to.match(/-h -p: redis-cli's way of naming a node/)
+    expect(document.error.suggestions).to.deep.equal(['run: slotctl check 127.0.0.1:4002 --json'])
+    expectOneCleanLine(await runCli(['check', '-p', '7000']), 2, /^slotctl: error: -p: redis-cli's way of naming a node/)
+    // -h among other arguments is not help either
+    const late = await runCli(['check', '127.0.0.1:1', '--json', '-h'])
+    expect(late.exitCode).to.equal(2)
+    expect(late.stdout).to.include('-h is help only alone after the verb')
+    const flags = await runCli(['create', '127.0.0.1:1', '127.0.0.1:2', '127.0.0.1:3', '--cluster-replicas', '1', '--cluster-yes'])
+    expectOneCleanLine(flags, 2, /^slotctl: error: redis-cli flags: --cluster-replicas is --replicas, --cluster-yes is --yes in slotctl$/)
+    expect(flags.stderr).to.include('hint: run: slotctl create 127.0.0.1:1 127.0.0.1:2 127.0.0.1:3 --replicas 1 --yes')
+    const from = await runCli(['reshard', '127.0.0.1:1', '--cluster-from=abc', '--cluster-to', 'def', '--cluster-slots', '10'])
+    expectOneCleanLine(from, 2, /--cluster-from is --from, --cluster-to is --to, --cluster-slots is --slots/)
+    // the password given with --pass is never echoed: REDISCLI_AUTH carries it
+    const pass = await runCli(['check', '127.0.0.1:1', '--pass', 'sekrit'])
+    expectOneCleanLine(pass, 2, /--pass is --password/, ['sekrit'])
+    expect(pass.stderr).to.include('hint: run: REDISCLI_AUTH=<password> slotctl check 127.0.0.1:1')
+    expectOneCleanLine(await runCli(['--cluster', 'check', '127.0.0.1:1']), 2, /--cluster is redis-cli's/)
+    // -h alone after a verb is still help
+    const help = await runCli(['reshard', '-h'])
+    expect(help.exitCode).to.equal(0)
+    expect(help.stdout).to.include('USAGE')
+  })
+
   it('durations take units on every time flag; a bad one is one clean line', async () => {
     expectOneCleanLine(await runCli(['check', '127.0.0.1:7000', '--connect-timeout', '5x']), 2, /--connect-timeout '5x' is not a duration: use e\.g\. 500ms, 30s, 5m \(a plain number is milliseconds\)/)
     expectOneCleanLine(await runCli(['failover', '127.0.0.1:7000', '--master', 'abcd', '--timeout', 'soon']), 2, /--timeout 'soon' is not a duration.*a plain number is seconds/)

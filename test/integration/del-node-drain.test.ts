@@ -27,6 +27,11 @@ describe('del-node --drain', () => {
     expect(exitCode, stderr).to.equal(0)
     expect(json.status).to.equal('removed')
     expect(json.drain?.slotsMoved).to.equal(4096)
+    // the server made the emptied master a replica of the node that took its last slot: said, not left to be found
+    const turned = json.drain?.warnings.filter((warning) => warning.code === 'MASTER_TURNED_REPLICA') ?? []
+    expect(turned, JSON.stringify(json.drain?.warnings)).to.have.length(1)
+    expect(turned[0].message).to.match(new RegExp(`^${victim} \\(${victimId.slice(0, 8)}\\) lost its last slot and is now a replica of 127\\.0\\.0\\.1:\\d+ `))
+    expect(json.role).to.equal('replica')
     const check = await runCliJson<CheckResult>(['check', seed])
     expect(check.exitCode, JSON.stringify(check.json.errors)).to.equal(0)
     expect(check.json.nodes.map((node) => node.id)).to.not.include(victimId)

@@ -32,13 +32,63 @@ describe('failover on a real 3+3 cluster', function () {
     const replica = nodes.find((n) => n.role === 'replica') as ClusterNode
     const master = nodes.find((n) => n.role === 'master') as ClusterNode
     expectOneCleanLine(await runCli(['failover', cluster.seed, '--master', replica.id]), 2, /is a replica, not a master/)
-    expectOneCleanLine(await runCli(['failover', cluster.seed, '--replica', master.id]), 2, /is a master, not a replica/)
     expectOneCleanLine(await runCli(['failover', cluster.seed, '--master', 'abcdef0123']), 2, /unknown node id/)
     expectOneCleanLine(await runCli(['failover', cluster.seed]), 2, /--master ID, --replica ID or --from-host/)
     const unreachable = await runCli(['failover', '127.0.0.1:1', '--master', master.id])
     expect(unreachable.exitCode).to.equal(1)
     expect(unreachable.stderr).to.match(/^slotctl: error: /)
     expect(unreachable.stderr).to.not.match(/\n\s+at /)
+  })
+
+  it('--replica naming a node that is master already (the cluster promoted it itself): exit 0, "already master", nothing changed', async () => {
+    const [master] = await mastersWithSlots()
+    const before = await nodesSeenBy(cluster, cluster.seed)
+    for (const mode of [[], ['--force']]) {
+      const human = await runCli(['failover', cluster.seed, '--replica', master.id.slice(0, 10), ...mode])
+      expect(human.exitCode, human.stderr).to.equal(0)
+      expect(human.stdout).to.include(`${master.address} (${master.id.slice(0, 8)}) is already master of ${master.slots.reduce((sum, [start, end]) => sum + end - start + 1, 0)} slots`)
+    }
+    const {exitCode, json} = await runCliJson<FailoverResult>(['failover', cluster.seed, '--replica', master.id, '--force'])
+    expect(exitCode).to.equal(0)
+    expect(json.status).to.equal('done')
+    expect(json.alreadyMaster).to.include({address: master.address, id: master.id})
+    expect(json.done).to.deep.equal([])
+    const after = await nodesSeenBy(cluster, cluster.seed)
+    expect(after.map((n) => `${n.id} ${n.role} ${n.masterId ?? ''}`).sort()).to.deep.equal(before.map((n) => `${n.id} ${n.role} ${n.masterId ?? ''}`).sort())
+  })
+
+  it('graceful: waits (bounded by --timeout) for a replica whose link is down while it catches up, showing it, rather than refusing at once', async () => {
+    const [master] = await mastersWithSlots()
+    const replica = (await nodesSeenBy(cluster, cluster.seed)).find((n) => n.masterId === master.id) as ClusterNode
+    const replicaClient = cluster.client(replica.address)
+    const linkStatus = async () => /master_link_status:(\w+)/.exec(String(await replicaClient.call('INFO', 'replication')))?.[1]
+    // the replica's link goes down and stays down: its handshake sends a password the master refuses
+    await replicaClient.call('CONFIG', 'SET', 'masterauth', 'refused-by-master')
+    await replicaClient.call('CLIENT', 'KILL', 'TYPE', 'master')
+    for (let i = 0; i < 100 && (await linkStatus()) !== 'down'; i++) await new Promise((resolve) => setTimeout(resolve, 50))
+    expect(await linkStatus()).to.equal('down')
+    try {
+      const started = Date.now()
+      const refused = await runCli(['failover', cluster.seed, '--master', master.id, '--timeout', '2s'])
+      expect(refused.exitCode, refused.stderr).to.equal(1)
+      expect(refused.stderr).to.match(/\nslotctl: error: no replica of .* can be promoted: .*link down.*; waited 2\.00 s for a replica to catch up\n/)
+      expect(Date.now() - started).to.be.at.least(2000)
+      expect(refused.stderr).to.include(`waiting for a replica to catch up with its master: ${replica.address} (link down`)
+      expect((await nodesSeenBy(cluster, master.address)).find((n) => n.myself)?.role).to.equal('master')
+      // the link comes back while the failover waits: it goes on
+      const running = runCli(['failover', cluster.seed, '--master', master.id, '--timeout', '60s'])
+      await new Promise((resolve) => setTimeout(resolve, 2500))
+      await replicaClient.call('CONFIG', 'SET', 'masterauth', '')
+      const done = await running
+      expect(done.exitCode, done.stderr).to.equal(0)
+      expect(done.stderr).to.include(`waiting for a replica to catch up with its master: ${replica.address} (link down`)
+      expect(done.stdout).to.include(`${replica.address} is now master`)
+    } finally {
+      await replicaClient.call('CONFIG', 'SET', 'masterauth', '')
+    }
+    // the old master, now its replica, syncs before the next test
+    const oldMaster = cluster.client(master.address)
+    for (let i = 0; i < 200 && !/master_link_status:up/.test(String(await oldMaster.call('INFO', 'replication'))); i++) await new Promise((resolve) => setTimeout(resolve, 50))
   })
 
   it('dry-run names the replica it would promote and changes nothing', async () => {

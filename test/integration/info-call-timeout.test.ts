@@ -9,7 +9,7 @@ import {configFile} from '../../src/lib/local/servers.js'
 import {SLOT_COUNT, keySlot} from '../../src/lib/core/slots.js'
 import {parseClusterNodes, slotOwners} from '../../src/lib/cluster/topology.js'
 import {TestCluster} from '../helpers/cluster-harness.js'
-import {AUTH_WARNING, expectOneCleanLine, runCli, runCliJson} from '../helpers/cli.js'
+import {AUTH_WARNING, SPARE_PASSWORD_WARNING, expectOneCleanLine, runCli, runCliJson} from '../helpers/cli.js'
 
 const PASSWORD = 'spare-pa55word-not-needed'
 const KEYS = 1000
@@ -110,12 +110,21 @@ describe('info, call, set-timeout on a real 3+3 cluster', () => {
     expect(lines.stdout.trim().split('\n').every((line) => /^127\.0\.0\.1:\d+: /.test(line))).to.equal(true)
   })
 
-  it('call: a password the servers do not need leaves no ioredis [WARN] and is never printed', async () => {
+  it('call: a password the servers do not need leaves no ioredis [WARN], is never printed, and is warned about once', async () => {
     for (const auth of [['-a', PASSWORD], ['--json']]) {
       const result = await runCli(['call', cluster.seed, 'PING', ...auth], {env: {REDISCLI_AUTH: PASSWORD}})
       expect(result.exitCode, result.stderr).to.equal(0)
-      // only the warning that -a shows the password in ps
-      expect(result.stderr.split('\n').filter((line) => line && !AUTH_WARNING.test(line))).to.deep.equal([])
+      // the warning that -a shows the password in ps, and (text mode) the one naming the nodes that need none
+      const other = result.stderr.split('\n').filter((line) => line && !AUTH_WARNING.test(line))
+      if (auth[0] === '--json') {
+        expect(other).to.deep.equal([])
+        const warnings = (JSON.parse(result.stdout) as {warnings: Array<{code: string; message: string}>}).warnings
+        expect(warnings.filter((warning) => warning.code === 'PASSWORD_NOT_NEEDED')).to.have.length(1)
+      } else {
+        expect(other).to.have.length(1)
+        expect(other[0]).to.match(SPARE_PASSWORD_WARNING)
+        for (const address of cluster.addresses) expect(other[0]).to.satisfy((line: string) => line.includes(address) || / and \d+ more/.test(line))
+      }
       expect(result.stdout).to.include('PONG')
       expect(result.stdout + result.stderr).to.not.include(PASSWORD)
     }

@@ -139,6 +139,10 @@ describe('the JSON contract: schemas/ and every verb\'s --json output', () => {
       await checked('failover', ['failover', cluster.seed, '--master', master.id, '--dry-run'], 0)
       const done = await checked('failover', ['failover', cluster.seed, '--master', master.id], 0)
       expect(done.json.status).to.equal('done')
+      // --replica naming the node now master: already master, a success
+      const promoted = (done.json.done as Array<{replicaId: string}>)[0].replicaId
+      const already = await checked('failover', ['failover', cluster.seed, '--replica', promoted], 0)
+      expect((already.json.alreadyMaster as {id: string}).id).to.equal(promoted)
       await checked('fix', ['fix', cluster.seed], 0)
       const [first, second] = mastersOf(await nodes()).filter((node) => node.slots.length > 0)
       const slot = first.slots[0][0]

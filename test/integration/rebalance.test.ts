@@ -10,7 +10,7 @@ import {NodePool} from '../../src/lib/cluster/connection.js'
 import type {RebalanceCommandResult} from '../../src/commands/rebalance.js'
 import {keySlot} from '../../src/lib/core/slots.js'
 import {waitUntil} from '../../src/lib/cluster/wait.js'
-import {type ClusterNode, mastersOf, slotCount, slotMapSignature} from '../../src/lib/cluster/topology.js'
+import {type ClusterNode, mastersOf, parseClusterNodes, slotCount, slotMapSignature} from '../../src/lib/cluster/topology.js'
 import {runCli, runCliJson, spawnCli} from '../helpers/cli.js'
 import {TestCluster} from '../helpers/cluster-harness.js'
 import {clusterDigest, writeDataset} from '../helpers/dataset.js'
@@ -213,6 +213,11 @@ describe('rebalance (real servers)', function () {
   it('a weight of 0 drains a master and keeps every key', async () => {
     const result = await runCliJson<RebalanceCommandResult>(['rebalance', cluster.seed, '--weight', `${newId.slice(0, 12)}=0`, '--yes'])
     expect(result.exitCode, result.stderr).to.equal(0)
+    // emptied, it turned replica (the server's doing): the result says so
+    const self = parseClusterNodes(String(await spare.client(spare.seed).call('CLUSTER', 'NODES'))).find((node) => node.myself)!
+    expect(self.role).to.equal('replica')
+    const turned = result.json.warnings.filter((warning) => warning.code === 'MASTER_TURNED_REPLICA')
+    expect(turned.map((warning) => warning.message.split(' lost')[0])).to.deep.equal([`${spare.seed} (${newId.slice(0, 8)})`])
     const nodes = await nodesOf(cluster)
     expect(slotCount(nodes.find((node) => node.id === newId)!)).to.equal(0)
     const counts = slotCounts(nodes)

@@ -107,6 +107,30 @@ describe('checks', () => {
     for (const finding of [...withReplica, ...alone]) expect(finding.hint, finding.code).to.not.include('--replica-of')
   })
 
+  it('a dead master whose replica the cluster promoted: judged from every live view, no data-losing step, a seed with a current view', () => {
+    // the seed (A) imports 5461 from B and still gives it to dead B; the rest of the cluster gave all of B's slots to R2
+    const seedText = healthy
+      .replace(`${B} 10.0.0.2:7001@17001,node-b.example master - 0 1700000000000 2 connected 5461-10922`, `${B} 10.0.0.2:7001@17001 master,fail - 0 1700000000000 2 connected 5461`)
+      .replace(`${R2} 10.0.0.3:7004@17004 slave ${B} 0 1700000000000 2 connected`, `${R2} 10.0.0.3:7004@17004 master - 0 1700000000000 4 connected 5462-10922`)
+      .replace('connected 0-5460', `connected 0-5460 [5461-<-${B}]`)
+    const othersText = healthy
+      .replace(`${B} 10.0.0.2:7001@17001,node-b.example master - 0 1700000000000 2 connected 5461-10922`, `${B} 10.0.0.2:7001@17001 master,fail - 0 1700000000000 2 connected`)
+      .replace(`${R2} 10.0.0.3:7004@17004 slave ${B} 0 1700000000000 2 connected`, `${R2} 10.0.0.3:7004@17004 master - 0 1700000000000 4 connected 5461-10922`)
+    const snapshot = snapshotOf(seedText, {[B]: {error: 'connection refused', reachable: false}})
+    for (const id of [B, C, R1, R2, R3]) if (snapshot.views[id].reachable) snapshot.views[id].nodes = parseClusterNodes(othersText)
+    // each reachable node's own line: R2 calls itself master of B's slots
+    snapshot.nodes = snapshot.nodes.map((node) => (node.id === R2 ? parseClusterNodes(othersText).find((other) => other.id === R2)! : node))
+    const hints = runChecks(snapshot).filter((f) => f.nodes?.some((node) => node.id === B)).map((f) => f.hint ?? '')
+    expect(hints.length).to.be.greaterThan(0)
+    for (const hint of hints) {
+      expect(hint).to.not.match(/accept-data-loss|exist only there/)
+      expect(hint).to.include(`its slots are served by 10.0.0.3:7004 (${R2.slice(0, 8)})`)
+      // the seed named is the promoted replica, whose view gives B nothing; not the importing seed
+      expect(hint).to.include(`slotctl fix 10.0.0.3:7004;`)
+      expect(hint).to.not.include('10.0.0.1:7000')
+    }
+  })
+
   it('does not flag a slot as open or uncovered while it migrates between two owners', () => {
     // during a reshard the source still owns the slot; only the markers say it moves
     const text = healthy.replace('0-5460', `0-5460 [42->-${B}]`).replace('5461-10922', `5461-10922 [42-<-${A}]`)

@@ -4,8 +4,8 @@
  * fix, reshard and rebalance use them as preconditions.
  */
 import type {ClusterSnapshot, NodeView} from '../cluster/loader.js'
-import {SLOT_COUNT, type SlotRange, formatSlots, parseSlotRanges} from '../core/slots.js'
-import {type ClusterNode, type MarkerKind, markersNotOn, replicasOf, slotMapSignature, slotOwners} from '../cluster/topology.js'
+import {SLOT_COUNT, type SlotRange, expandRanges, formatSlots, parseSlotRanges} from '../core/slots.js'
+import {type ClusterNode, type MarkerKind, markersNotOn, replicasOf, shortId, slotMapSignature, slotOwners} from '../cluster/topology.js'
 import {isTerminal} from '../cluster/slot-migrations.js'
 import {type Issue, type NodeRef, nodeRef, rangeSet, slotSet} from '../core/result.js'
 
@@ -65,21 +65,104 @@ function label(node: ClusterNode): string {
  * there since ("dirty slot"). Nothing outside the node can make it forget that state before
  * it starts, so the server comes back only with an empty data directory, as a new node.
  */
-function slotlessDeadMasterHint(snapshot: ClusterSnapshot, node: ClusterNode): string {
-  const seed = snapshot.seedAddress
+function slotlessDeadMasterHint(snapshot: ClusterSnapshot, node: ClusterNode, seed = snapshot.seedAddress): string {
   return `remove it: slotctl del-node ${seed} ${node.id}. Do not restart it with its old files (its nodes.conf can take slots back from the master that replaced it); to use the server again, start it with an empty data directory and add it: slotctl add-node ${node.address || 'HOST:PORT'} ${seed}`
 }
 
 function deadMasterHint(snapshot: ClusterSnapshot, node: ClusterNode): string {
-  if (node.slots.length === 0) return slotlessDeadMasterHint(snapshot, node)
+  if (node.slots.length === 0) return slotlessDeadMasterHint(snapshot, node, currentSeed(snapshot, node))
   return deadOwnerHint(snapshot, node)
 }
 
-/** The next step for a master that is down while it owns slots: promote its replica, or remove it. */
+/** The reachable, unflagged nodes and the view each has of the cluster. */
+function liveViews(snapshot: ClusterSnapshot): Array<{self: ClusterNode; nodes: ClusterNode[]}> {
+  return snapshot.nodes.flatMap((self) => {
+    const nodes = snapshot.views[self.id]?.reachable ? snapshot.views[self.id].nodes : undefined
+    return nodes && !self.failed ? [{nodes, self}] : []
+  })
+}
+
+/**
+ * Live masters that own, in their own view or in another live one, slots the dead `node`
+ * owns in the seed's view: a replica the cluster promoted (its keys are there), or a reshard
+ * target. A node importing a slot ignores other claims on it, so the seed's view may still
+ * give the dead node slots that the rest of the cluster gave its promoted replica.
+ */
+function slotHeirs(snapshot: ClusterSnapshot, node: ClusterNode): {heirs: ClusterNode[]; covered: Set<number>} {
+  const deadSlots = new Set(expandRanges(node.slots))
+  const live = new Map(liveViews(snapshot).map((view) => [view.self.id, view.self]))
+  const heirs = new Map<string, ClusterNode>()
+  const covered = new Set<number>()
+  for (const view of liveViews(snapshot)) {
+    for (const owner of view.nodes) {
+      const heir = live.get(owner.id)
+      if (owner.id === node.id || owner.role !== 'master' || !heir) continue
+      const taken = expandRanges(owner.slots).filter((slot) => deadSlots.has(slot))
+      if (taken.length === 0) continue
+      heirs.set(heir.id, heir)
+      for (const slot of taken) covered.add(slot)
+    }
+  }
+  return {covered, heirs: [...heirs.values()]}
+}
+
+/** The dead `node`'s slots that no live master serves in any live view: uncovered once it is removed. */
+export function slotsServedByNoOther(snapshot: ClusterSnapshot, node: ClusterNode): number[] {
+  const {covered} = slotHeirs(snapshot, node)
+  return expandRanges(node.slots).filter((slot) => !covered.has(slot))
+}
+
+/** Whether a replica of the dead `node` (or a master that took its slots) holds or may hold its keys. */
+export function keysMayBeElsewhere(snapshot: ClusterSnapshot, node: ClusterNode): boolean {
+  return liveReplicasOf(snapshot, node).length > 0 || slotHeirs(snapshot, node).heirs.length > 0
+}
+
+/** Replicas of the dead node in any live view (the seed's may be behind), that answer and are not flagged. */
+function liveReplicasOf(snapshot: ClusterSnapshot, node: ClusterNode): ClusterNode[] {
+  const live = new Map(liveViews(snapshot).map((view) => [view.self.id, view.self]))
+  const ids = new Set(liveViews(snapshot).flatMap((view) => view.nodes.filter((other) => other.role === 'replica' && other.masterId === node.id).map((other) => other.id)))
+  return [...ids].flatMap((id) => {
+    const replica = live.get(id)
+    // its own view decides: a replica the cluster promoted meanwhile is an heir, not a replica
+    return replica && replica.role === 'replica' && replica.masterId === node.id ? [replica] : []
+  })
+}
+
+/**
+ * The seed to name in a hint about the dead `node`: one whose view is current. The seed's own
+ * view may not be (an importing target keeps giving the dead source the slot it imports); then
+ * a live master that gives the dead node none of those slots is named, its heir first.
+ */
+export function currentSeed(snapshot: ClusterSnapshot, node: ClusterNode, heirs: readonly ClusterNode[] = []): string {
+  const ownsIn = (view: readonly ClusterNode[]) => (view.find((other) => other.id === node.id)?.slots.length ?? 0) > 0
+  const seedView = snapshot.views[snapshot.seedId]
+  if (!seedView?.reachable || !seedView.nodes || !ownsIn(seedView.nodes)) return snapshot.seedAddress
+  const current = liveViews(snapshot).filter((view) => view.self.role === 'master' && view.self.address && !ownsIn(view.nodes))
+  const heirIds = new Set(heirs.map((heir) => heir.id))
+  const chosen = current.find((view) => heirIds.has(view.self.id)) ?? current[0]
+  return chosen ? chosen.self.address : snapshot.seedAddress
+}
+
+/**
+ * The next step for a master that is down while it owns slots: promote its replica, let the
+ * cluster finish replacing it, or remove it. A step that loses data is named only when no
+ * replica of it holds or may hold its keys, judged from every live view, not the seed's alone.
+ */
 export function deadOwnerHint(snapshot: ClusterSnapshot, node: ClusterNode): string {
-  const seed = snapshot.seedAddress
-  const replica = replicasOf(snapshot.nodes, node.id).find((candidate) => !candidate.failed && snapshot.views[candidate.id]?.reachable)
+  const {covered, heirs} = slotHeirs(snapshot, node)
+  const seed = currentSeed(snapshot, node, heirs)
+  const replica = liveReplicasOf(snapshot, node)[0]
+  // if the cluster promotes it before this runs, failover says "already master" and succeeds
   if (replica) return `promote its replica: slotctl failover ${seed} --replica ${replica.id} --force`
+  const slotTotal = expandRanges(node.slots).length
+  if (heirs.length > 0 && covered.size === slotTotal) {
+    const names = heirs.map((heir) => `${heir.address} (${shortId(heir.id)})`).join(', ')
+    return `its slots are served by ${names} now (its replica, promoted: its keys are there). Let fix settle what is still open or disputed: slotctl fix ${seed}; then ${slotlessDeadMasterHint(snapshot, node, seed)}`
+  }
+  if (heirs.length > 0) {
+    // part of its slots moved on (a reshard target); the rest have no copy anywhere else
+    return `restart it: the keys of ${slotTotal - covered.size} of its slots exist only there (${heirs.map((heir) => heir.address).join(', ')} serve${heirs.length === 1 ? 's' : ''} the others). If it is lost for good: slotctl del-node ${seed} ${node.id} --accept-data-loss (those slots come back empty), then slotctl fix ${seed}`
+  }
   return `restart it: its keys exist only there. If it is lost for good: slotctl del-node ${seed} ${node.id} --accept-data-loss (its slots come back empty), then slotctl fix ${seed}`
 }
 

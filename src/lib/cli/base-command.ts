@@ -18,7 +18,7 @@ import {askSecretOrFail, confirmOrFail} from './prompt.js'
 import type {ProgressReporter} from './progress.js'
 import {type IssueView, applyColour, colourEnabled, colourOn, renderIssues, wrapLine} from './render.js'
 import {escapeControl, escapeTerminal} from '../core/escape.js'
-import {type ErrorEnvelope, errorDocument, successDocument} from '../core/result.js'
+import {type ErrorEnvelope, type Issue, errorDocument, successDocument} from '../core/result.js'
 import {durationFlag} from './duration.js'
 import {type ClusterRef, type HistoryRecord, type Outcome, appendHistory, clusterIdOf, currentHost, currentUser, redactArgs} from '../history/audit-log.js'
 
@@ -352,8 +352,36 @@ export abstract class BaseCommand<T extends typeof Command> extends Command {
     for (const line of lines) writeStderr(shownText(line))
   }
 
-  /** Every result gets schemaVersion (docs/json.md). */
+  private passwordWarningGiven = false
+
+  /**
+   * A password sent to nodes that need none: redis-cli calls that a failed AUTH; slotctl goes
+   * on (one password for a mixed fleet) but says so, once per run. Undefined when there is
+   * nothing to say or it was said already.
+   */
+  protected takePasswordNotNeededIssue(): Issue | undefined {
+    const nodes = [...(this.poolInstance?.passwordNotNeeded ?? [])].sort()
+    if (nodes.length === 0 || this.passwordWarningGiven) return undefined
+    this.passwordWarningGiven = true
+    const shown = nodes.length > 3 ? `${nodes.slice(0, 3).join(', ')} and ${nodes.length - 3} more` : nodes.join(', ')
+    return {
+      code: 'PASSWORD_NOT_NEEDED',
+      hint: 'leave out the password (-a, --password, REDISCLI_AUTH, a URL\'s) for this cluster, or set one on it (requirepass, ACL)',
+      message: `a password was given, but ${shown} ${nodes.length === 1 ? 'needs' : 'need'} none (redis-cli would report AUTH failed)`,
+    }
+  }
+
+  /** Text mode: the spare-password warning on stderr (before an error line, if the run fails). */
+  private warnPasswordNotNeeded(): void {
+    const spare = this.takePasswordNotNeededIssue()
+    if (spare) writeStderr(shownText(`slotctl: warning: ${spare.message}; ${spare.hint}`))
+  }
+
+  /** Every result gets schemaVersion (docs/json.md), and the spare-password warning in its warnings. */
   protected override toSuccessJson(result: unknown): unknown {
+    const spare = this.takePasswordNotNeededIssue()
+    const warnings = (result as {warnings?: unknown}).warnings
+    if (spare && Array.isArray(warnings)) return successDocument({...(result as object), warnings: [...warnings, spare]})
     return successDocument(result as object)
   }
 
@@ -371,6 +399,7 @@ export abstract class BaseCommand<T extends typeof Command> extends Command {
     if (this.jsonEnabled()) {
       this.logJson(errorDocument(envelope))
     } else {
+      this.warnPasswordNotNeeded()
       writeStderr(`slotctl: error: ${envelope.message}`)
       for (const hint of envelope.suggestions ?? []) writeStderr(`  hint: ${hint}`)
       if (this.flags?.verbose && err.stack) writeStderr(redactSecrets(err.stack))
@@ -423,6 +452,7 @@ export abstract class BaseCommand<T extends typeof Command> extends Command {
 
   protected override async finally(err: Error | undefined): Promise<unknown> {
     this.recordEnd(err)
+    if (!this.jsonEnabled()) this.warnPasswordNotNeeded()
     this.removeSignalHandlers()
     this.runLock?.release()
     await this.poolInstance?.closeAll()

@@ -160,6 +160,9 @@ function silenceSpareAuthWarnings(): void {
 
 silenceSpareAuthWarnings()
 
+/** AUTH's answer from a server (or its default user) that has no password. */
+const SPARE_AUTH_REPLY = /no password is set|without any password configured for the default user/i
+
 interface PoolEntry {
   client: Redis
   ready: Promise<Redis>
@@ -325,8 +328,31 @@ export class NodePool {
     return error
   }
 
+  /** Nodes that were sent a password although they need none (redis-cli calls that a failed AUTH). */
+  readonly passwordNotNeeded = new Set<string>()
+
+  /**
+   * ioredis goes on connected when AUTH answers that no password is set (and only warns on
+   * the console, silenced above): its AUTH reply is watched on this client, so the node can
+   * be named in slotctl's own warning.
+   */
+  private watchSpareAuth(client: Redis, node: string): void {
+    const auth = client.auth.bind(client) as (...args: unknown[]) => unknown
+    ;(client as unknown as {auth: (...args: unknown[]) => unknown}).auth = (...args: unknown[]) => {
+      const callback = args.at(-1)
+      if (typeof callback === 'function') {
+        args[args.length - 1] = (error: Error | null | undefined, reply: unknown) => {
+          if (error && SPARE_AUTH_REPLY.test(error.message)) this.passwordNotNeeded.add(node)
+          return (callback as (error: unknown, reply: unknown) => unknown)(error, reply)
+        }
+      }
+      return auth(...args)
+    }
+  }
+
   private open(address: NodeAddress, key: string): PoolEntry {
     const client = new Redis(redisOptionsFor(address, this.settings))
+    if (client.options.password) this.watchSpareAuth(client, formatAddress(address))
     // connect() rejects with a bare "Connection is closed"; the 'error' event has the cause.
     // Listening also keeps an unhandled 'error' event from crashing the process.
     let cause: unknown

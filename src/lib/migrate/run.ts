@@ -20,7 +20,7 @@ import type {NodePool} from '../cluster/connection.js'
 import {type ClusterSnapshot, reloadUntil} from '../cluster/loader.js'
 import {type ServerFeatures, readServerFeaturesOf} from '../cluster/server-info.js'
 import {countKeysInSlots} from '../cluster/slot-stats.js'
-import {type ClusterNode, mastersOf, slotOwners} from '../cluster/topology.js'
+import {type ClusterNode, mastersOf, shortId, slotOwners} from '../cluster/topology.js'
 import {SlotctlError} from '../core/errors.js'
 import {formatSlots} from '../core/slots.js'
 import {formatBytes, formatDuration} from '../core/units.js'
@@ -359,7 +359,32 @@ export async function executeRun(context: RunContext, prepared: PreparedRun, opt
  */
 export async function verifyRun(context: RunContext, prepared: PreparedRun, outcome: RunOutcome): Promise<void> {
   if (outcome.closed.size === 0 || outcome.failures.length > 0) return
-  await timed(context, 'verification', () => verifyAgreement(context.pool, prepared.snapshot, prepared.plan, outcome.closed, outcome))
+  const now = await timed(context, 'verification', () => verifyAgreement(context.pool, prepared.snapshot, prepared.plan, outcome.closed, outcome))
+  outcome.warnings.push(...turnedReplicas(prepared.snapshot, now, prepared.plan))
+}
+
+/**
+ * Sources of the plan that were masters with slots and are replicas now: Redis (7+) and Valkey
+ * make a master that loses its last slot a replica of the node that took it
+ * (cluster-allow-replica-migration). An operator who drained a master expects an empty
+ * master; the change of role is said, not left to be found later.
+ */
+function turnedReplicas(before: ClusterSnapshot, after: ClusterSnapshot, plan: MigrationPlan): ExecuteWarning[] {
+  const sources = new Set(plan.moves.map((move) => move.sourceId))
+  return before.nodes
+    .filter((node) => sources.has(node.id) && node.role === 'master' && node.slots.length > 0)
+    .flatMap((node): ExecuteWarning[] => {
+      const now = after.nodes.find((candidate) => candidate.id === node.id)
+      if (!now || now.role !== 'replica' || !after.views[node.id]?.reachable) return []
+      const master = after.nodes.find((candidate) => candidate.id === now.masterId)
+      const masterName = master ? `${master.address} (${shortId(master.id)})` : shortId(now.masterId ?? '')
+      return [
+        {
+          code: 'MASTER_TURNED_REPLICA',
+          message: `${node.address} (${shortId(node.id)}) lost its last slot and is now a replica of ${masterName}: the server makes an emptied master a replica of the node that took its last slot (cluster-allow-replica-migration)`,
+        },
+      ]
+    })
 }
 
 function chooseMover(context: RunContext, prepared: PreparedRun, options: ExecuteRunOptions, onEvent: (event: MigrationEvent) => void): SlotMover {
@@ -408,17 +433,18 @@ function noteUnreplicatedTargets(context: RunContext, snapshot: ClusterSnapshot,
  * (gossip carries the close to replicas within moments). A view that still disagrees after
  * the wait is a failure: something handed a slot back, or a node is partitioned.
  */
-async function verifyAgreement(pool: NodePool, snapshot: ClusterSnapshot, plan: MigrationPlan, closed: ReadonlySet<number>, result: ExecuteResult): Promise<void> {
+async function verifyAgreement(pool: NodePool, snapshot: ClusterSnapshot, plan: MigrationPlan, closed: ReadonlySet<number>, result: ExecuteResult): Promise<ClusterSnapshot> {
   const moved = plan.moves.filter((move) => closed.has(move.slot))
   const now = await reloadUntil(pool, parseAddress(snapshot.seedAddress), AGREEMENT_WAIT_MS, (candidate) => disagreements(candidate, moved).length === 0)
   const disagreeing = disagreements(now, moved)
-  if (disagreeing.length === 0) return
+  if (disagreeing.length === 0) return now
   const [first] = disagreeing
   result.failures.push({
     code: 'E_VERIFY',
     error: `verification failed: ${disagreeing.length} node view(s) do not give the moved slots to their targets after ${AGREEMENT_WAIT_MS / 1000} s (${first.address}: slot ${first.slot} → ${first.owner ?? 'no owner'})`,
     slot: first.slot,
   })
+  return now
 }
 
 /** Planned slots the snapshot shows open between their own source and target. */

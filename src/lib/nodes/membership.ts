@@ -302,11 +302,13 @@ export interface RemoveNodeResult {
  * unreachable master go anyway (del-node --accept-data-loss): its keys are gone already, and its slots
  * become uncovered for fix to hand out.
  */
-export function refuseIfOwnsSlots(node: ClusterNode, deadWithSlots: {allowed: boolean; reachable: boolean} = {allowed: false, reachable: true}): void {
+export function refuseIfOwnsSlots(node: ClusterNode, deadWithSlots: {allowed: boolean; reachable: boolean; deadHint?: string} = {allowed: false, reachable: true}): void {
   if (node.slots.length > 0 && !(deadWithSlots.allowed && !deadWithSlots.reachable)) {
     const hints = deadWithSlots.reachable
       ? ['add --drain to move its slots to the other masters first (or move them with slotctl reshard or rebalance)']
-      : ['bring it back (its keys exist only there), or promote a replica of it (slotctl failover --replica ID --force)', 'if it is lost for good: add --accept-data-loss; its slots come back empty once slotctl fix gives them to the other masters']
+      : deadWithSlots.deadHint
+        ? [deadWithSlots.deadHint]
+        : ['bring it back (its keys exist only there), or promote a replica of it (slotctl failover --replica ID --force)', 'if it is lost for good: add --accept-data-loss; its slots come back empty once slotctl fix gives them to the other masters']
     throw new SlotctlError(`${node.address || node.id.slice(0, 8)} (${node.id.slice(0, 8)}) still owns ${slotCount(node)} slot(s) (${formatRanges(node.slots)}): move them away before removing it`, {
       code: 'E_NODE_HAS_SLOTS',
       suggestions: hints,
