@@ -15,10 +15,10 @@ import {PhaseClock} from '../phases.js'
 import {hasUrlPassword, redactSecrets, registerSecret, registerUrlSecrets} from '../secrets.js'
 import {askSecretOrFail, confirmOrFail} from './prompt.js'
 import type {ProgressReporter} from './progress.js'
-import {type IssueView, applyColour, colourEnabled, colourOn, renderIssues, wrapLine} from './render.js'
+import {type IssueView, applyColour, paint, colourEnabled, colourOn, renderIssues, wrapLine} from './render.js'
 import {escapeControl, escapeTerminal} from './escape.js'
 import {type ErrorEnvelope, errorDocument, successDocument} from './result.js'
-import {durationFlag} from './duration.js'
+import {durationFlag, parseDuration} from './duration.js'
 
 export type BaseFlags<T extends typeof Command> = Interfaces.InferredFlags<(typeof BaseCommand)['baseFlags'] & T['flags']>
 export type BaseArgs<T extends typeof Command> = Interfaces.InferredArgs<T['args']>
@@ -115,6 +115,40 @@ export const ignoreLockFlag = Flags.boolean({
  */
 export const retiredForceFlag = Flags.boolean({description: 'replaced by --ignore-lock', hidden: true})
 
+/** The value a bare `--watch` takes (watch(1)'s default). */
+export const DEFAULT_WATCH_INTERVAL = '2s'
+
+/** `--watch [INTERVAL]`: redraw every INTERVAL until Ctrl-C (a bare --watch: every 2 s). */
+export const watchFlag = durationFlag({
+  description: `redraw every INTERVAL until Ctrl-C, then exit with the last state's code; a bare --watch redraws every ${DEFAULT_WATCH_INTERVAL}`,
+  minMs: 100,
+  plainUnit: 's',
+})
+
+/**
+ * oclif has no flag with an optional value: a bare `--watch` (last, or followed by another
+ * flag or an address) gets its default here, before parsing. A following word that is a
+ * duration is its value.
+ */
+export function fillOptionalFlagValues(argv: readonly string[], defaults: Readonly<Record<string, string>>): string[] {
+  const out: string[] = []
+  for (const [index, token] of argv.entries()) {
+    if (token === '--') return [...out, ...argv.slice(index)]
+    out.push(token)
+    const name = /^--([\w-]+)$/.exec(token)?.[1]
+    const next = argv[index + 1]
+    if (name && Object.hasOwn(defaults, name) && (next === undefined || parseDuration(next, 's') === undefined)) out.push(defaults[name])
+  }
+  return out
+}
+
+/** Clears a terminal and puts the cursor home, as watch(1) does between rounds. */
+const CLEAR_SCREEN = '\u001B[H\u001B[2J'
+
+function formatWatchInterval(ms: number): string {
+  return ms % 1000 === 0 ? `${ms / 1000}s` : `${(ms / 1000).toFixed(1)}s`
+}
+
 function reachableMasters(snapshot: ClusterSnapshot): string[] {
   return mastersOf(snapshot.nodes)
     .filter((node) => node.address && snapshot.views[node.id]?.reachable)
@@ -165,8 +199,12 @@ export abstract class BaseCommand<T extends typeof Command> extends Command {
     return `${description}\n\nEXIT CODES\n${lines.join('\n')}`
   }
 
+  /** Flags whose value may be left out (`--watch`), with the value they then take. */
+  static optionalFlagValues: Record<string, string> = {}
+
   public async init(): Promise<void> {
     await super.init()
+    this.argv = fillOptionalFlagValues(this.argv, (this.ctor as unknown as typeof BaseCommand).optionalFlagValues ?? {})
     const {args, flags, metadata, raw} = await this.parse({
       args: this.ctor.args,
       baseFlags: (super.ctor as typeof BaseCommand).baseFlags,
@@ -381,6 +419,11 @@ export abstract class BaseCommand<T extends typeof Command> extends Command {
    * (loading, planning, asking, locking) there is nothing to finish: the first one exits.
    */
   protected async onInterrupt(signal: NodeJS.Signals): Promise<void> {
+    if (this.watchedCode !== undefined) {
+      // watching: Ctrl-C is the way out, and the last state drawn decides the exit code
+      await this.poolInstance?.closeAll()
+      process.exit(this.watchedCode)
+    }
     if (this.finishInFlightOnInterrupt && this.workInFlight && !this.stopRequest.signal.aborted) {
       this.stopRequest.abort()
       this.tell(this.firstInterruptMessage(signal))
@@ -389,6 +432,47 @@ export abstract class BaseCommand<T extends typeof Command> extends Command {
     this.tell(this.lastInterruptMessage(signal))
     await this.poolInstance?.closeAll()
     process.exit(ExitCode.interrupted)
+  }
+
+  /** While watching (--watch): the exit code of the last state drawn (undefined before the first, or when not watching). */
+  private watchedCode?: number
+
+  /**
+   * --watch: runs `round` (which reads and draws one state, and sets resultExitCode) every
+   * `intervalMs` until Ctrl-C, which exits with the last state's code. On a terminal each
+   * round redraws the screen under a header; in a pipe the rounds follow each other. With
+   * --json each state is one line of JSON. A round that fails (the seed is down) is a state
+   * too: its error is shown and its code kept, and watching goes on.
+   */
+  protected async watch<R>(intervalMs: number, what: string, round: () => Promise<R>): Promise<never> {
+    const json = this.jsonEnabled()
+    for (;;) {
+      const startedAt = Date.now()
+      this.resultExitCode = ExitCode.ok
+      if (!json) {
+        const clear = process.stdout.isTTY ? CLEAR_SCREEN : ''
+        const header = `Every ${formatWatchInterval(intervalMs)}: ${this.config.bin} ${what}   ${new Date().toLocaleTimeString('en-GB')} (Ctrl-C to stop)`
+        process.stdout.write(`${clear}${paint.heading(header)}\n\n`)
+      }
+      let code: number
+      try {
+        const result = await round()
+        if (json) process.stdout.write(`${redactSecrets(JSON.stringify(this.toSuccessJson(result)))}\n`)
+        code = this.resultExitCode
+      } catch (error) {
+        const envelope = toEnvelope(error)
+        if (json) process.stdout.write(`${redactSecrets(JSON.stringify(errorDocument(envelope)))}\n`)
+        else process.stdout.write(`${shownText(`slotctl: error: ${envelope.message}`)}\n`)
+        code = envelope.exitCode
+        // a node that went away: the next round connects afresh
+        await this.poolInstance?.closeAll()
+        this.poolInstance = undefined
+      }
+      this.watchedCode = code
+      await new Promise((resolve) => {
+        setTimeout(resolve, Math.max(0, intervalMs - (Date.now() - startedAt)))
+      })
+    }
   }
 
   /** The progress display while data moves; lines said meanwhile go through it (not over it). */

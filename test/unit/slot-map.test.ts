@@ -1,0 +1,128 @@
+import {expect} from 'chai'
+
+import {stripAnsi, displayWidth} from '../../src/lib/cli/render.js'
+import {MAP_MARKS, buildSlotMap, cellMarks, joinWrapped, mapLayout, renderSlotMap} from '../../src/lib/cli/slot-map.js'
+import {parseClusterNodes} from '../../src/lib/cluster/topology.js'
+import {A, B, C, healthy, troubled} from '../fixtures/cluster-nodes.js'
+
+// eslint-disable-next-line no-control-regex
+const ANSI = /\u001B\[[0-9;]*m/
+
+/** The grid rows of a rendered map (label, then cells), without the legend. */
+function gridRows(lines: string[]): string[] {
+  return lines.slice(0, lines.indexOf(''))
+}
+
+describe('slot map: data', () => {
+  it('gives each master a letter in slot order, and no unassigned, open or doubly claimed slot on a healthy cluster', () => {
+    const map = buildSlotMap(parseClusterNodes(healthy))
+    expect(map.owners.map((owner) => [owner.letter, owner.id, owner.slotCount])).to.deep.equal([
+      ['A', A, 5461],
+      ['B', B, 5462],
+      ['C', C, 5461],
+    ])
+    expect(map.unassigned).to.deep.equal([])
+    expect(map.open).to.deep.equal([])
+    expect(map.conflicts).to.deep.equal([])
+  })
+
+  it('finds the unassigned slots and the open ones (with their other end) of a troubled view', () => {
+    const map = buildSlotMap(parseClusterNodes(troubled))
+    // A's ranges skip 101 (migrating away) and 16000 (importing): both are unowned in this view
+    expect(map.unassigned).to.deep.equal([
+      [101, 101],
+      [16_000, 16_000],
+    ])
+    expect(map.open.map((entry) => [entry.slot, entry.state, entry.id, entry.peerId])).to.deep.equal([
+      [101, 'migrating', A, B],
+      [16_000, 'importing', A, C],
+    ])
+  })
+
+  it('reports a slot two masters claim', () => {
+    const nodes = parseClusterNodes(healthy.replace('10923-16383', '10900-16383'))
+    expect(buildSlotMap(nodes).conflicts).to.deep.equal([[10_900, 10_922]])
+  })
+})
+
+describe('slot map: layout and rendering', () => {
+  it('uses 64 cells of 16 slots per row at 80 columns and 128 of 8 at 200, 16 rows each', () => {
+    expect(mapLayout(80)).to.deep.equal({cellsPerRow: 64, rows: 16, slotsPerCell: 16})
+    expect(mapLayout(200)).to.deep.equal({cellsPerRow: 128, rows: 16, slotsPerCell: 8})
+    expect(mapLayout(40)).to.deep.equal({cellsPerRow: 32, rows: 16, slotsPerCell: 32})
+  })
+
+  for (const width of [80, 200]) {
+    for (const colour of [false, true]) {
+      it(`fits ${width} columns ${colour ? 'with' : 'without'} colour, every cell marked by its owner`, () => {
+        const map = buildSlotMap(parseClusterNodes(healthy))
+        const lines = renderSlotMap(map, {colour, width})
+        for (const line of lines) expect(displayWidth(line), line).to.be.at.most(width)
+        expect(lines.some((line) => ANSI.test(line))).to.equal(colour)
+        const rows = gridRows(lines.map((line) => stripAnsi(line)))
+        expect(rows).to.have.length(16)
+        const {cellsPerRow, slotsPerCell} = mapLayout(width)
+        expect(rows[0].startsWith('    0 ')).to.equal(true)
+        expect(rows[15].trimStart().startsWith(String(15 * cellsPerRow * slotsPerCell))).to.equal(true)
+        const cells = rows.map((row) => row.slice(6).replaceAll(' ', '')).join('')
+        expect(cells).to.have.length(16_384 / slotsPerCell)
+        // each owner's slots fill their share of cells; the cells at a boundary (5460/5461, 10922/10923) hold two owners
+        const count = (mark: string) => [...cells].filter((cell) => cell === mark).length
+        expect(count('A') + count('B') + count('C') + count(MAP_MARKS.mixed)).to.equal(cells.length)
+        expect(count('A')).to.equal(Math.floor(5461 / slotsPerCell))
+        expect(count(MAP_MARKS.mixed)).to.equal(2)
+      })
+    }
+  }
+
+  it('the coloured map reads the same as the plain one once its colours are removed', () => {
+    const map = buildSlotMap(parseClusterNodes(troubled))
+    for (const width of [80, 200]) {
+      expect(renderSlotMap(map, {colour: true, width}).map((line) => stripAnsi(line))).to.deep.equal(renderSlotMap(map, {colour: false, width}))
+    }
+  })
+
+  it('marks open slots over unassigned ones, and lists them with their ends under the map', () => {
+    const map = buildSlotMap(parseClusterNodes(troubled))
+    const marks = cellMarks(map, 16)
+    // slot 101 (open) is in cell 6, slot 16000 (open and unassigned) in cell 1000
+    expect(marks[6]).to.equal(MAP_MARKS.open)
+    expect(marks[1000]).to.equal(MAP_MARKS.open)
+    expect(marks[0]).to.equal('A')
+    const lines = renderSlotMap(map, {colour: false, width: 80})
+    const openLines = lines.slice(lines.findIndex((line) => line.startsWith('open slots (2):'))).join('\n')
+    expect(openLines).to.include('101 A→B (on the source)')
+    expect(openLines).to.include('16000 C→A (on the target)')
+  })
+
+  it('marks an unassigned run with dots, and says what a cell holds and what each mark means', () => {
+    const map = buildSlotMap(parseClusterNodes(healthy.replace('10923-16383', '10923-16000')))
+    const lines = renderSlotMap(map, {colour: false, width: 80})
+    // 16001-16383 unassigned: cell 1000 (16000-16015) holds C and unassigned slots, 1001-1023 only unassigned
+    expect(cellMarks(map, 16).slice(1000)).to.deep.equal(Array.from({length: 24}, () => MAP_MARKS.unassigned))
+    expect(lines.at(-1)).to.not.include('open slots')
+    const legend = lines.join('\n')
+    for (const text of ['each cell: 16 slots', '. unassigned', '* open (migrating/importing)', '+ several owners', '! claimed twice']) expect(legend).to.include(text)
+  })
+
+  it('never splits an owner (address, id, slot count) across lines, with many masters at 80 columns', () => {
+    const many = Array.from({length: 30}, (_, index) => {
+      const start = Math.floor((index * 16_384) / 30)
+      const end = Math.floor(((index + 1) * 16_384) / 30) - 1
+      return `${String(index).padStart(2, '0').padEnd(40, 'a')} 192.168.100.${index + 100}:${17_000 + index}@27000 master - 0 0 ${index + 1} connected ${start}-${end}`
+    })
+    const map = buildSlotMap(parseClusterNodes(many.join('\n')))
+    expect(map.owners.at(-1)?.letter).to.equal('d')
+    const lines = renderSlotMap(map, {colour: false, width: 80})
+    for (const line of lines) expect(displayWidth(line)).to.be.at.most(80)
+    for (const owner of map.owners) {
+      const entry = `${owner.letter} ${owner.address} ${owner.id.slice(0, 8)} ${owner.slotCount} slots`
+      expect(lines.filter((line) => line.includes(entry)), entry).to.have.length(1)
+    }
+  })
+
+  it('wraps pieces without splitting one', () => {
+    expect(joinWrapped(['aaaa', 'bbbb', 'cccc'], 11, ' ')).to.deep.equal(['aaaa bbbb', 'cccc'])
+    expect(joinWrapped(['aaaa', 'bbbb', 'cccc'], 11, ' ', '  ')).to.deep.equal(['aaaa bbbb', '  cccc'])
+  })
+})
