@@ -5,7 +5,7 @@ import {type NodeAddress, formatAddress} from '../lib/cluster/address.js'
 import {NODE_PARALLELISM, type NodePool, settleLimit} from '../lib/cluster/connection.js'
 import {masterSlotKeyCounts} from '../lib/cluster/slot-stats.js'
 import {ExitCode} from '../lib/errors.js'
-import {colourOn, formatBytes, paint, renderIssues, table, terminalWidth} from '../lib/cli/render.js'
+import {colourOn, formatBytes, paint, renderIssues, table, terminalWidth, wrapLine} from '../lib/cli/render.js'
 import {type SlotMapData, buildSlotMap, renderSlotMap} from '../lib/cli/slot-map.js'
 import {type Issue, type NodeRef, type VerbResult, byFirstSlot, issue, nodeRef, rangeSet} from '../lib/cli/result.js'
 import {SLOT_COUNT, type SlotRange, expandRanges, formatRanges} from '../lib/cluster/slots.js'
@@ -130,7 +130,8 @@ export default class Info extends BaseCommand<typeof Info> {
     } else {
       this.renderTable(result)
     }
-    this.log(`${result.totalKeys} keys in ${result.masters.length} masters, ${result.totalSlots} slots assigned, ${result.keysPerSlot.toFixed(2)} keys per slot on average, ${formatBytes(result.usedMemory)} used.`)
+    const totals = `${result.totalKeys} keys in ${result.masters.length} masters, ${result.totalSlots} slots assigned, ${result.keysPerSlot.toFixed(2)} keys per slot on average, ${formatBytes(result.usedMemory)} used.`
+    for (const line of wrapLine(totals, terminalWidth() ?? Number.POSITIVE_INFINITY)) this.log(line)
   }
 
   private renderTable(result: InfoResult): void {

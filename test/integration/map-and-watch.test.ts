@@ -1,0 +1,110 @@
+import {expect} from 'chai'
+
+import type {CheckResult} from '../../src/commands/check.js'
+import type {InfoResult} from '../../src/commands/info.js'
+import {parseClusterNodes} from '../../src/lib/cluster/topology.js'
+import {TestCluster} from '../helpers/cluster-harness.js'
+import {runCli, runCliJson, spawnCli} from '../helpers/cli.js'
+
+/** Resolves once `text` has appeared `times` times in what the child wrote to stdout (or rejects after `timeoutMs`). */
+async function waitForOutput(child: ReturnType<typeof spawnCli>, text: string, times: number, timeoutMs: number): Promise<string> {
+  let out = ''
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`'${text}' not seen ${times} times within ${timeoutMs} ms; stdout so far: ${out.slice(-2000)}`)), timeoutMs)
+    child.stdout?.on('data', (chunk: Buffer) => {
+      out += chunk.toString()
+      if (out.split(text).length - 1 >= times) {
+        clearTimeout(timer)
+        resolve(out)
+      }
+    })
+  })
+}
+
+describe('info --map and --watch on a real cluster', () => {
+  let cluster: TestCluster
+
+  before(async () => {
+    cluster = await TestCluster.start({masters: 3, replicas: 0})
+  })
+
+  after(async () => {
+    await cluster?.stop()
+  })
+
+  it('info --map draws 16 rows of owner letters at 80 columns, an open slot marked, and --json gives the ranges', async () => {
+    const nodes = parseClusterNodes(String(await cluster.client().call('CLUSTER', 'NODES')))
+    const masters = nodes.filter((node) => node.role === 'master')
+    const [source, target] = masters
+    const slot = source.slots[0][0]
+    await cluster.client(target.address).call('CLUSTER', 'SETSLOT', String(slot), 'IMPORTING', source.id)
+    try {
+      const human = await runCli(['info', cluster.seed, '--map'], {env: {COLUMNS: '80'}})
+      expect(human.exitCode, human.stderr).to.equal(0)
+      const lines = human.stdout.split('\n')
+      const rows = lines.filter((line) => /^ {0,4}\d+ [A-Z*.+! ]+$/.test(line))
+      expect(rows).to.have.length(16)
+      for (const line of lines) expect(line.length, line).to.be.at.most(80)
+      expect(human.stdout).to.include('* open (migrating/importing)')
+      expect(human.stdout).to.include(`open slots (1):  ${slot} `)
+      const {exitCode, json} = await runCliJson<InfoResult>(['info', cluster.seed, '--map'])
+      expect(exitCode).to.equal(0)
+      expect(json.map?.owners.map((owner) => owner.letter)).to.deep.equal(['A', 'B', 'C'])
+      expect(json.map?.owners.reduce((sum, owner) => sum + owner.slotCount, 0)).to.equal(16_384)
+      expect(json.map?.unassigned).to.deep.equal([])
+      expect(json.map?.open).to.deep.equal([{address: target.address, id: target.id, peerId: source.id, slot, state: 'importing'}])
+      const owner = json.map?.owners.find((entry) => entry.id === source.id)
+      expect(owner?.slots).to.deep.equal(source.slots)
+    } finally {
+      await cluster.client(target.address).call('CLUSTER', 'SETSLOT', String(slot), 'STABLE')
+    }
+  })
+
+  it('check --watch 1 redraws at least twice, and Ctrl-C exits with the last state\'s code (0 healthy, 3 with an open slot)', async function () {
+    this.timeout(90_000)
+    // healthy: exit 0 after the second drawing
+    const healthy = spawnCli(['check', cluster.seed, '--watch', '1'])
+    await waitForOutput(healthy, '[OK] all 16384 slots covered', 2, 30_000)
+    healthy.kill('SIGINT')
+    const healthyEnd = await healthy
+    expect(healthyEnd.exitCode, String(healthyEnd.stderr)).to.equal(0)
+    expect(String(healthyEnd.stdout).split(`Every 1s: slotctl check ${cluster.seed}`).length - 1).to.be.at.least(2)
+
+    // an open slot: the last state is a problem, exit 3
+    const nodes = parseClusterNodes(String(await cluster.client().call('CLUSTER', 'NODES')))
+    const [source, target] = nodes.filter((node) => node.role === 'master')
+    const slot = source.slots[0][0]
+    await cluster.client(target.address).call('CLUSTER', 'SETSLOT', String(slot), 'IMPORTING', source.id)
+    try {
+      const troubled = spawnCli(['check', cluster.seed, '--watch'])
+      await waitForOutput(troubled, 'problem(s) found', 2, 30_000)
+      troubled.kill('SIGINT')
+      const troubledEnd = await troubled
+      expect(troubledEnd.exitCode, String(troubledEnd.stderr)).to.equal(3)
+      expect(String(troubledEnd.stdout)).to.include(`Every 2s: slotctl check ${cluster.seed}`)
+    } finally {
+      await cluster.client(target.address).call('CLUSTER', 'SETSLOT', String(slot), 'STABLE')
+    }
+  })
+
+  it('check --watch --json writes one JSON document per line, each a check result', async function () {
+    this.timeout(60_000)
+    const child = spawnCli(['check', cluster.seed, '--json', '--watch', '500ms'])
+    const out = await waitForOutput(child, '"schemaVersion"', 2, 30_000)
+    child.kill('SIGINT')
+    expect((await child).exitCode).to.equal(0)
+    const documents = out
+      .split('\n')
+      .filter((line) => line.trim() !== '')
+      .map((line) => JSON.parse(line) as CheckResult)
+    expect(documents.length).to.be.at.least(2)
+    for (const document of documents) expect(document).to.include({healthy: true})
+  })
+
+  it('a bad --watch interval is one line and exit 2', async () => {
+    const result = await runCli(['check', cluster.seed, '--watch', '10ms'])
+    expect(result.exitCode).to.equal(2)
+    expect(result.stderr.trim().split('\n')[0]).to.match(/^slotctl: error: /)
+    expect(result.stderr).to.match(/--watch 10ms is too short/)
+  })
+})
