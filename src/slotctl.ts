@@ -11,6 +11,10 @@ import Apply from './commands/apply.js'
 import Backup from './commands/backup.js'
 import Call from './commands/call.js'
 import Check from './commands/check.js'
+import ContextAdd from './commands/context/add.js'
+import ContextList from './commands/context/list.js'
+import ContextRemove from './commands/context/remove.js'
+import ContextUse from './commands/context/use.js'
 import Create from './commands/create.js'
 import DelNode from './commands/del-node.js'
 import Failover from './commands/failover.js'
@@ -35,6 +39,10 @@ export const COMMANDS = {
   backup: Backup,
   call: Call,
   check: Check,
+  'context:add': ContextAdd,
+  'context:list': ContextList,
+  'context:remove': ContextRemove,
+  'context:use': ContextUse,
   create: Create,
   'del-node': DelNode,
   failover: Failover,

@@ -29,6 +29,8 @@ function nodeLine(node: NodeSummary): string {
 }
 
 export default class Check extends BaseCommand<typeof Check> {
+  static seedFromContext = true
+
   static args = {
     address: Args.string({description: 'any node of the cluster (HOST:PORT)', required: true}),
     port: Args.string({description: 'port, when the address is given as HOST PORT', required: false}),

@@ -23,6 +23,8 @@ export interface FailoverResult extends VerbResult {
 }
 
 export default class Failover extends BaseCommand<typeof Failover> {
+  static seedFromContext = true
+
   static args = {
     address: Args.string({description: 'any node of the cluster (HOST:PORT)', required: true}),
   }

@@ -21,6 +21,8 @@ import {ownerTable, refuseUnsafeCluster} from '../lib/transfer/preconditions.js'
 import {type SourceInfo, connectSource, inspectSource, selectDb} from '../lib/transfer/source.js'
 
 export default class Import extends BaseCommand<typeof Import> {
+  static seedFromContext = true
+
   static args = {
     address: Args.string({description: 'any node of the cluster to import into (HOST:PORT)', required: true}),
   }

@@ -55,6 +55,8 @@ export interface InfoResult extends VerbResult {
 const DEFAULT_MAP_WIDTH = 80
 
 export default class Info extends BaseCommand<typeof Info> {
+  static seedFromContext = true
+
   static args = {
     address: Args.string({description: 'any node of the cluster (HOST:PORT)', required: true}),
     port: Args.string({description: 'port, when the address is given as HOST PORT', required: false}),

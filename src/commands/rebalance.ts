@@ -42,6 +42,8 @@ function formatOffBy(by: BalanceBy, node: RebalanceNodeReport): string {
 }
 
 export default class Rebalance extends MigrationCommand<typeof Rebalance> {
+  static seedFromContext = true
+
   static args = {
     address: Args.string({description: 'any node of the cluster (HOST:PORT)', required: true}),
   }

@@ -22,6 +22,8 @@ function validSlotCount(text: string): string | true {
 }
 
 export default class Reshard extends MigrationCommand<typeof Reshard> {
+  static seedFromContext = true
+
   static args = {
     address: Args.string({description: 'any node of the cluster (HOST:PORT)', required: true}),
   }

@@ -13,6 +13,7 @@ import {mastersOf} from '../cluster/topology.js'
 import {ExitCode, SlotctlError, errorMessage, usageError} from '../errors.js'
 import {PhaseClock} from '../phases.js'
 import {hasUrlPassword, redactSecrets, registerSecret, registerUrlSecrets} from '../secrets.js'
+import {type ClusterContext, findContext, passwordFileWarning, passwordFromSource, readContexts} from '../context/contexts.js'
 import {askSecretOrFail, confirmOrFail} from './prompt.js'
 import type {ProgressReporter} from './progress.js'
 import {type IssueView, applyColour, paint, colourEnabled, colourOn, renderIssues, wrapLine} from './render.js'
@@ -149,6 +150,18 @@ function formatWatchInterval(ms: number): string {
   return ms % 1000 === 0 ? `${ms / 1000}s` : `${(ms / 1000).toFixed(1)}s`
 }
 
+/** The verb's args with `address` optional: a context may give it (checked after parsing). */
+function withOptionalAddress<A extends Record<string, unknown> | undefined>(args: A): A {
+  if (!args || !('address' in args)) return args
+  return {...args, address: {...(args.address as object), required: false}}
+}
+
+/** What oclif says of a missing address, with the other way to give one. */
+function missingSeedError(args: Record<string, {description?: string}> | undefined): SlotctlError {
+  const description = args?.address?.description
+  return usageError(`missing required argument: address${description ? ` (${description})` : ''}`, ['see --help, or set a current context: slotctl context add NAME HOST:PORT'])
+}
+
 function reachableMasters(snapshot: ClusterSnapshot): string[] {
   return mastersOf(snapshot.nodes)
     .filter((node) => node.address && snapshot.views[node.id]?.reachable)
@@ -168,6 +181,7 @@ export abstract class BaseCommand<T extends typeof Command> extends Command {
     sni: Flags.string({description: 'server name for TLS SNI; implies --tls', helpGroup: 'CONNECTION'}),
     insecure: Flags.boolean({description: 'do not verify the server certificate; implies --tls', helpGroup: 'CONNECTION'}),
     'connect-timeout': durationFlag({defaultMs: 3000, description: 'connect timeout per node', helpGroup: 'CONNECTION', minMs: 1, plainUnit: 'ms'}),
+    context: Flags.string({description: 'use the named cluster of `slotctl context list` (seed, user, TLS, password source); also SLOTCTL_CONTEXT. A flag given here wins over it', env: 'SLOTCTL_CONTEXT', helpGroup: 'CONNECTION'}),
     'read-timeout': durationFlag({defaultMs: 5000, description: 'how long a node may take to answer a read before it is reported as hung', helpGroup: 'CONNECTION', minMs: 1, plainUnit: 'ms'}),
     yes: Flags.boolean({char: 'y', description: 'answer yes to confirmations (also SLOTCTL_YES=1 or REDISCLI_CLUSTER_YES=1)', env: 'SLOTCTL_YES', helpGroup: 'GLOBAL'}),
     'no-color': Flags.boolean({description: 'no colour (also NO_COLOR=1)', helpGroup: 'GLOBAL'}),
@@ -202,11 +216,29 @@ export abstract class BaseCommand<T extends typeof Command> extends Command {
   /** Flags whose value may be left out (`--watch`), with the value they then take. */
   static optionalFlagValues: Record<string, string> = {}
 
+  /**
+   * The verb's first argument, `address` (any node of the cluster), may be left out: the
+   * seed of --context, SLOTCTL_CONTEXT or the current context is used.
+   */
+  static seedFromContext = false
+
+  /** The context commands manage contexts: none applies to them, and their --askpass names a password source. */
+  static usesContexts = true
+
+  /** The command line as parsed: which flags were typed (a password must not be), not set through the environment. */
+  protected rawTokens: ReadonlyArray<{flag?: string; input: string; type: string}> = []
+
+  /** The context this run uses (its name), if any. */
+  protected contextName?: string
+  /** The password came from the context's source: a hint naming the context gets it again. */
+  private passwordFromContext = false
+
   public async init(): Promise<void> {
     await super.init()
     this.argv = fillOptionalFlagValues(this.argv, (this.ctor as unknown as typeof BaseCommand).optionalFlagValues ?? {})
+    const ctor = this.ctor as unknown as typeof BaseCommand
     const {args, flags, metadata, raw} = await this.parse({
-      args: this.ctor.args,
+      args: ctor.seedFromContext ? withOptionalAddress(this.ctor.args) : this.ctor.args,
       baseFlags: (super.ctor as typeof BaseCommand).baseFlags,
       enableJsonFlag: this.ctor.enableJsonFlag,
       flags: this.ctor.flags,
@@ -214,14 +246,62 @@ export abstract class BaseCommand<T extends typeof Command> extends Command {
     })
     this.flags = flags as BaseFlags<T>
     this.args = args as BaseArgs<T>
+    this.rawTokens = raw
     this.flagsGiven = new Set(Object.keys(flags).filter((name) => !(metadata.flags as Record<string, {setFromDefault?: boolean}>)[name]?.setFromDefault))
     applyColour(colourEnabled({json: this.jsonEnabled(), noColorFlag: this.flags['no-color']}))
     if ((this.ctor.flags as Record<string, unknown> | undefined)?.force === retiredForceFlag && (this.flags as Record<string, unknown>).force) {
       throw usageError('--force no longer overrides the run lock: use --ignore-lock (only when no other slotctl run is active)')
     }
+    if (ctor.usesContexts) this.applyContext()
     this.installSignalHandlers()
-    await this.settlePassword(raw)
+    if (ctor.usesContexts) await this.settlePassword(raw)
+    else this.registerPasswords(raw)
     this.phases.markStartup()
+  }
+
+  /**
+   * A context gives what the command line leaves out. --context or SLOTCTL_CONTEXT: its
+   * seed when the address is left out, and its user, TLS files and password source for
+   * whatever flag is not given. The current context (no --context) is used only when the
+   * address is left out: an address typed for another cluster never gets its credentials.
+   */
+  private applyContext(): void {
+    const ctor = this.ctor as unknown as typeof BaseCommand
+    const f = this.flags as Record<string, unknown>
+    const named = f.context as string | undefined
+    const seedMissing = ctor.seedFromContext && (this.args as Record<string, unknown>).address === undefined
+    if (!named && !seedMissing) return
+    const contexts = readContexts()
+    const name = named ?? contexts.current
+    if (!name) throw missingSeedError(this.ctor.args)
+    const context = findContext(contexts, name)
+    this.contextName = name
+    if (seedMissing) (this.args as Record<string, unknown>).address = context.seed
+    for (const key of ['user', 'cacert', 'cert', 'key', 'sni'] as const) if (!this.flagsGiven.has(key) && context[key] !== undefined) f[key] = context[key]
+    for (const key of ['tls', 'insecure'] as const) if (!this.flagsGiven.has(key) && context[key]) f[key] = true
+    if (f.password === undefined && !f.askpass) this.takeContextPassword(context, name)
+  }
+
+  private takeContextPassword(context: ClusterContext, name: string): void {
+    const source = context.password
+    if (!source) return
+    const f = this.flags as {askpass?: boolean; password?: string}
+    this.passwordFromContext = true
+    if ('askpass' in source) {
+      f.askpass = true
+      return
+    }
+    if ('file' in source) {
+      const warning = passwordFileWarning(source.file)
+      if (warning) process.stderr.write(`slotctl: warning: ${shownLine(warning)}\n`)
+    }
+    f.password = passwordFromSource(source, name)
+  }
+
+  /** Every password a flag holds is registered for redaction (without asking for one). */
+  private registerPasswords(raw: ReadonlyArray<{flag?: string; input: string; type: string}>): void {
+    for (const [name, value] of Object.entries(this.flags)) if (/password$/.test(name) && typeof value === 'string') registerSecret(value)
+    for (const token of raw) registerUrlSecrets(token.input)
   }
 
   /**
@@ -230,10 +310,9 @@ export abstract class BaseCommand<T extends typeof Command> extends Command {
    */
   private async settlePassword(raw: ReadonlyArray<{flag?: string; input: string; type: string}>): Promise<void> {
     const f = this.flags
-    // --password and any other password flag a verb has (import's --from-password)
-    for (const [name, value] of Object.entries(f)) if (/password/.test(name) && typeof value === 'string') registerSecret(value)
-    // a URL of any scheme: one that is refused is still echoed in its error
-    for (const token of raw) registerUrlSecrets(token.input)
+    // --password and any other password flag a verb has (import's --from-password); a URL of
+    // any scheme: one that is refused is still echoed in its error
+    this.registerPasswords(raw)
     const onCommandLine = raw.some((token) => (token.type === 'flag' && /password/.test(token.flag ?? '')) || hasUrlPassword(token.input))
     if (onCommandLine && !f['no-auth-warning']) {
       process.stderr.write('slotctl: warning: a password on the command line shows in ps and in shell history; use REDISCLI_AUTH or --askpass instead\n')
@@ -271,11 +350,13 @@ export abstract class BaseCommand<T extends typeof Command> extends Command {
    */
   protected connectionFlagsForHint(): string {
     const f = this.flags
-    const words: string[] = []
-    if (f.user) words.push('--user', f.user)
-    if (f.tls) words.push('--tls')
-    for (const name of ['cacert', 'cert', 'key', 'sni'] as const) if (f[name]) words.push(`--${name}`, f[name] as string)
-    if (f.insecure) words.push('--insecure')
+    // with a context, the flags it gives are said by naming it; only those given beside it are repeated
+    const given = (name: string) => !this.contextName || this.flagsGiven.has(name)
+    const words: string[] = this.contextName ? ['--context', this.contextName] : []
+    if (f.user && given('user')) words.push('--user', f.user)
+    if (f.tls && given('tls')) words.push('--tls')
+    for (const name of ['cacert', 'cert', 'key', 'sni'] as const) if (f[name] && given(name)) words.push(`--${name}`, f[name] as string)
+    if (f.insecure && given('insecure')) words.push('--insecure')
     return words.map((word) => (/^[\w@%+=:,./-]+$/.test(word) ? word : `'${word.replaceAll("'", "'\\''")}'`)).join(' ')
   }
 
@@ -283,7 +364,7 @@ export abstract class BaseCommand<T extends typeof Command> extends Command {
   protected commandHint(args: string): string {
     const flags = this.connectionFlagsForHint()
     // a password from -a or a URL must be given again; one from REDISCLI_AUTH still is
-    const env = this.poolInstance?.settings.password && !process.env.REDISCLI_AUTH ? 'REDISCLI_AUTH=<password> ' : ''
+    const env = this.poolInstance?.settings.password && !process.env.REDISCLI_AUTH && !this.passwordFromContext ? 'REDISCLI_AUTH=<password> ' : ''
     return `${env}${this.config.bin} ${args}${flags ? ` ${flags}` : ''}`
   }
 
