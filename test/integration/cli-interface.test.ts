@@ -112,7 +112,7 @@ describe('the command-line interface', () => {
     // a wrapped summary would leave a line that starts with spaces only
     for (const line of commands) expect(line, line).to.match(/^ {2}[a-z-]+ +\S/)
     expect(commands.map((line) => line.trim().split(/\s+/)[0])).to.include.members(['check', 'fix', 'reshard', 'rebalance', 'version'])
-    expect(help.stdout).to.match(/TOPICS\n {2}sandbox +A local cluster/)
+    expect(help.stdout).to.match(/TOPICS\n {2}context +Named clusters: .*\n {2}sandbox +A local cluster/)
     expect((await runCli(['-h'])).stdout).to.equal((await runCli(['--help'])).stdout)
     const short = await runCli(['check', '-h'])
     expect(short.exitCode).to.equal(0)

@@ -19,7 +19,7 @@ export default class ContextAdd extends ContextCommand<typeof ContextAdd> {
     `Add a named cluster to ${CONTEXTS_FILE_HELP}: its seed, and the --user and TLS flags (--tls, --cacert, --cert, --key, --sni, --insecure) given here. ` +
       'The password is never stored: only where it comes from, --password-env NAME, --password-file PATH, or --askpass (asked on each run). ' +
       'The first context added becomes the current one (the seed of verbs run without an address); --use makes this one current.',
-    {2: 'bad input (bad name or seed, a password given, a context of that name without --overwrite, a missing file)'},
+    {2: 'bad input (name, seed, a password given, name taken, no such file)'},
   )
 
   static examples = [
