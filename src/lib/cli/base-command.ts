@@ -313,7 +313,7 @@ export abstract class BaseCommand<T extends typeof Command> extends Command {
     // --password and any other password flag a verb has (import's --from-password); a URL of
     // any scheme: one that is refused is still echoed in its error
     this.registerPasswords(raw)
-    const onCommandLine = raw.some((token) => (token.type === 'flag' && /password/.test(token.flag ?? '')) || hasUrlPassword(token.input))
+    const onCommandLine = raw.some((token) => (token.type === 'flag' && /password$/.test(token.flag ?? '')) || hasUrlPassword(token.input))
     if (onCommandLine && !f['no-auth-warning']) {
       process.stderr.write('slotctl: warning: a password on the command line shows in ps and in shell history; use REDISCLI_AUTH or --askpass instead\n')
     }
