@@ -1,7 +1,8 @@
 import {expect} from 'chai'
 
 import {stripAnsi, displayWidth} from '../../src/lib/cli/render.js'
-import {MAP_MARKS, buildSlotMap, cellMarks, joinWrapped, mapLayout, renderSlotMap} from '../../src/lib/cli/slot-map.js'
+import {MAP_MARKS, applyMoves, buildSlotMap, cellMarks, joinWrapped, mapLayout, renderSlotMap} from '../../src/lib/cli/slot-map.js'
+import {ProgressReporter} from '../../src/lib/cli/progress.js'
 import {parseClusterNodes} from '../../src/lib/cluster/topology.js'
 import {A, B, C, healthy, troubled} from '../fixtures/cluster-nodes.js'
 
@@ -124,5 +125,58 @@ describe('slot map: layout and rendering', () => {
   it('wraps pieces without splitting one', () => {
     expect(joinWrapped(['aaaa', 'bbbb', 'cccc'], 11, ' ')).to.deep.equal(['aaaa bbbb', 'cccc'])
     expect(joinWrapped(['aaaa', 'bbbb', 'cccc'], 11, ' ', '  ')).to.deep.equal(['aaaa bbbb', '  cccc'])
+  })
+})
+
+describe('slot map: a migration filling in', () => {
+  const D = 'd7'.padEnd(40, '7')
+  const moves = (slots: number[]) => slots.map((slot) => ({slot, sourceId: A, targetAddress: '10.0.0.9:7009', targetId: D}))
+
+  it('gives moved slots to their target (a new owner gets the next letter), marks the moving ones open, and keeps the letters', () => {
+    const base = buildSlotMap(parseClusterNodes(healthy))
+    const done = Array.from({length: 32}, (_, index) => index)
+    const after = applyMoves(base, moves(done), moves([32]))
+    expect(after.owners.map((owner) => [owner.letter, owner.id, owner.slotCount])).to.deep.equal([
+      ['A', A, 5461 - 32],
+      ['B', B, 5462],
+      ['C', C, 5461],
+      ['D', D, 32],
+    ])
+    expect(after.open).to.deep.equal([{address: '10.0.0.1:7000', id: A, peerId: D, slot: 32, state: 'migrating'}])
+    const marks = cellMarks(after, 16)
+    expect(marks.slice(0, 3)).to.deep.equal(['D', 'D', MAP_MARKS.open])
+    // the map it started from is not changed
+    expect(base.owners).to.have.length(3)
+  })
+
+  it('--progress map draws the map above the bar and redraws it in place (up, clear, draw)', () => {
+    const writes: string[] = []
+    const stream = {columns: 80, isTTY: true, rows: 40, write: (text: string) => writes.push(text)} as unknown as NodeJS.WriteStream
+    const base = buildSlotMap(parseClusterNodes(healthy))
+    const closed: number[] = []
+    const reporter = new ProgressReporter({keys: 0, slots: 2}, 'map', stream, 5000, (width) => renderSlotMap(applyMoves(base, moves(closed)), {colour: false, width}))
+    closed.push(0)
+    reporter.onEvent({keys: 0, slot: 0, type: 'slot-done'})
+    reporter.say('a note')
+    reporter.stop()
+    const screen = writes.join('')
+    // first drawing: 16 map rows, the legend, the bar; then cleared (up N-1 lines, clear to the end) for the note
+    expect(screen).to.match(/^\u001B\[2K {4}0 \+A/)
+    expect(screen).to.match(/\u001B\[\d+A\r\u001B\[J/)
+    expect(screen).to.include('a note\n')
+    expect(screen).to.include('D 10.0.0.9:7009 d7777777 1 slots')
+    // as a terminal shows each line: from its last carriage return on
+    for (const line of screen.replaceAll(/\u001B\[[0-9]*[AJK]/g, '').split('\n')) expect(displayWidth(line.split('\r').pop() ?? '')).to.be.at.most(80)
+  })
+
+  it('a terminal too short for the map gets the bar alone', () => {
+    const writes: string[] = []
+    const stream = {columns: 80, isTTY: true, rows: 10, write: (text: string) => writes.push(text)} as unknown as NodeJS.WriteStream
+    const base = buildSlotMap(parseClusterNodes(healthy))
+    const reporter = new ProgressReporter({keys: 0, slots: 2}, 'map', stream, 5000, (width) => renderSlotMap(base, {colour: false, width}))
+    reporter.onEvent({keys: 0, slot: 0, type: 'slot-done'})
+    reporter.stop()
+    expect(writes.join('')).to.not.include('each cell')
+    expect(writes.join('')).to.include('1/2 slots')
   })
 })

@@ -209,3 +209,37 @@ export function renderSlotMap(map: SlotMapData, options: SlotMapRenderOptions): 
   }
   return lines
 }
+
+export interface MapMove {
+  slot: number
+  sourceId: string
+  targetId: string
+  targetAddress: string
+}
+
+/**
+ * The map after `done` moves (their slots now the target's) with `inFlight` slots marked
+ * open: the map of a migration as it fills in. Owners keep their letters (one that lost every
+ * slot stays in the legend with 0); a target that owned nothing gets the next letter.
+ */
+export function applyMoves(map: SlotMapData, done: readonly MapMove[], inFlight: readonly MapMove[] = []): SlotMapData {
+  const owner = new Array<string>(SLOT_COUNT).fill('')
+  for (const entry of map.owners) for (const [start, end] of entry.slots) for (let slot = start; slot <= end; slot++) owner[slot] = entry.id
+  const owners = map.owners.map((entry) => ({...entry}))
+  for (const move of done) {
+    owner[move.slot] = move.targetId
+    if (!owners.some((entry) => entry.id === move.targetId)) owners.push({address: move.targetAddress, id: move.targetId, letter: ownerLetter(owners.length), slotCount: 0, slots: []})
+  }
+  const slotsOf = new Map<string, number[]>(owners.map((entry) => [entry.id, []]))
+  for (let slot = 0; slot < SLOT_COUNT; slot++) if (owner[slot]) slotsOf.get(owner[slot])?.push(slot)
+  const addressOf = new Map(owners.map((entry) => [entry.id, entry.address]))
+  const open: SlotMapOpenSlot[] = inFlight.map((move) => ({address: addressOf.get(move.sourceId) ?? '', id: move.sourceId, peerId: move.targetId, slot: move.slot, state: 'migrating'}))
+  return {
+    ...map,
+    open: [...map.open, ...open].sort((a, b) => a.slot - b.slot),
+    owners: owners.map((entry) => {
+      const slots = toRanges(slotsOf.get(entry.id) ?? [])
+      return {...entry, slotCount: countSlots(slots), slots}
+    }),
+  }
+}
