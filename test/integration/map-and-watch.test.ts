@@ -1,10 +1,19 @@
+import {mkdtemp, rm} from 'node:fs/promises'
+import {tmpdir} from 'node:os'
+import path from 'node:path'
+import {fileURLToPath} from 'node:url'
+
 import {expect} from 'chai'
+import {execa} from 'execa'
 
 import type {CheckResult} from '../../src/commands/check.js'
 import type {InfoResult} from '../../src/commands/info.js'
 import {parseClusterNodes} from '../../src/lib/cluster/topology.js'
 import {TestCluster} from '../helpers/cluster-harness.js'
-import {runCli, runCliJson, spawnCli} from '../helpers/cli.js'
+import {configHome, runCli, runCliJson, spawnCli, stateHome} from '../helpers/cli.js'
+import {clusterDigest, writeDataset} from '../helpers/dataset.js'
+
+const bin = path.join(path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..'), 'bin', 'run.js')
 
 /** Resolves once `text` has appeared `times` times in what the child wrote to stdout (or rejects after `timeoutMs`). */
 async function waitForOutput(child: ReturnType<typeof spawnCli>, text: string, times: number, timeoutMs: number): Promise<string> {
@@ -106,5 +115,30 @@ describe('info --map and --watch on a real cluster', () => {
     expect(result.exitCode).to.equal(2)
     expect(result.stderr.trim().split('\n')[0]).to.match(/^slotctl: error: /)
     expect(result.stderr).to.match(/--watch 10ms is too short/)
+  })
+
+  it('--progress map on an 80x40 terminal: the map fills in above the bar, redrawn in place, within 80 columns', async function () {
+    this.timeout(120_000)
+    const dir = await mkdtemp(path.join(tmpdir(), 'slotctl-map-progress-'))
+    try {
+      await writeDataset(cluster.clusterClient(), {keys: 3000})
+      const before = await clusterDigest(cluster)
+      const nodes = parseClusterNodes(String(await cluster.client().call('CLUSTER', 'NODES')))
+      const [source, target] = nodes.filter((node) => node.role === 'master')
+      const args = ['reshard', cluster.seed, '--from', source.id, '--to', target.id, '--slots', '300', '--max-keys-per-sec', '400', '--progress', 'map', '--yes', '--journal', path.join(dir, 'map.jsonl')]
+      const command = `stty cols 80 rows 40; ${[process.execPath, bin, ...args].join(' ')}`
+      const run = await execa('script', ['-qfec', command, '/dev/null'], {env: {CI: '', NO_COLOR: '1', TERM: 'xterm', XDG_CONFIG_HOME: configHome, XDG_STATE_HOME: stateHome}, reject: false, timeout: 100_000})
+      const screen = String(run.stdout)
+      expect(run.exitCode, screen).to.equal(0)
+      // redrawn: several drawings, each going back up over the last one
+      expect(screen.split('each cell: 16 slots').length - 1, screen).to.be.at.least(2)
+      expect(screen).to.match(/\u001B\[\d+A\r\u001B\[J/)
+      for (const line of screen.replaceAll(/\u001B\[[0-9]*[AJK]/g, '').split(/\r?\n/)) expect((line.split('\r').pop() ?? '').length, line).to.be.at.most(80)
+      expect(await clusterDigest(cluster)).to.deep.equal(before)
+      const after = parseClusterNodes(String(await cluster.client().call('CLUSTER', 'NODES')))
+      expect(after.find((node) => node.id === target.id)?.slots).to.not.deep.equal(target.slots)
+    } finally {
+      await rm(dir, {force: true, recursive: true})
+    }
   })
 })
