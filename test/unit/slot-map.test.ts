@@ -102,6 +102,10 @@ describe('slot map: layout and rendering', () => {
     // 16001-16383 unassigned: cell 1000 (16000-16015) holds C and unassigned slots, 1001-1023 only unassigned
     expect(cellMarks(map, 16).slice(1000)).to.deep.equal(Array.from({length: 24}, () => MAP_MARKS.unassigned))
     expect(lines.at(-1)).to.not.include('open slots')
+    // a migration's map (listOpen false) marks open slots without listing them
+    const troubledMap = buildSlotMap(parseClusterNodes(troubled))
+    expect(renderSlotMap(troubledMap, {colour: false, listOpen: false, width: 80}).join('\n')).to.not.include('open slots')
+    expect(renderSlotMap(troubledMap, {colour: false, width: 80}).join('\n')).to.include('open slots (2)')
     const legend = lines.join('\n')
     for (const text of ['each cell: 16 slots', '. unassigned', '* open (migrating/importing)', '+ several owners', '! claimed twice']) expect(legend).to.include(text)
   })

@@ -137,7 +137,7 @@ function migrationMap(snapshot: ClusterSnapshot, plan: MigrationPlan, closed: Re
   const addressOf = new Map(plan.nodes.map((node) => [node.id, node.address]))
   const moveOf = new Map(plan.moves.map((move) => [move.slot, {slot: move.slot, sourceId: move.sourceId, targetAddress: addressOf.get(move.targetId) ?? '', targetId: move.targetId}]))
   const movesIn = (slots: ReadonlySet<number>) => [...slots].flatMap((slot) => moveOf.get(slot) ?? [])
-  return (width) => renderSlotMap(applyMoves(base, movesIn(closed), movesIn(moving)), {colour: colourOn(), width})
+  return (width) => renderSlotMap(applyMoves(base, movesIn(closed), movesIn(moving)), {colour: colourOn(), listOpen: false, width})
 }
 
 export abstract class MigrationCommand<T extends typeof Command> extends BaseCommand<T> {

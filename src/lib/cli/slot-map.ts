@@ -169,6 +169,8 @@ export function joinWrapped(pieces: string[], width: number, gap = '   ', indent
 export interface SlotMapRenderOptions {
   width: number
   colour: boolean
+  /** list the open slots under the legend (default); a migration's map marks them only */
+  listOpen?: boolean
 }
 
 /**
@@ -200,7 +202,7 @@ export function renderSlotMap(map: SlotMapData, options: SlotMapRenderOptions): 
     `${paintMark(MAP_MARKS.conflict)} claimed twice`,
   ]
   lines.push(...joinWrapped(legend, options.width))
-  if (map.open.length > 0) {
+  if (map.open.length > 0 && options.listOpen !== false) {
     const letterOf = new Map(map.owners.map((entry) => [entry.id, entry.letter]))
     const name = (id: string, address?: string) => letterOf.get(id) ?? address ?? id.slice(0, 8)
     const open = map.open.map((entry) => `${entry.slot} ${entry.state === 'migrating' ? `${name(entry.id, entry.address)}→${name(entry.peerId)}` : `${name(entry.peerId)}→${name(entry.id, entry.address)}`} (${entry.state === 'migrating' ? 'on the source' : 'on the target'})`)
