@@ -96,7 +96,7 @@ describe('info --map and --watch on a real cluster', () => {
     }
   })
 
-  it('check --watch --json writes one JSON document per line, each a check result', async function () {
+  it('check --watch --json and info --map --watch --json write one JSON document per line', async function () {
     this.timeout(60_000)
     const child = spawnCli(['check', cluster.seed, '--json', '--watch', '500ms'])
     const out = await waitForOutput(child, '"schemaVersion"', 2, 30_000)
@@ -108,6 +108,17 @@ describe('info --map and --watch on a real cluster', () => {
       .map((line) => JSON.parse(line) as CheckResult)
     expect(documents.length).to.be.at.least(2)
     for (const document of documents) expect(document).to.include({healthy: true})
+
+    // info --watch --map: each line an info document with its map
+    const info = spawnCli(['info', cluster.seed, '--map', '--json', '--watch', '500ms'])
+    const infoOut = await waitForOutput(info, '"schemaVersion"', 2, 30_000)
+    info.kill('SIGINT')
+    expect((await info).exitCode).to.equal(0)
+    const infos = infoOut
+      .split('\n')
+      .filter((line) => line.trim() !== '')
+      .map((line) => JSON.parse(line) as InfoResult)
+    for (const document of infos) expect(document.map?.owners.reduce((sum, owner) => sum + owner.slotCount, 0)).to.equal(16_384)
   })
 
   it('a bad --watch interval is one line and exit 2', async () => {
