@@ -77,6 +77,9 @@ describe('contexts on a password-protected cluster', () => {
     expect((await cli(['context', 'add', 'prod', other.seed, '--overwrite'])).exitCode).to.equal(0)
     expectOneCleanLine(await cli(['context', 'use', 'nope']), 2, /no context named 'nope'/)
     expectOneCleanLine(await cli(['check', '--context', 'nope']), 2, /no context named 'nope'/)
+    // verbs that reach no cluster of the operator's take no context
+    const version = await cli(['version'], {SLOTCTL_CONTEXT: 'nope'})
+    expect(version.exitCode, version.stderr).to.equal(0)
   })
 
   it('the current context is the default seed and gives its password (env var, file); --context and SLOTCTL_CONTEXT pick another', async () => {

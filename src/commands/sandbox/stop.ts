@@ -12,6 +12,9 @@ export interface SandboxStopResult extends VerbResult {
 }
 
 export default class SandboxStop extends BaseCommand<typeof SandboxStop> {
+  /** it reaches no cluster of the operator's: no context applies */
+  static usesContexts = false
+
   static summary = 'Stop exactly the servers sandbox start recorded'
 
   static description = BaseCommand.withExitCodes(

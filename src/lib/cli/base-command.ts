@@ -222,8 +222,11 @@ export abstract class BaseCommand<T extends typeof Command> extends Command {
    */
   static seedFromContext = false
 
-  /** The context commands manage contexts: none applies to them, and their --askpass names a password source. */
+  /** A context applies to this verb (not to those that reach no cluster: version, sandbox, context). */
   static usesContexts = true
+
+  /** --askpass names where a context's password comes from (context add): nothing is asked. */
+  static askpassIsSource = false
 
   /** The command line as parsed: which flags were typed (a password must not be), not set through the environment. */
   protected rawTokens: ReadonlyArray<{flag?: string; input: string; type: string}> = []
@@ -254,8 +257,8 @@ export abstract class BaseCommand<T extends typeof Command> extends Command {
     }
     if (ctor.usesContexts) this.applyContext()
     this.installSignalHandlers()
-    if (ctor.usesContexts) await this.settlePassword(raw)
-    else this.registerPasswords(raw)
+    if (ctor.askpassIsSource) this.registerPasswords(raw)
+    else await this.settlePassword(raw)
     this.phases.markStartup()
   }
 

@@ -1,5 +1,6 @@
 /**
- * What the `context` verbs share: none applies a context (they manage them), and each
+ * What the `context` verbs share: none applies a context (they manage them), their --askpass
+ * names a password source (nothing is asked), and each
  * answers with the contexts as they are after it (list's table, --json's list).
  */
 import type {Command} from '@oclif/core'
@@ -21,6 +22,8 @@ export interface ContextResult extends VerbResult {
 
 export abstract class ContextCommand<T extends typeof Command> extends BaseCommand<T> {
   static usesContexts = false
+
+  static askpassIsSource = true
 
   protected get contextsFile(): string {
     return contextsFilePath()
