@@ -238,8 +238,8 @@ export abstract class BaseCommand<T extends typeof Command> extends Command {
 
   public async init(): Promise<void> {
     await super.init()
-    this.argv = fillOptionalFlagValues(this.argv, (this.ctor as unknown as typeof BaseCommand).optionalFlagValues ?? {})
     const ctor = this.ctor as unknown as typeof BaseCommand
+    this.argv = fillOptionalFlagValues(this.argv, ctor.optionalFlagValues)
     const {args, flags, metadata, raw} = await this.parse({
       args: ctor.seedFromContext ? withOptionalAddress(this.ctor.args) : this.ctor.args,
       baseFlags: (super.ctor as typeof BaseCommand).baseFlags,
