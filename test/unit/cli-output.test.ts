@@ -122,3 +122,19 @@ describe('mistyped verbs', () => {
     expect(closestCommand('kubernetes', ids)).to.equal(undefined)
   })
 })
+
+describe('flags with an optional value (--watch)', () => {
+  it('a bare --watch takes its default; a following duration is its value; an address or a flag is not', async () => {
+    const {fillOptionalFlagValues} = await import('../../src/lib/cli/base-command.js')
+    const defaults = {watch: '2s'}
+    expect(fillOptionalFlagValues(['127.0.0.1:7000', '--watch'], defaults)).to.deep.equal(['127.0.0.1:7000', '--watch', '2s'])
+    expect(fillOptionalFlagValues(['--watch', '5s', '127.0.0.1:7000'], defaults)).to.deep.equal(['--watch', '5s', '127.0.0.1:7000'])
+    expect(fillOptionalFlagValues(['--watch', '1', 'x:1'], defaults)).to.deep.equal(['--watch', '1', 'x:1'])
+    expect(fillOptionalFlagValues(['--watch', '127.0.0.1:7000'], defaults)).to.deep.equal(['--watch', '2s', '127.0.0.1:7000'])
+    expect(fillOptionalFlagValues(['--watch', '--json', 'x:1'], defaults)).to.deep.equal(['--watch', '2s', '--json', 'x:1'])
+    expect(fillOptionalFlagValues(['--watch=3s', 'x:1'], defaults)).to.deep.equal(['--watch=3s', 'x:1'])
+    // after --, nothing is a flag
+    expect(fillOptionalFlagValues(['x:1', '--', '--watch'], defaults)).to.deep.equal(['x:1', '--', '--watch'])
+    expect(fillOptionalFlagValues(['--watch'], {})).to.deep.equal(['--watch'])
+  })
+})
