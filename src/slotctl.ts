@@ -11,6 +11,10 @@ import Apply from './commands/apply.js'
 import Backup from './commands/backup.js'
 import Call from './commands/call.js'
 import Check from './commands/check.js'
+import ContextAdd from './commands/context/add.js'
+import ContextList from './commands/context/list.js'
+import ContextRemove from './commands/context/remove.js'
+import ContextUse from './commands/context/use.js'
 import Create from './commands/create.js'
 import DelNode from './commands/del-node.js'
 import Failover from './commands/failover.js'
@@ -35,6 +39,7 @@ import {execute as oclifExecute} from '@oclif/core'
 import {redisCliHabit} from './lib/cli/redis-cli-habits.js'
 import {escapeControl} from './lib/cli/escape.js'
 import {errorDocument} from './lib/cli/result.js'
+import {writeStderr, writeStdout} from './lib/cli/output.js'
 
 export {default as commandNotFound} from './hooks/command-not-found.js'
 
@@ -44,6 +49,10 @@ export const COMMANDS = {
   backup: Backup,
   call: Call,
   check: Check,
+  'context:add': ContextAdd,
+  'context:list': ContextList,
+  'context:remove': ContextRemove,
+  'context:use': ContextUse,
   create: Create,
   'del-node': DelNode,
   failover: Failover,
@@ -77,10 +86,10 @@ export async function execute(options: Parameters<typeof oclifExecute>[0]): Prom
   const refusal = {...habit, message: escapeControl(habit.message), suggestions: habit.suggestions?.map((hint) => escapeControl(hint))}
   const end = argv.indexOf('--')
   if ((end === -1 ? argv : argv.slice(0, end)).includes('--json')) {
-    process.stdout.write(`${JSON.stringify(errorDocument(refusal), null, 2)}\n`)
+    writeStdout(JSON.stringify(errorDocument(refusal), null, 2))
   } else {
-    process.stderr.write(`slotctl: error: ${refusal.message}\n`)
-    for (const hint of refusal.suggestions ?? []) process.stderr.write(`  hint: ${hint}\n`)
+    writeStderr(`slotctl: error: ${refusal.message}`)
+    for (const hint of refusal.suggestions ?? []) writeStderr(`  hint: ${hint}`)
   }
   process.exitCode = refusal.exitCode
   return undefined

@@ -1,11 +1,12 @@
 import {Args, Flags} from '@oclif/core'
 
-import {BaseCommand} from '../lib/cli/base-command.js'
+import {BaseCommand, DEFAULT_WATCH_INTERVAL, watchFlag} from '../lib/cli/base-command.js'
 import {groupSummary, hasErrors, runChecks, splitFindings} from '../lib/check/checks.js'
 import {ExitCode} from '../lib/core/errors.js'
 import {paint, renderIssues} from '../lib/cli/render.js'
-import {type NodeRef, type VerbResult} from '../lib/core/result.js'
-import {formatRanges} from '../lib/core/slots.js'
+import {type NodeRef, type VerbResult} from '../lib/cli/result.js'
+import {type NodeAddress, formatAddress} from '../lib/cluster/address.js'
+import {formatRanges} from '../lib/cluster/slots.js'
 import {findKeysOutsideOwners, scanStrayKeys} from '../lib/check/scan.js'
 import {type NodeSummary, orderedNodes, summarizeNode} from '../lib/check/summary.js'
 
@@ -28,6 +29,8 @@ function nodeLine(node: NodeSummary): string {
 }
 
 export default class Check extends BaseCommand<typeof Check> {
+  static override seedFromContext = true
+
   static override args = {
     address: Args.string({description: 'any node of the cluster (HOST:PORT)', required: true}),
     port: Args.string({description: 'port, when the address is given as HOST PORT', required: false}),
@@ -41,15 +44,24 @@ export default class Check extends BaseCommand<typeof Check> {
     {0: 'healthy (warnings allowed, unless --strict)', 1: 'the seed node could not be read', 3: 'errors found (or warnings, with --strict)'},
   )
 
-  static override examples = ['<%= config.bin %> check 127.0.0.1:7000', '<%= config.bin %> check 127.0.0.1:7000 --json --strict']
+  static override examples = ['<%= config.bin %> check 127.0.0.1:7000', '<%= config.bin %> check 127.0.0.1:7000 --json --strict', '<%= config.bin %> check 127.0.0.1:7000 --watch 5s']
 
   static override flags = {
     'search-multiple-owners': Flags.boolean({description: 'also look for keys stored on masters that do not own their slot (one COUNTKEYSINSLOT per slot per master)'}),
     strict: Flags.boolean({description: 'exit 3 on warnings too'}),
+    watch: watchFlag,
   }
+
+  static override optionalFlagValues = {watch: DEFAULT_WATCH_INTERVAL}
 
   async run(): Promise<CheckResult> {
     const seed = this.parseSeed([this.args.address, ...(this.args.port ? [this.args.port] : [])])
+    if (this.flags.watch !== undefined) return this.watch(this.flags.watch, `check ${formatAddress(seed)}`, async () => this.checkOnce(seed))
+    return this.checkOnce(seed)
+  }
+
+  /** Reads, checks and draws the cluster once; sets the exit code of what it found. */
+  private async checkOnce(seed: NodeAddress): Promise<CheckResult> {
     const snapshot = await this.loadCluster(seed)
     // without the flag, the cheap scan (each master's key total against the counts of its own
     // and imported slots) still finds keys a node neither owns nor imports

@@ -3,13 +3,13 @@ import {Args, Flags} from '@oclif/core'
 import {type NodeAddress, formatAddress, parseAddressList, splitAddress} from '../lib/cluster/address.js'
 import {type Need, PERMISSIONS, READ_CLUSTER, need, refuseMissingPermissions} from '../lib/acl/preflight.js'
 import {BaseCommand} from '../lib/cli/base-command.js'
-import {hasErrors, runChecks, splitFindings} from '../lib/check/checks.js'
+import {groupSummary, hasErrors, runChecks, splitFindings} from '../lib/check/checks.js'
 import {applyCreatePlan} from '../lib/nodes/create.js'
 import {ExitCode, SlotctlError, usageError} from '../lib/core/errors.js'
 import {type CandidateState, classifyForCreate, inspectNodes} from '../lib/nodes/membership.js'
 import {type CreateCandidate, type CreatePlan, MIN_MASTERS, MIN_MASTERS_FOR_FAILOVER, masterCountFor, planCreate} from '../lib/plan/create.js'
-import {formatDuration, paint, table} from '../lib/cli/render.js'
-import {type Issue, type VerbResult, byAddress, issue, rangeSet} from '../lib/core/result.js'
+import {type IssueView, formatDuration, paint, table} from '../lib/cli/render.js'
+import {type Issue, type VerbResult, byAddress, issue, rangeSet} from '../lib/cli/result.js'
 import {durationFlag} from '../lib/cli/duration.js'
 import type {SlotRange} from '../lib/core/slots.js'
 import {formatRanges} from '../lib/core/slots.js'
@@ -42,6 +42,28 @@ function failoverWarnings(plan: CreatePlan): Issue[] {
 /** Anti-affinity rules the nodes given could not meet. */
 function violationWarnings(plan: CreatePlan): Issue[] {
   return plan.violations.map((violation) => issue('ANTI_AFFINITY', `unavoidable with these nodes: ${violation}`))
+}
+
+/** Findings of a new cluster that are about where its nodes are: said in one line of advice unless --verbose. */
+const PLACEMENT_CODES = new Set(['NO_REPLICA', 'REPLICA_SAME_HOST'])
+
+/** The plan's unavoidable placements, grouped by the replica they name (display only: --json keeps them as they are). */
+const PLAN_GROUPS: Record<string, string> = {ANTI_AFFINITY: 'replicas unavoidably beside their master'}
+
+function planIssueView(warning: Issue): IssueView {
+  const replica = warning.code === 'ANTI_AFFINITY' ? /replica (\S+)/.exec(warning.message)?.[1] : undefined
+  return replica ? {...warning, nodes: [{address: replica, id: ''}]} : warning
+}
+
+/** "3 replicas share a host with their master; 1 master has no replica: …": the placement findings in one line. */
+export function placementAdvice(findings: ReadonlyArray<{code: string}>): string | undefined {
+  const parts: string[] = []
+  for (const code of PLACEMENT_CODES) {
+    const count = findings.filter((finding) => finding.code === code).length
+    if (count === 0) continue
+    parts.push(code === 'NO_REPLICA' ? `${count} master${count === 1 ? ' has' : 's have'} no replica` : `${count} replica${count === 1 ? ' shares' : 's share'} a host with ${count === 1 ? 'its' : 'their'} master`)
+  }
+  return parts.length === 0 ? undefined : `advice: ${parts.join('; ')} (--verbose says what to do)`
 }
 
 const PHASES: Record<string, string> = {
@@ -128,7 +150,7 @@ export default class Create extends BaseCommand<typeof Create> {
     const plan = planCreate(candidates, this.flags.replicas)
     const warnings = [...zoneWarnings, ...failoverWarnings(plan), ...violationWarnings(plan)]
     this.renderPlan(plan)
-    this.reportIssues({warnings})
+    this.reportIssues({warnings: this.flags.verbose ? warnings : warnings.map(planIssueView)}, (code) => PLAN_GROUPS[code])
     if (this.flags['dry-run']) return {errors: [], message: 'dry run: nothing changed', plan: planView(plan), status: 'planned', warnings}
     await refuseMissingPermissions(pool, createNeeds(plan))
     if (!(await this.confirm(`Create this cluster of ${plan.masters.length} masters and ${plan.replicas.length} replicas?`))) {
@@ -148,7 +170,9 @@ export default class Create extends BaseCommand<typeof Create> {
     const findings = runChecks(snapshot)
     const {errors, warnings} = splitFindings(findings)
     const elapsedMs = Date.now() - this.started
-    this.reportIssues({errors, warnings})
+    // where the nodes are was the plan's to say (above); here it is one line of advice at the end
+    const verbose = Boolean(this.flags.verbose)
+    this.reportIssues({errors, warnings: verbose ? warnings : warnings.filter((warning) => !PLACEMENT_CODES.has(warning.code))}, groupSummary)
     const message = `cluster created: ${plan.masters.length} masters, ${plan.replicas.length} replicas, in ${formatDuration(elapsedMs)}`
     if (hasErrors(findings)) {
       this.resultExitCode = ExitCode.checkProblems
@@ -156,6 +180,8 @@ export default class Create extends BaseCommand<typeof Create> {
     } else {
       this.log(paint.good(`[OK] ${message}; all nodes agree, cluster_state:ok everywhere`))
     }
+    const advice = verbose ? undefined : placementAdvice(warnings)
+    if (advice) this.log(paint.warn(advice))
     const role = (address: string) => (plan.masters.some((master) => master.address === address) ? ('master' as const) : ('replica' as const))
     const nodes = [...ids.entries()].map(([address, id]) => ({address, id, role: role(address)})).sort(byAddress)
     return {elapsedMs, errors, message, nodes, plan: planView(plan), status: 'created', warnings: [...planWarnings, ...warnings]}

@@ -35,6 +35,8 @@ export interface FailoverResult extends VerbResult {
 }
 
 export default class Failover extends BaseCommand<typeof Failover> {
+  static override seedFromContext = true
+
   static override args = {
     address: Args.string({description: 'any node of the cluster (HOST:PORT)', required: true}),
   }

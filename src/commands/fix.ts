@@ -115,6 +115,8 @@ function reachableAddresses(snapshot: ClusterSnapshot): string[] {
 }
 
 export default class Fix extends BaseCommand<typeof Fix> {
+  static override seedFromContext = true
+
   static override args = {
     address: Args.string({description: 'any node of the cluster (HOST:PORT)', required: true}),
   }

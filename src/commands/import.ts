@@ -24,6 +24,8 @@ import {ownerTable} from '../lib/transfer/preconditions.js'
 import {type SourceInfo, connectSource, inspectSource, selectDb} from '../lib/transfer/source.js'
 
 export default class Import extends BaseCommand<typeof Import> {
+  static override seedFromContext = true
+
   static override args = {
     address: Args.string({description: 'any node of the cluster to import into (HOST:PORT)', required: true}),
   }

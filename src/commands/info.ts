@@ -1,12 +1,14 @@
-import {Args} from '@oclif/core'
+import {Args, Flags} from '@oclif/core'
 
-import {BaseCommand} from '../lib/cli/base-command.js'
+import {BaseCommand, DEFAULT_WATCH_INTERVAL, watchFlag} from '../lib/cli/base-command.js'
+import {type NodeAddress, formatAddress} from '../lib/cluster/address.js'
 import {NODE_PARALLELISM, type NodePool, settleLimit} from '../lib/cluster/connection.js'
 import {masterSlotKeyCounts} from '../lib/cluster/slot-stats.js'
-import {ExitCode} from '../lib/core/errors.js'
-import {formatBytes, paint, renderIssues, table} from '../lib/cli/render.js'
-import {type Issue, type NodeRef, type VerbResult, byFirstSlot, issue, nodeRef, rangeSet} from '../lib/core/result.js'
-import {SLOT_COUNT, type SlotRange, expandRanges, formatRanges} from '../lib/core/slots.js'
+import {ExitCode} from '../lib/errors.js'
+import {colourOn, formatBytes, paint, renderIssues, table, terminalWidth, wrapLine} from '../lib/cli/render.js'
+import {type SlotMapData, buildSlotMap, renderSlotMap} from '../lib/cli/slot-map.js'
+import {type Issue, type NodeRef, type VerbResult, byFirstSlot, issue, nodeRef, rangeSet} from '../lib/cli/result.js'
+import {SLOT_COUNT, type SlotRange, expandRanges, formatRanges} from '../lib/cluster/slots.js'
 import {type ClusterNode, keyCountFromInfo, parseInfo, replicasOf} from '../lib/cluster/topology.js'
 
 export interface MasterInfo {
@@ -45,9 +47,16 @@ export interface InfoResult extends VerbResult {
   totalSlots: number
   keysPerSlot: number
   usedMemory: number
+  /** with --map: the slots by owner, the unassigned and the open ones */
+  map?: SlotMapData
 }
 
+/** The map's width where stdout has no columns (a pipe): the usual terminal's. */
+const DEFAULT_MAP_WIDTH = 80
+
 export default class Info extends BaseCommand<typeof Info> {
+  static override seedFromContext = true
+
   static override args = {
     address: Args.string({description: 'any node of the cluster (HOST:PORT)', required: true}),
     port: Args.string({description: 'port, when the address is given as HOST PORT', required: false}),
@@ -61,10 +70,24 @@ export default class Info extends BaseCommand<typeof Info> {
     {1: 'the cluster, or one of its masters, could not be read'},
   )
 
-  static override examples = ['<%= config.bin %> info 127.0.0.1:7000', '<%= config.bin %> info 127.0.0.1:7000 --json']
+  static override examples = ['<%= config.bin %> info 127.0.0.1:7000', '<%= config.bin %> info 127.0.0.1:7000 --json', '<%= config.bin %> info 127.0.0.1:7000 --map --watch']
+
+  static override flags = {
+    map: Flags.boolean({description: 'draw the 16384 slots as a grid coloured by owner (letters without colour), open and unassigned slots marked; --json gives the ranges'}),
+    watch: watchFlag,
+  }
+
+  static override optionalFlagValues = {watch: DEFAULT_WATCH_INTERVAL}
 
   async run(): Promise<InfoResult> {
-    const snapshot = await this.loadCluster(this.parseSeed([this.args.address, ...(this.args.port ? [this.args.port] : [])]))
+    const seed = this.parseSeed([this.args.address, ...(this.args.port ? [this.args.port] : [])])
+    if (this.flags.watch !== undefined) return this.watch(this.flags.watch, `info ${formatAddress(seed)}${this.flags.map ? ' --map' : ''}`, async () => this.infoOnce(seed))
+    return this.infoOnce(seed)
+  }
+
+  /** Reads and draws the cluster once; exit code 1 if a master could not be read. */
+  private async infoOnce(seed: NodeAddress): Promise<InfoResult> {
+    const snapshot = await this.loadCluster(seed)
     const masters = snapshot.nodes.filter((node) => node.role === 'master' && !node.noAddress).sort(byFirstSlot)
     const pool = this.pool()
     const infos = await settleLimit(masters, NODE_PARALLELISM, async (node) => readMasterInfo(pool, node))
@@ -94,6 +117,7 @@ export default class Info extends BaseCommand<typeof Info> {
       totalSlots: rows.reduce((sum, row) => sum + row.slotCount, 0),
       usedMemory: rows.reduce((sum, row) => sum + (row.usedMemory ?? 0), 0),
       warnings: [],
+      ...(this.flags.map ? {map: buildSlotMap(snapshot.nodes)} : {}),
     }
     this.render(result)
     if (!this.jsonEnabled()) for (const line of renderIssues('Errors', 'ERR', errors)) this.errorLine(line)
@@ -102,6 +126,17 @@ export default class Info extends BaseCommand<typeof Info> {
   }
 
   private render(result: InfoResult): void {
+    if (result.map) {
+      for (const line of renderSlotMap(result.map, {colour: colourOn(), width: terminalWidth() ?? DEFAULT_MAP_WIDTH})) this.log(line)
+      this.log('')
+    } else {
+      this.renderTable(result)
+    }
+    const totals = `${result.totalKeys} keys in ${result.masters.length} masters, ${result.totalSlots} slots assigned, ${result.keysPerSlot.toFixed(2)} keys per slot on average, ${formatBytes(result.usedMemory)} used.`
+    for (const line of wrapLine(totals, terminalWidth() ?? Number.POSITIVE_INFINITY)) this.log(line)
+  }
+
+  private renderTable(result: InfoResult): void {
     const rows = result.masters.map((m) => [
       m.address,
       m.id.slice(0, 8),
@@ -114,6 +149,5 @@ export default class Info extends BaseCommand<typeof Info> {
     this.log(table(['master', 'id', 'slots', 'ranges', 'keys', 'replicas', 'memory'], rows, ['left', 'left', 'right', 'left', 'right', 'right', 'right']))
     const largest = result.masters.filter((m) => m.largestSlot).sort((a, b) => (b.largestSlot?.keys ?? 0) - (a.largestSlot?.keys ?? 0))[0]
     if (largest?.largestSlot) this.log(`most keys in one slot: ${largest.largestSlot.keys} (slot ${largest.largestSlot.slot} on ${largest.address}); --json has each master's largest slot`)
-    this.log(`${result.totalKeys} keys in ${result.masters.length} masters, ${result.totalSlots} slots assigned, ${result.keysPerSlot.toFixed(2)} keys per slot on average, ${formatBytes(result.usedMemory)} used.`)
   }
 }

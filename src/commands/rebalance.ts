@@ -42,6 +42,8 @@ function formatOffBy(by: BalanceBy, node: RebalanceNodeReport): string {
 }
 
 export default class Rebalance extends MigrationCommand<typeof Rebalance> {
+  static override seedFromContext = true
+
   static override args = {
     address: Args.string({description: 'any node of the cluster (HOST:PORT)', required: true}),
   }

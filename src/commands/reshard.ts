@@ -22,6 +22,8 @@ function validSlotCount(text: string): string | true {
 }
 
 export default class Reshard extends MigrationCommand<typeof Reshard> {
+  static override seedFromContext = true
+
   static override args = {
     address: Args.string({description: 'any node of the cluster (HOST:PORT)', required: true}),
   }

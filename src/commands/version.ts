@@ -10,6 +10,9 @@ export interface VersionResult extends VerbResult {
 }
 
 export default class Version extends BaseCommand<typeof Version> {
+  /** it reaches no cluster of the operator's: no context applies */
+  static override usesContexts = false
+
   static override summary = 'Print the slotctl version (also --version)'
 
   static override description = BaseCommand.withExitCodes('Print the slotctl version, with the Node.js version and platform it runs on.')

@@ -17,6 +17,10 @@ const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..')
 export const stateHome = mkdtempSync(path.join(tmpdir(), 'slotctl-test-state-'))
 process.on('exit', () => rmSync(stateHome, {force: true, recursive: true}))
 
+/** No test reads the user's contexts (~/.config/slotctl): an empty config home unless a test gives its own. */
+export const configHome = mkdtempSync(path.join(tmpdir(), 'slotctl-test-config-'))
+process.on('exit', () => rmSync(configHome, {force: true, recursive: true}))
+
 export interface CliResult {
   exitCode: number
   stdout: string
@@ -42,12 +46,12 @@ function binPath(): string {
 
 /** Starts the CLI without waiting, for tests that signal or kill it mid-run. */
 export function spawnCli(args: string[], env: Record<string, string> = {}) {
-  return execa(process.execPath, [binPath(), ...args], {env: {NO_COLOR: '1', XDG_STATE_HOME: stateHome, ...laneServer, ...env}, reject: false})
+  return execa(process.execPath, [binPath(), ...args], {env: {NO_COLOR: '1', XDG_CONFIG_HOME: configHome, XDG_STATE_HOME: stateHome, ...laneServer, ...env}, reject: false})
 }
 
 export async function runCli(args: string[], options: CliOptions = {}): Promise<CliResult> {
   const result = await execa(process.execPath, [binPath(), ...args], {
-    env: {NO_COLOR: '1', XDG_STATE_HOME: stateHome, ...laneServer, ...options.env},
+    env: {NO_COLOR: '1', XDG_CONFIG_HOME: configHome, XDG_STATE_HOME: stateHome, ...laneServer, ...options.env},
     input: options.input ?? '',
     reject: false,
     timeout: options.timeoutMs ?? 120_000,

@@ -114,7 +114,7 @@ describe('the command-line interface', () => {
     expect(commands.map((line) => line.trim().split(/\s+/)[0])).to.include.members(['check', 'fix', 'reshard', 'rebalance', 'version'])
     const topics = help.stdout.split('TOPICS\n')[1].split('\n\n')[0].split('\n')
     for (const line of topics) expect(line, line).to.match(/^ {2}[a-z-]+ +\S/)
-    expect(topics.map((line) => line.trim().split(/\s+/)[0])).to.deep.equal(['history', 'plan', 'sandbox'])
+    expect(topics.map((line) => line.trim().split(/\s+/)[0])).to.deep.equal(['context', 'history', 'plan', 'sandbox'])
     expect((await runCli(['-h'])).stdout).to.equal((await runCli(['--help'])).stdout)
     const short = await runCli(['check', '-h'])
     expect(short.exitCode).to.equal(0)

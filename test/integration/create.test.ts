@@ -168,3 +168,42 @@ describe('create refuses unfit nodes (real servers)', () => {
     expect(await fingerprint(pool, [b, c, d])).to.deep.equal(before)
   })
 })
+
+describe('create on one host: the ending is one line of placement advice', () => {
+  let cluster: TestCluster
+
+  before(async () => {
+    cluster = await TestCluster.start({form: false, nodes: 6})
+  })
+
+  after(async () => {
+    await cluster?.stop()
+  })
+
+  it('the plan groups its unavoidable placements in one line; --verbose lists each (dry run)', async () => {
+    const plain = await runCli(['create', ...cluster.addresses, '--replicas', '1', '--dry-run'], {env: {COLUMNS: '80'}})
+    expect(plain.exitCode, plain.stderr).to.equal(0)
+    expect(plain.stderr.split('\n').filter((line) => line.includes('[WARN]'))).to.have.length(1)
+    const verbose = await runCli(['create', ...cluster.addresses, '--replicas', '1', '--dry-run', '--verbose'], {env: {COLUMNS: '80'}})
+    expect(verbose.exitCode, verbose.stderr).to.equal(0)
+    expect(verbose.stderr.split('\n').filter((line) => /\[WARN\] unavoidable with these nodes: replica /.test(line))).to.have.length(3)
+  })
+
+  it('ends with [OK] and one advice line with a --verbose pointer (80 columns); check still lists each finding', async () => {
+    const result = await runCli(['create', ...cluster.addresses, '--replicas', '1', '--yes'], {env: {COLUMNS: '80'}})
+    expect(result.exitCode, result.stderr).to.equal(0)
+    const out = result.stdout.trimEnd().split('\n')
+    expect(out.at(-2)).to.match(/^\[OK\] cluster created: 3 masters, 3 replicas/)
+    expect(out.at(-1)).to.equal('advice: 3 replicas share a host with their master (--verbose says what to do)')
+    // the per-replica findings of the check after creating are not repeated, at either end
+    expect(result.stdout + result.stderr).to.not.match(/is on the same host as its master .*\(/)
+    expect(result.stdout + result.stderr).to.not.include('add a replica on another host')
+    // the plan's unavoidable placements: one grouped line, at most 80 columns
+    const grouped = result.stderr.split('\n').filter((line) => line.includes('replicas unavoidably beside their master'))
+    expect(grouped).to.have.length(1)
+    expect(grouped[0].length).to.be.at.most(80)
+    const check = await runCliJson<{warnings: Array<{code: string; hint?: string}>}>(['check', cluster.addresses[0]])
+    expect(check.json.warnings.filter((warning) => warning.code === 'REPLICA_SAME_HOST')).to.have.length(3)
+  })
+
+})

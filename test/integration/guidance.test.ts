@@ -47,13 +47,17 @@ describe('guidance: dead ends name the command that works', function () {
     expect(removed.stdout).to.match(/\[OK\] removed master/)
   })
 
-  it('tables fit the terminal width (COLUMNS when not a terminal) and rule off their header without colour', async () => {
+  it('tables fit 80 columns (COLUMNS when not a terminal) without splitting an address, and rule off their header without colour', async () => {
+    const addresses = (await nodes()).map((node) => node.address)
     for (const args of [['info', cluster.seed], ['rebalance', cluster.seed, '--dry-run', '--threshold', '0'], ['call', cluster.seed, 'CLUSTER', 'INFO']]) {
-      const narrow = await runCli(args, {env: {COLUMNS: '64'}})
+      const narrow = await runCli(args, {env: {COLUMNS: '80'}})
       const lines = narrow.stdout.split('\n').filter((line) => line.startsWith('│') || line.startsWith('┌'))
       expect(lines.length, args.join(' ')).to.be.greaterThan(2)
-      for (const line of lines) expect([...line].length, `${args[0]}: ${line}`).to.be.at.most(64)
+      for (const line of lines) expect([...line].length, `${args[0]}: ${line}`).to.be.at.most(80)
       expect(narrow.stdout, args[0]).to.match(/\n├─+┼/)
+      // every address the table names is on one line (none is cut into "127.0.0.1:4" / "002")
+      const cells = lines.flatMap((line) => line.split('│').map((cell) => cell.trim()))
+      for (const cell of cells.filter((text) => /^\d+\.\d+\.\d+\.\d+:/.test(text))) expect(addresses, `${args[0]}: ${cell}`).to.include(cell)
     }
   })
 

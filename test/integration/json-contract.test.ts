@@ -24,8 +24,8 @@ async function manifest(): Promise<Manifest> {
 }
 
 /** Runs a verb with --json and checks its output against the contract; returns the run. */
-async function checked(commandId: string, args: string[], exitCode: number): Promise<CliResult & {json: Record<string, unknown>}> {
-  const result = await runCliJson<Record<string, unknown>>(args)
+async function checked(commandId: string, args: string[], exitCode: number, env?: Record<string, string>): Promise<CliResult & {json: Record<string, unknown>}> {
+  const result = await runCliJson<Record<string, unknown>>(args, {env})
   expect(result.exitCode, `${args.join(' ')}: ${result.stderr}`).to.equal(exitCode)
   expectContract(commandId, result.json)
   expect(result.json.schemaVersion).to.equal(1)
@@ -83,6 +83,20 @@ describe('the JSON contract: schemas/ and every verb\'s --json output', () => {
       await checked('info', ['info', 'not an address'], 2)
       await checked('reshard', ['reshard', cluster.seed, '--slots', '5'], 2)
       await checked('chek', ['chek', cluster.seed], 2)
+    })
+
+    it('context add, use, list, remove, and info --map with the seed from the current context', async () => {
+      // a config home of this test's own: a current context must not reach other tests
+      const env = {XDG_CONFIG_HOME: path.join(dir, 'config')}
+      await checked('context:add', ['context', 'add', 'contract', cluster.seed, '--password-env', 'CONTRACT_PASS'], 0, env)
+      await checked('context:add', ['context', 'add', 'plain', cluster.seed], 0, env)
+      await checked('context:use', ['context', 'use', 'plain'], 0, env)
+      const list = await checked('context:list', ['context', 'list'], 0, env)
+      expect(list.json.current).to.equal('plain')
+      const info = await checked('info', ['info', '--map'], 0, env)
+      expect((info.json.map as {owners: unknown[]}).owners).to.have.length(3)
+      await checked('context:remove', ['context', 'remove', 'contract'], 0, env)
+      await checked('context:use', ['context', 'use', 'nope'], 2, env)
     })
 
     it('set-timeout: ok, and partial (a node cannot persist) with errors and exit 1', async () => {

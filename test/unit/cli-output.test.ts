@@ -1,8 +1,8 @@
 import {expect} from 'chai'
 
 import {formatDurationFlag, parseDuration} from '../../src/lib/cli/duration.js'
-import {applyColour, displayWidth, fitList, renderIssues, table, wrapLine} from '../../src/lib/cli/render.js'
-import {byAddress, byFirstSlot, slotSet} from '../../src/lib/core/result.js'
+import {applyColour, displayWidth, fitList, hangingWrap, renderIssues, table, wrapLine} from '../../src/lib/cli/render.js'
+import {byAddress, byFirstSlot, slotSet} from '../../src/lib/cli/result.js'
 import {closestCommand, editDistance} from '../../src/hooks/command-not-found.js'
 import {printable} from '../../src/commands/call.js'
 
@@ -47,9 +47,42 @@ describe('tables', () => {
     expect(text).to.match(/│ 127\.0\.0\.1:7000 │ cluster_state:ok\s+│\n│\s+│ cluster_slots_assigned:16384 │/)
   })
 
+  it('at 80 columns never split an address or an id across lines, even when the table cannot fit', () => {
+    const addresses = Array.from({length: 6}, (_, i) => `[2001:db8:aaaa:bbbb::${i + 1}]:${17_000 + i}`)
+    const ids = addresses.map((_, i) => String(i).repeat(40))
+    const wideRows = addresses.map((address, i) => ['replica', address, ids[i], '0-100,200-300,400-500', addresses[(i + 1) % 6]])
+    for (const width of [80, 60]) {
+      const lines = table(['role', 'address', 'id', 'slots', 'replicates'], wideRows, {width}).split('\n')
+      for (const word of [...addresses, ...ids]) expect(lines.some((line) => line.includes(word)), `${word} whole at ${width}`).to.equal(true)
+    }
+    // the info table at 80 columns: addresses, ids and each range stay whole
+    const lines = table(head, rows, {width: 80}).split('\n')
+    for (const row of rows) expect(lines.some((line) => line.includes(String(row[0]))), String(row[0])).to.equal(true)
+    expect(lines.join('\n')).to.not.match(/[│ ]-\d/)
+  })
+
+  it('wrap hints at word boundaries under a hanging indent, never inside an address or an id', () => {
+    const id = 'f'.repeat(40)
+    const hint = `add a replica on another host (slotctl add-node NEW_HOST:PORT 127.0.0.1:16001 --replica --master-id ${id}), then slotctl del-node 127.0.0.1:16001 ${id}`
+    const lines = hangingWrap('    hint: ', hint, 10, 80)
+    expect(lines.length).to.be.greaterThan(1)
+    for (const line of lines) expect(displayWidth(line), line).to.be.at.most(80)
+    expect(lines[0].startsWith('    hint: add a replica')).to.equal(true)
+    for (const line of lines.slice(1)) expect(line).to.match(/^ {10}\S/)
+    expect(lines.map((line) => line.trim()).join(' ')).to.equal(`hint: ${hint}`)
+    expect(lines.filter((line) => line.includes(id))).to.have.length(2)
+    expect(lines.filter((line) => line.includes('127.0.0.1:16001'))).to.have.length(2)
+    // no width (not a terminal, no COLUMNS): one line, as before
+    expect(hangingWrap('    hint: ', hint, 10, undefined)).to.deep.equal([`    hint: ${hint}`])
+  })
+
   it('wrap at spaces or commas, and shorten long lists with "and N more"', () => {
     expect(wrapLine('0-5,7-9,11-20', 6)).to.deep.equal(['0-5,', '7-9,', '11-20'])
     expect(wrapLine('link up, lag 0 bytes', 10)).to.deep.equal(['link up,', 'lag 0', 'bytes'])
+    // a slot range breaks after its hyphen only when nothing else can; other words never do
+    expect(wrapLine('15015-16379', 7)).to.deep.equal(['15015-', '16379'])
+    expect(wrapLine('on redis-1:6379', 13)).to.deep.equal(['on', 'redis-1:6379'])
+    expect(wrapLine('on 1-2.db:6379', 12)).to.deep.equal(['on', '1-2.db:6379'])
     expect(fitList(['aaaa', 'bbbb', 'cccc', 'dddd'], 21)).to.equal('aaaa, bbbb and 2 more')
     expect(fitList(['aaaa', 'bbbb', 'cccc', 'dddd'], 22)).to.equal('aaaa, bbbb, cccc, dddd')
   })
@@ -87,5 +120,21 @@ describe('mistyped verbs', () => {
     expect(closestCommand('del-nod', ids)).to.equal('del-node')
     expect(closestCommand('sandbox:strat', ids)).to.equal('sandbox:start')
     expect(closestCommand('kubernetes', ids)).to.equal(undefined)
+  })
+})
+
+describe('flags with an optional value (--watch)', () => {
+  it('a bare --watch takes its default; a following duration is its value; an address or a flag is not', async () => {
+    const {fillOptionalFlagValues} = await import('../../src/lib/cli/base-command.js')
+    const defaults = {watch: '2s'}
+    expect(fillOptionalFlagValues(['127.0.0.1:7000', '--watch'], defaults)).to.deep.equal(['127.0.0.1:7000', '--watch', '2s'])
+    expect(fillOptionalFlagValues(['--watch', '5s', '127.0.0.1:7000'], defaults)).to.deep.equal(['--watch', '5s', '127.0.0.1:7000'])
+    expect(fillOptionalFlagValues(['--watch', '1', 'x:1'], defaults)).to.deep.equal(['--watch', '1', 'x:1'])
+    expect(fillOptionalFlagValues(['--watch', '127.0.0.1:7000'], defaults)).to.deep.equal(['--watch', '2s', '127.0.0.1:7000'])
+    expect(fillOptionalFlagValues(['--watch', '--json', 'x:1'], defaults)).to.deep.equal(['--watch', '2s', '--json', 'x:1'])
+    expect(fillOptionalFlagValues(['--watch=3s', 'x:1'], defaults)).to.deep.equal(['--watch=3s', 'x:1'])
+    // after --, nothing is a flag
+    expect(fillOptionalFlagValues(['x:1', '--', '--watch'], defaults)).to.deep.equal(['x:1', '--', '--watch'])
+    expect(fillOptionalFlagValues(['--watch'], {})).to.deep.equal(['--watch'])
   })
 })

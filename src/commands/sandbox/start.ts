@@ -23,6 +23,9 @@ export interface SandboxStartResult extends VerbResult {
 const UNSUPPORTED = ['user', 'tls', 'cacert', 'cert', 'key', 'sni', 'insecure'] as const
 
 export default class SandboxStart extends BaseCommand<typeof SandboxStart> {
+  /** it reaches no cluster of the operator's: no context applies */
+  static override usesContexts = false
+
   static override summary = 'Start a local cluster of real servers to try slotctl on'
 
   static override description = BaseCommand.withExitCodes(

@@ -17,6 +17,9 @@ export interface SandboxStatusResult extends VerbResult {
 }
 
 export default class SandboxStatus extends BaseCommand<typeof SandboxStatus> {
+  /** it reaches no cluster of the operator's: no context applies */
+  static override usesContexts = false
+
   static override summary = 'Show the sandbox servers: address, pid, alive, role'
 
   static override description = BaseCommand.withExitCodes('Show the sandbox processes: address, pid, whether each is alive, and its role. Exits 1 when no sandbox is recorded.', {

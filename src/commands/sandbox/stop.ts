@@ -12,6 +12,9 @@ export interface SandboxStopResult extends VerbResult {
 }
 
 export default class SandboxStop extends BaseCommand<typeof SandboxStop> {
+  /** it reaches no cluster of the operator's: no context applies */
+  static override usesContexts = false
+
   static override summary = 'Stop exactly the servers sandbox start recorded'
 
   static override description = BaseCommand.withExitCodes(

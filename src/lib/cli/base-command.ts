@@ -14,12 +14,13 @@ import {ExitCode, SlotctlError, errorMessage, usageError} from '../core/errors.j
 import {PhaseClock} from '../phases.js'
 import {writeStderr, writeStdout} from './output.js'
 import {hasUrlPassword, redactSecrets, registerSecret, registerUrlSecrets} from '../secrets.js'
+import {type ClusterContext, findContext, passwordFileWarning, passwordFromSource, readContexts} from '../context/contexts.js'
 import {askSecretOrFail, confirmOrFail} from './prompt.js'
 import type {ProgressReporter} from './progress.js'
-import {type IssueView, applyColour, colourEnabled, colourOn, renderIssues, wrapLine} from './render.js'
+import {type IssueView, applyColour, paint, colourEnabled, colourOn, renderIssues, wrapLine} from './render.js'
 import {escapeControl, escapeTerminal} from '../core/escape.js'
 import {type ErrorEnvelope, type Issue, errorDocument, successDocument} from '../core/result.js'
-import {durationFlag} from './duration.js'
+import {durationFlag, parseDuration} from './duration.js'
 import {type ClusterRef, type HistoryRecord, type Outcome, appendHistory, clusterIdOf, currentHost, currentUser, redactArgs} from '../history/audit-log.js'
 
 export type BaseFlags<T extends typeof Command> = Interfaces.InferredFlags<(typeof BaseCommand)['baseFlags'] & T['flags']>
@@ -117,6 +118,52 @@ export const ignoreLockFlag = Flags.boolean({
  */
 export const retiredForceFlag = Flags.boolean({description: 'replaced by --ignore-lock', hidden: true})
 
+/** The value a bare `--watch` takes (watch(1)'s default). */
+export const DEFAULT_WATCH_INTERVAL = '2s'
+
+/** `--watch [INTERVAL]`: redraw every INTERVAL until Ctrl-C (a bare --watch: every 2 s). */
+export const watchFlag = durationFlag({
+  description: `redraw every INTERVAL until Ctrl-C, then exit with the last state's code; a bare --watch redraws every ${DEFAULT_WATCH_INTERVAL}`,
+  minMs: 100,
+  plainUnit: 's',
+})
+
+/**
+ * oclif has no flag with an optional value: a bare `--watch` (last, or followed by another
+ * flag or an address) gets its default here, before parsing. A following word that is a
+ * duration is its value.
+ */
+export function fillOptionalFlagValues(argv: readonly string[], defaults: Readonly<Record<string, string>>): string[] {
+  const out: string[] = []
+  for (const [index, token] of argv.entries()) {
+    if (token === '--') return [...out, ...argv.slice(index)]
+    out.push(token)
+    const name = /^--([\w-]+)$/.exec(token)?.[1]
+    const next = argv[index + 1]
+    if (name && Object.hasOwn(defaults, name) && (next === undefined || parseDuration(next, 's') === undefined)) out.push(defaults[name])
+  }
+  return out
+}
+
+/** Clears a terminal and puts the cursor home, as watch(1) does between rounds. */
+const CLEAR_SCREEN = '\u001B[H\u001B[2J'
+
+function formatWatchInterval(ms: number): string {
+  return ms % 1000 === 0 ? `${ms / 1000}s` : `${(ms / 1000).toFixed(1)}s`
+}
+
+/** The verb's args with `address` optional: a context may give it (checked after parsing). */
+function withOptionalAddress<A extends Record<string, unknown> | undefined>(args: A): A {
+  if (!args || !('address' in args)) return args
+  return {...args, address: {...(args.address as object), required: false}}
+}
+
+/** What oclif says of a missing address, with the other way to give one. */
+function missingSeedError(args: Record<string, {description?: string}> | undefined): SlotctlError {
+  const description = args?.address?.description
+  return usageError(`missing required argument: address${description ? ` (${description})` : ''}`, ['see --help, or set a current context: slotctl context add NAME HOST:PORT'])
+}
+
 function reachableMasters(snapshot: ClusterSnapshot): string[] {
   return mastersOf(snapshot.nodes)
     .filter((node) => node.address && snapshot.views[node.id]?.reachable)
@@ -136,6 +183,7 @@ export abstract class BaseCommand<T extends typeof Command> extends Command {
     sni: Flags.string({description: 'server name for TLS SNI; implies --tls', helpGroup: 'CONNECTION'}),
     insecure: Flags.boolean({description: 'do not verify the server certificate; implies --tls', helpGroup: 'CONNECTION'}),
     'connect-timeout': durationFlag({defaultMs: 3000, description: 'connect timeout per node', helpGroup: 'CONNECTION', minMs: 1, plainUnit: 'ms'}),
+    context: Flags.string({description: 'use the named cluster of `slotctl context list` (seed, user, TLS, password source); also SLOTCTL_CONTEXT. A flag given here wins over it', env: 'SLOTCTL_CONTEXT', helpGroup: 'CONNECTION'}),
     'read-timeout': durationFlag({defaultMs: 5000, description: 'how long a node may take to answer a read before it is reported as hung', helpGroup: 'CONNECTION', minMs: 1, plainUnit: 'ms'}),
     yes: Flags.boolean({char: 'y', description: 'answer yes to confirmations (also SLOTCTL_YES=1 or REDISCLI_CLUSTER_YES=1)', env: 'SLOTCTL_YES', helpGroup: 'GLOBAL'}),
     'no-color': Flags.boolean({description: 'no colour (also NO_COLOR=1)', helpGroup: 'GLOBAL'}),
@@ -181,10 +229,35 @@ export abstract class BaseCommand<T extends typeof Command> extends Command {
     return `${description}\n\nEXIT CODES\n${lines.join('\n')}`
   }
 
+  /** Flags whose value may be left out (`--watch`), with the value they then take. */
+  static optionalFlagValues: Record<string, string> = {}
+
+  /**
+   * The verb's first argument, `address` (any node of the cluster), may be left out: the
+   * seed of --context, SLOTCTL_CONTEXT or the current context is used.
+   */
+  static seedFromContext = false
+
+  /** A context applies to this verb (not to those that reach no cluster: version, sandbox, context). */
+  static usesContexts = true
+
+  /** --askpass names where a context's password comes from (context add): nothing is asked. */
+  static askpassIsSource = false
+
+  /** The command line as parsed: which flags were typed (a password must not be), not set through the environment. */
+  protected rawTokens: ReadonlyArray<{flag?: string; input: string; type: string}> = []
+
+  /** The context this run uses (its name), if any. */
+  protected contextName?: string
+  /** The password came from the context's source: a hint naming the context gets it again. */
+  private passwordFromContext = false
+
   public override async init(): Promise<void> {
     await super.init()
+    const ctor = this.ctor as unknown as typeof BaseCommand
+    this.argv = fillOptionalFlagValues(this.argv, ctor.optionalFlagValues)
     const {args, flags, metadata, raw} = await this.parse({
-      args: this.ctor.args,
+      args: ctor.seedFromContext ? withOptionalAddress(this.ctor.args) : this.ctor.args,
       baseFlags: (super.ctor as typeof BaseCommand).baseFlags,
       enableJsonFlag: this.ctor.enableJsonFlag,
       flags: this.ctor.flags,
@@ -192,14 +265,62 @@ export abstract class BaseCommand<T extends typeof Command> extends Command {
     })
     this.flags = flags as BaseFlags<T>
     this.args = args as BaseArgs<T>
+    this.rawTokens = raw
     this.flagsGiven = new Set(Object.keys(flags).filter((name) => !(metadata.flags as Record<string, {setFromDefault?: boolean}>)[name]?.setFromDefault))
     applyColour(colourEnabled({json: this.jsonEnabled(), noColorFlag: this.flags['no-color']}))
     if ((this.ctor.flags as Record<string, unknown> | undefined)?.force === retiredForceFlag && (this.flags as Record<string, unknown>).force) {
       throw usageError('--force no longer overrides the run lock: use --ignore-lock (only when no other slotctl run is active)')
     }
+    if (ctor.usesContexts) this.applyContext()
     this.installSignalHandlers()
-    await this.settlePassword(raw)
+    if (ctor.askpassIsSource) this.registerPasswords(raw)
+    else await this.settlePassword(raw)
     this.phases.markStartup()
+  }
+
+  /**
+   * A context gives what the command line leaves out. --context or SLOTCTL_CONTEXT: its
+   * seed when the address is left out, and its user, TLS files and password source for
+   * whatever flag is not given. The current context (no --context) is used only when the
+   * address is left out: an address typed for another cluster never gets its credentials.
+   */
+  private applyContext(): void {
+    const ctor = this.ctor as unknown as typeof BaseCommand
+    const f = this.flags as Record<string, unknown>
+    const named = f.context as string | undefined
+    const seedMissing = ctor.seedFromContext && (this.args as Record<string, unknown>).address === undefined
+    if (!named && !seedMissing) return
+    const contexts = readContexts()
+    const name = named ?? contexts.current
+    if (!name) throw missingSeedError(this.ctor.args)
+    const context = findContext(contexts, name)
+    this.contextName = name
+    if (seedMissing) (this.args as Record<string, unknown>).address = context.seed
+    for (const key of ['user', 'cacert', 'cert', 'key', 'sni'] as const) if (!this.flagsGiven.has(key) && context[key] !== undefined) f[key] = context[key]
+    for (const key of ['tls', 'insecure'] as const) if (!this.flagsGiven.has(key) && context[key]) f[key] = true
+    if (f.password === undefined && !f.askpass) this.takeContextPassword(context, name)
+  }
+
+  private takeContextPassword(context: ClusterContext, name: string): void {
+    const source = context.password
+    if (!source) return
+    const f = this.flags as {askpass?: boolean; password?: string}
+    this.passwordFromContext = true
+    if ('askpass' in source) {
+      f.askpass = true
+      return
+    }
+    if ('file' in source) {
+      const warning = passwordFileWarning(source.file)
+      if (warning) writeStderr(`slotctl: warning: ${shownLine(warning)}`)
+    }
+    f.password = passwordFromSource(source, name)
+  }
+
+  /** Every password a flag holds is registered for redaction (without asking for one). */
+  private registerPasswords(raw: ReadonlyArray<{flag?: string; input: string; type: string}>): void {
+    for (const [name, value] of Object.entries(this.flags)) if (/password$/.test(name) && typeof value === 'string') registerSecret(value)
+    for (const token of raw) registerUrlSecrets(token.input)
   }
 
   /**
@@ -208,11 +329,10 @@ export abstract class BaseCommand<T extends typeof Command> extends Command {
    */
   private async settlePassword(raw: ReadonlyArray<{flag?: string; input: string; type: string}>): Promise<void> {
     const f = this.flags
-    // --password and any other password flag a verb has (import's --from-password)
-    for (const [name, value] of Object.entries(f)) if (/password/.test(name) && typeof value === 'string') registerSecret(value)
-    // a URL of any scheme: one that is refused is still echoed in its error
-    for (const token of raw) registerUrlSecrets(token.input)
-    const onCommandLine = raw.some((token) => (token.type === 'flag' && /password/.test(token.flag ?? '')) || hasUrlPassword(token.input))
+    // --password and any other password flag a verb has (import's --from-password); a URL of
+    // any scheme: one that is refused is still echoed in its error
+    this.registerPasswords(raw)
+    const onCommandLine = raw.some((token) => (token.type === 'flag' && /password$/.test(token.flag ?? '')) || hasUrlPassword(token.input))
     if (onCommandLine && !f['no-auth-warning']) {
       writeStderr('slotctl: warning: a password on the command line shows in ps and in shell history; use REDISCLI_AUTH or --askpass instead')
     }
@@ -249,11 +369,13 @@ export abstract class BaseCommand<T extends typeof Command> extends Command {
    */
   protected connectionFlagsForHint(): string {
     const f = this.flags
-    const words: string[] = []
-    if (f.user) words.push('--user', f.user)
-    if (f.tls) words.push('--tls')
-    for (const name of ['cacert', 'cert', 'key', 'sni'] as const) if (f[name]) words.push(`--${name}`, f[name] as string)
-    if (f.insecure) words.push('--insecure')
+    // with a context, the flags it gives are said by naming it; only those given beside it are repeated
+    const given = (name: string) => !this.contextName || this.flagsGiven.has(name)
+    const words: string[] = this.contextName ? ['--context', this.contextName] : []
+    if (f.user && given('user')) words.push('--user', f.user)
+    if (f.tls && given('tls')) words.push('--tls')
+    for (const name of ['cacert', 'cert', 'key', 'sni'] as const) if (f[name] && given(name)) words.push(`--${name}`, f[name] as string)
+    if (f.insecure && given('insecure')) words.push('--insecure')
     return words.map((word) => (/^[\w@%+=:,./-]+$/.test(word) ? word : `'${word.replaceAll("'", "'\\''")}'`)).join(' ')
   }
 
@@ -261,7 +383,7 @@ export abstract class BaseCommand<T extends typeof Command> extends Command {
   protected commandHint(args: string): string {
     const flags = this.connectionFlagsForHint()
     // a password from -a or a URL must be given again; one from REDISCLI_AUTH still is
-    const env = this.poolInstance?.settings.password && !process.env.REDISCLI_AUTH ? 'REDISCLI_AUTH=<password> ' : ''
+    const env = this.poolInstance?.settings.password && !process.env.REDISCLI_AUTH && !this.passwordFromContext ? 'REDISCLI_AUTH=<password> ' : ''
     return `${env}${this.config.bin} ${args}${flags ? ` ${flags}` : ''}`
   }
 
@@ -478,6 +600,11 @@ export abstract class BaseCommand<T extends typeof Command> extends Command {
    * (loading, planning, asking, locking) there is nothing to finish: the first one exits.
    */
   protected async onInterrupt(signal: NodeJS.Signals): Promise<void> {
+    if (this.watchedCode !== undefined) {
+      // watching: Ctrl-C is the way out, and the last state drawn decides the exit code
+      await this.poolInstance?.closeAll()
+      process.exit(this.watchedCode)
+    }
     if (this.finishInFlightOnInterrupt && this.workInFlight && !this.stopRequest.signal.aborted) {
       this.stopRequest.abort()
       this.tell(this.firstInterruptMessage(signal))
@@ -487,6 +614,47 @@ export abstract class BaseCommand<T extends typeof Command> extends Command {
     this.writeHistory(ExitCode.interrupted, 'interrupted')
     await this.poolInstance?.closeAll()
     process.exit(ExitCode.interrupted)
+  }
+
+  /** While watching (--watch): the exit code of the last state drawn (undefined before the first, or when not watching). */
+  private watchedCode?: number
+
+  /**
+   * --watch: runs `round` (which reads and draws one state, and sets resultExitCode) every
+   * `intervalMs` until Ctrl-C, which exits with the last state's code. On a terminal each
+   * round redraws the screen under a header; in a pipe the rounds follow each other. With
+   * --json each state is one line of JSON. A round that fails (the seed is down) is a state
+   * too: its error is shown and its code kept, and watching goes on.
+   */
+  protected async watch<R>(intervalMs: number, what: string, round: () => Promise<R>): Promise<never> {
+    const json = this.jsonEnabled()
+    for (;;) {
+      const startedAt = Date.now()
+      this.resultExitCode = ExitCode.ok
+      if (!json) {
+        const clear = process.stdout.isTTY ? CLEAR_SCREEN : ''
+        const header = `Every ${formatWatchInterval(intervalMs)}: ${this.config.bin} ${what}   ${new Date().toLocaleTimeString('en-GB')} (Ctrl-C to stop)`
+        writeStdout(`${clear}${paint.heading(header)}\n`)
+      }
+      let code: number
+      try {
+        const result = await round()
+        if (json) writeStdout(redactSecrets(JSON.stringify(this.toSuccessJson(result))))
+        code = this.resultExitCode
+      } catch (error) {
+        const envelope = toEnvelope(error)
+        if (json) writeStdout(redactSecrets(JSON.stringify(errorDocument(envelope))))
+        else writeStdout(shownText(`slotctl: error: ${envelope.message}`))
+        code = envelope.exitCode
+        // a node that went away: the next round connects afresh
+        await this.poolInstance?.closeAll()
+        this.poolInstance = undefined
+      }
+      this.watchedCode = code
+      await new Promise((resolve) => {
+        setTimeout(resolve, Math.max(0, intervalMs - (Date.now() - startedAt)))
+      })
+    }
   }
 
   /** The progress display while data moves; lines said meanwhile go through it (not over it). */

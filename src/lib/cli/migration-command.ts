@@ -37,8 +37,9 @@ import {
 import type {MigrationPlan} from '../plan/types.js'
 import {planFileText, toPlanFile} from '../plan/plan-file.js'
 import {clusterIdOf} from '../history/audit-log.js'
-import {ProgressReporter} from './progress.js'
-import {describePhases, formatBytes, formatDuration, paint, planTable} from './render.js'
+import {type MapLines, ProgressReporter} from './progress.js'
+import {colourOn, describePhases, formatBytes, formatDuration, paint, planTable} from './render.js'
+import {applyMoves, buildSlotMap, renderSlotMap} from './slot-map.js'
 import {type Issue, type VerbResult, issue, slotSet} from '../core/result.js'
 import {durationFlag} from './duration.js'
 import {sizeFlag} from './size.js'
@@ -115,6 +116,19 @@ export interface RunPlanOptions {
   resumeArgs: (journal: string) => string
 }
 
+
+/**
+ * --progress map: the slot map of the cluster as this run read it, with the slots closed so
+ * far drawn as their target's and the ones moving marked open.
+ */
+function migrationMap(snapshot: ClusterSnapshot, plan: MigrationPlan, closed: ReadonlySet<number>, moving: ReadonlySet<number>): MapLines {
+  const base = buildSlotMap(snapshot.nodes)
+  const addressOf = new Map(plan.nodes.map((node) => [node.id, node.address]))
+  const moveOf = new Map(plan.moves.map((move) => [move.slot, {slot: move.slot, sourceId: move.sourceId, targetAddress: addressOf.get(move.targetId) ?? '', targetId: move.targetId}]))
+  const movesIn = (slots: ReadonlySet<number>) => [...slots].flatMap((slot) => moveOf.get(slot) ?? [])
+  return (width) => renderSlotMap(applyMoves(base, movesIn(closed), movesIn(moving)), {colour: colourOn(), listOpen: false, width})
+}
+
 export abstract class MigrationCommand<T extends typeof Command> extends BaseCommand<T> {
   static migrationFlags = {
     pipeline: Flags.integer({default: 1000, description: 'keys per MIGRATE batch', helpGroup: 'MIGRATION', min: 1}),
@@ -138,7 +152,7 @@ export abstract class MigrationCommand<T extends typeof Command> extends BaseCom
     'min-replica-acks': Flags.integer({description: "replica acknowledgements each batch waits for (default: every replica the target has)", helpGroup: 'MIGRATION', min: 0}),
     'replica-wait': durationFlag({defaultMs: DEFAULT_REPLICA_WAIT_MS, description: "how long a batch waits for the target's replicas to acknowledge, and a wave for unhealthy replicas to recover, before the run stops", helpGroup: 'MIGRATION', minMs: 100, plainUnit: 'ms'}),
     'legacy-migrate': Flags.boolean({description: 'use SETSLOT + MIGRATE even where both nodes offer atomic slot migration (Valkey >= 9)', helpGroup: 'MIGRATION'}),
-    progress: Flags.option({default: 'auto', description: 'progress on stderr: a bar on a terminal, a line every few seconds elsewhere (auto), NDJSON events (json), or none', helpGroup: 'MIGRATION', options: ['auto', 'bar', 'lines', 'json', 'none'] as const})(),
+    progress: Flags.option({default: 'auto', description: 'progress on stderr: a bar on a terminal, a line every few seconds elsewhere (auto), the slot map filling in above the bar (map, a terminal), NDJSON events (json), or none', helpGroup: 'MIGRATION', options: ['auto', 'bar', 'lines', 'map', 'json', 'none'] as const})(),
     'dry-run': Flags.boolean({description: 'show the plan and change nothing'}),
     out: Flags.string({description: 'write the plan as JSON to this new file (run it later with slotctl apply)'}),
     overwrite: Flags.boolean({dependsOn: ['out'], description: 'replace the --out file if it exists (a symlink is never written through)'}),
@@ -226,10 +240,14 @@ export abstract class MigrationCommand<T extends typeof Command> extends BaseCom
     if (f.out) refuseExistingOutput(f.out as string, {overwrite: Boolean(f.overwrite), overwriteFlag: '--overwrite'})
     await this.refuseIfOtherRun(loaded)
     const settings = this.runSettings(resume?.settings)
+    const closed = new Set<number>()
     const context = this.runContext(settings, (event) => {
-      // slots opened and not closed: what a second Ctrl-C leaves behind
+      // slots opened and not closed: what a second Ctrl-C leaves behind (and --progress map draws)
       if (event.type === 'slot-start') this.openSlots.add(event.slot)
-      if (event.type === 'slot-done') this.openSlots.delete(event.slot)
+      if (event.type === 'slot-done') {
+        closed.add(event.slot)
+        this.openSlots.delete(event.slot)
+      }
       this.renderEvent(event)
     })
     const checked = await checkPlan(context, loaded, plan, resume)
@@ -264,7 +282,9 @@ export abstract class MigrationCommand<T extends typeof Command> extends BaseCom
     const resumeCommand = this.commandHint(options.resumeArgs(journalPath))
     const journal = openJournal(context, prepared, {header: {command: resumeCommand, settings: definedSettings(settings), verb: this.id}, path: journalPath, reopen: Boolean(options.resume)})
     this.resumeHint = resumeCommand
-    this.progress = new ProgressReporter({keys: plannedKeys, slots: remaining.length}, ProgressReporter.modeFor(f.progress as string, Boolean(f.quiet)))
+    const mode = ProgressReporter.modeFor(f.progress as string, Boolean(f.quiet))
+    const mapLines = mode === 'map' ? migrationMap(snapshot, plan, closed, this.openSlots) : undefined
+    this.progress = new ProgressReporter({keys: plannedKeys, slots: remaining.length}, mode, undefined, undefined, mapLines)
     let result: RunOutcome
     try {
       result = await executeRun(context, prepared, {journal, keyFlagsGiven: ['pipeline', 'replace'].filter((flag) => this.flagsGiven.has(flag)), plannedKeys})

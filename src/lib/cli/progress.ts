@@ -1,6 +1,7 @@
 /**
  * Migration progress on stderr, in every output mode (stdout stays for the result):
  *   bar    a terminal: one line redrawn in place, fitted to the width
+ *   map    a terminal: the slot map (info --map) above the bar, filling in as slots close
  *   lines  not a terminal (CI, pipes, --json): a status line every few seconds, so a job
  *          that watches for silence does not kill a long migration
  *   json   --progress json: one NDJSON event per line (start, progress, job, failed, end)
@@ -12,7 +13,10 @@ import type {MigrationEvent} from '../migrate/executor.js'
 import {colourOn, formatBytes, formatDuration} from './render.js'
 import {escapeTerminal} from '../core/escape.js'
 
-export type ProgressMode = 'bar' | 'json' | 'lines' | 'none'
+export type ProgressMode = 'bar' | 'json' | 'lines' | 'map' | 'none'
+
+/** The slot map's lines at a width (--progress map): drawn above the bar, filling in as slots close. */
+export type MapLines = (width: number) => string[]
 
 export interface ProgressTotals {
   slots: number
@@ -85,6 +89,8 @@ export class ProgressReporter {
   private readonly state: ProgressState = {bytesMoved: 0, elapsedMs: 0, keysMoved: 0, slotsDone: 0}
   private lastLine = 0
   private drawn = false
+  /** lines of the last drawing (the map's and the bar): the next one starts that many lines up */
+  private drawnLines = 0
   private stopped = false
 
   constructor(
@@ -92,6 +98,7 @@ export class ProgressReporter {
     private readonly mode: ProgressMode,
     private readonly stream: NodeJS.WriteStream = process.stderr,
     private readonly intervalMs = 5000,
+    private readonly mapLines?: MapLines,
   ) {
     if (mode === 'json') this.emit({event: 'start', keys: totals.keys, slots: totals.slots})
   }
@@ -99,7 +106,7 @@ export class ProgressReporter {
   /** bar on a terminal, lines elsewhere; `requested` is --progress, `quiet` is --quiet. */
   static modeFor(requested: string | undefined, quiet: boolean, stream: NodeJS.WriteStream = process.stderr): ProgressMode {
     if (quiet || requested === 'none') return 'none'
-    if (requested === 'json' || requested === 'lines' || requested === 'bar') return requested
+    if (requested === 'json' || requested === 'lines' || requested === 'bar' || requested === 'map') return requested
     return stream.isTTY ? 'bar' : 'lines'
   }
 
@@ -154,15 +161,17 @@ export class ProgressReporter {
   }
 
   private clear(): void {
-    if (this.mode !== 'bar' || !this.drawn) return
-    this.stream.write('\r\u001B[2K')
+    if (!this.drawn) return
+    if (this.mode === 'bar') this.stream.write('\r\u001B[2K')
+    // up to the map's first line, then clear to the end of the screen
+    if (this.mode === 'map') this.stream.write(`${this.drawnLines > 1 ? `\u001B[${this.drawnLines - 1}A` : ''}\r\u001B[J`)
     this.drawn = false
   }
 
   private render(force = false): void {
     if (this.stopped || this.mode === 'none') return
     const now = Date.now()
-    const every = this.mode === 'bar' ? 100 : this.intervalMs
+    const every = this.mode === 'bar' ? 100 : this.mode === 'map' ? 250 : this.intervalMs
     if (!force && now - this.lastLine < every) return
     this.lastLine = now
     const snapshot = this.snapshot()
@@ -170,9 +179,17 @@ export class ProgressReporter {
       this.emit({event: 'progress', ...snapshot})
       return
     }
-    const width = this.mode === 'bar' ? Math.max((this.stream.columns ?? 80) - 1, 20) : 200
+    const width = this.mode === 'bar' || this.mode === 'map' ? Math.max((this.stream.columns ?? 80) - 1, 20) : 200
     const line = progressLine(this.state, this.totals, width)
-    if (this.mode === 'bar') {
+    if (this.mode === 'map') {
+      const map = this.mapLines?.(width) ?? []
+      // a map taller than the terminal cannot be redrawn in place: the bar alone then
+      const lines = this.stream.rows && map.length + 1 >= this.stream.rows ? [line] : [...map, line]
+      this.clear()
+      this.stream.write(lines.map((text) => `\u001B[2K${text}`).join('\n'))
+      this.drawnLines = lines.length
+      this.drawn = true
+    } else if (this.mode === 'bar') {
       this.stream.write(`\r\u001B[2K${line}`)
       this.drawn = true
     } else {

@@ -53,20 +53,54 @@ export function terminalWidth(): number | undefined {
   return Number.isFinite(columns) && columns > 0 ? columns : undefined
 }
 
-/** Breaks a line into pieces of at most `width`, at a space or comma when there is one. */
+/**
+ * Breaks a line into pieces of at most `width`, at a space, after a comma, or after the
+ * hyphen of a slot range ("15015-" / "16379"); never inside any other word (an address, an
+ * id), unless that word alone is wider than `width`.
+ */
 export function wrapLine(line: string, width: number): string[] {
   if (displayWidth(line) <= width) return [line]
   const chars = [...stripAnsi(line)]
   const pieces: string[] = []
   while (chars.length > width) {
-    const window = chars.slice(0, width + 1)
-    let cut = Math.max(window.lastIndexOf(' '), window.lastIndexOf(',') + 1)
-    if (cut <= 0 || cut > width) cut = width
+    const cut = lastBreak(chars, width) || width
     pieces.push(chars.splice(0, cut).join('').trimEnd())
     while (chars[0] === ' ') chars.shift()
   }
   if (chars.length > 0) pieces.push(chars.join(''))
   return pieces
+}
+
+const RANGE_WORD = /^\d+-\d+,?$/
+
+/** The last place at or before `width` where the line may break (0: none). */
+function lastBreak(chars: readonly string[], width: number): number {
+  for (let cut = width; cut > 0; cut--) if (chars[cut] === ' ' || chars[cut - 1] === ',') return cut
+  // no space or comma: a range's hyphen is the next best
+  for (let cut = width; cut > 0; cut--) if (chars[cut - 1] === '-' && RANGE_WORD.test(wordAround(chars, cut - 1))) return cut
+  return 0
+}
+
+/** The word (between spaces and commas, a trailing comma kept) holding index `at`. */
+function wordAround(chars: readonly string[], at: number): string {
+  let start = at
+  while (start > 0 && chars[start - 1] !== ' ' && chars[start - 1] !== ',') start--
+  let end = at
+  while (end < chars.length && chars[end] !== ' ' && chars[end] !== ',') end++
+  return chars.slice(start, end).join('')
+}
+
+/** The widest piece wrapLine cannot break: a run without spaces (a comma kept with what it ends), or half a slot range. */
+function longestWord(lines: readonly string[]): number {
+  let longest = 0
+  for (const line of lines) {
+    for (const word of stripAnsi(line).split(/ +|(?<=,)/)) {
+      // a slot range may break after its hyphen: its halves are what must fit
+      const halves = RANGE_WORD.test(word) ? word.split(/(?<=-)/) : [word]
+      for (const half of halves) longest = Math.max(longest, [...half].length)
+    }
+  }
+  return longest
 }
 
 /** Narrows the widest columns first until the table fits `limit` (never below each minimum). */
@@ -108,7 +142,8 @@ export function table(head: string[], rows: Array<Array<number | string>>, align
   const align = options.align ?? head.map(() => 'left' as const)
   const cells = rows.map((row) => row.map((cell) => String(cell).replaceAll('\r', '').split('\n')))
   const natural = head.map((title, column) => Math.max(displayWidth(title), ...cells.map((row) => Math.max(...(row[column] ?? ['']).map((line) => displayWidth(line))))))
-  const minimum = head.map((title, column) => Math.min(natural[column], Math.max(displayWidth(title), 6)))
+  // a column is never narrower than its longest word: an address or an id is never cut in two
+  const minimum = head.map((title, column) => Math.min(natural[column], Math.max(displayWidth(title), 6, ...cells.map((row) => longestWord(row[column] ?? [])))))
   const widths = fitWidths(natural, minimum, options.width ?? terminalWidth())
   const colour = colourOn()
   const border = (text: string) => (colour ? chalk.grey(text) : text)
@@ -181,9 +216,37 @@ export function renderIssues(heading: string, tag: 'ERR' | 'WARN', issues: reado
       lines.push(`  ${colour(`[${tag}]`)} ${same.length} ${summary}: ${fitList(names, (terminalWidth() ?? 120) - prefix.length)}`, `    hint: --verbose lists each one with its next step`)
       continue
     }
-    lines.push(`  ${colour(`[${tag}]`)} ${item.message}`)
-    if (item.hint) lines.push(`    hint: ${item.hint}`)
+    lines.push(...hangingWrap(`  ${colour(`[${tag}]`)} `, item.message, 4))
+    if (item.hint) lines.push(...hangingWrap('    hint: ', item.hint, 10))
   }
+  return lines
+}
+
+/**
+ * `prefix` then `text`, wrapped at word boundaries to the terminal's width (when it has one),
+ * later lines indented by `indent`: a hint never breaks inside a word, an address or an id.
+ */
+export function hangingWrap(prefix: string, text: string, indent: number, width = terminalWidth()): string[] {
+  if (width === undefined || displayWidth(prefix) + displayWidth(text) <= width) return [`${prefix}${text}`]
+  const first = Math.max(20, width - displayWidth(prefix))
+  const [head = '', ...rest] = wrapWords(text, first)
+  const more = rest.length > 0 ? wrapWords(rest.join(' '), Math.max(20, width - indent)) : []
+  return [`${prefix}${head}`, ...more.map((line) => `${' '.repeat(indent)}${line}`)]
+}
+
+/** Lines of at most `width` broken at spaces only; a word longer than `width` keeps its own line whole. */
+function wrapWords(text: string, width: number): string[] {
+  const lines: string[] = []
+  let line = ''
+  for (const word of text.split(' ')) {
+    if (line !== '' && displayWidth(line) + 1 + displayWidth(word) > width) {
+      lines.push(line)
+      line = word
+    } else {
+      line = line === '' ? word : `${line} ${word}`
+    }
+  }
+  if (line !== '') lines.push(line)
   return lines
 }
 
