@@ -37,8 +37,8 @@ import Version from './commands/version.js'
 import {execute as oclifExecute} from '@oclif/core'
 
 import {redisCliHabit} from './lib/cli/redis-cli-habits.js'
-import {escapeControl} from './lib/cli/escape.js'
-import {errorDocument} from './lib/cli/result.js'
+import {escapeControl} from './lib/core/escape.js'
+import {errorDocument} from './lib/core/result.js'
 import {writeStderr, writeStdout} from './lib/cli/output.js'
 
 export {default as commandNotFound} from './hooks/command-not-found.js'

@@ -4,9 +4,9 @@ import {BaseCommand, DEFAULT_WATCH_INTERVAL, watchFlag} from '../lib/cli/base-co
 import {groupSummary, hasErrors, runChecks, splitFindings} from '../lib/check/checks.js'
 import {ExitCode} from '../lib/core/errors.js'
 import {paint, renderIssues} from '../lib/cli/render.js'
-import {type NodeRef, type VerbResult} from '../lib/cli/result.js'
+import {type NodeRef, type VerbResult} from '../lib/core/result.js'
 import {type NodeAddress, formatAddress} from '../lib/cluster/address.js'
-import {formatRanges} from '../lib/cluster/slots.js'
+import {formatRanges} from '../lib/core/slots.js'
 import {findKeysOutsideOwners, scanStrayKeys} from '../lib/check/scan.js'
 import {type NodeSummary, orderedNodes, summarizeNode} from '../lib/check/summary.js'
 

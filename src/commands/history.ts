@@ -2,10 +2,10 @@ import {Flags} from '@oclif/core'
 
 import {BaseCommand} from '../lib/cli/base-command.js'
 import {paint, table} from '../lib/cli/render.js'
-import type {VerbResult} from '../lib/cli/result.js'
+import type {VerbResult} from '../lib/core/result.js'
 import {type HistoryRecord, historyFile, matchesCluster, readHistory} from '../lib/history/audit-log.js'
 import {readErrorText} from '../lib/files.js'
-import {usageError} from '../lib/errors.js'
+import {usageError} from '../lib/core/errors.js'
 
 export interface HistoryResult extends VerbResult {
   status: 'ok'

@@ -4,11 +4,11 @@ import {BaseCommand, DEFAULT_WATCH_INTERVAL, watchFlag} from '../lib/cli/base-co
 import {type NodeAddress, formatAddress} from '../lib/cluster/address.js'
 import {NODE_PARALLELISM, type NodePool, settleLimit} from '../lib/cluster/connection.js'
 import {masterSlotKeyCounts} from '../lib/cluster/slot-stats.js'
-import {ExitCode} from '../lib/errors.js'
+import {ExitCode} from '../lib/core/errors.js'
 import {colourOn, formatBytes, paint, renderIssues, table, terminalWidth, wrapLine} from '../lib/cli/render.js'
 import {type SlotMapData, buildSlotMap, renderSlotMap} from '../lib/cli/slot-map.js'
-import {type Issue, type NodeRef, type VerbResult, byFirstSlot, issue, nodeRef, rangeSet} from '../lib/cli/result.js'
-import {SLOT_COUNT, type SlotRange, expandRanges, formatRanges} from '../lib/cluster/slots.js'
+import {type Issue, type NodeRef, type VerbResult, byFirstSlot, issue, nodeRef, rangeSet} from '../lib/core/result.js'
+import {SLOT_COUNT, type SlotRange, expandRanges, formatRanges} from '../lib/core/slots.js'
 import {type ClusterNode, keyCountFromInfo, parseInfo, replicasOf} from '../lib/cluster/topology.js'
 
 export interface MasterInfo {

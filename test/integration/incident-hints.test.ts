@@ -8,7 +8,7 @@ import {expect} from 'chai'
 
 import type {CheckResult} from '../../src/commands/check.js'
 import type {FixResult} from '../../src/commands/fix.js'
-import {expandRanges, keySlot} from '../../src/lib/cluster/slots.js'
+import {expandRanges, keySlot} from '../../src/lib/core/slots.js'
 import {type ClusterNode, mastersOf, parseClusterNodes} from '../../src/lib/cluster/topology.js'
 import {TestCluster} from '../helpers/cluster-harness.js'
 import {runCli, runCliJson} from '../helpers/cli.js'

@@ -2,7 +2,7 @@ import {expect} from 'chai'
 
 import {formatDurationFlag, parseDuration} from '../../src/lib/cli/duration.js'
 import {applyColour, displayWidth, fitList, hangingWrap, renderIssues, table, wrapLine} from '../../src/lib/cli/render.js'
-import {byAddress, byFirstSlot, slotSet} from '../../src/lib/cli/result.js'
+import {byAddress, byFirstSlot, slotSet} from '../../src/lib/core/result.js'
 import {closestCommand, editDistance} from '../../src/hooks/command-not-found.js'
 import {printable} from '../../src/commands/call.js'
 

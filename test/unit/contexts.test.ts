@@ -5,7 +5,7 @@ import path from 'node:path'
 import {expect} from 'chai'
 
 import {contextViews, contextsFilePath, parseContextsFile, passwordFileWarning, passwordFromSource, readContexts, writeContexts} from '../../src/lib/context/contexts.js'
-import {SlotctlError} from '../../src/lib/errors.js'
+import {SlotctlError} from '../../src/lib/core/errors.js'
 
 const rejects = (run: () => unknown, pattern: RegExp) => {
   let caught: unknown

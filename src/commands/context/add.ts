@@ -5,7 +5,7 @@ import {Args, Flags} from '@oclif/core'
 
 import {type ContextResult, ContextCommand} from '../../lib/cli/context-command.js'
 import {type ClusterContext, type PasswordSource, CONTEXTS_FILE_HELP, checkContextName, checkEnvName, checkSeed, readContexts, writeContexts} from '../../lib/context/contexts.js'
-import {usageError} from '../../lib/errors.js'
+import {usageError} from '../../lib/core/errors.js'
 
 export default class ContextAdd extends ContextCommand<typeof ContextAdd> {
   static override args = {

@@ -2,8 +2,8 @@ import {Flags} from '@oclif/core'
 
 import {BaseCommand} from '../../lib/cli/base-command.js'
 import {formatBytes, table} from '../../lib/cli/render.js'
-import type {VerbResult} from '../../lib/cli/result.js'
-import {usageError} from '../../lib/errors.js'
+import type {VerbResult} from '../../lib/core/result.js'
+import {usageError} from '../../lib/core/errors.js'
 import {type PruneOutcome, pruneHistory} from '../../lib/history/prune.js'
 
 export interface HistoryPruneResult extends VerbResult, PruneOutcome {

@@ -1,8 +1,8 @@
 import {Args, Flags} from '@oclif/core'
 
 import {BaseCommand} from '../../lib/cli/base-command.js'
-import type {VerbResult} from '../../lib/cli/result.js'
-import {SlotctlError, usageError} from '../../lib/errors.js'
+import type {VerbResult} from '../../lib/core/result.js'
+import {SlotctlError, usageError} from '../../lib/core/errors.js'
 import {writeOutputFile} from '../../lib/files.js'
 import {invertPlan, planFileText, readPlanDocument, toPlanFile} from '../../lib/plan/plan-file.js'
 

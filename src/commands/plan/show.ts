@@ -2,7 +2,7 @@ import {Args} from '@oclif/core'
 
 import {BaseCommand} from '../../lib/cli/base-command.js'
 import {formatDuration, paint, table} from '../../lib/cli/render.js'
-import type {VerbResult} from '../../lib/cli/result.js'
+import type {VerbResult} from '../../lib/core/result.js'
 import {readPlanDocument} from '../../lib/plan/plan-file.js'
 import {type PlanSummary, formatAge, summarizePlan} from '../../lib/plan/summary.js'
 

@@ -8,7 +8,7 @@ import type {Command} from '@oclif/core'
 import {type ContextView, type ContextsFile, contextViews, contextsFilePath, describePasswordSource} from '../context/contexts.js'
 import {BaseCommand} from './base-command.js'
 import {table} from './render.js'
-import type {VerbResult} from './result.js'
+import type {VerbResult} from '../core/result.js'
 
 export interface ContextResult extends VerbResult {
   status: 'ok'

@@ -4,8 +4,8 @@
  * so a CI gate written that way would pass without checking anything: such a command line is
  * refused before oclif sees it, with the slotctl form of what was meant.
  */
-import type {ErrorEnvelope} from './result.js'
-import {ExitCode} from '../errors.js'
+import type {ErrorEnvelope} from '../core/result.js'
+import {ExitCode} from '../core/errors.js'
 import {redactUrl} from '../cluster/address.js'
 
 /** redis-cli flags with no same-named slotctl flag, and what slotctl takes instead. */

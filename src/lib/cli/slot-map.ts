@@ -6,7 +6,7 @@
  */
 import {Chalk, type ChalkInstance} from 'chalk'
 
-import {SLOT_COUNT, type SlotRange, countSlots, toRanges} from '../cluster/slots.js'
+import {SLOT_COUNT, type SlotRange, countSlots, toRanges} from '../core/slots.js'
 import type {ClusterNode} from '../cluster/topology.js'
 import {displayWidth} from './render.js'
 

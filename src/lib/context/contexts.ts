@@ -10,7 +10,7 @@ import {homedir} from 'node:os'
 import path from 'node:path'
 
 import {parseAddress} from '../cluster/address.js'
-import {SlotctlError, usageError} from '../errors.js'
+import {SlotctlError, usageError} from '../core/errors.js'
 import {ensurePrivateDirSync, readErrorText, readRegularFileSync, writeOutputFile} from '../files.js'
 import {hasUrlPassword} from '../secrets.js'
 

@@ -15,9 +15,6 @@ import type {CreatePlan} from '../plan/create.js'
 import {myselfOf} from '../cluster/topology.js'
 import {waitForAgreement, waitForClusterOk, waitForReplication, waitUntil} from '../cluster/wait.js'
 
-// moved to cluster/wait.ts; shim kept for branches in flight, removed after merge
-export {waitForAgreement, waitForClusterOk, waitForReplication} from '../cluster/wait.js'
-
 export type CreateEvent = {phase: 'assign-slots' | 'meet' | 'replicate' | 'wait-join' | 'wait-replication' | 'wait-state'}
 
 export interface ApplyCreateOptions {

@@ -13,7 +13,7 @@ import type {ErrorObject, ValidateFunction} from 'ajv'
 import {usageError} from '../core/errors.js'
 import type {BigKey, MigrationPlan, PlanNode, SlotMove} from './types.js'
 import {readRegularFileSync} from '../files.js'
-import {formatSlots} from '../cluster/slots.js'
+import {formatSlots} from '../core/slots.js'
 
 /** A plan of every slot is well under a megabyte. */
 const MAX_PLAN_BYTES = 64 * 1024 * 1024

@@ -9,9 +9,6 @@ import {mastersOf, slotOwners} from '../cluster/topology.js'
 import {SLOT_COUNT} from '../core/slots.js'
 import type {NodeRef} from '../core/result.js'
 
-// moved to check/gate.ts; shim kept for branches in flight, removed after merge
-export {refuseUnsafeCluster} from '../check/gate.js'
-
 /** The master serving each slot, as an array indexed by slot (the cluster is fully covered). */
 export function ownerTable(snapshot: ClusterSnapshot): NodeRef[] {
   const owners = slotOwners(snapshot.nodes)

@@ -1,2 +1,0 @@
-// moved to core/escape.ts; shim kept for branches in flight, removed after merge
-export * from '../core/escape.js'

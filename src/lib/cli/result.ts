@@ -1,2 +1,0 @@
-// moved to core/result.ts; shim kept for branches in flight, removed after merge
-export * from '../core/result.js'

@@ -1,2 +1,0 @@
-// moved to keys/digest.ts; shim kept for branches in flight, removed after merge
-export * from '../keys/digest.js'
