@@ -192,7 +192,7 @@ export function isMain(moduleUrl) {
  * that owns its slot. `masters` are the addresses CLUSTER SLOTS reports (host:port).
  */
 export async function loadKeysByOwner(masters, count, value, batch = 10_000) {
-  const {keySlot} = await lib('cluster/slots')
+  const {keySlot} = await lib('core/slots')
   const clients = masters.map((address) => new Redis({host: address.split(':')[0], port: Number(address.split(':')[1])}))
   try {
     const ranges = await clients[0].call('CLUSTER', 'SLOTS')

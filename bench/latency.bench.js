@@ -89,7 +89,7 @@ async function spawnProxy(routes) {
 async function proxiedCluster(dir, label) {
   const {findFreePorts} = await lib('local/servers')
   const {NodePool} = await lib('cluster/connection')
-  const {waitForAgreement, waitForClusterOk} = await lib('nodes/create')
+  const {waitForAgreement, waitForClusterOk} = await lib('cluster/wait')
   const ports = await findFreePorts((MASTERS + 1) * 2, '127.0.0.1')
   const real = ports.slice(0, MASTERS + 1)
   const announced = ports.slice(MASTERS + 1)

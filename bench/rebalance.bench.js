@@ -52,7 +52,8 @@ function slotctlBin() {
  */
 async function freshCluster(dir, label) {
   const {findFreePorts, startServer} = await lib('local/servers')
-  const {applyCreatePlan, waitForAgreement, waitForClusterOk, waitForReplication} = await lib('nodes/create')
+  const {applyCreatePlan} = await lib('nodes/create')
+  const {waitForAgreement, waitForClusterOk, waitForReplication} = await lib('cluster/wait')
   const {planCreate} = await lib('plan/create')
   const {NodePool} = await lib('cluster/connection')
   const ports = await findFreePorts(4 * (1 + REPLICAS), '127.0.0.1')
@@ -127,7 +128,7 @@ async function rawCeiling(dir) {
   const clients = []
   try {
     cluster = await freshCluster(dir, 'raw')
-    const {keySlot} = await lib('cluster/slots')
+    const {keySlot} = await lib('core/slots')
     const count = Math.round(KEYS / 4)
     const tag = '{raw}'
     const slot = keySlot(tag + ':0')

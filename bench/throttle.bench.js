@@ -22,7 +22,7 @@ const PRECISION = 0.1
 
 /** A hash tag per slot of `slots`: keys `{tag}:n` then land in that slot. */
 async function tagsFor(slots) {
-  const {keySlot} = await lib('cluster/slots')
+  const {keySlot} = await lib('core/slots')
   const wanted = new Set(slots)
   const tags = new Map()
   for (let n = 0; tags.size < wanted.size; n++) {
