@@ -80,7 +80,7 @@ export const COMMANDS = {
  */
 export async function execute(options: Parameters<typeof oclifExecute>[0]): Promise<unknown> {
   const argv = options.args ?? process.argv.slice(2)
-  const habit = redisCliHabit(argv, Object.keys(COMMANDS))
+  const habit = redisCliHabit(argv, Object.keys(COMMANDS), 'slotctl', (id, flag) => flag in ((COMMANDS as Record<string, {flags?: Record<string, unknown>}>)[id]?.flags ?? {}))
   if (!habit) return oclifExecute(options)
   // the words typed are shown back: one line each, no terminal control
   const refusal = {...habit, message: escapeControl(habit.message), suggestions: habit.suggestions?.map((hint) => escapeControl(hint))}

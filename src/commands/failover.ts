@@ -98,6 +98,13 @@ export default class Failover extends BaseCommand<typeof Failover> {
       this.log(`${already.address} (${shortId(already.id)}) is already master of ${already.slotCount} slots: nothing to fail over`)
       return {alreadyMaster: already, done: [], dryRun: Boolean(flags['dry-run']), elapsedMs: Date.now() - started, errors: [], mode, status: flags['dry-run'] ? 'planned' : 'done', steps: [], warnings: []}
     }
+    const gone = flags.master ? findNode(snapshot, flags.master) : undefined
+    if (gone && slotCount(gone) === 0 && (gone.failed || !snapshot.views[gone.id]?.reachable)) {
+      // a dead master whose slots another master serves now (its replica promoted itself since
+      // a hint named it): the goal holds, a success, as for --replica above
+      this.log(`${gone.address || shortId(gone.id)} (${shortId(gone.id)}) is down and owns no slots any more: nothing to fail over`)
+      return {done: [], dryRun: Boolean(flags['dry-run']), elapsedMs: Date.now() - started, errors: [], mode, status: flags['dry-run'] ? 'planned' : 'done', steps: [], warnings: []}
+    }
     const seedAddress = snapshot.seedAddress
     const plan = (healthOf: HealthOf): FailoverStep[] => {
       if (flags['from-host']) return planFromHost(flags['from-host'], snapshot.nodes, healthOf, domainOf, seedAddress)

@@ -34,6 +34,12 @@ describe('redis-cli habits on the command line', () => {
     expect(habit('--cluster check a:1')?.message).to.match(/--cluster is redis-cli's/)
   })
 
+  it('--cluster of a verb that has such a flag itself (history --cluster) is the verb\'s', () => {
+    const owns = (id: string, flag: string) => id === 'history' && flag === 'cluster'
+    expect(redisCliHabit(['history', '--cluster', 'a:1'], [...ids, 'history'], 'slotctl', owns)).to.equal(undefined)
+    expect(redisCliHabit(['check', '--cluster', 'a:1'], [...ids, 'history'], 'slotctl', owns)?.message).to.match(/--cluster is redis-cli's/)
+  })
+
   it('ordinary command lines pass through', () => {
     for (const line of ['check a:1 --json', 'create a:1 b:2 c:3 --replicas 1 --yes', 'fix a:1 -y', 'check a:1 -a pw']) expect(habit(line), line).to.equal(undefined)
   })

@@ -104,7 +104,11 @@ function usage(message: string, suggestions: string[]): ErrorEnvelope {
  * Why this command line is refused as a redis-cli habit, or undefined to let oclif run it.
  * `-h` stays help when it is the only word after the verb (`slotctl check -h`).
  */
-export function redisCliHabit(argv: readonly string[], commandIds: readonly string[], bin = 'slotctl'): ErrorEnvelope | undefined {
+/**
+ * `ownsFlag` says whether a verb defines a flag of that name itself (history --cluster): then
+ * it is the verb's, not redis-cli's.
+ */
+export function redisCliHabit(argv: readonly string[], commandIds: readonly string[], bin = 'slotctl', ownsFlag: (verbId: string, flag: string) => boolean = () => false): ErrorEnvelope | undefined {
   const end = argv.indexOf('--')
   const words = end === -1 ? argv : argv.slice(0, end)
   const verb = verbOf(words, commandIds)
@@ -130,7 +134,7 @@ export function redisCliHabit(argv: readonly string[], commandIds: readonly stri
       nodeFlags.push(word)
     } else if (REDIS_CLI_FLAG_MAP[name]) {
       mapped.push(name)
-    } else if (word === '--cluster') {
+    } else if (word === '--cluster' && !(verb && ownsFlag(verb.id, 'cluster'))) {
       return usage(`--cluster is redis-cli's: slotctl's verbs are commands of their own`, [`e.g. redis-cli --cluster check HOST:PORT is ${bin} check HOST:PORT; ${bin} --help lists them`])
     }
   }
