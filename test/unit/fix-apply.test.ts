@@ -155,6 +155,21 @@ describe('fix: applyFixes against a fake pool', () => {
     expectSettled(cluster, 1, 'target', 4)
   })
 
+  it('reports a slot the destination refused to take, and tells no other master to give it away', async () => {
+    const cluster = clusterOf('redis')
+    for (const slot of [1, 2]) {
+      cluster.open(slot, 'source', 'target')
+      cluster.addKeys('target', slot, 2)
+    }
+    cluster.refuseWhen('target', /SETSLOT 2 NODE target$/, 'ERR disk full')
+    const {outcome} = await fix(cluster, [1, 2])
+    expect(outcome.fixedSlots).to.deep.equal([1])
+    expect(outcome.failures).to.deep.equal([{error: `${cluster.address('target')}: ERR disk full`, slot: 2}])
+    expect(cluster.sent(/SETSLOT 2 NODE/)).to.deep.equal(['target CLUSTER SETSLOT 2 NODE target'])
+    expect(cluster.ownerIn('source', 2)).to.equal('source')
+    expectSettled(cluster, 1, 'target', 2)
+  })
+
   it('sends nothing for a slot whose owner is down, nor, after Ctrl-C, for a slot not started', async () => {
     const cluster = clusterOf('redis')
     cluster.open(1, 'source', 'target')
