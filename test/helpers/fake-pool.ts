@@ -325,7 +325,12 @@ export class FakeCluster {
     return `role:${node.masterId ? 'slave' : 'master'}\r\nconnected_slaves:${replicas.length}\r\n`
   }
 
-  /** CLUSTER NODES as `node` sees the cluster: its own markers only, as real servers print them. */
+  /** CLUSTER NODES of a node, without logging it (to build a test's snapshot). */
+  clusterNodes(name: string): string {
+    return this.nodesText(this.node(name))
+  }
+
+  /** CLUSTER NODES as `me` sees the cluster: its own markers only, as real servers print them. */
   private nodesText(me: FakeNode): string {
     return this.nodes
       .map((node) => {

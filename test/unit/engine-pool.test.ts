@@ -4,12 +4,18 @@
  * Redis (SETSLOT NODE per slot at the target, then the source and the other masters) and on
  * Valkey >= 8 (the target claims the slots in one MULTI with BUMPEPOCH + DELSLOTS/ADDSLOTS,
  * one herald slot closes with SETSLOT NODE, the source and the other masters are told, and
- * the target hands SETSLOT NODE to its replicas last), and what a close refuses or reports.
+ * the target hands SETSLOT NODE to its replicas last), and what a close refuses or reports;
+ * then executeRun with the legacy mover over the same fake: a resume and a Ctrl-C.
  */
 import {expect} from 'chai'
 
+import type {ClusterSnapshot} from '../../src/lib/cluster/loader.js'
+import {parseClusterNodes} from '../../src/lib/cluster/topology.js'
 import {SlotctlError} from '../../src/lib/core/errors.js'
+import type {Journal, JournalState} from '../../src/lib/migrate/journal.js'
+import {type EngineSettings, type PreparedRun, type RunContext, type RunEvent, executeRun, refuseStalePlan} from '../../src/lib/migrate/run.js'
 import {type SlotMoveTarget, closeSlots, openSlots} from '../../src/lib/migrate/slot-protocol.js'
+import type {MigrationPlan, SlotMove} from '../../src/lib/plan/types.js'
 import {FakeCluster, type ServerKind} from '../helpers/fake-pool.js'
 
 const SLOTS = [1, 2, 3]
@@ -158,5 +164,110 @@ describe('slot protocol against a fake pool', () => {
       expect(cluster.sent(/SETSLOT \d+ NODE/)).to.deep.equal([])
       expect(cluster.markers('source', 1)).to.deep.equal({migrating: 'target'})
     })
+  })
+})
+
+describe('executeRun against a fake pool', () => {
+  const SETTINGS: EngineSettings = {durability: 'none', legacyMigrate: false, parallel: 1, pipeline: 10, replace: false, replicaWaitMs: 1000, timeoutMs: 1000}
+
+  /** What the loader would read: each master's own line, every view reachable. */
+  function snapshotOf(cluster: FakeCluster, names: readonly string[]): ClusterSnapshot {
+    const views: ClusterSnapshot['views'] = {}
+    const nodes = names.map((name) => {
+      const view = parseClusterNodes(cluster.clusterNodes(name))
+      const {address, id} = cluster.endpoint(name)
+      views[id] = {address, id, nodes: view, reachable: true}
+      return view.find((node) => node.myself)!
+    })
+    return {nodes, seedAddress: cluster.address(names[0]), seedId: nodes[0].id, views}
+  }
+
+  const NAMES = ['source', 'target', 'other']
+
+  const planOf = (cluster: FakeCluster, moves: SlotMove[]): MigrationPlan => ({
+    createdAt: '2026-01-01T00:00:00.000Z',
+    kind: 'reshard',
+    moves,
+    nodes: NAMES.map((name) => cluster.endpoint(name)),
+    version: 1,
+  })
+
+  function prepared(cluster: FakeCluster, moves: SlotMove[], resume?: JournalState): PreparedRun {
+    const snapshot = snapshotOf(cluster, NAMES)
+    const plan = planOf(cluster, moves)
+    const done = resume?.doneSlots ?? new Set<number>()
+    return {
+      addresses: new Map(NAMES.map((name) => [cluster.endpoint(name).id, cluster.address(name)])),
+      bigKeys: [],
+      choice: {atomic: false, atomicIds: new Set(), durableOnly: false, features: new Map(), offered: false, throttled: false},
+      closeOnly: refuseStalePlan(snapshot, plan, resume),
+      counted: new Map(),
+      done,
+      plan,
+      planToSave: plan,
+      remaining: moves.filter((move) => !done.has(move.slot)),
+      resume,
+      snapshot,
+      warnings: [],
+    }
+  }
+
+  /** Runs the plan; the journal's lines and the events come back with the outcome. */
+  async function run(cluster: FakeCluster, prepare: PreparedRun, onEvent: (event: RunEvent, abort: () => void) => void = () => undefined) {
+    const journal: string[] = []
+    const controller = new AbortController()
+    const context: RunContext = {
+      commandHint: (args) => `slotctl ${args}`,
+      onEvent: (event) => onEvent(event, () => controller.abort()),
+      pool: cluster.pool(),
+      settings: SETTINGS,
+      signal: controller.signal,
+    }
+    const fakeJournal = {
+      slotsDone: (done: ReadonlyArray<{slot: number}>) => journal.push(`done ${done.map((entry) => entry.slot).join(',')}`),
+      slotsStarted: (slots: readonly number[]) => journal.push(`start ${slots.join(',')}`),
+    }
+    const outcome = await executeRun(context, prepare, {journal: fakeJournal as unknown as Journal, keyFlagsGiven: [], plannedKeys: 10})
+    return {journal, outcome}
+  }
+
+  const move = (cluster: FakeCluster, source: string, slot: number): SlotMove => ({slot, sourceId: cluster.endpoint(source).id, targetId: cluster.endpoint('target').id})
+
+  it('resumes: a done slot is left alone, a slot left open is not opened again, both remaining slots move and close', async () => {
+    const cluster = clusterOf('redis')
+    // the interrupted run had closed slot 1 and opened slot 2, half of its keys moved
+    for (const name of ['source', 'target', 'other']) cluster.node(name).owners.set(1, cluster.endpoint('target').id)
+    cluster.open(2, 'source', 'target')
+    cluster.addKeys('target', 2, 2, 'moved')
+    cluster.addKeys('source', 2, 3)
+    cluster.addKeys('source', 3, 4)
+    const moves = [1, 2, 3].map((slot) => move(cluster, 'source', slot))
+    const resume: JournalState = {doneSlots: new Set([1]), inFlight: new Set([2]), plan: planOf(cluster, moves), settings: {}}
+    const {journal, outcome} = await run(cluster, prepared(cluster, moves, resume))
+    expect(outcome.failures).to.deep.equal([])
+    expect([...outcome.closed]).to.deep.equal([2, 3])
+    expect([outcome.slotsMoved, outcome.keysMoved, outcome.interrupted]).to.deep.equal([2, 7, false])
+    expect(journal).to.deep.equal(['start 2,3', 'done 2,3'])
+    expect(cluster.sent(/ 1( |$)/)).to.deep.equal([])
+    expect(cluster.sent(/IMPORTING|MIGRATING/)).to.deep.equal(['target CLUSTER SETSLOT 3 IMPORTING source', 'source CLUSTER SETSLOT 3 MIGRATING target'])
+    for (const slot of [2, 3]) expect(['source', 'target', 'other'].map((name) => cluster.ownerIn(name, slot))).to.deep.equal(['target', 'target', 'target'])
+    expect([cluster.keys('source', 2), cluster.keys('target', 2), cluster.keys('source', 3), cluster.keys('target', 3)]).to.deep.equal([0, 5, 0, 4])
+  })
+
+  it('Ctrl-C: the wave in flight finishes and closes, no other wave opens', async () => {
+    const cluster = clusterOf('redis')
+    cluster.addKeys('source', 1, 2)
+    cluster.addKeys('other', 200, 2)
+    const moves = [move(cluster, 'source', 1), move(cluster, 'source', 2), move(cluster, 'other', 200)]
+    const {journal, outcome} = await run(cluster, prepared(cluster, moves), (event, abort) => {
+      if (event.type === 'slot-start') abort()
+    })
+    expect(outcome.interrupted).to.equal(true)
+    expect(outcome.failures).to.deep.equal([])
+    expect([...outcome.closed]).to.deep.equal([1, 2])
+    expect(journal).to.deep.equal(['start 1,2', 'done 1,2'])
+    expect(cluster.sent(/ 200( |$)/)).to.deep.equal([])
+    expect(cluster.ownerIn('other', 200)).to.equal('other')
+    expect(['source', 'target', 'other'].map((name) => cluster.ownerIn(name, 1))).to.deep.equal(['target', 'target', 'target'])
   })
 })
