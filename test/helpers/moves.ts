@@ -8,7 +8,7 @@ import {randomBytes} from 'node:crypto'
 import {expect} from 'chai'
 
 import {delay} from '../../src/lib/cluster/connection.js'
-import {parseClusterNodes, parseInfo} from '../../src/lib/cluster/topology.js'
+import {type ClusterNode, parseClusterNodes, parseInfo} from '../../src/lib/cluster/topology.js'
 import {tagForSlot} from '../../src/lib/migrate/durable.js'
 import type {TestCluster} from './cluster-harness.js'
 import type {RecordingWriter} from './writer.js'
@@ -83,6 +83,28 @@ export async function expectAcknowledgedWrites(cluster: TestCluster, writer: Rec
   }
   expect(writer.acknowledged.size, 'the writer saw writes acknowledged').to.be.greaterThan(0)
   expect(lost, `${lost.length} of ${writer.acknowledged.size} acknowledged writes lost`).to.deep.equal([])
+}
+
+/**
+ * A slot migration stopped half-way, as a source that dies mid-reshard leaves it: each slot
+ * of `source` gets `keysPerSlot` keys, is opened towards `target` (IMPORTING there, then
+ * MIGRATING at the source) and half of its keys move; both masters then wait until a replica
+ * holds every key, so that a failover alone loses none.
+ */
+export async function halfMoveSlots(cluster: TestCluster, source: ClusterNode, target: ClusterNode, slots: readonly number[], keysPerSlot = 100): Promise<void> {
+  const client = cluster.clusterClient()
+  for (const slot of slots) {
+    await Promise.all(Array.from({length: keysPerSlot}, (_, i) => client.set(`{${tagForSlot(slot)}}:${i}`, `value-${slot}-${i}`)))
+  }
+  const from = cluster.client(source.address)
+  const to = cluster.client(target.address)
+  for (const slot of slots) {
+    await to.call('CLUSTER', 'SETSLOT', slot, 'IMPORTING', source.id)
+    await from.call('CLUSTER', 'SETSLOT', slot, 'MIGRATING', target.id)
+    const keys = (await from.callBuffer('CLUSTER', 'GETKEYSINSLOT', slot, keysPerSlot / 2)) as Buffer[]
+    await from.callBuffer('MIGRATE', target.host, target.port, '', 0, 5000, 'KEYS', ...keys)
+  }
+  for (const node of [from, to]) expect(await node.call('WAIT', 1, 10_000)).to.equal(1)
 }
 
 export async function waitUntil(what: string, check: () => Promise<boolean>, timeoutMs = 60_000): Promise<void> {

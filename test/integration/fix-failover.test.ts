@@ -12,11 +12,12 @@ import {expect} from 'chai'
 import type {CheckResult} from '../../src/commands/check.js'
 import type {FixResult} from '../../src/commands/fix.js'
 import {versionAtLeast} from '../../src/lib/cluster/server-info.js'
-import {expandRanges, keySlot} from '../../src/lib/core/slots.js'
+import {expandRanges} from '../../src/lib/core/slots.js'
 import {type ClusterNode, mastersOf, parseClusterNodes} from '../../src/lib/cluster/topology.js'
 import {TestCluster, serverUnderTest} from '../helpers/cluster-harness.js'
 import {runCliJson} from '../helpers/cli.js'
 import {clusterDigest, writeDataset} from '../helpers/dataset.js'
+import {halfMoveSlots} from '../helpers/moves.js'
 
 const delay = (ms: number) =>
   new Promise((resolve) => {
@@ -36,8 +37,6 @@ function stateAfterSourceFailover(): 'fail' | 'ok' | undefined {
   return versionAtLeast(version, 8, 0) ? 'ok' : undefined
 }
 
-/** Keys per slot the cases move; half of them reach the target before the failover. */
-const KEYS_PER_SLOT = 100
 const SLOTS_PER_CASE = 3
 
 describe('fix after a failover in the middle of a slot migration', () => {
@@ -55,30 +54,6 @@ describe('fix after a failover in the middle of a slot migration', () => {
       await delay(250)
     }
     throw new Error('the cluster did not settle')
-  }
-
-  /** A hash tag whose keys hash to `slot`. */
-  const tagFor = (slot: number): string => {
-    for (let i = 0; ; i++) if (keySlot(`t${i}`) === slot) return `t${i}`
-  }
-
-  /** Fills slots of `source` with keys, then opens them towards `target` and moves half of each slot's keys. */
-  const openMidMove = async (source: ClusterNode, target: ClusterNode, slots: number[]) => {
-    const client = cluster.clusterClient()
-    for (const slot of slots) {
-      const tag = tagFor(slot)
-      await Promise.all(Array.from({length: KEYS_PER_SLOT}, (_, i) => client.set(`{${tag}}:${i}`, `value-${slot}-${i}`)))
-    }
-    const from = cluster.client(source.address)
-    const to = cluster.client(target.address)
-    for (const slot of slots) {
-      await to.call('CLUSTER', 'SETSLOT', slot, 'IMPORTING', source.id)
-      await from.call('CLUSTER', 'SETSLOT', slot, 'MIGRATING', target.id)
-      const keys = (await from.callBuffer('CLUSTER', 'GETKEYSINSLOT', slot, KEYS_PER_SLOT / 2)) as Buffer[]
-      await from.callBuffer('MIGRATE', target.host, target.port, '', 0, 5000, 'KEYS', ...keys)
-    }
-    // every key a test counts is on a replica too: a failover must not lose any by itself
-    for (const node of [from, to]) expect(await node.call('WAIT', 1, 10_000)).to.equal(1)
   }
 
   /** Slots `master` owns, away from those earlier cases moved. */
@@ -143,7 +118,7 @@ describe('fix after a failover in the middle of a slot migration', () => {
   it('the target fails over mid-move: the slot is repaired from any seed, nothing lost', async function () {
     this.timeout(180_000)
     const [source, target] = await liveMasters()
-    await openMidMove(source, target, slotsOf(source, 10))
+    await halfMoveSlots(cluster, source, target, slotsOf(source, 10))
     const before = await clusterDigest(cluster)
     await failover(target)
     await expectFixedFromAnySeed(before)
@@ -152,7 +127,7 @@ describe('fix after a failover in the middle of a slot migration', () => {
   it('the source fails over mid-move (Redis 7.0: the importing target goes cluster_state:fail; Redis 8 and Valkey stay ok): repaired from any seed, nothing lost', async function () {
     this.timeout(180_000)
     const [, source, target] = await liveMasters()
-    await openMidMove(source, target, slotsOf(source, 20))
+    await halfMoveSlots(cluster, source, target, slotsOf(source, 20))
     const before = await clusterDigest(cluster)
     await failover(source)
     // the state of the issue differs per server; what must hold everywhere is the repair below
@@ -164,7 +139,7 @@ describe('fix after a failover in the middle of a slot migration', () => {
   it('the source is killed mid-move, its replica takes over, and it comes back as a replica: repaired from any seed, nothing lost', async function () {
     this.timeout(180_000)
     const [target, , source] = await liveMasters()
-    await openMidMove(source, target, slotsOf(source, 30))
+    await halfMoveSlots(cluster, source, target, slotsOf(source, 30))
     const before = await clusterDigest(cluster)
     const replica = await replicaOf(source)
     cluster.kill(source.address)
@@ -178,7 +153,7 @@ describe('fix after a failover in the middle of a slot migration', () => {
     this.timeout(180_000)
     const [source, target] = await liveMasters()
     const slots = slotsOf(source, 40)
-    await openMidMove(source, target, slots)
+    await halfMoveSlots(cluster, source, target, slots)
     const before = await clusterDigest(cluster)
     await failover(target)
     for (const slot of slots) await cluster.client(source.address).call('CLUSTER', 'SETSLOT', slot, 'STABLE')
@@ -189,7 +164,7 @@ describe('fix after a failover in the middle of a slot migration', () => {
     this.timeout(180_000)
     const [source, target] = await liveMasters()
     const replica = await replicaOf(source)
-    await openMidMove(source, target, slotsOf(source, 50))
+    await halfMoveSlots(cluster, source, target, slotsOf(source, 50))
     const before = await clusterDigest(cluster)
     cluster.kill(replica.address)
     cluster.kill(source.address)

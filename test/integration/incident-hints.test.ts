@@ -8,18 +8,17 @@ import {expect} from 'chai'
 
 import type {CheckResult} from '../../src/commands/check.js'
 import type {FixResult} from '../../src/commands/fix.js'
-import {expandRanges, keySlot} from '../../src/lib/core/slots.js'
+import {expandRanges} from '../../src/lib/core/slots.js'
 import {type ClusterNode, mastersOf, parseClusterNodes} from '../../src/lib/cluster/topology.js'
 import {TestCluster} from '../helpers/cluster-harness.js'
 import {runCli, runCliJson} from '../helpers/cli.js'
 import {clusterDigest, writeDataset} from '../helpers/dataset.js'
+import {halfMoveSlots} from '../helpers/moves.js'
 
 const delay = (ms: number) =>
   new Promise((resolve) => {
     setTimeout(resolve, ms)
   })
-
-const KEYS_PER_SLOT = 100
 
 /** The words of the first `slotctl failover ...` command in a hint. */
 function failoverCommand(hint: string): string[] | undefined {
@@ -42,26 +41,6 @@ describe('incident hints: a dead source mid-reshard, asked from two seeds', func
     await cluster?.stop()
   })
 
-  /** A reshard's state when its source dies: slots open both ways, half of their keys moved. */
-  const openMidMove = async (source: ClusterNode, target: ClusterNode, slots: number[]) => {
-    const client = cluster.clusterClient()
-    for (const slot of slots) {
-      let tag = 0
-      while (keySlot(`t${tag}`) !== slot) tag++
-      await Promise.all(Array.from({length: KEYS_PER_SLOT}, (_, i) => client.set(`{t${tag}}:${i}`, `v${i}`)))
-    }
-    const from = cluster.client(source.address)
-    const to = cluster.client(target.address)
-    for (const slot of slots) {
-      await to.call('CLUSTER', 'SETSLOT', slot, 'IMPORTING', source.id)
-      await from.call('CLUSTER', 'SETSLOT', slot, 'MIGRATING', target.id)
-      const keys = (await from.callBuffer('CLUSTER', 'GETKEYSINSLOT', slot, KEYS_PER_SLOT / 2)) as Buffer[]
-      await from.callBuffer('MIGRATE', target.host, target.port, '', 0, 5000, 'KEYS', ...keys)
-    }
-    // every key is on a replica too: the promotion itself loses none
-    for (const node of [from, to]) expect(await node.call('WAIT', 1, 10_000)).to.equal(1)
-  }
-
   /** Until `replica` calls itself master. */
   const waitForPromotion = async (replica: ClusterNode) => {
     for (let i = 0; i < 300 && (await viewOf(replica.address)).find((node) => node.myself)?.role !== 'master'; i++) await delay(100)
@@ -77,7 +56,7 @@ describe('incident hints: a dead source mid-reshard, asked from two seeds', func
   it('before and after the automatic promotion: no data-losing step while the replica holds the keys, and the failover hint still works', async () => {
     const [source, target, other] = mastersOf(await viewOf(cluster.seed)).filter((node) => node.slots.length > 0)
     const replica = (await viewOf(cluster.seed)).find((node) => node.masterId === source.id)!
-    await openMidMove(source, target, expandRanges(source.slots).slice(0, 3))
+    await halfMoveSlots(cluster, source, target, expandRanges(source.slots).slice(0, 3))
     const before = await clusterDigest(cluster)
     cluster.kill(source.address)
 
@@ -139,7 +118,7 @@ describe('incident hints: a dead source mid-reshard, asked from two seeds', func
     const replicated = masters.filter((node) => live.some((other) => other.masterId === node.id && !other.failed))
     const [source, target] = replicated
     const replica = live.find((node) => node.masterId === source.id && !node.failed)!
-    await openMidMove(source, target, expandRanges(source.slots).slice(10, 13))
+    await halfMoveSlots(cluster, source, target, expandRanges(source.slots).slice(10, 13))
     const before = await clusterDigest(cluster)
     cluster.kill(source.address)
     await waitForPromotion(replica)
