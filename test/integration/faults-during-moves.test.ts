@@ -16,7 +16,7 @@ import {parseClusterNodes, parseInfo} from '../../src/lib/cluster/topology.js'
 import {tagForSlot} from '../../src/lib/migrate/durable.js'
 import {TestCluster} from '../helpers/cluster-harness.js'
 import {runCli, spawnCli, waitForJournalLines} from '../helpers/cli.js'
-import {type Layout, SLOTS, expectAcknowledgedWrites, expectAllKeys, isMaster, layout, waitUntil, writeKeys} from '../helpers/moves.js'
+import {type Layout, SLOTS, expectAcknowledgedWrites, expectAllKeys, isMaster, layout, waitForOneView, waitUntil, writeKeys} from '../helpers/moves.js'
 import {startRecordingWriter} from '../helpers/writer.js'
 
 type Fault = 'kill-target' | 'kill-source' | 'stop-source' | 'failover-target-shard' | 'failover-source-shard' | 'kill-slotctl'
@@ -149,6 +149,7 @@ describe('faults during moves, with a live writer: no key and no acknowledged wr
       // fix's own check ran; clients read once the cluster says it serves every slot again
       await waitUntil('cluster_state:ok after fix', async () => parseInfo(String(await cluster!.client(seed).call('CLUSTER', 'INFO'))).cluster_state === 'ok', 30_000)
       await writer.stop()
+      await waitForOneView(cluster)
       await expectAllKeys(cluster, expected)
       await expectAcknowledgedWrites(cluster, writer)
     })
