@@ -9,7 +9,7 @@ import type {JournalState} from '../lib/migrate/journal.js'
 import {groupSummary, runChecks, splitFindings} from '../lib/check/checks.js'
 import {ExitCode, SlotctlError} from '../lib/core/errors.js'
 import {findStrayKeys, gatherFixEvidence} from '../lib/fix/evidence.js'
-import {type FixFailure, type ForgottenNode, applyFixes, forgetStrangers, isStranger, refuseUnreachableOwners, settledSnapshot} from '../lib/fix/apply.js'
+import {type FixFailure, type ForgottenNode, applyFixes, forgetStrangers, isStranger, onlySettling, refuseUnreachableOwners, settledSnapshot} from '../lib/fix/apply.js'
 import {findJournalFor, readJournal} from '../lib/migrate/journal.js'
 import {MigrationCommand, adminTimeoutMs} from '../lib/cli/migration-command.js'
 import {type FixGroup, type SlotFix, groupFixes, planFix} from '../lib/plan/fix.js'
@@ -158,7 +158,7 @@ export default class Fix extends BaseCommand<typeof Fix> {
     pipeline: MigrationCommand.migrationFlags.pipeline,
     timeout: MigrationCommand.migrationFlags.timeout,
     parallel: Flags.integer({default: 4, description: 'slots whose keys move at once', helpGroup: 'MIGRATION', min: 1}),
-    'wait-timeout': durationFlag({defaultMs: 20_000, description: 'how long to wait for every node to agree after fixing', minMs: 0, plainUnit: 'ms'}),
+    'wait-timeout': durationFlag({defaultMs: 20_000, description: 'how long to wait for every node to agree after fixing (or, with nothing to fix, for a cluster settling by itself)', minMs: 0, plainUnit: 'ms'}),
   }
 
   /** First Ctrl-C: finish the slots whose keys are moving, close them, start no more. */
@@ -179,7 +179,12 @@ export default class Fix extends BaseCommand<typeof Fix> {
     const evidence = await gatherFixEvidence(pool, snapshot, {journal, searchMultipleOwners: this.flags['search-multiple-owners']})
     const fixes = planFix(evidence.masters, evidence.slots)
     const address = (id: string) => evidence.masters.find((master) => master.id === id)?.address || id.slice(0, 8)
-    const findings = splitFindings(runChecks(snapshot, {strayKeys: evidence.strayKeys}))
+    let findings = splitFindings(runChecks(snapshot, {strayKeys: evidence.strayKeys}))
+    // nothing to repair, and only what settles by itself (a master that just restarted): wait
+    // for it, bounded, rather than report a passing state as an error nothing can fix
+    if (!this.flags['dry-run'] && !fixes.some((fix) => fix.action !== 'skip') && onlySettling(findings.errors)) {
+      findings = splitFindings(runChecks(await settledSnapshot(pool, seed, this.flags['wait-timeout']), {strayKeys: evidence.strayKeys}))
+    }
     const result: FixResult = {
       elapsedMs: 0,
       errors: [],

@@ -515,6 +515,18 @@ export function refuseUnreachableOwners(owners: ReadonlyArray<{address: string; 
 
 const SETTLING: ReadonlySet<string> = new Set(['CLUSTER_STATE', 'OPEN_SLOT', 'SLOTS_DISAGREE'])
 
+/**
+ * Errors that pass without anyone acting, once the cluster bus has caught up: a master that
+ * just restarted keeps cluster_state:fail for its rejoin delay, and views differ until a ping
+ * carries the news. When they are all that is wrong, fix waits for them (bounded) before
+ * saying anything is left, as it does after a repair.
+ */
+const SETTLES_BY_ITSELF: ReadonlySet<string> = new Set(['CLUSTER_STATE', 'SLOTS_DISAGREE'])
+
+export function onlySettling(errors: ReadonlyArray<{code: string}>): boolean {
+  return errors.length > 0 && errors.every((finding) => SETTLES_BY_ITSELF.has(finding.code))
+}
+
 /** Whether a finding only says that slots fix left open on purpose (they failed) are open. */
 function onlyLeftOpen(finding: Finding, leftOpen: ReadonlySet<number>): boolean {
   return finding.code === 'OPEN_SLOT' && expandRanges(finding.slots ?? []).every((slot) => leftOpen.has(slot))
