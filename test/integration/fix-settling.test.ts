@@ -35,7 +35,17 @@ describe('fix while the cluster settles by itself', function () {
     expect(fixed.json.fixes).to.deep.equal([])
     expect(parseInfo(String(await cluster!.client(restarted).call('CLUSTER', 'INFO'))).cluster_state).to.equal('ok')
     // the same owners as before: waiting changed nothing
-    const owners = (text: string) => text.split('\n').map((line) => line.split(' ').filter((_, i) => i === 0 || i >= 8).join(' ')).sort().join('\n')
+    const owners = (text: string) =>
+      text
+        .split('\n')
+        .map((line) =>
+          line
+            .split(' ')
+            .filter((_, i) => i === 0 || i >= 8)
+            .join(' '),
+        )
+        .sort()
+        .join('\n')
     expect(owners(String(await cluster!.client(cluster!.addresses[1]).call('CLUSTER', 'NODES')))).to.equal(owners(nodesBefore))
   })
 })
