@@ -49,7 +49,9 @@ function describeViews(states: Array<{address: string; nodes?: ClusterNode[]; er
       if (!state.nodes) return `${state.address}: unreachable (${state.error})`
       const promoted = state.nodes.find((n) => n.id === step.replicaId)
       const old = state.nodes.find((n) => n.id === step.masterId)
-      return `${state.address} sees ${step.replicaAddress} as ${promoted?.role ?? 'unknown'}, ${step.masterAddress} as ${old ? (old.failed ? 'failed ' : '') + old.role : 'unknown'}`
+      // slot counts too: a master that has not claimed every slot yet looks done by role alone
+      const slots = (node: ClusterNode | undefined) => (node && slotCount(node) > 0 ? ` of ${slotCount(node)} slot(s)` : '')
+      return `${state.address} sees ${step.replicaAddress} as ${promoted?.role ?? 'unknown'}${slots(promoted)}, ${step.masterAddress} as ${old ? (old.failed ? 'failed ' : '') + old.role : 'unknown'}${slots(old)}`
     })
     .join('; ')
 }
@@ -118,7 +120,7 @@ export async function runFailover(pool: NodePool, snapshot: ClusterSnapshot, ste
     return state
   }
   try {
-    await waitUntil(`${step.replicaAddress} is master of ${step.masterAddress}'s slots everywhere`, timeoutMs, progress, 100)
+    await waitUntil(`${step.replicaAddress} is master of ${step.masterAddress}'s ${step.slotCount} slot(s) everywhere`, timeoutMs, progress, 100)
   } catch (error) {
     if (!(error instanceof SlotctlError)) throw error
     const hint = mode === 'graceful' ? `if the master ${step.masterAddress} is down or stuck, retry with: slotctl failover ${snapshot.seedAddress} --replica ${step.replicaId} --force` : mode === 'force' ? 'if most masters are unreachable, --takeover promotes without a vote (risky)' : 'check the cluster with: slotctl check HOST:PORT'
