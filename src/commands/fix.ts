@@ -179,10 +179,12 @@ export default class Fix extends BaseCommand<typeof Fix> {
     const evidence = await gatherFixEvidence(pool, snapshot, {journal, searchMultipleOwners: this.flags['search-multiple-owners']})
     const fixes = planFix(evidence.masters, evidence.slots)
     const address = (id: string) => evidence.masters.find((master) => master.id === id)?.address || id.slice(0, 8)
+    const strangers = this.flags['forget-failed'] && Object.values(snapshot.views).some((view) => view.nodes?.some((node) => isStranger(node)))
+    const actionable = fixes.filter((fix) => fix.action !== 'skip')
     let findings = splitFindings(runChecks(snapshot, {strayKeys: evidence.strayKeys}))
     // nothing to repair, and only what settles by itself (a master that just restarted): wait
     // for it, bounded, rather than report a passing state as an error nothing can fix
-    if (!this.flags['dry-run'] && !fixes.some((fix) => fix.action !== 'skip') && onlySettling(findings.errors)) {
+    if (!this.flags['dry-run'] && actionable.length === 0 && !strangers && onlySettling(findings.errors)) {
       findings = splitFindings(runChecks(await settledSnapshot(pool, seed, this.flags['wait-timeout']), {strayKeys: evidence.strayKeys}))
     }
     const result: FixResult = {
@@ -206,8 +208,6 @@ export default class Fix extends BaseCommand<typeof Fix> {
       warnings: findings.warnings,
     }
     this.renderPlan(result)
-    const strangers = this.flags['forget-failed'] && Object.values(snapshot.views).some((view) => view.nodes?.some((node) => isStranger(node)))
-    const actionable = fixes.filter((fix) => fix.action !== 'skip')
     if (actionable.length === 0 && !strangers) return this.finishClean(result)
     const needs = fixNeeds(evidence.masters.filter((master) => master.live).map((master) => master.address), this.flags['forget-failed'] ? reachableAddresses(snapshot) : [])
     if (this.flags['dry-run']) {

@@ -8,7 +8,7 @@ import {randomBytes} from 'node:crypto'
 import {expect} from 'chai'
 
 import {delay} from '../../src/lib/cluster/connection.js'
-import {type ClusterNode, parseClusterNodes, parseInfo} from '../../src/lib/cluster/topology.js'
+import {type ClusterNode, parseClusterNodes, parseInfo, slotMapSignature} from '../../src/lib/cluster/topology.js'
 import {tagForSlot} from '../../src/lib/migrate/durable.js'
 import type {TestCluster} from './cluster-harness.js'
 import type {RecordingWriter} from './writer.js'
@@ -120,15 +120,6 @@ export async function isMaster(cluster: TestCluster, address: string): Promise<b
 }
 
 
-/** A node's own view of who owns which slots, as one comparable line (masters with slots only). */
-function ownersLine(text: string): string {
-  return parseClusterNodes(text)
-    .filter((node) => node.slots.length > 0)
-    .map((node) => `${node.id.slice(0, 8)}=${node.slots.map(([start, end]) => (start === end ? `${start}` : `${start}-${end}`)).join(',')}`)
-    .sort()
-    .join(' ')
-}
-
 /**
  * Until every node that answers gives each slot the same owner in its own view, as an
  * operator's `slotctl check` from any seed would want before clients are trusted again. A
@@ -145,7 +136,7 @@ export async function waitForOneView(cluster: TestCluster, timeoutMs = 30_000): 
         .client(address)
         .call('CLUSTER', 'NODES')
         .catch(() => undefined)
-      if (text !== undefined) views.push(`${address}: ${ownersLine(String(text))}`)
+      if (text !== undefined) views.push(`${address}: ${slotMapSignature(parseClusterNodes(String(text)))}`)
     }
     return new Set(views.map((view) => view.slice(view.indexOf(': ')))).size === 1
   }

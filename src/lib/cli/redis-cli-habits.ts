@@ -102,11 +102,9 @@ function usage(message: string, suggestions: string[]): ErrorEnvelope {
 
 /**
  * Why this command line is refused as a redis-cli habit, or undefined to let oclif run it.
- * `-h` stays help when it is the only word after the verb (`slotctl check -h`).
- */
-/**
- * `ownsFlag` says whether a verb defines a flag of that name itself (history --cluster): then
- * it is the verb's, not redis-cli's.
+ * `-h` stays help when it is the only word after the verb (`slotctl check -h`). `ownsFlag`
+ * says whether a verb defines a flag of that name itself (history --cluster): then it is the
+ * verb's, not redis-cli's.
  */
 export function redisCliHabit(argv: readonly string[], commandIds: readonly string[], bin = 'slotctl', ownsFlag: (verbId: string, flag: string) => boolean = () => false): ErrorEnvelope | undefined {
   const end = argv.indexOf('--')

@@ -513,8 +513,6 @@ export function refuseUnreachableOwners(owners: ReadonlyArray<{address: string; 
   })
 }
 
-const SETTLING: ReadonlySet<string> = new Set(['CLUSTER_STATE', 'OPEN_SLOT', 'SLOTS_DISAGREE'])
-
 /**
  * Errors that pass without anyone acting, once the cluster bus has caught up: a master that
  * just restarted keeps cluster_state:fail for its rejoin delay, and views differ until a ping
@@ -522,6 +520,8 @@ const SETTLING: ReadonlySet<string> = new Set(['CLUSTER_STATE', 'OPEN_SLOT', 'SL
  * saying anything is left, as it does after a repair.
  */
 const SETTLES_BY_ITSELF: ReadonlySet<string> = new Set(['CLUSTER_STATE', 'SLOTS_DISAGREE'])
+/** What fix waits out after a repair: those, and open slots its own close leaves for a moment. */
+const SETTLING: ReadonlySet<string> = new Set([...SETTLES_BY_ITSELF, 'OPEN_SLOT'])
 
 export function onlySettling(errors: ReadonlyArray<{code: string}>): boolean {
   return errors.length > 0 && errors.every((finding) => SETTLES_BY_ITSELF.has(finding.code))
