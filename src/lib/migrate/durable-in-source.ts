@@ -35,6 +35,34 @@
  * - A crash between the steps leaves keys at the source and copies at the target, as in
  *   durable.ts: the slot stays open, and finishing it copies again with REPLACE.
  *
+ * The quiet path (copyWaitDeleteQuiet) skips the fingerprints where no client writes to the
+ * source during a round, the usual case off-peak and the costliest part of the round (the
+ * sources spent twice the CPU of a plain MIGRATE on them). Its copy script lists the keys,
+ * MIGRATE ... COPY them, and returns the source's write stamp and a digest of the sorted key
+ * names; one delete script for the round (or per ~10k keys) deletes only if the stamp is
+ * still the one the copies returned (or what our own deletes made of it since), and each
+ * slot's listing still gives its digest. Why that is as safe as the fingerprints (redis 7.0 src/server.c call(),
+ * src/module.c, src/rdb.c; valkey 8.0 the same):
+ *
+ * - The stamp is INFO persistence's rdb_changes_since_last_save (server.dirty), rdb_saves and
+ *   rdb_last_save_time. Every command that changes the dataset adds to server.dirty: call()
+ *   propagates a command to replicas and AOF exactly when it did, so a change that did not
+ *   would never reach a replica either; module writes add through RM_Replicate and
+ *   RM_ReplicateVerbatim. server.dirty only falls when a save completes, which also raises
+ *   rdb_saves and sets rdb_last_save_time. MIGRATE ... COPY and the scripts' reads add
+ *   nothing. So an equal stamp means no client changed any key of the source in between.
+ * - What changes keys without adding to server.dirty is expiry and eviction: they only
+ *   remove a key, whose copy at the target then carries the same expiry (or outlives an
+ *   eviction), and a key a client re-created afterwards was a write. A removal does change
+ *   the slot's listing, which is why the names are compared too: the delete deletes exactly
+ *   the keys it copied, or nothing of that slot.
+ * - A copy stamp that differs from the round's others, or a delete that finds the stamp
+ *   changed, deletes nothing: the round goes again through the fingerprints, with REPLACE,
+ *   and the fingerprints stay in use for the rest of the wave (a source that is written to
+ *   keeps being written to). Waves of one source run side by side, and each one's deletes
+ *   change the stamp the others read: the source's deletes run one after another and chain
+ *   their stamps (QuietLedger), so a round accepts exactly the changes our own deletes made.
+ *
  * Not used when MIGRATE carries a password (script arguments are not redacted from SLOWLOG
  * and MONITOR, MIGRATE's AUTH is), for throttled runs (the throttle is asked before the
  * keys are listed), for keys moved alone or above IN_SOURCE_MAX_KEY_BYTES, or where scripts
@@ -123,9 +151,99 @@ for i = 2, #ARGV, 1000 do
 end
 return deleted`
 
+/**
+ * Lua, the same in both quiet scripts: the source's write stamp ('' where INFO is refused or
+ * lacks a field: the quiet path is then off), and a digest of a listing's names, sorted (a
+ * dict that rehashed lists the same keys in another order).
+ */
+const QUIET_FUNCTIONS = `
+local function stamp()
+  local info = redis.pcall('INFO', 'persistence')
+  if type(info) ~= 'string' then return '' end
+  local dirty = string.match(info, 'rdb_changes_since_last_save:(%d+)')
+  local saves = string.match(info, 'rdb_saves:(%d+)')
+  local last = string.match(info, 'rdb_last_save_time:(%d+)')
+  if not dirty or not saves or not last then return '' end
+  return dirty .. ':' .. saves .. ':' .. last
+end
+local function names(listed)
+  local sorted = {}
+  for i = 1, #listed do sorted[i] = listed[i] end
+  table.sort(sorted)
+  local parts = {}
+  for i = 1, #sorted do parts[i] = string.len(sorted[i]) .. ':' .. sorted[i] end
+  return redis.sha1hex(table.concat(parts, ','))
+end`
+
+/**
+ * ARGV: slot, count, MIGRATE's arguments up to KEYS (host port "" 0 timeout COPY [REPLACE]).
+ * Returns {'ok', stamp, names digest, listed, bytes} or {'err', message, '', listed, 0, key...}.
+ * Bytes are the first key's MEMORY USAGE times the count (for progress only).
+ */
+const QUIET_COPY_SCRIPT = `${QUIET_FUNCTIONS}
+local listed = redis.call('CLUSTER', 'GETKEYSINSLOT', tonumber(ARGV[1]), tonumber(ARGV[2]))
+if #listed == 0 then return {'ok', stamp(), '', 0, 0} end
+local size = redis.pcall('MEMORY', 'USAGE', listed[1])
+if type(size) ~= 'number' then size = 0 end
+local args = {}
+for i = 3, #ARGV do args[#args + 1] = ARGV[i] end
+args[#args + 1] = 'KEYS'
+for i = 1, #listed do args[#args + 1] = listed[i] end
+local migrated = redis.pcall('MIGRATE', unpack(args))
+if type(migrated) == 'table' and migrated.err then
+  local out = {'err', migrated.err, '', #listed, 0}
+  for i = 1, #listed do out[#out + 1] = listed[i] end
+  return out
+end
+return {'ok', stamp(), names(listed), #listed, size * #listed}`
+
+/**
+ * ARGV: the round's stamp, then per slot: slot, count, names digest. Returns {'changed'}
+ * (nothing deleted) or {'ok', stamp after the deletes, per slot: keys deleted, or -1 where
+ * the listing changed (nothing of that slot deleted)}. A key gone since the listing
+ * (expired) answers ASK at a migrating source and is skipped; any other refusal fails the
+ * script. Keys of many slots: the flag allows it, and every DEL names one slot's keys.
+ */
+const QUIET_DELETE_SCRIPT = `#!lua flags=allow-cross-slot-keys,allow-oom
+${QUIET_FUNCTIONS}
+local function del(keys)
+  local deleted = redis.pcall('DEL', unpack(keys))
+  if type(deleted) == 'number' then return deleted end
+  deleted = 0
+  for i = 1, #keys do
+    local one = redis.pcall('DEL', keys[i])
+    if type(one) == 'number' then deleted = deleted + one
+    elseif not (string.find(one.err, 'ASK', 1, true) or string.find(one.err, 'TRYAGAIN', 1, true) or string.find(one.err, 'non local key', 1, true)) then error(one) end
+  end
+  return deleted
+end
+if ARGV[1] == '' or stamp() ~= ARGV[1] then return {'changed'} end
+local out = {'ok', ''}
+for t = 2, #ARGV, 3 do
+  local listed = redis.call('CLUSTER', 'GETKEYSINSLOT', tonumber(ARGV[t]), tonumber(ARGV[t + 1]))
+  if #listed == 0 or names(listed) ~= ARGV[t + 2] then
+    out[#out + 1] = -1
+  else
+    local deleted = 0
+    for i = 1, #listed, 1000 do
+      local chunk = {}
+      for j = i, math.min(i + 999, #listed) do chunk[#chunk + 1] = listed[j] end
+      deleted = deleted + del(chunk)
+    end
+    out[#out + 1] = deleted
+  end
+end
+out[2] = stamp()
+return out`
+
 const sha = (script: string) => createHash('sha1').update(script).digest('hex')
 const COPY_SHA = sha(COPY_SCRIPT)
 const DELETE_SHA = sha(DELETE_SCRIPT)
+const QUIET_COPY_SHA = sha(QUIET_COPY_SCRIPT)
+const QUIET_DELETE_SHA = sha(QUIET_DELETE_SCRIPT)
+
+/** Keys one quiet delete script may delete (it blocks the source while it runs): about 10 ms. */
+const QUIET_DELETE_MAX_KEYS = 10_000
 
 /** Lua's unpack() has a stack limit: larger batches take the WATCH path. */
 export const IN_SOURCE_MAX_BATCH = 5000
@@ -155,6 +273,10 @@ export interface InSourceResult {
   deleted?: number
   /** a key above IN_SOURCE_MAX_KEY_BYTES: nothing was copied, the slot goes on through slotctl */
   big?: boolean
+  /** keys copied (keys.length, except on the quiet path, which returns no names) */
+  copied: number
+  /** quiet path: a client wrote to the source during the round; nothing deleted, go again with fingerprints */
+  retry?: boolean
 }
 
 export interface InSourceRound {
@@ -162,14 +284,16 @@ export interface InSourceRound {
   /** the scripts are refused here (ACL, scripting off): nothing was copied or deleted */
   unavailable?: Error
   acked: number
+  /** the quiet path found a client's write: the wave goes on with the fingerprints */
+  written?: boolean
 }
 
 /** The copy script's reply: the batch and its token ('' when nothing was copied). */
 function copyResult(reply: unknown): {result: InSourceResult; token: string} {
   const [status, detail, bytes, listed, ...keys] = reply as [Buffer, Buffer, number, number, ...Buffer[]]
-  if (String(status) === 'err') return {result: {bytes: 0, error: new Error(String(detail)), keys, listed: Number(listed)}, token: ''}
-  if (String(status) === 'big') return {result: {big: true, bytes: 0, keys: [], listed: Number(listed)}, token: ''}
-  return {result: {bytes: Number(bytes), keys, listed: Number(listed)}, token: keys.length > 0 ? String(detail) : ''}
+  if (String(status) === 'err') return {result: {bytes: 0, copied: keys.length, error: new Error(String(detail)), keys, listed: Number(listed)}, token: ''}
+  if (String(status) === 'big') return {result: {big: true, bytes: 0, copied: 0, keys: [], listed: Number(listed)}, token: ''}
+  return {result: {bytes: Number(bytes), copied: keys.length, keys, listed: Number(listed)}, token: keys.length > 0 ? String(detail) : ''}
 }
 
 /**
@@ -205,7 +329,7 @@ export async function copyWaitDeleteInSource(source: Redis, target: Redis, targe
     const [error, reply] = copied[i] ?? [new Error('no reply'), null]
     if (error && isScriptRefused(error)) return {...round, unavailable: error}
     if (error) {
-      round.results.set(batch.slot, {bytes: 0, error, keys: [], listed: 0})
+      round.results.set(batch.slot, {bytes: 0, copied: 0, error, keys: [], listed: 0})
       continue
     }
     const {result, token} = copyResult(reply)
@@ -224,4 +348,173 @@ export async function copyWaitDeleteInSource(source: Redis, target: Redis, targe
     else if (Number(count) >= 0) result.deleted = Number(count)
   }
   return round
+}
+
+/** A slot the quiet round copied and will delete if nothing changed. */
+export interface QuietBatch {
+  slot: number
+  count: number
+  digest: string
+  listed: number
+}
+
+/** The quiet copy script's reply for one batch, into the round's results; the batch to delete, if any. */
+function quietCopied(round: InSourceRound, batch: InSourceBatch, reply: unknown, stamps: Set<string>): QuietBatch | undefined {
+  const [status, detail, digest, listed, bytes, ...keys] = reply as [Buffer, Buffer, Buffer, number, number, ...Buffer[]]
+  if (String(status) === 'err') {
+    round.results.set(batch.slot, {bytes: 0, copied: keys.length, error: new Error(String(detail)), keys, listed: Number(listed)})
+    return undefined
+  }
+  round.results.set(batch.slot, {bytes: Number(bytes), copied: Number(listed), keys: [], listed: Number(listed)})
+  stamps.add(String(detail))
+  return Number(listed) > 0 ? {count: batch.count, digest: String(digest), listed: Number(listed), slot: batch.slot} : undefined
+}
+
+/** Deletes nothing more of `batches`: each goes again (with REPLACE) through the fingerprints. */
+function written(round: InSourceRound, batches: readonly QuietBatch[]): InSourceRound {
+  for (const batch of batches) (round.results.get(batch.slot) as InSourceResult).retry = true
+  return {...round, written: true}
+}
+
+/** The round's deletes in scripts of at most QUIET_DELETE_MAX_KEYS listed keys each (one slot may exceed it alone). */
+function deleteChunks(batches: readonly QuietBatch[]): QuietBatch[][] {
+  const chunks: QuietBatch[][] = [[]]
+  let keys = 0
+  for (const batch of batches) {
+    if (keys + batch.listed > QUIET_DELETE_MAX_KEYS && chunks[chunks.length - 1].length > 0) {
+      chunks.push([])
+      keys = 0
+    }
+    chunks[chunks.length - 1].push(batch)
+    keys += batch.listed
+  }
+  return chunks
+}
+
+/**
+ * The quiet round (see the header) for `batches`, each one slot's: copies in one pipeline,
+ * one WAIT at the target, then the deletes, in the source's order (QuietLedger), each script
+ * started with the stamp the one before it left. Copies whose stamps the ledger cannot vouch
+ * for, a delete that finds the stamp changed, or a slot whose listing changed, delete nothing
+ * more and return `written`: the caller goes on with copyWaitDeleteInSource. Arguments as
+ * there, and the source's ledger.
+ */
+export async function copyWaitDeleteQuiet(source: Redis, target: Redis, targetAddress: string, migrateArgs: ReadonlyArray<number | string>, batches: readonly InSourceBatch[], durability: Durability, ledger: QuietLedger): Promise<InSourceRound> {
+  const round: InSourceRound = {acked: 0, results: new Map()}
+  const copying = source.pipeline().call('SCRIPT', 'LOAD', QUIET_COPY_SCRIPT).call('SCRIPT', 'LOAD', QUIET_DELETE_SCRIPT)
+  for (const batch of batches) copying.callBuffer('EVALSHA', QUIET_COPY_SHA, 0, batch.slot, batch.count, ...migrateArgs, 'COPY', ...(batch.replace ? ['REPLACE'] : []))
+  const [loadedCopy, loadedDelete, ...copied] = (await copying.exec()) ?? []
+  const refused = loadedCopy?.[0] ?? loadedDelete?.[0]
+  if (refused) return {...round, unavailable: refused}
+  const stamps = new Set<string>()
+  const toDelete: QuietBatch[] = []
+  for (const [i, batch] of batches.entries()) {
+    const [error, reply] = copied[i] ?? [new Error('no reply'), null]
+    if (error && isScriptRefused(error)) return {...round, unavailable: error}
+    if (error) round.results.set(batch.slot, {bytes: 0, copied: 0, error, keys: [], listed: 0})
+    else {
+      const quiet = quietCopied(round, batch, reply, stamps)
+      if (quiet) toDelete.push(quiet)
+    }
+  }
+  if (toDelete.length === 0) return round
+  if (stamps.has('')) return written(round, toDelete)
+  round.acked = durability.acks > 0 ? await waitForReplicas(target, targetAddress, toDelete[0].slot, durability) : 0
+  return ledger.serialize(async () => {
+    const expected = ledger.expected(stamps)
+    if (expected === undefined) return written(round, toDelete)
+    const chunks = deleteChunks(toDelete)
+    let stamp = expected
+    for (const [n, chunk] of chunks.entries()) {
+      const reply = (await source.callBuffer('EVALSHA', QUIET_DELETE_SHA, 0, stamp, ...chunk.flatMap((batch) => [batch.slot, batch.count, batch.digest])).catch((error: Error) => error)) as Error | Array<Buffer | number>
+      if (reply instanceof Error) {
+        ledger.broken()
+        for (const batch of chunks.slice(n).flat()) (round.results.get(batch.slot) as InSourceResult).error = reply
+        return round
+      }
+      if (String(reply[0]) !== 'ok') {
+        ledger.broken()
+        return written(round, chunks.slice(n).flat())
+      }
+      ledger.passed(stamp, String(reply[1]))
+      stamp = String(reply[1])
+      const changed = chunk.filter((batch, i) => {
+        const deleted = Number(reply[2 + i])
+        if (deleted >= 0) (round.results.get(batch.slot) as InSourceResult).deleted = deleted
+        return deleted < 0
+      })
+      if (changed.length > 0) return written(round, [...changed, ...chunks.slice(n + 1).flat()])
+    }
+    return round
+  })
+}
+
+/**
+ * One source's quiet deletes in one run, in order: the stamps they passed through since the
+ * last write that was not ours. Waves of one source run side by side, and each one's deletes
+ * add to the stamp the others' copies read. A delete is sent only after the source's earlier
+ * deletes answered, and must find the stamp at the tip of the chain when every copy of its
+ * round read a stamp of the chain: the server's dirty counter only grows (saves are in the
+ * stamp), so a copy that read a chain stamp ran between that stamp's delete and the next one,
+ * when nothing else wrote, and all that came after were our own deletes, each of which found
+ * the stamp its predecessor left. Otherwise a round whose copies all read one stamp starts a
+ * new chain from it; any other round deletes nothing (written). Keyed by the run's pool: a
+ * chain is never carried over to another run or server.
+ */
+export class QuietLedger {
+  private chain = new Set<string>()
+  private tip?: string
+  private turn: Promise<unknown> = Promise.resolve()
+
+  /** Runs `work` once every earlier delete of this source has answered. */
+  serialize<T>(work: () => Promise<T>): Promise<T> {
+    const run = this.turn.then(work)
+    this.turn = run.catch(() => undefined)
+    return run
+  }
+
+  /** The stamp a delete of copies that read `stamps` must find, or undefined: a write not ours may have come between. */
+  expected(stamps: ReadonlySet<string>): string | undefined {
+    if (this.tip !== undefined && [...stamps].every((stamp) => this.chain.has(stamp))) return this.tip
+    return stamps.size === 1 ? [...stamps][0] : undefined
+  }
+
+  /** A delete that found `expected` left `after`. */
+  passed(expected: string, after: string): void {
+    if (expected !== this.tip) this.chain = new Set([expected])
+    this.chain.add(after)
+    this.tip = after
+  }
+
+  /** A delete found the stamp changed, or failed: nothing is known about the writes since. */
+  broken(): void {
+    this.chain = new Set()
+    this.tip = undefined
+  }
+}
+
+const ledgers = new WeakMap<object, Map<string, QuietLedger>>()
+
+/** The ledger of `address` for the run that owns `pool`. */
+export function quietLedger(pool: object, address: string): QuietLedger {
+  const byAddress = ledgers.get(pool) ?? new Map<string, QuietLedger>()
+  ledgers.set(pool, byAddress)
+  const ledger = byAddress.get(address) ?? new QuietLedger()
+  byAddress.set(address, ledger)
+  return ledger
+}
+
+/** The quiet copy for one slot on its own (the round pipelines it): for tests. */
+export async function copyQuiet(source: Redis, slot: number, count: number, migrateArgs: ReadonlyArray<number | string>, replace: boolean): Promise<{result: InSourceResult; batch?: QuietBatch; stamp?: string}> {
+  const reply = await source.callBuffer('EVAL', QUIET_COPY_SCRIPT, 0, slot, count, ...migrateArgs, 'COPY', ...(replace ? ['REPLACE'] : []))
+  const round: InSourceRound = {acked: 0, results: new Map()}
+  const stamps = new Set<string>()
+  const batch = quietCopied(round, {count, replace, slot}, reply, stamps)
+  return {batch, result: round.results.get(slot) as InSourceResult, stamp: [...stamps][0]}
+}
+
+/** The quiet delete of copied batches: 'changed' (nothing deleted), or per batch the keys deleted, -1 where its listing changed. For tests. */
+export async function deleteQuiet(source: Redis, stamp: string, batches: readonly QuietBatch[]): Promise<'changed' | number[]> {
+  const reply = (await source.callBuffer('EVAL', QUIET_DELETE_SCRIPT, 0, stamp, ...batches.flatMap((batch) => [batch.slot, batch.count, batch.digest]))) as Array<Buffer | number>
+  return String(reply[0]) === 'ok' ? reply.slice(2).map(Number) : 'changed'
 }

@@ -17,7 +17,7 @@ import {SlotctlError, errorMessage, isConnectionLost, isScriptRefused, nodeFailu
 import {fingerprints, sameValue} from '../keys/digest.js'
 import {printableKey} from './big-keys.js'
 import {type CopyGroup, type Durability, copyWaitDelete} from './durable.js'
-import {IN_SOURCE_MAX_BATCH, type InSourceResult, copyWaitDeleteInSource} from './durable-in-source.js'
+import {IN_SOURCE_MAX_BATCH, type InSourceResult, type QuietLedger, copyWaitDeleteInSource, copyWaitDeleteQuiet, quietLedger} from './durable-in-source.js'
 import type {SlotMoveTarget} from './slot-protocol.js'
 import type {Throttle} from './throttle.js'
 
@@ -443,7 +443,7 @@ export async function moveKeysDurably(pool: NodePool, moves: readonly SlotMoveTa
     }
     const states = moves.map((move): SlotState => ({aborts: 0, batch: options.pipeline, move, replace: options.replace || Boolean(options.replaceSlots?.has(move.slot)), slow: false}))
     const inSource = migrateAuthArgs(pool.settings).length === 0 && !options.throttle && !onlyKeys && options.pipeline <= IN_SOURCE_MAX_BATCH
-    const mover = new DurableRound(pool, sources, allLanes, targetClient, moves[0], options, durability, outcome, inSource, onlyKeys)
+    const mover = new DurableRound(pool, sources, allLanes, targetClient, moves[0], options, durability, outcome, inSource, inSource, onlyKeys)
     let remaining = states
     while (remaining.length > 0) {
       // a batch that timed out goes alone, key by key, with the longer timeout
@@ -464,6 +464,7 @@ class DurableRound {
   private readonly source: Redis
   private readonly target: {host: string; port: number; address: string}
   private readonly auth: string[]
+  private readonly ledger: QuietLedger
 
   constructor(
     pool: NodePool,
@@ -477,10 +478,13 @@ class DurableRound {
     private readonly outcome: WaveOutcome,
     /** rounds run inside the source (durable-in-source.ts) until the source refuses scripts */
     public inSource: boolean,
+    /** in the source without fingerprints until a client's write is seen (durable-in-source.ts, the quiet path) */
+    private quiet: boolean,
     /** a big key moved alone: these keys of the (single) slot, not a listing of it */
     private readonly onlyKeys?: Buffer[],
   ) {
     this.source = sources[0]
+    this.ledger = quietLedger(pool, pair.source.address)
     this.target = {...parseAddress(pair.target.address), address: pair.target.address}
     this.auth = migrateAuthArgs(pool.settings)
   }
@@ -510,7 +514,11 @@ class DurableRound {
   private async runInSource(round: SlotState[], done: Set<SlotState>): Promise<void> {
     const migrateArgs = [this.target.host, this.target.port, '', 0, this.options.timeoutMs]
     const batches = round.map((state) => ({count: state.batch, replace: state.replace, slot: state.move.slot}))
-    const result = await copyWaitDeleteInSource(this.source, this.targetClient, this.target.address, migrateArgs, batches, this.durability)
+    const result = this.quiet
+      ? await copyWaitDeleteQuiet(this.source, this.targetClient, this.target.address, migrateArgs, batches, this.durability, this.ledger)
+      : await copyWaitDeleteInSource(this.source, this.targetClient, this.target.address, migrateArgs, batches, this.durability)
+    // a client writes to this source: the rest of the wave compares fingerprints
+    if (result.written) this.quiet = false
     if (result.unavailable) {
       // nothing was copied: the same slots go again through slotctl
       this.inSource = false
@@ -521,6 +529,11 @@ class DurableRound {
 
   private async afterInSource(state: SlotState, result: InSourceResult | undefined, done: Set<SlotState>): Promise<void> {
     if (!result) return
+    if (result.retry) {
+      // copied, nothing deleted: the copies at the target are ours, replaced next round
+      state.replace = true
+      return
+    }
     if (result.big) {
       state.viaClient = true
       return
@@ -533,11 +546,11 @@ class DurableRound {
       }
       return
     }
-    if (result.keys.length > 0 && result.deleted === undefined) {
+    if (result.copied > 0 && result.deleted === undefined) {
       this.onAbort(state, done)
       return
     }
-    if (result.keys.length > 0) this.counted(state, result.deleted ?? 0, result.bytes)
+    if (result.copied > 0) this.counted(state, result.deleted ?? 0, result.bytes)
     // a short listing was the rest of the slot: while it is migrating, new keys go to the target
     if (result.listed < state.batch) done.add(state)
   }
