@@ -216,6 +216,8 @@ export class FakeCluster {
         return 64
       case 'ASKING':
         return 'OK'
+      case 'EXISTS':
+        return rest.filter((key) => node.data.has(key)).length
       case 'PING':
         return 'PONG'
       default:
@@ -348,6 +350,8 @@ export class FakeCluster {
 /** An ioredis-like client of one node and lane: replies come from the fake cluster, MULTI queues until EXEC. */
 class FakeClient {
   private queued: string[][] | undefined
+  private aborted = false
+  private asking = false
 
   constructor(
     private readonly cluster: FakeCluster,
@@ -355,25 +359,44 @@ class FakeClient {
     private readonly lane: number | string,
   ) {}
 
-  /** MULTI queues the commands that follow (logged as they arrive) and EXEC runs them. */
+  /**
+   * MULTI queues the commands that follow (logged as they arrive) and EXEC runs them. A keyed
+   * command the node would redirect (EXISTS of a slot it neither owns nor imports after
+   * ASKING, or any on a replica) is refused with MOVED and aborts the transaction, as the
+   * servers' processCommand does (flagTransaction).
+   */
   private reply(args: readonly Arg[]): Value {
     const node = this.cluster.connected(this.address)
     const words = this.cluster.receive(node, this.lane, args)
     const name = words[0].toUpperCase()
+    if (name === 'ASKING' && !this.queued) this.asking = true
     if (name === 'MULTI') {
       this.queued = []
+      this.aborted = false
       return 'OK'
     }
     if (name === 'EXEC') {
       const queued = this.queued ?? []
       this.queued = undefined
+      this.asking = false
+      if (this.aborted) return refuse('EXECABORT Transaction discarded because of previous errors.')
       return queued.map((command) => this.cluster.answer(node, command))
     }
     if (this.queued) {
+      if (name === 'EXISTS' && !this.serves(node, keySlot(words[1]))) {
+        this.aborted = true
+        return refuse(`MOVED ${keySlot(words[1])} elsewhere`)
+      }
       this.queued.push(words)
       return 'QUEUED'
     }
+    if (name !== 'ASKING') this.asking = false
     return this.cluster.answer(node, words)
+  }
+
+  private serves(node: FakeNode, slot: number): boolean {
+    if (node.masterId !== null) return false
+    return node.owners.get(slot) === node.id || (this.asking && node.importing.has(slot))
   }
 
   async call(...args: Arg[]): Promise<unknown> {

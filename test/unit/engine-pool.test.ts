@@ -1,10 +1,10 @@
 /**
  * The slot protocol's order of commands (migrate/slot-protocol.ts), against a fake pool (no
- * server): the open (IMPORTING at the target before MIGRATING at the source), the close on
- * Redis (SETSLOT NODE per slot at the target, then the source and the other masters) and on
- * Valkey >= 8 (the target claims the slots in one MULTI with BUMPEPOCH + DELSLOTS/ADDSLOTS,
- * one herald slot closes with SETSLOT NODE, the source and the other masters are told, and
- * the target hands SETSLOT NODE to its replicas last), and what a close refuses or reports;
+ * server): the open (IMPORTING at the target before MIGRATING at the source), the close
+ * (the target claims the slots in one guarded MULTI with BUMPEPOCH + DELSLOTS/ADDSLOTS, one
+ * herald slot closes with SETSLOT NODE, the source and the other masters are told, and on
+ * Valkey >= 8 the target hands SETSLOT NODE to its replicas last), and what a close refuses
+ * or reports (a target turned replica claims nothing);
  * then executeRun with the legacy mover over the same fake: a resume and a Ctrl-C.
  */
 import {expect} from 'chai'
@@ -78,21 +78,49 @@ describe('slot protocol against a fake pool', () => {
   })
 
   describe('close on Redis', () => {
-    it('raises the target above the source, then SETSLOT NODE per slot at the target, then the source and the other masters', async () => {
+    it('raises the target above the source, claims in one guarded MULTI, closes the herald with SETSLOT NODE, then tells the source and the other masters; hands nothing down', async () => {
       const cluster = clusterOf('redis')
-      emptiedAtSource(cluster, {})
+      emptiedAtSource(cluster, {1: 4, 2: 2, 3: 1})
       const outcome = await close(cluster, false)
       expect(outcome.closed).to.deep.equal(SLOTS)
       expect(outcome.open).to.deep.equal([])
       const sent = changes(cluster)
-      expect(sent.slice(0, 4)).to.deep.equal(['target CLUSTER BUMPEPOCH', 'target CLUSTER SETSLOT 1 NODE target', 'target CLUSTER SETSLOT 2 NODE target', 'target CLUSTER SETSLOT 3 NODE target'])
-      expect([...sent.slice(4)].sort()).to.deep.equal(SLOTS.flatMap((slot) => [`other CLUSTER SETSLOT ${slot} NODE target`, `source CLUSTER SETSLOT ${slot} NODE target`]).sort())
-      expect(cluster.sent(/ADDSLOTS|DELSLOTS|MULTI/)).to.deep.equal([])
-      // step 1 before step 2: the source's keys and epoch were read before the target bumped
+      expect(sent.slice(0, 9)).to.deep.equal([
+        'target CLUSTER BUMPEPOCH',
+        'target MULTI',
+        'target CLUSTER BUMPEPOCH',
+        'target CLUSTER DELSLOTS 1',
+        'target CLUSTER ADDSLOTS 1',
+        'target CLUSTER DELSLOTS 2',
+        'target CLUSTER ADDSLOTS 2',
+        'target EXEC',
+        'target CLUSTER SETSLOT 3 NODE target',
+      ])
+      // Redis replicas learn the claim from the target's pings: no SETSLOT NODE for the claimed slots
+      expect([...sent.slice(9)].sort()).to.deep.equal(SLOTS.flatMap((slot) => [`other CLUSTER SETSLOT ${slot} NODE target`, `source CLUSTER SETSLOT ${slot} NODE target`]).sort())
+      // the guard: ASKING, then inside the transaction a read of the herald's slot, which only an importing master serves
       const all = cluster.sent()
+      const multi = all.indexOf('target MULTI')
+      expect(all[multi - 1]).to.equal('target ASKING')
+      expect(all[multi + 1]).to.match(/^target EXISTS slotctl:claim:\{.+\}$/)
+      // step 1 before step 2: the source's keys and epoch were read before the target bumped
       expect(all.indexOf('source CLUSTER COUNTKEYSINSLOT 3')).to.be.lessThan(all.indexOf('target CLUSTER BUMPEPOCH'))
       expect(cluster.node('target').configEpoch).to.be.greaterThan(cluster.node('source').configEpoch)
       for (const node of ['source', 'target', 'other']) expect(SLOTS.map((slot) => cluster.ownerIn(node, slot))).to.deep.equal(['target', 'target', 'target'])
+    })
+
+    it('a target that a failover turned into a replica claims nothing (Redis runs ADDSLOTS on a replica): the transaction aborts, nobody is told', async () => {
+      const cluster = clusterOf('redis')
+      emptiedAtSource(cluster, {1: 4, 2: 2, 3: 1})
+      const target = cluster.node('target')
+      target.masterId = cluster.node('target-r').id
+      target.importing.clear()
+      const error = await close(cluster, false).catch((caught: unknown) => caught)
+      expect(error).to.be.instanceOf(SlotctlError)
+      expect((error as SlotctlError).message).to.match(/MULTI\/EXEC.*EXECABORT/)
+      expect(cluster.sent(/SETSLOT \d+ NODE/)).to.deep.equal([])
+      expect(SLOTS.map((slot) => cluster.ownerIn('target', slot))).to.deep.equal(['source', 'source', 'source'])
+      expect(cluster.markers('source', 1)).to.deep.equal({migrating: 'target'})
     })
 
     it('leaves a slot the source still holds keys of open, and reports it; the others close', async () => {

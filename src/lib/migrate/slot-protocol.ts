@@ -8,14 +8,14 @@
  *   close   1. source: COUNTKEYSINSLOT s = 0 for every slot, and its configEpoch eS once
  *              no other master shares it
  *           2. target: its configEpoch raised above eS (CLUSTER BUMPEPOCH, then re-read)
- *           3. target: SETSLOT s NODE target for every slot (importing cleared and the
- *              slot assigned in one command: no moment with keys in a slot neither owned
- *              nor imported); a target that hands SETSLOT to its replicas before applying
- *              it (Valkey >= 8) first claims the slots itself with DELSLOTS + ADDSLOTS in
- *              one MULTI, so that its replicas never bind a slot it does not claim yet,
- *              closes one slot with SETSLOT NODE for the PONG broadcast that carries the
- *              claim everywhere, and hands SETSLOT s NODE down to its replicas only after
- *              step 4 (claimThenHandDown, closeSlots)
+ *           3. target: claims the slots itself with DELSLOTS + ADDSLOTS in one MULTI
+ *              (importing cleared and the slot assigned in one atomic step: no moment with
+ *              keys in a slot neither owned nor imported), guarded so that a target that
+ *              has turned replica runs none of it; then closes one slot (the herald) with
+ *              SETSLOT NODE for the PONG broadcast that carries the claim everywhere; a
+ *              target that hands SETSLOT to its replicas before applying it (Valkey >= 8)
+ *              hands SETSLOT s NODE down to them only after step 4 (claimThenHandDown,
+ *              closeSlots)
  *           4. source and every other master: SETSLOT s NODE target
  *   verify  the target's own view owns every slot, the source's does not; durable moves
  *           also wait until every replica of the target gives it the slots (replicas.ts)
@@ -57,8 +57,9 @@
  *   increments.
  * - A node holding keys of a slot it neither owns nor imports deletes them when it checks its
  *   data against its config (at start-up; on Valkey 9 also when it wins a failover). Step 3
- *   never creates that state: each slot leaves "importing" and becomes "owned" in one command,
- *   which Valkey also hands to the replicas as one command. (An earlier version made slots
+ *   never creates that state: each slot leaves "importing" and becomes "owned" in one atomic
+ *   step (the claim's MULTI, or the herald's SETSLOT NODE, which Valkey also hands to the
+ *   replicas as one command). (An earlier version made slots
  *   STABLE and then assigned them, to save broadcasts; a target replica promoted between the
  *   two, or a target restarted between them, deleted the slot's keys.)
  * - Nothing is deleted at the source: step 1 counted 0 keys in every slot it closes (a
@@ -75,6 +76,7 @@ import {type NodePool, type Reply, delay, mapLimit, pipelineCalls, spreadCalls} 
 import {parseClusterNodes, parseInfo} from '../cluster/topology.js'
 import {SlotctlError, errorMessage, isConnectionLost, nodeFailure} from '../core/errors.js'
 import {formatSlots} from '../core/slots.js'
+import {tagForSlot} from './durable.js'
 import {readReplicaStates} from './replicas.js'
 
 export interface SlotEndpoint {
@@ -231,18 +233,13 @@ export async function raiseEpochAbove(pool: NodePool, node: SlotEndpoint, floor:
 }
 
 /**
- * Step 3: the target takes the slots, each with SETSLOT NODE on the importing slot: one
- * command that clears the importing marker and assigns the slot together, on the target and
- * (Valkey >= 8) on its replicas. There is never a moment in which the target (or a replica
- * that may be promoted, or the target restarted from its nodes.conf) holds the slot's keys
- * neither importing nor owning it: a node in that state deletes them (verifyClusterConfigWithData,
- * at start-up, and on Valkey 9 also when a replica wins a failover). Each such SETSLOT
- * broadcasts a PONG; measured, that costs about as much as the STABLE + NODE pairs that once
- * saved it, and those pairs had exactly that window between their two commands.
- *
- * A target that hands SETSLOT to its replicas before applying it (Valkey >= 8) claims the
- * slots first instead, and the source is told before the replicas (claimThenHandDown: see
- * there for why).
+ * SETSLOT NODE on importing slots (step 3's herald): one command that clears the importing
+ * marker and assigns the slot together, on the target and (Valkey >= 8) on its replicas.
+ * There is never a moment in which the target (or a replica that may be promoted, or the
+ * target restarted from its nodes.conf) holds the slot's keys neither importing nor owning
+ * it: a node in that state deletes them (verifyClusterConfigWithData, at start-up, and on
+ * Valkey 9 also when a replica wins a failover). Each such SETSLOT broadcasts a PONG, which
+ * is why a close sends it for one slot only, after the claim.
  */
 async function takeSlotsOnTarget(pool: NodePool, source: SlotEndpoint, target: SlotEndpoint, slots: readonly number[], lanes: number): Promise<void> {
   try {
@@ -305,15 +302,28 @@ async function fewestKeysAtTarget(pool: NodePool, target: SlotEndpoint, slots: r
   return slots[best]
 }
 
-/** claimThenHandDown's first half: the target's own claim, in one transaction. */
-async function claimOnTarget(pool: NodePool, target: SlotEndpoint, slots: readonly number[]): Promise<void> {
+/**
+ * claimThenHandDown's first half: the target's own claim, in one transaction.
+ *
+ * With `importingSlot` (a migration's close), the transaction is guarded: ASKING, then inside
+ * it an EXISTS on a key of that slot, which only a master importing the slot serves. Redis 7
+ * runs CLUSTER ADDSLOTS and DELSLOTS on a replica (only SETSLOT refuses), so a target that a
+ * failover in its shard turned into a replica would otherwise own the slots in its own view
+ * while its new primary does not (seen in the fault suite: fix could not give them back). A
+ * replica answers the EXISTS with MOVED (becoming a replica closed its imports), which flags
+ * the transaction (processCommand: flagTransaction), and EXEC runs none of it; one demoted
+ * after the EXISTS was queued fails EXEC's own redirection check the same way (the ASKING
+ * flag lasts through the transaction, redis 7.0 resetClient).
+ */
+async function claimOnTarget(pool: NodePool, target: SlotEndpoint, slots: readonly number[], importingSlot?: number): Promise<void> {
   const claims = slots.flatMap((slot) => [['CLUSTER', 'DELSLOTS', slot], ['CLUSTER', 'ADDSLOTS', slot]])
-  const transaction = [['MULTI'], ['CLUSTER', 'BUMPEPOCH'], ...claims, ['EXEC']]
+  const guard = importingSlot === undefined ? [] : [['EXISTS', `slotctl:claim:{${tagForSlot(importingSlot)}}`]]
+  const transaction = [...(guard.length > 0 ? [['ASKING']] : []), ['MULTI'], ...guard, ['CLUSTER', 'BUMPEPOCH'], ...claims, ['EXEC']]
   const replies = await pipelineCalls(pool, target.address, transaction)
   const [execError, results] = replies[replies.length - 1]
   if (execError || !Array.isArray(results)) throw protocolError(target, 'MULTI/EXEC (CLUSTER BUMPEPOCH, DELSLOTS + ADDSLOTS)', execError ?? new Error('the transaction was not run'), slots[0])
   // a DELSLOTS refused (the slot already unassigned in the target's view) changes nothing; the ADDSLOTS must hold
-  const added = results.slice(1).filter((_, i) => i % 2 === 1)
+  const added = results.slice(1 + guard.length).filter((_, i) => i % 2 === 1)
   const refused = added.findIndex((reply) => reply instanceof Error)
   if (refused !== -1) throw protocolError(target, 'CLUSTER ADDSLOTS', added[refused], slots[refused])
 }
@@ -408,22 +418,21 @@ export async function closeSlots(pool: NodePool, moves: readonly SlotMoveTarget[
   if (empty.length === 0) return outcome
   const targetEpoch = await raiseEpochAbove(pool, target, state.epoch)
   await beforeClaim?.(targetEpoch)
-  if (targetHandsDown) {
-    const herald = await fewestKeysAtTarget(pool, target, empty)
-    const claimed = empty.filter((slot) => slot !== herald)
-    if (claimed.length > 0) await claimOnTarget(pool, target, claimed)
-    // One slot closes the ordinary way for its PONG broadcast, which carries the whole claim
-    // to every node at once (ADDSLOTS broadcasts nothing): a replica of the source that wins
-    // a failover before it heard of the claim would take the slots back with a newer epoch,
-    // and masters that know the claim refuse it their vote. That slot keeps the replica
-    // window claimThenHandDown describes; it is the one with the fewest keys at the target.
-    await takeSlotsOnTarget(pool, source, target, [herald], 1)
-    await tellOthers(pool, source, target, empty, others, lanes)
-    await handDownToReplicas(pool, target, claimed, lanes(target.id))
-  } else {
-    await takeSlotsOnTarget(pool, source, target, empty, lanes(target.id))
-    await tellOthers(pool, source, target, empty, others, lanes)
-  }
+  // The target claims all but one slot in one transaction, and one slot closes the ordinary
+  // way for its PONG broadcast, which carries the whole claim to every node at once (ADDSLOTS
+  // broadcasts nothing). One SETSLOT NODE per slot broadcasts a PONG per slot, and every node
+  // walks all 16384 slots for each: on Redis 7 with replicas that was 18% of the servers' CPU
+  // in a rebalance and 12-15% of its wall time. A replica of the source that wins a failover
+  // before it heard of the claim would take the slots back with a newer epoch; masters that
+  // know the claim refuse it their vote. On Valkey the herald keeps the replica window
+  // claimThenHandDown describes; it is the slot with the fewest keys at the target.
+  const herald = await fewestKeysAtTarget(pool, target, empty)
+  const claimed = empty.filter((slot) => slot !== herald)
+  if (claimed.length > 0) await claimOnTarget(pool, target, claimed, herald)
+  await takeSlotsOnTarget(pool, source, target, [herald], 1)
+  await tellOthers(pool, source, target, empty, others, lanes)
+  // Redis does not replicate SETSLOT: its replicas learn the claim from the target's pings
+  if (targetHandsDown && claimed.length > 0) await handDownToReplicas(pool, target, claimed, lanes(target.id))
   outcome.targetKeys = await verifyClose(pool, source, target, empty)
   outcome.closed = empty
   return outcome
