@@ -17,7 +17,8 @@
  * after `npm run build`. BENCH_REBALANCE_KEYS overrides the key count for a quick try;
  * BENCH_ONLY=slotctl runs slotctl alone and records nothing (for tuning); BENCH_PROFILE=1
  * also prints the CPU seconds slotctl and each redis-server used; BENCH_CPU_PROF=DIR writes
- * a V8 CPU profile of slotctl into DIR.
+ * a V8 CPU profile of slotctl into DIR; BENCH_SLOTCTL_ARGS adds flags to the first slotctl run
+ * (with BENCH_ONLY=slotctl, for trying one).
  */
 import {existsSync, readFileSync} from 'node:fs'
 import {appendFile, mkdtemp, rm} from 'node:fs/promises'
@@ -216,7 +217,8 @@ export default async function benchRebalance() {
   const dir = await mkdtemp(path.join(tmpdir(), 'slotctl-bench-rebalance-'))
   const movedKeys = Math.round(KEYS / 4)
   try {
-    const slotctl = await withCluster(dir, 'slotctl', (c) => runSlotctl(bin, c))
+    const tuning = process.env.BENCH_SLOTCTL_ARGS ? process.env.BENCH_SLOTCTL_ARGS.split(' ') : []
+    const slotctl = await withCluster(dir, 'slotctl', (c) => runSlotctl(bin, c, tuning))
     // slotctl's own measure of the moving phase, without process start-up and planning
     const movingMs = JSON.parse(slotctl.stdout).elapsedMs ?? Number.NaN
     const phases = JSON.parse(slotctl.stdout).phasesMs ?? {}
