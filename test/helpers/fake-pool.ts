@@ -216,8 +216,8 @@ export class FakeCluster {
         return 64
       case 'ASKING':
         return 'OK'
-      case 'EXISTS':
-        return rest.filter((key) => node.data.has(key)).length
+      case 'GET':
+        return node.data.get(rest[0]) ?? null
       case 'PING':
         return 'PONG'
       default:
@@ -361,7 +361,7 @@ class FakeClient {
 
   /**
    * MULTI queues the commands that follow (logged as they arrive) and EXEC runs them. A keyed
-   * command the node would redirect (EXISTS of a slot it neither owns nor imports after
+   * command the node would redirect (GET of a slot it neither owns nor imports after
    * ASKING, or any on a replica) is refused with MOVED and aborts the transaction, as the
    * servers' processCommand does (flagTransaction).
    */
@@ -383,7 +383,7 @@ class FakeClient {
       return queued.map((command) => this.cluster.answer(node, command))
     }
     if (this.queued) {
-      if (name === 'EXISTS' && !this.serves(node, keySlot(words[1]))) {
+      if (name === 'GET' && !this.serves(node, keySlot(words[1]))) {
         this.aborted = true
         return refuse(`MOVED ${keySlot(words[1])} elsewhere`)
       }

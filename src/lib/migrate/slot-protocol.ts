@@ -306,18 +306,19 @@ async function fewestKeysAtTarget(pool: NodePool, target: SlotEndpoint, slots: r
  * claimThenHandDown's first half: the target's own claim, in one transaction.
  *
  * With `importingSlot` (a migration's close), the transaction is guarded: ASKING, then inside
- * it an EXISTS on a key of that slot, which only a master importing the slot serves. Redis 7
+ * it a GET of a key of that slot (GET: the migration's ACL rules have it, not EXISTS), which
+ * only a master importing the slot serves. Redis 7
  * runs CLUSTER ADDSLOTS and DELSLOTS on a replica (only SETSLOT refuses), so a target that a
  * failover in its shard turned into a replica would otherwise own the slots in its own view
  * while its new primary does not (seen in the fault suite: fix could not give them back). A
- * replica answers the EXISTS with MOVED (becoming a replica closed its imports), which flags
+ * replica answers the GET with MOVED (becoming a replica closed its imports), which flags
  * the transaction (processCommand: flagTransaction), and EXEC runs none of it; one demoted
- * after the EXISTS was queued fails EXEC's own redirection check the same way (the ASKING
+ * after the GET was queued fails EXEC's own redirection check the same way (the ASKING
  * flag lasts through the transaction, redis 7.0 resetClient).
  */
 async function claimOnTarget(pool: NodePool, target: SlotEndpoint, slots: readonly number[], importingSlot?: number): Promise<void> {
   const claims = slots.flatMap((slot) => [['CLUSTER', 'DELSLOTS', slot], ['CLUSTER', 'ADDSLOTS', slot]])
-  const guard = importingSlot === undefined ? [] : [['EXISTS', `slotctl:claim:{${tagForSlot(importingSlot)}}`]]
+  const guard = importingSlot === undefined ? [] : [['GET', `slotctl:claim:{${tagForSlot(importingSlot)}}`]]
   const transaction = [...(guard.length > 0 ? [['ASKING']] : []), ['MULTI'], ...guard, ['CLUSTER', 'BUMPEPOCH'], ...claims, ['EXEC']]
   const replies = await pipelineCalls(pool, target.address, transaction)
   const [execError, results] = replies[replies.length - 1]
