@@ -87,6 +87,7 @@ export const PERMISSIONS = {
   // a payload no server accepts: refused after the ACL check (or redirected: allowed)
   restore: permission('RESTORE', '+restore ~*', ['RESTORE', PROBE_KEY, 0, 'not-a-payload']),
   exists: permission('EXISTS', '+exists ~*', ['EXISTS', PROBE_KEY]),
+  get: permission('GET', '+get ~*', ['GET', PROBE_KEY]),
   select: permission('SELECT', '+select', ['SELECT', 0]),
   // WATCH would stay on the connection, DEL and SET would write: only ACL DRYRUN checks them
   watch: permission('WATCH', '+watch ~*', undefined, ['WATCH', PROBE_KEY]),
@@ -110,10 +111,9 @@ export const MIGRATION_SOURCE: readonly Permission[] = [PERMISSIONS.clusterSetsl
 /**
  * A migration target: MIGRATE logs in as the same user and sends SELECT and RESTORE-ASKING;
  * BUSYKEY compares with DUMP; the close counts keys and raises the target's epoch before it
- * claims a slot, and a target that hands SETSLOT to its replicas (Valkey >= 8) claims the
- * slots with DELSLOTS + ADDSLOTS in one MULTI first (slot-protocol.ts).
+ * claims the slots with DELSLOTS + ADDSLOTS in one MULTI guarded by a GET (slot-protocol.ts).
  */
-export const MIGRATION_TARGET: readonly Permission[] = [PERMISSIONS.clusterSetslot, PERMISSIONS.clusterBumpepoch, PERMISSIONS.clusterCountkeysinslot, PERMISSIONS.restoreAsking, PERMISSIONS.select, PERMISSIONS.dump, PERMISSIONS.asking, PERMISSIONS.clusterAddslots, PERMISSIONS.clusterDelslots, PERMISSIONS.multi, PERMISSIONS.exec]
+export const MIGRATION_TARGET: readonly Permission[] = [PERMISSIONS.clusterSetslot, PERMISSIONS.clusterBumpepoch, PERMISSIONS.clusterCountkeysinslot, PERMISSIONS.restoreAsking, PERMISSIONS.select, PERMISSIONS.dump, PERMISSIONS.get, PERMISSIONS.asking, PERMISSIONS.clusterAddslots, PERMISSIONS.clusterDelslots, PERMISSIONS.multi, PERMISSIONS.exec]
 /**
  * Every master is told the new owner of each moved slot; its command table says which way
  * slots can move (server-info.ts); its DBSIZE is compared with the keys of the slots it owns
