@@ -443,7 +443,7 @@ export async function moveKeysDurably(pool: NodePool, moves: readonly SlotMoveTa
     }
     const states = moves.map((move): SlotState => ({aborts: 0, batch: options.pipeline, move, replace: options.replace || Boolean(options.replaceSlots?.has(move.slot)), slow: false}))
     const inSource = migrateAuthArgs(pool.settings).length === 0 && !options.throttle && !onlyKeys && options.pipeline <= IN_SOURCE_MAX_BATCH
-    const mover = new DurableRound(pool, sources, allLanes, targetClient, moves[0], options, durability, outcome, inSource, inSource, onlyKeys)
+    const mover = new DurableRound(pool, sources, allLanes, targetClient, moves[0], options, durability, outcome, inSource, onlyKeys)
     let remaining = states
     while (remaining.length > 0) {
       // a batch that timed out goes alone, key by key, with the longer timeout
@@ -465,6 +465,8 @@ class DurableRound {
   private readonly target: {host: string; port: number; address: string}
   private readonly auth: string[]
   private readonly ledger: QuietLedger
+  /** rounds in the source skip the fingerprints until a client's write is seen (durable-in-source.ts, the quiet path) */
+  private quiet = true
 
   constructor(
     pool: NodePool,
@@ -478,8 +480,6 @@ class DurableRound {
     private readonly outcome: WaveOutcome,
     /** rounds run inside the source (durable-in-source.ts) until the source refuses scripts */
     public inSource: boolean,
-    /** in the source without fingerprints until a client's write is seen (durable-in-source.ts, the quiet path) */
-    private quiet: boolean,
     /** a big key moved alone: these keys of the (single) slot, not a listing of it */
     private readonly onlyKeys?: Buffer[],
   ) {
