@@ -49,8 +49,9 @@ function describeViews(states: Array<{address: string; nodes?: ClusterNode[]; er
       if (!state.nodes) return `${state.address}: unreachable (${state.error})`
       const promoted = state.nodes.find((n) => n.id === step.replicaId)
       const old = state.nodes.find((n) => n.id === step.masterId)
-      // slot counts too: a master that has not claimed every slot yet looks done by role alone
-      const slots = (node: ClusterNode | undefined) => (node && slotCount(node) > 0 ? ` of ${slotCount(node)} slot(s)` : '')
+      // slot counts too: a master that has not claimed every slot yet looks done by role alone;
+      // and config epochs: a view keeps the old master's slots while its epoch is not below the claim's
+      const slots = (node: ClusterNode | undefined) => (node ? `${slotCount(node) > 0 ? ` of ${slotCount(node)} slot(s)` : ''} (epoch ${node.configEpoch})` : '')
       return `${state.address} sees ${step.replicaAddress} as ${promoted?.role ?? 'unknown'}${slots(promoted)}, ${step.masterAddress} as ${old ? (old.failed ? 'failed ' : '') + old.role : 'unknown'}${slots(old)}`
     })
     .join('; ')
