@@ -420,33 +420,37 @@ export async function copyWaitDeleteQuiet(source: Redis, target: Redis, targetAd
   if (toDelete.length === 0) return round
   if (stamps.has('')) return written(round, toDelete)
   round.acked = durability.acks > 0 ? await waitForReplicas(target, targetAddress, toDelete[0].slot, durability) : 0
-  return ledger.serialize(async () => {
-    const expected = ledger.expected(stamps)
-    if (expected === undefined) return written(round, toDelete)
-    const chunks = deleteChunks(toDelete)
-    let stamp = expected
-    for (const [n, chunk] of chunks.entries()) {
-      const reply = (await source.callBuffer('EVALSHA', QUIET_DELETE_SHA, 0, stamp, ...chunk.flatMap((batch) => [batch.slot, batch.count, batch.digest])).catch((error: Error) => error)) as Error | Array<Buffer | number>
-      if (reply instanceof Error) {
-        ledger.broken()
-        for (const batch of chunks.slice(n).flat()) (round.results.get(batch.slot) as InSourceResult).error = reply
-        return round
-      }
-      if (String(reply[0]) !== 'ok') {
-        ledger.broken()
-        return written(round, chunks.slice(n).flat())
-      }
-      ledger.passed(stamp, String(reply[1]))
-      stamp = String(reply[1])
-      const changed = chunk.filter((batch, i) => {
-        const deleted = Number(reply[2 + i])
-        if (deleted >= 0) (round.results.get(batch.slot) as InSourceResult).deleted = deleted
-        return deleted < 0
-      })
-      if (changed.length > 0) return written(round, [...changed, ...chunks.slice(n + 1).flat()])
+  return ledger.serialize(() => deleteQuietRound(source, round, toDelete, stamps, ledger))
+}
+
+/**
+ * The quiet round's deletes, in scripts of at most QUIET_DELETE_MAX_KEYS keys, each started
+ * with the stamp the one before it left; run in the source's order (ledger.serialize).
+ */
+async function deleteQuietRound(source: Redis, round: InSourceRound, toDelete: readonly QuietBatch[], stamps: ReadonlySet<string>, ledger: QuietLedger): Promise<InSourceRound> {
+  const expected = ledger.expected(stamps)
+  if (expected === undefined) return written(round, toDelete)
+  const chunks = deleteChunks(toDelete)
+  let stamp = expected
+  for (const [n, chunk] of chunks.entries()) {
+    const reply = (await source.callBuffer('EVALSHA', QUIET_DELETE_SHA, 0, stamp, ...chunk.flatMap((batch) => [batch.slot, batch.count, batch.digest])).catch((error: Error) => error)) as Error | Array<Buffer | number>
+    if (reply instanceof Error || String(reply[0]) !== 'ok') {
+      // a changed stamp was a write not ours, and a script that failed part-way may have deleted some keys: the chain ends
+      ledger.broken()
+      if (!(reply instanceof Error)) return written(round, chunks.slice(n).flat())
+      for (const batch of chunks.slice(n).flat()) (round.results.get(batch.slot) as InSourceResult).error = reply
+      return round
     }
-    return round
-  })
+    ledger.passed(stamp, String(reply[1]))
+    stamp = String(reply[1])
+    const changed = chunk.filter((batch, i) => {
+      const deleted = Number(reply[2 + i])
+      if (deleted >= 0) (round.results.get(batch.slot) as InSourceResult).deleted = deleted
+      return deleted < 0
+    })
+    if (changed.length > 0) return written(round, [...changed, ...chunks.slice(n + 1).flat()])
+  }
+  return round
 }
 
 /**
