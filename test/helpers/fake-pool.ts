@@ -86,6 +86,7 @@ export class FakeCluster {
   /** commands answered with an error instead of being run: (node name, command text) → message */
   private readonly refusals: Array<(node: string, text: string) => string | undefined> = []
   private readonly unreachable = new Set<string>()
+  private readonly drops: Array<{name: string; pattern: RegExp; nth: number}> = []
 
   constructor(
     readonly server: ServerKind,
@@ -149,6 +150,11 @@ export class FakeCluster {
     this.refusals.push((node, text) => (node === name && pattern.test(text) ? message : undefined))
   }
 
+  /** The node drops the connection at the `nth` command matching, once (Valkey 8 drops its clients as it turns replica). */
+  dropOnce(name: string, pattern: RegExp, nth = 1): void {
+    this.drops.push({name, nth, pattern})
+  }
+
   /** Every connection to the node fails from now on, as to a node that is down. */
   takeDown(name: string): void {
     this.unreachable.add(name)
@@ -190,6 +196,9 @@ export class FakeCluster {
   /** Runs a received command: its reply, or the error reply it gets. */
   answer(node: FakeNode, words: string[]): Value {
     const text = words.map((word) => (/^[0-9a-f]{40}$/.test(word) ? this.nameOf(word) : word)).join(' ')
+    const drop = this.drops.find((rule) => rule.name === node.name && rule.pattern.test(text) && --rule.nth === 0)
+    // thrown, not answered: the whole pipeline fails, as ioredis fails it when the socket closes
+    if (drop) throw new Error('Command aborted due to connection close')
     const refused = this.refusals.map((rule) => rule(node.name, text)).find(Boolean)
     if (refused) return refuse(refused)
     try {

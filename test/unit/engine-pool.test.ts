@@ -135,6 +135,17 @@ describe('slot protocol against a fake pool', () => {
       expect(cluster.markers('target', 3)).to.deep.equal({importing: 'source'})
     })
 
+    it("reads the source's view again on a fresh connection when the source dropped it (Valkey 8 turning replica): the close holds", async () => {
+      const cluster = clusterOf('redis')
+      emptiedAtSource(cluster, {})
+      // the first CLUSTER NODES is the epoch check before the close, the second the verification after it
+      cluster.dropOnce('source', /^CLUSTER NODES$/, 2)
+      const pool = cluster.pool()
+      const outcome = await closeSlots(pool, movesOf(cluster), [cluster.endpoint('other')], undefined, undefined, false)
+      expect(outcome.closed).to.deep.equal(SLOTS)
+      expect((pool as unknown as {forgotten: string[]}).forgotten).to.include(cluster.address('source'))
+    })
+
     it('fails the close with E_VERIFY when the source still claims the slots after it was told', async () => {
       const cluster = clusterOf('redis')
       emptiedAtSource(cluster, {})

@@ -137,8 +137,8 @@ async function refuseUnprotectedRetry(pool: NodePool, node: SlotEndpoint, count:
   })
 }
 
-function throwFirst(replies: Reply[], slots: readonly number[], node: SlotEndpoint, what: string, tolerate?: RegExp): void {
-  const index = replies.findIndex(([error]) => error && !tolerate?.test(error.message))
+function throwFirst(replies: Reply[], slots: readonly number[], node: SlotEndpoint, what: string, tolerate?: (error: Error) => boolean): void {
+  const index = replies.findIndex(([error]) => error && !tolerate?.(error))
   if (index !== -1) throw protocolError(node, what, replies[index][0], slots[Math.min(index, slots.length - 1)])
 }
 
@@ -359,9 +359,15 @@ async function tellOthers(pool: NodePool, source: SlotEndpoint, target: SlotEndp
   // Valkey 8 may also drop the connection as the source turns replica ("Command aborted due
   // to connection close"). Its clients are then dropped and verifyClose reads the source's
   // view on a fresh connection, so a source that is really gone still fails the close there.
+  // The drop can also reach a command queued behind it ("Connection is closed"): any lost
+  // connection is tolerated here, and verifyClose reads the source again on a fresh one.
   const turnedReplica = /only with masters|^UNBLOCKED .*master -> replica|aborted due to connection close/i
+  const tolerated = (error: Error) => turnedReplica.test(error.message) || isConnectionLost(error)
   const atSource = clusterCalls(pool, source, assign, lanes(source.id))
-    .then((replies) => throwFirst(replies, slots, source, 'SETSLOT NODE', turnedReplica))
+    .then((replies) => {
+      if (replies.some(([error]) => error && isConnectionLost(error))) pool.forget(source.address)
+      throwFirst(replies, slots, source, 'SETSLOT NODE', tolerated)
+    })
     .catch((error: unknown) => {
       if (!isConnectionLost(error) && !turnedReplica.test(errorMessage(error))) throw error
       pool.forget(source.address)
@@ -380,12 +386,30 @@ async function ownedInView(pool: NodePool, node: SlotEndpoint, ownerId: string, 
 }
 
 /**
+ * ownedInView, read once more on a fresh connection when the connection was lost. A source
+ * whose last slot another wave of it just gave away turns replica, and Valkey 8 then drops
+ * its clients, this wave's pooled connection among them (seen: a resumed drain failed a wave
+ * that had closed, "unreachable (the connection was lost)"). A source really gone fails the
+ * second read too.
+ */
+async function ownedInViewAfterDrop(pool: NodePool, node: SlotEndpoint, ownerId: string, slots: readonly number[]): Promise<Set<number>> {
+  try {
+    return await ownedInView(pool, node, ownerId, slots)
+  } catch (error) {
+    const dropped = isConnectionLost(error) || (error instanceof SlotctlError && error.code === 'E_UNREACHABLE')
+    if (!dropped) throw error
+    pool.forget(node.address)
+    return ownedInView(pool, node, ownerId, slots)
+  }
+}
+
+/**
  * Reads back what a close did: the target's and the source's own views must give every
  * slot to the target (throws E_VERIFY naming the slots otherwise). Returns the keys the
  * target holds in each slot.
  */
 export async function verifyClose(pool: NodePool, source: SlotEndpoint, target: SlotEndpoint, slots: readonly number[]): Promise<Map<number, number>> {
-  const [atTarget, atSource] = await Promise.all([ownedInView(pool, target, target.id, slots), ownedInView(pool, source, target.id, slots)])
+  const [atTarget, atSource] = await Promise.all([ownedInView(pool, target, target.id, slots), ownedInViewAfterDrop(pool, source, target.id, slots)])
   const wrong = slots.filter((slot) => !atTarget.has(slot) || !atSource.has(slot))
   if (wrong.length > 0) {
     const where = [...(slots.some((slot) => !atTarget.has(slot)) ? [`${target.address} (target)`] : []), ...(slots.some((slot) => !atSource.has(slot)) ? [`${source.address} (source)`] : [])]
