@@ -514,3 +514,8 @@ class FakePool {
 
   async closeAll(): Promise<void> {}
 }
+
+/** The log lines of a claim transaction on `node` (slot-protocol.ts claimOnTarget): BUMPEPOCH, then DELSLOTS + ADDSLOTS per slot. */
+export function claimLines(node: string, slots: readonly number[]): string[] {
+  return [`${node} MULTI`, `${node} CLUSTER BUMPEPOCH`, ...slots.flatMap((slot) => [`${node} CLUSTER DELSLOTS ${slot}`, `${node} CLUSTER ADDSLOTS ${slot}`]), `${node} EXEC`]
+}

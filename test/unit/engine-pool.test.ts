@@ -16,7 +16,7 @@ import type {Journal, JournalState} from '../../src/lib/migrate/journal.js'
 import {type EngineSettings, type PreparedRun, type RunContext, type RunEvent, executeRun, refuseStalePlan} from '../../src/lib/migrate/run.js'
 import {type SlotMoveTarget, closeSlots, openSlots} from '../../src/lib/migrate/slot-protocol.js'
 import type {MigrationPlan, SlotMove} from '../../src/lib/plan/types.js'
-import {FakeCluster, type ServerKind} from '../helpers/fake-pool.js'
+import {FakeCluster, type ServerKind, claimLines} from '../helpers/fake-pool.js'
 
 const SLOTS = [1, 2, 3]
 
@@ -87,13 +87,7 @@ describe('slot protocol against a fake pool', () => {
       const sent = changes(cluster)
       expect(sent.slice(0, 9)).to.deep.equal([
         'target CLUSTER BUMPEPOCH',
-        'target MULTI',
-        'target CLUSTER BUMPEPOCH',
-        'target CLUSTER DELSLOTS 1',
-        'target CLUSTER ADDSLOTS 1',
-        'target CLUSTER DELSLOTS 2',
-        'target CLUSTER ADDSLOTS 2',
-        'target EXEC',
+        ...claimLines('target', [1, 2]),
         'target CLUSTER SETSLOT 3 NODE target',
       ])
       // Redis replicas learn the claim from the target's pings: no SETSLOT NODE for the claimed slots
@@ -168,13 +162,7 @@ describe('slot protocol against a fake pool', () => {
       const sent = changes(cluster)
       expect(sent.slice(0, 9)).to.deep.equal([
         'target CLUSTER BUMPEPOCH',
-        'target MULTI',
-        'target CLUSTER BUMPEPOCH',
-        'target CLUSTER DELSLOTS 1',
-        'target CLUSTER ADDSLOTS 1',
-        'target CLUSTER DELSLOTS 3',
-        'target CLUSTER ADDSLOTS 3',
-        'target EXEC',
+        ...claimLines('target', [1, 3]),
         'target CLUSTER SETSLOT 2 NODE target',
       ])
       expect([...sent.slice(9, 15)].sort()).to.deep.equal(SLOTS.flatMap((slot) => [`other CLUSTER SETSLOT ${slot} NODE target`, `source CLUSTER SETSLOT ${slot} NODE target`]).sort())

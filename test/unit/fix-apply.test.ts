@@ -10,7 +10,7 @@ import {expect} from 'chai'
 import {type FixApplyOptions, applyFixes} from '../../src/lib/fix/apply.js'
 import {tagForSlot} from '../../src/lib/migrate/durable.js'
 import {type MasterEvidence, type SlotEvidence, type SlotFix, planFix} from '../../src/lib/plan/fix.js'
-import {FakeCluster, type ServerKind, fakeId} from '../helpers/fake-pool.js'
+import {FakeCluster, type ServerKind, claimLines, fakeId} from '../helpers/fake-pool.js'
 
 const MASTERS = ['source', 'target', 'other']
 const OPTIONS: FixApplyOptions = {parallel: 4, pipeline: 10, replace: false, settleTimeoutMs: 1000, timeoutMs: 1000}
@@ -116,13 +116,7 @@ describe('fix: applyFixes against a fake pool', () => {
     expect(outcome).to.deep.equal({failures: [], fixedSlots: [1, 2], keysMoved: 0, skippedSlots: []})
     expect(cluster.sent(/SETSLOT|BUMPEPOCH|ADDSLOTS|DELSLOTS|MULTI|EXEC/)).to.deep.equal([
       'target CLUSTER BUMPEPOCH',
-      'target MULTI',
-      'target CLUSTER BUMPEPOCH',
-      'target CLUSTER DELSLOTS 1',
-      'target CLUSTER ADDSLOTS 1',
-      'target CLUSTER DELSLOTS 2',
-      'target CLUSTER ADDSLOTS 2',
-      'target EXEC',
+      ...claimLines('target', [1, 2]),
       'target CLUSTER SETSLOT 1 NODE target',
       'target CLUSTER SETSLOT 2 NODE target',
       'source CLUSTER SETSLOT 1 NODE target',
