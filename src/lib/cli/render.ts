@@ -8,6 +8,7 @@ import {formatSlots} from '../core/slots.js'
 import {formatDuration} from '../core/units.js'
 import type {MigrationPlan} from '../plan/types.js'
 import type {Phase, PhaseTimes} from '../phases.js'
+import {compareNatural} from '../core/compare.js'
 
 export interface ColourDecision {
   noColorFlag?: boolean
@@ -212,7 +213,7 @@ export function renderIssues(heading: string, tag: 'ERR' | 'WARN', issues: reado
       if (done.has(item.code)) continue
       done.add(item.code)
       const prefix = `  [${tag}] ${same.length} ${summary}: `
-      const names = same.map((other) => other.nodes?.[0]?.address || other.nodes?.[0]?.id.slice(0, 8) || other.message).sort((a, b) => a.localeCompare(b, 'en', {numeric: true}))
+      const names = same.map((other) => other.nodes?.[0]?.address || other.nodes?.[0]?.id.slice(0, 8) || other.message).sort(compareNatural)
       lines.push(`  ${colour(`[${tag}]`)} ${same.length} ${summary}: ${fitList(names, (terminalWidth() ?? 120) - prefix.length)}`, `    hint: --verbose lists each one with its next step`)
       continue
     }

@@ -9,6 +9,7 @@ import {Chalk, type ChalkInstance} from 'chalk'
 import {SLOT_COUNT, type SlotRange, countSlots, toRanges} from '../core/slots.js'
 import type {ClusterNode} from '../cluster/topology.js'
 import {displayWidth} from './render.js'
+import {compareNatural, compareText} from '../core/compare.js'
 
 export interface SlotMapOwner {
   /** the cell mark: A-Z, then a-z, then 0-9; '#' beyond 62 masters */
@@ -49,7 +50,7 @@ function ownerLetter(index: number): string {
 /** Masters ordered by their first slot (slotless ones last, by address): the order of their letters. */
 function mapOrder(a: ClusterNode, b: ClusterNode): number {
   const first = (node: ClusterNode) => node.slots[0]?.[0] ?? SLOT_COUNT
-  return first(a) - first(b) || a.address.localeCompare(b.address, 'en', {numeric: true})
+  return first(a) - first(b) || compareNatural(a.address, b.address)
 }
 
 /** The map's data from one view of the nodes (a snapshot's nodes: each reachable node's own slots and open slots). */
@@ -69,7 +70,7 @@ export function buildSlotMap(nodes: readonly ClusterNode[]): SlotMapData {
       for (const [slot, peerId] of Object.entries(node[state])) open.push({address: node.address, id: node.id, peerId, slot: Number(slot), state})
     }
   }
-  open.sort((a, b) => a.slot - b.slot || a.state.localeCompare(b.state))
+  open.sort((a, b) => a.slot - b.slot || compareText(a.state, b.state))
   return {
     conflicts: toRanges(conflicts),
     open,

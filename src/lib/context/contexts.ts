@@ -13,6 +13,7 @@ import {parseAddress} from '../cluster/address.js'
 import {SlotctlError, usageError} from '../core/errors.js'
 import {ensurePrivateDirSync, readErrorText, readRegularFileSync, writeOutputFile} from '../files.js'
 import {hasUrlPassword} from '../secrets.js'
+import {compareText} from '../core/compare.js'
 
 export type PasswordSource = {askpass: true} | {env: string} | {file: string}
 
@@ -148,7 +149,7 @@ export async function writeContexts(contexts: ContextsFile, file = contextsFileP
   ensurePrivateDirSync(path.dirname(file))
   const ordered: ContextsFile = {
     ...(contexts.current === undefined ? {} : {current: contexts.current}),
-    contexts: Object.fromEntries(Object.entries(contexts.contexts).sort(([a], [b]) => a.localeCompare(b))),
+    contexts: Object.fromEntries(Object.entries(contexts.contexts).sort(([a], [b]) => compareText(a, b))),
   }
   await writeOutputFile(file, `${JSON.stringify(ordered, null, 2)}\n`, {overwrite: true})
 }
@@ -211,6 +212,6 @@ export interface ContextView extends Omit<ClusterContext, 'password'> {
 
 export function contextViews(contexts: ContextsFile): ContextView[] {
   return Object.entries(contexts.contexts)
-    .sort(([a], [b]) => a.localeCompare(b))
+    .sort(([a], [b]) => compareText(a, b))
     .map(([name, {password, ...settings}]) => ({name, ...settings, current: contexts.current === name, passwordSource: password ?? null}))
 }

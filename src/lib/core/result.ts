@@ -5,6 +5,7 @@
  * {code, message}, and every result carries status and schemaVersion.
  */
 import {type SlotRange, countSlots, toRanges} from './slots.js'
+import {compareNatural} from './compare.js'
 
 /** Bumped only when a field changes meaning or disappears; new fields keep the version. */
 export const SCHEMA_VERSION = 1
@@ -68,7 +69,7 @@ export function issue(code: string, message: string, extra: Omit<Issue, 'code' |
 
 /** host:port order with numeric parts compared as numbers (…:7002 before …:7010). */
 export function compareAddresses(a: string, b: string): number {
-  return a.localeCompare(b, 'en', {numeric: true})
+  return compareNatural(a, b)
 }
 
 export function byAddress<T extends {address: string}>(a: T, b: T): number {

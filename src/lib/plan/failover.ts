@@ -1,6 +1,7 @@
 import {usageError, failure} from '../core/errors.js'
 import type {SlotRange} from '../core/slots.js'
 import {type ClusterNode, replicasOf, shortId, slotCount} from '../cluster/topology.js'
+import {compareNatural} from '../core/compare.js'
 
 /** What INFO replication says about one replica, read by the caller (planners do no I/O). */
 export interface ReplicaHealth {
@@ -66,7 +67,7 @@ export function rankReplicas(master: ClusterNode, nodes: readonly ClusterNode[],
       Number(b.eligible) - Number(a.eligible) ||
       (a.lag ?? Number.MAX_SAFE_INTEGER) - (b.lag ?? Number.MAX_SAFE_INTEGER) ||
       Number(a.sameHost) - Number(b.sameHost) ||
-      a.address.localeCompare(b.address),
+      compareNatural(a.address, b.address),
   )
 }
 

@@ -5,6 +5,7 @@
  * Every decision moves keys into one node and never deletes any, so a wrong guess costs a
  * move, not data.
  */
+import {compareText} from '../core/compare.js'
 
 export interface MasterEvidence {
   id: string
@@ -121,18 +122,18 @@ export function classifySlot(slot: SlotEvidence, live: ReadonlySet<string>): Slo
 function rollForwardTarget(slot: SlotEvidence, live: ReadonlySet<string>): string | undefined {
   const targets = new Set([...Object.values(slot.migrating), ...Object.keys(slot.importing)].filter((id) => live.has(id)))
   const started = [...targets].filter((id) => keysOn(slot, id) > 0 || slot.claimants.includes(id) || slot.intendedTarget === id)
-  return started.sort((a, b) => keysOn(slot, b) - keysOn(slot, a) || a.localeCompare(b))[0]
+  return started.sort((a, b) => keysOn(slot, b) - keysOn(slot, a) || compareText(a, b))[0]
 }
 
 /** Among several claimants, the one holding most keys keeps the slot; then the one most masters name. */
 function pickClaimant(slot: SlotEvidence, claimants: readonly string[]): string {
   const votes = (id: string) => Object.values(slot.viewOwner).filter((seen) => seen === id).length
-  return [...claimants].sort((a, b) => keysOn(slot, b) - keysOn(slot, a) || votes(b) - votes(a) || a.localeCompare(b))[0]
+  return [...claimants].sort((a, b) => keysOn(slot, b) - keysOn(slot, a) || votes(b) - votes(a) || compareText(a, b))[0]
 }
 
 function mostKeys(slot: SlotEvidence, live: ReadonlySet<string>): string | undefined {
   const holders = Object.keys(slot.keys).filter((id) => live.has(id) && keysOn(slot, id) > 0)
-  return holders.sort((a, b) => keysOn(slot, b) - keysOn(slot, a) || a.localeCompare(b))[0]
+  return holders.sort((a, b) => keysOn(slot, b) - keysOn(slot, a) || compareText(a, b))[0]
 }
 
 /**
@@ -146,11 +147,11 @@ class Spreader {
     const counts = new Map(masters.filter((master) => master.live).map((master) => [master.id, master.slotCount]))
     const quota = new Map([...counts.keys()].map((id) => [id, 0]))
     for (let i = 0; i < emptySlots && counts.size > 0; i++) {
-      const [id] = [...counts.entries()].sort((a, b) => a[1] - b[1] || a[0].localeCompare(b[0]))[0]
+      const [id] = [...counts.entries()].sort((a, b) => a[1] - b[1] || compareText(a[0], b[0]))[0]
       counts.set(id, (counts.get(id) ?? 0) + 1)
       quota.set(id, (quota.get(id) ?? 0) + 1)
     }
-    this.quotas = [...quota.entries()].filter(([, n]) => n > 0).sort((a, b) => a[0].localeCompare(b[0]))
+    this.quotas = [...quota.entries()].filter(([, n]) => n > 0).sort((a, b) => compareText(a[0], b[0]))
   }
 
   next(): string | undefined {

@@ -4,6 +4,7 @@
  * then another zone), then the master with the fewest replicas.
  */
 import {type ClusterNode, slotCount} from '../cluster/topology.js'
+import {compareText} from '../core/compare.js'
 
 /** Zone of a node, when the operator told us (by address or host). */
 export type ZoneOf = (node: Pick<ClusterNode, 'address' | 'host'>) => string | undefined
@@ -62,7 +63,7 @@ export function chooseMasterFor(spot: ReplicaSpot, nodes: readonly ClusterNode[]
     const siblings = (groups.get(master.id) ?? []).map((node) => ({host: node.host, zone: zoneOf(node)}))
     return {key: rank(master, spot, siblings, zoneOf), master}
   })
-  ranked.sort((a, b) => compareKeys(a.key, b.key) || a.master.id.localeCompare(b.master.id))
+  ranked.sort((a, b) => compareKeys(a.key, b.key) || compareText(a.master.id, b.master.id))
   return ranked[0]?.master
 }
 

@@ -7,6 +7,7 @@ import {usageError} from '../core/errors.js'
 import {SLOT_COUNT, expandRanges} from '../core/slots.js'
 import {type ClusterNode, slotCount as countSlotsOf} from '../cluster/topology.js'
 import {type MigrationPlan, type SlotMove, movedNodeIds} from './types.js'
+import {compareText} from '../core/compare.js'
 
 export interface ReshardRequest {
   /** Source node ids, or 'all' for every master but the target. */
@@ -66,7 +67,7 @@ export function planReshard(masters: readonly ClusterNode[], request: ReshardReq
     const sources = fromIds
       .map((id) => byId.get(id) ?? (() => { throw usageError(`source ${id} is not a master of this cluster`) })())
       .filter((node) => (owned.get(node.id) as number) > 0)
-      .sort((a, b) => (owned.get(b.id) as number) - (owned.get(a.id) as number) || a.id.localeCompare(b.id))
+      .sort((a, b) => (owned.get(b.id) as number) - (owned.get(a.id) as number) || compareText(a.id, b.id))
     const available = sources.reduce((sum, node) => sum + (owned.get(node.id) as number), 0)
     if (wanted > available) throw usageError(`the sources own only ${available} slots, fewer than the ${wanted} asked for`)
     const counts = shares(sources, wanted)

@@ -19,6 +19,7 @@ import {MANIFEST_FILE, type Manifest, type ManifestFile, NODES_FILE, type NodesF
 import {fetchRdb} from './rdb-fetch.js'
 import {withRdbServer} from './rdb-server.js'
 import {keyspaceOf, serverVersionOf} from './source.js'
+import {compareNatural} from '../core/compare.js'
 
 export interface BackupSource {
   master: ClusterNode
@@ -79,7 +80,7 @@ export async function chooseSources(pool: NodePool, snapshot: ClusterSnapshot, f
     if (!fromReplicas) return {from: master, master}
     const candidates = replicasOf(snapshot.nodes, master.id)
       .filter((replica) => replica.address && !replica.failed && !replica.suspectedFailed && snapshot.views[replica.id]?.reachable)
-      .sort((a, b) => a.address.localeCompare(b.address))
+      .sort((a, b) => compareNatural(a.address, b.address))
     for (const replica of candidates) if (await linkUp(pool, replica)) return {from: replica, master}
     warnings.push({code: 'NO_HEALTHY_REPLICA', message: `master ${master.address} has no healthy replica: its file is taken from the master itself`, nodes: [ref(master)]})
     return {from: master, master}
