@@ -13,6 +13,7 @@
  * is answered "unknown command", so a command the model lacks shows up as a failure.
  */
 import {DEFAULT_CONNECTION, type NodePool, type Reply} from '../../src/lib/cluster/connection.js'
+import type {EncodedBatch} from '../../src/lib/cluster/raw-pipeline.js'
 import {SlotctlError} from '../../src/lib/core/errors.js'
 import {keySlot, toRanges} from '../../src/lib/core/slots.js'
 import {tagForSlot} from '../../src/lib/migrate/durable.js'
@@ -493,9 +494,10 @@ class FakePool {
     return read(await this.client(address))
   }
 
-  async readMany(address: string, commands: ReadonlyArray<ReadonlyArray<number | string>>): Promise<Reply[]> {
+  async readMany(address: string, batch: EncodedBatch | ReadonlyArray<ReadonlyArray<number | string>>): Promise<Reply[]> {
     const pipeline = (await this.client(address)).pipeline()
-    for (const command of commands) pipeline.call(...command)
+    // the commands an encoded batch stands for: the fake reads words, not RESP
+    for (const command of 'bytes' in batch ? batch.commands() : batch) pipeline.call(...command)
     return pipeline.exec()
   }
 

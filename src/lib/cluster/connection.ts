@@ -8,7 +8,7 @@ import {type ConnectionOptions as TlsOptions, connect as connectTls, createSecur
 import {Redis, type RedisOptions} from 'ioredis'
 
 import {type NodeAddress, formatAddress, splitAddress} from './address.js'
-import {RawReadTimeout, rawPipeline} from './raw-pipeline.js'
+import {type EncodedBatch, RawReadTimeout, encodedBatch, rawPipeline} from './raw-pipeline.js'
 import {SlotctlError, errorMessage, isConnectionLost, nodeFailure, usageError} from '../core/errors.js'
 import {readRegularFileSync} from '../files.js'
 
@@ -272,21 +272,23 @@ export class NodePool {
    * short ones, and any batch the raw connection cannot deliver except by missing the
    * deadline, over the node's pooled client.
    */
-  async readMany(address: string, commands: ReadonlyArray<ReadonlyArray<number | string>>): Promise<Reply[]> {
+  async readMany(address: string, batch: EncodedBatch | ReadonlyArray<ReadonlyArray<number | string>>): Promise<Reply[]> {
     const target = splitAddress(address)
     const key = formatAddress(target)
+    const size = 'bytes' in batch ? batch.count : batch.length
     // connects (or reports why it cannot) as every other read does, and checks the hung list
     await this.client(address)
-    if (commands.length >= RAW_PIPELINE_MIN) {
+    if (size >= RAW_PIPELINE_MIN) {
       const options = redisOptionsFor(target, this.settings)
       const raw = {connectTimeoutMs: this.settings.connectTimeoutMs, host: target.host, password: options.password, port: target.port, readTimeoutMs: this.readTimeoutMs, tls: options.tls, username: options.username}
       try {
-        return await rawPipeline(raw, commands, (socket) => this.trackRaw(socket))
+        return await rawPipeline(raw, 'bytes' in batch ? batch : encodedBatch(batch), (socket) => this.trackRaw(socket))
       } catch (error) {
         if (error instanceof RawReadTimeout) throw this.markHung(key)
         if (this.closed) throw error
       }
     }
+    const commands = 'bytes' in batch ? batch.commands() : batch
     return (await this.read(address, (client) => {
       const pipeline = client.pipeline()
       for (const [name, ...args] of commands) pipeline.call(String(name), ...args)

@@ -12,6 +12,8 @@
 import {connect as connectTcp} from 'node:net'
 import {type ConnectionOptions as TlsOptions, connect as connectTls} from 'node:tls'
 
+import {SLOT_COUNT, type SlotRange, expandRanges, isValidSlot} from '../core/slots.js'
+
 export type RawReply = [Error | null, unknown]
 
 export interface RawTarget {
@@ -31,30 +33,137 @@ export class RawReadTimeout extends Error {}
 /** A reply the server sent as an error (-ERR ..., -NOPERM ...), as ioredis reports them. */
 export class RawReplyError extends Error {}
 
-const CRLF = '\r\n'
+const CR = 0x0d
+const LF = 0x0a
 
-/** RESP for a batch of commands. Batches repeat their words (CLUSTER, COUNTKEYSINSLOT): each is encoded once. */
-export function encodeCommands(commands: ReadonlyArray<ReadonlyArray<number | string>>): string {
-  const encoded = new Map<string, string>()
-  const bulk = (arg: number | string): string => {
-    if (typeof arg === 'number' && Number.isInteger(arg)) {
-      const digits = String(arg)
-      return `$${digits.length}${CRLF}${digits}${CRLF}`
-    }
+/**
+ * RESP for a batch of commands, as bytes. Batches repeat their words (CLUSTER,
+ * COUNTKEYSINSLOT): each is encoded once, and whole-number arguments (slots) are written
+ * digit by digit. This runs cold, in the interpreter, at every check: building one string of
+ * 16,384 commands and having the socket convert it cost ~25 ms of CPU; this, a few.
+ */
+export function encodeCommands(commands: Commands): Buffer {
+  const words = new Map<string, Buffer>()
+  const word = (arg: number | string): Buffer => {
     const value = String(arg)
-    let text = encoded.get(value)
-    if (text === undefined) {
-      text = `$${Buffer.byteLength(value)}${CRLF}${value}${CRLF}`
-      encoded.set(value, text)
+    let encoded = words.get(value)
+    if (encoded === undefined) {
+      encoded = Buffer.from(`$${Buffer.byteLength(value)}\r\n${value}\r\n`)
+      words.set(value, encoded)
     }
-    return text
+    return encoded
   }
-  const parts: string[] = []
+  let size = 0
   for (const command of commands) {
-    parts.push(`*${command.length}${CRLF}`)
-    for (const arg of command) parts.push(bulk(arg))
+    size += 3 + digitCount(command.length)
+    for (const arg of command) size += isCount(arg) ? 5 + digitCount(digitCount(arg)) + digitCount(arg) : word(arg).length
   }
-  return parts.join('')
+  const out = Buffer.allocUnsafe(size)
+  let at = 0
+  for (const command of commands) {
+    out[at++] = 0x2a // *
+    at = writeDigits(out, at, command.length)
+    for (const arg of command) {
+      if (isCount(arg)) {
+        out[at++] = 0x24 // $
+        at = writeDigits(out, at, digitCount(arg))
+        at = writeDigits(out, at, arg)
+      } else {
+        const encoded = word(arg)
+        encoded.copy(out, at)
+        at += encoded.length
+      }
+    }
+  }
+  return out
+}
+
+type Commands = ReadonlyArray<ReadonlyArray<number | string>>
+
+/** A batch of commands already in RESP, with the same commands as words for a client that is not raw. */
+export interface EncodedBatch {
+  readonly bytes: Buffer
+  readonly count: number
+  commands(): Commands
+}
+
+export function encodedBatch(commands: Commands): EncodedBatch {
+  return {bytes: encodeCommands(commands), commands: () => commands, count: commands.length}
+}
+
+let countKeysTable: {bytes: Buffer; offsets: Int32Array} | undefined
+
+const COUNT_KEYS_PREFIX = '*3\r\n$7\r\nCLUSTER\r\n$15\r\nCOUNTKEYSINSLOT\r\n'
+
+/**
+ * CLUSTER COUNTKEYSINSLOT of every slot in slot order, encoded once per process, and where
+ * each slot's command starts. Slots with as many digits share a length: their commands are
+ * one pattern repeated (Buffer.fill), then each slot's digits are written in.
+ */
+function allCountKeysCommands(): {bytes: Buffer; offsets: Int32Array} {
+  if (countKeysTable) return countKeysTable
+  const offsets = new Int32Array(SLOT_COUNT + 1)
+  const groups: Array<{digits: number; first: number; end: number; pattern: string}> = []
+  for (let digits = 1, first = 0; first < SLOT_COUNT; digits++, first = first * 10 || 10) {
+    const end = Math.min(SLOT_COUNT, first === 0 ? 10 : first * 10)
+    groups.push({digits, end, first, pattern: `${COUNT_KEYS_PREFIX}$${digits}\r\n${'0'.repeat(digits)}\r\n`})
+  }
+  const size = groups.reduce((sum, group) => sum + (group.end - group.first) * group.pattern.length, 0)
+  const bytes = Buffer.alloc(size)
+  let at = 0
+  for (const {digits, end, first, pattern} of groups) {
+    bytes.fill(pattern, at, at + (end - first) * pattern.length, 'latin1')
+    const digitsAt = pattern.length - 2 - digits
+    for (let slot = first; slot < end; slot++, at += pattern.length) {
+      offsets[slot] = at
+      for (let i = digits - 1, rest = slot; i >= 0; i--, rest = Math.floor(rest / 10)) bytes[at + digitsAt + i] = 0x30 + (rest % 10)
+    }
+  }
+  offsets[SLOT_COUNT] = at
+  countKeysTable = {bytes, offsets}
+  return countKeysTable
+}
+
+/**
+ * `before` (a few commands, such as INFO keyspace), then CLUSTER COUNTKEYSINSLOT of each slot
+ * of `ranges`, in order: each range is one copy out of a table of all 16,384 commands, so a
+ * check's 16,384 counts cost a few copies, not a loop per command in code that runs once per
+ * process, uncompiled.
+ */
+export function countKeysBatch(ranges: readonly SlotRange[], before: Commands = []): EncodedBatch {
+  const {bytes, offsets} = allCountKeysCommands()
+  const parts = [encodeCommands(before)]
+  let count = before.length
+  for (const [first, last] of ranges) {
+    if (!isValidSlot(first) || !isValidSlot(last) || last < first) throw new RangeError(`not a slot range: ${first}-${last}`)
+    parts.push(bytes.subarray(offsets[first], offsets[last + 1]))
+    count += last - first + 1
+  }
+  return {bytes: Buffer.concat(parts), commands: () => [...before, ...expandRanges(ranges).map((slot) => ['CLUSTER', 'COUNTKEYSINSLOT', slot])], count}
+}
+
+/** A whole number, written without making a string. */
+function isCount(arg: number | string): arg is number {
+  return typeof arg === 'number' && Number.isSafeInteger(arg) && arg >= 0
+}
+
+function digitCount(value: number): number {
+  let digits = 1
+  for (let rest = value; rest >= 10; rest = Math.floor(rest / 10)) digits++
+  return digits
+}
+
+/** `value`'s digits and CRLF at `at`; returns the offset after them. */
+function writeDigits(out: Buffer, at: number, value: number): number {
+  const end = at + digitCount(value)
+  let rest = value
+  for (let i = end - 1; i >= at; i--) {
+    out[i] = 0x30 + (rest % 10)
+    rest = Math.floor(rest / 10)
+  }
+  out[end] = CR
+  out[end + 1] = LF
+  return end + 2
 }
 
 type Parsed = {end: number; value: unknown} | undefined
@@ -108,6 +217,17 @@ export function parseReply(buffer: Buffer, start: number): Parsed {
   }
 }
 
+/** Where the CR of a complete line of 1–15 digits from `from` is, or -1 (anything else, or not all there yet). */
+function integerLineEnd(buffer: Buffer, from: number): number {
+  const limit = Math.min(buffer.length - 1, from + 15)
+  for (let i = from; i < limit; i++) {
+    const byte = buffer[i]
+    if (byte === CR) return i > from && buffer[i + 1] === LF ? i : -1
+    if (byte < 0x30 || byte > 0x39) return -1
+  }
+  return -1
+}
+
 function smallInteger(buffer: Buffer, from: number, to: number): number | undefined {
   let value = 0
   for (let i = from; i < to; i++) {
@@ -119,32 +239,40 @@ function smallInteger(buffer: Buffer, from: number, to: number): number | undefi
 }
 
 /** Reads replies as they arrive, however the stream splits them. */
-class ReplyReader {
+export class ReplyReader {
   private pending: Buffer = Buffer.alloc(0)
   readonly replies: unknown[] = []
 
   push(chunk: Buffer): void {
     const buffer = this.pending.length === 0 ? chunk : Buffer.concat([this.pending, chunk])
     let at = 0
-    for (let reply = parseReply(buffer, at); reply; reply = parseReply(buffer, at)) {
+    while (at < buffer.length) {
+      // a long batch's replies are small integers: read here, without an object per reply
+      const end = buffer[at] === 0x3a ? integerLineEnd(buffer, at + 1) : -1
+      if (end > 0) {
+        this.replies.push(smallInteger(buffer, at + 1, end) as number)
+        at = end + 2
+        continue
+      }
+      const reply = parseReply(buffer, at)
+      if (!reply) break
       this.replies.push(reply.value)
       at = reply.end
-      if (at === buffer.length) break
     }
     this.pending = buffer.subarray(at)
   }
 }
 
 /**
- * Sends AUTH (when there is a password) and `commands` in one write, and returns each
+ * Sends AUTH (when there is a password) and the batch in one write, and returns each
  * command's [error, value] in order. Rejects when the connection fails, AUTH is refused, or
  * the replies miss the read deadline (RawReadTimeout). `track` learns the socket, so that
  * the pool can destroy it if it closes meanwhile.
  */
-export function rawPipeline(target: RawTarget, commands: ReadonlyArray<ReadonlyArray<number | string>>, track?: (socket: {destroy(): void}) => () => void): Promise<RawReply[]> {
+export function rawPipeline(target: RawTarget, batch: EncodedBatch, track?: (socket: {destroy(): void}) => () => void): Promise<RawReply[]> {
   const auth = target.password === undefined ? [] : [target.username ? ['AUTH', target.username, target.password] : ['AUTH', target.password]]
-  const request = encodeCommands([...auth, ...commands])
-  const expected = auth.length + commands.length
+  const request = auth.length === 0 ? batch.bytes : Buffer.concat([encodeCommands(auth), batch.bytes])
+  const expected = auth.length + batch.count
   return new Promise((resolve, reject) => {
     const reader = new ReplyReader()
     const options = {host: target.host, port: target.port}

@@ -11,8 +11,9 @@
  */
 import {NODE_PARALLELISM, type NodePool, mapLimit} from './connection.js'
 import {SlotctlError, errorMessage} from '../core/errors.js'
-import {SLOT_COUNT, type SlotRange, expandRanges} from '../core/slots.js'
+import {SLOT_COUNT, type SlotRange, expandRanges, runsInOrder} from '../core/slots.js'
 import {readServerFeatures} from './server-info.js'
+import {countKeysBatch} from './raw-pipeline.js'
 import {parseInfo} from './topology.js'
 
 export interface SlotStatsMaster {
@@ -24,7 +25,7 @@ export interface SlotStatsMaster {
 /** COUNTKEYSINSLOT of each slot on one node, in order, in one batch within the read deadline. */
 export async function countKeysInSlots(pool: NodePool, address: string, slots: readonly number[]): Promise<number[]> {
   if (slots.length === 0) return []
-  const replies = await pool.readMany(address, slots.map((slot) => ['CLUSTER', 'COUNTKEYSINSLOT', slot]))
+  const replies = await pool.readMany(address, countKeysBatch(runsInOrder(slots)))
   return replies.map(([error, value]) => {
     if (error) throw new SlotctlError(`${address} answered CLUSTER COUNTKEYSINSLOT with: ${error.message}`, {code: 'E_PROTOCOL'})
     return Number(value)

@@ -68,6 +68,17 @@ export function mergeRanges(ranges: SlotRange[]): SlotRange[] {
   return merged
 }
 
+/** Runs of consecutive slots, in the order given (not sorted, duplicates kept): [5, 6, 7, 2, 3] → 5-7, 2-3. */
+export function runsInOrder(slots: readonly number[]): SlotRange[] {
+  const runs: SlotRange[] = []
+  let run: SlotRange | undefined
+  for (const slot of slots) {
+    if (run && slot === run[1] + 1) run[1] = slot
+    else runs.push((run = [slot, slot]))
+  }
+  return runs
+}
+
 export function expandRanges(ranges: readonly SlotRange[]): number[] {
   const slots: number[] = []
   for (const [start, end] of ranges) for (let s = start; s <= end; s++) slots.push(s)
