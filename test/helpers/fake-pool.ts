@@ -518,6 +518,7 @@ class FakePool {
 }
 
 /** The log lines of a claim transaction on `node` (slot-protocol.ts claimOnTarget): BUMPEPOCH, then DELSLOTS + ADDSLOTS per slot. */
-export function claimLines(node: string, slots: readonly number[]): string[] {
-  return [`${node} MULTI`, `${node} CLUSTER BUMPEPOCH`, ...slots.flatMap((slot) => [`${node} CLUSTER DELSLOTS ${slot}`, `${node} CLUSTER ADDSLOTS ${slot}`]), `${node} EXEC`]
+export function claimLines(node: string, slots: readonly number[], heraldInside?: {slot: number; targetName: string}): string[] {
+  const herald = heraldInside ? [`${node} CLUSTER SETSLOT ${heraldInside.slot} NODE ${heraldInside.targetName}`] : []
+  return [`${node} MULTI`, `${node} CLUSTER BUMPEPOCH`, ...slots.flatMap((slot) => [`${node} CLUSTER DELSLOTS ${slot}`, `${node} CLUSTER ADDSLOTS ${slot}`]), ...herald, `${node} EXEC`]
 }

@@ -33,6 +33,8 @@ export class LegacyMover implements SlotMover {
     /** big keys the operator allowed: moved alone, each with its own timeout, before their slot */
     private readonly bigKeys: ReadonlyMap<number, ReadonlyArray<{key: Buffer; bytes: number; timeoutMs: number}>> = new Map(),
     private readonly durability?: DurabilitySettings,
+    /** targets that take the herald's SETSLOT NODE inside the claim's transaction (Redis: closeSlots says why) */
+    private readonly heraldInsideClaim: (id: string) => boolean = () => false,
   ) {}
 
   /** Slots of one pair opened and closed together: one nodes.conf save and one broadcast per wave. */
@@ -71,7 +73,7 @@ export class LegacyMover implements SlotMover {
     const handsDown = this.lanes(target.id) > 1
     const replicated = gate && gate.replicas.length > 0 && this.durability && handsDown
     const beforeClaim = replicated ? (epoch: number) => awaitReplicasKnowEpoch(this.pool, target, gate.replicas, epoch, this.durability!.waitMs) : undefined
-    const closing = await closeSlots(this.pool, ready, wave.others, this.lanes, beforeClaim, handsDown)
+    const closing = await closeSlots(this.pool, ready, wave.others, this.lanes, beforeClaim, handsDown, !handsDown && this.heraldInsideClaim(target.id))
     for (const {error, slot} of closing.open) report.failed.push({error: new Error(error), slot})
     // a wave counts as moved once the replicas that hold its keys also give its slots to the
     // target; until then its slots stay in flight in the journal (a resume verifies them again)

@@ -12,7 +12,8 @@
  *              (importing cleared and the slot assigned in one atomic step: no moment with
  *              keys in a slot neither owned nor imported), guarded so that a target that
  *              has turned replica runs none of it; then closes one slot (the herald) with
- *              SETSLOT NODE for the PONG broadcast that carries the claim everywhere; a
+ *              SETSLOT NODE for the PONG broadcast that carries the claim everywhere (on
+ *              Redis inside the claim's transaction, so the broadcast leaves with it); a
  *              target that hands SETSLOT to its replicas before applying it (Valkey >= 8)
  *              hands SETSLOT s NODE down to them only after step 4 (claimThenHandDown,
  *              closeSlots)
@@ -316,17 +317,20 @@ async function fewestKeysAtTarget(pool: NodePool, target: SlotEndpoint, slots: r
  * after the GET was queued fails EXEC's own redirection check the same way (the ASKING
  * flag lasts through the transaction, redis 7.0 resetClient).
  */
-async function claimOnTarget(pool: NodePool, target: SlotEndpoint, slots: readonly number[], importingSlot?: number): Promise<void> {
+async function claimOnTarget(pool: NodePool, target: SlotEndpoint, slots: readonly number[], importingSlot?: number, heraldInside = false): Promise<void> {
   const claims = slots.flatMap((slot) => [['CLUSTER', 'DELSLOTS', slot], ['CLUSTER', 'ADDSLOTS', slot]])
   const guard = importingSlot === undefined ? [] : [['GET', `slotctl:claim:{${tagForSlot(importingSlot)}}`]]
-  const transaction = [...(guard.length > 0 ? [['ASKING']] : []), ['MULTI'], ...guard, ['CLUSTER', 'BUMPEPOCH'], ...claims, ['EXEC']]
+  const herald = heraldInside && importingSlot !== undefined ? [['CLUSTER', 'SETSLOT', importingSlot, 'NODE', target.id]] : []
+  const transaction = [...(guard.length > 0 ? [['ASKING']] : []), ['MULTI'], ...guard, ['CLUSTER', 'BUMPEPOCH'], ...claims, ...herald, ['EXEC']]
   const replies = await pipelineCalls(pool, target.address, transaction)
   const [execError, results] = replies[replies.length - 1]
-  if (execError || !Array.isArray(results)) throw protocolError(target, 'MULTI/EXEC (CLUSTER BUMPEPOCH, DELSLOTS + ADDSLOTS)', execError ?? new Error('the transaction was not run'), slots[0])
+  if (execError || !Array.isArray(results)) throw protocolError(target, 'MULTI/EXEC (CLUSTER BUMPEPOCH, DELSLOTS + ADDSLOTS)', execError ?? new Error('the transaction was not run'), slots[0] ?? (importingSlot as number))
   // a DELSLOTS refused (the slot already unassigned in the target's view) changes nothing; the ADDSLOTS must hold
-  const added = results.slice(1 + guard.length).filter((_, i) => i % 2 === 1)
+  const added = results.slice(1 + guard.length, 1 + guard.length + claims.length).filter((_, i) => i % 2 === 1)
   const refused = added.findIndex((reply) => reply instanceof Error)
   if (refused !== -1) throw protocolError(target, 'CLUSTER ADDSLOTS', added[refused], slots[refused])
+  const heraldReply = herald.length > 0 ? results.at(-1) : undefined
+  if (heraldReply instanceof Error) throw protocolError(target, 'CLUSTER SETSLOT NODE', heraldReply, importingSlot as number)
 }
 
 /** claimThenHandDown's second half: SETSLOT NODE on slots the target already claims, for its replicas. */
@@ -429,7 +433,7 @@ export async function verifyClose(pool: NodePool, source: SlotEndpoint, target: 
  * to the target in both nodes' own views when this returns. Throws when the close itself
  * failed part-way (the executor stops the run and the journal keeps the slots in flight).
  */
-export async function closeSlots(pool: NodePool, moves: readonly SlotMoveTarget[], others: readonly SlotEndpoint[], lanes: Lanes = noLanes, beforeClaim?: (targetEpoch: number) => Promise<void>, targetHandsDown = false): Promise<CloseOutcome> {
+export async function closeSlots(pool: NodePool, moves: readonly SlotMoveTarget[], others: readonly SlotEndpoint[], lanes: Lanes = noLanes, beforeClaim?: (targetEpoch: number) => Promise<void>, targetHandsDown = false, heraldInsideClaim = false): Promise<CloseOutcome> {
   const outcome: CloseOutcome = {closed: [], open: [], targetKeys: new Map()}
   if (moves.length === 0) return outcome
   const {source, target} = moves[0]
@@ -453,8 +457,20 @@ export async function closeSlots(pool: NodePool, moves: readonly SlotMoveTarget[
   // claimThenHandDown describes; it is the slot with the fewest keys at the target.
   const herald = await fewestKeysAtTarget(pool, target, empty)
   const claimed = empty.filter((slot) => slot !== herald)
-  if (claimed.length > 0) await claimOnTarget(pool, target, claimed, herald)
-  await takeSlotsOnTarget(pool, source, target, [herald], 1)
+  if (!heraldInsideClaim || targetHandsDown) {
+    if (claimed.length > 0) await claimOnTarget(pool, target, claimed, herald)
+    await takeSlotsOnTarget(pool, source, target, [herald], 1)
+  } else {
+    // Redis: the herald ends the claim's own transaction, so its broadcast leaves in the same
+    // event-loop turn as the claim. Redis 7.0.13-7.0.15 and 7.2.0-7.2.3 can keep a stale
+    // "owner not claiming" mark on a slot a node takes with ADDSLOTS or SETSLOT (fixed in
+    // redis#12564): such a slot goes to any node that claims it, whatever its epoch, and the
+    // target deletes its keys as a dirty slot. Until the source and its replicas hear the
+    // broadcast, their pings still claim the slots; a round trip between claim and herald
+    // only widened that window (docs/known-limitations.md). Valkey 9.1.2 crashes on a
+    // SETSLOT in a transaction, so only Redis targets take this path.
+    await claimOnTarget(pool, target, claimed, herald, true)
+  }
   await tellOthers(pool, source, target, empty, others, lanes)
   // Redis does not replicate SETSLOT: its replicas learn the claim from the target's pings
   if (targetHandsDown && claimed.length > 0) await handDownToReplicas(pool, target, claimed, lanes(target.id))
