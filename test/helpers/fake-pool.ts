@@ -228,6 +228,8 @@ export class FakeCluster {
         return 'OK'
       case 'GET':
         return node.data.get(rest[0]) ?? null
+      case 'DEL':
+        return rest.filter((key) => node.data.delete(key)).length
       case 'PING':
         return 'PONG'
       default:
@@ -393,7 +395,7 @@ class FakeClient {
       return queued.map((command) => this.cluster.answer(node, command))
     }
     if (this.queued) {
-      if (name === 'GET' && !this.serves(node, keySlot(words[1]))) {
+      if ((name === 'GET' || name === 'DEL') && !this.serves(node, keySlot(words[1]))) {
         this.aborted = true
         return refuse(`MOVED ${keySlot(words[1])} elsewhere`)
       }

@@ -93,7 +93,7 @@ describe('slot protocol against a fake pool', () => {
       const all = cluster.sent()
       const multi = all.indexOf('target MULTI')
       expect(all[multi - 1]).to.equal('target ASKING')
-      expect(all[multi + 1]).to.match(/^target GET slotctl:claim:\{.+\}$/)
+      expect(all[multi + 1]).to.match(/^target DEL slotctl:claim:\{.+\}$/)
       // step 1 before step 2: the source's keys and epoch were read before the target bumped
       expect(all.indexOf('source CLUSTER COUNTKEYSINSLOT 3')).to.be.lessThan(all.indexOf('target CLUSTER BUMPEPOCH'))
       expect(cluster.node('target').configEpoch).to.be.greaterThan(cluster.node('source').configEpoch)

@@ -111,9 +111,9 @@ export const MIGRATION_SOURCE: readonly Permission[] = [PERMISSIONS.clusterSetsl
 /**
  * A migration target: MIGRATE logs in as the same user and sends SELECT and RESTORE-ASKING;
  * BUSYKEY compares with DUMP; the close counts keys and raises the target's epoch before it
- * claims the slots with DELSLOTS + ADDSLOTS in one MULTI guarded by a GET (slot-protocol.ts).
+ * claims the slots with DELSLOTS + ADDSLOTS in one MULTI guarded by a DEL (slot-protocol.ts).
  */
-export const MIGRATION_TARGET: readonly Permission[] = [PERMISSIONS.clusterSetslot, PERMISSIONS.clusterBumpepoch, PERMISSIONS.clusterCountkeysinslot, PERMISSIONS.restoreAsking, PERMISSIONS.select, PERMISSIONS.dump, PERMISSIONS.get, PERMISSIONS.asking, PERMISSIONS.clusterAddslots, PERMISSIONS.clusterDelslots, PERMISSIONS.multi, PERMISSIONS.exec]
+export const MIGRATION_TARGET: readonly Permission[] = [PERMISSIONS.clusterSetslot, PERMISSIONS.clusterBumpepoch, PERMISSIONS.clusterCountkeysinslot, PERMISSIONS.restoreAsking, PERMISSIONS.select, PERMISSIONS.dump, PERMISSIONS.del, PERMISSIONS.asking, PERMISSIONS.clusterAddslots, PERMISSIONS.clusterDelslots, PERMISSIONS.multi, PERMISSIONS.exec]
 /**
  * Every master is told the new owner of each moved slot; its command table says which way
  * slots can move (server-info.ts); its DBSIZE is compared with the keys of the slots it owns

@@ -72,6 +72,15 @@
  * - UPDATE messages never advertise slots their owner stopped claiming, and every node
  *   accepts a claim on a slot whose owner no longer claims it; neither can revive the
  *   source's claim.
+ * - Except on Redis 7.0.13-7.0.15 and 7.2.0-7.2.3 (redis#12564, fixed in 7.2.4): there a
+ *   node keeps its "owner no longer claims it" mark when it takes the slot itself (ADDSLOTS,
+ *   SETSLOT NODE; only a rebind by gossip clears it), and the mark is set by any ping from the
+ *   source's shard that lacks the slot while the node gives it to the source (a replica of
+ *   the source that has not yet heard the source gained it). It stays until a ping from that
+ *   shard differs from the node's view again. A target that claims a marked slot gives it back
+ *   to the first ping still claiming it for the source, whatever the epochs, and deletes its
+ *   keys. No client command clears or shows the mark; the herald inside the claim's
+ *   transaction keeps that window as short as the server allows (docs/known-limitations.md).
  */
 import {type NodePool, type Reply, delay, mapLimit, pipelineCalls, spreadCalls} from '../cluster/connection.js'
 import {parseClusterNodes, parseInfo} from '../cluster/topology.js'
@@ -307,19 +316,26 @@ async function fewestKeysAtTarget(pool: NodePool, target: SlotEndpoint, slots: r
  * claimThenHandDown's first half: the target's own claim, in one transaction.
  *
  * With `importingSlot` (a migration's close), the transaction is guarded: ASKING, then inside
- * it a GET of a key of that slot (GET: the migration's ACL rules have it, not EXISTS), which
- * only a master importing the slot serves. Redis 7
+ * it a DEL of a key of that slot that never exists (slotctl:claim:{...}), which only a master
+ * importing the slot serves. Redis 7
  * runs CLUSTER ADDSLOTS and DELSLOTS on a replica (only SETSLOT refuses), so a target that a
  * failover in its shard turned into a replica would otherwise own the slots in its own view
  * while its new primary does not (seen in the fault suite: fix could not give them back). A
- * replica answers the GET with MOVED (becoming a replica closed its imports), which flags
+ * replica answers the DEL with MOVED (becoming a replica closed its imports), which flags
  * the transaction (processCommand: flagTransaction), and EXEC runs none of it; one demoted
- * after the GET was queued fails EXEC's own redirection check the same way (the ASKING
+ * after the DEL was queued fails EXEC's own redirection check the same way (the ASKING
  * flag lasts through the transaction, redis 7.0 resetClient).
+ * A write, not a read (it was a GET): a master that a manual failover has paused
+ * (CLUSTER FAILOVER from its replica) holds back an EXEC with a write until the pause ends,
+ * and by then it is a replica and the EXEC is redirected. An EXEC of reads and CLUSTER
+ * commands ran during the pause: the replica then took over without the claim, the old
+ * target kept the claimed slots as a master of its own, lost the others as dirty slots, and
+ * Redis 8.0.6 crashed deleting their keys during the pause (an assertion in delKeysInSlot;
+ * fault suite, failover-target-shard, 1 run in 5).
  */
 async function claimOnTarget(pool: NodePool, target: SlotEndpoint, slots: readonly number[], importingSlot?: number, heraldInside = false): Promise<void> {
   const claims = slots.flatMap((slot) => [['CLUSTER', 'DELSLOTS', slot], ['CLUSTER', 'ADDSLOTS', slot]])
-  const guard = importingSlot === undefined ? [] : [['GET', `slotctl:claim:{${tagForSlot(importingSlot)}}`]]
+  const guard = importingSlot === undefined ? [] : [['DEL', `slotctl:claim:{${tagForSlot(importingSlot)}}`]]
   const herald = heraldInside && importingSlot !== undefined ? [['CLUSTER', 'SETSLOT', importingSlot, 'NODE', target.id]] : []
   const transaction = [...(guard.length > 0 ? [['ASKING']] : []), ['MULTI'], ...guard, ['CLUSTER', 'BUMPEPOCH'], ...claims, ...herald, ['EXEC']]
   const replies = await pipelineCalls(pool, target.address, transaction)
