@@ -23,7 +23,7 @@ describe('raw pipeline: RESP written and read without ioredis', () => {
     expect(encodeCommands([['ECHO', -7], ['ECHO', 1.5], ['ECHO', '']]).toString()).to.equal('*2\r\n$4\r\nECHO\r\n$2\r\n-7\r\n*2\r\n$4\r\nECHO\r\n$3\r\n1.5\r\n*2\r\n$4\r\nECHO\r\n$0\r\n\r\n')
   })
 
-  it('writes whole numbers of any length digit by digit, and the same words each time', () => {
+  it('encodes whole numbers of any length, and the same words each time', () => {
     const numbers = [0, 9, 10, 99, 100, 16383, 1234567890, Number.MAX_SAFE_INTEGER]
     const expected = numbers.map((n) => `*3\r\n$7\r\nCLUSTER\r\n$15\r\nCOUNTKEYSINSLOT\r\n$${String(n).length}\r\n${n}\r\n`).join('')
     expect(encodeCommands(numbers.map((n) => ['CLUSTER', 'COUNTKEYSINSLOT', n])).toString()).to.equal(expected)

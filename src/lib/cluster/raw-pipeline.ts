@@ -35,50 +35,33 @@ export class RawReplyError extends Error {}
 
 const CR = 0x0d
 const LF = 0x0a
-
-/**
- * RESP for a batch of commands, as bytes. Batches repeat their words (CLUSTER,
- * COUNTKEYSINSLOT): each is encoded once, and whole-number arguments (slots) are written
- * digit by digit. This runs cold, in the interpreter, at every check: building one string of
- * 16,384 commands and having the socket convert it cost ~25 ms of CPU; this, a few.
- */
-export function encodeCommands(commands: Commands): Buffer {
-  const words = new Map<string, Buffer>()
-  const word = (arg: number | string): Buffer => {
-    const value = String(arg)
-    let encoded = words.get(value)
-    if (encoded === undefined) {
-      encoded = Buffer.from(`$${Buffer.byteLength(value)}\r\n${value}\r\n`)
-      words.set(value, encoded)
-    }
-    return encoded
-  }
-  let size = 0
-  for (const command of commands) {
-    size += 3 + digitCount(command.length)
-    for (const arg of command) size += isCount(arg) ? 5 + digitCount(digitCount(arg)) + digitCount(arg) : word(arg).length
-  }
-  const out = Buffer.allocUnsafe(size)
-  let at = 0
-  for (const command of commands) {
-    out[at++] = 0x2a // *
-    at = writeDigits(out, at, command.length)
-    for (const arg of command) {
-      if (isCount(arg)) {
-        out[at++] = 0x24 // $
-        at = writeDigits(out, at, digitCount(arg))
-        at = writeDigits(out, at, arg)
-      } else {
-        const encoded = word(arg)
-        encoded.copy(out, at)
-        at += encoded.length
-      }
-    }
-  }
-  return out
-}
+const CRLF = '\r\n'
 
 type Commands = ReadonlyArray<ReadonlyArray<number | string>>
+
+/** RESP for a batch of commands. Batches repeat their words (CLUSTER, COUNTKEYSINSLOT): each is encoded once. */
+export function encodeCommands(commands: Commands): Buffer {
+  const encoded = new Map<string, string>()
+  const bulk = (arg: number | string): string => {
+    if (typeof arg === 'number' && Number.isInteger(arg)) {
+      const digits = String(arg)
+      return `$${digits.length}${CRLF}${digits}${CRLF}`
+    }
+    const value = String(arg)
+    let text = encoded.get(value)
+    if (text === undefined) {
+      text = `$${Buffer.byteLength(value)}${CRLF}${value}${CRLF}`
+      encoded.set(value, text)
+    }
+    return text
+  }
+  const parts: string[] = []
+  for (const command of commands) {
+    parts.push(`*${command.length}${CRLF}`)
+    for (const arg of command) parts.push(bulk(arg))
+  }
+  return Buffer.from(parts.join(''))
+}
 
 /** A batch of commands already in RESP, with the same commands as words for a client that is not raw. */
 export interface EncodedBatch {
@@ -140,30 +123,6 @@ export function countKeysBatch(ranges: readonly SlotRange[], before: Commands = 
     count += last - first + 1
   }
   return {bytes: Buffer.concat(parts), commands: () => [...before, ...expandRanges(ranges).map((slot) => ['CLUSTER', 'COUNTKEYSINSLOT', slot])], count}
-}
-
-/** A whole number, written without making a string. */
-function isCount(arg: number | string): arg is number {
-  return typeof arg === 'number' && Number.isSafeInteger(arg) && arg >= 0
-}
-
-function digitCount(value: number): number {
-  let digits = 1
-  for (let rest = value; rest >= 10; rest = Math.floor(rest / 10)) digits++
-  return digits
-}
-
-/** `value`'s digits and CRLF at `at`; returns the offset after them. */
-function writeDigits(out: Buffer, at: number, value: number): number {
-  const end = at + digitCount(value)
-  let rest = value
-  for (let i = end - 1; i >= at; i--) {
-    out[i] = 0x30 + (rest % 10)
-    rest = Math.floor(rest / 10)
-  }
-  out[end] = CR
-  out[end + 1] = LF
-  return end + 2
 }
 
 type Parsed = {end: number; value: unknown} | undefined

@@ -402,10 +402,11 @@ function chooseMover(context: RunContext, prepared: PreparedRun, options: Execut
   // with a throttle, open only about a second's worth of slots at a time: a stop is then quick
   const waveSize = settings.maxKeysPerSec ? throttledWaveSize(settings.maxKeysPerSec, keysPerSlot, settings.parallel) : settings.maxBytesPerSec ? 16 : undefined
   // Valkey holds each SETSLOT until the replicas acknowledge it: spread them over connections
-  const lanes = (id: string) => (features.get(addresses.get(id) ?? '')?.replicatedSetslot ? SETSLOT_LANES : 1)
+  const featuresOf = (id: string) => features.get(addresses.get(id) ?? '')
+  const lanes = (id: string) => (featuresOf(id)?.replicatedSetslot ? SETSLOT_LANES : 1)
   const durability = settings.durability === 'none' ? undefined : {minReplicaAcks: settings.minReplicaAcks, signal, waitMs: settings.replicaWaitMs ?? DEFAULT_REPLICA_WAIT_MS}
   // only Redis runs a SETSLOT inside a transaction safely (Valkey 9.1.2 crashes on one that waits for replicas)
-  const heraldInsideClaim = (id: string) => features.get(addresses.get(id) ?? '')?.name === 'redis'
+  const heraldInsideClaim = (id: string) => featuresOf(id)?.name === 'redis'
   const legacy = new LegacyMover(pool, keyOptions, waveSize, lanes, bigKeysAlone(prepared.bigKeys, settings.timeoutMs, pool.settings.commandTimeoutMs), durability, heraldInsideClaim)
   const {atomicIds} = choice
   const atomicPairs = plan.moves.filter((move) => atomicIds.has(move.sourceId) && atomicIds.has(move.targetId)).length
