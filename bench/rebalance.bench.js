@@ -181,13 +181,36 @@ function machine() {
   return `${cpus().length} cores (${cpus()[0]?.model?.trim() ?? 'unknown cpu'})`
 }
 
-/** CPU seconds (user + system) a process has used so far, from /proc; 0 where unavailable. */
-function cpuSeconds(pid) {
+/** BENCH_PROFILE: resets each server's command statistics, or prints each one's costliest commands (calls, server µs). */
+async function commandStats(cluster, what) {
+  for (const server of cluster.servers) {
+    const client = new Redis({host: server.host, lazyConnect: true, port: server.port})
+    try {
+      if (what === 'RESET') {
+        await client.call('CONFIG', 'RESETSTAT')
+        continue
+      }
+      const stats = String(await client.call('INFO', 'commandstats'))
+        .split('\n')
+        .map((line) => /^cmdstat_(\S+):calls=(\d+),usec=(\d+)/.exec(line))
+        .filter(Boolean)
+        .map(([, name, calls, usec]) => ({calls: Number(calls), name, usec: Number(usec)}))
+        .sort((a, b) => b.usec - a.usec)
+        .slice(0, 6)
+      console.log(`  ${server.port}: ${stats.map((stat) => `${stat.name} ${stat.calls}× ${(stat.usec / 1000).toFixed(0)} ms`).join(', ')}`)
+    } finally {
+      client.disconnect()
+    }
+  }
+}
+
+/** User and system CPU seconds a process has used so far, from /proc; 0 where unavailable. */
+function cpuSplit(pid) {
   try {
     const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1].split(' ')
-    return (Number(fields[11]) + Number(fields[12])) / 100
+    return {system: Number(fields[12]) / 100, user: Number(fields[11]) / 100}
   } catch {
-    return 0
+    return {system: 0, user: 0}
   }
 }
 
@@ -203,11 +226,17 @@ function checksShare(phases, wallMs) {
 
 async function runSlotctl(bin, cluster, extra = []) {
   const profile = process.env.BENCH_CPU_PROF ? ['--cpu-prof', `--cpu-prof-dir=${process.env.BENCH_CPU_PROF}`] : []
-  const before = cluster.servers.map((server) => cpuSeconds(server.pid))
+  const before = cluster.servers.map((server) => cpuSplit(server.pid))
+  if (process.env.BENCH_PROFILE) await commandStats(cluster, 'RESET')
   const run = await timed(process.execPath, [...profile, bin, 'rebalance', cluster.seed, '--use-empty-masters', '--yes', '--json', ...extra], {measureRss: true})
   if (process.env.BENCH_PROFILE) {
     console.log(`slotctl CPU: ${/CPU_USER=\S+ CPU_SYS=\S+/.exec(run.stderr)?.[0] ?? '?'}`)
-    console.log(`redis-server CPU s: ${cluster.servers.map((server, i) => (cpuSeconds(server.pid) - before[i]).toFixed(2)).join(' ')}`)
+    const used = cluster.servers.map((server, i) => {
+      const now = cpuSplit(server.pid)
+      return `${(now.user - before[i].user).toFixed(2)}+${(now.system - before[i].system).toFixed(2)}`
+    })
+    console.log(`redis-server CPU s (user+system): ${used.join(' ')}`)
+    await commandStats(cluster, 'PRINT')
   }
   return run
 }
