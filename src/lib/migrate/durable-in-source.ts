@@ -320,24 +320,39 @@ export async function deleteIfUnchanged(source: Redis, token: string, keys: read
 }
 
 /**
+ * The round's copies, one script per batch in one pipeline, after loading the round's two
+ * scripts (EVALSHA: the script text is sent once per round, not once per slot). Each
+ * batch's [error, reply]; or the refusal that makes scripts unavailable here (nothing copied).
+ */
+async function copyAll(source: Redis, scripts: {copy: string; copySha: string; delete: string}, batches: readonly InSourceBatch[], argsAfterCount: (batch: InSourceBatch) => ReadonlyArray<number | string>): Promise<Array<[Error | null, unknown]> | Error> {
+  const copying = source.pipeline().call('SCRIPT', 'LOAD', scripts.copy).call('SCRIPT', 'LOAD', scripts.delete)
+  for (const batch of batches) copying.callBuffer('EVALSHA', scripts.copySha, 0, batch.slot, batch.count, ...argsAfterCount(batch))
+  const [loadedCopy, loadedDelete, ...copied] = (await copying.exec()) ?? []
+  const refused = loadedCopy?.[0] ?? loadedDelete?.[0]
+  if (refused) return refused
+  const replies = batches.map((_, i): [Error | null, unknown] => copied[i] ?? [new Error('no reply'), null])
+  return replies.find(([error]) => error && isScriptRefused(error))?.[0] ?? replies
+}
+
+/** A batch whose copy script failed: nothing of it was copied or deleted. */
+function failedCopy(error: Error): InSourceResult {
+  return {bytes: 0, copied: 0, error, keys: [], listed: 0}
+}
+
+/**
  * One round (steps 1-3 of the header) for `batches`, each one slot's: copies in one pipeline,
  * one WAIT at the target, deletes in one pipeline. `target` must be a connection no one else
  * uses (WAIT blocks it). `migrateArgs`: MIGRATE's arguments up to COPY (host port "" 0 timeout).
  */
 export async function copyWaitDeleteInSource(source: Redis, target: Redis, targetAddress: string, migrateArgs: ReadonlyArray<number | string>, batches: readonly InSourceBatch[], durability: Durability): Promise<InSourceRound> {
   const round: InSourceRound = {acked: 0, results: new Map()}
-  // EVALSHA: the script text is sent once per round, not once per slot
-  const copying = source.pipeline().call('SCRIPT', 'LOAD', COPY_SCRIPT).call('SCRIPT', 'LOAD', DELETE_SCRIPT)
-  for (const batch of batches) copying.callBuffer('EVALSHA', COPY_SHA, 0, batch.slot, batch.count, IN_SOURCE_MAX_KEY_BYTES, ...migrateArgs, 'COPY', ...(batch.replace ? ['REPLACE'] : []))
-  const [loadedCopy, loadedDelete, ...copied] = (await copying.exec()) ?? []
-  const refused = loadedCopy?.[0] ?? loadedDelete?.[0]
-  if (refused) return {...round, unavailable: refused}
+  const copies = await copyAll(source, {copy: COPY_SCRIPT, copySha: COPY_SHA, delete: DELETE_SCRIPT}, batches, (batch) => [IN_SOURCE_MAX_KEY_BYTES, ...migrateArgs, 'COPY', ...(batch.replace ? ['REPLACE'] : [])])
+  if (copies instanceof Error) return {...round, unavailable: copies}
   const tokens = new Map<number, string>()
   for (const [i, batch] of batches.entries()) {
-    const [error, reply] = copied[i] ?? [new Error('no reply'), null]
-    if (error && isScriptRefused(error)) return {...round, unavailable: error}
+    const [error, reply] = copies[i]
     if (error) {
-      round.results.set(batch.slot, {bytes: 0, copied: 0, error, keys: [], listed: 0})
+      round.results.set(batch.slot, failedCopy(error))
       continue
     }
     const {result, token} = copyResult(reply)
@@ -409,17 +424,13 @@ function deleteChunks(batches: readonly QuietBatch[]): QuietBatch[][] {
  */
 export async function copyWaitDeleteQuiet(source: Redis, target: Redis, targetAddress: string, migrateArgs: ReadonlyArray<number | string>, batches: readonly InSourceBatch[], durability: Durability, ledger: QuietLedger): Promise<InSourceRound> {
   const round: InSourceRound = {acked: 0, results: new Map()}
-  const copying = source.pipeline().call('SCRIPT', 'LOAD', QUIET_COPY_SCRIPT).call('SCRIPT', 'LOAD', QUIET_DELETE_SCRIPT)
-  for (const batch of batches) copying.callBuffer('EVALSHA', QUIET_COPY_SHA, 0, batch.slot, batch.count, ...migrateArgs, 'COPY', ...(batch.replace ? ['REPLACE'] : []))
-  const [loadedCopy, loadedDelete, ...copied] = (await copying.exec()) ?? []
-  const refused = loadedCopy?.[0] ?? loadedDelete?.[0]
-  if (refused) return {...round, unavailable: refused}
+  const copies = await copyAll(source, {copy: QUIET_COPY_SCRIPT, copySha: QUIET_COPY_SHA, delete: QUIET_DELETE_SCRIPT}, batches, (batch) => [...migrateArgs, 'COPY', ...(batch.replace ? ['REPLACE'] : [])])
+  if (copies instanceof Error) return {...round, unavailable: copies}
   const stamps = new Set<string>()
   const toDelete: QuietBatch[] = []
   for (const [i, batch] of batches.entries()) {
-    const [error, reply] = copied[i] ?? [new Error('no reply'), null]
-    if (error && isScriptRefused(error)) return {...round, unavailable: error}
-    if (error) round.results.set(batch.slot, {bytes: 0, copied: 0, error, keys: [], listed: 0})
+    const [error, reply] = copies[i]
+    if (error) round.results.set(batch.slot, failedCopy(error))
     else {
       const quiet = quietCopied(round, batch, reply, stamps)
       if (quiet) toDelete.push(quiet)
