@@ -16,7 +16,8 @@
  * Run with `npm run bench -- rebalance` (builds first), or `node bench/rebalance.bench.js`
  * after `npm run build`. BENCH_REBALANCE_KEYS overrides the key count for a quick try;
  * BENCH_ONLY=slotctl runs slotctl alone and records nothing (for tuning); BENCH_PROFILE=1
- * also prints the CPU seconds slotctl and each redis-server used; BENCH_CPU_PROF=DIR writes
+ * also prints the CPU seconds slotctl and each redis-server used (user+system), and each
+ * server's costliest commands over the run (INFO commandstats); BENCH_CPU_PROF=DIR writes
  * a V8 CPU profile of slotctl into DIR; BENCH_SLOTCTL_ARGS adds flags to the first slotctl run
  * (with BENCH_ONLY=slotctl, for trying one).
  */

@@ -263,6 +263,25 @@ describe('reshard and apply: the migration engine on a real cluster', () => {
     await expectDataIntact()
   })
 
+  it('warns before moving on a Redis that can hand a slot it just took back (redis#12564), and only there', async () => {
+    const nodes = (await healthy()).nodes.filter((n) => n.role === 'master')
+    const info = String(await cluster.client(nodes[0].address).call('INFO', 'server'))
+    const version = /^redis_version:(\S+)/m.exec(info)?.[1] ?? ''
+    const [major, minor, patch] = version.split('.').map(Number)
+    // read here, not from slotctl: Redis 7.0.13-7.0.15 and 7.2.0-7.2.3 (Valkey reports redis_version 7.2.4)
+    const affected = !/^(valkey_version|server_name:valkey)/m.test(info) && major === 7 && ((minor === 0 && patch >= 13) || (minor === 2 && patch <= 3))
+    const dry = await runCliJson<MigrationResult>(['reshard', cluster.seed, '--from', nodes[0].id, '--to', nodes[1].id, '--slots', '10', '--dry-run'])
+    expect(dry.exitCode, dry.stderr).to.equal(0)
+    const warned = dry.json.warnings.filter((warning) => warning.code === 'SERVER_SLOT_BUG')
+    expect(warned, `${version}: ${JSON.stringify(dry.json.warnings)}`).to.have.length(affected ? 1 : 0)
+    if (!affected) return
+    expect(warned[0].message).to.include(`redis ${version} on `).and.include(nodes[0].address).and.include(nodes[1].address).and.include('redis/redis#12564')
+    // said once on stderr, during the pre-flight (where a run stops for its question), even with --quiet
+    const human = await runCli(['reshard', cluster.seed, '--from', nodes[0].id, '--to', nodes[1].id, '--slots', '10', '--dry-run', '--quiet'])
+    expect(human.exitCode, human.stderr).to.equal(0)
+    expect(human.stderr.split('\n').filter((line) => line.includes('redis/redis#12564'))).to.deep.equal([`warning: ${warned[0].message}`])
+  })
+
   it('bad input: unknown id, --slots 0 or too many, target as source, a replica as target, no --yes without a terminal', async () => {
     const check = await runCliJson<CheckResult>(['check', cluster.seed])
     const replica = check.json.nodes.find((n) => n.role === 'replica')!

@@ -1,6 +1,6 @@
 import {expect} from 'chai'
 
-import {PROBED_COMMANDS, describeServer, detectServerFeatures, versionAtLeast} from '../../src/lib/cluster/server-info.js'
+import {PROBED_COMMANDS, describeServer, detectServerFeatures, handsBackTakenSlots, versionAtLeast} from '../../src/lib/cluster/server-info.js'
 import {parseServerVersion} from '../../src/lib/local/servers.js'
 
 /** INFO server as the servers print it (trimmed to the lines that matter, CRLF as on the wire). */
@@ -53,5 +53,15 @@ describe('server-info: what a node runs and offers', () => {
     expect(parseServerVersion('Redis server v=7.0.15 sha=00000000:0 malloc=jemalloc-5.3.0 bits=64 build=ae4d7c971a948f0\n')).to.deep.equal({name: 'redis-server', product: 'redis', version: '7.0.15'})
     expect(parseServerVersion('Valkey server v=9.1.2 sha=00000000:0 malloc=jemalloc-5.3.1 bits=64')).to.deep.equal({name: 'valkey-server', product: 'valkey', version: '9.1.2'})
     expect(parseServerVersion('bash, version 5.2.15(1)-release')).to.equal(undefined)
+  })
+
+  it('knows the Redis versions with the stale owner-not-claiming mark (redis#12564): 7.0.13-7.0.15 and 7.2.0-7.2.3', () => {
+    const affected = (name: 'redis' | 'valkey', version: string) => handsBackTakenSlots({name, version})
+    for (const version of ['7.0.13', '7.0.14', '7.0.15', '7.2.0', '7.2.3']) expect(affected('redis', version), version).to.equal(true)
+    for (const version of ['6.2.14', '7.0.0', '7.0.12', '7.2.4', '7.2.10', '7.4.0', '8.0.6', '8.4.0']) expect(affected('redis', version), version).to.equal(false)
+    // Valkey forked from 7.2.4, with the fix; its compatibility redis_version is 7.2.4 too
+    for (const version of ['7.2.3', '8.0.1', '9.1.2']) expect(affected('valkey', version), `valkey ${version}`).to.equal(false)
+    expect(handsBackTakenSlots(detectServerFeatures(REDIS_7, all))).to.equal(true)
+    expect(handsBackTakenSlots(detectServerFeatures(REDIS_84, all))).to.equal(false)
   })
 })

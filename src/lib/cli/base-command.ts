@@ -457,6 +457,11 @@ export abstract class BaseCommand<T extends typeof Command> extends Command {
     if (!this.jsonEnabled() && !this.flags?.quiet) writeStderr(shownText(message))
   }
 
+  /** A warning line on stderr, --quiet included (it prints warnings); --json carries them in its document. */
+  protected warnLine(message: string): void {
+    if (!this.jsonEnabled()) writeStderr(shownText(message))
+  }
+
   /** A line on stderr in every mode (--json and --quiet included): failures must be seen. */
   protected errorLine(message: string): void {
     writeStderr(shownText(message))

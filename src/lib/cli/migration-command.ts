@@ -219,10 +219,12 @@ export abstract class MigrationCommand<T extends typeof Command> extends BaseCom
     }
   }
 
-  /** Notes of the engine go to stderr (warnings coloured); progress events to the display. */
+  /** Notes of the engine go to stderr (warnings coloured, and kept under --quiet); progress events to the display. */
   private renderEvent(event: RunEvent): void {
-    if (event.type === 'note') this.note(event.warn ? paint.warn(event.message) : event.message)
-    else this.progress?.onEvent(event)
+    if (event.type === 'note') {
+      if (event.warn) this.warnLine(paint.warn(event.message))
+      else this.note(event.message)
+    } else this.progress?.onEvent(event)
   }
 
   /** the plan being run is the reverse of the one given (apply --reverse): so marked in an --out file */
@@ -257,7 +259,7 @@ export abstract class MigrationCommand<T extends typeof Command> extends BaseCom
       dryRun,
     })
     const {remaining, snapshot} = prepared
-    const unmoved = {...unmovedResult(plan, checked.done), warnings: checked.warnings.map((warning) => issue(warning.code, warning.message))}
+    const unmoved = {...unmovedResult(plan, checked.done), warnings: prepared.warnings.map((warning) => issue(warning.code, warning.message))}
     if (dryRun) {
       const keys = remaining.length > 0 ? await this.phases.time('preflight', () => countPlannedKeys(this.pool(), remaining, prepared.addresses)) : 0
       if (remaining.length > 0) this.log(`${remaining.length} slot(s) holding ${keys} key(s) would move${this.throttleEstimate(-1)}`)
@@ -317,7 +319,7 @@ export abstract class MigrationCommand<T extends typeof Command> extends BaseCom
   private finish(snapshot: ClusterSnapshot, plan: MigrationPlan, result: ExecuteResult, journal: string, resumeCommand: string, moves: PairMoves[]): MigrationResult {
     const rate = result.seconds > 0 ? Math.round(result.keysMoved / result.seconds) : result.keysMoved
     this.log(`${result.slotsMoved} slot(s) and ${result.keysMoved} key(s) (${formatBytes(result.bytesMoved)}) moved in ${formatDuration(result.seconds * 1000)} (${rate} keys/s)${describeHeld(result.held)}`)
-    for (const warning of result.warnings) this.note(paint.warn(`warning: ${warning.message}`))
+    for (const warning of result.warnings) this.warnLine(paint.warn(`warning: ${warning.message}`))
     if (result.slotsFinished > 0) this.log(`${result.slotsFinished} more slot(s) had been moved by an earlier run (or fix); this run only closed them`)
     const base = {
       bytesMoved: result.bytesMoved,

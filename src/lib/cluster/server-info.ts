@@ -87,6 +87,18 @@ export function detectServerFeatures(infoServer: string, commands?: CommandPrese
   }
 }
 
+/**
+ * Redis 7.0.13-7.0.15 and 7.2.0-7.2.3 keep a stale "owner not claiming" mark on a slot a
+ * node takes, and then give the slot to the next ping that claims it for anyone, deleting its
+ * keys (fixed in 7.2.4 and 7.4, redis/redis#12564; docs/known-limitations.md).
+ */
+export function handsBackTakenSlots(features: Pick<ServerFeatures, 'name' | 'version'>): boolean {
+  if (features.name !== 'redis') return false
+  const [major = 0, minor = 0, patch = 0] = versionParts(features.version)
+  if (major !== 7) return false
+  return (minor === 0 && patch >= 13) || (minor === 2 && patch <= 3)
+}
+
 /** "valkey 9.1.2", for messages. */
 export function describeServer(features: Pick<ServerFeatures, 'name' | 'version'>): string {
   return `${features.name} ${features.version}`

@@ -13,12 +13,13 @@
  */
 import {migrationNeeds, refuseMissingPermissions} from '../acl/preflight.js'
 import {refuseUnsafeCluster, unsafeProblems} from '../check/gate.js'
+import {compareNatural, compareText} from '../core/compare.js'
 import {escapeControl} from '../core/escape.js'
 import {type KeyCountsByMaster, refuseKeysOutsideOwners} from '../check/scan.js'
 import {parseAddress} from '../cluster/address.js'
 import type {NodePool} from '../cluster/connection.js'
 import {type ClusterSnapshot, reloadUntil} from '../cluster/loader.js'
-import {type ServerFeatures, readServerFeaturesOf} from '../cluster/server-info.js'
+import {type ServerFeatures, describeServer, handsBackTakenSlots, readServerFeaturesOf} from '../cluster/server-info.js'
 import {countKeysInSlots} from '../cluster/slot-stats.js'
 import {type ClusterNode, mastersOf, shortId, slotOwners} from '../cluster/topology.js'
 import {SlotctlError} from '../core/errors.js'
@@ -225,6 +226,8 @@ export async function preflight(context: RunContext, checked: CheckedPlan, optio
     const {addresses, plan, remaining, snapshot} = checked
     const choice = await chooseProtocol(context.pool, plan, addresses, context.settings)
     const legacy = legacyMoves(choice, remaining)
+    const bugs = slotBugWarnings(choice.features, addresses, legacy)
+    for (const warning of bugs) note(context, `warning: ${warning.message}`, true)
     const legacySet = new Set(legacy)
     const atomicMoves = remaining.filter((move) => !legacySet.has(move))
     if (!options.dryRun) await refuseMissingPermissions(context.pool, migrationNeeds(snapshot, plan, {capableIds: choice.atomicIds, moves: atomicMoves}, context.settings.durability !== 'none'))
@@ -233,8 +236,28 @@ export async function preflight(context: RunContext, checked: CheckedPlan, optio
     const found = await preflightBigKeys(context, legacy, addresses, options)
     // the caller's plan stays as it was: the big keys found now go with the prepared run
     const planToSave = found.length > 0 ? {...plan, bigKeys: found} : plan
-    return {...checked, bigKeys: planToSave.bigKeys ?? [], choice, counted, planToSave}
+    return {...checked, bigKeys: planToSave.bigKeys ?? [], choice, counted, planToSave, warnings: [...checked.warnings, ...bugs]}
   })
+}
+
+/**
+ * SERVER_SLOT_BUG: nodes of the moves that run a Redis with redis#12564, where a target can
+ * give a slot it just took back to its source and delete the keys moved into it. Said before
+ * the question (with --dry-run too) and again in the result: upgrading is the operator's fix.
+ */
+function slotBugWarnings(features: ReadonlyMap<string, ServerFeatures>, addresses: ReadonlyMap<string, string>, moves: MigrationPlan['moves']): ExecuteWarning[] {
+  const ids = new Set(moves.flatMap((move) => [move.sourceId, move.targetId]))
+  const affected = [...ids].map((id) => addresses.get(id) ?? '').filter((address) => {
+    const found = features.get(address)
+    return found !== undefined && handsBackTakenSlots(found)
+  })
+  if (affected.length === 0) return []
+  const versions = [...new Set(affected.map((address) => describeServer(features.get(address) as ServerFeatures)))].sort(compareText)
+  const shown = affected.sort(compareNatural).slice(0, 3).join(', ') + (affected.length > 3 ? ` and ${affected.length - 3} more` : '')
+  return [{
+    code: 'SERVER_SLOT_BUG',
+    message: `${versions.join(', ')} on ${shown}: a node that just took a slot can hand it back and delete the keys moved into it (redis/redis#12564, fixed in 7.2.4); slotctl keeps that window short, upgrading closes it`,
+  }]
 }
 
 /**
