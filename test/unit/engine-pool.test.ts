@@ -224,6 +224,7 @@ describe('executeRun against a fake pool', () => {
     return {
       addresses: new Map(NAMES.map((name) => [cluster.endpoint(name).id, cluster.address(name)])),
       bigKeys: [],
+      cautions: [],
       choice: {atomic: false, atomicIds: new Set(), durableOnly: false, features: new Map(), offered: false, throttled: false},
       closeOnly: refuseStalePlan(snapshot, plan, resume),
       counted: new Map(),

@@ -14,7 +14,7 @@ import type {ClusterSnapshot} from '../cluster/loader.js'
 import {ExitCode, SlotctlError, usageError} from '../core/errors.js'
 import {refuseExistingOutput, refuseKernelPath, writeOutputFile} from '../files.js'
 import type {PhaseTimes} from '../phases.js'
-import type {ExecuteResult} from '../migrate/executor.js'
+import type {ExecuteResult, ExecuteWarning} from '../migrate/executor.js'
 import {type JournalState, type RunSettings, defaultJournalPath, journalDir} from '../migrate/journal.js'
 import {
   DEFAULT_MIGRATE_TIMEOUT_MS,
@@ -37,6 +37,7 @@ import {
 import type {MigrationPlan} from '../plan/types.js'
 import {planFileText, toPlanFile} from '../plan/plan-file.js'
 import {clusterIdOf} from '../history/audit-log.js'
+import {interactive} from './prompt.js'
 import {type MapLines, ProgressReporter} from './progress.js'
 import {colourOn, describePhases, formatBytes, formatDuration, paint, planTable} from './render.js'
 import {applyMoves, buildSlotMap, renderSlotMap} from './slot-map.js'
@@ -227,6 +228,10 @@ export abstract class MigrationCommand<T extends typeof Command> extends BaseCom
     } else this.progress?.onEvent(event)
   }
 
+  private showCautions(cautions: readonly ExecuteWarning[]): void {
+    for (const caution of cautions) this.warnLine(paint.warn(`warning: ${caution.message}`))
+  }
+
   /** the plan being run is the reverse of the one given (apply --reverse): so marked in an --out file */
   protected planInverted = false
 
@@ -263,6 +268,7 @@ export abstract class MigrationCommand<T extends typeof Command> extends BaseCom
     if (dryRun) {
       const keys = remaining.length > 0 ? await this.phases.time('preflight', () => countPlannedKeys(this.pool(), remaining, prepared.addresses)) : 0
       if (remaining.length > 0) this.log(`${remaining.length} slot(s) holding ${keys} key(s) would move${this.throttleEstimate(-1)}`)
+      this.showCautions(prepared.cautions)
       if (f.out) await this.writePlan(prepared.planToSave, f.out as string, Boolean(f.overwrite), {clusterId: clusterIdOf(snapshot.nodes), keys})
       return {...unmoved, phasesMs: this.reportPhases(), planFile: f.out as string | undefined, status: 'planned'}
     }
@@ -275,6 +281,8 @@ export abstract class MigrationCommand<T extends typeof Command> extends BaseCom
     if (!options.resume) refuseKernelPath((f.journal as string | undefined) ?? journalDir())
     const plannedKeys = await this.phases.time('preflight', () => countPlannedKeys(this.pool(), remaining, prepared.addresses, prepared.counted))
     if (f.out) await this.writePlan(prepared.planToSave, f.out as string, Boolean(f.overwrite), {clusterId: clusterIdOf(snapshot.nodes), keys: plannedKeys})
+    // before the question, where it can change the answer; a run refused for want of --yes stays one line
+    if (this.assumeYes || interactive()) this.showCautions(prepared.cautions)
     if (!(await this.confirm(`Move ${remaining.length} slot(s) holding ${plannedKeys} key(s) now${this.throttleEstimate(plannedKeys)}?`))) throw new SlotctlError('cancelled: nothing was changed', {code: 'E_CANCELLED'})
 
     // the plan was checked on a read taken before the lock: it holds only if the cluster is still that one

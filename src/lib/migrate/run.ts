@@ -112,6 +112,8 @@ export interface PreparedRun extends CheckedPlan {
   bigKeys: BigKey[]
   /** the plan as a file keeps it: with the big keys found now */
   planToSave: MigrationPlan
+  /** warnings for the operator to read before saying yes (also in `warnings`, for the result) */
+  cautions: ExecuteWarning[]
 }
 
 export interface JournalRequest {
@@ -226,8 +228,7 @@ export async function preflight(context: RunContext, checked: CheckedPlan, optio
     const {addresses, plan, remaining, snapshot} = checked
     const choice = await chooseProtocol(context.pool, plan, addresses, context.settings)
     const legacy = legacyMoves(choice, remaining)
-    const bugs = slotBugWarnings(choice.features, addresses, legacy)
-    for (const warning of bugs) note(context, `warning: ${warning.message}`, true)
+    const cautions = slotBugWarnings(choice.features, addresses, legacy)
     const legacySet = new Set(legacy)
     const atomicMoves = remaining.filter((move) => !legacySet.has(move))
     if (!options.dryRun) await refuseMissingPermissions(context.pool, migrationNeeds(snapshot, plan, {capableIds: choice.atomicIds, moves: atomicMoves}, context.settings.durability !== 'none'))
@@ -236,14 +237,15 @@ export async function preflight(context: RunContext, checked: CheckedPlan, optio
     const found = await preflightBigKeys(context, legacy, addresses, options)
     // the caller's plan stays as it was: the big keys found now go with the prepared run
     const planToSave = found.length > 0 ? {...plan, bigKeys: found} : plan
-    return {...checked, bigKeys: planToSave.bigKeys ?? [], choice, counted, planToSave, warnings: [...checked.warnings, ...bugs]}
+    return {...checked, bigKeys: planToSave.bigKeys ?? [], choice, counted, planToSave, cautions, warnings: [...checked.warnings, ...cautions]}
   })
 }
 
 /**
  * SERVER_SLOT_BUG: nodes of the moves that run a Redis with redis#12564, where a target can
- * give a slot it just took back to its source and delete the keys moved into it. Said before
- * the question (with --dry-run too) and again in the result: upgrading is the operator's fix.
+ * give a slot it just took back to its source and delete the keys moved into it. A caution:
+ * said before the question (and by --dry-run), and again in the result; upgrading is the
+ * operator's fix.
  */
 function slotBugWarnings(features: ReadonlyMap<string, ServerFeatures>, addresses: ReadonlyMap<string, string>, moves: MigrationPlan['moves']): ExecuteWarning[] {
   const ids = new Set(moves.flatMap((move) => [move.sourceId, move.targetId]))
