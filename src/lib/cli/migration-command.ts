@@ -268,8 +268,9 @@ export abstract class MigrationCommand<T extends typeof Command> extends BaseCom
     if (dryRun) {
       const keys = remaining.length > 0 ? await this.phases.time('preflight', () => countPlannedKeys(this.pool(), remaining, prepared.addresses)) : 0
       if (remaining.length > 0) this.log(`${remaining.length} slot(s) holding ${keys} key(s) would move${this.throttleEstimate(-1)}`)
-      this.showCautions(prepared.cautions)
       if (f.out) await this.writePlan(prepared.planToSave, f.out as string, Boolean(f.overwrite), {clusterId: clusterIdOf(snapshot.nodes), keys})
+      // after the plan file: a plan that cannot be written stays one error line
+      this.showCautions(prepared.cautions)
       return {...unmoved, phasesMs: this.reportPhases(), planFile: f.out as string | undefined, status: 'planned'}
     }
     if (remaining.length === 0) {
