@@ -276,7 +276,7 @@ describe('reshard and apply: the migration engine on a real cluster', () => {
     expect(warned, `${version}: ${JSON.stringify(dry.json.warnings)}`).to.have.length(affected ? 1 : 0)
     if (!affected) return
     expect(warned[0].message).to.include(`redis ${version} on `).and.include(nodes[0].address).and.include(nodes[1].address).and.include('redis/redis#12564')
-    // said once on stderr, during the pre-flight (where a run stops for its question), even with --quiet
+    // said once on stderr, after the plan (where a run asks its question), even with --quiet
     const human = await runCli(['reshard', cluster.seed, '--from', nodes[0].id, '--to', nodes[1].id, '--slots', '10', '--dry-run', '--quiet'])
     expect(human.exitCode, human.stderr).to.equal(0)
     expect(human.stderr.split('\n').filter((line) => line.includes('redis/redis#12564'))).to.deep.equal([`warning: ${warned[0].message}`])

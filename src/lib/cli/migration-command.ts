@@ -228,8 +228,9 @@ export abstract class MigrationCommand<T extends typeof Command> extends BaseCom
     } else this.progress?.onEvent(event)
   }
 
-  private showCautions(cautions: readonly ExecuteWarning[]): void {
-    for (const caution of cautions) this.warnLine(paint.warn(`warning: ${caution.message}`))
+  /** Warning lines on stderr: the cautions before the question, the result's warnings after the run. */
+  private showWarnings(warnings: readonly ExecuteWarning[]): void {
+    for (const warning of warnings) this.warnLine(paint.warn(`warning: ${warning.message}`))
   }
 
   /** the plan being run is the reverse of the one given (apply --reverse): so marked in an --out file */
@@ -270,7 +271,7 @@ export abstract class MigrationCommand<T extends typeof Command> extends BaseCom
       if (remaining.length > 0) this.log(`${remaining.length} slot(s) holding ${keys} key(s) would move${this.throttleEstimate(-1)}`)
       if (f.out) await this.writePlan(prepared.planToSave, f.out as string, Boolean(f.overwrite), {clusterId: clusterIdOf(snapshot.nodes), keys})
       // after the plan file: a plan that cannot be written stays one error line
-      this.showCautions(prepared.cautions)
+      this.showWarnings(prepared.cautions)
       return {...unmoved, phasesMs: this.reportPhases(), planFile: f.out as string | undefined, status: 'planned'}
     }
     if (remaining.length === 0) {
@@ -283,7 +284,7 @@ export abstract class MigrationCommand<T extends typeof Command> extends BaseCom
     const plannedKeys = await this.phases.time('preflight', () => countPlannedKeys(this.pool(), remaining, prepared.addresses, prepared.counted))
     if (f.out) await this.writePlan(prepared.planToSave, f.out as string, Boolean(f.overwrite), {clusterId: clusterIdOf(snapshot.nodes), keys: plannedKeys})
     // before the question, where it can change the answer; a run refused for want of --yes stays one line
-    if (this.assumeYes || interactive()) this.showCautions(prepared.cautions)
+    if (this.assumeYes || interactive()) this.showWarnings(prepared.cautions)
     if (!(await this.confirm(`Move ${remaining.length} slot(s) holding ${plannedKeys} key(s) now${this.throttleEstimate(plannedKeys)}?`))) throw new SlotctlError('cancelled: nothing was changed', {code: 'E_CANCELLED'})
 
     // the plan was checked on a read taken before the lock: it holds only if the cluster is still that one
@@ -328,7 +329,7 @@ export abstract class MigrationCommand<T extends typeof Command> extends BaseCom
   private finish(snapshot: ClusterSnapshot, plan: MigrationPlan, result: ExecuteResult, journal: string, resumeCommand: string, moves: PairMoves[]): MigrationResult {
     const rate = result.seconds > 0 ? Math.round(result.keysMoved / result.seconds) : result.keysMoved
     this.log(`${result.slotsMoved} slot(s) and ${result.keysMoved} key(s) (${formatBytes(result.bytesMoved)}) moved in ${formatDuration(result.seconds * 1000)} (${rate} keys/s)${describeHeld(result.held)}`)
-    for (const warning of result.warnings) this.warnLine(paint.warn(`warning: ${warning.message}`))
+    this.showWarnings(result.warnings)
     if (result.slotsFinished > 0) this.log(`${result.slotsFinished} more slot(s) had been moved by an earlier run (or fix); this run only closed them`)
     const base = {
       bytesMoved: result.bytesMoved,

@@ -248,14 +248,15 @@ export async function preflight(context: RunContext, checked: CheckedPlan, optio
  * operator's fix.
  */
 function slotBugWarnings(features: ReadonlyMap<string, ServerFeatures>, addresses: ReadonlyMap<string, string>, moves: MigrationPlan['moves']): ExecuteWarning[] {
-  const ids = new Set(moves.flatMap((move) => [move.sourceId, move.targetId]))
-  const affected = [...ids].map((id) => addresses.get(id) ?? '').filter((address) => {
+  const addressesOfMoves = new Set(moves.flatMap((move) => [addresses.get(move.sourceId) ?? '', addresses.get(move.targetId) ?? '']))
+  const affected = [...addressesOfMoves].flatMap((address): Array<[string, ServerFeatures]> => {
     const found = features.get(address)
-    return found !== undefined && handsBackTakenSlots(found)
+    return found && handsBackTakenSlots(found) ? [[address, found]] : []
   })
   if (affected.length === 0) return []
-  const versions = [...new Set(affected.map((address) => describeServer(features.get(address) as ServerFeatures)))].sort(compareText)
-  const shown = affected.sort(compareNatural).slice(0, 3).join(', ') + (affected.length > 3 ? ` and ${affected.length - 3} more` : '')
+  const versions = [...new Set(affected.map(([, found]) => describeServer(found)))].sort(compareText)
+  const names = affected.map(([address]) => address).sort(compareNatural)
+  const shown = names.slice(0, 3).join(', ') + (names.length > 3 ? ` and ${names.length - 3} more` : '')
   return [{
     code: 'SERVER_SLOT_BUG',
     message: `${versions.join(', ')} on ${shown}: a node that just took a slot can hand it back and delete the keys moved into it (redis/redis#12564, fixed in 7.2.4); slotctl keeps that window short, upgrading closes it`,
