@@ -16,7 +16,7 @@ import {type FixGroup, type SlotFix, groupFixes, planFix} from '../lib/plan/fix.
 import {paint, renderIssues, table} from '../lib/cli/render.js'
 import {type Issue, type NodeRef, type VerbResult, issue, slotSet} from '../lib/core/result.js'
 import {durationFlag} from '../lib/cli/duration.js'
-import {type SlotRange, formatRanges, formatSlots} from '../lib/core/slots.js'
+import {type SlotRange, expandRanges, formatRanges, formatSlots} from '../lib/core/slots.js'
 import {type ClusterNode, openSlotsOf} from '../lib/cluster/topology.js'
 
 export interface FixGroupView {
@@ -301,11 +301,12 @@ export default class Fix extends BaseCommand<typeof Fix> {
     else if (errors.length > 0) this.resultExitCode = ExitCode.checkProblems
   }
 
-  /** Without --journal, the newest recent journal of an interrupted run on these open slots. */
+  /** Without --journal, the newest recent journal of an interrupted run on these open slots, or on slots a failed master owns. */
   private discoverJournal(snapshot: ClusterSnapshot) {
-    const open = new Set(snapshot.nodes.flatMap((node) => openSlotsOf(node)))
-    if (open.size === 0) return undefined
-    const found = findJournalFor(open, new Set(snapshot.nodes.map((node) => node.id)))
+    const openSlots = new Set(snapshot.nodes.flatMap((node) => openSlotsOf(node)))
+    const deadOwners = new Map(snapshot.nodes.filter((node) => node.failed && node.role === 'master').flatMap((node) => expandRanges(node.slots).map((slot) => [slot, node.id] as const)))
+    if (openSlots.size === 0 && deadOwners.size === 0) return undefined
+    const found = findJournalFor({deadOwners, nodeIds: new Set(snapshot.nodes.map((node) => node.id)), openSlots})
     if (found) this.note(`using the journal of the interrupted run: ${found.path} (pass --journal to choose another)`)
     return found
   }

@@ -131,6 +131,27 @@ describe('checks', () => {
     }
   })
 
+  it('a dead target that claimed slots its promoted replica never heard of: no live node is named as serving them', () => {
+    // masters name dead B for 5461-5470 (its last claim, epoch 7); R2, promoted (epoch 8), took
+    // only B's older slots, and its own view still gives 5461-5470 to their former owner A
+    const mastersText = healthy
+      .replace(`${A} 10.0.0.1:7000@17000,node-a.example myself,master - 0 0 1 connected 0-5460`, `${A} 10.0.0.1:7000@17000,node-a.example myself,master - 0 0 1 connected 0-5460`)
+      .replace(`${B} 10.0.0.2:7001@17001,node-b.example master - 0 1700000000000 2 connected 5461-10922`, `${B} 10.0.0.2:7001@17001,node-b.example master,fail - 0 1700000000000 7 connected 5461-5470`)
+      .replace(`${R2} 10.0.0.3:7004@17004 slave ${B} 0 1700000000000 2 connected`, `${R2} 10.0.0.3:7004@17004 master - 0 1700000000000 8 connected 5471-10922`)
+    const promotedText = mastersText
+      .replace('connected 0-5460', 'connected 0-5470')
+      .replace('master,fail - 0 1700000000000 7 connected 5461-5470', 'master,fail - 0 1700000000000 2 connected')
+    const snapshot = snapshotOf(mastersText, {[B]: {error: 'connection refused', reachable: false}})
+    snapshot.views[R2].nodes = parseClusterNodes(promotedText)
+    const hints = runChecks(snapshot).filter((f) => f.nodes?.some((node) => node.id === B)).map((f) => f.hint ?? '')
+    expect(hints.length).to.be.greaterThan(0)
+    for (const hint of hints) {
+      // A serves none of them: only a stale view gives them to it
+      expect(hint).to.not.match(/served by|10\.0\.0\.1:7000 serves/)
+      expect(hint).to.match(/^restart it: no live master serves its slots\. If it died while slotctl was moving slots to it and its replica has been promoted since, that replica holds their keys: slotctl fix \S+ hands them to it/)
+    }
+  })
+
   it('does not flag a slot as open or uncovered while it migrates between two owners', () => {
     // during a reshard the source still owns the slot; only the markers say it moves
     const text = healthy.replace('0-5460', `0-5460 [42->-${B}]`).replace('5461-10922', `5461-10922 [42-<-${A}]`)

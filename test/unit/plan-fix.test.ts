@@ -109,6 +109,26 @@ describe('fix planner', () => {
     expect(fix.reason).to.equal(`its owner 10.0.0.9:6379 (dddddddd) is down: promote its replica: slotctl failover 10.0.0.9:6380 --replica ${'e'.repeat(40)} --force`)
   })
 
+  it('a slot a dead target claimed, whose replica the journal names and the cluster promoted, goes to that replica; any other keys follow', () => {
+    // A and B name the dead target; C, its promoted replica, missed the claim and names A
+    const orphan = slot(51, null, {keys: {[A]: 0, [B]: 1, [C]: 30}, promotedReplica: {id: C, replaces: DEAD}, viewOwner: {[A]: DEAD, [B]: DEAD, [C]: A}})
+    const [fix] = planFix(masters({[A]: 5000, [B]: 5000, [C]: 5000}, [DEAD]), [orphan])
+    expect(fix).to.include({action: 'assign', claimsSlot: true, destination: C, problem: 'uncovered'})
+    expect(fix.sources).to.deep.equal([B])
+    expect(fix.reason).to.include('10.0.0.9:6379 (dddddddd) died right after claiming it')
+    // even with more keys elsewhere and none at the replica: the journal decides, not the counts
+    const empty = planFix(masters({[A]: 5000, [B]: 5000, [C]: 5000}, [DEAD]), [{...orphan, keys: {[A]: 4, [B]: 0, [C]: 0}}])[0]
+    expect(empty).to.include({destination: C})
+    expect(empty.sources).to.deep.equal([A])
+  })
+
+  it('a promoted replica\'s slots do not count as empty ones to spread', () => {
+    const orphans = [slot(51, null, {promotedReplica: {id: C, replaces: DEAD}}), slot(52, null)]
+    const fixes = planFix(masters({[A]: 5000, [B]: 6000, [C]: 5000}, [DEAD]), orphans)
+    // the one empty slot goes to the master with fewest slots (A), not to C by a shared quota
+    expect(fixes.map((fix) => fix.destination)).to.deep.equal([C, A])
+  })
+
   describe('whose claim counts (the same from every seed)', () => {
     const live = new Set([A, B, C])
     const epochs: Record<string, number> = {[A]: 1, [B]: 7, [C]: 9, [DEAD]: 3}

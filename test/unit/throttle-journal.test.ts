@@ -6,6 +6,8 @@ import {expect} from 'chai'
 
 import {SlotctlError} from '../../src/lib/core/errors.js'
 import {Journal, findJournalFor, readJournal} from '../../src/lib/migrate/journal.js'
+import {targetReplicas} from '../../src/lib/migrate/run.js'
+import {parseClusterNodes} from '../../src/lib/cluster/topology.js'
 import {readPlanFile} from '../../src/lib/plan/plan-file.js'
 import type {MigrationPlan} from '../../src/lib/plan/types.js'
 import {RateLimiter} from '../../src/lib/migrate/throttle.js'
@@ -98,6 +100,32 @@ describe('journal discovery (fix without --journal)', () => {
     await rm(dir, {force: true, recursive: true})
   })
 
+  it('keeps each target\'s replicas, and is found for a slot its failed target still owns only when it has them', async () => {
+    const snapshot = {nodes: parseClusterNodes([
+      `${id('a')} 10.0.0.1:7000@17000 myself,master - 0 0 1 connected 0-99`,
+      `${id('b')} 10.0.0.2:7000@17000 master - 0 0 2 connected 100-199`,
+      `${id('e')} 10.0.0.3:7000@17000 slave ${id('b')} 0 0 2 connected`,
+      `${id('f')} 10.0.0.4:7000@17000 slave ${id('a')} 0 0 1 connected`,
+    ].join('\n'))}
+    const plan = planFor([7, 8])
+    expect(targetReplicas(snapshot, plan)).to.deep.equal({[id('b')]: [id('e')]})
+    const recorded = Journal.create(path.join(dir, 'recorded.jsonl'), plan, {replicas: targetReplicas(snapshot, plan)})
+    recorded.slotsStarted([7, 8])
+    recorded.slotsDone([{keys: 3, slot: 7}, {keys: 2, slot: 8}])
+    expect(readJournal(recorded.path).replicas).to.deep.equal({[id('b')]: [id('e')]})
+    const nodeIds = new Set([id('a'), id('b')])
+    const found = findJournalFor({deadOwners: new Map([[8, id('b')]]), nodeIds, openSlots: new Set()}, dir)
+    expect(found?.path).to.equal(recorded.path)
+    // another failed master owning the slot, or no replicas recorded: not this run's business
+    expect(findJournalFor({deadOwners: new Map([[8, id('a')]]), nodeIds, openSlots: new Set()}, dir)).to.equal(undefined)
+    await rm(recorded.path)
+    const older = Journal.create(path.join(dir, 'older.jsonl'), plan)
+    older.slotsStarted([8])
+    expect(readJournal(older.path).replicas).to.equal(undefined)
+    expect(findJournalFor({deadOwners: new Map([[8, id('b')]]), nodeIds, openSlots: new Set()}, dir)).to.equal(undefined)
+    await rm(older.path)
+  })
+
   it('finds the newest recent journal with one of the open slots in flight between known nodes', async () => {
     const old = Journal.create(path.join(dir, 'old.jsonl'), planFor([5]))
     old.slotsStarted([5])
@@ -112,14 +140,14 @@ describe('journal discovery (fix without --journal)', () => {
     wanted.slotsStarted([5, 6])
     wanted.slotsDone([{keys: 0, slot: 6}])
 
-    const found = findJournalFor(new Set([5]), new Set([id('a'), id('b')]), dir)
+    const found = findJournalFor({nodeIds: new Set([id('a'), id('b')]), openSlots: new Set([5])}, dir)
     expect(found?.path).to.equal(wanted.path)
-    expect(findJournalFor(new Set([6]), new Set([id('a'), id('b')]), dir), 'slot 6 finished everywhere').to.equal(undefined)
-    expect(findJournalFor(new Set([5]), new Set([id('a'), id('b')]), path.join(dir, 'missing'))).to.equal(undefined)
+    expect(findJournalFor({nodeIds: new Set([id('a'), id('b')]), openSlots: new Set([6])}, dir), 'slot 6 finished everywhere').to.equal(undefined)
+    expect(findJournalFor({nodeIds: new Set([id('a'), id('b')]), openSlots: new Set([5])}, path.join(dir, 'missing'))).to.equal(undefined)
     // without it: the older journal is too old, the finished one has nothing in flight, the other names other nodes
     await rm(wanted.path)
-    expect(findJournalFor(new Set([5]), new Set([id('a'), id('b')]), dir)).to.equal(undefined)
-    expect(findJournalFor(new Set([5]), new Set([id('a'), id('b')]), dir, Date.now() - 2 * 24 * 3600 * 1000)?.path, 'two days ago the old one was recent').to.equal(old.path)
+    expect(findJournalFor({nodeIds: new Set([id('a'), id('b')]), openSlots: new Set([5])}, dir)).to.equal(undefined)
+    expect(findJournalFor({nodeIds: new Set([id('a'), id('b')]), openSlots: new Set([5])}, dir, Date.now() - 2 * 24 * 3600 * 1000)?.path, 'two days ago the old one was recent').to.equal(old.path)
   })
 })
 

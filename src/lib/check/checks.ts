@@ -83,27 +83,24 @@ function liveViews(snapshot: ClusterSnapshot): Array<{self: ClusterNode; nodes: 
 }
 
 /**
- * Live masters that own, in their own view or in another live one, slots the dead `node`
- * owns in the seed's view: a replica the cluster promoted (its keys are there), or a reshard
- * target. A node importing a slot ignores other claims on it, so the seed's view may still
- * give the dead node slots that the rest of the cluster gave its promoted replica.
+ * Live masters that claim, in their own view, slots the dead `node` owns in the seed's view:
+ * a replica the cluster promoted (its keys are there), or a reshard target. Only a node's own
+ * claim counts: a node importing a slot ignores other claims on it (so the seed's view may
+ * still give the dead node slots its promoted replica took), and a replica that missed its
+ * master's last claim keeps giving those slots to their former owner.
  */
 function slotHeirs(snapshot: ClusterSnapshot, node: ClusterNode): {heirs: ClusterNode[]; covered: Set<number>} {
   const deadSlots = new Set(expandRanges(node.slots))
-  const live = new Map(liveViews(snapshot).map((view) => [view.self.id, view.self]))
-  const heirs = new Map<string, ClusterNode>()
+  const heirs: ClusterNode[] = []
   const covered = new Set<number>()
-  for (const view of liveViews(snapshot)) {
-    for (const owner of view.nodes) {
-      const heir = live.get(owner.id)
-      if (owner.id === node.id || owner.role !== 'master' || !heir) continue
-      const taken = expandRanges(owner.slots).filter((slot) => deadSlots.has(slot))
-      if (taken.length === 0) continue
-      heirs.set(heir.id, heir)
-      for (const slot of taken) covered.add(slot)
-    }
+  for (const {self} of liveViews(snapshot)) {
+    if (self.id === node.id || self.role !== 'master') continue
+    const taken = expandRanges(self.slots).filter((slot) => deadSlots.has(slot))
+    if (taken.length === 0) continue
+    heirs.push(self)
+    for (const slot of taken) covered.add(slot)
   }
-  return {covered, heirs: [...heirs.values()]}
+  return {covered, heirs}
 }
 
 /** The dead `node`'s slots that no live master serves in any live view: uncovered once it is removed. */
@@ -144,6 +141,15 @@ export function currentSeed(snapshot: ClusterSnapshot, node: ClusterNode, heirs:
 }
 
 /**
+ * A target that died right after claiming slots, before its replica heard of the claim, leaves
+ * them with no live owner while the promoted replica holds their keys. Only the run's journal
+ * says which replica that was, so the hint can only name the case (fix reads the journal).
+ */
+function promotedAfterClaim(seed: string): string {
+  return `If it died while slotctl was moving slots to it and its replica has been promoted since, that replica holds their keys: slotctl fix ${seed} hands them to it (add --journal FILE if the run's journal is not in the default place).`
+}
+
+/**
  * The next step for a master that is down while it owns slots: promote its replica, let the
  * cluster finish replacing it, or remove it. A step that loses data is named only when no
  * replica of it holds or may hold its keys, judged from every live view, not the seed's alone.
@@ -161,9 +167,9 @@ export function deadOwnerHint(snapshot: ClusterSnapshot, node: ClusterNode): str
   }
   if (heirs.length > 0) {
     // part of its slots moved on (a reshard target); the rest have no copy anywhere else
-    return `restart it: the keys of ${slotTotal - covered.size} of its slots exist only there (${heirs.map((heir) => heir.address).join(', ')} serve${heirs.length === 1 ? 's' : ''} the others). If it is lost for good: slotctl del-node ${seed} ${node.id} --accept-data-loss (those slots come back empty), then slotctl fix ${seed}`
+    return `restart it: ${slotTotal - covered.size} of its slots have no live master (${heirs.map((heir) => heir.address).join(', ')} serve${heirs.length === 1 ? 's' : ''} the others). ${promotedAfterClaim(seed)} Otherwise the keys of those slots exist only there; if it is lost for good: slotctl del-node ${seed} ${node.id} --accept-data-loss (those slots come back empty), then slotctl fix ${seed}`
   }
-  return `restart it: its keys exist only there. If it is lost for good: slotctl del-node ${seed} ${node.id} --accept-data-loss (its slots come back empty), then slotctl fix ${seed}`
+  return `restart it: no live master serves its slots. ${promotedAfterClaim(seed)} Otherwise its keys exist only there; if it is lost for good: slotctl del-node ${seed} ${node.id} --accept-data-loss (its slots come back empty), then slotctl fix ${seed}`
 }
 
 /** Hung and refused-login nodes are named as such: "unreachable" would send the operator to the network. */

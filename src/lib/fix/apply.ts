@@ -168,8 +168,9 @@ class FixRunner {
     const destination = fix.destination
     if (slot.viewOwner[destination] === destination) return destination
     if (owners.length === 0 && slot.claimants.length === 0) {
-      // nobody owns it: the destination takes it (ADDSLOTS also clears an import)
-      await this.command(destination, 'ADDSLOTS', fix.slot)
+      // nobody owns it: the destination takes it (either command also clears an import); a
+      // view that still names a dead or former owner refuses ADDSLOTS ("already busy")
+      await this.command(destination, ...(slot.viewOwner[destination] ? ['SETSLOT', fix.slot, 'NODE', destination] : ['ADDSLOTS', fix.slot]))
       slot.viewOwner[destination] = destination
       return destination
     }

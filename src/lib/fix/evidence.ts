@@ -73,6 +73,39 @@ function claimantsOf(views: LiveViews, slot: number): string[] {
   return effectiveClaimants(views.ownClaims.get(slot) ?? [], named, views.liveIds, (id) => views.epochs.get(id) ?? 0)
 }
 
+/**
+ * Dead target id → its replica promoted since: of the replicas the journal recorded for it,
+ * the one live master whose config epoch is above the target's (a failover gives the winner
+ * an epoch above every one it heard of). Only the journal can say it: once promoted, no view
+ * links a replica to its old master any more (clusterSetNodeAsMaster drops the link).
+ *
+ * Why the replica holds the keys of a slot its dead master claimed: a durable move deletes a
+ * key at the source only after the target's replicas acknowledged it (migrate/durable.ts), and
+ * every later write was the target's, which replicated it as for any failover. Why the slot
+ * was left with the dead target: Redis replicas do not receive CLUSTER SETSLOT and learn their
+ * master's slots from its pings, so a target that dies between its claim and its next ping
+ * leaves the masters naming it while the promoted replica claims only what it heard of.
+ */
+function promotedReplicas(views: LiveViews, journal: JournalState | undefined): Map<string, string> {
+  const promoted = new Map<string, string>()
+  for (const [target, replicas] of Object.entries(journal?.replicas ?? {})) {
+    if (views.liveIds.has(target)) continue
+    const newer = replicas.filter((id) => views.liveIds.has(id) && (views.epochs.get(id) ?? 0) > (views.epochs.get(target) ?? 0))
+    if (newer.length === 1) promoted.set(target, newer[0])
+  }
+  return promoted
+}
+
+/**
+ * A slot whose only claimant is a dead target the journal moved it to, whose replica was
+ * promoted since: the claim passes to that replica (see promotedReplicas).
+ */
+function inheritedClaim(claimants: readonly string[], plannedTarget: string | undefined, promoted: ReadonlyMap<string, string>): {claimants: string[]; promotedReplica?: {id: string; replaces: string}} {
+  const heir = plannedTarget === undefined ? undefined : promoted.get(plannedTarget)
+  if (!heir || claimants.length !== 1 || claimants[0] !== plannedTarget) return {claimants: [...claimants]}
+  return {claimants: [], promotedReplica: {id: heir, replaces: plannedTarget}}
+}
+
 /** Slots CLUSTER NODES alone shows to be wrong: open, not claimed by exactly one live master, or named otherwise by a view. */
 function suspiciousSlots(views: LiveViews): Set<number> {
   const suspicious = new Set<number>()
@@ -137,6 +170,10 @@ async function setslotReplication(pool: NodePool, live: readonly ClusterNode[], 
   return new Map(asked.map((master) => [master.id, features.get(master.address)?.replicatedSetslot ?? false]))
 }
 
+function plannedTargets(journal: JournalState | undefined): Map<number, string> {
+  return new Map((journal?.plan.moves ?? []).map((move) => [move.slot, move.targetId]))
+}
+
 function intendedTargets(journal: JournalState | undefined): Map<number, string> {
   if (!journal) return new Map()
   return new Map(journal.plan.moves.filter((move) => !journal.doneSlots.has(move.slot)).map((move) => [move.slot, move.targetId]))
@@ -168,6 +205,8 @@ function masterEvidence(snapshot: ClusterSnapshot, views: LiveViews, named: Read
 export async function gatherFixEvidence(pool: NodePool, snapshot: ClusterSnapshot, options: EvidenceOptions): Promise<FixEvidence> {
   const views = readLiveViews(snapshot)
   const suspicious = suspiciousSlots(views)
+  const promoted = promotedReplicas(views, options.journal)
+  const planned = plannedTargets(options.journal)
   const strayKeys = await findStrayKeys(pool, snapshot, options.searchMultipleOwners)
   for (const slot of strayKeys.keys()) suspicious.add(slot)
   const replicaMarkers = replicaOnlyMarkers(snapshot)
@@ -177,7 +216,7 @@ export async function gatherFixEvidence(pool: NodePool, snapshot: ClusterSnapsho
   const counts = await countKeys(pool, views.live, slots)
   const intended = intendedTargets(options.journal)
   const evidence = slots.map((slot): SlotEvidence => ({
-    claimants: claimantsOf(views, slot),
+    ...inheritedClaim(claimantsOf(views, slot), planned.get(slot), promoted),
     importing: openMarkers(views.live, slot, 'importing'),
     intendedTarget: intended.get(slot),
     keys: Object.fromEntries(views.live.map((node) => [node.id, counts.get(node.id)?.get(slot) ?? 0])),

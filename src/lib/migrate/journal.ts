@@ -28,8 +28,22 @@ export interface RunSettings {
   replicaWaitMs?: number
 }
 
+/** What the plan line says besides the plan. */
+export interface JournalHeader {
+  command?: string
+  verb?: string
+  settings?: RunSettings
+  /**
+   * target id → its replicas' ids when the run started. A target that dies right after it
+   * claimed slots can leave them with no live owner (Redis replicas learn their master's new
+   * slots only from its pings); the replica promoted since holds their keys, and fix can
+   * tell it from any other master only by this record.
+   */
+  replicas?: Record<string, string[]>
+}
+
 type JournalLine =
-  | {type: 'plan'; plan: MigrationPlan; command?: string; verb?: string; settings?: RunSettings}
+  | ({type: 'plan'; plan: MigrationPlan} & JournalHeader)
   | {type: 'slot-done'; slot: number; keys: number}
   | {type: 'slot-start'; slot: number}
 
@@ -39,6 +53,8 @@ export interface JournalState {
   /** the verb that started the run (reshard, rebalance, apply, del-node) */
   verb?: string
   settings: RunSettings
+  /** target id → its replicas' ids when the run started (none in journals written before it was kept) */
+  replicas?: Record<string, string[]>
   doneSlots: Set<number>
   /** Slots started but not recorded as done: possibly open (importing/migrating). */
   inFlight: Set<number>
@@ -57,11 +73,22 @@ export function defaultJournalPath(kind: string, env: NodeJS.ProcessEnv = proces
 const DISCOVERY_MAX_AGE_MS = 7 * 24 * 3600 * 1000
 const DISCOVERY_MAX_FILES = 20
 
+/** What fix finds in the cluster that a journal may explain. */
+export interface JournalClues {
+  /** slots open (importing or migrating) somewhere */
+  openSlots: ReadonlySet<number>
+  /** every node id the cluster has */
+  nodeIds: ReadonlySet<string>
+  /** slot → the failed master that owns it in the seed's view */
+  deadOwners?: ReadonlyMap<number, string>
+}
+
 /**
- * The newest recent journal in the default place whose run was interrupted with one of
- * `openSlots` in flight, between nodes this cluster has: what fix uses when not given one.
+ * The newest recent journal in the default place whose run was interrupted with one of the
+ * open slots in flight, between nodes this cluster has, or that moved to a master now failed
+ * slots it still owns and recorded that target's replicas: what fix uses when not given one.
  */
-export function findJournalFor(openSlots: ReadonlySet<number>, nodeIds: ReadonlySet<string>, dir = journalDir(), now = Date.now()): {path: string; state: JournalState} | undefined {
+export function findJournalFor(clues: JournalClues, dir = journalDir(), now = Date.now()): {path: string; state: JournalState} | undefined {
   let names: string[]
   try {
     names = readdirSync(dir).filter((name) => name.endsWith('.jsonl'))
@@ -80,10 +107,15 @@ export function findJournalFor(openSlots: ReadonlySet<number>, nodeIds: Readonly
     } catch {
       continue
     }
-    const matches = state.plan.moves.some((move) => state.inFlight.has(move.slot) && openSlots.has(move.slot) && nodeIds.has(move.sourceId) && nodeIds.has(move.targetId))
-    if (matches) return {path: file, state}
+    if (state.plan.moves.some((move) => explains(state, move, clues))) return {path: file, state}
   }
   return undefined
+}
+
+function explains(state: JournalState, move: MigrationPlan['moves'][number], clues: JournalClues): boolean {
+  if (!clues.nodeIds.has(move.sourceId) || !clues.nodeIds.has(move.targetId)) return false
+  if (state.inFlight.has(move.slot) && clues.openSlots.has(move.slot)) return true
+  return clues.deadOwners?.get(move.slot) === move.targetId && (state.replicas?.[move.targetId]?.length ?? 0) > 0
 }
 
 export class Journal {
@@ -93,7 +125,7 @@ export class Journal {
    * Starts a new journal with the plan as its first line. The file must not exist (reusing
    * one would merge two runs), and it is created before anything moves, private to the user.
    */
-  static create(file: string, plan: MigrationPlan, header: {command?: string; verb?: string; settings?: RunSettings} = {}): Journal {
+  static create(file: string, plan: MigrationPlan, header: JournalHeader = {}): Journal {
     createJournalFile(file, {...header, plan, type: 'plan'} satisfies JournalLine, 'run')
     return new Journal(file)
   }
@@ -155,6 +187,7 @@ export function readJournal(file: string): JournalState {
       state.command = line.command
       state.verb = line.verb
       state.settings = line.settings ?? {}
+      if (line.replicas) state.replicas = line.replicas
     } else if (!state.plan) {
       throw new SlotctlError(`'${file}' is not a slotctl journal (no plan line)`, {code: 'E_USAGE', exitCode: 2})
     } else if (line.type === 'slot-start') {

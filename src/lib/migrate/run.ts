@@ -336,9 +336,21 @@ async function preflightBigKeys(context: RunContext, moves: MigrationPlan['moves
   })
 }
 
+/** Each target's replicas as the run found them (see JournalHeader.replicas). */
+export function targetReplicas(snapshot: Pick<ClusterSnapshot, 'nodes'>, plan: MigrationPlan): Record<string, string[]> {
+  const targets = new Set(plan.moves.map((move) => move.targetId))
+  const replicas: Record<string, string[]> = {}
+  for (const node of snapshot.nodes) {
+    if (node.role !== 'replica' || !node.masterId || !targets.has(node.masterId)) continue
+    replicas[node.masterId] = [...(replicas[node.masterId] ?? []), node.id]
+  }
+  return replicas
+}
+
 /** Creates the run's journal (or reopens a resumed one) before anything moves. */
 export function openJournal(context: RunContext, prepared: PreparedRun, request: JournalRequest): Journal {
-  const journal = request.reopen ? Journal.reopen(request.path) : Journal.create(request.path, prepared.planToSave, request.header)
+  const header = {...request.header, replicas: targetReplicas(prepared.snapshot, prepared.planToSave)}
+  const journal = request.reopen ? Journal.reopen(request.path) : Journal.create(request.path, prepared.planToSave, header)
   note(context, `journal: ${request.path}`)
   if (prepared.resume && Object.keys(prepared.resume.settings).length > 0) note(context, `resuming with the run's settings: ${describeSettings(context.settings)}`)
   return journal

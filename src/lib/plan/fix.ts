@@ -44,6 +44,13 @@ export interface SlotEvidence {
   intendedTarget?: string
   /** replica id → its master's id, for replicas showing a marker for the slot their master does not */
   replicaMarkers?: Record<string, string>
+  /**
+   * The slot's only claim was a dead target's that a run's journal moved it to, and `id` is
+   * the replica the journal recorded for that target, promoted since (see promotedReplicaOf in
+   * fix/evidence.ts): the slot goes to it, which holds its keys. That claim is left out of
+   * `claimants`.
+   */
+  promotedReplica?: {id: string; replaces: string}
 }
 
 export type SlotProblem =
@@ -205,6 +212,8 @@ function decide(slot: SlotEvidence, problem: SlotProblem, live: ReadonlySet<stri
     reason = action === 'close-back' ? closeBackReason(slot, problem) : action === 'merge-keys' ? 'keys belong with the slot owner' : 'some masters name another owner'
   } else if (liveClaimants.length > 1) {
     ;[destination, action, reason] = [pickClaimant(slot, liveClaimants), 'settle-owner', `${liveClaimants.length} masters claim the slot; the one with most keys keeps it`]
+  } else if (slot.promotedReplica && live.has(slot.promotedReplica.id)) {
+    ;[destination, action, reason] = [slot.promotedReplica.id, 'assign', promotedReplicaReason(masters.get(slot.promotedReplica.replaces), slot.promotedReplica.replaces)]
   } else {
     const holder = mostKeys(slot, live)
     destination = holder ?? spreader.next()
@@ -215,6 +224,11 @@ function decide(slot: SlotEvidence, problem: SlotProblem, live: ReadonlySet<stri
   const sources = Object.keys(slot.keys).filter((id) => id !== destination && live.has(id) && keysOn(slot, id) > 0).sort()
   const contested = action === 'assign' || action === 'settle-owner' || action === 'reassert-owner'
   return {action, claimsSlot: contested || slot.viewOwner[destination] !== destination, destination, problem, reason, slot: slot.slot, sources}
+}
+
+function promotedReplicaReason(dead: MasterEvidence | undefined, id: string): string {
+  const name = dead?.address ? `${dead.address} (${id.slice(0, 8)})` : id.slice(0, 8)
+  return `its owner ${name} died right after claiming it; the journal names this node as its replica, promoted since: its keys are here`
 }
 
 function closeBackReason(slot: SlotEvidence, problem: SlotProblem): string {
@@ -232,7 +246,7 @@ function forwardReason(slot: SlotEvidence, target: string): string {
 export function planFix(masters: readonly MasterEvidence[], slots: readonly SlotEvidence[]): SlotFix[] {
   const live = liveSet(masters)
   const problems = [...slots].sort((a, b) => a.slot - b.slot).map((slot) => ({problem: classifySlot(slot, live), slot}))
-  const empty = problems.filter(({problem, slot}) => problem === 'uncovered' && !mostKeys(slot, live)).length
+  const empty = problems.filter(({problem, slot}) => problem === 'uncovered' && !slot.promotedReplica && !mostKeys(slot, live)).length
   const spreader = new Spreader(masters, empty)
   const byId = new Map(masters.map((master) => [master.id, master]))
   return problems.flatMap(({problem, slot}) => (problem ? [decide(slot, problem, live, spreader, byId)] : []))
