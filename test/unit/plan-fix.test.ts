@@ -115,7 +115,7 @@ describe('fix planner', () => {
     const [fix] = planFix(masters({[A]: 5000, [B]: 5000, [C]: 5000}, [DEAD]), [orphan])
     expect(fix).to.include({action: 'assign', claimsSlot: true, destination: C, problem: 'uncovered'})
     expect(fix.sources).to.deep.equal([B])
-    expect(fix.reason).to.include('10.0.0.9:6379 (dddddddd) died right after claiming it')
+    expect(fix.reason).to.equal('its owner 10.0.0.9:6379 (dddddddd) is down and was the last to claim it; this node was its replica (the run\'s journal says so) and has taken its place')
     // even with more keys elsewhere and none at the replica: the journal decides, not the counts
     const empty = planFix(masters({[A]: 5000, [B]: 5000, [C]: 5000}, [DEAD]), [{...orphan, keys: {[A]: 4, [B]: 0, [C]: 0}}])[0]
     expect(empty).to.include({destination: C})

@@ -85,6 +85,9 @@ function claimantsOf(views: LiveViews, slot: number): string[] {
  * was left with the dead target: Redis replicas do not receive CLUSTER SETSLOT and learn their
  * master's slots from its pings, so a target that dies between its claim and its next ping
  * leaves the masters naming it while the promoted replica claims only what it heard of.
+ * (Valkey 9 was once seen deleting such a slot's keys itself as the replica was promoted,
+ * before anything else ran: docs/known-limitations.md. Handing the slot over loses nothing
+ * more; leaving it keeps the cluster down.)
  */
 function promotedReplicas(views: LiveViews, journal: JournalState | undefined): Map<string, string> {
   const promoted = new Map<string, string>()

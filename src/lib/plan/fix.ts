@@ -47,8 +47,8 @@ export interface SlotEvidence {
   /**
    * The slot's only claim was a dead target's that a run's journal moved it to, and `id` is
    * the replica the journal recorded for that target, promoted since (see promotedReplicaOf in
-   * fix/evidence.ts): the slot goes to it, which holds its keys. That claim is left out of
-   * `claimants`.
+   * fix/evidence.ts): the slot goes to it, which replicated the target's keys. That claim is
+   * left out of `claimants`.
    */
   promotedReplica?: {id: string; replaces: string}
 }
@@ -228,7 +228,7 @@ function decide(slot: SlotEvidence, problem: SlotProblem, live: ReadonlySet<stri
 
 function promotedReplicaReason(dead: MasterEvidence | undefined, id: string): string {
   const name = dead?.address ? `${dead.address} (${id.slice(0, 8)})` : id.slice(0, 8)
-  return `its owner ${name} died right after claiming it; the journal names this node as its replica, promoted since: its keys are here`
+  return `its owner ${name} is down and was the last to claim it; this node was its replica (the run's journal says so) and has taken its place`
 }
 
 function closeBackReason(slot: SlotEvidence, problem: SlotProblem): string {
