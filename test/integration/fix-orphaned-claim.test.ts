@@ -53,8 +53,8 @@ describe('fix: slots a dead target claimed that its promoted replica never heard
   it('check names no live server for them; fix hands them to the replica the run\'s journal names, nothing lost', async function () {
     this.timeout(240_000)
     // Valkey: the replica, stopped before the claim, still owns the slots once promoted (seen
-    // on 8.0 and 9.0), so this construction cannot hold the window open there; fix's part is
-    // the same code on every server
+    // on 8.0.1 and 9.1.2), so this construction cannot hold the window open there; fix's part
+    // is the same code on every server
     if (serverUnderTest().product === 'valkey') this.skip()
     cluster = await TestCluster.start({masters: 3, nodeTimeoutMs: 2000, replicas: 1})
     const c = cluster
@@ -75,7 +75,7 @@ describe('fix: slots a dead target claimed that its promoted replica never heard
     for (const slot of ORPHANS) await Promise.all(Array.from({length: KEYS_PER_SLOT}, (_, i) => client.set(`{${tagForSlot(slot)}}:${i}`, `orphan-${slot}-${i}`)))
     const before = await clusterDigest(c)
 
-    // the copy, acknowledged by the target's replica, as a durable move does it
+    // the keys move to the target, and its replica acknowledges them, as in a durable move
     const from = c.client(source.address)
     const to = c.client(target.address)
     for (const slot of ORPHANS) {
