@@ -177,9 +177,9 @@ function plannedTargets(journal: JournalState | undefined): Map<number, string> 
   return new Map((journal?.plan.moves ?? []).map((move) => [move.slot, move.targetId]))
 }
 
-function intendedTargets(journal: JournalState | undefined): Map<number, string> {
-  if (!journal) return new Map()
-  return new Map(journal.plan.moves.filter((move) => !journal.doneSlots.has(move.slot)).map((move) => [move.slot, move.targetId]))
+/** The planned targets of the slots the journal's run had not finished. */
+function intendedTargets(journal: JournalState | undefined, planned: ReadonlyMap<number, string>): Map<number, string> {
+  return new Map([...planned].filter(([slot]) => !journal?.doneSlots.has(slot)))
 }
 
 function openMarkers(masters: readonly ClusterNode[], slot: number, kind: 'importing' | 'migrating'): Record<string, string> {
@@ -217,7 +217,7 @@ export async function gatherFixEvidence(pool: NodePool, snapshot: ClusterSnapsho
   const replicatesSetslot = await setslotReplication(pool, views.live, replicaMarkers)
   const slots = [...suspicious].sort((a, b) => a - b)
   const counts = await countKeys(pool, views.live, slots)
-  const intended = intendedTargets(options.journal)
+  const intended = intendedTargets(options.journal, planned)
   const evidence = slots.map((slot): SlotEvidence => ({
     ...inheritedClaim(claimantsOf(views, slot), planned.get(slot), promoted),
     importing: openMarkers(views.live, slot, 'importing'),

@@ -46,7 +46,7 @@ export interface SlotEvidence {
   replicaMarkers?: Record<string, string>
   /**
    * The slot's only claim was a dead target's that a run's journal moved it to, and `id` is
-   * the replica the journal recorded for that target, promoted since (see promotedReplicaOf in
+   * the replica the journal recorded for that target, promoted since (see promotedReplicas in
    * fix/evidence.ts): the slot goes to it, which replicated the target's keys. That claim is
    * left out of `claimants`.
    */
@@ -174,9 +174,13 @@ function skip(slot: SlotEvidence, problem: SlotProblem, reason: string): SlotFix
   return {action: 'skip', claimsSlot: false, destination: '', problem, reason, slot: slot.slot, sources: []}
 }
 
+/** A master as reasons name it: its address and short id, or the short id alone. */
+function masterName(master: MasterEvidence | undefined, id: string): string {
+  return master?.address ? `${master.address} (${id.slice(0, 8)})` : id.slice(0, 8)
+}
+
 function downOwnerReason(master: MasterEvidence | undefined, id: string): string {
-  const name = master?.address ? `${master.address} (${id.slice(0, 8)})` : id.slice(0, 8)
-  return `its owner ${name} is down: ${master?.nextStep ?? 'bring it back or fail it over first'}`
+  return `its owner ${masterName(master, id)} is down: ${master?.nextStep ?? 'bring it back or fail it over first'}`
 }
 
 /**
@@ -227,8 +231,7 @@ function decide(slot: SlotEvidence, problem: SlotProblem, live: ReadonlySet<stri
 }
 
 function promotedReplicaReason(dead: MasterEvidence | undefined, id: string): string {
-  const name = dead?.address ? `${dead.address} (${id.slice(0, 8)})` : id.slice(0, 8)
-  return `its owner ${name} is down and was the last to claim it; this node was its replica (the run's journal says so) and has taken its place`
+  return `its owner ${masterName(dead, id)} is down and was the last to claim it; this node was its replica (the run's journal says so) and has taken its place`
 }
 
 function closeBackReason(slot: SlotEvidence, problem: SlotProblem): string {
