@@ -18,7 +18,6 @@ import {connect} from 'node:net'
 import {tmpdir} from 'node:os'
 import path from 'node:path'
 
-import {execa} from 'execa'
 import {Redis} from 'ioredis'
 
 import {lib} from './common.js'
@@ -178,21 +177,6 @@ class RawConnection {
   }
 }
 
-async function startServer(dir, port, extra = []) {
-  const child = execa('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--dir', dir, ...extra], {reject: false})
-  const client = new Redis({host: '127.0.0.1', lazyConnect: true, port, retryStrategy: () => 50})
-  for (let i = 0; i < 100; i++) {
-    try {
-      await client.connect()
-      break
-    } catch {
-      await new Promise((resolve) => setTimeout(resolve, 50))
-    }
-  }
-  await client.ping()
-  return {child, client, pid: child.pid, port}
-}
-
 function keysOf(source) {
   return Array.from({length: Math.ceil(KEYS / SOURCES)}, (_, i) => `k:${source}:${i}`)
 }
@@ -250,15 +234,15 @@ async function measure(label, servers, client, copy) {
 }
 
 export default async function relayCeiling() {
-  const {findFreePorts} = await lib('local/servers')
+  const {findFreePorts, startServer, stopServer} = await lib('local/servers')
   const dir = await mkdtemp(path.join(tmpdir(), 'slotctl-relay-'))
   const servers = []
   try {
     const ports = await findFreePorts(SOURCES + 2, '127.0.0.1')
-    for (const [i, port] of ports.entries()) {
-      const serverDir = path.join(dir, String(port))
-      await execa('mkdir', ['-p', serverDir])
-      servers.push({...(await startServer(serverDir, port, i === SOURCES + 1 ? ['--replicaof', '127.0.0.1', String(ports[SOURCES])] : [])), index: i})
+    for (const [index, port] of ports.entries()) {
+      const extraArgs = index === SOURCES + 1 ? ['--replicaof', '127.0.0.1', String(ports[SOURCES])] : []
+      const server = await startServer({cluster: false, dir: path.join(dir, String(port)), extraArgs, host: '127.0.0.1', port})
+      servers.push({...server, client: new Redis({host: '127.0.0.1', port}), index})
     }
     const sources = servers.slice(0, SOURCES)
     const target = servers[SOURCES]
@@ -275,11 +259,8 @@ export default async function relayCeiling() {
     const sourceCpu = (run) => run.used.slice(0, SOURCES).reduce((sum, value) => sum + value, 0)
     console.log(`relay/MIGRATE: CPU in all ${(relay.total / migrate.total).toFixed(2)}x, sources ${(sourceCpu(relay) / sourceCpu(migrate)).toFixed(2)}x, wall ${(relay.wallS / migrate.wallS).toFixed(2)}x`)
   } finally {
-    for (const server of servers) {
-      server.client.disconnect()
-      server.child.kill('SIGKILL')
-    }
-    await Promise.all(servers.map((server) => server.child.catch(() => undefined)))
+    for (const server of servers) server.client.disconnect()
+    await Promise.all(servers.map((server) => stopServer(server)))
     await rm(dir, {force: true, recursive: true})
   }
 }
