@@ -7,7 +7,8 @@
  * Only what slot-protocol.ts, fix/apply.ts and the legacy mover send is modelled, with the
  * refusals of redis 7.0 src/cluster.c and valkey 8.0 src/cluster_legacy.c that those
  * decisions rely on (SETSLOT MIGRATING off a non-owner, NODE away from a node holding keys,
- * ADDSLOTS on a busy slot, ...). Nothing gossips: a node learns an owner only when told.
+ * ADDSLOTS on a busy slot, ...). The only gossip is the PONG a master broadcasts when it
+ * takes a slot it imported (broadcastClaims); otherwise a node learns an owner only when told.
  * Valkey (>= 8) hands each SETSLOT to its primary's replicas before the primary applies it,
  * and the fake records what the primary claimed at that moment (`handDowns`). Anything else
  * is answered "unknown command", so a command the model lacks shows up as a failure.
@@ -87,6 +88,7 @@ export class FakeCluster {
   /** commands answered with an error instead of being run: (node name, command text) → message */
   private readonly refusals: Array<(node: string, text: string) => string | undefined> = []
   private readonly unreachable = new Set<string>()
+  private readonly offBus = new Set<string>()
   private readonly drops: Array<{name: string; pattern: RegExp; nth: number}> = []
 
   constructor(
@@ -159,6 +161,11 @@ export class FakeCluster {
   /** Every connection to the node fails from now on, as to a node that is down. */
   takeDown(name: string): void {
     this.unreachable.add(name)
+  }
+
+  /** The node's cluster-bus links are down: it hears no broadcast (clients still reach it). */
+  cutOffBus(name: string): void {
+    this.offBus.add(name)
   }
 
   /** The log, as lines "node COMMAND ..." (optionally only those matching). */
@@ -309,11 +316,32 @@ export class FakeCluster {
       node.migrating.delete(slot)
     } else {
       if (peer !== node.id) node.migrating.delete(slot)
-      if (peer === node.id && node.importing.has(slot)) {
+      const imported = peer === node.id && node.importing.has(slot)
+      if (imported) {
         node.importing.delete(slot)
         if (!node.masterId) this.bumpEpoch(node)
       }
       node.owners.set(slot, peer!)
+      if (imported && !node.masterId) this.broadcastClaims(node)
+    }
+  }
+
+  /**
+   * The PONG a master broadcasts after taking a slot it imported: every other node rebinds
+   * each slot it claims whose owner there has a lower config epoch, except a slot it imports
+   * (redis 7.0 clusterUpdateSlotsConfigWith); a node that owned such a slot itself drops its
+   * keys there (a dirty slot).
+   */
+  private broadcastClaims(claimant: FakeNode): void {
+    const epochOf = (id: string | undefined) => this.nodes.find((other) => other.id === id)?.configEpoch ?? -1
+    for (const other of this.nodes) {
+      if (other === claimant || this.unreachable.has(other.name) || this.offBus.has(other.name)) continue
+      for (const [slot, owner] of claimant.owners) {
+        const seen = other.owners.get(slot)
+        if (owner !== claimant.id || seen === claimant.id || other.importing.has(slot) || epochOf(seen) >= claimant.configEpoch) continue
+        if (seen === other.id) for (const key of other.keysIn(slot)) other.data.delete(key)
+        other.owners.set(slot, claimant.id)
+      }
     }
   }
 

@@ -115,11 +115,12 @@ export const MIGRATION_SOURCE: readonly Permission[] = [PERMISSIONS.clusterSetsl
  */
 export const MIGRATION_TARGET: readonly Permission[] = [PERMISSIONS.clusterSetslot, PERMISSIONS.clusterBumpepoch, PERMISSIONS.clusterCountkeysinslot, PERMISSIONS.restoreAsking, PERMISSIONS.select, PERMISSIONS.dump, PERMISSIONS.del, PERMISSIONS.asking, PERMISSIONS.clusterAddslots, PERMISSIONS.clusterDelslots, PERMISSIONS.multi, PERMISSIONS.exec]
 /**
- * Every master is told the new owner of each moved slot; its command table says which way
- * slots can move (server-info.ts); its DBSIZE is compared with the keys of the slots it owns
- * or imports, in one MULTI, before the run (keys outside their owner stop it: check/scan.ts).
+ * Every master: its command table says which way slots can move (server-info.ts); its DBSIZE
+ * is compared with the keys of the slots it owns or imports, in one MULTI, before the run
+ * (keys outside their owner stop it: check/scan.ts). Masters outside a move are never told
+ * its new owners (they learn by gossip: slot-protocol.ts), so they need no SETSLOT.
  */
-export const EVERY_MASTER_OF_A_MIGRATION: readonly Permission[] = [PERMISSIONS.clusterSetslot, PERMISSIONS.commandInfo, PERMISSIONS.clusterCountkeysinslot, PERMISSIONS.dbsize, PERMISSIONS.multi, PERMISSIONS.exec]
+export const EVERY_MASTER_OF_A_MIGRATION: readonly Permission[] = [PERMISSIONS.commandInfo, PERMISSIONS.clusterCountkeysinslot, PERMISSIONS.dbsize, PERMISSIONS.multi, PERMISSIONS.exec]
 
 /** Durable moves (durable.ts): the source copies under WATCH and deletes in MULTI/EXEC. */
 export const DURABLE_SOURCE: readonly Permission[] = [PERMISSIONS.watch, PERMISSIONS.unwatch, PERMISSIONS.multi, PERMISSIONS.exec, PERMISSIONS.del]
@@ -164,7 +165,7 @@ export interface AtomicMigration {
 }
 
 /**
- * What a migration plan needs: sources, targets, and every master that learns the new owners.
+ * What a migration plan needs: sources, targets, and what every master is asked before the run.
  * Atomic moves need their source's MIGRATESLOTS rights on top: a run can still fall back to
  * SETSLOT + MIGRATE for a slot that is already open, so the legacy rights stay.
  */

@@ -9,7 +9,7 @@ import {SlotctlError, errorMessage} from '../core/errors.js'
 import type {Journal} from './journal.js'
 import type {SlotMover} from './mover.js'
 import type {AsmProgress} from './valkey-asm-mover.js'
-import type {SlotEndpoint, SlotMoveTarget} from './slot-protocol.js'
+import type {SlotMoveTarget} from './slot-protocol.js'
 import type {MigrationPlan, SlotMove} from '../plan/types.js'
 
 export interface ExecuteOptions {
@@ -27,8 +27,6 @@ export interface ExecuteOptions {
   openSlots?: ReadonlySet<number>
   /** The live address of every node the plan names: resolved against the cluster, never read from a file. */
   addresses: ReadonlyMap<string, string>
-  /** All masters at plan time, told about each new owner. */
-  masters: readonly SlotEndpoint[]
   signal?: AbortSignal
   onEvent?: (event: MigrationEvent) => void
 }
@@ -152,10 +150,9 @@ export async function executePlan(mover: SlotMover, plan: MigrationPlan, options
 
   const moveWave = async (wave: SlotMove[]) => {
     const moves = wave.map((move) => endpointsOf(options.addresses, move))
-    const others = options.masters.filter((master) => master.id !== wave[0].sourceId && master.id !== wave[0].targetId)
     options.journal?.slotsStarted(wave.map((move) => move.slot))
     for (const move of wave) options.onEvent?.({slot: move.slot, type: 'slot-start'})
-    const report = await mover.moveWave({alreadyOpen: options.openSlots ?? new Set(), closeOnly: options.closeOnlySlots ?? new Set(), moves, others})
+    const report = await mover.moveWave({alreadyOpen: options.openSlots ?? new Set(), closeOnly: options.closeOnlySlots ?? new Set(), moves})
     options.journal?.slotsDone(report.closed)
     for (const {bytes, keys, slot, unannounced} of report.closed) {
       if (options.closeOnlySlots?.has(slot)) result.slotsFinished++

@@ -73,7 +73,7 @@ export class LegacyMover implements SlotMover {
     const handsDown = this.lanes(target.id) > 1
     const replicated = gate && gate.replicas.length > 0 && this.durability && handsDown
     const beforeClaim = replicated ? (epoch: number) => awaitReplicasKnowEpoch(this.pool, target, gate.replicas, epoch, this.durability!.waitMs) : undefined
-    const closing = await closeSlots(this.pool, ready, wave.others, this.lanes, beforeClaim, handsDown, this.heraldInsideClaim(target.id))
+    const closing = await closeSlots(this.pool, ready, this.lanes, beforeClaim, handsDown, this.heraldInsideClaim(target.id))
     for (const {error, slot} of closing.open) report.failed.push({error: new Error(error), slot})
     // a wave counts as moved once the replicas that hold its keys also give its slots to the
     // target; until then its slots stay in flight in the journal (a resume verifies them again)

@@ -3,7 +3,7 @@
  * (slots of one source/target pair) and journals them; a mover carries a wave out and says,
  * per slot, whether it now belongs to the target (verified) or was left open and why.
  */
-import type {SlotEndpoint, SlotMoveTarget} from './slot-protocol.js'
+import type {SlotMoveTarget} from './slot-protocol.js'
 
 export interface WaveRequest {
   /** slots of one source/target pair, with live addresses */
@@ -12,8 +12,6 @@ export interface WaveRequest {
   closeOnly: ReadonlySet<number>
   /** slots already importing at the target from the source and migrating at the source to it (resume) */
   alreadyOpen: ReadonlySet<number>
-  /** every other master, told about the new owner */
-  others: readonly SlotEndpoint[]
 }
 
 export interface WaveReport {

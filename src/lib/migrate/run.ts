@@ -21,7 +21,7 @@ import type {NodePool} from '../cluster/connection.js'
 import {type ClusterSnapshot, reloadUntil} from '../cluster/loader.js'
 import {type ServerFeatures, describeServer, handsBackTakenSlots, readServerFeaturesOf} from '../cluster/server-info.js'
 import {countKeysInSlots} from '../cluster/slot-stats.js'
-import {type ClusterNode, mastersOf, shortId, slotOwners} from '../cluster/topology.js'
+import {type ClusterNode, shortId, slotOwners} from '../cluster/topology.js'
 import {SlotctlError} from '../core/errors.js'
 import {formatSlots} from '../core/slots.js'
 import {formatBytes, formatDuration} from '../core/units.js'
@@ -364,7 +364,6 @@ export function openJournal(context: RunContext, prepared: PreparedRun, request:
 export async function executeRun(context: RunContext, prepared: PreparedRun, options: ExecuteRunOptions): Promise<RunOutcome> {
   const {settings} = context
   const {snapshot, plan, remaining} = prepared
-  const masters = mastersOf(snapshot.nodes).filter((node) => node.address && snapshot.views[node.id]?.reachable)
   const {journal} = options
   const closed = new Set<number>()
   const onEvent = (event: MigrationEvent) => {
@@ -378,7 +377,6 @@ export async function executeRun(context: RunContext, prepared: PreparedRun, opt
       addresses: prepared.addresses,
       closeOnlySlots: prepared.closeOnly,
       journal,
-      masters: masters.map((node) => ({address: node.address, id: node.id})),
       onEvent,
       openSlots: prepared.resume ? alreadyOpen(snapshot, plan) : undefined,
       parallel: settings.parallel,

@@ -17,7 +17,8 @@
  *              target that hands SETSLOT to its replicas before applying it (Valkey >= 8)
  *              hands SETSLOT s NODE down to them only after step 4 (claimThenHandDown,
  *              closeSlots)
- *           4. source and every other master: SETSLOT s NODE target
+ *           4. source: SETSLOT s NODE target (the other masters learn the new owner from
+ *              the herald's broadcast, never from a SETSLOT: see redis#12564 below)
  *   verify  the target's own view owns every slot, the source's does not; durable moves
  *           also wait until every replica of the target gives it the slots (replicas.ts)
  *
@@ -72,17 +73,28 @@
  * - UPDATE messages never advertise slots their owner stopped claiming, and every node
  *   accepts a claim on a slot whose owner no longer claims it; neither can revive the
  *   source's claim.
- * - Except on Redis 7.0.13-7.0.15 and 7.2.0-7.2.3 (redis#12564, fixed in 7.2.4): there a
- *   node keeps its "owner no longer claims it" mark when it takes the slot itself (ADDSLOTS,
- *   SETSLOT NODE; only a rebind by gossip clears it), and the mark is set by any ping from the
- *   source's shard that lacks the slot while the node gives it to the source (a replica of
- *   the source that has not yet heard the source gained it). It stays until a ping from that
- *   shard differs from the node's view again. A target that claims a marked slot gives it back
- *   to the first ping still claiming it for the source, whatever the epochs, and deletes its
- *   keys. No client command clears or shows the mark; the herald inside the claim's
- *   transaction keeps that window as short as the server allows (docs/known-limitations.md).
+ * - Except on Redis 7.0.13-7.0.15 and 7.2.0-7.2.3 (redis#12564, fixed in 7.2.4 where
+ *   clusterDelSlot clears it): there a node marks a slot "owner no longer claims it" when the
+ *   master its view gives the slot to sends a ping without it, and only that master's next
+ *   differing ping listing it again, or a rebind by gossip, clears the mark; a node that takes
+ *   the slot itself (ADDSLOTS, SETSLOT NODE) keeps it. A target that claims a marked slot
+ *   gives it back to the first ping still claiming it for the source, whatever the epochs, and
+ *   deletes its keys. No client command clears or shows the mark. Within a move the source
+ *   stops listing the slots only after the target's claim, so the target cannot be marked
+ *   then; a mark on it comes from an earlier move of the slot between two other masters (redis
+ *   7.0.15 clusterUpdateSlotsConfigWith, clusterProcessPacket: only masters' pings count).
+ *   There the third master marks the slot when the old owner's ping without it arrives before
+ *   the new owner's broadcast. Learning the new owner by gossip then rebinds the slot and
+ *   clears the mark; told by SETSLOT NODE instead, it keeps the mark, and the new owner's pings
+ *   match its view from then on, so nothing clears it until, as the target of a later move of
+ *   the slot, it hands the slot back with its keys (CI, 7.0.15: the last wave of one run, lost
+ *   in the next run that moved those slots again). So a close tells only the source (a node
+ *   never marks its own slots) and the other masters learn from the herald's broadcast, at
+ *   once. Marks that other tools leave (redis-cli tells every master) remain: the herald
+ *   inside the claim's transaction keeps the window in which a ping can act on one as short as
+ *   the server allows (docs/known-limitations.md).
  */
-import {type NodePool, type Reply, delay, mapLimit, pipelineCalls, spreadCalls} from '../cluster/connection.js'
+import {type NodePool, type Reply, delay, pipelineCalls, spreadCalls} from '../cluster/connection.js'
 import {parseClusterNodes, parseInfo} from '../cluster/topology.js'
 import {SlotctlError, errorMessage, isConnectionLost, nodeFailure} from '../core/errors.js'
 import {formatSlots} from '../core/slots.js'
@@ -287,7 +299,7 @@ async function takeSlotsOnTarget(pool: NodePool, source: SlotEndpoint, target: S
  * source stopped, its replica promoted just before the close). From then on every ping the
  * target sends claims the slots with that epoch. Only then is `SETSLOT s NODE target`
  * sent, for the replicas: each binds s to a primary that already claims it, so no ping of the target marks it unclaimed there, and the source's claim carries
- * a lower epoch. In a migration's close the source and the other masters are told between
+ * a lower epoch. In a migration's close the source is told between
  * the two (closeSlots), so the source stops claiming the slots at once. A target that dies
  * between the two leaves replicas that still import the slots (IMPORTING was handed down at
  * the open): promoted, one keeps their keys, and fix (or Valkey's own "no longer being
@@ -369,8 +381,8 @@ async function reimportOnLaggingReplicas(pool: NodePool, source: SlotEndpoint, t
   await spreadCalls(pool, target.address, slots.map((slot) => ['CLUSTER', 'SETSLOT', slot, 'IMPORTING', source.id, 'TIMEOUT', 100]), lanes).catch(() => [])
 }
 
-/** Step 4: the source, then every other master (they would learn by gossip; told, they redirect at once). */
-async function tellOthers(pool: NodePool, source: SlotEndpoint, target: SlotEndpoint, slots: readonly number[], others: readonly SlotEndpoint[], lanes: Lanes): Promise<void> {
+/** Step 4: the source, which then stops claiming the slots at once (its replicas and the other masters learn by gossip). */
+async function tellSource(pool: NodePool, source: SlotEndpoint, target: SlotEndpoint, slots: readonly number[], lanes: Lanes): Promise<void> {
   const assign = slots.map((slot): Command => ['SETSLOT', slot, 'NODE', target.id])
   // A source that lost its last slot may already be a replica of the target (gossip was
   // faster): Redis 7 then refuses SETSLOT ("only with masters"); Valkey >= 8 unblocks a SETSLOT
@@ -383,7 +395,7 @@ async function tellOthers(pool: NodePool, source: SlotEndpoint, target: SlotEndp
   // connection is tolerated here, and verifyClose reads the source again on a fresh one.
   const turnedReplica = /only with masters|^UNBLOCKED .*master -> replica|aborted due to connection close/i
   const tolerated = (error: Error) => turnedReplica.test(error.message) || isConnectionLost(error)
-  const atSource = clusterCalls(pool, source, assign, lanes(source.id))
+  await clusterCalls(pool, source, assign, lanes(source.id))
     .then((replies) => {
       if (replies.some(([error]) => error && isConnectionLost(error))) pool.forget(source.address)
       throwFirst(replies, slots, source, 'SETSLOT NODE', tolerated)
@@ -392,7 +404,6 @@ async function tellOthers(pool: NodePool, source: SlotEndpoint, target: SlotEndp
       if (!isConnectionLost(error) && !turnedReplica.test(errorMessage(error))) throw error
       pool.forget(source.address)
     })
-  await Promise.all([atSource, mapLimit(others, 16, (other) => clusterCalls(pool, other, assign, lanes(other.id)).catch(() => []))])
 }
 
 /** The slots a node's own CLUSTER NODES gives to `ownerId`, or undefined if it could not be read. */
@@ -449,7 +460,7 @@ export async function verifyClose(pool: NodePool, source: SlotEndpoint, target: 
  * to the target in both nodes' own views when this returns. Throws when the close itself
  * failed part-way (the executor stops the run and the journal keeps the slots in flight).
  */
-export async function closeSlots(pool: NodePool, moves: readonly SlotMoveTarget[], others: readonly SlotEndpoint[], lanes: Lanes = noLanes, beforeClaim?: (targetEpoch: number) => Promise<void>, targetHandsDown = false, heraldInsideClaim = false): Promise<CloseOutcome> {
+export async function closeSlots(pool: NodePool, moves: readonly SlotMoveTarget[], lanes: Lanes = noLanes, beforeClaim?: (targetEpoch: number) => Promise<void>, targetHandsDown = false, heraldInsideClaim = false): Promise<CloseOutcome> {
   const outcome: CloseOutcome = {closed: [], open: [], targetKeys: new Map()}
   if (moves.length === 0) return outcome
   const {source, target} = moves[0]
@@ -487,7 +498,7 @@ export async function closeSlots(pool: NodePool, moves: readonly SlotMoveTarget[
     // SETSLOT in a transaction, so only Redis targets take this path.
     await claimOnTarget(pool, target, claimed, herald, true)
   }
-  await tellOthers(pool, source, target, empty, others, lanes)
+  await tellSource(pool, source, target, empty, lanes)
   // Redis does not replicate SETSLOT: its replicas learn the claim from the target's pings
   if (targetHandsDown && claimed.length > 0) await handDownToReplicas(pool, target, claimed, lanes(target.id))
   outcome.targetKeys = await verifyClose(pool, source, target, empty)
