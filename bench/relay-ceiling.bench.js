@@ -1,13 +1,15 @@
 /**
  * Experiment (records nothing): what copying keys from 3 sources to a target with one replica
- * costs, in CPU seconds of every process and in wall time, two ways:
+ * costs, in CPU seconds of every process and in wall time, three ways:
  *   - MIGRATE ... COPY KEYS in batches, as slotctl's durable moves copy today: each source
  *     streams RESTORE-ASKING commands to the target and reads each +OK itself;
  *   - a relay: each source DUMPs the batch from a script and returns the payloads, and the
  *     client sends them on as RESTORE over a raw connection (its own RESP writer and reader,
- *     no ioredis per command), the design docs/benchmarks.md names as the way past MIGRATE.
+ *     no ioredis per command), the design docs/benchmarks.md names as the way past MIGRATE;
+ *   - a stream relay: the script returns the RESTORE commands' RESP as one string, which the
+ *     client passes to the target unread, counting the +OKs.
  * Standalone servers (no cluster): the copy alone is measured, not the slot protocol around
- * it. The target is flushed between the two (and its replica with it).
+ * it. The target is flushed between the runs (and its replica with it).
  *
  * node bench/run.js relay-ceiling; BENCH_RELAY_KEYS (default 250000, the keys the rebalance
  * benchmark moves), BENCH_RELAY_BATCH (default 1000 keys per batch).
@@ -34,6 +36,23 @@ for i, key in ipairs(KEYS) do
   out[2 * i] = redis.call('PTTL', key)
 end
 return out`
+
+// The same DUMPs, returned as one bulk string that is already the RESTORE commands' RESP, so the
+// client passes the bytes through without parsing a payload (the first relay spent its gain there).
+const STREAM_SCRIPT = `
+local out = {}
+local n = 0
+for _, key in ipairs(KEYS) do
+  local payload = redis.call('DUMP', key)
+  if payload then
+    local ttl = redis.call('PTTL', key)
+    if ttl < 0 then ttl = 0 end
+    ttl = tostring(ttl)
+    n = n + 1
+    out[n] = '*4\\r\\n$7\\r\\nRESTORE\\r\\n$' .. #key .. '\\r\\n' .. key .. '\\r\\n$' .. #ttl .. '\\r\\n' .. ttl .. '\\r\\n$' .. #payload .. '\\r\\n' .. payload .. '\\r\\n'
+  end
+end
+return {n, table.concat(out)}`
 
 /** user+system CPU seconds of a process so far (/proc/PID/stat, clock ticks of 10 ms). */
 function cpuSeconds(pid) {
@@ -216,6 +235,62 @@ async function relayAll(source, target) {
   }
 }
 
+const OK_REPLY = Buffer.from('+OK\r\n')
+
+/** A raw connection that counts n +OK replies without building a value per reply. */
+class OkCounter extends RawConnection {
+  drain() {
+    const waiting = this.waiting
+    if (!waiting) return
+    let at = 0
+    while (waiting.seen < waiting.count && at + 5 <= this.pending.length) {
+      if (this.pending.compare(OK_REPLY, 0, 5, at, at + 5) !== 0) {
+        const reply = parse(this.pending, at)
+        if (!reply) break
+        waiting.failed ??= reply.value
+        at = reply.end
+      } else {
+        at += 5
+      }
+      waiting.seen++
+    }
+    this.pending = this.pending.subarray(at)
+    if (waiting.seen === waiting.count) {
+      this.waiting = undefined
+      waiting.resolve(waiting.failed)
+    }
+  }
+
+  send(bytes, count) {
+    return new Promise((resolve) => {
+      this.waiting = {count, seen: 0, failed: undefined, resolve}
+      this.socket.write(bytes)
+    })
+  }
+}
+
+async function streamAll(source, target) {
+  const from = new RawConnection(source.port)
+  const to = new OkCounter(target.port)
+  await Promise.all([from.ready, to.ready])
+  const sha = await source.client.script('LOAD', STREAM_SCRIPT)
+  try {
+    let restoring = Promise.resolve()
+    for (const batch of batches(keysOf(source.index))) {
+      const [reply] = await from.send(encode([['EVALSHA', sha, batch.length, ...batch]]), 1)
+      if (reply instanceof Error) throw reply
+      await restoring
+      restoring = to.send(reply[1], Number(reply[0])).then((failed) => {
+        if (failed) throw failed
+      })
+    }
+    await restoring
+  } finally {
+    from.close()
+    to.close()
+  }
+}
+
 async function measure(label, servers, client, copy) {
   const before = servers.map((server) => cpuSeconds(server.pid))
   const clientBefore = process.cpuUsage()
@@ -256,8 +331,13 @@ export default async function relayCeiling() {
     await target.client.wait(1, 10_000)
     const relay = await measure('relay (DUMP, RESTORE over a raw connection)', servers, target.client, () => Promise.all(sources.map((source) => relayAll(source, target))))
     if (Number(await target.client.dbsize()) !== sources.length * Math.ceil(KEYS / SOURCES)) throw new Error('the relay did not copy every key')
+    await target.client.flushall()
+    await target.client.wait(1, 10_000)
+    const stream = await measure('stream relay (the script writes the RESTOREs, the client passes them on)', servers, target.client, () => Promise.all(sources.map((source) => streamAll(source, target))))
+    if (Number(await target.client.dbsize()) !== sources.length * Math.ceil(KEYS / SOURCES)) throw new Error('the stream relay did not copy every key')
     const sourceCpu = (run) => run.used.slice(0, SOURCES).reduce((sum, value) => sum + value, 0)
     console.log(`relay/MIGRATE: CPU in all ${(relay.total / migrate.total).toFixed(2)}x, sources ${(sourceCpu(relay) / sourceCpu(migrate)).toFixed(2)}x, wall ${(relay.wallS / migrate.wallS).toFixed(2)}x`)
+    console.log(`stream/MIGRATE: CPU in all ${(stream.total / migrate.total).toFixed(2)}x, sources ${(sourceCpu(stream) / sourceCpu(migrate)).toFixed(2)}x, wall ${(stream.wallS / migrate.wallS).toFixed(2)}x`)
   } finally {
     for (const server of servers) server.client.disconnect()
     await Promise.all(servers.map((server) => stopServer(server)))
