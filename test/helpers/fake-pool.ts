@@ -330,7 +330,8 @@ export class FakeCluster {
    * The PONG a master broadcasts after taking a slot it imported: every other node rebinds
    * each slot it claims whose owner there has a lower config epoch, except a slot it imports
    * (redis 7.0 clusterUpdateSlotsConfigWith); a node that owned such a slot itself drops its
-   * keys there (a dirty slot).
+   * keys there (a dirty slot). Epochs are compared as they are, not as each node last heard
+   * them: the fake keeps no per-node view of epochs.
    */
   private broadcastClaims(claimant: FakeNode): void {
     const epochOf = (id: string | undefined) => this.nodes.find((other) => other.id === id)?.configEpoch ?? -1
