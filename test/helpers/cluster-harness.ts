@@ -15,6 +15,7 @@ import {DEFAULT_CONNECTION, NodePool} from '../../src/lib/cluster/connection.js'
 import {applyCreatePlan} from '../../src/lib/nodes/create.js'
 import {type RunningServer, type ServerBinary, type ServerSpec, describeServerBinary, findFreePorts, isAlive, killServer, requireServerBinary, startServer, stopServer} from '../../src/lib/local/servers.js'
 import {versionAtLeast} from '../../src/lib/cluster/server-info.js'
+import {parseClusterNodes} from '../../src/lib/cluster/topology.js'
 import {planCreate} from '../../src/lib/plan/create.js'
 
 export interface HarnessOptions {
@@ -195,6 +196,27 @@ export class TestCluster {
   kill(address: string): void {
     killServer(this.server(address))
     this.killed.add(address)
+  }
+
+  /** Whether the node at `address` calls itself master within `ms` (polled every 100 ms). */
+  async becomesMaster(address: string, ms: number): Promise<boolean> {
+    const client = this.client(address)
+    const isMaster = async () => parseClusterNodes(String(await client.call('CLUSTER', 'NODES'))).find((node) => node.myself)?.role === 'master'
+    for (const end = Date.now() + ms; Date.now() < end && !(await isMaster()); ) await new Promise((resolve) => setTimeout(resolve, 100))
+    return isMaster()
+  }
+
+  /**
+   * Until the replica at `address` of a killed master calls itself master. Tests that wait so
+   * are about what slotctl does once the replica serves the slots, not about the server's
+   * election: Valkey 8.0.1's own election sometimes did not finish within 30 s in CI (a killed
+   * source, two live voters), so the replica then takes over as an operator would (CLUSTER
+   * FAILOVER TAKEOVER, which needs no votes). Throws if it is still not master after that.
+   */
+  async waitForPromotion(address: string): Promise<void> {
+    if (await this.becomesMaster(address, 30_000)) return
+    await this.client(address).call('CLUSTER', 'FAILOVER', 'TAKEOVER')
+    if (!(await this.becomesMaster(address, 30_000))) throw new Error(`${address} did not become master, by election or CLUSTER FAILOVER TAKEOVER`)
   }
 
   /**

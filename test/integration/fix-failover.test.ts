@@ -143,7 +143,7 @@ describe('fix after a failover in the middle of a slot migration', () => {
     const before = await clusterDigest(cluster)
     const replica = await replicaOf(source)
     cluster.kill(source.address)
-    for (let i = 0; i < 300 && (await viewOf(replica.address)).find((node) => node.myself)?.role !== 'master'; i++) await delay(100)
+    await cluster.waitForPromotion(replica.address)
     await cluster.restart(source.address)
     await waitForRoles(replica, source)
     await expectFixedFromAnySeed(before)

@@ -41,24 +41,6 @@ describe('incident hints: a dead source mid-reshard, asked from two seeds', func
     await cluster?.stop()
   })
 
-  const roleOf = async (node: ClusterNode) => (await viewOf(node.address)).find((entry) => entry.myself)?.role
-  const promotedWithin = async (replica: ClusterNode, tries: number) => {
-    for (let i = 0; i < tries && (await roleOf(replica)) !== 'master'; i++) await delay(100)
-    return (await roleOf(replica)) === 'master'
-  }
-
-  /**
-   * Until `replica` calls itself master. These tests are about what slotctl says and does once
-   * the cluster promoted the replica, not about the server's election: Valkey 8.0.1's own
-   * election once did not finish within 30 s (CI, two live voters), so the replica then takes
-   * over as an operator would (CLUSTER FAILOVER TAKEOVER, which needs no votes).
-   */
-  const waitForPromotion = async (replica: ClusterNode) => {
-    if (await promotedWithin(replica, 300)) return
-    await cluster.client(replica.address).call('CLUSTER', 'FAILOVER', 'TAKEOVER')
-    expect(await promotedWithin(replica, 300)).to.equal(true)
-  }
-
   /** Every hint check gives about `dead` from `seed`. */
   const checkHints = async (seed: string, dead: ClusterNode): Promise<string[]> => {
     const {json} = await runCliJson<CheckResult>(['check', seed])
@@ -80,7 +62,7 @@ describe('incident hints: a dead source mid-reshard, asked from two seeds', func
     expect(hinted).to.include(replica.id)
 
     // the cluster promotes the replica by itself before the operator runs the hint
-    await waitForPromotion(replica)
+    await cluster.waitForPromotion(replica.address)
     const late = await runCli(hinted!)
     expect(late.exitCode, late.stderr).to.equal(0)
     expect(late.stdout).to.include(`${replica.address} (${replica.id.slice(0, 8)}) is already master`)
@@ -133,7 +115,7 @@ describe('incident hints: a dead source mid-reshard, asked from two seeds', func
     await halfMoveSlots(cluster, source, target, expandRanges(source.slots).slice(10, 13))
     const before = await clusterDigest(cluster)
     cluster.kill(source.address)
-    await waitForPromotion(replica)
+    await cluster.waitForPromotion(replica.address)
     const removed = await runCli(['del-node', target.address, source.id, '--accept-data-loss', '--yes'])
     expect(removed.exitCode, removed.stderr).to.equal(0)
     expect(removed.stderr).to.not.include('uncovered')
