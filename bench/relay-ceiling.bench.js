@@ -211,28 +211,39 @@ async function migrateAll(source, target) {
   }
 }
 
-async function relayAll(source, target) {
+/**
+ * Copies one source's keys through the client: per batch, the source runs `script` over a raw
+ * connection and `forward` sends its reply on to the target over a `Receiver`; the next
+ * batch's script overlaps this batch's RESTOREs, as a relay would run.
+ */
+async function relayThrough(source, target, script, Receiver, forward) {
   const from = new RawConnection(source.port)
-  const to = new RawConnection(target.port)
+  const to = new Receiver(target.port)
   await Promise.all([from.ready, to.ready])
-  const sha = await source.client.script('LOAD', DUMP_SCRIPT)
+  const sha = await source.client.script('LOAD', script)
   try {
     let restoring = Promise.resolve()
     for (const batch of batches(keysOf(source.index))) {
-      const [dumped] = await from.send(encode([['EVALSHA', sha, batch.length, ...batch]]), 1)
-      if (dumped instanceof Error) throw dumped
+      const [reply] = await from.send(encode([['EVALSHA', sha, batch.length, ...batch]]), 1)
+      if (reply instanceof Error) throw reply
       await restoring
-      // the next DUMP overlaps this batch's RESTOREs, as a relay would run
-      restoring = to.send(restoreCommands(batch, dumped), batch.length).then((replies) => {
-        const failed = replies.find((reply) => reply instanceof Error)
-        if (failed) throw failed
-      })
+      restoring = forward(to, batch, reply)
     }
     await restoring
   } finally {
     from.close()
     to.close()
   }
+}
+
+/** The first relay: the script returns the payloads, the client writes the RESTOREs. */
+function relayAll(source, target) {
+  return relayThrough(source, target, DUMP_SCRIPT, RawConnection, (to, batch, dumped) =>
+    to.send(restoreCommands(batch, dumped), batch.length).then((replies) => {
+      const failed = replies.find((reply) => reply instanceof Error)
+      if (failed) throw failed
+    }),
+  )
 }
 
 const OK_REPLY = Buffer.from('+OK\r\n')
@@ -269,26 +280,13 @@ class OkCounter extends RawConnection {
   }
 }
 
-async function streamAll(source, target) {
-  const from = new RawConnection(source.port)
-  const to = new OkCounter(target.port)
-  await Promise.all([from.ready, to.ready])
-  const sha = await source.client.script('LOAD', STREAM_SCRIPT)
-  try {
-    let restoring = Promise.resolve()
-    for (const batch of batches(keysOf(source.index))) {
-      const [reply] = await from.send(encode([['EVALSHA', sha, batch.length, ...batch]]), 1)
-      if (reply instanceof Error) throw reply
-      await restoring
-      restoring = to.send(reply[1], Number(reply[0])).then((failed) => {
-        if (failed) throw failed
-      })
-    }
-    await restoring
-  } finally {
-    from.close()
-    to.close()
-  }
+/** The stream relay: the script returns the RESTOREs' RESP, the client passes it on unread. */
+function streamAll(source, target) {
+  return relayThrough(source, target, STREAM_SCRIPT, OkCounter, (to, _batch, reply) =>
+    to.send(reply[1], Number(reply[0])).then((failed) => {
+      if (failed) throw failed
+    }),
+  )
 }
 
 async function measure(label, servers, client, copy) {
