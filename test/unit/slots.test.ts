@@ -1,5 +1,6 @@
 import {expect} from 'chai'
 
+import {tagForSlot} from '../../src/lib/migrate/durable.js'
 import {SLOT_COUNT, countSlots, crc16, expandRanges, formatRanges, keySlot, parseSlotRanges, splitEvenly, toRanges} from '../../src/lib/core/slots.js'
 
 describe('slots', () => {
@@ -18,6 +19,16 @@ describe('slots', () => {
   it('handles binary (non-UTF-8) keys byte for byte', () => {
     const key = Buffer.from([0xff, 0xfe, 0x7b, 0x80, 0x7d, 0x00])
     expect(keySlot(key)).to.equal(crc16(Buffer.from([0x80])) % SLOT_COUNT)
+  })
+
+  it('gives every slot a hash tag whose keys live in it (the barrier keys and the tests rely on it)', () => {
+    const tags = new Set<string>()
+    for (let slot = 0; slot < SLOT_COUNT; slot++) {
+      const tag = tagForSlot(slot)
+      expect(keySlot(`barrier:{${tag}}`), `slot ${slot}`).to.equal(slot)
+      tags.add(tag)
+    }
+    expect(tags.size).to.equal(SLOT_COUNT)
   })
 
   it('compacts, expands, counts and prints slot ranges', () => {

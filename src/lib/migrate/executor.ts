@@ -96,7 +96,11 @@ function takeWave(pending: SlotMove[], inFlight: InFlight, size: (sourceId: stri
   const compareLoad = (a: SlotMove, b: SlotMove) => inFlight.load(a.sourceId) - inFlight.load(b.sourceId) || inFlight.load(a.targetId) - inFlight.load(b.targetId)
   let best: SlotMove | undefined
   const seen = new Set<string>()
+  let previous: SlotMove | undefined
   for (const move of pending) {
+    // plans list a pair's moves together: this runs after every wave, over every pending move
+    if (previous && previous.sourceId === move.sourceId && previous.targetId === move.targetId) continue
+    previous = move
     const pair = `${move.sourceId} ${move.targetId}`
     if (seen.has(pair) || !inFlight.fits(move)) continue
     seen.add(pair)
@@ -106,10 +110,12 @@ function takeWave(pending: SlotMove[], inFlight: InFlight, size: (sourceId: stri
   const {sourceId, targetId} = best
   const wave: SlotMove[] = []
   const limit = size(sourceId, targetId)
-  for (let i = 0; i < pending.length && wave.length < limit; ) {
-    if (pending[i].sourceId === sourceId && pending[i].targetId === targetId) wave.push(...pending.splice(i, 1))
-    else i++
+  let kept = 0
+  for (const move of pending) {
+    if (wave.length < limit && move.sourceId === sourceId && move.targetId === targetId) wave.push(move)
+    else pending[kept++] = move
   }
+  pending.length = kept
   return wave
 }
 
