@@ -90,6 +90,8 @@ export class FakeCluster {
   private readonly unreachable = new Set<string>()
   private readonly offBus = new Set<string>()
   private readonly drops: Array<{name: string; pattern: RegExp; nth: number}> = []
+  /** what a Redis node answers in INFO server (7.0.15: a version with redis#12564) */
+  redisVersion = '7.2.4'
 
   constructor(
     readonly server: ServerKind,
@@ -363,7 +365,7 @@ export class FakeCluster {
   }
 
   private info(node: FakeNode, section = ''): string {
-    if (/^server$/i.test(section)) return this.server === 'valkey' ? 'server_name:valkey\r\nvalkey_version:8.0.2\r\nredis_version:7.2.4\r\n' : 'redis_version:7.2.4\r\n'
+    if (/^server$/i.test(section)) return this.server === 'valkey' ? 'server_name:valkey\r\nvalkey_version:8.0.2\r\nredis_version:7.2.4\r\n' : `redis_version:${this.redisVersion}\r\n`
     const replicas = this.nodes.filter((other) => other.masterId === node.id)
     return `role:${node.masterId ? 'slave' : 'master'}\r\nconnected_slaves:${replicas.length}\r\n`
   }

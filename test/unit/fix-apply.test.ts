@@ -64,6 +64,16 @@ function expectSettled(cluster: FakeCluster, slot: number, owner: string, keys: 
   }
 }
 
+/** Slot 1 open from the source to the target, with 2 of its 4 keys moved. */
+function startedMove(cluster: FakeCluster): void {
+  cluster.open(1, 'source', 'target')
+  cluster.addKeys('source', 1, 4)
+  for (const [key, value] of [...cluster.node('source').data].slice(0, 2)) {
+    cluster.node('target').data.set(key, value)
+    cluster.node('source').data.delete(key)
+  }
+}
+
 describe('fix: applyFixes against a fake pool', () => {
   it('closes a migration that never got going back to the node holding the keys: no key moves, no epoch bump, the import cleared', async () => {
     const cluster = clusterOf('redis')
@@ -85,12 +95,7 @@ describe('fix: applyFixes against a fake pool', () => {
 
   it('rolls a started migration forward on Redis: the rest of the keys move, the target closes first with an epoch above every master, then the others', async () => {
     const cluster = clusterOf('redis')
-    cluster.open(1, 'source', 'target')
-    cluster.addKeys('source', 1, 4)
-    for (const [key, value] of [...cluster.node('source').data].slice(0, 2)) {
-      cluster.node('target').data.set(key, value)
-      cluster.node('source').data.delete(key)
-    }
+    startedMove(cluster)
     const {fixes, outcome} = await fix(cluster, [1])
     expect(decision(cluster, fixes[0])).to.deep.equal({action: 'roll-forward', destination: 'target', sources: ['source']})
     expect(outcome).to.deep.equal({failures: [], fixedSlots: [1], keysMoved: 2, skippedSlots: []})
@@ -103,6 +108,29 @@ describe('fix: applyFixes against a fake pool', () => {
       'other CLUSTER SETSLOT 1 NODE target',
     ])
     expect(cluster.node('target').configEpoch).to.be.greaterThan(cluster.node('source').configEpoch)
+    expectSettled(cluster, 1, 'target', 4)
+  })
+
+  it('on Redis 7.0.15 (redis#12564) a master that learned the destination from its broadcast is not told with SETSLOT NODE; the former owner is', async () => {
+    const cluster = clusterOf('redis')
+    cluster.redisVersion = '7.0.15'
+    startedMove(cluster)
+    const {outcome} = await fix(cluster, [1])
+    expect(outcome).to.deep.equal({failures: [], fixedSlots: [1], keysMoved: 2, skippedSlots: []})
+    expect(cluster.sent(/SETSLOT 1 NODE/)).to.deep.equal(['target CLUSTER SETSLOT 1 NODE target', 'source CLUSTER SETSLOT 1 NODE target'])
+    expectSettled(cluster, 1, 'target', 4)
+  })
+
+  it('on Redis 7.0.15 a master that names the former owner and hears no claim is told once the gossip wait is over, after the former owner', async () => {
+    const cluster = clusterOf('redis')
+    cluster.redisVersion = '7.0.15'
+    startedMove(cluster)
+    cluster.cutOffBus('other')
+    const started = Date.now()
+    const {outcome} = await fix(cluster, [1], {gossipWaitMs: 300})
+    expect(Date.now() - started).to.be.at.least(300)
+    expect(outcome).to.deep.equal({failures: [], fixedSlots: [1], keysMoved: 2, skippedSlots: []})
+    expect(cluster.sent(/SETSLOT 1 NODE/)).to.deep.equal(['target CLUSTER SETSLOT 1 NODE target', 'source CLUSTER SETSLOT 1 NODE target', 'other CLUSTER SETSLOT 1 NODE target'])
     expectSettled(cluster, 1, 'target', 4)
   })
 

@@ -50,16 +50,16 @@
 import type {NodeAddress} from '../cluster/address.js'
 import {AUTH_FAILED_HINT, type Finding, runChecks} from '../check/checks.js'
 import {type ClusterSnapshot, reloadUntil} from '../cluster/loader.js'
-import {NODE_PARALLELISM, type NodePool, clusterPipeline, mapLimit} from '../cluster/connection.js'
+import {NODE_PARALLELISM, type NodePool, clusterPipeline, delay, mapLimit} from '../cluster/connection.js'
 import {countKeysInSlots} from '../cluster/slot-stats.js'
 import {expandRanges} from '../core/slots.js'
 import {waitForClusterOk} from '../cluster/wait.js'
 import {SlotctlError, errorMessage} from '../core/errors.js'
 import {moveSlotKeys} from '../migrate/key-mover.js'
 import {type SlotEndpoint, claimThenHandDown, raiseEpochAbove} from '../migrate/slot-protocol.js'
-import {readServerFeaturesOf} from '../cluster/server-info.js'
+import {handsBackTakenSlots, readServerFeaturesOf} from '../cluster/server-info.js'
 import type {MasterEvidence, SlotEvidence, SlotFix} from '../plan/fix.js'
-import type {ClusterNode} from '../cluster/topology.js'
+import {type ClusterNode, parseClusterNodes, slotOwners} from '../cluster/topology.js'
 
 export interface FixApplyOptions {
   pipeline: number
@@ -78,7 +78,17 @@ export interface FixApplyOptions {
    * copy, wait for the replicas, then delete), and the owner's copy wins.
    */
   ownerWins?: ReadonlySet<number>
+  /** how long a master on Redis 7.0.13-7.2.3 may take to learn a destination by gossip (learnByGossip); GOSSIP_WAIT_MS */
+  gossipWaitMs?: number
 }
+
+/**
+ * How long a master is given to learn a destination's claim by gossip before it is told
+ * (learnByGossip): the destination's broadcast arrives in milliseconds; without one, its
+ * next ping to that master comes within about a second in a small cluster.
+ */
+const GOSSIP_WAIT_MS = 3000
+const GOSSIP_POLL_MS = 50
 
 export interface FixFailure {
   slot: number
@@ -320,8 +330,10 @@ class FixRunner {
    * own first gets a config epoch above every other master's, so that no claim of a former
    * owner can take the slot back while the pipelines below run (see
    * migrate/slot-protocol.ts for the argument), then SETSLOT NODE itself. Then every other
-   * live master names the destination (an owner left with keys refuses, and the count after
-   * the close reports it).
+   * live master names the destination: told with SETSLOT NODE (an owner left with keys
+   * refuses, and the count after the close reports it), or, on Redis versions with
+   * redis#12564, learning it by gossip where being told could keep a stale mark
+   * (learnByGossip).
    */
   async close(fixes: readonly SlotFix[], liveMasters: readonly string[]): Promise<FixFailure[]> {
     const failures: FixFailure[] = []
@@ -347,14 +359,82 @@ class FixRunner {
     })
     const failed = new Set(failures.map((failure) => failure.slot))
     const rest = fixes.filter((fix) => !failed.has(fix.slot))
+    const learning = await this.learnByGossip(rest, liveMasters)
     await mapLimit(liveMasters, NODE_PARALLELISM, async (id) => {
-      const others = rest.filter((fix) => fix.destination !== id)
-      const errors = await this.pipeline(id, others.map((fix) => ['SETSLOT', fix.slot, 'NODE', fix.destination]))
-      for (const [i, fix] of others.entries()) {
-        // A master that just gave away its last slot became a replica: it follows by itself.
-        const error = errors[i]
-        if (error && !/only with masters/i.test(error.message)) failures.push({error: `${this.endpoint(id).address}: ${error.message}`, slot: fix.slot})
-      }
+      failures.push(...(await this.tell(id, rest.filter((fix) => fix.destination !== id && !learning.get(id)?.has(fix.slot)))))
+    })
+    failures.push(...(await this.tellUnlearned(rest, learning)))
+    return failures
+  }
+
+  /** SETSLOT NODE destination on `id` for each fix; the failures. */
+  private async tell(id: string, fixes: readonly SlotFix[]): Promise<FixFailure[]> {
+    const errors = await this.pipeline(id, fixes.map((fix) => ['SETSLOT', fix.slot, 'NODE', fix.destination]))
+    // A master that just gave away its last slot became a replica: it follows by itself.
+    return fixes.flatMap((fix, i) => (errors[i] && !/only with masters/i.test(errors[i]!.message) ? [{error: `${this.endpoint(id).address}: ${errors[i]!.message}`, slot: fix.slot}] : []))
+  }
+
+  /**
+   * Masters (id → slots) that are to learn a destination from its claim, by gossip, rather
+   * than from SETSLOT NODE: on Redis 7.0.13-7.0.15 and 7.2.0-7.2.3 (redis#12564), a master
+   * whose view names another live master for the slot (or already the destination: nothing
+   * to tell), and that holds no marker of it. Such a master may have marked the slot "owner
+   * not claiming" (its named owner gave the slot away before the destination's claim reached
+   * it); SETSLOT NODE keeps that mark, and a mark kept hands the slot back with its keys when
+   * that master later takes it (docs/known-limitations.md), while the claim arriving by gossip
+   * clears it. A view that names itself (a node never marks its own slots), nobody or a
+   * master that is down (no ping of its marks anything), or that imports or migrates the slot
+   * (an importing node ignores claims), is told at once, as on every other server.
+   */
+  private async learnByGossip(fixes: readonly SlotFix[], liveMasters: readonly string[]): Promise<Map<string, Set<number>>> {
+    const learning = new Map<string, Set<number>>()
+    if (fixes.length === 0) return learning
+    const features = await readServerFeaturesOf(this.pool, liveMasters.map((id) => this.endpoint(id).address)).catch(() => new Map())
+    const affected = liveMasters.filter((id) => {
+      const found = features.get(this.endpoint(id).address)
+      return found !== undefined && handsBackTakenSlots(found)
+    })
+    const live = new Set(liveMasters)
+    await mapLimit(affected, NODE_PARALLELISM, async (id) => {
+      const view = await this.viewOf(id).catch(() => undefined)
+      if (!view) return
+      const slots = fixes.filter((fix) => {
+        const named = view.owners.get(fix.slot)
+        return fix.destination !== id && named !== undefined && named !== id && live.has(named) && !view.marked.has(fix.slot)
+      })
+      if (slots.length > 0) learning.set(id, new Set(slots.map((fix) => fix.slot)))
+    })
+    return learning
+  }
+
+  /** A master's own view: who owns each slot, and the slots it imports or migrates. */
+  private async viewOf(id: string): Promise<{owners: Map<number, string>; marked: Set<number>}> {
+    const nodes = parseClusterNodes(String(await this.pool.read(this.endpoint(id).address, (client) => client.call('CLUSTER', 'NODES'))))
+    const myself = nodes.find((node) => node.myself)
+    return {marked: new Set([...Object.keys(myself?.importing ?? {}), ...Object.keys(myself?.migrating ?? {})].map(Number)), owners: slotOwners(nodes)}
+  }
+
+  /**
+   * Waits (GOSSIP_WAIT_MS at most) until each master of `learning` names the destination of
+   * each of its slots; a view that has not by then, or cannot be read, is told with SETSLOT
+   * NODE after all (a claim that does not arrive must not leave the slot unassigned there).
+   */
+  private async tellUnlearned(fixes: readonly SlotFix[], learning: Map<string, Set<number>>): Promise<FixFailure[]> {
+    const destination = new Map(fixes.map((fix) => [fix.slot, fix.destination]))
+    const deadline = Date.now() + (this.options.gossipWaitMs ?? GOSSIP_WAIT_MS)
+    for (;;) {
+      await mapLimit([...learning.keys()], NODE_PARALLELISM, async (id) => {
+        const view = await this.viewOf(id).catch(() => undefined)
+        const slots = learning.get(id)!
+        for (const slot of slots) if (view?.owners.get(slot) === destination.get(slot)) slots.delete(slot)
+        if (slots.size === 0) learning.delete(id)
+      })
+      if (learning.size === 0 || Date.now() >= deadline || this.options.signal?.aborted) break
+      await delay(GOSSIP_POLL_MS)
+    }
+    const failures: FixFailure[] = []
+    await mapLimit([...learning.entries()], NODE_PARALLELISM, async ([id, slots]) => {
+      failures.push(...(await this.tell(id, fixes.filter((fix) => slots.has(fix.slot)))))
     })
     return failures
   }
