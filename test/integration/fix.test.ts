@@ -9,7 +9,8 @@ import type {CheckResult} from '../../src/commands/check.js'
 import type {FixResult} from '../../src/commands/fix.js'
 import {keySlot} from '../../src/lib/core/slots.js'
 import {type ClusterNode, mastersOf, parseClusterNodes} from '../../src/lib/cluster/topology.js'
-import {TestCluster} from '../helpers/cluster-harness.js'
+import {handsBackTakenSlots} from '../../src/lib/cluster/server-info.js'
+import {TestCluster, serverUnderTest} from '../helpers/cluster-harness.js'
 import {runCli, runCliJson, stateHome} from '../helpers/cli.js'
 import {clusterDigest, writeDataset} from '../helpers/dataset.js'
 
@@ -91,6 +92,28 @@ describe('fix: every broken slot state, made by hand on a real cluster', () => {
     expect(json.status).to.equal('fixed')
     expect(json.keysMoved).to.equal(total - Math.floor(total / 2))
     expect((await ownerOf(slot)).id).to.equal(target.id)
+    expect(await keysIn(target, slot)).to.equal(total)
+    await expectHealthyAndIntact()
+  })
+
+  it('rolling forward, the third master learns the new owner by the target\'s broadcast on Redis 7.0.13-7.2.3 (redis#12564: a SETSLOT NODE could keep a stale mark), by SETSLOT NODE on other servers', async () => {
+    const slot = await slotWithKeys(4)
+    const source = await ownerOf(slot)
+    const [target, third] = await others(source)
+    await node(target).call('CLUSTER', 'SETSLOT', slot, 'IMPORTING', source.id)
+    await node(source).call('CLUSTER', 'SETSLOT', slot, 'MIGRATING', target.id)
+    const total = await keysIn(source, slot)
+    await moveKeys(source, target, slot, Math.floor(total / 2))
+    // MONITOR does not show admin commands such as SETSLOT: the command statistics count them
+    await node(third).call('CONFIG', 'RESETSTAT')
+    const {exitCode, stderr} = await fix()
+    expect(exitCode, stderr).to.equal(0)
+    const stats = String(await node(third).call('INFO', 'commandstats'))
+    const told = Number(/cmdstat_cluster\|setslot:calls=(\d+)/.exec(stats)?.[1] ?? 0)
+    const server = serverUnderTest()
+    expect(told, `SETSLOTs the third master got (${server.product} ${server.version})`).to.equal(handsBackTakenSlots({name: server.product, version: server.version}) ? 0 : 1)
+    const thirdView = parseClusterNodes(String(await node(third).call('CLUSTER', 'NODES')))
+    expect(thirdView.find((entry) => entry.slots.some(([a, b]) => slot >= a && slot <= b))?.id, 'the third master names the target').to.equal(target.id)
     expect(await keysIn(target, slot)).to.equal(total)
     await expectHealthyAndIntact()
   })
