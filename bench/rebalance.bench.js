@@ -6,7 +6,8 @@
  *   - redis-cli --cluster rebalance --cluster-use-empty-masters (default pipeline, 10);
  *   - redis-cli --cluster reshard of the same 4096 slots with --cluster-pipeline 1000;
  *   - the raw ceiling: MIGRATE of 250k keys of one slot in batches of 10000, no tool at all.
- * Prints ratios and appends a dated line to bench/RESULTS.md.
+ * Prints ratios and appends a dated line to bench/RESULTS.md, with the CPU seconds the servers
+ * and each tool used (on two cores a run that keeps both busy cannot beat half their sum).
  *
  * slotctl runs twice: with its default, durable moves (a key leaves its source once the
  * target's replicas acknowledged it), and with --durability none (plain MIGRATE).
@@ -105,10 +106,14 @@ async function withCluster(dir, label, run) {
   try {
     cluster = await freshCluster(dir, label)
     await loadKeysByOwner(cluster.masterAddresses, KEYS, VALUE, LOAD_BATCH)
+    const before = serversCpu(cluster)
     const result = await run(cluster)
+    // what the servers spent on the run (their idle cron included): on two cores, with the
+    // tool's own CPU, the floor under a run that keeps both cores busy
+    const serversCpuS = serversCpu(cluster) - before
     const after = await totalKeys(cluster.servers)
     if (after !== KEYS) throw new Error(`${label}: ${after} keys after the run, expected ${KEYS}`)
-    return result
+    return {...result, serversCpuS}
   } finally {
     await stopCluster(cluster)
   }
@@ -215,6 +220,26 @@ function cpuSplit(pid) {
   }
 }
 
+/** CPU seconds (user + system) all of a cluster's servers have used so far. */
+function serversCpu(cluster) {
+  return cluster.servers.reduce((sum, server) => {
+    const {system, user} = cpuSplit(server.pid)
+    return sum + user + system
+  }, 0)
+}
+
+/** The CPU seconds a run under /usr/bin/time used itself (user + system), or undefined. */
+function ownCpu(run) {
+  const match = /CPU_USER=([\d.]+) CPU_SYS=([\d.]+)/.exec(run.stderr)
+  return match ? Number(match[1]) + Number(match[2]) : undefined
+}
+
+/** "3.82 + 1.19": the servers' CPU seconds, then the tool's own. */
+function cpuText(run) {
+  const own = ownCpu(run)
+  return `${run.serversCpuS.toFixed(2)} + ${own === undefined ? '?' : own.toFixed(2)}`
+}
+
 /** "start-up 0.21 s, load 40 ms, ..." from slotctl's phasesMs */
 function describePhases(phases) {
   return Object.entries(phases).map(([phase, ms]) => `${phase} ${ms < 1000 ? `${ms} ms` : `${(ms / 1000).toFixed(2)} s`}`).join(', ') || 'not reported'
@@ -259,8 +284,9 @@ export default async function benchRebalance() {
     const plain = await withCluster(dir, 'slotctl-plain', (c) => runSlotctl(bin, c, ['--durability', 'none']))
     const plainMovingMs = JSON.parse(plain.stdout).elapsedMs ?? Number.NaN
     console.log(`slotctl rebalance --durability none: ${(plain.ms / 1000).toFixed(2)} s (moving ${(plainMovingMs / 1000).toFixed(2)} s)`)
-    const cliRebalance = await withCluster(dir, 'cli-rebalance', (c) => timed('redis-cli', ['--cluster', 'rebalance', c.seed, '--cluster-use-empty-masters', '--cluster-yes', '--cluster-pipeline', '1000']))
+    const cliRebalance = await withCluster(dir, 'cli-rebalance', (c) => timed('redis-cli', ['--cluster', 'rebalance', c.seed, '--cluster-use-empty-masters', '--cluster-yes', '--cluster-pipeline', '1000'], {measureRss: true}))
     console.log(`redis-cli rebalance --cluster-pipeline 1000: ${(cliRebalance.ms / 1000).toFixed(2)} s`)
+    console.log(`CPU-s, servers + tool: slotctl ${cpuText(slotctl)}, redis-cli rebalance ${cpuText(cliRebalance)}`)
     const cliReshard = await withCluster(dir, 'cli-reshard', (c) =>
       timed('redis-cli', ['--cluster', 'reshard', c.seed, '--cluster-from', c.masterIds.join(','), '--cluster-to', c.newId, '--cluster-slots', '4096', '--cluster-yes', '--cluster-pipeline', '1000']),
     )
@@ -296,6 +322,7 @@ export default async function benchRebalance() {
       `phases ${describePhases(phases)}; pre-flight + verification ${(result.checksShare * 100).toFixed(0)}% of the wall time); ` +
       `slotctl --durability none ${(plain.ms / 1000).toFixed(2)} s wall (durable costs ${result.durableCost.toFixed(2)}x); ` +
       `redis-cli rebalance --cluster-pipeline 1000 ${(cliRebalance.ms / 1000).toFixed(2)} s → ${result.vsRedisCliRebalance1000.toFixed(2)}x; ` +
+      `CPU-s, servers + tool: slotctl ${cpuText(slotctl)}, redis-cli rebalance ${cpuText(cliRebalance)}; ` +
       `redis-cli reshard --cluster-pipeline 1000 ${(cliReshard.ms / 1000).toFixed(2)} s → ${result.vsRedisCliPipeline1000.toFixed(2)}x; ` +
       `raw MIGRATE ceiling ${Math.round(raw.keysPerSec)} keys/s → slotctl at ${(result.ceilingShare * 100).toFixed(0)}% of it over the wall time, ${(result.movingCeilingShare * 100).toFixed(0)}% over its moving phase ` +
       `(goals: ≥4x, never below 3x, vs rebalance pipeline 1000; ≥70% of ceiling over the moving phase; pre-flight + verification ≤10%; ≤150 MB)`
