@@ -95,10 +95,9 @@
  *   the server allows (docs/known-limitations.md).
  */
 import {type NodePool, type Reply, delay, pipelineCalls, spreadCalls} from '../cluster/connection.js'
-import {countKeysBatch} from '../cluster/raw-pipeline.js'
 import {parseClusterNodes, parseInfo} from '../cluster/topology.js'
 import {SlotctlError, errorMessage, isConnectionLost, nodeFailure} from '../core/errors.js'
-import {formatSlots, runsInOrder} from '../core/slots.js'
+import {formatSlots} from '../core/slots.js'
 import {tagForSlot} from './durable.js'
 import {readReplicaStates} from './replicas.js'
 
@@ -160,21 +159,6 @@ async function refuseUnprotectedRetry(pool: NodePool, node: SlotEndpoint, count:
   })
 }
 
-/**
- * `before` (a CLUSTER INFO), then COUNTKEYSINSLOT of each slot in order, each as [error, value],
- * within the read deadline. A raw batch (NodePool.readMany): a close counts every slot of its
- * wave three times, which through ioredis (~13 µs of CPU per command) was a tenth of the
- * client's CPU in a rebalance, on a machine whose cores the servers need.
- */
-async function countKeys(pool: NodePool, node: SlotEndpoint, slots: readonly number[], before: Command[] = []): Promise<Reply[]> {
-  try {
-    return await pool.readMany(node.address, countKeysBatch(runsInOrder(slots), before))
-  } catch (error) {
-    if (error instanceof SlotctlError) throw error
-    throw protocolError(node, 'CLUSTER COUNTKEYSINSLOT', error, slots[0])
-  }
-}
-
 function throwFirst(replies: Reply[], slots: readonly number[], node: SlotEndpoint, what: string, tolerate?: (error: Error) => boolean): void {
   const index = replies.findIndex(([error]) => error && !tolerate?.(error))
   if (index !== -1) throw protocolError(node, what, replies[index][0], slots[Math.min(index, slots.length - 1)])
@@ -210,7 +194,8 @@ interface SourceState {
 
 /** Step 1: the source's keys per slot and its configEpoch, in one pipeline. */
 async function readSource(pool: NodePool, source: SlotEndpoint, slots: readonly number[]): Promise<SourceState> {
-  const [[infoError, info], ...replies] = await countKeys(pool, source, slots, [['CLUSTER', 'INFO']])
+  const replies = await clusterCalls(pool, source, [...slots.map((slot) => ['COUNTKEYSINSLOT', slot]), ['INFO']])
+  const [infoError, info] = replies[slots.length]
   if (infoError) throw protocolError(source, 'CLUSTER INFO', infoError, slots[0])
   const counts = new Map(slots.map((slot, i): [number, Error | number] => [slot, replies[i][0] ?? Number(replies[i][1])]))
   return {counts, epoch: Number(parseInfo(String(info)).cluster_my_epoch)}
@@ -330,7 +315,7 @@ export async function claimThenHandDown(pool: NodePool, target: SlotEndpoint, sl
 
 /** The slot of `slots` the target holds the fewest keys of (the first one if they cannot be counted). */
 async function fewestKeysAtTarget(pool: NodePool, target: SlotEndpoint, slots: readonly number[]): Promise<number> {
-  const counts = await countKeys(pool, target, slots).catch(() => [])
+  const counts = await pipelineCalls(pool, target.address, slots.map((slot) => ['CLUSTER', 'COUNTKEYSINSLOT', slot])).catch(() => [])
   let best = 0
   for (let i = 1; i < slots.length; i++) {
     if (!counts[i] || counts[i][0] || !counts[best] || counts[best][0]) continue
@@ -465,7 +450,7 @@ export async function verifyClose(pool: NodePool, source: SlotEndpoint, target: 
     })
   }
   // a count that fails says nothing either way: the slot is left out of the comparison
-  const counts = await countKeys(pool, target, slots).catch(() => [])
+  const counts = await clusterCalls(pool, target, slots.map((slot) => ['COUNTKEYSINSLOT', slot])).catch(() => [])
   return new Map(slots.flatMap((slot, i): Array<[number, number]> => (counts[i] && !counts[i][0] ? [[slot, Number(counts[i][1])]] : [])))
 }
 
