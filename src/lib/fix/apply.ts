@@ -57,7 +57,7 @@ import {waitForClusterOk} from '../cluster/wait.js'
 import {SlotctlError, errorMessage} from '../core/errors.js'
 import {moveSlotKeys} from '../migrate/key-mover.js'
 import {type SlotEndpoint, claimThenHandDown, raiseEpochAbove} from '../migrate/slot-protocol.js'
-import {handsBackTakenSlots, readServerFeaturesOf} from '../cluster/server-info.js'
+import {type ServerFeatures, handsBackTakenSlots, readServerFeaturesOf} from '../cluster/server-info.js'
 import type {MasterEvidence, SlotEvidence, SlotFix} from '../plan/fix.js'
 import {type ClusterNode, parseClusterNodes, slotOwners} from '../cluster/topology.js'
 
@@ -341,7 +341,9 @@ class FixRunner {
     for (const fix of fixes) byDestination.set(fix.destination, [...(byDestination.get(fix.destination) ?? []), fix])
     const claiming = [...byDestination.entries()].filter(([, own]) => own.some((fix) => fix.claimsSlot)).map(([id]) => id)
     const epochs = claiming.length > 0 ? await this.epochs(liveMasters) : new Map<string, Error | number>()
-    const handsDown = await this.handsDownSetslot(claiming)
+    // one INFO server per master serves both the destinations' hand-down and learnByGossip
+    const features = fixes.length > 0 ? await this.featuresOf([...new Set([...liveMasters, ...claiming])]) : new Map<string, ServerFeatures>()
+    const handsDown = new Set(claiming.filter((id) => features.get(id)?.replicatedSetslot))
     await mapLimit([...byDestination.entries()], NODE_PARALLELISM, async ([id, own]) => {
       try {
         if (own.some((fix) => fix.claimsSlot)) await raiseEpochAbove(this.pool, this.endpoint(id), epochFloor(id, epochs, this.downEpoch))
@@ -359,7 +361,7 @@ class FixRunner {
     })
     const failed = new Set(failures.map((failure) => failure.slot))
     const rest = fixes.filter((fix) => !failed.has(fix.slot))
-    const learning = await this.learnByGossip(rest, liveMasters)
+    const learning = await this.learnByGossip(rest, liveMasters, features)
     await mapLimit(liveMasters, NODE_PARALLELISM, async (id) => {
       failures.push(...(await this.tell(id, rest.filter((fix) => fix.destination !== id && !learning.get(id)?.has(fix.slot)))))
     })
@@ -386,12 +388,11 @@ class FixRunner {
    * master that is down (no ping of its marks anything), or that imports or migrates the slot
    * (an importing node ignores claims), is told at once, as on every other server.
    */
-  private async learnByGossip(fixes: readonly SlotFix[], liveMasters: readonly string[]): Promise<Map<string, Set<number>>> {
+  private async learnByGossip(fixes: readonly SlotFix[], liveMasters: readonly string[], features: ReadonlyMap<string, ServerFeatures>): Promise<Map<string, Set<number>>> {
     const learning = new Map<string, Set<number>>()
     if (fixes.length === 0) return learning
-    const features = await readServerFeaturesOf(this.pool, liveMasters.map((id) => this.endpoint(id).address)).catch(() => new Map())
     const affected = liveMasters.filter((id) => {
-      const found = features.get(this.endpoint(id).address)
+      const found = features.get(id)
       return found !== undefined && handsBackTakenSlots(found)
     })
     const live = new Set(liveMasters)
@@ -439,11 +440,16 @@ class FixRunner {
     return failures
   }
 
-  /** Destinations (by id) that hand SETSLOT to their replicas before applying it (Valkey >= 8); unreadable counts as no. */
-  private async handsDownSetslot(ids: readonly string[]): Promise<Set<string>> {
-    if (ids.length === 0) return new Set()
-    const features = await readServerFeaturesOf(this.pool, ids.map((id) => this.endpoint(id).address)).catch(() => new Map())
-    return new Set(ids.filter((id) => features.get(this.endpoint(id).address)?.replicatedSetslot))
+  /**
+   * Server features by node id; a node that cannot be read is left out, which counts as
+   * neither handing SETSLOT down (Valkey >= 8) nor having redis#12564.
+   */
+  private async featuresOf(ids: readonly string[]): Promise<Map<string, ServerFeatures>> {
+    const byAddress = await readServerFeaturesOf(this.pool, ids.map((id) => this.endpoint(id).address)).catch(() => new Map<string, ServerFeatures>())
+    return new Map(ids.flatMap((id): Array<[string, ServerFeatures]> => {
+      const found = byAddress.get(this.endpoint(id).address)
+      return found ? [[id, found]] : []
+    }))
   }
 
   /** The backstop after the close: no live master but the destination may hold a key of a repaired slot. */
